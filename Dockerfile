@@ -1,0 +1,19 @@
+# Fovea dashboard with the embedded demo models. CPU by default; on a CUDA host run with --gpus all.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    FOVEA_HOST=0.0.0.0 FOVEA_PORT=8000 FOVEA_DATA_DIR=/data
+
+WORKDIR /srv/fovea
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY frontend ./frontend
+COPY model_store ./model_store
+RUN pip install -e . && useradd --create-home fovea && mkdir -p /data && chown fovea /data
+
+USER fovea
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health')"
+CMD ["fovea", "serve"]

@@ -1,0 +1,1 @@
+"""The web layer: thin FastAPI routers over the store and the engine."""

@@ -1,0 +1,53 @@
+"""The application factory. Nothing heavy happens at import: models load in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from app import __version__
+from app.api.errors import install_error_handlers
+from app.api.routers import meta, models, pages
+from app.engine.devices import resolve_device
+from app.settings import FRONTEND_DIR, Settings
+from app.store.store import load_store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.device = resolve_device(settings.device)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.store = await run_in_threadpool(load_store, settings)
+        yield
+
+    app = FastAPI(
+        title="Fovea",
+        version=__version__,
+        description="See what the neurons and features of convolutional networks respond to.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(meta.router)
+    app.include_router(models.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
+
+    @app.middleware("http")
+    async def revalidate_static(request, call_next):
+        response = await call_next(request)
+        if request.url.path.startswith("/static/"):
+            # Modules import each other by plain URLs; revalidating keeps an upgraded front end coherent.
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    return app

@@ -1,0 +1,61 @@
+"""One JSON error shape for every error the API answers: `{"error": {"code", "message", "detail"}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import FoveaError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: dict = {}
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, **detail) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, detail=detail))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FoveaError)
+    async def fovea_error(_request: Request, exc: FoveaError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, **exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+            for error in exc.errors()
+        ]
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(422, "invalid_input", message, problems=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, "not_found", f"no such page or endpoint: {request.url.path}",
+                                  path=request.url.path)
+        if exc.status_code == 405:
+            return error_response(405, "method_not_allowed",
+                                  f"{request.method} is not allowed on {request.url.path}")
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error",
+                              f"unexpected {type(exc).__name__}; this is a bug in Fovea, please report it")

@@ -1,0 +1,177 @@
+"""The `fovea` command: serve the dashboard, inspect the model store, make the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app import __version__
+from app.errors import FoveaError
+from app.settings import BUILTIN_MODEL_DIR, Settings
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override FOVEA_* environment variables)")
+    group.add_argument("--data-dir", type=Path, help="where Fovea writes everything (FOVEA_DATA_DIR)")
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (FOVEA_DEVICE)")
+    group.add_argument("--model-dir", dest="model_dirs", type=Path, action="append",
+                       help="an extra folder of model cards; repeat for more (FOVEA_MODEL_DIRS)")
+    group.add_argument("--no-builtin-models", dest="builtin_models", action="store_false", default=None,
+                       help="skip the bundled demo models (FOVEA_BUILTIN_MODELS=false)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fovea", description="Explore what CNN neurons respond to.")
+    parser.add_argument("--version", action="version", version=f"fovea {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the dashboard and the API")
+    serve.add_argument("--host", help="interface to listen on (FOVEA_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (FOVEA_PORT, default 8000)")
+    _settings_flags(serve)
+    serve.set_defaults(handler=_serve)
+
+    models = commands.add_parser("models", help="list the model store, inspect a model, checksum a file")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
+    listing = models_commands.add_parser("list", help="every model card and whether it loads (default)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _settings_flags(listing)
+    inspect = models_commands.add_parser("inspect", help="one model: its card and layers with shapes")
+    inspect.add_argument("model", help="model id")
+    inspect.add_argument("--all", action="store_true", help="every explorable layer, not only the defaults")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    _settings_flags(inspect)
+    checksum = models_commands.add_parser("checksum", help="the sha256 to put in a card's weights.sha256")
+    checksum.add_argument("file", type=Path)
+    _settings_flags(models)
+    models.set_defaults(handler=_models, json=False)
+
+    demo = commands.add_parser("demo", help="generate the demo dataset or retrain the demo models")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    generate = demo_commands.add_parser("generate", help="write demo images and concept masks to disk")
+    generate.add_argument("--split", choices=["heldout", "train", "all"], default="heldout")
+    generate.add_argument("--count", type=int, help="images per split (default: the full split)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--out", type=Path, help="folder (default: DATA_DIR/datasets/demo-shapes)")
+    _settings_flags(generate)
+    train = demo_commands.add_parser("train", help="train the demo models and write their cards")
+    train.add_argument("--model", choices=["all", "shapes-cnn", "shapes-mobilenet"], default="all")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=BUILTIN_MODEL_DIR,
+                       help=f"where weights and cards go (default: {BUILTIN_MODEL_DIR})")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    names = ("data_dir", "device", "model_dirs", "builtin_models", "host", "port")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        return args.handler(args, settings) or 0
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"fovea: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    except FoveaError as exc:
+        print(f"fovea: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.main import serve
+
+    serve(settings)
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    action = args.models_command or "list"
+    if action == "checksum":
+        from app.store.checkpoints import sha256_file
+
+        if not args.file.is_file():
+            raise FoveaError(f"{args.file} is not a file")
+        print(sha256_file(args.file))
+        return 0
+    from app.store.store import load_store
+
+    logging.getLogger("app.store").setLevel(logging.CRITICAL)  # the table below reports every failure
+    store = load_store(settings)
+    if action == "list":
+        return _print_model_list(store, args.json)
+    model = store.get(args.model)
+    if args.json:
+        from app.api.schemas import model_detail
+
+        print(model_detail(model).model_dump_json(indent=2))
+        return 0 if model.ready else 1
+    return _print_model(model, args.all)
+
+
+def _print_model_list(store, as_json: bool) -> int:
+    from app.api.schemas import model_summary
+
+    if as_json:
+        print(json.dumps([model_summary(m).model_dump() for m in store], indent=2))
+    elif len(store) == 0:
+        print("no model cards found")
+    for model in ([] if as_json else store):
+        if model.ready:
+            print(f"{model.id:<24} ready  {model.card.name} ({len(model.layers)} layers, "
+                  f"{model.parameters:,} parameters, {model.device})")
+        else:
+            print(f"{model.id:<24} ERROR  {model.error}")
+    return 0 if all(model.ready for model in store) else 1
+
+
+def _print_model(model, show_all: bool) -> int:
+    if not model.ready:
+        print(f"{model.id}: ERROR {model.error}")
+        return 1
+    card, prep = model.card, model.preprocessing
+    print(f"{card.name} [{model.id}] from {model.card_path}")
+    print(f"  input {prep.size[0]}x{prep.size[1]}, mean {prep.mean}, std {prep.std}")
+    print(f"  {len(model.labels)} classes, {model.parameters:,} parameters, on {model.device}")
+    layers = [info for info in model.layers if show_all or info.default]
+    print(f"  {len(layers)} of {len(model.layers)} explorable layers"
+          f"{'' if show_all else ' (the default selection; --all for every one)'}:")
+    width = max((len(info.name) for info in layers), default=5)
+    print(f"    {'layer':<{width}}  {'type':<22} {'C x H x W':>16} {'params':>10}")
+    for info in layers:
+        shape = "x".join(str(s) for s in info.shape)
+        print(f"    {info.name:<{width}}  {info.type:<22} {shape:>16} {info.parameters:>10,}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo_command == "train":
+        from app.demo.recipes import RECIPES, train_recipes
+
+        ids = list(RECIPES) if args.model == "all" else [args.model]
+        started = time.perf_counter()
+        train_recipes(ids, args.out, seed=args.seed)
+        print(f"trained {', '.join(ids)} in {time.perf_counter() - started:.0f} s; cards in {args.out}")
+        return 0
+    from app.demo.dataset import SPLIT_SIZES, write_split
+
+    out = args.out or settings.data_dir / "datasets" / "demo-shapes"
+    splits = ["heldout", "train"] if args.split == "all" else [args.split]
+    for split in splits:
+        count = args.count or SPLIT_SIZES[split]
+        started = time.perf_counter()
+        target = write_split(out, split, count, seed=args.seed)
+        print(f"{split}: {count} images in {time.perf_counter() - started:.1f} s -> {target}")
+    return 0

@@ -1,0 +1,1 @@
+"""The embedded demo: a procedural shapes dataset with concept masks, and two small models trained on it."""

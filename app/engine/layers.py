@@ -1,0 +1,82 @@
+"""Layer discovery: which modules of a model output an (n, c, h, w) map, their shapes, and a sensible
+default selection, found with one dry forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from app.engine.hooks import forward_hooks
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str  # the dotted path of `named_modules()`, e.g. "layer4.1.conv2"
+    type: str  # the module's class name
+    shape: tuple[int, int, int]  # (c, h, w) of its output for one input image
+    parameters: int  # parameters of the module and its children
+    default: bool  # part of the default selection
+
+    @property
+    def units(self) -> int:
+        return self.shape[0]
+
+
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
+
+
+def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerInfo], torch.Tensor]:
+    """Every module whose output is a 4-d tensor, in `named_modules()` order, plus the model's output on `example`.
+
+    The default selection holds the modules reached from the model through `Sequential` containers
+    only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
+    that are containers or convolutions, with spatial size above 1x1. When two selected modules return
+    the very same tensor (a stage and its last block), the shallower name is kept: `layer4`, not
+    `layer4.1`.
+    """
+    modules = dict(model.named_modules())
+    outputs: dict[str, torch.Tensor] = {}
+
+    def record(name: str, output) -> None:
+        if isinstance(output, torch.Tensor) and output.dim() == 4 and name not in outputs:
+            outputs[name] = output
+
+    with forward_hooks(model, [name for name in modules if name], record), torch.no_grad():
+        result = model(example)
+
+    defaults = _default_selection(modules, outputs)
+    layers = [
+        LayerInfo(
+            name=name,
+            type=type(modules[name]).__name__,
+            shape=tuple(int(s) for s in output.shape[1:]),
+            parameters=sum(p.numel() for p in modules[name].parameters()),
+            default=name in defaults,
+        )
+        for name in modules if name in outputs
+        for output in (outputs[name],)
+    ]
+    return layers, result
+
+
+def _default_selection(modules: dict[str, nn.Module], outputs: dict[str, torch.Tensor]) -> set[str]:
+    def reached_through_sequentials(name: str) -> bool:
+        parts = name.split(".")
+        return all(isinstance(modules[".".join(parts[:i])], nn.Sequential) for i in range(1, len(parts)))
+
+    def is_candidate(name: str) -> bool:
+        module = modules[name]
+        is_container = next(module.children(), None) is not None
+        return (is_container or isinstance(module, _CONVOLUTIONS)) and reached_through_sequentials(name)
+
+    chosen = [name for name, output in outputs.items()
+              if output.shape[2] * output.shape[3] > 1 and is_candidate(name)]
+    # Keep the shallowest name among modules that return the same tensor object.
+    by_tensor: dict[int, str] = {}
+    for name in chosen:
+        key = id(outputs[name])
+        if key not in by_tensor or name.count(".") < by_tensor[key].count("."):
+            by_tensor[key] = name
+    return set(by_tensor.values())

@@ -1,0 +1,30 @@
+"""Turn PIL images into the normalised tensors a model expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    size: tuple[int, int]  # (h, w) fed to the model
+    resize: int | None  # shorter side before the centre crop; None: resize straight to `size` when needed
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """One RGB image -> (3, h, w) float tensor."""
+        image = image.convert("RGB")
+        if self.resize is not None:
+            image = TF.resize(image, self.resize, interpolation=TF.InterpolationMode.BILINEAR)
+            image = TF.center_crop(image, list(self.size))
+        elif (image.height, image.width) != self.size:
+            image = TF.resize(image, list(self.size), interpolation=TF.InterpolationMode.BILINEAR)
+        return TF.normalize(TF.to_tensor(image), list(self.mean), list(self.std))
+
+    def batch(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self(image) for image in images])

@@ -1,0 +1,54 @@
+"""Every error Fovea raises on purpose. A leaf module: it imports nothing from the app.
+
+The API turns any `FoveaError` into one JSON shape, `{"error": {"code", "message", "detail"}}`, with the
+class's HTTP status; the CLI prints the message. Messages name the bad value and say what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FoveaError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **detail: Any):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotFound(FoveaError):
+    status_code = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class LayerNotFound(NotFound):
+    code = "layer_not_found"
+
+
+class ModelUnavailable(FoveaError):
+    """The model exists but failed to load; its card or weights need fixing."""
+
+    status_code = 409
+    code = "model_unavailable"
+
+
+class InvalidInput(FoveaError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class ModelCardError(FoveaError):
+    """A model card, its architecture or its weights cannot be used. Raised while loading the store."""
+
+    code = "model_card_error"
+
+
+class WeightsError(ModelCardError):
+    code = "weights_error"

@@ -1,0 +1,81 @@
+"""Settings: one typed table, and the only place that reads the environment.
+
+Every field reads `FOVEA_<NAME>` (for example `FOVEA_DATA_DIR`); CLI flags override the environment.
+The README's settings table is checked against this class by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bundled(name: str) -> Path:
+    """A folder shipped beside the package: inside a built wheel it is `app/_bundled/<name>`, in a source
+    checkout (editable install, Docker) the repository's top-level folder."""
+    inside_wheel = Path(__file__).resolve().parent / "_bundled" / name
+    return inside_wheel if inside_wheel.is_dir() else PROJECT_ROOT / name
+
+
+BUILTIN_MODEL_DIR = _bundled("model_store")
+FRONTEND_DIR = _bundled("frontend")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOVEA_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(
+        default=Path.home() / ".fovea",
+        description="Where Fovea writes everything it makes (demo datasets, atlases, uploads).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `fovea serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `fovea serve` listens on.")
+    device: str = Field(
+        default="auto",
+        description="Where models run: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:N` or `mps`.",
+    )
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra folders of model cards (`*.toml`), separated by `" + os.pathsep + "` in the environment.",
+    )
+    builtin_models: bool = Field(
+        default=True, description="Load the cards in the bundled `model_store/` (the demo models)."
+    )
+    torch_threads: int = Field(
+        default=0, ge=0, description="CPU threads PyTorch may use; 0 keeps PyTorch's default."
+    )
+    max_weights_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Largest weights file a card may name, in bytes."
+    )
+    log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value):
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"unknown log level {value!r}; use debug, info, warning or error")
+        return value.lower()
+
+    def card_dirs(self) -> list[Path]:
+        return ([BUILTIN_MODEL_DIR] if self.builtin_models else []) + list(self.model_dirs)

@@ -1,0 +1,1 @@
+"""The model store: model cards, safe weight loading and the loaded models."""

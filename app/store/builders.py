@@ -1,0 +1,118 @@
+"""Build a card's module and put its weights in, on the CPU."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+import urllib.error
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from app.errors import ModelCardError, WeightsError
+from app.store.cards import Architecture, ModelCard
+from app.store.checkpoints import fit_state_dict, read_checkpoint, sha256_file
+
+
+def build_module(architecture: Architecture, card_dir: Path) -> nn.Module:
+    if architecture.torchvision is not None:
+        builder = _torchvision_builder(architecture.torchvision)
+        where = f"architecture.torchvision {architecture.torchvision!r}"
+    else:
+        builder = _import_callable(architecture.callable, card_dir)
+        where = f"architecture.callable {architecture.callable!r}"
+    try:
+        module = builder(**architecture.kwargs)
+    except Exception as exc:
+        raise ModelCardError(f"{where} failed with kwargs {architecture.kwargs}: {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise ModelCardError(f"{where} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def load_weights(module: nn.Module, card: ModelCard, card_dir: Path, max_bytes: int) -> str | None:
+    """Load the card's weights into `module`; return the checked sha256 of a local file (None otherwise)."""
+    if card.weights.torchvision is not None:
+        fit_state_dict(module, _torchvision_state_dict(card), f"torchvision weights {card.weights.torchvision}")
+        return None
+    path = weights_path(card, card_dir)
+    if not path.is_file():
+        raise WeightsError(f"weights.file: {path} does not exist", file=str(path))
+    if path.stat().st_size > max_bytes:
+        raise WeightsError(f"weights.file: {path} is {path.stat().st_size} bytes, over the "
+                           f"max_weights_bytes setting ({max_bytes})", file=str(path))
+    checksum = sha256_file(path)
+    if card.weights.sha256 is not None and checksum != card.weights.sha256:
+        raise WeightsError(
+            f"weights.sha256 mismatch for {path}: the card says {card.weights.sha256}, the file has {checksum}. "
+            "The file changed or the card is stale; fix whichever is wrong.",
+            file=str(path), expected=card.weights.sha256, actual=checksum,
+        )
+    fit_state_dict(module, read_checkpoint(path), str(path))
+    return checksum
+
+
+def weights_path(card: ModelCard, card_dir: Path) -> Path:
+    path = Path(card.weights.file).expanduser()
+    return path if path.is_absolute() else card_dir / path
+
+
+def torchvision_weights(card: ModelCard):
+    """The torchvision weights enum member a card names (its meta gives labels and preprocessing)."""
+    name = card.architecture.torchvision
+    if name is None:
+        raise ModelCardError("weights.torchvision needs architecture.torchvision (the builder the weights belong to)")
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        return enum[card.weights.torchvision]
+    except KeyError:
+        valid = ", ".join(member.name for member in enum)
+        raise ModelCardError(f"weights.torchvision: {name} has no weights {card.weights.torchvision!r}; "
+                             f"valid: {valid}") from None
+
+
+def _torchvision_state_dict(card: ModelCard) -> dict[str, torch.Tensor]:
+    weights = torchvision_weights(card)
+    try:
+        # torchvision's own loader unpickles with weights_only=False (torch.hub's default); ask for True.
+        return torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", check_hash=True,
+                                                  weights_only=True, progress=False)
+    except (urllib.error.URLError, OSError) as exc:
+        raise WeightsError(
+            f"weights.torchvision: could not download {weights} from {weights.url} ({exc}). The first load "
+            f"needs internet access; the file is then cached in {torch.hub.get_dir()}/checkpoints. "
+            "Offline, download it elsewhere and name it with weights.file instead."
+        ) from None
+
+
+def _torchvision_builder(name: str):
+    try:
+        return torchvision.models.get_model_builder(name)
+    except ValueError:
+        known = torchvision.models.list_models()
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; see torchvision.models.list_models()"
+        raise ModelCardError(f"architecture.torchvision: unknown torchvision model {name!r}{hint}") from None
+
+
+def _import_callable(spec: str, card_dir: Path):
+    module_name, _, attribute = spec.partition(":")
+    # The card's folder is importable while the module loads, so a `my_net.py` beside the card works.
+    sys.path.insert(0, str(card_dir))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ModelCardError(f"architecture.callable: cannot import {module_name!r}: {exc}") from None
+    finally:
+        sys.path.remove(str(card_dir))
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ModelCardError(f"architecture.callable: module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ModelCardError(f"architecture.callable: {spec!r} is not callable")
+    return target

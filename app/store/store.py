@@ -1,0 +1,189 @@
+"""The model store: every card found, each loaded into a ready model or kept with the error that stopped it.
+
+One broken card never stops the others from loading; it is listed with its error instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from app.engine.devices import resolve_device
+from app.engine.layers import LayerInfo, discover_layers
+from app.engine.preprocess import Preprocessing
+from app.errors import FoveaError, LayerNotFound, ModelCardError, ModelNotFound, ModelUnavailable
+from app.settings import Settings
+from app.store.builders import build_module, load_weights, torchvision_weights
+from app.store.cards import ModelCard, read_card
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A card and what became of it. `status` is "ready" (module, layers and labels set) or "error"."""
+
+    id: str
+    card_path: Path
+    card: ModelCard | None = None
+    status: str = "error"
+    error: str | None = None
+    module: nn.Module | None = None
+    device: torch.device | None = None
+    preprocessing: Preprocessing | None = None
+    layers: list[LayerInfo] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    weights_sha256: str | None = None
+    load_seconds: float = 0.0
+    # One owner per model: a hook on a shared module would see every concurrent forward.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters()) if self.module is not None else 0
+
+    def layer(self, name: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == name:
+                return info
+        close = difflib.get_close_matches(name, [info.name for info in self.layers], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise LayerNotFound(f"model {self.id!r} has no explorable layer {name!r}{hint}",
+                            model=self.id, layer=name, suggestions=close)
+
+
+class ModelStore:
+    def __init__(self, models: dict[str, LoadedModel]):
+        self._models = models
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def get(self, model_id: str) -> LoadedModel:
+        if model_id not in self._models:
+            known = ", ".join(sorted(self._models)) or "none"
+            raise ModelNotFound(f"no model {model_id!r}; known models: {known}", model=model_id,
+                                known=sorted(self._models))
+        return self._models[model_id]
+
+    def ready(self, model_id: str) -> LoadedModel:
+        model = self.get(model_id)
+        if not model.ready:
+            raise ModelUnavailable(f"model {model_id!r} failed to load: {model.error}", model=model_id)
+        return model
+
+
+def load_store(settings: Settings) -> ModelStore:
+    """Read every `*.toml` card in the configured folders and load each model."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    models: dict[str, LoadedModel] = {}
+    for folder in settings.card_dirs():
+        if not folder.is_dir():
+            log.warning("model card folder %s does not exist; skipped", folder)
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            loaded = load_model(path, device, settings.max_weights_bytes)
+            if loaded.id in models:
+                first = models[loaded.id].card_path
+                loaded = LoadedModel(id=f"{loaded.id}@{path.name}", card_path=path,
+                                     error=f"duplicate model id {loaded.id!r}: already defined by {first}")
+            models[loaded.id] = loaded
+            if loaded.ready:
+                log.info("model %s ready on %s (%.1f s)", loaded.id, device, loaded.load_seconds)
+            else:
+                log.error("model %s not loaded: %s", loaded.id, loaded.error)
+    return ModelStore(models)
+
+
+def load_model(card_path: Path, device: torch.device, max_weights_bytes: int) -> LoadedModel:
+    """Load one card; any problem becomes the returned model's `error` rather than an exception."""
+    started = time.perf_counter()
+    loaded = LoadedModel(id=card_path.stem, card_path=card_path)
+    try:
+        card = read_card(card_path)
+        loaded.id, loaded.card = card.id, card
+        module = build_module(card.architecture, card_path.parent)
+        loaded.weights_sha256 = load_weights(module, card, card_path.parent, max_weights_bytes)
+        # Served models are never mutated: eval mode and frozen parameters, once, here.
+        module.eval().requires_grad_(False).to(device)
+        preprocessing = _preprocessing(card)
+        example = torch.zeros(1, 3, *preprocessing.size, device=device)
+        layers, output = discover_layers(module, example)
+        num_classes = _check_output(output)
+        loaded.labels = _labels(card, card_path.parent, num_classes)
+        loaded.layers = _apply_declared_layers(card, layers)
+        loaded.module, loaded.device, loaded.preprocessing = module, device, preprocessing
+        loaded.status, loaded.error = "ready", None
+    except FoveaError as exc:
+        loaded.error = exc.message
+    except Exception as exc:  # a user's module can fail in any way during the dry forward pass
+        loaded.error = f"{type(exc).__name__} during loading: {exc}"
+    loaded.load_seconds = time.perf_counter() - started
+    return loaded
+
+
+def _preprocessing(card: ModelCard) -> Preprocessing:
+    spec = card.input
+    size, resize, mean, std = spec.size, spec.resize, spec.mean, spec.std
+    if card.weights.torchvision is not None:
+        preset = torchvision_weights(card).transforms()
+        size = size or (preset.crop_size[0], preset.crop_size[0])
+        resize = resize or preset.resize_size[0]
+        mean, std = mean or tuple(preset.mean), std or tuple(preset.std)
+    return Preprocessing(size=tuple(size), resize=resize, mean=tuple(mean), std=tuple(std))
+
+
+def _check_output(output) -> int:
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ModelCardError(f"the model's output is {shape}; Fovea expects class scores of shape (n, classes)")
+    return int(output.shape[1])
+
+
+def _labels(card: ModelCard, card_dir: Path, num_classes: int) -> list[str]:
+    if card.labels.names is not None:
+        names, source = card.labels.names, "labels.names"
+    elif card.labels.file is not None:
+        path = Path(card.labels.file).expanduser()
+        path = path if path.is_absolute() else card_dir / path
+        try:
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            raise ModelCardError(f"labels.file: cannot read {path}: {exc}") from None
+        source = f"labels.file {path}"
+    elif card.weights.torchvision is not None:
+        names, source = list(torchvision_weights(card).meta["categories"]), "the torchvision weights"
+    else:
+        return [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ModelCardError(f"{source} gives {len(names)} class names but the model outputs {num_classes} classes")
+    return names
+
+
+def _apply_declared_layers(card: ModelCard, layers: list[LayerInfo]) -> list[LayerInfo]:
+    if card.layers is None:
+        return layers
+    names = [info.name for info in layers]
+    for name in card.layers:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ModelCardError(f"layers: {name!r} is not a module of this model with an (n, c, h, w) output{hint}")
+    declared = set(card.layers)
+    return [replace(info, default=info.name in declared) for info in layers]

@@ -1,0 +1,34 @@
+// Safe HTML building: every interpolated value is escaped unless wrapped in raw().
+
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+export function escapeHtml(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ESCAPES[c]);
+}
+
+class Raw {
+  constructor(text) { this.text = text; }
+  toString() { return this.text; }
+}
+
+/** Mark a string as already-safe HTML (the output of html`` or a constant). */
+export function raw(text) { return new Raw(text); }
+
+function render(value) {
+  if (value instanceof Raw) return value.text;
+  if (Array.isArray(value)) return value.map(render).join("");
+  return escapeHtml(value);
+}
+
+/** Tagged template: html`<p>${userText}</p>` escapes userText; arrays and raw() nest. */
+export function html(strings, ...values) {
+  let out = strings[0];
+  values.forEach((value, i) => { out += render(value) + strings[i + 1]; });
+  return new Raw(out);
+}
+
+export function formatCount(n) {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(n >= 1e4 ? 0 : 1)}k`;
+  return String(n);
+}

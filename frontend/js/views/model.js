@@ -1,0 +1,93 @@
+// Model page: the card's facts and every explorable layer with its output shape.
+// View state (the layer filter and "all layers") lives in the URL query.
+
+import { getJson } from "../api.js";
+import { formatCount, html } from "../dom.js";
+import { navigate } from "../router.js";
+import { apiUrl, pageUrl } from "../urls.js";
+
+export async function mountModel(root, { params, query, signal }) {
+  root.innerHTML = html`<p class="muted">Loading ${params.model}…</p>`;
+  const model = await getJson(apiUrl.model(params.model), { signal });
+  const state = { q: query.q ?? "", all: query.all === "1" };
+
+  root.innerHTML = html`
+    <section class="model-head">
+      <div class="title-row">
+        <h1>${model.name}</h1>
+        <span class="badge badge-${model.status}">${model.status}</span>
+      </div>
+      <p class="model-id"><code>${model.id}</code> · card <code>${model.card}</code></p>
+      ${model.description ? html`<p class="model-desc">${model.description}</p>` : ""}
+      ${model.status === "ready" ? facts(model) : html`<p class="error-text">${model.error}</p>`}
+    </section>
+    ${model.status === "ready" ? html`
+      <section class="layers">
+        <div class="layers-bar">
+          <h2>Layers</h2>
+          <label class="filter"><span class="sr-only">Filter layers</span>
+            <input type="search" name="q" placeholder="Filter layers" value="${state.q}" autocomplete="off">
+          </label>
+          <label class="toggle"><input type="checkbox" name="all" ${state.all ? "checked" : ""}> all layers</label>
+        </div>
+        <p class="muted layers-count" aria-live="polite"></p>
+        <div class="table-wrap">
+          <table class="layer-table">
+            <thead><tr><th>Layer</th><th>Type</th><th class="num">Units</th><th class="num">Map</th><th class="num hide-narrow">Params</th></tr></thead>
+            <tbody></tbody>
+          </table>
+        </div>
+      </section>` : ""}`;
+
+  if (model.status === "ready") {
+    const body = root.querySelector("tbody");
+    const count = root.querySelector(".layers-count");
+    const update = () => {
+      const needle = state.q.trim().toLowerCase();
+      const shown = model.layers.filter((layer) => (state.all || layer.default)
+        && (!needle || layer.name.toLowerCase().includes(needle) || layer.type.toLowerCase().includes(needle)));
+      body.innerHTML = html`${shown.map(layerRow)}`;
+      count.textContent = `${shown.length} of ${model.layers.length} layers${state.all ? "" : " (default selection)"}`;
+      navigate(pageUrl.model(model.id, { q: state.q, all: state.all }), { replace: true });
+    };
+    root.querySelector("input[name=q]").addEventListener("input", (event) => {
+      state.q = event.target.value;
+      update();
+    }, { signal });
+    root.querySelector("input[name=all]").addEventListener("change", (event) => {
+      state.all = event.target.checked;
+      update();
+    }, { signal });
+    update();
+  }
+  return { title: model.name, crumbs: [{ label: model.name, href: pageUrl.model(model.id) }] };
+}
+
+function facts(model) {
+  const { input, weights } = model;
+  const metrics = Object.entries(model.metrics);
+  return html`
+    <dl class="facts facts-wide">
+      <div><dt>Architecture</dt><dd><code>${model.architecture}</code></dd></div>
+      <div><dt>Parameters</dt><dd>${formatCount(model.parameters)}</dd></div>
+      <div><dt>Input</dt><dd>${input.size.join("×")}${input.resize ? html` (resize ${input.resize})` : ""}</dd></div>
+      <div><dt>Normalisation</dt><dd>mean ${input.mean.map((v) => v.toFixed(3)).join(", ")}; std ${input.std.map((v) => v.toFixed(3)).join(", ")}</dd></div>
+      <div><dt>Weights</dt><dd><code>${weights.name}</code>${weights.verified ? html` <span class="badge badge-ready" title="sha256 ${weights.sha256}">verified</span>` : ""}</dd></div>
+      <div><dt>Device</dt><dd>${model.device}</dd></div>
+      ${metrics.map(([key, value]) => html`<div><dt>${key.replaceAll("_", " ")}</dt><dd>${typeof value === "number" && value <= 1 ? `${(value * 100).toFixed(1)}%` : value}</dd></div>`)}
+    </dl>
+    <details class="labels"><summary>${model.num_classes} classes</summary>
+      <ol start="0">${model.labels.map((label) => html`<li>${label}</li>`)}</ol>
+    </details>`;
+}
+
+function layerRow(layer) {
+  const [c, h, w] = layer.shape;
+  return html`<tr data-layer="${layer.name}">
+    <td><code>${layer.name}</code>${layer.default ? "" : html` <span class="tag">extra</span>`}</td>
+    <td>${layer.type}</td>
+    <td class="num">${c}</td>
+    <td class="num">${h}×${w}</td>
+    <td class="num hide-narrow">${formatCount(layer.parameters)}</td>
+  </tr>`;
+}

@@ -1,0 +1,28 @@
+// Unit tests of the pure URL module: `node --test frontend/tests/` (run by tests/test_frontend_units.py).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { apiUrl, pageUrl, parseRoute, withQuery } from "../js/urls.js";
+
+test("page URLs round-trip through parseRoute", () => {
+  assert.deepEqual(parseRoute(pageUrl.home()), { view: "home", params: {}, query: {} });
+  const url = pageUrl.model("shapes-cnn", { q: "block 3", all: true });
+  assert.equal(url, "/m/shapes-cnn?all=1&q=block+3");
+  const [path, search] = url.split("?");
+  assert.deepEqual(parseRoute(path, `?${search}`),
+    { view: "model", params: { model: "shapes-cnn" }, query: { all: "1", q: "block 3" } });
+});
+
+test("empty and false query values are dropped, keys sorted", () => {
+  assert.equal(withQuery("/m/x", { z: "", all: false, b: null, a: 0 }), "/m/x?a=0");
+});
+
+test("ids are encoded", () => {
+  assert.equal(apiUrl.model("a/b"), "/api/models/a%2Fb");
+  assert.deepEqual(parseRoute("/m/a%2Fb").params, { model: "a/b" });
+});
+
+test("unknown paths are notfound", () => {
+  assert.equal(parseRoute("/nope").view, "notfound");
+  assert.equal(parseRoute("/m/a/b/c/d").view, "notfound");
+});

@@ -1,0 +1,52 @@
+"""Run `fovea serve` as a real process on a free port, for end-to-end tests over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 90.0):
+    port = free_port()
+    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
+    log = open(data_dir.parent / f"server-{port}.log", "w+")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read()}")
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer within {timeout} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -1,0 +1,89 @@
+"""The JSON API through TestClient: models, layers, health, and one error shape for everything."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+
+
+@pytest.fixture
+def client(write_tiny_card, settings_for, card_dir):
+    write_tiny_card("tiny")
+    write_tiny_card("broken", weights={"sha256": "f" * 64})
+    with TestClient(create_app(settings_for(card_dir))) as test_client:
+        yield test_client
+
+
+def assert_error(response, status: int, code: str, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "detail"}
+    assert body["error"]["code"] == code
+    for word in words:
+        assert word in body["error"]["message"]
+    return body["error"]
+
+
+def test_health(client):
+    body = client.get("/api/health").json()
+    assert body["status"] == "ok" and body["device"] == "cpu"
+    assert (body["models_ready"], body["models_failed"]) == (1, 1)
+
+
+def test_models_list_shows_status_and_errors(client):
+    models = {m["id"]: m for m in client.get("/api/models").json()}
+    assert models["tiny"]["status"] == "ready" and models["tiny"]["error"] is None
+    assert models["tiny"]["architecture"] == "tinynet:tiny_net"
+    assert models["tiny"]["weights"]["verified"] is True
+    assert models["tiny"]["input"]["size"] == [16, 16]
+    assert models["tiny"]["page"] == "/m/tiny"
+    assert models["broken"]["status"] == "error"
+    assert "weights.sha256 mismatch" in models["broken"]["error"]
+
+
+def test_model_detail_has_layers_with_shapes(client):
+    body = client.get("/api/models/tiny").json()
+    layers = {layer["name"]: layer for layer in body["layers"]}
+    assert layers["features.2"] == {"name": "features.2", "type": "Conv2d", "shape": [8, 8, 8], "units": 8,
+                                    "parameters": 4 * 8 * 9 + 8, "default": True}
+    assert body["labels"] == ["red", "green", "blue"]
+    assert body["num_classes"] == 3
+    assert client.get("/api/models/tiny/layers/features.2").json() == layers["features.2"]
+
+
+def test_broken_model_detail_is_served_with_its_error(client):
+    body = client.get("/api/models/broken").json()
+    assert body["status"] == "error" and body["layers"] == []
+
+
+def test_unknown_model_and_layer_are_404_naming_them(client):
+    error = assert_error(client.get("/api/models/nope"), 404, "model_not_found", "'nope'", "known models")
+    assert error["detail"]["model"] == "nope"
+    assert_error(client.get("/api/models/nope/layers/features.2"), 404, "model_not_found", "'nope'")
+    assert_error(client.get("/api/models/tiny/layers/features.22"), 404, "layer_not_found",
+                 "'features.22'", "did you mean features.2")
+    assert_error(client.get("/api/models/broken/layers/features.2"), 409, "model_unavailable", "broken")
+
+
+def test_unknown_routes_and_methods_use_the_error_shape(client):
+    assert_error(client.get("/api/nothing-here"), 404, "not_found", "/api/nothing-here")
+    assert_error(client.post("/api/models"), 405, "method_not_allowed")
+
+
+def test_pages_serve_the_shell(client):
+    for path in ("/", "/m/tiny", "/m/anything-at-all"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert '<script type="module" src="/static/js/app.js' in response.text
+    static = client.get("/static/js/app.js")
+    assert static.status_code == 200 and static.headers["cache-control"] == "no-cache"
+
+
+def test_openapi_documents_every_api_route(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/api/health", "/api/models", "/api/models/{model}", "/api/models/{model}/layers/{layer}"} <= set(
+        spec["paths"])
+    assert client.get("/docs").status_code == 200

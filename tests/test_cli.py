@@ -1,0 +1,56 @@
+"""The `fovea` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from app.cli import main
+from app.store.checkpoints import sha256_file
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "app", "--help"], capture_output=True, text=True, check=True)
+    for command in ("serve", "models", "demo"):
+        assert command in result.stdout
+
+
+def test_models_list_and_inspect(write_tiny_card, card_dir, tmp_path, capsys):
+    write_tiny_card("tiny")
+    write_tiny_card("broken", weights={"sha256": "a" * 64})
+    flags = ["--model-dir", str(card_dir), "--no-builtin-models", "--data-dir", str(tmp_path / "d")]
+    assert main(["models", "list", *flags]) == 1  # a broken card makes the listing fail
+    out = capsys.readouterr().out
+    assert "tiny" in out and "ready" in out
+    assert "broken" in out and "ERROR" in out and "weights.sha256 mismatch" in out
+
+    assert main(["models", "inspect", "tiny", "--all", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "features.2" in out and "8x8x8" in out and "Conv2d" in out
+
+    assert main(["models", "inspect", "tiny", "--json", *flags]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert [layer["shape"] for layer in detail["layers"] if layer["name"] == "features.2"] == [[8, 8, 8]]
+
+    assert main(["models", "inspect", "nope", *flags]) == 1
+    assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_checksum(tmp_path, capsys):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"weights")
+    assert main(["models", "checksum", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == sha256_file(path)
+    assert main(["models", "checksum", str(tmp_path / "missing")]) == 1
+
+
+def test_bad_setting_is_a_clear_error(capsys):
+    assert main(["models", "list", "--device", "tpu"]) == 2
+    assert "setting device: Value error, unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_demo_generate(tmp_path, capsys):
+    assert main(["demo", "generate", "--count", "5", "--out", str(tmp_path)]) == 0
+    assert "heldout: 5 images" in capsys.readouterr().out
+    assert len(list((tmp_path / "heldout" / "masks").iterdir())) == 5

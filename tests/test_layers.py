@@ -1,0 +1,64 @@
+"""Layer discovery on real architectures (random weights): names, shapes, default selection, no hooks left."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from app.engine.hooks import hook_count
+from app.engine.layers import discover_layers
+
+
+def _discover(name: str, size: int = 224):
+    model = torchvision.models.get_model(name, weights=None).eval()
+    layers, output = discover_layers(model, torch.zeros(1, 3, size, size))
+    return model, {info.name: info for info in layers}, output
+
+
+def test_resnet18():
+    model, layers, output = _discover("resnet18")
+    assert output.shape == (1, 1000)
+    defaults = [name for name, info in layers.items() if info.default]
+    assert defaults == ["conv1", "layer1", "layer1.0", "layer2", "layer2.0", "layer3", "layer3.0",
+                        "layer4", "layer4.0"]
+    assert layers["conv1"].shape == (64, 112, 112)
+    assert layers["layer4"].shape == (512, 7, 7)
+    assert layers["layer4"].type == "Sequential"
+    assert layers["layer3.1.conv2"].shape == (256, 14, 14)
+    assert layers["layer3.1.conv2"].type == "Conv2d" and not layers["layer3.1.conv2"].default
+    assert layers["layer3.1.conv2"].parameters == 256 * 256 * 9
+    assert layers["layer4"].parameters == sum(p.numel() for p in model.layer4.parameters())
+    assert layers["avgpool"].shape == (512, 1, 1) and not layers["avgpool"].default
+    assert "fc" not in layers  # a 2-d output is not a map
+    assert "" not in layers  # nor is the model itself
+    assert list(layers)[:3] == ["conv1", "bn1", "relu"]  # named_modules() order
+    assert hook_count(model) == 0
+
+
+def test_mobilenet_v3_small():
+    model, layers, output = _discover("mobilenet_v3_small")
+    assert output.shape == (1, 1000)
+    defaults = [name for name, info in layers.items() if info.default]
+    assert defaults == ["features", "features.0", "features.0.0"] + [f"features.{i}" for i in range(1, 12)] + [
+        "features.12.0"]
+    assert layers["features"].shape == (576, 7, 7)  # the same tensor as features.12: the shallower name wins
+    assert not layers["features.12"].default
+    assert layers["features.1"].shape == (16, 56, 56)
+    assert layers["features.9"].shape == (96, 7, 7)
+    assert layers["features.4.block.2.fc1"].shape[1:] == (1, 1)  # squeeze-excitation maps are listed ...
+    assert not layers["features.4.block.2.fc1"].default  # ... but not selected
+    assert hook_count(model) == 0
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_shapes_follow_input_size(size):
+    _, layers, _ = _discover("resnet18", size)
+    assert layers["layer4"].shape == (512, size // 32, size // 32)
+
+
+def test_hooks_removed_when_forward_fails():
+    model = torchvision.models.get_model("resnet18", weights=None).eval()
+    with pytest.raises(RuntimeError):
+        discover_layers(model, torch.zeros(1, 1, 32, 32))  # wrong channel count
+    assert hook_count(model) == 0
