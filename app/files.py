@@ -16,6 +16,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        tmp.chmod(0o644)  # mkstemp creates files private to the owner; what Fovea writes is meant to be read
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

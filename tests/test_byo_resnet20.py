@@ -5,7 +5,6 @@ at least 0.80 top-1 on the CIFAR-10 test JPEGs."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch

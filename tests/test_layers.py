@@ -20,8 +20,8 @@ def test_resnet18():
     model, layers, output = _discover("resnet18")
     assert output.shape == (1, 1000)
     defaults = [name for name, info in layers.items() if info.default]
-    assert defaults == ["conv1", "layer1", "layer1.0", "layer2", "layer2.0", "layer3", "layer3.0",
-                        "layer4", "layer4.0"]
+    assert defaults == ["conv1", "layer1.0", "layer1", "layer2.0", "layer2", "layer3.0", "layer3",
+                        "layer4.0", "layer4"]
     assert layers["conv1"].shape == (64, 112, 112)
     assert layers["layer4"].shape == (512, 7, 7)
     assert layers["layer4"].type == "Sequential"
@@ -32,7 +32,7 @@ def test_resnet18():
     assert layers["avgpool"].shape == (512, 1, 1) and not layers["avgpool"].default
     assert "fc" not in layers  # a 2-d output is not a map
     assert "" not in layers  # nor is the model itself
-    assert list(layers)[:3] == ["conv1", "bn1", "relu"]  # named_modules() order
+    assert list(layers)[:6] == ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1", "layer1.0.bn1"]  # data flow
     assert hook_count(model) == 0
 
 
@@ -40,8 +40,8 @@ def test_mobilenet_v3_small():
     model, layers, output = _discover("mobilenet_v3_small")
     assert output.shape == (1, 1000)
     defaults = [name for name, info in layers.items() if info.default]
-    assert defaults == ["features", "features.0", "features.0.0"] + [f"features.{i}" for i in range(1, 12)] + [
-        "features.12.0"]
+    assert defaults == ["features.0.0", "features.0"] + [f"features.{i}" for i in range(1, 12)] + [
+        "features.12.0", "features"]
     assert layers["features"].shape == (576, 7, 7)  # the same tensor as features.12: the shallower name wins
     assert not layers["features.12"].default
     assert layers["features.1"].shape == (16, 56, 56)

@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    device = resolve_device(settings.device)  # fail here, before serving, when the device does not exist
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.device = resolve_device(settings.device)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = await run_in_threadpool(load_store, settings)
         yield
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.device = device
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(models.router)

@@ -43,6 +43,7 @@ def write_split(root: Path, split: str, count: int, seed: int = DEFAULT_SEED, si
     target = root / split
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=root))
+    staging.chmod(0o755)  # mkdtemp makes it private to the owner
     try:
         (staging / "masks").mkdir()
         for kind in SHAPE_KINDS:

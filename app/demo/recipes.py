@@ -39,7 +39,7 @@ RECIPES: dict[str, Recipe] = {
             description="A plain VGG-style CNN (the demo's own module, loaded like a user's) trained on "
                         "Fovea's procedural shapes. The class is the kind of the largest shape.",
             architecture={"callable": "app.demo.architectures:shapes_cnn", "kwargs": {"num_classes": 10}},
-            epochs=8,
+            epochs=6,
             lr=0.1,
         ),
         Recipe(
@@ -47,7 +47,7 @@ RECIPES: dict[str, Recipe] = {
             name="MobileNetV3-Small (demo)",
             description="torchvision's mobilenet_v3_small trained from scratch on Fovea's procedural shapes.",
             architecture={"torchvision": "mobilenet_v3_small", "kwargs": {"num_classes": 10}},
-            epochs=12,
+            epochs=10,
             lr=0.1,
         ),
     )
@@ -70,10 +70,10 @@ def train_recipes(recipe_ids: list[str], out_dir: Path, seed: int = DEFAULT_SEED
                        epochs=recipe.epochs, lr=recipe.lr, seed=seed, log=log)
         weights = out_dir / f"{recipe.id}.safetensors"
         state = {key: value.contiguous() for key, value in model.state_dict().items()}
-        atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
+        atomic_write(weights, lambda tmp, state=state: save_file(state, str(tmp)))
         card = card_text(recipe, weights.name, sha256_file(weights), result.heldout_accuracy,
                          result.seconds, seed)
-        atomic_write(out_dir / f"{recipe.id}.toml", lambda tmp: tmp.write_text(card))
+        atomic_write(out_dir / f"{recipe.id}.toml", lambda tmp, card=card: tmp.write_text(card))
         log(f"{recipe.id}: held-out accuracy {result.heldout_accuracy:.4f} in {result.seconds:.0f} s")
         accuracies[recipe.id] = result.heldout_accuracy
     return accuracies

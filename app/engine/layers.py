@@ -28,7 +28,8 @@ _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
 
 
 def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerInfo], torch.Tensor]:
-    """Every module whose output is a 4-d tensor, in `named_modules()` order, plus the model's output on `example`.
+    """Every module whose output is a 4-d tensor, in the order their outputs are produced (data flow:
+    a block's convolutions, then the block, then its stage), plus the model's output on `example`.
 
     The default selection holds the modules reached from the model through `Sequential` containers
     only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
@@ -55,8 +56,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[Layer
             parameters=sum(p.numel() for p in modules[name].parameters()),
             default=name in defaults,
         )
-        for name in modules if name in outputs
-        for output in (outputs[name],)
+        for name, output in outputs.items()
     ]
     return layers, result
 

@@ -94,7 +94,7 @@ def _torchvision_builder(name: str):
     except ValueError:
         known = torchvision.models.list_models()
         close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; see torchvision.models.list_models()"
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
         raise ModelCardError(f"architecture.torchvision: unknown torchvision model {name!r}{hint}") from None
 
 

@@ -61,7 +61,9 @@ class Weights(_Strict):
 
 class InputSpec(_Strict):
     size: tuple[int, int] | None = Field(default=None, description="(height, width) the model is fed.")
-    resize: int | None = Field(default=None, gt=0, description="Shorter side before the centre crop; default: no resize step beyond the crop size.")
+    resize: int | None = Field(
+        default=None, gt=0, description="Shorter side before a centre crop to `size`; default: resize to `size`."
+    )
     mean: tuple[float, float, float] | None = Field(default=None, description="Per-channel normalisation mean.")
     std: tuple[float, float, float] | None = Field(default=None, description="Per-channel normalisation std.")
 

@@ -32,7 +32,7 @@ function modelCard(model) {
         ${model.description ? html`<p class="model-desc">${model.description}</p>` : ""}
         ${model.status === "ready"
           ? html`<dl class="facts">
-              <div><dt>Architecture</dt><dd>${model.architecture}</dd></div>
+              <div class="fact-wide"><dt>Architecture</dt><dd><code>${model.architecture}</code></dd></div>
               <div><dt>Parameters</dt><dd>${formatCount(model.parameters)}</dd></div>
               <div><dt>Input</dt><dd>${model.input.size.join("×")}</dd></div>
               <div><dt>Classes</dt><dd>${model.num_classes}</dd></div>

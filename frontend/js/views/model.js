@@ -33,7 +33,7 @@ export async function mountModel(root, { params, query, signal }) {
         <p class="muted layers-count" aria-live="polite"></p>
         <div class="table-wrap">
           <table class="layer-table">
-            <thead><tr><th>Layer</th><th>Type</th><th class="num">Units</th><th class="num">Map</th><th class="num hide-narrow">Params</th></tr></thead>
+            <thead><tr><th>Layer</th><th class="hide-narrow">Type</th><th class="num">Units</th><th class="num">Map</th><th class="num hide-narrow">Params</th></tr></thead>
             <tbody></tbody>
           </table>
         </div>
@@ -68,7 +68,7 @@ function facts(model) {
   const metrics = Object.entries(model.metrics);
   return html`
     <dl class="facts facts-wide">
-      <div><dt>Architecture</dt><dd><code>${model.architecture}</code></dd></div>
+      <div class="fact-wide"><dt>Architecture</dt><dd><code>${model.architecture}</code></dd></div>
       <div><dt>Parameters</dt><dd>${formatCount(model.parameters)}</dd></div>
       <div><dt>Input</dt><dd>${input.size.join("×")}${input.resize ? html` (resize ${input.resize})` : ""}</dd></div>
       <div><dt>Normalisation</dt><dd>mean ${input.mean.map((v) => v.toFixed(3)).join(", ")}; std ${input.std.map((v) => v.toFixed(3)).join(", ")}</dd></div>
@@ -85,7 +85,7 @@ function layerRow(layer) {
   const [c, h, w] = layer.shape;
   return html`<tr data-layer="${layer.name}">
     <td><code>${layer.name}</code>${layer.default ? "" : html` <span class="tag">extra</span>`}</td>
-    <td>${layer.type}</td>
+    <td class="hide-narrow">${layer.type}</td>
     <td class="num">${c}</td>
     <td class="num">${h}×${w}</td>
     <td class="num hide-narrow">${formatCount(layer.parameters)}</td>
