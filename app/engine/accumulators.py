@@ -1,0 +1,174 @@
+"""Streaming per-unit statistics over a dataset, in memory independent of the number of images.
+
+Each accumulator takes one batch of a layer's activations (n, c, h, w) at a time and can export and
+import its whole state as numpy arrays, so an interrupted index build resumes to bit-identical results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class TopK:
+    """Per unit, the k images with the highest spatial-max activation, with the argmax position and the
+    unit's whole map on each. Ties go to the lower image id, exactly as a stable sort of all images would."""
+
+    def __init__(self, units: int, k: int, map_shape: tuple[int, int]):
+        self.k = k
+        self.values = torch.full((units, k), -math.inf)
+        self.image_ids = torch.full((units, k), -1, dtype=torch.int64)
+        self.positions = torch.full((units, k), -1, dtype=torch.int64)  # flat index y * w + x
+        self.maps = torch.zeros((units, k, *map_shape), dtype=torch.float16)
+
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
+        """`activations` (n, c, h, w) for images `image_ids` (n,), which must exceed every id seen so far."""
+        n, c, h, w = activations.shape
+        flat = activations.reshape(n, c, h * w)
+        batch_values, batch_positions = flat.max(dim=2)  # first maximum in row-major order
+        values = torch.cat([self.values, batch_values.T.float().cpu()], dim=1)  # (c, k + n)
+        # A stable descending sort keeps the existing entries (lower ids) ahead of equal new values.
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
+        ids = torch.cat([self.image_ids, image_ids.view(1, n).expand(c, n).cpu()], dim=1)
+        positions = torch.cat([self.positions, batch_positions.T.cpu()], dim=1)
+        from_batch = order >= self.k
+        maps = self.maps.clone()
+        if from_batch.any():
+            units, slots = from_batch.nonzero(as_tuple=True)
+            images = order[units, slots] - self.k
+            maps[units, slots] = activations[images.to(activations.device), units.to(activations.device)].to(
+                torch.float16).cpu()
+        kept_units, kept_slots = (~from_batch).nonzero(as_tuple=True)
+        maps[kept_units, kept_slots] = self.maps[kept_units, order[kept_units, kept_slots]]
+        self.values = values.gather(1, order)
+        self.image_ids = ids.gather(1, order)
+        self.positions = positions.gather(1, order)
+        self.maps = maps
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"values": self.values.numpy(), "image_ids": self.image_ids.numpy(),
+                "positions": self.positions.numpy(), "maps": self.maps.numpy()}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.values = torch.from_numpy(state["values"].copy())
+        self.image_ids = torch.from_numpy(state["image_ids"].copy())
+        self.positions = torch.from_numpy(state["positions"].copy())
+        self.maps = torch.from_numpy(state["maps"].copy())
+
+
+class ImageStats:
+    """Per unit: count, sum, sum of squares and max of the per-image spatial max and spatial mean (float64),
+    and on how many images the unit is active (spatial max > 0)."""
+
+    def __init__(self, units: int):
+        self.count = 0
+        self.sums = np.zeros((4, units))  # sum max, sum max^2, sum mean, sum mean^2
+        self.maxima = np.full((2, units), -np.inf)  # max of spatial max, max of spatial mean
+        self.active = np.zeros(units, dtype=np.int64)
+
+    def update(self, spatial_max: np.ndarray, spatial_mean: np.ndarray) -> None:
+        """Both (n, c), float64."""
+        self.count += spatial_max.shape[0]
+        self.sums += np.stack([spatial_max.sum(0), (spatial_max ** 2).sum(0),
+                               spatial_mean.sum(0), (spatial_mean ** 2).sum(0)])
+        self.maxima = np.maximum(self.maxima, np.stack([spatial_max.max(0), spatial_mean.max(0)]))
+        self.active += (spatial_max > 0).sum(0)
+
+    def summary(self) -> dict[str, np.ndarray]:
+        n = max(self.count, 1)
+        mean_max, mean_mean = self.sums[0] / n, self.sums[2] / n
+        return {
+            "max_mean": mean_max,
+            "max_std": np.sqrt(np.maximum(self.sums[1] / n - mean_max ** 2, 0.0)),
+            "max_max": self.maxima[0],
+            "mean_mean": mean_mean,
+            "mean_std": np.sqrt(np.maximum(self.sums[3] / n - mean_mean ** 2, 0.0)),
+            "mean_max": self.maxima[1],
+            "fraction_active": self.active / n,
+        }
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"count": np.array(self.count), "sums": self.sums, "maxima": self.maxima, "active": self.active}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.count = int(state["count"])
+        self.sums, self.maxima, self.active = state["sums"].copy(), state["maxima"].copy(), state["active"].copy()
+
+
+_UNSET = -(2**31)  # a histogram exponent before the first batch
+
+
+class Histogram:
+    """Per unit, a histogram of every activation value on [-r, r) with `bins` equal bins, where r is a power
+    of two that doubles (merging bins pairwise, exactly) when a larger value arrives. Quantiles read off it
+    are accurate to one bin width, at most 4 * max|x| / bins."""
+
+    def __init__(self, units: int, bins: int = 2048):
+        assert bins % 4 == 0
+        self.bins = bins
+        self.counts = torch.zeros((units, bins), dtype=torch.int64)
+        self.exponents = torch.full((units,), _UNSET, dtype=torch.int64)  # r = 2 ** exponent
+        self.zeros = torch.zeros(units, dtype=torch.int64)
+
+    def update(self, activations: torch.Tensor) -> None:
+        n, c, h, w = activations.shape
+        values = activations.detach().transpose(0, 1).reshape(c, n * h * w).float()
+        peak = values.abs().amax(dim=1).cpu()
+        needed = torch.frexp(peak).exponent.to(torch.int64)  # the smallest e with 2 ** e > peak
+        self._grow(needed)
+        radius = torch.pow(2.0, self.exponents.double()).float().to(values.device).view(c, 1)
+        index = ((values + radius) * (self.bins / 2) / radius).long().clamp_(0, self.bins - 1)
+        index += torch.arange(c, device=values.device).view(c, 1) * self.bins
+        counts = torch.bincount(index.view(-1), minlength=c * self.bins).view(c, self.bins).cpu()
+        # Exact zeros (most of a ReLU's output) are a point mass, kept apart so quantiles stay exact there.
+        zeros = (values == 0).sum(dim=1).cpu()
+        counts[:, self.bins // 2] -= zeros
+        self.counts += counts
+        self.zeros += zeros
+
+    def _grow(self, target: torch.Tensor) -> None:
+        unset = self.exponents == _UNSET
+        self.exponents[unset] = target[unset]
+        while bool((self.exponents < target).any()):
+            units = (self.exponents < target).nonzero(as_tuple=True)[0]
+            # Doubling r maps old bin i to new bin (i + bins / 2) // 2.
+            old = self.counts[units]
+            merged = old.view(len(units), self.bins // 2, 2).sum(dim=2)
+            fresh = torch.zeros_like(old)
+            fresh[:, self.bins // 4: self.bins // 4 + self.bins // 2] = merged
+            self.counts[units] = fresh
+            self.exponents[units] += 1
+
+    def edges(self, unit: int) -> np.ndarray:
+        radius = 2.0 ** int(self.exponents[unit]) if int(self.exponents[unit]) != _UNSET else 1.0
+        return np.linspace(-radius, radius, self.bins + 1)
+
+    def quantile(self, q: float) -> np.ndarray:
+        """Per unit, the value below which a fraction q of all activations fall (linear within a bin)."""
+        middle = self.bins // 2
+        result = np.zeros(self.counts.shape[0])
+        for unit, (row, zeros) in enumerate(zip(self.counts.double().numpy(), self.zeros.double().numpy())):
+            edges = self.edges(unit)
+            # Bins below zero, the point mass at zero (a bin of width 0), then bins from zero up.
+            counts = np.concatenate([row[:middle], [zeros], row[middle:]])
+            lower = np.concatenate([edges[:middle], [0.0], edges[middle:-1]])
+            upper = np.concatenate([edges[1:middle + 1], [0.0], edges[middle + 1:]])
+            total = counts.sum()
+            if total == 0:
+                continue
+            cumulative = np.cumsum(counts)
+            b = min(int(np.searchsorted(cumulative, q * total, side="left")), len(counts) - 1)
+            below = cumulative[b - 1] if b > 0 else 0.0
+            fraction = (q * total - below) / counts[b] if counts[b] > 0 else 0.0
+            result[unit] = lower[b] + fraction * (upper[b] - lower[b])
+        return result
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts.numpy(), "exponents": self.exponents.numpy(), "zeros": self.zeros.numpy()}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.counts = torch.from_numpy(state["counts"].copy())
+        self.exponents = torch.from_numpy(state["exponents"].copy())
+        self.zeros = torch.from_numpy(state["zeros"].copy())
