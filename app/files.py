@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic writes: a reader sees the old file (or folder) or the new one, never half of either."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,3 +21,14 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished `staging` folder to `target`, replacing any old one with two renames."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)

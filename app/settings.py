@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         default=4 * 1024**3, gt=0, description="Largest weights file a card may name, in bytes."
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    atlas_top_k: int = Field(default=32, ge=1, description="Top images kept per unit by `fovea index` (its --k).")
+    atlas_max_top_k: int = Field(default=256, ge=1, description="Largest k an index build or a request may ask for.")
+    index_batch_size: int = Field(default=64, ge=1, description="Images per forward pass while indexing.")
+    index_workers: int = Field(default=2, ge=0, description="Processes decoding images while indexing (0: inline).")
+    index_histogram_samples: int = Field(
+        default=64, ge=1,
+        description="Activation values per image and unit that feed a unit's histogram and 99.5% quantile.",
+    )
+    index_checkpoint_seconds: float = Field(
+        default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
+    )
 
     @field_validator("model_dirs", mode="before")
     @classmethod

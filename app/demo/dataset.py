@@ -4,7 +4,6 @@ per-pixel concept masks kept beside it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from PIL import Image
 
 from app.demo.render import render
 from app.demo.scenes import DEFAULT_SEED, DEFAULT_SIZE, SHAPE_KINDS, sample_scene
+from app.files import replace_dir
 
 SPLIT_SIZES = {"train": 10_000, "heldout": 2_000}
 # Per-channel statistics of the training split (computed once by `fovea demo train`, stable to 3 decimals).
@@ -62,14 +62,7 @@ def write_split(root: Path, split: str, count: int, seed: int = DEFAULT_SEED, si
         (staging / "dataset.json").write_text(json.dumps(
             {"name": "demo-shapes", "split": split, "count": count, "seed": seed, "size": size,
              "classes": list(SHAPE_KINDS)}, indent=2))
-        # Swap in the finished tree; a reader never sees a half-written split.
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{split}-old-", dir=root))
-            os.replace(target, old / split)
-            os.replace(staging, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, target)
+        replace_dir(staging, target)  # a reader never sees a half-written split
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,28 +23,29 @@ class TopK:
         self.positions = torch.full((units, k), -1, dtype=torch.int64)  # flat index y * w + x
         self.maps = torch.zeros((units, k, *map_shape), dtype=torch.float16)
 
-    def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
-        """`activations` (n, c, h, w) for images `image_ids` (n,), which must exceed every id seen so far."""
-        n, c, h, w = activations.shape
-        flat = activations.reshape(n, c, h * w)
-        batch_values, batch_positions = flat.max(dim=2)  # first maximum in row-major order
-        values = torch.cat([self.values, batch_values.T.float().cpu()], dim=1)  # (c, k + n)
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor,
+               positions: torch.Tensor) -> None:
+        """`activations` (n, c, h, w) of images `image_ids` (n,), all above every id seen so far, with their
+        spatial maxima and flat argmax positions (n, c)."""
+        n, c = maxima.shape
+        maxima, positions = maxima.T.float().cpu(), positions.T.cpu()
+        # Most batches late in a pass change nothing: only a strictly larger value displaces an entry.
+        if not bool((maxima > self.values[:, -1:]).any()):
+            return
+        values = torch.cat([self.values, maxima], dim=1)  # (c, k + n)
         # A stable descending sort keeps the existing entries (lower ids) ahead of equal new values.
         order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
         ids = torch.cat([self.image_ids, image_ids.view(1, n).expand(c, n).cpu()], dim=1)
-        positions = torch.cat([self.positions, batch_positions.T.cpu()], dim=1)
         from_batch = order >= self.k
-        maps = self.maps.clone()
-        if from_batch.any():
-            units, slots = from_batch.nonzero(as_tuple=True)
-            images = order[units, slots] - self.k
-            maps[units, slots] = activations[images.to(activations.device), units.to(activations.device)].to(
-                torch.float16).cpu()
+        maps = torch.empty_like(self.maps)
         kept_units, kept_slots = (~from_batch).nonzero(as_tuple=True)
         maps[kept_units, kept_slots] = self.maps[kept_units, order[kept_units, kept_slots]]
+        new_units, new_slots = from_batch.nonzero(as_tuple=True)
+        images = (order[new_units, new_slots] - self.k).to(activations.device)
+        maps[new_units, new_slots] = activations[images, new_units.to(activations.device)].to(torch.float16).cpu()
         self.values = values.gather(1, order)
         self.image_ids = ids.gather(1, order)
-        self.positions = positions.gather(1, order)
+        self.positions = torch.cat([self.positions, positions], dim=1).gather(1, order)
         self.maps = maps
 
     def state(self) -> dict[str, np.ndarray]:
@@ -101,9 +102,9 @@ _UNSET = -(2**31)  # a histogram exponent before the first batch
 
 
 class Histogram:
-    """Per unit, a histogram of every activation value on [-r, r) with `bins` equal bins, where r is a power
-    of two that doubles (merging bins pairwise, exactly) when a larger value arrives. Quantiles read off it
-    are accurate to one bin width, at most 4 * max|x| / bins."""
+    """Per unit, a histogram of activation values on [-r, r) with `bins` equal bins, where r is a power of
+    two that doubles (merging bins pairwise, exactly) when a larger value arrives. Quantiles read off it
+    are accurate to one bin width, at most 4 * max|x| / bins, of the values it was given."""
 
     def __init__(self, units: int, bins: int = 2048):
         assert bins % 4 == 0
@@ -112,15 +113,15 @@ class Histogram:
         self.exponents = torch.full((units,), _UNSET, dtype=torch.int64)  # r = 2 ** exponent
         self.zeros = torch.zeros(units, dtype=torch.int64)
 
-    def update(self, activations: torch.Tensor) -> None:
-        n, c, h, w = activations.shape
-        values = activations.detach().transpose(0, 1).reshape(c, n * h * w).float()
-        peak = values.abs().amax(dim=1).cpu()
-        needed = torch.frexp(peak).exponent.to(torch.int64)  # the smallest e with 2 ** e > peak
-        self._grow(needed)
+    def update(self, values: torch.Tensor) -> None:
+        """`values` (c, m): m activation values of each unit."""
+        c = values.shape[0]
+        values = values.detach().float()
+        self._grow(torch.frexp(values.abs().amax(dim=1).cpu()).exponent.to(torch.int64))  # 2 ** e > peak
         radius = torch.pow(2.0, self.exponents.double()).float().to(values.device).view(c, 1)
-        index = ((values + radius) * (self.bins / 2) / radius).long().clamp_(0, self.bins - 1)
-        index += torch.arange(c, device=values.device).view(c, 1) * self.bins
+        offset = (torch.arange(c, device=values.device) * self.bins + self.bins // 2).view(c, 1).float()
+        index = torch.addcmul(offset, values, (self.bins / 2) / radius).long()  # offset + value * scale
+        index = torch.minimum(index, offset.long() + self.bins // 2 - 1)  # value == r lands in the top bin
         counts = torch.bincount(index.view(-1), minlength=c * self.bins).view(c, self.bins).cpu()
         # Exact zeros (most of a ReLU's output) are a point mass, kept apart so quantiles stay exact there.
         zeros = (values == 0).sum(dim=1).cpu()
@@ -172,3 +173,14 @@ class Histogram:
         self.counts = torch.from_numpy(state["counts"].copy())
         self.exponents = torch.from_numpy(state["exponents"].copy())
         self.zeros = torch.from_numpy(state["zeros"].copy())
+
+
+def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) -> torch.Tensor:
+    """(n, m) flat map positions to histogram for each image: all of them when the map has at most
+    `per_image`, else `per_image` of them, taken in turn from a fixed permutation so that over the images
+    every position is sampled equally often. Deterministic: it depends on the image ids alone."""
+    if positions <= per_image:
+        return torch.arange(positions).expand(len(image_ids), positions)
+    permutation = torch.randperm(positions, generator=torch.Generator().manual_seed(positions))
+    starts = (image_ids.view(-1, 1) * per_image + torch.arange(per_image).view(1, -1)) % positions
+    return permutation[starts]

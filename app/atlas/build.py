@@ -1,0 +1,224 @@
+"""The index build: one pass over a dataset that records, for every unit of the chosen layers, its top-k
+images with their maps, its statistics and its pooled activations.
+
+Killed at any point, the next run resumes from the last checkpoint and ends with the same atlas as an
+uninterrupted run: batches always start at multiples of the batch size, and the checkpoint holds every
+accumulator's exact state.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.atlas.datasets import ImageDataset
+from app.atlas.loader import Batch
+from app.atlas.writer import write_atlas
+from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.hooks import forward_hooks
+from app.engine.layers import LayerInfo
+from app.files import atomic_write
+from app.store.store import LoadedModel
+
+FORMAT_VERSION = 1
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    model: LoadedModel
+    dataset: ImageDataset
+    layers: tuple[LayerInfo, ...]
+    k: int
+    batch_size: int
+    histogram_samples: int = 64  # activation values per image and unit that feed the histogram
+
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed."""
+        card = self.model.card
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.model.id,
+            "weights": self.model.weights_sha256 or card.weights.torchvision,
+            "dataset": self.dataset.name,
+            "fingerprint": self.dataset.fingerprint,
+            "layers": [info.name for info in self.layers],
+            "k": self.k,
+            "batch_size": self.batch_size,
+            "histogram_samples": self.histogram_samples,
+        }
+
+
+class LayerRecorder:
+    """Every accumulator of one layer; `update` runs inside the forward hook, before any in-place op
+    that follows the layer can change its output."""
+
+    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path, histogram_samples: int):
+        units, h, w = info.shape
+        self.info = info
+        self.histogram_samples = histogram_samples
+        self.topk = TopK(units, k, (h, w))
+        self.stats = ImageStats(units)
+        self.histogram = Histogram(units)
+        mode = "r+" if pooled_path.exists() else "w+"
+        self.pooled = np.lib.format.open_memmap(pooled_path, mode=mode, dtype=np.float16, shape=(images, units))
+
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
+        n, c, h, w = activations.shape
+        flat = activations.detach().reshape(n, c, h * w)
+        spatial_max, positions = flat.max(dim=2)  # the first maximum in row-major order
+        spatial_mean = flat.mean(dim=2)
+        self.topk.update(activations, image_ids, spatial_max, positions)
+        self.stats.update(spatial_max.double().cpu().numpy(), spatial_mean.double().cpu().numpy())
+        sampled = sample_positions(image_ids, h * w, self.histogram_samples).to(flat.device)
+        values = flat.gather(2, sampled.view(n, 1, -1).expand(n, c, -1))  # (n, c, m)
+        self.histogram.update(values.transpose(0, 1).reshape(c, -1))
+        self.pooled[image_ids.numpy()] = spatial_mean.cpu().numpy().astype(np.float16)
+
+    def state(self) -> dict[str, np.ndarray]:
+        parts = {"topk": self.topk.state(), "stats": self.stats.state(), "histogram": self.histogram.state()}
+        return {f"{part}.{key}": value for part, state in parts.items() for key, value in state.items()}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        for part, accumulator in (("topk", self.topk), ("stats", self.stats), ("histogram", self.histogram)):
+            prefix = f"{part}."
+            accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+
+
+class ImageRecord:
+    """Per image: readable or not, and the model's top prediction with its probability."""
+
+    def __init__(self, images: int):
+        self.readable = np.zeros(images, dtype=bool)
+        self.prediction = np.full(images, -1, dtype=np.int32)
+        self.confidence = np.zeros(images, dtype=np.float32)
+
+    def update(self, image_ids: torch.Tensor, logits: torch.Tensor) -> None:
+        probabilities = logits.detach().float().softmax(dim=1)
+        confidence, prediction = probabilities.max(dim=1)
+        ids = image_ids.numpy()
+        self.readable[ids] = True
+        self.prediction[ids] = prediction.cpu().numpy()
+        self.confidence[ids] = confidence.cpu().numpy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"readable": self.readable, "prediction": self.prediction, "confidence": self.confidence}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.readable, self.prediction, self.confidence = (state[k].copy() for k in ("readable", "prediction",
+                                                                                     "confidence"))
+
+
+def atlas_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
+    return data_dir / "atlases" / model_id / dataset_name
+
+
+def build_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
+    """Where an unfinished build keeps its checkpoint and partial arrays (hidden beside the atlas)."""
+    return data_dir / "atlases" / model_id / f".{dataset_name}.build"
+
+
+def build_progress(data_dir: Path, model_id: str, dataset_name: str) -> tuple[int, int] | None:
+    """(images done, images in all) of an unfinished build, from its last checkpoint; None if none."""
+    try:
+        state = json.loads((build_dir(data_dir, model_id, dataset_name) / "state.json").read_text())
+        return state["next_index"], state["images"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator[Batch]],
+              checkpoint_seconds: float = 30.0, progress: Progress | None = None) -> Path:
+    """Build (or resume) the atlas of `plan` and return its folder. `batches(start)` yields the batches
+    from image id `start` on."""
+    work = build_dir(data_dir, plan.model.id, plan.dataset.name)
+    total = len(plan.dataset)
+    start = _resumable_start(work, plan)
+    if start is None:
+        shutil.rmtree(work, ignore_errors=True)
+        start = 0
+    work.mkdir(parents=True, exist_ok=True)
+    recorders = {info.name: LayerRecorder(info, plan.k, total, work / f"layer-{i:03d}.pooled.npy",
+                                          plan.histogram_samples)
+                 for i, info in enumerate(plan.layers)}
+    images = ImageRecord(total)
+    elapsed = 0.0
+    if start > 0:
+        elapsed = _load_checkpoint(work, recorders, images)
+    started, last_checkpoint = time.perf_counter() - elapsed, time.perf_counter()
+    model, current_ids = plan.model, torch.zeros(0, dtype=torch.int64)
+
+    def record(name: str, output) -> None:
+        recorders[name].update(output, current_ids)
+
+    next_index = start
+    if progress:
+        progress(start, total)
+    for batch in batches(start):
+        if len(batch.image_ids):
+            current_ids = batch.image_ids
+            with model.lock, torch.no_grad(), forward_hooks(model.module, list(recorders), record):
+                logits = model.module(batch.images.to(model.device))
+            images.update(batch.image_ids, logits)
+        next_index = min(next_index + plan.batch_size, total)
+        if progress:
+            progress(next_index, total)
+        if next_index < total and time.perf_counter() - last_checkpoint >= checkpoint_seconds:
+            _save_checkpoint(work, plan, next_index, recorders, images, time.perf_counter() - started)
+            last_checkpoint = time.perf_counter()
+    target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
+    write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _resumable_start(work: Path, plan: IndexPlan) -> int | None:
+    try:
+        state = json.loads((work / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("identity") != plan.identity() or not (work / state.get("arrays", "")).is_file():
+        return None
+    return int(state["next_index"])
+
+
+def _save_checkpoint(work: Path, plan: IndexPlan, next_index: int, recorders: dict[str, LayerRecorder],
+                     images: ImageRecord, elapsed: float) -> None:
+    for recorder in recorders.values():
+        recorder.pooled.flush()
+    arrays = {f"image.{key}": value for key, value in images.state().items()}
+    for i, recorder in enumerate(recorders.values()):
+        arrays.update({f"layer{i}.{key}": value for key, value in recorder.state().items()})
+    # Two files, one commit point: the arrays go to a new name, then state.json switches to it.
+    previous = _checkpoint_arrays(work)
+    name = f"checkpoint-{next_index:09d}.npz"
+    atomic_write(work / name, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    state = {"identity": plan.identity(), "next_index": next_index, "images": len(plan.dataset),
+             "arrays": name, "elapsed": elapsed}
+    atomic_write(work / "state.json", lambda tmp: tmp.write_text(json.dumps(state)))
+    if previous and previous != name:
+        (work / previous).unlink(missing_ok=True)
+
+
+def _checkpoint_arrays(work: Path) -> str | None:
+    try:
+        return json.loads((work / "state.json").read_text())["arrays"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _load_checkpoint(work: Path, recorders: dict[str, LayerRecorder], images: ImageRecord) -> float:
+    state = json.loads((work / "state.json").read_text())
+    with np.load(work / state["arrays"]) as arrays:
+        images.load({key.removeprefix("image."): arrays[key] for key in arrays.files if key.startswith("image.")})
+        for i, recorder in enumerate(recorders.values()):
+            prefix = f"layer{i}."
+            recorder.load({key[len(prefix):]: arrays[key] for key in arrays.files if key.startswith(prefix)})
+    return float(state.get("elapsed", 0.0))

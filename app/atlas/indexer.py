@@ -1,0 +1,50 @@
+"""What `fovea index` and the server's first run call: resolve the dataset, layers and k, then build."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from app.atlas.build import IndexPlan, Progress, run_index
+from app.atlas.datasets import ImageDataset, scan_folder
+from app.atlas.loader import batches_from_disk
+from app.demo.dataset import SPLIT_SIZES, write_split
+from app.errors import InvalidInput
+from app.settings import Settings
+from app.store.store import LoadedModel
+
+DEMO_DATASET = "demo"
+
+
+def demo_dataset(settings: Settings) -> ImageDataset:
+    """The demo's held-out split, written under the data directory the first time it is asked for."""
+    root = settings.data_dir / "datasets" / "demo-shapes"
+    images = root / "heldout" / "images"
+    if not images.is_dir():
+        write_split(root, "heldout", SPLIT_SIZES["heldout"])
+    return scan_folder(images, name=DEMO_DATASET)
+
+
+def resolve_dataset(argument: str, settings: Settings) -> ImageDataset:
+    return demo_dataset(settings) if argument == DEMO_DATASET else scan_folder(Path(argument))
+
+
+def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
+              k: int | None = None) -> IndexPlan:
+    k = settings.atlas_top_k if k is None else k
+    if not 1 <= k <= settings.atlas_max_top_k:
+        raise InvalidInput(f"k must be between 1 and {settings.atlas_max_top_k} (the atlas_max_top_k setting); "
+                           f"got {k}", k=k)
+    chosen = [model.layer(name) for name in layers] if layers else [info for info in model.layers if info.default]
+    if not chosen:
+        raise InvalidInput(f"model {model.id!r} has no layers to index; name some with --layers")
+    return IndexPlan(model=model, dataset=dataset, layers=tuple(chosen), k=k, batch_size=settings.index_batch_size,
+                     histogram_samples=settings.index_histogram_samples)
+
+
+def index_model(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
+                k: int | None = None, progress: Progress | None = None) -> Path:
+    plan = make_plan(model, dataset, settings, layers, k)
+    batches = partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
+                      workers=settings.index_workers)
+    return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress)

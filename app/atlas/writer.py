@@ -1,0 +1,137 @@
+"""Write a finished build as an atlas: a SQLite catalog plus .npy arrays, assembled in a staging folder
+and renamed into place, so a reader sees the old atlas or the new one, never a mixture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app import __version__
+from app.atlas.schema import SCHEMA, SIMILAR_PER_UNIT
+from app.files import replace_dir
+
+if TYPE_CHECKING:
+    from app.atlas.build import ImageRecord, IndexPlan, LayerRecorder
+
+REGION_QUANTILE = 0.995  # Network Dissection's threshold for a unit's region mask
+
+
+def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
+                seconds: float) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    staging.chmod(0o755)
+    try:
+        with sqlite3.connect(staging / "atlas.sqlite") as db:
+            db.executescript(SCHEMA)
+            _write_meta(db, plan, images, seconds)
+            _write_images(db, plan, images)
+            for idx, recorder in enumerate(recorders.values()):
+                _write_layer(db, staging, idx, recorder, images.readable)
+        db.close()
+        replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, seconds: float) -> None:
+    unreadable = [plan.dataset.files[i] for i in np.flatnonzero(~images.readable)]
+    meta = {
+        **plan.identity(),
+        "model_name": plan.model.card.name,
+        "dataset_root": str(plan.dataset.root),
+        "images": len(plan.dataset),
+        "readable": int(images.readable.sum()),
+        "unreadable": len(unreadable),
+        "unreadable_examples": unreadable[:20],
+        "classes": plan.dataset.classes,
+        "labels": plan.model.labels,
+        "seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fovea_version": __version__,
+        "region_quantile": REGION_QUANTILE,
+    }
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, json.dumps(value)) for key, value in meta.items()])
+
+
+def _write_images(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord) -> None:
+    rows = (
+        (i, path, label, int(images.readable[i]),
+         int(images.prediction[i]) if images.readable[i] else None,
+         float(images.confidence[i]) if images.readable[i] else None)
+        for i, (path, label) in enumerate(zip(plan.dataset.files, plan.dataset.labels))
+    )
+    db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def _write_layer(db: sqlite3.Connection, folder: Path, idx: int, recorder: LayerRecorder,
+                 readable: np.ndarray) -> None:
+    info = recorder.info
+    units, height, width = info.shape
+    db.execute("INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", (idx, info.name, info.type, units, height, width))
+    summary = recorder.stats.summary()
+    quantiles = recorder.histogram.quantile(REGION_QUANTILE)
+    topk = recorder.topk
+    dead = summary["fraction_active"] == 0
+    db.executemany(
+        "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(idx, u, *(float(summary[key][u]) for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std",
+                                                        "mean_max", "fraction_active")),
+          float(quantiles[u]), int(dead[u]), int(topk.image_ids[u, 0]) if topk.image_ids[u, 0] >= 0 else None)
+         for u in range(units)],
+    )
+    values, ids, positions = topk.values.numpy(), topk.image_ids.numpy(), topk.positions.numpy()
+    db.executemany(
+        "INSERT INTO topk VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(idx, u, rank, int(ids[u, rank]), float(values[u, rank]), int(positions[u, rank] // width),
+          int(positions[u, rank] % width))
+         for u in range(units) for rank in range(topk.k) if ids[u, rank] >= 0],
+    )
+    db.executemany("INSERT INTO similar VALUES (?, ?, ?, ?, ?)",
+                   similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
+    np.save(folder / f"layer-{idx:03d}.maps.npy", topk.maps.numpy())
+    histogram = recorder.histogram
+    np.savez_compressed(folder / f"layer-{idx:03d}.histogram.npz", counts=histogram.counts.numpy(),
+             exponents=histogram.exponents.numpy(), zeros=histogram.zeros.numpy())
+    recorder.pooled.flush()
+    shutil.copyfile(recorder.pooled.filename, folder / f"layer-{idx:03d}.pooled.npy")
+
+
+def similar_units(pooled: np.ndarray, readable: np.ndarray, layer: int, per_unit: int,
+                  rows_per_chunk: int = 4096) -> list[tuple[int, int, int, int, float]]:
+    """Per unit, the `per_unit` units of the same layer whose pooled activations correlate best
+    (Pearson r over the readable images), accumulated in row chunks so memory stays O(units^2)."""
+    rows = np.flatnonzero(readable)
+    units = pooled.shape[1]
+    sums = np.zeros(units)
+    products = np.zeros((units, units))
+    for start in range(0, len(rows), rows_per_chunk):
+        chunk = np.asarray(pooled[rows[start:start + rows_per_chunk]], dtype=np.float64)
+        sums += chunk.sum(0)
+        products += chunk.T @ chunk
+    n = max(len(rows), 1)
+    covariance = products / n - np.outer(sums / n, sums / n)
+    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    alive = std > 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correlation = covariance / np.outer(std, std)
+    correlation[~alive, :] = np.nan
+    correlation[:, ~alive] = np.nan
+    np.fill_diagonal(correlation, np.nan)
+    result = []
+    for unit in range(units):
+        row = correlation[unit]
+        candidates = np.flatnonzero(~np.isnan(row))
+        order = candidates[np.lexsort((candidates, -row[candidates]))][:per_unit]
+        result += [(layer, unit, rank, int(other), float(np.clip(row[other], -1.0, 1.0)))
+                   for rank, other in enumerate(order)]
+    return result
+
