@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(models)
     models.set_defaults(handler=_models, json=False)
 
+    index = commands.add_parser("index", help="build a model's atlas on a dataset (resumes if interrupted)")
+    index.add_argument("model", help="model id")
+    index.add_argument("--dataset", default="demo",
+                       help="`demo` (the demo's held-out images) or a folder of images (ImageFolder or flat)")
+    index.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to index (default: the model's defaults)")
+    index.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
+    _settings_flags(index)
+    index.set_defaults(handler=_index)
+
     demo = commands.add_parser("demo", help="generate the demo dataset or retrain the demo models")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
     generate = demo_commands.add_parser("generate", help="write demo images and concept masks to disk")
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    names = ("data_dir", "device", "model_dirs", "builtin_models", "host", "port")
+    names = ("data_dir", "device", "model_dirs", "builtin_models", "host", "port")  # flags named like settings
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return Settings(**overrides)
 
@@ -154,6 +163,38 @@ def _print_model(model, show_all: bool) -> int:
         shape = "x".join(str(s) for s in info.shape)
         print(f"    {info.name:<{width}}  {info.type:<22} {shape:>16} {info.parameters:>10,}")
     return 0
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from app.atlas.indexer import index_model, resolve_dataset
+    from app.store.store import load_store
+
+    store = load_store(settings)
+    model = store.ready(args.model)
+    dataset = resolve_dataset(args.dataset, settings)
+    print(f"indexing {model.id} on {dataset.name} ({len(dataset)} images from {dataset.root})", file=sys.stderr)
+    started = time.perf_counter()
+    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar())
+    print(f"\natlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr with images per second and the time left."""
+
+    def __init__(self, width: int = 30):
+        self.width, self.started, self.first = width, time.perf_counter(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.first is None:
+            self.first = done  # a resumed build starts part-way
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = (done - self.first) / elapsed
+        left = (total - done) / rate if rate > 0 else float("nan")
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        print(f"\r[{bar}] {done}/{total} images  {rate:6.1f} img/s  {left:5.0f} s left", end="",
+              file=sys.stderr, flush=True)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -52,3 +52,10 @@ class ModelCardError(FoveaError):
 
 class WeightsError(ModelCardError):
     code = "weights_error"
+
+
+class AtlasMissing(FoveaError):
+    """No finished atlas for the model (and dataset) yet."""
+
+    status_code = 409
+    code = "atlas_missing"

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=4 * 1024**3, gt=0, description="Largest weights file a card may name, in bytes."
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    auto_index_demo: bool = Field(
+        default=True, description="At start, build the demo models' atlases in the background if missing."
+    )
     atlas_top_k: int = Field(default=32, ge=1, description="Top images kept per unit by `fovea index` (its --k).")
     atlas_max_top_k: int = Field(default=256, ge=1, description="Largest k an index build or a request may ask for.")
     index_batch_size: int = Field(default=64, ge=1, description="Images per forward pass while indexing.")

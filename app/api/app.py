@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routers import meta, models, pages
+from app.api.routers import datasets, meta, models, pages, units
+from app.atlas.first_run import start_first_run_indexing
+from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
@@ -27,7 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = await run_in_threadpool(load_store, settings)
-        yield
+        app.state.atlases = AtlasRegistry(settings.data_dir)
+        app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
+        try:
+            yield
+        finally:
+            if app.state.indexer is not None:
+                await run_in_threadpool(app.state.indexer.stop)
 
     app = FastAPI(
         title="Fovea",
@@ -40,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(models.router)
+    app.include_router(units.router)
+    app.include_router(datasets.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

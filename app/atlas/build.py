@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,10 +135,15 @@ def build_progress(data_dir: Path, model_id: str, dataset_name: str) -> tuple[in
         return None
 
 
+class BuildCancelled(Exception):
+    """The build was asked to stop; it resumes from its last checkpoint next time."""
+
+
 def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator[Batch]],
-              checkpoint_seconds: float = 30.0, progress: Progress | None = None) -> Path:
+              checkpoint_seconds: float = 30.0, progress: Progress | None = None,
+              cancel: threading.Event | None = None) -> Path:
     """Build (or resume) the atlas of `plan` and return its folder. `batches(start)` yields the batches
-    from image id `start` on."""
+    from image id `start` on; setting `cancel` stops the build after the current batch."""
     work = build_dir(data_dir, plan.model.id, plan.dataset.name)
     total = len(plan.dataset)
     start = _resumable_start(work, plan)
@@ -170,9 +176,12 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         next_index = min(next_index + plan.batch_size, total)
         if progress:
             progress(next_index, total)
-        if next_index < total and time.perf_counter() - last_checkpoint >= checkpoint_seconds:
+        stopping = cancel is not None and cancel.is_set()
+        if next_index < total and (stopping or time.perf_counter() - last_checkpoint >= checkpoint_seconds):
             _save_checkpoint(work, plan, next_index, recorders, images, time.perf_counter() - started)
             last_checkpoint = time.perf_counter()
+        if stopping and next_index < total:
+            raise BuildCancelled(f"stopped at image {next_index} of {total}")
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
     write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started)
     shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, lay
 
 
 def index_model(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
-                k: int | None = None, progress: Progress | None = None) -> Path:
+                k: int | None = None, progress: Progress | None = None,
+                cancel: threading.Event | None = None) -> Path:
     plan = make_plan(model, dataset, settings, layers, k)
     batches = partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
                       workers=settings.index_workers)
-    return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress)
+    return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress, cancel)

@@ -1,0 +1,139 @@
+"""Units of a layer, read from the model's atlas: grid summaries, a unit's page data, its top-k maps."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from app.api.deps import get_layer, get_ready_model
+from app.api.errors import ErrorResponse
+from app.atlas.reader import UNIT_SORTS, Atlas
+from app.engine.layers import LayerInfo
+from app.errors import AtlasMissing, InvalidInput
+from app.store.store import LoadedModel
+
+router = APIRouter(prefix="/api/models/{model}", tags=["units"])
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "Unknown model, layer or unit (with the valid range)."},
+    409: {"model": ErrorResponse, "description": "No atlas yet (with the command that builds it), or being built."},
+    422: {"model": ErrorResponse, "description": "A parameter out of range."},
+}
+DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: `demo`, else the newest.")]
+
+
+def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)],
+              dataset: DatasetQuery = None) -> Atlas:
+    try:
+        return request.app.state.atlases.get(model.id, dataset)
+    except AtlasMissing as missing:
+        status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
+        if status is not None and status.state in ("queued", "building"):
+            raise AtlasMissing(f"the {status.dataset!r} atlas of {model.id!r} is being built: {status.done} of "
+                               f"{status.total} images", model=model.id, dataset=status.dataset, building=True,
+                               done=status.done, total=status.total) from None
+        raise missing from None
+
+
+def unit_summary(model_id: str, layer: str, row) -> dict:
+    return {
+        "unit": row["unit"],
+        "max_max": row["max_max"],
+        "max_mean": row["max_mean"],
+        "mean_mean": row["mean_mean"],
+        "fraction_active": row["fraction_active"],
+        "quantile_995": row["quantile_995"],
+        "dead": bool(row["dead"]),
+        "top_image": row["top_image"],
+        "page": f"/m/{model_id}/{layer}/{row['unit']}",
+    }
+
+
+@router.get("/atlases", summary="The model's finished atlases, and any build in progress")
+def list_atlases(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)]) -> dict:
+    registry = request.app.state.atlases
+    atlases = []
+    for name in registry.datasets(model.id):
+        meta = registry.get(model.id, name).meta
+        atlases.append({key: meta[key] for key in ("dataset", "images", "readable", "unreadable", "layers", "k",
+                                                    "created", "seconds", "classes")})
+    status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
+    return {"model": model.id, "atlases": atlases, "build": None if status is None else status.__dict__}
+
+
+@router.get("/layers/{layer}/units", responses=ERRORS, summary="A summary of every unit of a layer, sortable")
+def list_units(
+    model: Annotated[LoadedModel, Depends(get_ready_model)],
+    layer: Annotated[LayerInfo, Depends(get_layer)],
+    atlas: Annotated[Atlas, Depends(get_atlas)],
+    sort: Annotated[Literal[UNIT_SORTS], Query(description="Statistic to sort by.")] = "unit",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=4096, description="Units per page.")] = 4096,
+) -> dict:
+    indexed = atlas.layer(layer.name)
+    if offset >= max(indexed.units, 1):
+        raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
+                           offset=offset, units=indexed.units)
+    rows = atlas.units(indexed, sort, order == "desc", offset, limit)
+    return {"model": model.id, "layer": layer.name, "dataset": atlas.dataset, "units_total": indexed.units,
+            "offset": offset, "sort": sort, "order": order, "map_shape": [indexed.height, indexed.width],
+            "units": [unit_summary(model.id, layer.name, row) for row in rows]}
+
+
+@router.get("/layers/{layer}/units/{unit}", responses=ERRORS, summary="One unit: statistics, top images, similar units")
+def read_unit(
+    model: Annotated[LoadedModel, Depends(get_ready_model)],
+    layer: Annotated[LayerInfo, Depends(get_layer)],
+    atlas: Annotated[Atlas, Depends(get_atlas)],
+    unit: Annotated[int, Path(description="Channel index.")],
+    k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
+) -> dict:
+    indexed = atlas.layer(layer.name)
+    row = atlas.unit(indexed, unit)
+    if k is not None and k > atlas.meta["k"]:
+        raise InvalidInput(f"k={k} is more than this atlas kept ({atlas.meta['k']}); rebuild it with "
+                           f"`fovea index {model.id} --k {k}`", k=k, max=atlas.meta["k"])
+    top = atlas.top_images(indexed, unit)[: k or atlas.meta["k"]]
+    labels = model.labels
+    return {
+        **unit_summary(model.id, layer.name, row),
+        "model": model.id,
+        "layer": layer.name,
+        "units_total": indexed.units,
+        "dataset": atlas.dataset,
+        "map_shape": [indexed.height, indexed.width],
+        "stats": {key: row[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
+                                            "fraction_active", "quantile_995")},
+        "histogram": atlas.histogram(indexed, unit),
+        "top": [{"rank": r["rank"], "image": r["image"], "value": r["value"], "y": r["y"], "x": r["x"],
+                 "label": r["label"], "prediction": labels[r["prediction"]] if r["prediction"] is not None else None,
+                 "confidence": r["confidence"], "url": f"/api/datasets/{atlas.dataset}/images/{r['image']}"}
+                for r in top],
+        "class_histogram": atlas.class_histogram(top),
+        "similar": [{"unit": r["other"], "correlation": r["correlation"],
+                     "page": f"/m/{model.id}/{layer.name}/{r['other']}"} for r in atlas.similar(indexed, unit)],
+    }
+
+
+@router.get("/layers/{layer}/units/{unit}/maps", responses=ERRORS,
+            summary="The unit's raw activation maps on its top images (base64 float32, row-major)")
+def read_unit_maps(
+    layer: Annotated[LayerInfo, Depends(get_layer)],
+    atlas: Annotated[Atlas, Depends(get_atlas)],
+    unit: Annotated[int, Path(description="Channel index.")],
+) -> dict:
+    indexed = atlas.layer(layer.name)
+    atlas.check_unit(indexed, unit)
+    maps = np.asarray(atlas.maps(indexed, unit), dtype="<f4")
+    count = len(atlas.top_images(indexed, unit))
+    maps = maps[:count]
+    return {
+        "shape": list(maps.shape),
+        "range": [float(maps.min()), float(maps.max())] if maps.size else [0.0, 0.0],
+        "threshold": atlas.unit(indexed, unit)["quantile_995"],
+        "encoding": "base64 little-endian float32, shape (k, h, w)",
+        "data": base64.b64encode(maps.tobytes()).decode("ascii"),
+    }

@@ -1,0 +1,26 @@
+"""At server start, queue an atlas build on the demo dataset for each bundled demo model that has none,
+so a fresh install shows unit pages with no other command."""
+
+from __future__ import annotations
+
+from app.atlas.background import BackgroundIndexer
+from app.atlas.indexer import DEMO_DATASET, demo_dataset, index_model
+from app.atlas.registry import AtlasRegistry
+from app.settings import BUILTIN_MODEL_DIR, Settings
+from app.store.store import ModelStore
+
+
+def start_first_run_indexing(store: ModelStore, atlases: AtlasRegistry,
+                             settings: Settings) -> BackgroundIndexer | None:
+    if not settings.auto_index_demo:
+        return None
+    missing = [model for model in store
+               if model.ready and model.card_path.parent == BUILTIN_MODEL_DIR
+               and DEMO_DATASET not in atlases.datasets(model.id)]
+    if not missing:
+        return None
+    indexer = BackgroundIndexer(
+        lambda model_id, dataset, **kwargs: index_model(store.ready(model_id), dataset, settings, **kwargs))
+    for model in missing:
+        indexer.enqueue(model.id, DEMO_DATASET, lambda: demo_dataset(settings))
+    return indexer

@@ -1,0 +1,125 @@
+"""Read-only access to a finished atlas: the SQLite catalog and the memory-mapped arrays."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.errors import InvalidInput, LayerNotFound, NotFound
+
+UNIT_SORTS = ("unit", "max_max", "max_mean", "mean_mean", "fraction_active", "quantile_995")
+
+
+@dataclass(frozen=True)
+class AtlasLayer:
+    idx: int
+    name: str
+    type: str
+    units: int
+    height: int
+    width: int
+
+
+class Atlas:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        with self._connect() as db:
+            self.meta = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+            self.layers = {row[1]: AtlasLayer(*row) for row in db.execute("SELECT * FROM layers ORDER BY idx")}
+        self.dataset = self.meta["dataset"]
+        self.model = self.meta["model"]
+        self.dataset_root = Path(self.meta["dataset_root"])
+
+    def _connect(self) -> sqlite3.Connection:
+        # One short read-only connection per call: safe from any thread, never locks a writer out.
+        db = sqlite3.connect(f"file:{self.folder / 'atlas.sqlite'}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        db = self._connect()
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def layer(self, name: str) -> AtlasLayer:
+        if name not in self.layers:
+            close = difflib.get_close_matches(name, list(self.layers), n=3)
+            raise LayerNotFound(
+                f"layer {name!r} is not in the {self.dataset!r} atlas of {self.model!r}; indexed layers: "
+                f"{', '.join(self.layers)}", layer=name, indexed=list(self.layers), suggestions=close)
+        return self.layers[name]
+
+    def check_unit(self, layer: AtlasLayer, unit: int) -> None:
+        if not 0 <= unit < layer.units:
+            raise NotFound(f"unit {unit} is out of range for {layer.name}: valid units are 0 to {layer.units - 1}",
+                           unit=unit, valid=[0, layer.units - 1])
+
+    def units(self, layer: AtlasLayer, sort: str = "unit", descending: bool = False, offset: int = 0,
+              limit: int = 100) -> list[sqlite3.Row]:
+        if sort not in UNIT_SORTS:
+            raise InvalidInput(f"cannot sort by {sort!r}; choose one of {', '.join(UNIT_SORTS)}", sort=sort)
+        direction = "DESC" if descending else "ASC"
+        # `sort` is one of UNIT_SORTS, never raw user text, so it can be part of the SQL.
+        return self._query(f"SELECT * FROM units WHERE layer = ? ORDER BY {sort} {direction}, unit ASC "
+                           "LIMIT ? OFFSET ?", (layer.idx, limit, offset))
+
+    def unit(self, layer: AtlasLayer, unit: int) -> sqlite3.Row:
+        self.check_unit(layer, unit)
+        return self._query("SELECT * FROM units WHERE layer = ? AND unit = ?", (layer.idx, unit))[0]
+
+    def top_images(self, layer: AtlasLayer, unit: int) -> list[sqlite3.Row]:
+        return self._query(
+            "SELECT t.rank, t.image, t.value, t.y, t.x, i.path, i.label, i.prediction, i.confidence "
+            "FROM topk t JOIN images i ON i.id = t.image WHERE t.layer = ? AND t.unit = ? ORDER BY t.rank",
+            (layer.idx, unit))
+
+    def similar(self, layer: AtlasLayer, unit: int) -> list[sqlite3.Row]:
+        return self._query("SELECT other, correlation FROM similar WHERE layer = ? AND unit = ? ORDER BY rank",
+                           (layer.idx, unit))
+
+    def maps(self, layer: AtlasLayer, unit: int) -> np.ndarray:
+        """The unit's activation map on each of its top-k images, (k, h, w) float16."""
+        return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[unit]
+
+    def histogram(self, layer: AtlasLayer, unit: int, bins: int = 40) -> dict:
+        """The unit's activation histogram, coarsened to at most `bins` bins over the range it occupies,
+        with the exact count of zeros apart."""
+        with np.load(self.folder / f"layer-{layer.idx:03d}.histogram.npz") as data:
+            counts, exponent, zeros = data["counts"][unit], int(data["exponents"][unit]), int(data["zeros"][unit])
+        fine = len(counts)
+        radius = 2.0 ** exponent if exponent > -(2**31) else 1.0
+        occupied = np.flatnonzero(counts)
+        if len(occupied) == 0:
+            return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
+        first, last = int(occupied[0]), int(occupied[-1]) + 1
+        group = max(1, -(-(last - first) // bins))  # ceil division
+        last = first + group * -(-(last - first) // group)
+        padded = np.zeros(last - first, dtype=np.int64)
+        padded[: min(last, fine) - first] = counts[first:min(last, fine)]
+        coarse = padded.reshape(-1, group).sum(axis=1)
+        edges = -radius + 2 * radius * np.arange(first, last + 1, group) / fine
+        return {"edges": edges.tolist(), "counts": coarse.tolist(), "zeros": zeros}
+
+    def class_histogram(self, rows: list[sqlite3.Row]) -> list[dict]:
+        """How often each label occurs among the given top-k rows, most common first."""
+        counts = Counter(row["label"] for row in rows if row["label"] is not None)
+        return [{"label": label, "count": count} for label, count in counts.most_common()]
+
+    def image(self, image_id: int) -> sqlite3.Row:
+        rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise NotFound(f"no image {image_id} in dataset {self.dataset!r}: valid ids are 0 to "
+                           f"{self.meta['images'] - 1}", image=image_id, valid=[0, self.meta["images"] - 1])
+        return rows[0]
+
+    def image_path(self, image_id: int) -> Path:
+        """The file of a dataset image; the relative path comes from the catalog, never from a request."""
+        return self.dataset_root / self.image(image_id)["path"]
