@@ -89,6 +89,10 @@ class Atlas:
         """The unit's activation map on each of its top-k images, (k, h, w) float16."""
         return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[unit]
 
+    def top_maps(self, layer: AtlasLayer, units: list[int]) -> np.ndarray:
+        """Each unit's map on its top image, (len(units), h, w) float16."""
+        return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[units, 0]
+
     def histogram(self, layer: AtlasLayer, unit: int, bins: int = 40) -> dict:
         """The unit's activation histogram, coarsened to at most `bins` bins over the range it occupies,
         with the exact count of zeros apart."""

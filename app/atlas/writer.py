@@ -108,19 +108,18 @@ def _write_layer(db: sqlite3.Connection, folder: Path, idx: int, recorder: Layer
 def similar_units(pooled: np.ndarray, readable: np.ndarray, layer: int, per_unit: int,
                   rows_per_chunk: int = 4096) -> list[tuple[int, int, int, int, float]]:
     """Per unit, the `per_unit` units of the same layer whose pooled activations correlate best
-    (Pearson r over the readable images), accumulated in row chunks so memory stays O(units^2)."""
+    (Pearson r over the readable images), in two passes over row chunks so memory stays O(units^2)."""
     rows = np.flatnonzero(readable)
     units = pooled.shape[1]
-    sums = np.zeros(units)
-    products = np.zeros((units, units))
-    for start in range(0, len(rows), rows_per_chunk):
-        chunk = np.asarray(pooled[rows[start:start + rows_per_chunk]], dtype=np.float64)
-        sums += chunk.sum(0)
-        products += chunk.T @ chunk
-    n = max(len(rows), 1)
-    covariance = products / n - np.outer(sums / n, sums / n)
-    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    alive = std > 1e-12
+    chunks = [rows[start:start + rows_per_chunk] for start in range(0, len(rows), rows_per_chunk)]
+    mean = sum((np.asarray(pooled[chunk], dtype=np.float64).sum(0) for chunk in chunks), np.zeros(units))
+    mean /= max(len(rows), 1)
+    covariance = np.zeros((units, units))
+    for chunk in chunks:  # centred, so a constant unit has exactly zero variance
+        centred = np.asarray(pooled[chunk], dtype=np.float64) - mean
+        covariance += centred.T @ centred
+    std = np.sqrt(np.diag(covariance))
+    alive = std > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         correlation = covariance / np.outer(std, std)
     correlation[~alive, :] = np.nan

@@ -117,8 +117,11 @@ class Histogram:
         """`values` (c, m): m activation values of each unit."""
         c = values.shape[0]
         values = values.detach().float()
-        self._grow(torch.frexp(values.abs().amax(dim=1).cpu()).exponent.to(torch.int64))  # 2 ** e > peak
-        radius = torch.pow(2.0, self.exponents.double()).float().to(values.device).view(c, 1)
+        peak = values.abs().amax(dim=1).cpu()
+        # The smallest e with 2 ** e > peak; an all-zero unit sets no range (its values are all zeros).
+        self._grow(torch.where(peak > 0, torch.frexp(peak).exponent.to(torch.int64), _UNSET))
+        exponents = torch.where(self.exponents == _UNSET, 0, self.exponents)
+        radius = torch.pow(2.0, exponents.double()).float().to(values.device).view(c, 1)
         offset = (torch.arange(c, device=values.device) * self.bins + self.bins // 2).view(c, 1).float()
         index = torch.addcmul(offset, values, (self.bins / 2) / radius).long()  # offset + value * scale
         index = torch.minimum(index, offset.long() + self.bins // 2 - 1)  # value == r lands in the top bin
@@ -132,6 +135,7 @@ class Histogram:
     def _grow(self, target: torch.Tensor) -> None:
         unset = self.exponents == _UNSET
         self.exponents[unset] = target[unset]
+        target = torch.where(target == _UNSET, self.exponents, target)
         while bool((self.exponents < target).any()):
             units = (self.exponents < target).nonzero(as_tuple=True)[0]
             # Doubling r maps old bin i to new bin (i + bins / 2) // 2.

@@ -25,11 +25,14 @@ export function startRouter(render) {
   return () => controller.abort();
 }
 
-/** Go to a page URL, adding a history entry (or replacing the current one). */
-export function navigate(url, { replace = false } = {}) {
+/**
+ * Go to a page URL, adding a history entry, or replacing the current one (view state kept in the URL,
+ * the view itself already up to date unless `rerender`).
+ */
+export function navigate(url, { replace = false, rerender = !replace } = {}) {
   if (url === location.pathname + location.search) return;
   history[replace ? "replaceState" : "pushState"](null, "", url);
-  if (!replace) window.dispatchEvent(new Event("fovea:navigate"));
+  if (rerender) window.dispatchEvent(new Event("fovea:navigate"));
 }
 
 function isPage(pathname) {

@@ -5,12 +5,21 @@ const enc = encodeURIComponent;
 export const pageUrl = {
   home: () => "/",
   model: (modelId, query = {}) => withQuery(`/m/${enc(modelId)}`, query),
+  layer: (modelId, layer, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}`, query),
+  unit: (modelId, layer, unit, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}/${unit}`, query),
 };
 
 export const apiUrl = {
   health: () => "/api/health",
   models: () => "/api/models",
   model: (modelId) => `/api/models/${enc(modelId)}`,
+  atlases: (modelId) => `/api/models/${enc(modelId)}/atlases`,
+  units: (modelId, layer, query = {}) => withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units`, query),
+  unit: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}`, query),
+  unitMaps: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/maps`, query),
+  datasetImage: (dataset, imageId) => `/api/datasets/${enc(dataset)}/images/${imageId}`,
 };
 
 /** Append the non-empty entries of `query`, in a stable order, so equal views have equal URLs. */
@@ -32,5 +41,11 @@ export function parseRoute(pathname, search = "") {
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { view: "home", params: {}, query };
   if (parts[0] === "m" && parts.length === 2) return { view: "model", params: { model: parts[1] }, query };
+  if (parts[0] === "m" && parts.length === 3) {
+    return { view: "layer", params: { model: parts[1], layer: parts[2] }, query };
+  }
+  if (parts[0] === "m" && parts.length === 4 && /^\d+$/.test(parts[3])) {
+    return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[3]) }, query };
+  }
   return { view: "notfound", params: { path: pathname }, query };
 }

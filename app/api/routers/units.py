@@ -72,15 +72,27 @@ def list_units(
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=4096, description="Units per page.")] = 4096,
+    maps: Annotated[bool, Query(description="Include each unit's map on its top image.")] = False,
 ) -> dict:
     indexed = atlas.layer(layer.name)
     if offset >= max(indexed.units, 1):
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
-    return {"model": model.id, "layer": layer.name, "dataset": atlas.dataset, "units_total": indexed.units,
+    page = {"model": model.id, "layer": layer.name, "dataset": atlas.dataset, "units_total": indexed.units,
             "offset": offset, "sort": sort, "order": order, "map_shape": [indexed.height, indexed.width],
             "units": [unit_summary(model.id, layer.name, row) for row in rows]}
+    if maps:
+        page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
+    return page
+
+
+def encode_maps(maps: np.ndarray) -> dict:
+    """Raw float maps for the front end, which draws heatmaps itself: base64 little-endian float32."""
+    maps = np.asarray(maps, dtype="<f4")
+    return {"shape": list(maps.shape), "encoding": "base64 little-endian float32, row-major",
+            "range": [float(maps.min()), float(maps.max())] if maps.size else [0.0, 0.0],
+            "data": base64.b64encode(maps.tobytes()).decode("ascii")}
 
 
 @router.get("/layers/{layer}/units/{unit}", responses=ERRORS, summary="One unit: statistics, top images, similar units")
@@ -127,13 +139,5 @@ def read_unit_maps(
 ) -> dict:
     indexed = atlas.layer(layer.name)
     atlas.check_unit(indexed, unit)
-    maps = np.asarray(atlas.maps(indexed, unit), dtype="<f4")
     count = len(atlas.top_images(indexed, unit))
-    maps = maps[:count]
-    return {
-        "shape": list(maps.shape),
-        "range": [float(maps.min()), float(maps.max())] if maps.size else [0.0, 0.0],
-        "threshold": atlas.unit(indexed, unit)["quantile_995"],
-        "encoding": "base64 little-endian float32, shape (k, h, w)",
-        "data": base64.b64encode(maps.tobytes()).decode("ascii"),
-    }
+    return {**encode_maps(atlas.maps(indexed, unit)[:count]), "threshold": atlas.unit(indexed, unit)["quantile_995"]}

@@ -46,7 +46,7 @@ export async function mountModel(root, { params, query, signal }) {
       const needle = state.q.trim().toLowerCase();
       const shown = model.layers.filter((layer) => (state.all || layer.default)
         && (!needle || layer.name.toLowerCase().includes(needle) || layer.type.toLowerCase().includes(needle)));
-      body.innerHTML = html`${shown.map(layerRow)}`;
+      body.innerHTML = html`${shown.map((layer) => layerRow(model.id, layer))}`;
       count.textContent = `${shown.length} of ${model.layers.length} layers${state.all ? "" : " (default selection)"}`;
       navigate(pageUrl.model(model.id, { q: state.q, all: state.all }), { replace: true });
     };
@@ -81,10 +81,10 @@ function facts(model) {
     </details>`;
 }
 
-function layerRow(layer) {
+function layerRow(modelId, layer) {
   const [c, h, w] = layer.shape;
   return html`<tr data-layer="${layer.name}">
-    <td><code>${layer.name}</code>${layer.default ? "" : html` <span class="tag">extra</span>`}</td>
+    <td><a href="${pageUrl.layer(modelId, layer.name)}"><code>${layer.name}</code></a>${layer.default ? "" : html` <span class="tag">extra</span>`}</td>
     <td class="hide-narrow">${layer.type}</td>
     <td class="num">${c}</td>
     <td class="num">${h}×${w}</td>

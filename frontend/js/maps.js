@@ -1,0 +1,80 @@
+// Raw activation maps from the API (base64 float32) and their drawing as heatmaps on canvas.
+
+import { lookupTable } from "./colormaps.js";
+
+/** Decode the API's map encoding into { shape, range, values: Float32Array }. */
+export function decodeMaps(encoded) {
+  const bytes = Uint8Array.from(atob(encoded.data), (c) => c.charCodeAt(0));
+  return { shape: encoded.shape, range: encoded.range, values: new Float32Array(bytes.buffer) };
+}
+
+/** The (h, w) map number `index` of a decoded stack. */
+export function mapAt(decoded, index) {
+  const [, h, w] = decoded.shape;
+  return { h, w, values: decoded.values.subarray(index * h * w, (index + 1) * h * w) };
+}
+
+/**
+ * Draw `image` with a heatmap of `map` over it. Values are scaled by [low, high] (one scale for a whole
+ * gallery, so maps compare); with `mask`, only positions at or above `threshold` are coloured.
+ * `region` (fractions of the image: x, y, w, h) crops the view.
+ */
+export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis", opacity = 0.5, mask = false,
+  threshold = 0, region = null }) {
+  const context = canvas.getContext("2d");
+  const sx = region ? region.x * image.naturalWidth : 0;
+  const sy = region ? region.y * image.naturalHeight : 0;
+  const sw = region ? region.w * image.naturalWidth : image.naturalWidth;
+  const sh = region ? region.h * image.naturalHeight : image.naturalHeight;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.imageSmoothingEnabled = true;
+  context.drawImage(image, sx, sy, sw, sh, 0, 0, canvas.width, canvas.height);
+  if (!map || opacity <= 0) return;
+  const small = document.createElement("canvas");
+  small.width = map.w;
+  small.height = map.h;
+  const pixels = small.getContext("2d").createImageData(map.w, map.h);
+  const table = lookupTable(colormap);
+  const span = high > low ? high - low : 1;
+  for (let i = 0; i < map.values.length; i++) {
+    const value = map.values[i];
+    const level = Math.max(0, Math.min(255, Math.round(((value - low) / span) * 255)));
+    pixels.data.set(table.subarray(3 * level, 3 * level + 3), 4 * i);
+    // Low values fade out so the image stays readable under weak activations.
+    pixels.data[4 * i + 3] = mask && value < threshold ? 0 : Math.round(255 * Math.sqrt(level / 255));
+  }
+  small.getContext("2d").putImageData(pixels, 0, 0);
+  context.globalAlpha = opacity;
+  // The map covers the whole image: crop it the same way, in map cells.
+  context.drawImage(small, (sx / image.naturalWidth) * map.w, (sy / image.naturalHeight) * map.h,
+    (sw / image.naturalWidth) * map.w, (sh / image.naturalHeight) * map.h, 0, 0, canvas.width, canvas.height);
+  context.globalAlpha = 1;
+}
+
+/** A square window of `fraction` of the image around map cell (y, x), kept inside the image. */
+export function cropAround(y, x, h, w, fraction = 0.5) {
+  const cx = (x + 0.5) / w;
+  const cy = (y + 0.5) / h;
+  const half = fraction / 2;
+  return {
+    x: Math.min(Math.max(cx - half, 0), 1 - fraction),
+    y: Math.min(Math.max(cy - half, 0), 1 - fraction),
+    w: fraction,
+    h: fraction,
+  };
+}
+
+const loaded = new Map();
+
+/** Load an image once per URL. */
+export function loadImage(url) {
+  if (!loaded.has(url)) {
+    loaded.set(url, new Promise((resolve, reject) => {
+      const image = new Image();
+      image.onload = () => resolve(image);
+      image.onerror = () => reject(new Error(`could not load ${url}`));
+      image.src = url;
+    }));
+  }
+  return loaded.get(url);
+}

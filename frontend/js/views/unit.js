@@ -1,0 +1,143 @@
+// Unit page: the unit's top images with heatmaps drawn here from raw maps (colormap, opacity, region mask
+// at its 99.5% quantile, crop around the peak), its statistics, histograms and most correlated units.
+// View options live in the URL; the left and right arrow keys step through units.
+
+import { getJson } from "../api.js";
+import { html } from "../dom.js";
+import { COLORMAPS } from "../colormaps.js";
+import { cropAround, decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
+import { navigate } from "../router.js";
+import { apiUrl, pageUrl } from "../urls.js";
+import { atlasProblem } from "./atlas-problem.js";
+import { barChart, histogramChart } from "./charts.js";
+
+export function unitViewState(query) {
+  const opacity = Number(query.opacity);
+  return {
+    colormap: COLORMAPS.includes(query.cmap) ? query.cmap : "viridis",
+    opacity: Number.isFinite(opacity) && query.opacity !== undefined ? Math.min(Math.max(opacity, 0), 1) : 0.5,
+    mask: query.mask === "1",
+    crop: query.crop === "1",
+  };
+}
+
+function stateQuery(state) {
+  return { cmap: state.colormap === "viridis" ? "" : state.colormap,
+    opacity: state.opacity === 0.5 ? "" : state.opacity, mask: state.mask, crop: state.crop };
+}
+
+export async function mountUnit(root, { params, query, signal }) {
+  const { model: modelId, layer, unit } = params;
+  const state = unitViewState(query);
+  root.innerHTML = html`<p class="muted">Loading unit ${unit}…</p>`;
+  const model = await getJson(apiUrl.model(modelId), { signal });
+  const crumbs = [{ label: model.name, href: pageUrl.model(modelId) }, { label: layer, href: pageUrl.layer(modelId, layer) },
+    { label: String(unit), href: pageUrl.unit(modelId, layer, unit) }];
+  let detail;
+  let maps;
+  try {
+    [detail, maps] = await Promise.all([getJson(apiUrl.unit(modelId, layer, unit), { signal }),
+      getJson(apiUrl.unitMaps(modelId, layer, unit), { signal })]);
+  } catch (error) {
+    if (error.status !== 409) throw error;
+    atlasProblem(root, error, { title: `${layer}:${unit}`, signal });
+    return { title: `${layer}:${unit} · ${model.name}`, crumbs };
+  }
+  const decoded = decodeMaps(maps);
+  const previous = unit > 0 ? pageUrl.unit(modelId, layer, unit - 1, stateQuery(state)) : null;
+  const next = unit < detail.units_total - 1 ? pageUrl.unit(modelId, layer, unit + 1, stateQuery(state)) : null;
+  const stats = detail.stats;
+
+  root.innerHTML = html`
+    <section class="page-head unit-head">
+      <div class="title-row">
+        <h1><code>${layer}:${unit}</code></h1>
+        ${detail.dead ? html`<span class="badge badge-error">dead</span>` : ""}
+        <nav class="stepper" aria-label="Units">
+          ${previous ? html`<a class="button" href="${previous}" data-unit="${unit - 1}" rel="prev" title="Previous unit (←)">← ${unit - 1}</a>` : ""}
+          ${next ? html`<a class="button" href="${next}" data-unit="${unit + 1}" rel="next" title="Next unit (→)">${unit + 1} →</a>` : ""}
+          <button type="button" class="button copy-link">Copy link</button>
+        </nav>
+      </div>
+      <p class="muted">unit ${unit} of ${detail.units_total} · ${model.name} · dataset <code>${detail.dataset}</code></p>
+      <div class="toolbar">
+        <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
+          html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
+        <label>Opacity <input type="range" name="opacity" min="0" max="1" step="0.05" value="${state.opacity}"></label>
+        <label class="toggle"><input type="checkbox" name="mask" ${state.mask ? "checked" : ""}> region mask (99.5% quantile)</label>
+        <label class="toggle"><input type="checkbox" name="crop" ${state.crop ? "checked" : ""}> crop around peak</label>
+      </div>
+    </section>
+    <div class="unit-layout">
+      <section class="gallery-section">
+        <h2>Top ${detail.top.length} images</h2>
+        <ol class="gallery">${detail.top.map((item) => html`
+          <li class="gallery-item" data-rank="${item.rank}">
+            <canvas width="160" height="160"></canvas>
+            <span class="caption"><b>${item.value.toFixed(2)}</b> ${item.label ?? ""}${item.prediction && item.prediction !== item.label
+              ? html` <span class="muted">→ ${item.prediction}</span>` : ""}</span>
+          </li>`)}</ol>
+      </section>
+      <aside class="unit-side">
+        <section class="panel"><h2>Statistics</h2>
+          <dl class="stats">
+            <div><dt>max activation</dt><dd>${stats.max_max.toFixed(3)}</dd></div>
+            <div><dt>image max: mean ± std</dt><dd>${stats.max_mean.toFixed(3)} ± ${stats.max_std.toFixed(3)}</dd></div>
+            <div><dt>image mean: mean ± std</dt><dd>${stats.mean_mean.toFixed(3)} ± ${stats.mean_std.toFixed(3)}</dd></div>
+            <div><dt>active on</dt><dd>${(stats.fraction_active * 100).toFixed(1)}% of images</dd></div>
+            <div><dt>99.5% quantile</dt><dd>${stats.quantile_995.toFixed(3)}</dd></div>
+          </dl>
+        </section>
+        <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
+        <section class="panel"><h2>Classes of the top images</h2>${barChart(detail.class_histogram)}</section>
+        <section class="panel"><h2>Most correlated units</h2>
+          <ol class="similar">${detail.similar.map((s) => html`<li>
+            <a href="${pageUrl.unit(modelId, layer, s.unit, stateQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
+            <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
+        </section>
+      </aside>
+    </div>`;
+
+  const [, h, w] = decoded.shape;
+  const high = Math.max(decoded.range[1], 1e-6);
+  const draw = () => detail.top.forEach((item, index) => {
+    const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
+    loadImage(item.url).then((image) => {
+      if (signal.aborted) return;
+      drawHeatmap(canvas, image, mapAt(decoded, index), {
+        low: 0, high, colormap: state.colormap, opacity: state.opacity, mask: state.mask,
+        threshold: stats.quantile_995, region: state.crop ? cropAround(item.y, item.x, h, w) : null,
+      });
+    }).catch(() => canvas.classList.add("is-missing"));
+  });
+  draw();
+
+  const update = () => {
+    navigate(pageUrl.unit(modelId, layer, unit, stateQuery(state)), { replace: true });
+    // Links to other units carry the view options along.
+    root.querySelectorAll("a[data-unit]").forEach((link) => {
+      link.href = pageUrl.unit(modelId, layer, Number(link.dataset.unit), stateQuery(state));
+    });
+    draw();
+  };
+  root.querySelector("select[name=colormap]").addEventListener("change", (e) => { state.colormap = e.target.value; update(); }, { signal });
+  root.querySelector("input[name=opacity]").addEventListener("input", (e) => { state.opacity = Number(e.target.value); update(); }, { signal });
+  root.querySelector("input[name=mask]").addEventListener("change", (e) => { state.mask = e.target.checked; update(); }, { signal });
+  root.querySelector("input[name=crop]").addEventListener("change", (e) => { state.crop = e.target.checked; update(); }, { signal });
+  root.querySelector(".copy-link").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    try {
+      await navigator.clipboard.writeText(location.href);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    setTimeout(() => { button.textContent = "Copy link"; }, 1500);
+  }, { signal });
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea") || event.metaKey || event.ctrlKey || event.altKey) return;
+    if (event.key === "ArrowLeft" && previous) navigate(root.querySelector('.stepper a[rel="prev"]').getAttribute("href"));
+    if (event.key === "ArrowRight" && next) navigate(root.querySelector('.stepper a[rel="next"]').getAttribute("href"));
+  }, { signal });
+  return { title: `${layer}:${unit} · ${model.name}`, crumbs };
+}

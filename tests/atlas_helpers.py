@@ -1,0 +1,44 @@
+"""Brute force for the atlas tests: every activation of every image kept in memory, statistics computed
+the obvious way, to compare with the streaming build."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.atlas.datasets import ImageDataset
+from app.engine.hooks import forward_hooks
+from app.store.store import LoadedModel
+
+
+def all_activations(model: LoadedModel, dataset: ImageDataset, layers: list[str],
+                    batch_size: int) -> tuple[dict, np.ndarray]:
+    """{layer: (n, c, h, w) float32} and the logits (n, classes), in the build's batches (convolutions
+    give the same floats only for the same batch composition)."""
+    captured: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    logits = []
+    with torch.no_grad(), forward_hooks(model.module, layers,
+                                        lambda name, out: captured[name].append(out.clone().numpy())):
+        for start in range(0, len(dataset), batch_size):
+            ids = range(start, min(start + batch_size, len(dataset)))
+            batch = model.preprocessing.batch([Image.open(dataset.path(i)) for i in ids])
+            logits.append(model.module(batch).numpy())
+    return {name: np.concatenate(parts) for name, parts in captured.items()}, np.concatenate(logits)
+
+
+def brute_force_unit_stats(activations: np.ndarray, k: int) -> dict:
+    n, c, h, w = activations.shape
+    flat = activations.reshape(n, c, h * w).astype(np.float64)
+    spatial_max, spatial_mean = flat.max(2), flat.mean(2)
+    order = [np.lexsort((np.arange(n), -spatial_max[:, unit]))[:k] for unit in range(c)]
+    return {
+        "topk": np.array(order),
+        "positions": np.array([[flat[i, unit].argmax() for i in order[unit]] for unit in range(c)]),
+        "values": np.array([spatial_max[order[unit], unit] for unit in range(c)]),
+        "max_mean": spatial_max.mean(0), "max_std": spatial_max.std(0), "max_max": spatial_max.max(0),
+        "mean_mean": spatial_mean.mean(0), "mean_std": spatial_mean.std(0), "mean_max": spatial_mean.max(0),
+        "fraction_active": (spatial_max > 0).mean(0),
+        "quantile_995": np.quantile(activations.transpose(1, 0, 2, 3).reshape(c, -1), 0.995, axis=1),
+        "spatial_mean": spatial_mean,
+    }

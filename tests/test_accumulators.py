@@ -1,0 +1,75 @@
+"""The streaming accumulators on hand-made numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+
+
+def _update(topk: TopK, batch: torch.Tensor, ids: list[int]) -> None:
+    maxima, positions = batch.reshape(len(ids), batch.shape[1], -1).max(dim=2)
+    topk.update(batch, torch.tensor(ids), maxima, positions)
+
+
+def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
+    topk = TopK(units=1, k=2, map_shape=(1, 2))
+    _update(topk, torch.tensor([[[[1.0, 3.0]]], [[[2.0, 0.0]]]]), [0, 1])  # maxima 3 (id 0), 2 (id 1)
+    _update(topk, torch.tensor([[[[3.0, 1.0]]], [[[0.5, 0.5]]]]), [2, 3])  # 3 ties id 0: id 0 stays first
+    assert topk.image_ids.tolist() == [[0, 2]]
+    assert topk.values.tolist() == [[3.0, 3.0]]
+    assert topk.positions.tolist() == [[1, 0]]
+    assert topk.maps[0, 1].tolist() == [[3.0, 1.0]]
+
+
+def test_image_stats_by_hand():
+    stats = ImageStats(units=1)
+    stats.update(np.array([[1.0], [3.0]]), np.array([[0.5], [1.5]]))
+    stats.update(np.array([[-1.0]]), np.array([[-2.0]]))
+    summary = stats.summary()
+    assert summary["max_mean"][0] == pytest.approx(1.0)
+    assert summary["max_std"][0] == pytest.approx(np.std([1.0, 3.0, -1.0]))
+    assert summary["max_max"][0] == 3.0 and summary["mean_max"][0] == 1.5
+    assert summary["fraction_active"][0] == pytest.approx(2 / 3)
+
+
+def test_histogram_bins_values_and_keeps_zeros_apart():
+    histogram = Histogram(units=1, bins=8)
+    histogram.update(torch.tensor([[0.0, 0.0, 0.1, 0.3, 0.6, -0.2]]))  # peak 0.6 -> r = 1, bin width 0.25
+    assert int(histogram.exponents[0]) == 0
+    # Bins of 0.25 from -1: -0.2 in [-0.25, 0), 0.1 in [0, 0.25), 0.3 in [0.25, 0.5), 0.6 in [0.5, 0.75).
+    assert histogram.counts[0].tolist() == [0, 0, 0, 1, 1, 1, 1, 0]
+    assert int(histogram.zeros[0]) == 2
+    # 6 values; q = 0.5 -> 3 values below: the two zeros and -0.2, so the median sits at zero's point mass.
+    assert histogram.quantile(0.5)[0] == 0.0
+
+
+def test_histogram_doubling_merges_exactly():
+    values = torch.tensor([[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]])
+    growing = Histogram(units=1, bins=16)
+    growing.update(values[:, :4])  # r = 1
+    growing.update(values[:, 4:])  # r = 4: two doublings
+    direct = Histogram(units=1, bins=16)
+    direct.update(values[:, [5]])  # r = 4 from the start
+    direct.update(values[:, [0, 1, 2, 3, 4, 6]])
+    assert int(growing.exponents[0]) == int(direct.exponents[0]) == 2
+    assert torch.equal(growing.counts, direct.counts)
+
+
+def test_all_zero_first_batch_sets_no_range():
+    histogram = Histogram(units=1, bins=2048)
+    histogram.update(torch.zeros(1, 10))
+    histogram.update(torch.tensor([[0.05]]))
+    assert int(histogram.exponents[0]) == -4  # 2 ** -4 = 0.0625 > 0.05, not a range of 1 fixed by zeros
+    assert histogram.quantile(1.0)[0] <= 0.0625
+
+
+def test_sample_positions_cover_every_position_equally():
+    ids = torch.arange(49)
+    sampled = sample_positions(ids, positions=49, per_image=7)
+    assert sampled.shape == (49, 7)
+    assert torch.bincount(sampled.flatten(), minlength=49).tolist() == [7] * 49
+    assert torch.equal(sample_positions(ids, 4, 7), torch.arange(4).expand(49, 4))  # small maps: all of them
+    assert torch.equal(sampled, sample_positions(ids, 49, 7))  # deterministic
