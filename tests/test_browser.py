@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 
 from tests.browser import browser, screenshot
@@ -89,3 +92,73 @@ def test_narrow_screen_and_not_found(server):
         page.goto(server + "/m/broken")
         page.locator(".model-head .error-text").wait_for()
         screenshot(page, "model-broken-390")
+
+
+def _wait_for_atlases(server: str, model_ids=("shapes-cnn", "shapes-mobilenet"), timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(httpx.get(f"{server}/api/models/{m}/atlases").json()["atlases"] for m in model_ids):
+            return
+        time.sleep(1)
+    raise AssertionError("the first-run atlases were not built in time")
+
+
+def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
+    with browser() as chromium:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Right after start the demo atlases are still being built: the page says so, then reloads itself.
+        page.goto(server + "/m/shapes-mobilenet/features")
+        page.locator(".problem, .unit-cell").first.wait_for()
+        if page.locator(".problem").count():
+            assert "being built" in page.locator(".problem").inner_text()
+            screenshot(page, "layer-building")
+        _wait_for_atlases(server)
+        page.locator(".unit-cell").first.wait_for(timeout=20_000)
+        assert page.locator(".unit-cell").count() == 96  # the first page; the rest load on scrolling
+        page.mouse.wheel(0, 20_000)
+        page.wait_for_function("document.querySelectorAll('.unit-cell').length > 96")
+        assert page.locator(".unit-cell").count() <= 576
+
+        page.goto(server + "/m/shapes-cnn/block4")
+        page.select_option("select[name=sort]", "max_max")
+        page.check("input[name=desc]")
+        page.wait_for_url(server + "/m/shapes-cnn/block4?order=desc&sort=max_max")
+        page.locator(".unit-cell").first.wait_for()
+        page.wait_for_timeout(500)
+        screenshot(page, "layer-1280")
+        top_unit = page.locator(".unit-cell").first.get_attribute("data-unit")
+        page.locator(".unit-cell a").first.click()
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}")
+        page.locator(".gallery-item").first.wait_for()
+        assert page.locator(".gallery-item").count() == 32
+        page.select_option("select[name=colormap]", "inferno")
+        page.fill("input[name=opacity]", "0.8")
+        page.check("input[name=mask]")
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8")
+        page.wait_for_timeout(500)
+        screenshot(page, "unit-1280")
+
+        page.keyboard.press("ArrowRight")  # next unit keeps the view options
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{int(top_unit) + 1}?cmap=inferno&mask=1&opacity=0.8")
+        page.wait_for_function(f"document.querySelector('h1')?.textContent === 'block4:{int(top_unit) + 1}'")
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8")
+        page.locator(".gallery-item").first.wait_for()
+        page.click(".copy-link")
+        link = page.evaluate("navigator.clipboard.readText()")
+        assert link == f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8"
+
+        fresh = chromium.new_context(viewport={"width": 390, "height": 844}).new_page()
+        fresh.goto(link)
+        fresh.locator(".gallery-item").first.wait_for()
+        assert fresh.locator("h1").inner_text() == f"block4:{top_unit}"
+        assert fresh.input_value("select[name=colormap]") == "inferno"
+        assert fresh.input_value("input[name=opacity]") == "0.8"
+        assert fresh.is_checked("input[name=mask]")
+        fresh.wait_for_timeout(500)
+        screenshot(fresh, "unit-390")
+        assert errors == []

@@ -22,9 +22,15 @@ class AtlasRegistry:
     def datasets(self, model_id: str) -> list[str]:
         """Datasets with a finished atlas for this model, the default first, then the newest."""
         folder = self.root / model_id
-        found = [p for p in folder.iterdir() if (p / "atlas.sqlite").is_file()] if folder.is_dir() else []
-        found.sort(key=lambda p: (p.name != DEFAULT_DATASET, -(p / "atlas.sqlite").stat().st_mtime))
-        return [p.name for p in found]
+        found = []
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name.startswith("."):
+                continue  # builds, staging and replaced atlases in flight
+            try:
+                found.append((path.name != DEFAULT_DATASET, -(path / "atlas.sqlite").stat().st_mtime, path.name))
+            except OSError:
+                continue  # no catalog: not a finished atlas
+        return [name for *_, name in sorted(found)]
 
     def get(self, model_id: str, dataset: str | None = None) -> Atlas:
         available = self.datasets(model_id)

@@ -135,7 +135,8 @@ export async function mountUnit(root, { params, query, signal }) {
     setTimeout(() => { button.textContent = "Copy link"; }, 1500);
   }, { signal });
   document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea") || event.metaKey || event.ctrlKey || event.altKey) return;
+    // Arrow keys belong to the control that has focus, except a checkbox, which has no use for them.
+    if (event.target.closest("input:not([type=checkbox]), select, textarea") || event.metaKey || event.ctrlKey || event.altKey) return;
     if (event.key === "ArrowLeft" && previous) navigate(root.querySelector('.stepper a[rel="prev"]').getAttribute("href"));
     if (event.key === "ArrowRight" && next) navigate(root.querySelector('.stepper a[rel="next"]').getAttribute("href"));
   }, { signal });

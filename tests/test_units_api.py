@@ -1,0 +1,86 @@
+"""The units API over a real atlas: grid pages, sorting, a unit's data, maps, images and every error."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.demo.dataset import write_split
+from app.settings import Settings
+from app.store.store import load_store
+from tests.test_api import assert_error
+
+BASE = "/api/models/shapes-cnn"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("units-api")
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
+    write_split(root / "demo", "heldout", 40)
+    model = load_store(settings).ready("shapes-cnn")
+    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
+                layers=["block3", "block4"], k=6)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_units_grid_sorted_and_paged(client):
+    page = client.get(f"{BASE}/layers/block4/units", params={"sort": "max_max", "order": "desc", "limit": 10,
+                                                             "maps": True}).json()
+    assert page["units_total"] == 192 and len(page["units"]) == 10 and page["map_shape"] == [7, 7]
+    maxima = [unit["max_max"] for unit in page["units"]]
+    assert maxima == sorted(maxima, reverse=True)
+    assert page["units"][0]["page"] == f"/m/shapes-cnn/block4/{page['units'][0]['unit']}"
+    maps = np.frombuffer(base64.b64decode(page["top_maps"]["data"]), dtype="<f4").reshape(page["top_maps"]["shape"])
+    assert maps.shape == (10, 7, 7)
+    assert maps.reshape(10, -1).max(1) == pytest.approx(maxima, rel=1e-3)  # float16 maps of the top image
+    rest = client.get(f"{BASE}/layers/block4/units", params={"offset": 190}).json()
+    assert [unit["unit"] for unit in rest["units"]] == [190, 191]
+
+
+def test_unit_detail(client):
+    detail = client.get(f"{BASE}/layers/block4/units/3").json()
+    assert detail["unit"] == 3 and detail["units_total"] == 192
+    assert len(detail["top"]) == 6 and [t["rank"] for t in detail["top"]] == list(range(6))
+    values = [t["value"] for t in detail["top"]]
+    assert values == sorted(values, reverse=True) and values[0] == pytest.approx(detail["max_max"])
+    assert sum(c["count"] for c in detail["class_histogram"]) == 6
+    assert all(0 <= s["unit"] < 192 and s["unit"] != 3 for s in detail["similar"])
+    assert sum(detail["histogram"]["counts"]) + detail["histogram"]["zeros"] > 0
+    assert len(client.get(f"{BASE}/layers/block4/units/3", params={"k": 2}).json()["top"]) == 2
+    maps = client.get(f"{BASE}/layers/block4/units/3/maps").json()
+    assert maps["shape"] == [6, 7, 7] and maps["range"][1] == pytest.approx(values[0], rel=1e-3)
+
+
+def test_dataset_images(client):
+    detail = client.get(f"{BASE}/layers/block4/units/0").json()
+    response = client.get(detail["top"][0]["url"])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG") and response.headers["etag"]
+
+
+def test_errors(client):
+    assert_error(client.get(f"{BASE}/layers/block4/units/192"), 404, "not_found", "valid units are 0 to 191")
+    assert_error(client.get(f"{BASE}/layers/block4/units/-1/maps"), 404, "not_found", "0 to 191")
+    assert_error(client.get(f"{BASE}/layers/stem/units"), 404, "layer_not_found", "indexed layers: block3, block4")
+    assert_error(client.get(f"{BASE}/layers/nope/units"), 404, "layer_not_found", "'nope'")
+    assert_error(client.get("/api/models/nope/layers/block4/units"), 404, "model_not_found")
+    assert_error(client.get("/api/models/shapes-mobilenet/layers/features/units"), 409, "atlas_missing",
+                 "fovea index shapes-mobilenet --dataset demo")
+    assert_error(client.get(f"{BASE}/layers/block4/units", params={"dataset": "elsewhere"}), 409, "atlas_missing",
+                 "'elsewhere'", "atlases available: demo")
+    assert_error(client.get(f"{BASE}/layers/block4/units/3", params={"k": 7}), 422, "invalid_input", "kept (6)")
+    assert_error(client.get(f"{BASE}/layers/block4/units", params={"offset": 192}), 422, "invalid_input", "192 units")
+    assert_error(client.get(f"{BASE}/layers/block4/units", params={"limit": 0}), 422, "invalid_input", "limit")
+    assert_error(client.get(f"{BASE}/layers/block4/units", params={"sort": "loudness"}), 422, "invalid_input", "sort")
+    assert_error(client.get(f"{BASE}/layers/block4/units/abc"), 422, "invalid_input", "unit")
+    assert_error(client.get("/api/datasets/demo/images/40"), 404, "not_found", "valid ids are 0 to 39")
+    assert_error(client.get("/api/datasets/other/images/0"), 404, "not_found", "'other'")
+    assert_error(client.get("/api/datasets/demo/images/-3"), 422, "invalid_input", "image_id")
