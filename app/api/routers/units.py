@@ -31,9 +31,11 @@ def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_
     except AtlasMissing as missing:
         status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
         if status is not None and status.state in ("queued", "building"):
-            raise AtlasMissing(f"the {status.dataset!r} atlas of {model.id!r} is being built: {status.done} of "
-                               f"{status.total} images", model=model.id, dataset=status.dataset, building=True,
-                               done=status.done, total=status.total) from None
+            where = (f"{status.done} of {status.total} images" if status.total
+                     else "waiting for its turn" if status.state == "queued" else "preparing the images")
+            raise AtlasMissing(f"the {status.dataset!r} atlas of {model.id!r} is being built: {where}",
+                               model=model.id, dataset=status.dataset, building=True, done=status.done,
+                               total=status.total) from None
         raise missing from None
 
 

@@ -1,0 +1,69 @@
+"""Real data: the third-party ResNet-20 indexed on all 10,000 CIFAR-10 test JPEGs. Its layer3 units are
+class-selective: for most of them the top-32 images are far from a uniform mix of the 10 classes.
+
+Criterion: a unit is selective when its most common class holds at least 30% of its top 32 images
+(uniform sampling gives 10%; 10 or more of 32 from p = 0.1 happens with probability about 0.01). At least
+75% of layer3's 64 units must be selective. The unit page then loads in Chromium."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.atlas.reader import Atlas
+from app.settings import Settings
+from app.store.checkpoints import sha256_file
+from app.store.store import load_store
+from tests.browser import browser, screenshot
+from tests.conftest import FIXTURES, card_toml
+from tests.live_server import live_server
+from tests.test_byo_resnet20 import CHECKPOINT, CIFAR, CLASSES, pytestmark  # noqa: F401 (skip without data)
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resnet20-atlas")
+    cards = root / "cards"
+    cards.mkdir()
+    shutil.copy(FIXTURES / "resnet20.py", cards / "cifar_resnet.py")
+    (cards / "resnet20.toml").write_text(card_toml({
+        "id": "resnet20-cifar10", "name": "ResNet-20 (CIFAR-10, third party)",
+        "architecture": {"callable": "cifar_resnet:resnet20"},
+        "weights": {"file": str(CHECKPOINT), "sha256": sha256_file(CHECKPOINT)},
+        "input": {"size": [32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "labels": {"names": CLASSES},
+    }))
+    settings = Settings(data_dir=root / "data", model_dirs=[cards], builtin_models=False, device="cpu",
+                        auto_index_demo=False, index_batch_size=250)
+    model = load_store(settings).ready("resnet20-cifar10")
+    folder = index_model(model, scan_folder(CIFAR), settings, layers=["layer1", "layer2", "layer3"], k=32)
+    return root, cards, Atlas(folder)
+
+
+def test_layer3_units_are_class_selective(indexed):
+    _, _, atlas = indexed
+    assert atlas.meta["readable"] == 10_000 and atlas.meta["classes"] == CLASSES
+    layer = atlas.layer("layer3")
+    shares = []
+    for unit in range(layer.units):
+        classes = atlas.class_histogram(atlas.top_images(layer, unit))
+        shares.append(classes[0]["count"] / 32 if classes else 0.0)
+    selective = sum(share >= 0.3 for share in shares) / layer.units
+    print(f"layer3: {selective:.0%} of units selective; median top-class share {sorted(shares)[32]:.2f}")
+    assert selective >= 0.75
+
+
+def test_unit_page_loads_in_chromium(indexed):
+    root, cards, _ = indexed
+    with live_server(root / "data", "--model-dir", str(cards), "--no-builtin-models",
+                     env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/m/resnet20-cifar10/layer3/0")
+        page.locator(".gallery-item").first.wait_for()
+        assert page.locator(".gallery-item").count() == 32
+        assert page.locator(".bars li").count() >= 1
+        page.wait_for_timeout(500)
+        screenshot(page, "unit-resnet20")
