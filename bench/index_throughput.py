@@ -1,0 +1,105 @@
+"""Index throughput, measured in one run on the same images and device (issue 3):
+
+  (a) the bare model forward pass over images preloaded in memory;
+  (b) the index build over the same preloaded images, recording every default layer;
+  (c) the index build end to end from disk (decoding in worker processes).
+
+Target: (b)/(a) >= 0.85. Usage:
+    python bench/index_throughput.py demo [--images 2000]
+    python bench/index_throughput.py resnet50 [--images 256]     # torchvision resnet50, random weights, 224 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from app.atlas.build import run_index
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import demo_dataset, make_plan
+from app.atlas.loader import batches_from_disk, batches_from_memory
+from app.settings import Settings
+from app.store.store import load_store
+
+
+def _resnet50(root: Path) -> tuple[Settings, str, Path]:
+    import torchvision
+
+    cards, images = root / "cards", root / "images"
+    cards.mkdir()
+    images.mkdir()
+    torch.manual_seed(0)
+    save_file(torchvision.models.resnet50(weights=None).state_dict(), str(cards / "r50.safetensors"))
+    (cards / "r50.toml").write_text(
+        'id = "r50"\nname = "ResNet-50, random weights"\n[architecture]\ntorchvision = "resnet50"\n'
+        '[weights]\nfile = "r50.safetensors"\n'
+        '[input]\nsize = [224, 224]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n')
+    return Settings(data_dir=root / "data", model_dirs=[cards], builtin_models=False, auto_index_demo=False), \
+        "r50", images
+
+
+def _write_random_images(folder: Path, count: int, size: int = 256) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:05d}.jpg")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", choices=["demo", "resnet50"])
+    parser.add_argument("--images", type=int)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        if args.model == "demo":
+            settings = Settings(data_dir=root / "data", auto_index_demo=False)
+            model_id, dataset = "shapes-cnn", demo_dataset(settings)
+            if args.images:
+                dataset = scan_folder(dataset.root, name="demo-subset")
+                dataset = type(dataset)(**{**dataset.__dict__, "files": dataset.files[: args.images],
+                                           "labels": dataset.labels[: args.images]})
+        else:
+            settings, model_id, images = _resnet50(root)
+            _write_random_images(images, args.images or 256)
+            dataset = scan_folder(images)
+        model = load_store(settings).ready(model_id)
+        plan = make_plan(model, dataset, settings)
+        preloaded = model.preprocessing.batch([Image.open(dataset.path(i)) for i in range(len(dataset))])
+        n = len(dataset)
+        print(f"{model_id}: {n} images at {tuple(preloaded.shape[2:])}, {len(plan.layers)} default layers, "
+              f"batch {plan.batch_size}, device {model.device}, {torch.get_num_threads()} threads")
+
+        with torch.no_grad():  # warm-up
+            model.module(preloaded[: plan.batch_size].to(model.device))
+        started = time.perf_counter()
+        with torch.no_grad():
+            for batch in batches_from_memory(preloaded, plan.batch_size, 0):
+                model.module(batch.images.to(model.device))
+        forward = n / (time.perf_counter() - started)
+
+        started = time.perf_counter()
+        run_index(plan, root / "b", partial(batches_from_memory, preloaded, plan.batch_size),
+                  checkpoint_seconds=1e9)
+        preloaded_index = n / (time.perf_counter() - started)
+
+        started = time.perf_counter()
+        run_index(plan, root / "c", partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
+                                            workers=settings.index_workers), checkpoint_seconds=1e9)
+        from_disk = n / (time.perf_counter() - started)
+
+    print(f"(a) bare forward, preloaded:   {forward:8.1f} images/s")
+    print(f"(b) fovea index, preloaded:    {preloaded_index:8.1f} images/s")
+    print(f"(c) fovea index, from disk:    {from_disk:8.1f} images/s")
+    print(f"(b)/(a) = {preloaded_index / forward:.3f}  (target >= 0.85)    (c)/(a) = {from_disk / forward:.3f}")
+
+
+if __name__ == "__main__":
+    main()
