@@ -18,10 +18,11 @@ def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
     topk = TopK(units=1, k=2, map_shape=(1, 2))
     _update(topk, torch.tensor([[[[1.0, 3.0]]], [[[2.0, 0.0]]]]), [0, 1])  # maxima 3 (id 0), 2 (id 1)
     _update(topk, torch.tensor([[[[3.0, 1.0]]], [[[0.5, 0.5]]]]), [2, 3])  # 3 ties id 0: id 0 stays first
-    assert topk.image_ids.tolist() == [[0, 2]]
-    assert topk.values.tolist() == [[3.0, 3.0]]
-    assert topk.positions.tolist() == [[1, 0]]
-    assert topk.maps[0, 1].tolist() == [[3.0, 1.0]]
+    ranked = topk.ordered()
+    assert ranked["image_ids"].tolist() == [[0, 2]]
+    assert ranked["values"].tolist() == [[3.0, 3.0]]
+    assert ranked["positions"].tolist() == [[1, 0]]
+    assert ranked["maps"][0, 1].tolist() == [[3.0, 1.0]]
 
 
 def test_image_stats_by_hand():
@@ -73,3 +74,20 @@ def test_sample_positions_cover_every_position_equally():
     assert torch.bincount(sampled.flatten(), minlength=49).tolist() == [7] * 49
     assert torch.equal(sample_positions(ids, 4, 7), torch.arange(4).expand(49, 4))  # small maps: all of them
     assert torch.equal(sampled, sample_positions(ids, 49, 7))  # deterministic
+
+
+def test_topk_matches_a_stable_sort_with_many_ties():
+    generator = torch.Generator().manual_seed(0)
+    activations = torch.randint(0, 4, (103, 5, 2, 3), generator=generator).float()  # values 0..3: ties galore
+    topk = TopK(units=5, k=7, map_shape=(2, 3))
+    for start in range(0, 103, 10):
+        _update(topk, activations[start:start + 10], list(range(start, min(start + 10, 103))))
+    ranked = topk.ordered()
+    flat = activations.reshape(103, 5, 6)
+    maxima = flat.max(dim=2).values.numpy()
+    for unit in range(5):
+        expected = np.lexsort((np.arange(103), -maxima[:, unit]))[:7]
+        assert ranked["image_ids"][unit].tolist() == expected.tolist()
+        for slot, image in enumerate(expected):
+            assert torch.equal(ranked["maps"][unit, slot], activations[image, unit].half())
+            assert ranked["positions"][unit, slot] == flat[image, unit].argmax()

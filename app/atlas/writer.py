@@ -79,25 +79,25 @@ def _write_layer(db: sqlite3.Connection, folder: Path, idx: int, recorder: Layer
     db.execute("INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", (idx, info.name, info.type, units, height, width))
     summary = recorder.stats.summary()
     quantiles = recorder.histogram.quantile(REGION_QUANTILE)
-    topk = recorder.topk
+    topk = recorder.topk.ordered()
     dead = summary["fraction_active"] == 0
     db.executemany(
         "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(idx, u, *(float(summary[key][u]) for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std",
                                                         "mean_max", "fraction_active")),
-          float(quantiles[u]), int(dead[u]), int(topk.image_ids[u, 0]) if topk.image_ids[u, 0] >= 0 else None)
+          float(quantiles[u]), int(dead[u]), int(topk["image_ids"][u, 0]) if topk["image_ids"][u, 0] >= 0 else None)
          for u in range(units)],
     )
-    values, ids, positions = topk.values.numpy(), topk.image_ids.numpy(), topk.positions.numpy()
+    values, ids, positions = topk["values"].numpy(), topk["image_ids"].numpy(), topk["positions"].numpy()
     db.executemany(
         "INSERT INTO topk VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(idx, u, rank, int(ids[u, rank]), float(values[u, rank]), int(positions[u, rank] // width),
           int(positions[u, rank] % width))
-         for u in range(units) for rank in range(topk.k) if ids[u, rank] >= 0],
+         for u in range(units) for rank in range(ids.shape[1]) if ids[u, rank] >= 0],
     )
     db.executemany("INSERT INTO similar VALUES (?, ?, ?, ?, ?)",
                    similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
-    np.save(folder / f"layer-{idx:03d}.maps.npy", topk.maps.numpy())
+    np.save(folder / f"layer-{idx:03d}.maps.npy", topk["maps"].numpy())
     histogram = recorder.histogram
     np.savez_compressed(folder / f"layer-{idx:03d}.histogram.npz", counts=histogram.counts.numpy(),
              exponents=histogram.exponents.numpy(), zeros=histogram.zeros.numpy())

@@ -14,7 +14,11 @@ import torch
 
 class TopK:
     """Per unit, the k images with the highest spatial-max activation, with the argmax position and the
-    unit's whole map on each. Ties go to the lower image id, exactly as a stable sort of all images would."""
+    unit's whole map on each. Ties go to the lower image id, exactly as a stable sort of all images would.
+
+    Entries live in unordered slots, so a batch writes only the maps that enter (rewriting all k maps of
+    every unit per batch cost more than the forward pass of large early layers); `ordered()` ranks them.
+    """
 
     def __init__(self, units: int, k: int, map_shape: tuple[int, int]):
         self.k = k
@@ -29,24 +33,30 @@ class TopK:
         spatial maxima and flat argmax positions (n, c)."""
         n, c = maxima.shape
         maxima, positions = maxima.T.float().cpu(), positions.T.cpu()
-        # Most batches late in a pass change nothing: only a strictly larger value displaces an entry.
-        if not bool((maxima > self.values[:, -1:]).any()):
+        # New ids exceed every kept id, so only a strictly larger value displaces the weakest entry.
+        if not bool((maxima > self.values.min(dim=1, keepdim=True).values).any()):
             return
-        values = torch.cat([self.values, maxima], dim=1)  # (c, k + n)
-        # A stable descending sort keeps the existing entries (lower ids) ahead of equal new values.
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
+        values = torch.cat([self.values, maxima], dim=1)  # (c, k + n): the slots, then the batch
         ids = torch.cat([self.image_ids, image_ids.view(1, n).expand(c, n).cpu()], dim=1)
-        from_batch = order >= self.k
-        maps = torch.empty_like(self.maps)
-        kept_units, kept_slots = (~from_batch).nonzero(as_tuple=True)
-        maps[kept_units, kept_slots] = self.maps[kept_units, order[kept_units, kept_slots]]
-        new_units, new_slots = from_batch.nonzero(as_tuple=True)
-        images = (order[new_units, new_slots] - self.k).to(activations.device)
-        maps[new_units, new_slots] = activations[images, new_units.to(activations.device)].to(torch.float16).cpu()
-        self.values = values.gather(1, order)
-        self.image_ids = ids.gather(1, order)
-        self.positions = torch.cat([self.positions, positions], dim=1).gather(1, order)
-        self.maps = maps
+        chosen = _rank(values, ids)[:, : self.k]
+        kept = torch.zeros((c, self.k + 1), dtype=torch.bool)
+        kept.scatter_(1, chosen.clamp(max=self.k), True)
+        # Evicted slots and entering images, both listed unit by unit in equal numbers: pair them up.
+        slot_units, slots = (~kept[:, : self.k]).nonzero(as_tuple=True)
+        entering = chosen[chosen >= self.k] - self.k  # row-major, so also unit by unit
+        self.values[slot_units, slots] = maxima[slot_units, entering]
+        self.image_ids[slot_units, slots] = image_ids.cpu()[entering]
+        self.positions[slot_units, slots] = positions[slot_units, entering]
+        device = activations.device
+        self.maps[slot_units, slots] = activations[entering.to(device), slot_units.to(device)].to(
+            torch.float16).cpu()
+
+    def ordered(self) -> dict[str, torch.Tensor]:
+        """The entries ranked: value descending, then image id ascending."""
+        order = _rank(self.values, self.image_ids)
+        return {"values": self.values.gather(1, order), "image_ids": self.image_ids.gather(1, order),
+                "positions": self.positions.gather(1, order),
+                "maps": self.maps[torch.arange(len(order)).view(-1, 1), order]}
 
     def state(self) -> dict[str, np.ndarray]:
         return {"values": self.values.numpy(), "image_ids": self.image_ids.numpy(),
@@ -177,6 +187,14 @@ class Histogram:
         self.counts = torch.from_numpy(state["counts"].copy())
         self.exponents = torch.from_numpy(state["exponents"].copy())
         self.zeros = torch.from_numpy(state["zeros"].copy())
+
+
+def _rank(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Per row, the column order by value descending, then id ascending (empty slots, id -1 and value
+    -inf, last)."""
+    by_id = torch.sort(ids, dim=1, stable=True).indices
+    by_value = torch.sort(values.gather(1, by_id), dim=1, descending=True, stable=True).indices
+    return by_id.gather(1, by_value)
 
 
 def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) -> torch.Tensor:
