@@ -103,13 +103,13 @@ class Atlas:
         occupied = np.flatnonzero(counts)
         if len(occupied) == 0:
             return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
-        first, last = int(occupied[0]), int(occupied[-1]) + 1
-        group = max(1, -(-(last - first) // bins))  # ceil division
-        last = first + group * -(-(last - first) // group)
-        padded = np.zeros(last - first, dtype=np.int64)
-        padded[: min(last, fine) - first] = counts[first:min(last, fine)]
-        coarse = padded.reshape(-1, group).sum(axis=1)
-        edges = -radius + 2 * radius * np.arange(first, last + 1, group) / fine
+        first, span = int(occupied[0]), int(occupied[-1]) + 1 - int(occupied[0])
+        group = -(-span // bins)  # fine bins per coarse bin (ceil division)
+        groups = -(-span // group)
+        padded = np.zeros(groups * group, dtype=np.int64)
+        padded[:span] = counts[first:first + span]
+        coarse = padded.reshape(groups, group).sum(axis=1)
+        edges = -radius + 2 * radius * (first + np.arange(groups + 1) * group) / fine
         return {"edges": edges.tolist(), "counts": coarse.tolist(), "zeros": zeros}
 
     def class_histogram(self, rows: list[sqlite3.Row]) -> list[dict]:
