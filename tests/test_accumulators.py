@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.accumulators import _EMPTY, Histogram, ImageStats, TopK, _keys, _unkey, sample_positions
 
 
 def _update(topk: TopK, batch: torch.Tensor, ids: list[int]) -> None:
-    maxima, positions = batch.reshape(len(ids), batch.shape[1], -1).max(dim=2)
-    topk.update(batch, torch.tensor(ids), maxima, positions)
+    topk.update(batch, torch.tensor(ids), batch.reshape(len(ids), batch.shape[1], -1).amax(dim=2))
 
 
 def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
@@ -23,6 +22,16 @@ def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
     assert ranked["values"].tolist() == [[3.0, 3.0]]
     assert ranked["positions"].tolist() == [[1, 0]]
     assert ranked["maps"][0, 1].tolist() == [[3.0, 1.0]]
+
+
+def test_topk_keys_order_every_kind_of_float():
+    values = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], dtype=np.float32)
+    keys = _keys(values, np.zeros(len(values), dtype=np.int64))
+    assert (np.diff(keys[[0, 1, 2, 4, 5, 6, 7]]) > 0).all()
+    assert keys[3] == keys[4]  # -0 and +0 are one value, so the image id alone breaks their tie
+    decoded, ids = _unkey(np.append(_keys(values, np.arange(8)), _EMPTY))
+    assert decoded[:3].tolist() == values[:3].tolist() and decoded[4:8].tolist() == values[4:].tolist()
+    assert decoded[8] == -np.inf and ids.tolist() == [*range(8), -1]
 
 
 def test_image_stats_by_hand():
@@ -38,7 +47,7 @@ def test_image_stats_by_hand():
 
 def test_histogram_bins_values_and_keeps_zeros_apart():
     histogram = Histogram(units=1, bins=8)
-    histogram.update(torch.tensor([[0.0, 0.0, 0.1, 0.3, 0.6, -0.2]]))  # peak 0.6 -> r = 1, bin width 0.25
+    histogram.update(torch.tensor([[[0.0, 0.0, 0.1, 0.3, 0.6, -0.2]]]))  # peak 0.6 -> r = 1, bin width 0.25
     assert int(histogram.exponents[0]) == 0
     # Bins of 0.25 from -1: -0.2 in [-0.25, 0), 0.1 in [0, 0.25), 0.3 in [0.25, 0.5), 0.6 in [0.5, 0.75).
     assert histogram.counts[0].tolist() == [0, 0, 0, 1, 1, 1, 1, 0]
@@ -47,22 +56,36 @@ def test_histogram_bins_values_and_keeps_zeros_apart():
     assert histogram.quantile(0.5)[0] == 0.0
 
 
+def test_histogram_coarsens_to_the_occupied_range():
+    histogram = Histogram(units=2, bins=8)
+    histogram.update(torch.tensor([[[0.0, 0.1, 0.3, 0.6, -0.2], [0.0, 0.0, 0.0, 0.0, 0.0]]]))
+    coarse = histogram.coarse(bins=2)
+    # Unit 0 occupies fine bins 3 to 6 of [-1, 1) in 0.25 steps: two coarse bins of two fine bins each.
+    assert coarse["used"].tolist() == [2, 0]
+    assert coarse["counts"][0].tolist() == [2, 2]
+    assert coarse["edges"][0].tolist() == [-0.25, 0.25, 0.75]
+    assert coarse["zeros"].tolist() == [1, 5]
+    # Coarse bins hold whole fine bins: ceil(4 / 3) = 2 each, so 3 allowed bins still give 2 used ones.
+    three = histogram.coarse(bins=3)
+    assert three["used"][0] == 2 and three["counts"][0].tolist() == [2, 2, 0]
+
+
 def test_histogram_doubling_merges_exactly():
-    values = torch.tensor([[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]])
+    values = torch.tensor([[[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]]])  # (images, units, values)
     growing = Histogram(units=1, bins=16)
-    growing.update(values[:, :4])  # r = 1
-    growing.update(values[:, 4:])  # r = 4: two doublings
+    growing.update(values[..., :4])  # r = 1
+    growing.update(values[..., 4:])  # r = 4: two doublings
     direct = Histogram(units=1, bins=16)
-    direct.update(values[:, [5]])  # r = 4 from the start
-    direct.update(values[:, [0, 1, 2, 3, 4, 6]])
+    direct.update(values[..., [5]])  # r = 4 from the start
+    direct.update(values[..., [0, 1, 2, 3, 4, 6]])
     assert int(growing.exponents[0]) == int(direct.exponents[0]) == 2
     assert torch.equal(growing.counts, direct.counts)
 
 
 def test_all_zero_first_batch_sets_no_range():
     histogram = Histogram(units=1, bins=2048)
-    histogram.update(torch.zeros(1, 10))
-    histogram.update(torch.tensor([[0.05]]))
+    histogram.update(torch.zeros(1, 1, 10))
+    histogram.update(torch.tensor([[[0.05]]]))
     assert int(histogram.exponents[0]) == -4  # 2 ** -4 = 0.0625 > 0.05, not a range of 1 fixed by zeros
     assert histogram.quantile(1.0)[0] <= 0.0625
 
@@ -89,5 +112,5 @@ def test_topk_matches_a_stable_sort_with_many_ties():
         expected = np.lexsort((np.arange(103), -maxima[:, unit]))[:7]
         assert ranked["image_ids"][unit].tolist() == expected.tolist()
         for slot, image in enumerate(expected):
-            assert torch.equal(ranked["maps"][unit, slot], activations[image, unit].half())
-            assert ranked["positions"][unit, slot] == flat[image, unit].argmax()
+            assert np.array_equal(ranked["maps"][unit, slot], activations[image, unit].half().numpy())
+            assert ranked["positions"][unit, slot] == int(np.argmax(flat[image, unit].numpy()))  # the first maximum

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -84,3 +86,23 @@ def test_errors(client):
     assert_error(client.get("/api/datasets/demo/images/40"), 404, "not_found", "valid ids are 0 to 39")
     assert_error(client.get("/api/datasets/other/images/0"), 404, "not_found", "'other'")
     assert_error(client.get("/api/datasets/demo/images/-3"), 422, "invalid_input", "image_id")
+    # Dataset names never reach a path: anything but a plain name is unknown.
+    assert_error(client.get(f"{BASE}/layers/block4/units", params={"dataset": "../../demo"}), 404, "not_found",
+                 "'../../demo'")
+    assert_error(client.get("/api/datasets/..%2Fdemo/images/0"), 404, "not_found")
+
+
+def test_an_atlas_of_an_older_format_asks_for_a_rebuild(client):
+    data = client.app.state.settings.data_dir
+    stale = data / "atlases" / "shapes-cnn" / "old"
+    shutil.copytree(data / "atlases" / "shapes-cnn" / "demo", stale)
+    with sqlite3.connect(stale / "atlas.sqlite") as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    db.close()
+    try:
+        assert_error(client.get(f"{BASE}/layers/block4/units", params={"dataset": "old"}), 409, "atlas_missing",
+                     "'old' atlas of model 'shapes-cnn' was built by an older Fovea",
+                     "fovea index shapes-cnn --dataset PATH")
+        assert [a["dataset"] for a in client.get(f"{BASE}/atlases").json()["atlases"]] == ["demo"]
+    finally:
+        shutil.rmtree(stale)

@@ -21,6 +21,7 @@ import torch
 
 from app.atlas.datasets import ImageDataset
 from app.atlas.loader import Batch
+from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.writer import write_atlas
 from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
 from app.engine.hooks import forward_hooks
@@ -28,7 +29,6 @@ from app.engine.layers import LayerInfo
 from app.files import atomic_write
 from app.store.store import LoadedModel
 
-FORMAT_VERSION = 1
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
@@ -45,7 +45,7 @@ class IndexPlan:
         """What a checkpoint must match to be resumed."""
         card = self.model.card
         return {
-            "format": FORMAT_VERSION,
+            "format": ATLAS_FORMAT,
             "model": self.model.id,
             "weights": self.model.weights_sha256 or card.weights.torchvision,
             "dataset": self.dataset.name,
@@ -74,13 +74,15 @@ class LayerRecorder:
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         n, c, h, w = activations.shape
         flat = activations.detach().reshape(n, c, h * w)
-        spatial_max, positions = flat.max(dim=2)  # the first maximum in row-major order
+        spatial_max = flat.amax(dim=2)  # several times faster than max(dim) with its indices
         spatial_mean = flat.mean(dim=2)
-        self.topk.update(activations, image_ids, spatial_max, positions)
+        self.topk.update(activations, image_ids, spatial_max)
         self.stats.update(spatial_max.double().cpu().numpy(), spatial_mean.double().cpu().numpy())
-        sampled = sample_positions(image_ids, h * w, self.histogram_samples).to(flat.device)
-        values = flat.gather(2, sampled.view(n, 1, -1).expand(n, c, -1))  # (n, c, m)
-        self.histogram.update(values.transpose(0, 1).reshape(c, -1))
+        if h * w > self.histogram_samples:
+            sampled = sample_positions(image_ids, h * w, self.histogram_samples).to(flat.device)
+            self.histogram.update(flat.gather(2, sampled.view(n, 1, -1).expand(n, c, -1)))  # (n, c, m)
+        else:
+            self.histogram.update(flat)
         self.pooled[image_ids.numpy()] = spatial_mean.cpu().numpy().astype(np.float16)
 
     def state(self) -> dict[str, np.ndarray]:

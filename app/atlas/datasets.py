@@ -57,6 +57,11 @@ def scan_folder(root: Path, name: str | None = None) -> ImageDataset:
     )
 
 
+def is_dataset_name(name: str) -> bool:
+    """Whether `name` could be a dataset's name (what `dataset_name` makes, or `demo`): safe in a path."""
+    return re.fullmatch(r"[a-z0-9][a-z0-9-]{0,80}", name) is not None
+
+
 def dataset_name(root: Path) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", root.name.lower()).strip("-")[:40] or "images"
     return f"{slug}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"

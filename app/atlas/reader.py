@@ -93,24 +93,14 @@ class Atlas:
         """Each unit's map on its top image, (len(units), h, w) float16."""
         return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[units, 0]
 
-    def histogram(self, layer: AtlasLayer, unit: int, bins: int = 40) -> dict:
-        """The unit's activation histogram, coarsened to at most `bins` bins over the range it occupies,
-        with the exact count of zeros apart."""
+    def histogram(self, layer: AtlasLayer, unit: int) -> dict:
+        """The unit's activation histogram over the range it occupies, with the exact count of zeros apart."""
         with np.load(self.folder / f"layer-{layer.idx:03d}.histogram.npz") as data:
-            counts, exponent, zeros = data["counts"][unit], int(data["exponents"][unit]), int(data["zeros"][unit])
-        fine = len(counts)
-        radius = 2.0 ** exponent if exponent > -(2**31) else 1.0
-        occupied = np.flatnonzero(counts)
-        if len(occupied) == 0:
-            return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
-        first, span = int(occupied[0]), int(occupied[-1]) + 1 - int(occupied[0])
-        group = -(-span // bins)  # fine bins per coarse bin (ceil division)
-        groups = -(-span // group)
-        padded = np.zeros(groups * group, dtype=np.int64)
-        padded[:span] = counts[first:first + span]
-        coarse = padded.reshape(groups, group).sum(axis=1)
-        edges = -radius + 2 * radius * (first + np.arange(groups + 1) * group) / fine
-        return {"edges": edges.tolist(), "counts": coarse.tolist(), "zeros": zeros}
+            used, zeros = int(data["used"][unit]), int(data["zeros"][unit])
+            if used == 0:
+                return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
+            return {"edges": data["edges"][unit, :used + 1].tolist(), "counts": data["counts"][unit, :used].tolist(),
+                    "zeros": zeros}
 
     def class_histogram(self, rows: list[sqlite3.Row]) -> list[dict]:
         """How often each label occurs among the given top-k rows, most common first."""

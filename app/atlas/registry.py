@@ -6,7 +6,9 @@ import threading
 from pathlib import Path
 
 from app.atlas.build import build_progress
+from app.atlas.datasets import is_dataset_name
 from app.atlas.reader import Atlas
+from app.atlas.schema import ATLAS_FORMAT
 from app.errors import AtlasMissing, NotFound
 
 DEFAULT_DATASET = "demo"
@@ -21,30 +23,42 @@ class AtlasRegistry:
 
     def datasets(self, model_id: str) -> list[str]:
         """Datasets with a finished atlas for this model, the default first, then the newest."""
+        return self._scan(model_id)[0]
+
+    def _scan(self, model_id: str) -> tuple[list[str], set[str]]:
+        """(datasets with a finished atlas of the current format, as `datasets` orders them; datasets whose
+        atlas has an older format)."""
         folder = self.root / model_id
-        found = []
+        found, stale = [], set()
         for path in folder.iterdir() if folder.is_dir() else []:
             if path.name.startswith("."):
                 continue  # builds, staging and replaced atlases in flight
             try:
-                found.append((path.name != DEFAULT_DATASET, -(path / "atlas.sqlite").stat().st_mtime, path.name))
+                modified = (path / "atlas.sqlite").stat().st_mtime
             except OSError:
                 continue  # no catalog: not a finished atlas
-        return [name for *_, name in sorted(found)]
+            if self._opened(path).meta.get("format") == ATLAS_FORMAT:
+                found.append((path.name != DEFAULT_DATASET, -modified, path.name))
+            else:
+                stale.add(path.name)  # read by no one until it is rebuilt
+        return [name for *_, name in sorted(found)], stale
 
     def get(self, model_id: str, dataset: str | None = None) -> Atlas:
-        available = self.datasets(model_id)
+        if dataset is not None and not is_dataset_name(dataset):  # it would never reach a path
+            raise NotFound(f"no dataset named {dataset!r}: dataset names are lowercase letters, digits and "
+                           f"dashes", dataset=dataset)
+        available, stale = self._scan(model_id)
         if dataset is None and available:
             dataset = available[0]
         if dataset is None or dataset not in available:
-            raise self._missing(model_id, dataset, available)
+            raise self._missing(model_id, dataset, available, stale)
         return self._opened(self.root / model_id / dataset)
 
     def for_dataset(self, dataset: str) -> Atlas:
         """Any atlas built on `dataset` (they share its images and ids)."""
-        if self.root.is_dir():
+        if is_dataset_name(dataset) and self.root.is_dir():
             for model_folder in sorted(self.root.iterdir()):
-                if (model_folder / dataset / "atlas.sqlite").is_file():
+                if dataset in self.datasets(model_folder.name):
                     return self._opened(model_folder / dataset)
         raise NotFound(f"no atlas uses a dataset named {dataset!r}", dataset=dataset)
 
@@ -58,7 +72,7 @@ class AtlasRegistry:
                 self._open[folder] = cached
             return cached[1]
 
-    def _missing(self, model_id: str, dataset: str | None, available: list[str]) -> AtlasMissing:
+    def _missing(self, model_id: str, dataset: str | None, available: list[str], stale: set[str]) -> AtlasMissing:
         wanted = dataset or DEFAULT_DATASET
         progress = build_progress(self.data_dir, model_id, wanted)
         command = f"fovea index {model_id} --dataset {'demo' if wanted == DEFAULT_DATASET else 'PATH'}"
@@ -68,5 +82,6 @@ class AtlasRegistry:
                                 f"at the last checkpoint)", model=model_id, dataset=wanted, building=True,
                                 done=done, total=total)
         listed = f"; atlases available: {', '.join(available)}" if available else ""
-        return AtlasMissing(f"no {wanted!r} atlas for model {model_id!r} yet: run `{command}`{listed}",
+        problem = "was built by an older Fovea" if wanted in stale else "does not exist yet"
+        return AtlasMissing(f"the {wanted!r} atlas of model {model_id!r} {problem}: run `{command}`{listed}",
                             model=model_id, dataset=wanted, command=command, available=available, building=False)

@@ -1,5 +1,8 @@
 """The atlas catalog's SQLite schema, shared by the writer and the reader."""
 
+# Bumped whenever the catalog or the arrays change shape; an atlas of another format is rebuilt, not read.
+ATLAS_FORMAT = 2
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);          -- JSON values
 CREATE TABLE images (

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.atlas.build import ImageRecord, IndexPlan, LayerRecorder
 
 REGION_QUANTILE = 0.995  # Network Dissection's threshold for a unit's region mask
+HISTOGRAM_BINS = 40  # as drawn on the unit page; the quantile is taken from the fine histogram first
 
 
 def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
@@ -80,35 +81,34 @@ def _write_layer(db: sqlite3.Connection, folder: Path, idx: int, recorder: Layer
     summary = recorder.stats.summary()
     quantiles = recorder.histogram.quantile(REGION_QUANTILE)
     topk = recorder.topk.ordered()
-    dead = summary["fraction_active"] == 0
-    db.executemany(
-        "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(idx, u, *(float(summary[key][u]) for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std",
-                                                        "mean_max", "fraction_active")),
-          float(quantiles[u]), int(dead[u]), int(topk["image_ids"][u, 0]) if topk["image_ids"][u, 0] >= 0 else None)
-         for u in range(units)],
-    )
-    values, ids, positions = topk["values"].numpy(), topk["image_ids"].numpy(), topk["positions"].numpy()
-    db.executemany(
-        "INSERT INTO topk VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(idx, u, rank, int(ids[u, rank]), float(values[u, rank]), int(positions[u, rank] // width),
-          int(positions[u, rank] % width))
-         for u in range(units) for rank in range(ids.shape[1]) if ids[u, rank] >= 0],
-    )
-    db.executemany("INSERT INTO similar VALUES (?, ?, ?, ?, ?)",
-                   similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
-    np.save(folder / f"layer-{idx:03d}.maps.npy", topk["maps"].numpy())
-    histogram = recorder.histogram
-    np.savez_compressed(folder / f"layer-{idx:03d}.histogram.npz", counts=histogram.counts.numpy(),
-             exponents=histogram.exponents.numpy(), zeros=histogram.zeros.numpy())
+    top_image = topk["image_ids"][:, 0]
+    _insert_columns(db, "units", [
+        np.full(units, idx), np.arange(units),
+        *(summary[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
+                                   "fraction_active")),
+        quantiles, summary["fraction_active"] == 0, [i if i >= 0 else None for i in top_image.tolist()]])
+    unit, rank = np.nonzero(topk["image_ids"] >= 0)  # a unit has fewer than k entries on a tiny dataset
+    positions = topk["positions"][unit, rank]
+    _insert_columns(db, "topk", [np.full(len(unit), idx), unit, rank, topk["image_ids"][unit, rank],
+                                 topk["values"][unit, rank], positions // width, positions % width])
+    _insert_columns(db, "similar", similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
+    np.save(folder / f"layer-{idx:03d}.maps.npy", topk["maps"])
+    np.savez(folder / f"layer-{idx:03d}.histogram.npz", **recorder.histogram.coarse(HISTOGRAM_BINS))
     recorder.pooled.flush()
     shutil.copyfile(recorder.pooled.filename, folder / f"layer-{idx:03d}.pooled.npy")
 
 
+def _insert_columns(db: sqlite3.Connection, table: str, columns: list[np.ndarray]) -> None:
+    """Insert rows given column by column (numpy values become plain Python ones through tolist())."""
+    placeholders = ", ".join("?" * len(columns))
+    db.executemany(f"INSERT INTO {table} VALUES ({placeholders})", zip(*(np.asarray(c).tolist() for c in columns)))
+
+
 def similar_units(pooled: np.ndarray, readable: np.ndarray, layer: int, per_unit: int,
-                  rows_per_chunk: int = 4096) -> list[tuple[int, int, int, int, float]]:
+                  rows_per_chunk: int = 4096) -> list[np.ndarray]:
     """Per unit, the `per_unit` units of the same layer whose pooled activations correlate best
-    (Pearson r over the readable images), in two passes over row chunks so memory stays O(units^2)."""
+    (Pearson r over the readable images; ties to the lower unit), in two passes over row chunks so memory
+    stays O(units^2). Columns (layer, unit, rank, other, r) of the `similar` table."""
     rows = np.flatnonzero(readable)
     units = pooled.shape[1]
     chunks = [rows[start:start + rows_per_chunk] for start in range(0, len(rows), rows_per_chunk)]
@@ -121,16 +121,11 @@ def similar_units(pooled: np.ndarray, readable: np.ndarray, layer: int, per_unit
     std = np.sqrt(np.diag(covariance))
     alive = std > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        correlation = covariance / np.outer(std, std)
-    correlation[~alive, :] = np.nan
-    correlation[:, ~alive] = np.nan
-    np.fill_diagonal(correlation, np.nan)
-    result = []
-    for unit in range(units):
-        row = correlation[unit]
-        candidates = np.flatnonzero(~np.isnan(row))
-        order = candidates[np.lexsort((candidates, -row[candidates]))][:per_unit]
-        result += [(layer, unit, rank, int(other), float(np.clip(row[other], -1.0, 1.0)))
-                   for rank, other in enumerate(order)]
-    return result
-
+        correlation = np.clip(covariance / np.outer(std, std), -1.0, 1.0)
+    valid = np.outer(alive, alive)
+    np.fill_diagonal(valid, False)
+    # Highest r first, ties to the lower unit: a stable sort on -r, with invalid pairs pushed last.
+    order = np.argsort(np.where(valid, -correlation, np.inf), axis=1, kind="stable")[:, :per_unit]
+    unit, rank = np.nonzero(np.take_along_axis(valid, order, axis=1))
+    other = order[unit, rank]
+    return [np.full(len(unit), layer), unit, rank, other, correlation[unit, other]]

@@ -6,8 +6,6 @@ import its whole state as numpy arrays, so an interrupted index build resumes to
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -16,57 +14,76 @@ class TopK:
     """Per unit, the k images with the highest spatial-max activation, with the argmax position and the
     unit's whole map on each. Ties go to the lower image id, exactly as a stable sort of all images would.
 
-    Entries live in unordered slots, so a batch writes only the maps that enter (rewriting all k maps of
-    every unit per batch cost more than the forward pass of large early layers); `ordered()` ranks them.
+    Each entry is one int64 key that sorts as (value descending, image id ascending), so keeping the best
+    k is a single partition with no tie-breaking pass. Entries live in unordered slots, and a batch writes
+    only the maps that enter; `ordered()` ranks them once at the end. The bookkeeping is in numpy: on
+    arrays this small, per-call overhead, not arithmetic, is the cost.
     """
 
     def __init__(self, units: int, k: int, map_shape: tuple[int, int]):
         self.k = k
-        self.values = torch.full((units, k), -math.inf)
-        self.image_ids = torch.full((units, k), -1, dtype=torch.int64)
-        self.positions = torch.full((units, k), -1, dtype=torch.int64)  # flat index y * w + x
+        self.keys = np.full((units, k), _EMPTY, dtype=np.int64)
+        self.positions = np.full((units, k), -1, dtype=np.int64)  # flat index y * w + x
         self.maps = torch.zeros((units, k, *map_shape), dtype=torch.float16)
 
-    def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor,
-               positions: torch.Tensor) -> None:
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor) -> None:
         """`activations` (n, c, h, w) of images `image_ids` (n,), all above every id seen so far, with their
-        spatial maxima and flat argmax positions (n, c)."""
+        spatial maxima (n, c)."""
         n, c = maxima.shape
-        maxima, positions = maxima.T.float().cpu(), positions.T.cpu()
-        # New ids exceed every kept id, so only a strictly larger value displaces the weakest entry.
-        if not bool((maxima > self.values.min(dim=1, keepdim=True).values).any()):
+        batch = _keys(maxima.T.float().cpu().numpy(), image_ids.cpu().numpy().reshape(1, n))  # (c, n)
+        if not (batch.max(axis=1) > self.keys.min(axis=1)).any():
             return
-        values = torch.cat([self.values, maxima], dim=1)  # (c, k + n): the slots, then the batch
-        ids = torch.cat([self.image_ids, image_ids.view(1, n).expand(c, n).cpu()], dim=1)
-        chosen = _rank(values, ids)[:, : self.k]
-        kept = torch.zeros((c, self.k + 1), dtype=torch.bool)
-        kept.scatter_(1, chosen.clamp(max=self.k), True)
+        merged = np.concatenate([self.keys, batch], axis=1)  # (c, k + n): the slots, then the batch
+        kept = np.zeros(merged.shape, dtype=bool)
+        np.put_along_axis(kept, np.argpartition(merged, n, axis=1)[:, n:], True, axis=1)  # keys are unique
         # Evicted slots and entering images, both listed unit by unit in equal numbers: pair them up.
-        slot_units, slots = (~kept[:, : self.k]).nonzero(as_tuple=True)
-        entering = chosen[chosen >= self.k] - self.k  # row-major, so also unit by unit
-        self.values[slot_units, slots] = maxima[slot_units, entering]
-        self.image_ids[slot_units, slots] = image_ids.cpu()[entering]
-        self.positions[slot_units, slots] = positions[slot_units, entering]
+        slot_units, slots = np.nonzero(~kept[:, : self.k])
+        entering = np.nonzero(kept[:, self.k:])[1]
+        self.keys[slot_units, slots] = batch[slot_units, entering]
         device = activations.device
-        self.maps[slot_units, slots] = activations[entering.to(device), slot_units.to(device)].to(
-            torch.float16).cpu()
+        maps = activations[torch.from_numpy(entering).to(device), torch.from_numpy(slot_units).to(device)]
+        # Argmax only for the entering maps: the first maximum in row-major order.
+        self.positions[slot_units, slots] = maps.flatten(1).argmax(dim=1).cpu().numpy()
+        self.maps[torch.from_numpy(slot_units), torch.from_numpy(slots)] = maps.to(torch.float16).cpu()
 
-    def ordered(self) -> dict[str, torch.Tensor]:
-        """The entries ranked: value descending, then image id ascending."""
-        order = _rank(self.values, self.image_ids)
-        return {"values": self.values.gather(1, order), "image_ids": self.image_ids.gather(1, order),
-                "positions": self.positions.gather(1, order),
-                "maps": self.maps[torch.arange(len(order)).view(-1, 1), order]}
+    def ordered(self) -> dict[str, np.ndarray]:
+        """The entries ranked, value descending then image id ascending; empty slots (id -1, value -inf)
+        last."""
+        order = np.argsort(self.keys, axis=1)[:, ::-1]  # only empty slots share a key
+        keys = np.take_along_axis(self.keys, order, axis=1)
+        values, image_ids = _unkey(keys)
+        return {"values": values, "image_ids": image_ids,
+                "positions": np.take_along_axis(self.positions, order, axis=1),
+                "maps": self.maps.numpy()[np.arange(len(order)).reshape(-1, 1), order]}
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"values": self.values.numpy(), "image_ids": self.image_ids.numpy(),
-                "positions": self.positions.numpy(), "maps": self.maps.numpy()}
+        return {"keys": self.keys, "positions": self.positions, "maps": self.maps.numpy()}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
-        self.values = torch.from_numpy(state["values"].copy())
-        self.image_ids = torch.from_numpy(state["image_ids"].copy())
-        self.positions = torch.from_numpy(state["positions"].copy())
+        self.keys, self.positions = state["keys"].copy(), state["positions"].copy()
         self.maps = torch.from_numpy(state["maps"].copy())
+
+
+_EMPTY = np.iinfo(np.int64).min  # the key of an empty slot, below every real key
+_ID_MASK = 0x7FFFFFFF  # image ids below 2 ** 31
+
+
+def _keys(values: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """int64 keys ordered as (value ascending, image id descending): the float32 bits made monotonic in
+    the high half, the complemented id in the low half."""
+    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)  # + 0 makes -0 +0
+    bits = np.where(bits < 0, bits ^ _ID_MASK, bits)  # negative floats: larger magnitude, smaller key
+    return (bits << 32) | (_ID_MASK - image_ids.astype(np.int64))
+
+
+def _unkey(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values as float32, image ids) of keys; empty slots give (-inf, -1)."""
+    bits = keys >> 32
+    bits = np.where(bits < 0, bits ^ _ID_MASK, bits).astype(np.int32)
+    empty = keys == _EMPTY
+    values = np.where(empty, -np.inf, bits.view(np.float32)).astype(np.float32)
+    image_ids = np.where(empty, -1, _ID_MASK - (keys & 0xFFFFFFFF))
+    return values, image_ids
 
 
 class ImageStats:
@@ -124,20 +141,22 @@ class Histogram:
         self.zeros = torch.zeros(units, dtype=torch.int64)
 
     def update(self, values: torch.Tensor) -> None:
-        """`values` (c, m): m activation values of each unit."""
-        c = values.shape[0]
+        """`values` (n, c, m): m activation values of each unit on each of n images."""
+        c = values.shape[1]
         values = values.detach().float()
-        peak = values.abs().amax(dim=1).cpu()
+        peak = values.abs().amax(dim=(0, 2)).cpu()
         # The smallest e with 2 ** e > peak; an all-zero unit sets no range (its values are all zeros).
         self._grow(torch.where(peak > 0, torch.frexp(peak).exponent.to(torch.int64), _UNSET))
         exponents = torch.where(self.exponents == _UNSET, 0, self.exponents)
-        radius = torch.pow(2.0, exponents.double()).float().to(values.device).view(c, 1)
-        offset = (torch.arange(c, device=values.device) * self.bins + self.bins // 2).view(c, 1).float()
-        index = torch.addcmul(offset, values, (self.bins / 2) / radius).long()  # offset + value * scale
-        index = torch.minimum(index, offset.long() + self.bins // 2 - 1)  # value == r lands in the top bin
+        scale = ((self.bins / 2) / torch.pow(2.0, exponents.double())).float()  # bins per unit of value
+        offset = torch.arange(c) * self.bins + self.bins // 2
+        device = values.device
+        index = torch.addcmul(offset.float().to(device).view(1, c, 1), values, scale.to(device).view(1, c, 1))
+        # value == r lands in the top bin; min() also undoes float rounding up to the next unit's bins.
+        index = torch.minimum(index.long(), (offset + self.bins // 2 - 1).to(device).view(1, c, 1))
         counts = torch.bincount(index.view(-1), minlength=c * self.bins).view(c, self.bins).cpu()
         # Exact zeros (most of a ReLU's output) are a point mass, kept apart so quantiles stay exact there.
-        zeros = (values == 0).sum(dim=1).cpu()
+        zeros = (values == 0).sum(dim=(0, 2)).cpu()
         counts[:, self.bins // 2] -= zeros
         self.counts += counts
         self.zeros += zeros
@@ -156,29 +175,47 @@ class Histogram:
             self.counts[units] = fresh
             self.exponents[units] += 1
 
-    def edges(self, unit: int) -> np.ndarray:
-        radius = 2.0 ** int(self.exponents[unit]) if int(self.exponents[unit]) != _UNSET else 1.0
-        return np.linspace(-radius, radius, self.bins + 1)
+    def radii(self) -> np.ndarray:
+        """Per unit, r: the histogram covers [-r, r)."""
+        exponents = self.exponents.numpy()
+        return np.where(exponents == _UNSET, 1.0, np.exp2(exponents.astype(np.float64)))
 
     def quantile(self, q: float) -> np.ndarray:
         """Per unit, the value below which a fraction q of all activations fall (linear within a bin)."""
         middle = self.bins // 2
-        result = np.zeros(self.counts.shape[0])
-        for unit, (row, zeros) in enumerate(zip(self.counts.double().numpy(), self.zeros.double().numpy())):
-            edges = self.edges(unit)
-            # Bins below zero, the point mass at zero (a bin of width 0), then bins from zero up.
-            counts = np.concatenate([row[:middle], [zeros], row[middle:]])
-            lower = np.concatenate([edges[:middle], [0.0], edges[middle:-1]])
-            upper = np.concatenate([edges[1:middle + 1], [0.0], edges[middle + 1:]])
-            total = counts.sum()
-            if total == 0:
-                continue
-            cumulative = np.cumsum(counts)
-            b = min(int(np.searchsorted(cumulative, q * total, side="left")), len(counts) - 1)
-            below = cumulative[b - 1] if b > 0 else 0.0
-            fraction = (q * total - below) / counts[b] if counts[b] > 0 else 0.0
-            result[unit] = lower[b] + fraction * (upper[b] - lower[b])
-        return result
+        # Bins below zero, the point mass at zero (a bin of width 0), then bins from zero up.
+        fine, zeros = self.counts.numpy(), self.zeros.numpy()
+        counts = np.concatenate([fine[:, :middle], zeros[:, None], fine[:, middle:]], axis=1)
+        edges = np.linspace(-1.0, 1.0, self.bins + 1)
+        lower = np.concatenate([edges[:middle], [0.0], edges[middle:-1]]) * self.radii()[:, None]
+        upper = np.concatenate([edges[1:middle + 1], [0.0], edges[middle + 1:]]) * self.radii()[:, None]
+        cumulative = np.cumsum(counts, axis=1)
+        target = q * cumulative[:, -1]
+        b = np.minimum((cumulative < target[:, None]).sum(axis=1), self.bins)  # searchsorted, row by row
+        rows = np.arange(len(b))
+        below = np.where(b > 0, cumulative[rows, np.maximum(b - 1, 0)], 0)
+        inside = counts[rows, b]
+        fraction = np.divide(target - below, inside, out=np.zeros(len(b)), where=inside > 0)
+        result = lower[rows, b] + fraction * (upper[rows, b] - lower[rows, b])
+        return np.where(cumulative[:, -1] > 0, result, 0.0)
+
+    def coarse(self, bins: int) -> dict[str, np.ndarray]:
+        """Per unit, the histogram over just the range its values occupy, in at most `bins` bins of whole
+        fine bins: `counts` (units, bins) and `edges` (units, bins + 1), of which each unit uses its first
+        `used` bins (0 for a unit with no nonzero value), and the separate count of exact `zeros`."""
+        counts = self.counts.numpy()
+        occupied = counts > 0
+        first = occupied.argmax(axis=1)
+        span = np.where(occupied.any(axis=1), self.bins - occupied[:, ::-1].argmax(axis=1) - first, 0)
+        group = np.maximum(-(-span // bins), 1)  # fine bins per coarse bin (ceil division)
+        used = -(-span // group)
+        steps = np.arange(bins + 1) * group[:, None]  # (units, bins + 1) fine-bin offsets of the edges
+        cumulative = np.concatenate([np.zeros((len(counts), 1), dtype=np.int64), np.cumsum(counts, axis=1)], axis=1)
+        bounds = first[:, None] + np.minimum(steps, span[:, None])  # past the span, empty coarse bins
+        coarse = np.diff(np.take_along_axis(cumulative, bounds, axis=1), axis=1)
+        radii = self.radii()[:, None]
+        edges = -radii + 2 * radii * (first[:, None] + steps) / self.bins
+        return {"counts": coarse, "edges": edges, "used": used, "zeros": self.zeros.numpy()}
 
     def state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts.numpy(), "exponents": self.exponents.numpy(), "zeros": self.zeros.numpy()}
@@ -187,14 +224,6 @@ class Histogram:
         self.counts = torch.from_numpy(state["counts"].copy())
         self.exponents = torch.from_numpy(state["exponents"].copy())
         self.zeros = torch.from_numpy(state["zeros"].copy())
-
-
-def _rank(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Per row, the column order by value descending, then id ascending (empty slots, id -1 and value
-    -inf, last)."""
-    by_id = torch.sort(ids, dim=1, stable=True).indices
-    by_value = torch.sort(values.gather(1, by_id), dim=1, descending=True, stable=True).indices
-    return by_id.gather(1, by_value)
 
 
 def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) -> torch.Tensor:
