@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     index_batch_size: int = Field(default=64, ge=1, description="Images per forward pass while indexing.")
     index_workers: int = Field(default=2, ge=0, description="Processes decoding images while indexing (0: inline).")
     index_histogram_samples: int = Field(
-        default=64, ge=1,
+        default=16, ge=1,
         description="Activation values per image and unit that feed a unit's histogram and 99.5% quantile.",
     )
     index_checkpoint_seconds: float = Field(

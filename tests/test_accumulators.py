@@ -48,6 +48,7 @@ def test_image_stats_by_hand():
 def test_histogram_bins_values_and_keeps_zeros_apart():
     histogram = Histogram(units=1, bins=8)
     histogram.update(torch.tensor([[[0.0, 0.0, 0.1, 0.3, 0.6, -0.2]]]))  # peak 0.6 -> r = 1, bin width 0.25
+    histogram.flush()
     assert int(histogram.exponents[0]) == 0
     # Bins of 0.25 from -1: -0.2 in [-0.25, 0), 0.1 in [0, 0.25), 0.3 in [0.25, 0.5), 0.6 in [0.5, 0.75).
     assert histogram.counts[0].tolist() == [0, 0, 0, 1, 1, 1, 1, 0]
@@ -58,7 +59,7 @@ def test_histogram_bins_values_and_keeps_zeros_apart():
 
 def test_histogram_coarsens_to_the_occupied_range():
     histogram = Histogram(units=2, bins=8)
-    histogram.update(torch.tensor([[[0.0, 0.1, 0.3, 0.6, -0.2], [0.0, 0.0, 0.0, 0.0, 0.0]]]))
+    histogram.update(torch.tensor([[[0.0, 0.1, 0.3, 0.6, -0.2]], [[0.0, 0.0, 0.0, 0.0, 0.0]]]))
     coarse = histogram.coarse(bins=2)
     # Unit 0 occupies fine bins 3 to 6 of [-1, 1) in 0.25 steps: two coarse bins of two fine bins each.
     assert coarse["used"].tolist() == [2, 0]
@@ -71,19 +72,30 @@ def test_histogram_coarsens_to_the_occupied_range():
 
 
 def test_histogram_doubling_merges_exactly():
-    values = torch.tensor([[[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]]])  # (images, units, values)
-    growing = Histogram(units=1, bins=16)
+    values = torch.tensor([[[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]]])  # (units, images, values)
+    growing = Histogram(units=1, bins=16, pending_values=1)  # binned at every update
     growing.update(values[..., :4])  # r = 1
     growing.update(values[..., 4:])  # r = 4: two doublings
-    direct = Histogram(units=1, bins=16)
+    direct = Histogram(units=1, bins=16, pending_values=1)
     direct.update(values[..., [5]])  # r = 4 from the start
     direct.update(values[..., [0, 1, 2, 3, 4, 6]])
     assert int(growing.exponents[0]) == int(direct.exponents[0]) == 2
-    assert torch.equal(growing.counts, direct.counts)
+    assert np.array_equal(growing.counts, direct.counts)
+
+
+def test_histogram_counts_do_not_depend_on_how_batches_are_grouped():
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(3, 4, 50, generator=generator) * scale for scale in (0.01, 1.0, 37.0, 0.5, 1e4)]
+    one_by_one, pooled = Histogram(units=3, pending_values=1), Histogram(units=3)
+    for batch in batches:
+        one_by_one.update(batch)
+        pooled.update(batch)
+    assert np.array_equal(one_by_one.state()["counts"], pooled.state()["counts"])
+    assert one_by_one.counts.sum() + one_by_one.zeros.sum() == 5 * 4 * 3 * 50
 
 
 def test_all_zero_first_batch_sets_no_range():
-    histogram = Histogram(units=1, bins=2048)
+    histogram = Histogram(units=1, bins=2048, pending_values=1)
     histogram.update(torch.zeros(1, 1, 10))
     histogram.update(torch.tensor([[[0.05]]]))
     assert int(histogram.exponents[0]) == -4  # 2 ** -4 = 0.0625 > 0.05, not a range of 1 fixed by zeros

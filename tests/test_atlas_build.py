@@ -54,13 +54,13 @@ def _check_against_brute_force(atlas: Atlas, model, dataset, layers: list[str]) 
             assert bool(row["dead"]) == (expected["fraction_active"][unit] == 0)
         pooled = np.load(atlas.folder / f"layer-{layer.idx:03d}.pooled.npy")
         assert np.allclose(pooled, expected["spatial_mean"], rtol=1e-3, atol=1e-3)
-        # The 99.5% quantile: where every position is histogrammed (maps of at most 64 positions) it lies
-        # between the order statistics around rank 0.995 * N, give or take one histogram bin; from 64
-        # sampled positions per image otherwise, so within sampling error of the exact quantile.
+        # The 99.5% quantile: where every position is histogrammed (maps no larger than the sample count) it
+        # lies between the order statistics around rank 0.995 * N, give or take one histogram bin; from
+        # sampled positions otherwise, so within sampling error of the exact quantile.
         quantiles = np.array([atlas.unit(layer, u)["quantile_995"] for u in range(units)])
         values = np.sort(activations[name].transpose(1, 0, 2, 3).reshape(units, -1), axis=1)
         peak = np.abs(values).max(axis=1)
-        if h * w <= 64:
+        if h * w <= atlas.meta["histogram_samples"]:
             rank = 0.995 * values.shape[1]
             low = values[:, max(int(np.floor(rank)) - 1, 0)] - 4 * peak / 2048
             high = values[:, min(int(np.ceil(rank)), values.shape[1] - 1)] + 4 * peak / 2048

@@ -55,7 +55,7 @@ def test_killed_build_resumes_to_the_same_atlas(tmp_path):
         states = list((interrupted / "atlases" / "shapes-cnn").glob(".*.build/state.json")) \
             if (interrupted / "atlases" / "shapes-cnn").is_dir() else []
         state = json.loads(states[0].read_text()) if states else None  # written atomically
-        if state and state["next_index"] >= 40:
+        if state:  # any checkpoint: kill the build there
             break
         assert process.poll() is None, "the build finished before it could be interrupted"
         time.sleep(0.02)

@@ -40,8 +40,8 @@ def test_mobilenet_v3_small():
     model, layers, output = _discover("mobilenet_v3_small")
     assert output.shape == (1, 1000)
     defaults = [name for name, info in layers.items() if info.default]
-    assert defaults == ["features.0.0", "features.0"] + [f"features.{i}" for i in range(1, 12)] + [
-        "features.12.0", "features"]
+    # features.0 and features.12 are conv-norm-activation blocks: the block stands for its conv.
+    assert defaults == [f"features.{i}" for i in range(12)] + ["features"]
     assert layers["features"].shape == (576, 7, 7)  # the same tensor as features.12: the shallower name wins
     assert not layers["features.12"].default
     assert layers["features.1"].shape == (16, 56, 56)
@@ -49,6 +49,23 @@ def test_mobilenet_v3_small():
     assert layers["features.4.block.2.fc1"].shape[1:] == (1, 1)  # squeeze-excitation maps are listed ...
     assert not layers["features.4.block.2.fc1"].default  # ... but not selected
     assert hook_count(model) == 0
+
+
+def test_plain_conv_stacks_are_seen_after_their_activation():
+    _, layers, _ = _discover("vgg11")
+    defaults = [(name, info.type) for name, info in layers.items() if info.default]
+    assert defaults[:3] == [("features.1", "ReLU"), ("features.4", "ReLU"), ("features.7", "ReLU")]
+    assert defaults[-1] == ("features", "Sequential") and len(defaults) == 9
+    assert not layers["features.0"].default  # the conv itself is still listed, for --layers
+
+
+def test_demo_cnn_defaults():
+    from app.demo.architectures import shapes_cnn
+
+    layers, _ = discover_layers(shapes_cnn().eval(), torch.zeros(1, 3, 112, 112))
+    # Conv-BN-ReLU inside a block: the ReLU; a block's last one is the block's own output.
+    assert [info.name for info in layers if info.default] == [
+        "stem", "block1", "block2.2", "block2", "block3.2", "block3", "block4.2", "block4"]
 
 
 @pytest.mark.parametrize("size", [64, 96])

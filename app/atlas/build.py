@@ -78,11 +78,12 @@ class LayerRecorder:
         spatial_mean = flat.mean(dim=2)
         self.topk.update(activations, image_ids, spatial_max)
         self.stats.update(spatial_max.double().cpu().numpy(), spatial_mean.double().cpu().numpy())
+        by_unit = flat.transpose(0, 1)  # (c, n, h * w), a view
         if h * w > self.histogram_samples:
             sampled = sample_positions(image_ids, h * w, self.histogram_samples).to(flat.device)
-            self.histogram.update(flat.gather(2, sampled.view(n, 1, -1).expand(n, c, -1)))  # (n, c, m)
+            self.histogram.update(by_unit.gather(2, sampled.view(1, n, -1).expand(c, n, -1)))  # a new tensor
         else:
-            self.histogram.update(flat)
+            self.histogram.update(by_unit.clone())  # later in-place ops must not reach the pending values
         self.pooled[image_ids.numpy()] = spatial_mean.cpu().numpy().astype(np.float16)
 
     def state(self) -> dict[str, np.ndarray]:
@@ -161,6 +162,7 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
     if start > 0:
         elapsed = _load_checkpoint(work, recorders, images)
     started, last_checkpoint = time.perf_counter() - elapsed, time.perf_counter()
+    interval = checkpoint_seconds
     model, current_ids = plan.model, torch.zeros(0, dtype=torch.int64)
 
     def record(name: str, output) -> None:
@@ -179,9 +181,12 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         if progress:
             progress(next_index, total)
         stopping = cancel is not None and cancel.is_set()
-        if next_index < total and (stopping or time.perf_counter() - last_checkpoint >= checkpoint_seconds):
-            _save_checkpoint(work, plan, next_index, recorders, images, time.perf_counter() - started)
+        if next_index < total and (stopping or time.perf_counter() - last_checkpoint >= interval):
+            saving = time.perf_counter()
+            _save_checkpoint(work, plan, next_index, recorders, images, saving - started)
             last_checkpoint = time.perf_counter()
+            # A big model's state (k maps per unit) takes seconds to save: keep saving under 1/20 of the time.
+            interval = max(checkpoint_seconds, 20 * (last_checkpoint - saving))
         if stopping and next_index < total:
             raise BuildCancelled(f"stopped at image {next_index} of {total}")
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)

@@ -6,6 +6,8 @@ import its whole state as numpy arrays, so an interrupted index build resumes to
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -131,61 +133,74 @@ _UNSET = -(2**31)  # a histogram exponent before the first batch
 class Histogram:
     """Per unit, a histogram of activation values on [-r, r) with `bins` equal bins, where r is a power of
     two that doubles (merging bins pairwise, exactly) when a larger value arrives. Quantiles read off it
-    are accurate to one bin width, at most 4 * max|x| / bins, of the values it was given."""
+    are accurate to one bin width, at most 4 * max|x| / bins, of the values it was given.
 
-    def __init__(self, units: int, bins: int = 2048):
+    Batches are binned a few at a time (`pending_values` at most), as the fixed cost of a binning pass
+    outweighs its arithmetic on one batch of a small layer. Binning is exact (a value's bin is the floor
+    of value * bins / 2r, a power-of-two scaling), so the counts do not depend on how batches are grouped.
+    """
+
+    def __init__(self, units: int, bins: int = 2048, pending_values: int = 2**21):
         assert bins % 4 == 0
         self.bins = bins
-        self.counts = torch.zeros((units, bins), dtype=torch.int64)
-        self.exponents = torch.full((units,), _UNSET, dtype=torch.int64)  # r = 2 ** exponent
-        self.zeros = torch.zeros(units, dtype=torch.int64)
+        # Bookkeeping in numpy: per-op overhead on these small arrays is far below torch's.
+        self.counts = np.zeros((units, bins), dtype=np.int64)
+        self.exponents = np.full(units, _UNSET, dtype=np.int64)  # r = 2 ** exponent
+        self.zeros = np.zeros(units, dtype=np.int64)
+        self._pending: list[torch.Tensor] = []
+        self._pending_values, self._pending_limit = 0, pending_values
 
     def update(self, values: torch.Tensor) -> None:
-        """`values` (n, c, m): m activation values of each unit on each of n images."""
-        c = values.shape[1]
-        values = values.detach().float()
-        peak = values.abs().amax(dim=(0, 2)).cpu()
-        # The smallest e with 2 ** e > peak; an all-zero unit sets no range (its values are all zeros).
-        self._grow(torch.where(peak > 0, torch.frexp(peak).exponent.to(torch.int64), _UNSET))
-        exponents = torch.where(self.exponents == _UNSET, 0, self.exponents)
-        scale = ((self.bins / 2) / torch.pow(2.0, exponents.double())).float()  # bins per unit of value
-        offset = torch.arange(c) * self.bins + self.bins // 2
-        device = values.device
-        index = torch.addcmul(offset.float().to(device).view(1, c, 1), values, scale.to(device).view(1, c, 1))
-        # value == r lands in the top bin; min() also undoes float rounding up to the next unit's bins.
-        index = torch.minimum(index.long(), (offset + self.bins // 2 - 1).to(device).view(1, c, 1))
-        counts = torch.bincount(index.view(-1), minlength=c * self.bins).view(c, self.bins).cpu()
+        """`values` (c, n, m): m activation values of each unit on each of n images. The histogram keeps a
+        reference until it bins them, so pass a tensor that nothing else will change."""
+        self._pending.append(values.detach())
+        self._pending_values += values.numel()
+        if self._pending_values >= self._pending_limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Bin every pending value."""
+        if not self._pending:
+            return
+        values = torch.cat(self._pending, dim=1).flatten(1).float()  # (c, values), a fresh tensor
+        self._pending, self._pending_values = [], 0
+        c, device = values.shape[0], values.device
+        peak = torch.maximum(values.amax(dim=1), -values.amin(dim=1)).cpu().numpy()  # two passes beat abs()
         # Exact zeros (most of a ReLU's output) are a point mass, kept apart so quantiles stay exact there.
-        zeros = (values == 0).sum(dim=(0, 2)).cpu()
-        counts[:, self.bins // 2] -= zeros
-        self.counts += counts
+        zeros = (values == 0).sum(dim=1, dtype=torch.int32).cpu().numpy()
+        # The smallest e with 2 ** e > peak; an all-zero unit sets no range (its values are all zeros).
+        self._grow(np.where(peak > 0, np.frexp(peak)[1], _UNSET))
+        scale = (self.bins / 2) / np.exp2(np.where(self.exponents == _UNSET, 0, self.exponents))  # bins per unit
+        # |value| < r, so floor(value * scale) lies in [-bins/2, bins/2): no clamping, no rounding.
+        index = values.mul_(torch.from_numpy(scale.astype(np.float32)).to(device).view(c, 1)).floor_().int()
+        index += (torch.arange(c, dtype=torch.int32, device=device) * self.bins + self.bins // 2).view(c, 1)
+        counts = torch.bincount(index.view(-1), minlength=c * self.bins)  # int32 indices: half the traffic
+        self.counts += counts.cpu().numpy().reshape(c, self.bins)
+        self.counts[:, self.bins // 2] -= zeros  # the zeros' bin, [0, r * 2 / bins), keeps only positives
         self.zeros += zeros
 
-    def _grow(self, target: torch.Tensor) -> None:
+    def _grow(self, target: np.ndarray) -> None:
         unset = self.exponents == _UNSET
         self.exponents[unset] = target[unset]
-        target = torch.where(target == _UNSET, self.exponents, target)
-        while bool((self.exponents < target).any()):
-            units = (self.exponents < target).nonzero(as_tuple=True)[0]
+        target = np.where(target == _UNSET, self.exponents, target)
+        while (self.exponents < target).any():
+            units = np.flatnonzero(self.exponents < target)
             # Doubling r maps old bin i to new bin (i + bins / 2) // 2.
-            old = self.counts[units]
-            merged = old.view(len(units), self.bins // 2, 2).sum(dim=2)
-            fresh = torch.zeros_like(old)
-            fresh[:, self.bins // 4: self.bins // 4 + self.bins // 2] = merged
-            self.counts[units] = fresh
+            merged = self.counts[units].reshape(len(units), self.bins // 2, 2).sum(axis=2)
+            self.counts[units] = 0
+            self.counts[units, self.bins // 4: self.bins // 4 + self.bins // 2] = merged
             self.exponents[units] += 1
 
     def radii(self) -> np.ndarray:
         """Per unit, r: the histogram covers [-r, r)."""
-        exponents = self.exponents.numpy()
-        return np.where(exponents == _UNSET, 1.0, np.exp2(exponents.astype(np.float64)))
+        return np.where(self.exponents == _UNSET, 1.0, np.exp2(self.exponents.astype(np.float64)))
 
     def quantile(self, q: float) -> np.ndarray:
         """Per unit, the value below which a fraction q of all activations fall (linear within a bin)."""
+        self.flush()
         middle = self.bins // 2
         # Bins below zero, the point mass at zero (a bin of width 0), then bins from zero up.
-        fine, zeros = self.counts.numpy(), self.zeros.numpy()
-        counts = np.concatenate([fine[:, :middle], zeros[:, None], fine[:, middle:]], axis=1)
+        counts = np.concatenate([self.counts[:, :middle], self.zeros[:, None], self.counts[:, middle:]], axis=1)
         edges = np.linspace(-1.0, 1.0, self.bins + 1)
         lower = np.concatenate([edges[:middle], [0.0], edges[middle:-1]]) * self.radii()[:, None]
         upper = np.concatenate([edges[1:middle + 1], [0.0], edges[middle + 1:]]) * self.radii()[:, None]
@@ -203,7 +218,8 @@ class Histogram:
         """Per unit, the histogram over just the range its values occupy, in at most `bins` bins of whole
         fine bins: `counts` (units, bins) and `edges` (units, bins + 1), of which each unit uses its first
         `used` bins (0 for a unit with no nonzero value), and the separate count of exact `zeros`."""
-        counts = self.counts.numpy()
+        self.flush()
+        counts = self.counts
         occupied = counts > 0
         first = occupied.argmax(axis=1)
         span = np.where(occupied.any(axis=1), self.bins - occupied[:, ::-1].argmax(axis=1) - first, 0)
@@ -215,15 +231,14 @@ class Histogram:
         coarse = np.diff(np.take_along_axis(cumulative, bounds, axis=1), axis=1)
         radii = self.radii()[:, None]
         edges = -radii + 2 * radii * (first[:, None] + steps) / self.bins
-        return {"counts": coarse, "edges": edges, "used": used, "zeros": self.zeros.numpy()}
+        return {"counts": coarse, "edges": edges, "used": used, "zeros": self.zeros}
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"counts": self.counts.numpy(), "exponents": self.exponents.numpy(), "zeros": self.zeros.numpy()}
+        self.flush()
+        return {"counts": self.counts, "exponents": self.exponents, "zeros": self.zeros}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
-        self.counts = torch.from_numpy(state["counts"].copy())
-        self.exponents = torch.from_numpy(state["exponents"].copy())
-        self.zeros = torch.from_numpy(state["zeros"].copy())
+        self.counts, self.exponents, self.zeros = (state[key].copy() for key in ("counts", "exponents", "zeros"))
 
 
 def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) -> torch.Tensor:
@@ -232,6 +247,10 @@ def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) ->
     every position is sampled equally often. Deterministic: it depends on the image ids alone."""
     if positions <= per_image:
         return torch.arange(positions).expand(len(image_ids), positions)
-    permutation = torch.randperm(positions, generator=torch.Generator().manual_seed(positions))
     starts = (image_ids.view(-1, 1) * per_image + torch.arange(per_image).view(1, -1)) % positions
-    return permutation[starts]
+    return _permutation(positions)[starts]
+
+
+@functools.lru_cache(maxsize=64)
+def _permutation(positions: int) -> torch.Tensor:
+    return torch.randperm(positions, generator=torch.Generator().manual_seed(positions))

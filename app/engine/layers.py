@@ -25,6 +25,9 @@ class LayerInfo:
 
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
+_NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.LocalResponseNorm)
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Hardswish, nn.Hardtanh, nn.Softplus, nn.Tanh, nn.Sigmoid)
 
 
 def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerInfo], torch.Tensor]:
@@ -33,9 +36,11 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[Layer
 
     The default selection holds the modules reached from the model through `Sequential` containers
     only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
-    that are containers or convolutions, with spatial size above 1x1. When two selected modules return
-    the very same tensor (a stage and its last block), the shallower name is kept: `layer4`, not
-    `layer4.1`.
+    that are containers or convolutions, with spatial size above 1x1. A convolution that a `Sequential`
+    follows with normalisation and an activation is represented by the activation: its units are what
+    the network passes on, and a per-channel affine map would only rescale (or mirror) the same ranking.
+    When two selected modules return the very same tensor (a stage and its last block, or a conv-norm-act
+    block and its activation), the shallower name is kept: `layer4`, not `layer4.1`.
     """
     modules = dict(model.named_modules())
     outputs: dict[str, torch.Tensor] = {}
@@ -71,7 +76,22 @@ def _default_selection(modules: dict[str, nn.Module], outputs: dict[str, torch.T
         is_container = next(module.children(), None) is not None
         return (is_container or isinstance(module, _CONVOLUTIONS)) and reached_through_sequentials(name)
 
-    chosen = [name for name, output in outputs.items()
+    def activated(name: str) -> str:
+        """The activation that follows this conv in its Sequential (past any norms), else the conv."""
+        parent_name, _, child = name.rpartition(".")
+        parent = modules[parent_name]
+        if not isinstance(modules[name], _CONVOLUTIONS) or not isinstance(parent, nn.Sequential):
+            return name
+        siblings = list(parent.named_children())
+        for sibling, following in siblings[[n for n, _ in siblings].index(child) + 1:]:
+            if isinstance(following, _ACTIVATIONS):
+                found = f"{parent_name}.{sibling}" if parent_name else sibling
+                return found if found in outputs else name
+            if not isinstance(following, _NORMS):
+                break
+        return name
+
+    chosen = [activated(name) for name, output in outputs.items()
               if output.shape[2] * output.shape[3] > 1 and is_candidate(name)]
     # Keep the shallowest name among modules that return the same tensor object.
     by_tensor: dict[int, str] = {}
