@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import shutil
 import sqlite3
 
@@ -106,3 +107,69 @@ def test_an_atlas_of_an_older_format_asks_for_a_rebuild(client):
         assert [a["dataset"] for a in client.get(f"{BASE}/atlases").json()["atlases"]] == ["demo"]
     finally:
         shutil.rmtree(stale)
+
+
+def test_unit_detail_crops_to_the_receptive_field(client):
+    detail = client.get(f"{BASE}/layers/block3/units/5").json()
+    field = detail["receptive_field"]
+    # block3 of shapes-cnn: 61 px square (3x3 stride-2 stem, then 3x3 convs and 2x2 pools), one cell per 8 px.
+    assert field["method"] == "gradient" and field["size"] == [61, 61] and field["map_size"] == [14, 14]
+    for item in detail["top"]:
+        centre_x, centre_y = (item["x"] + 0.5) * 8, (item["y"] + 0.5) * 8
+        crop = item["crop"]
+        assert crop["x"] * 112 <= centre_x <= (crop["x"] + crop["w"]) * 112
+        assert crop["y"] * 112 <= centre_y <= (crop["y"] + crop["h"]) * 112
+        assert crop["w"] <= 61 / 112 + 1e-9 and crop["h"] <= 61 / 112 + 1e-9
+        assert item["url"].endswith("?model=shapes-cnn") and not item["original_url"].endswith("?model=shapes-cnn")
+    deepest = client.get(f"{BASE}/layers/block4/receptive-field").json()
+    assert deepest["size"][0] >= 112  # wider than the image: crops are the whole image
+
+
+def test_activation_on_any_image_matches_the_atlas(client):
+    detail = client.get(f"{BASE}/layers/block4/units/3").json()
+    top = detail["top"][0]
+    live = client.get(f"{BASE}/layers/block4/units/3/activation", params={"image": top["image"]})
+    assert live.status_code == 200 and live.headers["etag"] and "immutable" in live.headers["cache-control"]
+    body = live.json()
+    values = np.frombuffer(base64.b64decode(body["map"]["data"]), dtype="<f4").reshape(body["map"]["shape"])
+    assert values.shape == (1, 7, 7)
+    assert body["max"] == pytest.approx(top["value"], rel=1e-5)  # the atlas's spatial max, recomputed
+    assert body["argmax"] == {"y": top["y"], "x": top["x"]} and body["crop"] == top["crop"]
+    assert body["map"]["range"] == [pytest.approx(float(values.min())), pytest.approx(float(values.max()))]
+    again = client.get(f"{BASE}/layers/block4/units/3/activation", params={"image": top["image"]},
+                       headers={"If-None-Match": live.headers["etag"]})
+    assert again.status_code == 304
+    # Any image, not only the unit's top ones; any layer of the model, not only indexed ones.
+    other = client.get(f"{BASE}/layers/stem.0/units/0/activation", params={"image": 39}).json()
+    assert other["map"]["shape"] == [1, 56, 56]
+
+
+def test_activation_png_overlay(client):
+    response = client.get(f"{BASE}/layers/block4/units/3/activation.png",
+                          params={"image": 0, "colormap": "inferno", "opacity": 0.7})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(response.content))
+    assert picture.size == (112, 112) and picture.mode == "RGB"
+    view = client.get("/api/datasets/demo/images/0", params={"model": "shapes-cnn"})
+    assert view.status_code == 200 and view.headers["content-type"] == "image/png" and view.headers["etag"]
+    assert Image.open(io.BytesIO(view.content)).size == (112, 112)
+    transparent = client.get(f"{BASE}/layers/block4/units/3/activation.png", params={"image": 0, "opacity": 0})
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(transparent.content))),
+                          np.asarray(Image.open(io.BytesIO(view.content))))  # opacity 0: the model's view
+
+
+def test_activation_errors(client):
+    assert_error(client.get(f"{BASE}/layers/block4/units/192/activation", params={"image": 0}), 404, "not_found",
+                 "0 to 191")
+    assert_error(client.get(f"{BASE}/layers/block4/units/1/activation", params={"image": 40}), 404, "not_found",
+                 "valid ids are 0 to 39")
+    assert_error(client.get(f"{BASE}/layers/block4/units/1/activation"), 422, "invalid_input", "image")
+    assert_error(client.get(f"{BASE}/layers/nope/units/1/activation", params={"image": 0}), 404,
+                 "layer_not_found")
+    assert_error(client.get(f"{BASE}/layers/block4/units/1/activation.png", params={"image": 0, "colormap": "x"}),
+                 422, "invalid_input", "colormap")
+    assert_error(client.get(f"{BASE}/layers/block4/units/1/activation.png", params={"image": 0, "opacity": 2}),
+                 422, "invalid_input", "opacity")
+    assert_error(client.get("/api/datasets/demo/images/0", params={"model": "nope"}), 404, "model_not_found")

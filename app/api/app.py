@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routers import datasets, meta, models, pages, units
+from app.api.routers import activations, datasets, meta, models, pages, units
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(models.router)
     app.include_router(units.router)
+    app.include_router(activations.router)
     app.include_router(datasets.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")

@@ -17,14 +17,18 @@ class Preprocessing:
     std: tuple[float, float, float]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """One RGB image -> (3, h, w) float tensor."""
+        """One image -> (3, h, w) float tensor."""
+        return TF.normalize(TF.to_tensor(self.view(image)), list(self.mean), list(self.std))
+
+    def view(self, image: Image.Image) -> Image.Image:
+        """The RGB image exactly as the model sees it, before normalisation: what a map covers."""
         image = image.convert("RGB")
         if self.resize is not None:
             image = TF.resize(image, self.resize, interpolation=TF.InterpolationMode.BILINEAR)
             image = TF.center_crop(image, list(self.size))
         elif (image.height, image.width) != self.size:
             image = TF.resize(image, list(self.size), interpolation=TF.InterpolationMode.BILINEAR)
-        return TF.normalize(TF.to_tensor(image), list(self.mean), list(self.std))
+        return image
 
     def batch(self, images: list[Image.Image]) -> torch.Tensor:
         return torch.stack([self(image) for image in images])

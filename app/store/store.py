@@ -13,11 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
 from app.engine.devices import resolve_device
 from app.engine.layers import LayerInfo, discover_layers
 from app.engine.preprocess import Preprocessing
+from app.engine.probe import ReceptiveField, fixed_receptive_field, layer_output, receptive_field
 from app.errors import FoveaError, LayerNotFound, ModelCardError, ModelNotFound, ModelUnavailable
 from app.settings import Settings
 from app.store.builders import build_module, load_weights, torchvision_weights
@@ -44,6 +46,7 @@ class LoadedModel:
     load_seconds: float = 0.0
     # One owner per model: a hook on a shared module would see every concurrent forward.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _receptive_fields: dict[str, ReceptiveField] = field(default_factory=dict, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -61,6 +64,24 @@ class LoadedModel:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise LayerNotFound(f"model {self.id!r} has no explorable layer {name!r}{hint}",
                             model=self.id, layer=name, suggestions=close)
+
+
+    def layer_output(self, layer: str, image: Image.Image) -> torch.Tensor:
+        """(c, h, w) output of `layer` on one image, run only as far as the layer."""
+        self.layer(layer)
+        batch = self.preprocessing(image).unsqueeze(0).to(self.device)
+        with self.lock:
+            return layer_output(self.module, layer, batch)[0].float().cpu()
+
+    def receptive_field(self, layer: str) -> ReceptiveField:
+        """Where each position of `layer` looks in the model input (computed once per layer)."""
+        info = self.layer(layer)
+        if layer not in self._receptive_fields:
+            with self.lock:
+                found = receptive_field(self.module, layer, self.preprocessing.size, self.device)
+            self._receptive_fields[layer] = found if found.map_size == info.shape[1:] else \
+                fixed_receptive_field(self.preprocessing.size, info.shape[1:])
+        return self._receptive_fields[layer]
 
 
 class ModelStore:

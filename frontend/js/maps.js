@@ -45,23 +45,10 @@ export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis
   }
   small.getContext("2d").putImageData(pixels, 0, 0);
   context.globalAlpha = opacity;
-  // The map covers the whole image: crop it the same way, in map cells.
+  // The map covers the whole image (the model's view of it): crop it the same way, in map cells.
   context.drawImage(small, (sx / image.naturalWidth) * map.w, (sy / image.naturalHeight) * map.h,
     (sw / image.naturalWidth) * map.w, (sh / image.naturalHeight) * map.h, 0, 0, canvas.width, canvas.height);
   context.globalAlpha = 1;
-}
-
-/** A square window of `fraction` of the image around map cell (y, x), kept inside the image. */
-export function cropAround(y, x, h, w, fraction = 0.5) {
-  const cx = (x + 0.5) / w;
-  const cy = (y + 0.5) / h;
-  const half = fraction / 2;
-  return {
-    x: Math.min(Math.max(cx - half, 0), 1 - fraction),
-    y: Math.min(Math.max(cy - half, 0), 1 - fraction),
-    w: fraction,
-    h: fraction,
-  };
 }
 
 const loaded = new Map();

@@ -19,7 +19,9 @@ export const apiUrl = {
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}`, query),
   unitMaps: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/maps`, query),
-  datasetImage: (dataset, imageId) => `/api/datasets/${enc(dataset)}/images/${imageId}`,
+  // With a model: the image as that model sees it (resized and cropped), which its maps cover exactly.
+  datasetImage: (dataset, imageId, model = null) =>
+    `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,
 };
 
 /** Append the non-empty entries of `query`, in a stable order, so equal views have equal URLs. */

@@ -26,3 +26,8 @@ test("unknown paths are notfound", () => {
   assert.equal(parseRoute("/nope").view, "notfound");
   assert.equal(parseRoute("/m/a/b/c/d").view, "notfound");
 });
+
+test("dataset images: the file, or the model's view of it", () => {
+  assert.equal(apiUrl.datasetImage("demo", 3), "/api/datasets/demo/images/3");
+  assert.equal(apiUrl.datasetImage("demo", 3, "shapes-cnn"), "/api/datasets/demo/images/3?model=shapes-cnn");
+});

@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
+import io
 import mimetypes
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
+from PIL import Image
 
 from app.api.errors import ErrorResponse
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+CACHED = "public, max-age=86400"
 
 
-@router.get("/{dataset}/images/{image_id}", response_class=FileResponse,
-            responses={404: {"model": ErrorResponse, "description": "Unknown dataset or image id."}},
+@router.get("/{dataset}/images/{image_id}", response_class=Response,
+            responses={404: {"model": ErrorResponse, "description": "Unknown dataset, image id or model."},
+                       422: {"model": ErrorResponse, "description": "An image that cannot be decoded."}},
             summary="The bytes of one dataset image")
-def read_image(request: Request, dataset: Annotated[str, Path(description="Atlas dataset name.")],
-               image_id: Annotated[int, Path(ge=0, description="Image id within the dataset.")]) -> FileResponse:
+def read_image(
+    request: Request,
+    dataset: Annotated[str, Path(description="Atlas dataset name.")],
+    image_id: Annotated[int, Path(ge=0, description="Image id within the dataset.")],
+    model: Annotated[str | None, Query(description="Return the image as this model sees it (resized and "
+                                                   "cropped, as a PNG): what its activation maps cover.")] = None,
+) -> Response:
     atlas = request.app.state.atlases.for_dataset(dataset)
     path = atlas.image_path(image_id)
     if not path.is_file():
         raise NotFound(f"image {image_id} of dataset {dataset!r} is gone from disk ({path.name})", image=image_id)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     # Ids name files of a fingerprinted dataset; a changed dataset gets rebuilt atlases, not new bytes here.
-    etag = f'"{atlas.meta["fingerprint"][:16]}-{image_id}"'
-    return FileResponse(path, media_type=media_type,
-                        headers={"ETag": etag, "Cache-Control": "public, max-age=86400"})
+    tag = f"{atlas.meta['fingerprint'][:16]}-{image_id}"
+    if model is None:
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, headers={"ETag": f'"{tag}"', "Cache-Control": CACHED})
+    preprocessing = request.app.state.store.ready(model).preprocessing
+    etag = f'"{tag}-{model}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHED})
+    try:
+        with Image.open(path) as image:
+            view = preprocessing.view(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidInput(f"image {image_id} of dataset {dataset!r} cannot be decoded: {error}",
+                           image=image_id) from None
+    buffer = io.BytesIO()
+    view.save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": CACHED})

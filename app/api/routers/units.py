@@ -12,6 +12,7 @@ from app.api.deps import get_layer, get_ready_model
 from app.api.errors import ErrorResponse
 from app.atlas.reader import UNIT_SORTS, Atlas
 from app.engine.layers import LayerInfo
+from app.engine.probe import ReceptiveField
 from app.errors import AtlasMissing, InvalidInput
 from app.store.store import LoadedModel
 
@@ -37,6 +38,18 @@ def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_
                                model=model.id, dataset=status.dataset, building=True, done=status.done,
                                total=status.total) from None
         raise missing from None
+
+
+def receptive_field_json(field: ReceptiveField) -> dict:
+    return {"method": field.method, "input_size": list(field.input_size), "map_size": list(field.map_size),
+            "size": list(field.size), "corner": list(field.corner)}
+
+
+def crop_box(field: ReceptiveField, y: int, x: int) -> dict:
+    """The receptive field of map position (y, x) as fractions of the model's view of the image."""
+    top, left, bottom, right = field.box(y, x)
+    height, width = field.input_size
+    return {"x": left / width, "y": top / height, "w": (right - left) / width, "h": (bottom - top) / height}
 
 
 def unit_summary(model_id: str, layer: str, row) -> dict:
@@ -112,6 +125,8 @@ def read_unit(
                            f"`fovea index {model.id} --k {k}`", k=k, max=atlas.meta["k"])
     top = atlas.top_images(indexed, unit)[: k or atlas.meta["k"]]
     labels = model.labels
+    field = model.receptive_field(layer.name)
+    images = f"/api/datasets/{atlas.dataset}/images"
     return {
         **unit_summary(model.id, layer.name, row),
         "model": model.id,
@@ -124,8 +139,10 @@ def read_unit(
         "histogram": atlas.histogram(indexed, unit),
         "top": [{"rank": r["rank"], "image": r["image"], "value": r["value"], "y": r["y"], "x": r["x"],
                  "label": r["label"], "prediction": labels[r["prediction"]] if r["prediction"] is not None else None,
-                 "confidence": r["confidence"], "url": f"/api/datasets/{atlas.dataset}/images/{r['image']}"}
+                 "confidence": r["confidence"], "crop": crop_box(field, r["y"], r["x"]),
+                 "url": f"{images}/{r['image']}?model={model.id}", "original_url": f"{images}/{r['image']}"}
                 for r in top],
+        "receptive_field": receptive_field_json(field),
         "class_histogram": atlas.class_histogram(top),
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
                      "page": f"/m/{model.id}/{layer.name}/{r['other']}"} for r in atlas.similar(indexed, unit)],

@@ -54,7 +54,7 @@ export async function mountLayer(root, { params, query, signal }) {
     for (const { unit, map } of items) {
       const canvas = grid.querySelector(`[data-unit="${unit.unit}"] canvas`);
       if (unit.top_image === null) continue;
-      loadImage(apiUrl.datasetImage(page.dataset, unit.top_image)).then((image) => {
+      loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId)).then((image) => {
         if (!signal.aborted) drawHeatmap(canvas, image, map, { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
       }).catch(() => canvas.classList.add("is-missing"));
     }

@@ -5,7 +5,7 @@
 import { getJson } from "../api.js";
 import { html } from "../dom.js";
 import { COLORMAPS } from "../colormaps.js";
-import { cropAround, decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
+import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { atlasProblem } from "./atlas-problem.js";
@@ -98,7 +98,6 @@ export async function mountUnit(root, { params, query, signal }) {
       </aside>
     </div>`;
 
-  const [, h, w] = decoded.shape;
   const high = Math.max(decoded.range[1], 1e-6);
   const draw = () => detail.top.forEach((item, index) => {
     const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
@@ -106,7 +105,7 @@ export async function mountUnit(root, { params, query, signal }) {
       if (signal.aborted) return;
       drawHeatmap(canvas, image, mapAt(decoded, index), {
         low: 0, high, colormap: state.colormap, opacity: state.opacity, mask: state.mask,
-        threshold: stats.quantile_995, region: state.crop ? cropAround(item.y, item.x, h, w) : null,
+        threshold: stats.quantile_995, region: state.crop ? item.crop : null,
       });
     }).catch(() => canvas.classList.add("is-missing"));
   });
