@@ -57,10 +57,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         print(f"rendering {args.large} demo images ...", flush=True)
-        write_split(root / "shapes", "large", args.large)
-        large = root / "shapes" / "large" / "images"
+        write_split(root / "shapes", "train", args.large)
+        large = root / "shapes" / "train" / "images"
         small = root / "small"  # the first images of the large set, hard-linked
-        for index, path in enumerate(sorted(large.rglob("*.png"), key=lambda p: p.name)[: args.small]):
+        for path in sorted(large.rglob("*.png"), key=lambda p: p.name)[: args.small]:
             (small / path.parent.name).mkdir(parents=True, exist_ok=True)
             os.link(path, small / path.parent.name / path.name)
         results = {}

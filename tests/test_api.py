@@ -48,7 +48,9 @@ def test_model_detail_has_layers_with_shapes(client):
     body = client.get("/api/models/tiny").json()
     layers = {layer["name"]: layer for layer in body["layers"]}
     assert layers["features.2"] == {"name": "features.2", "type": "Conv2d", "shape": [8, 8, 8], "units": 8,
-                                    "parameters": 4 * 8 * 9 + 8, "default": True}
+                                    "parameters": 4 * 8 * 9 + 8, "default": False}
+    # A conv followed by its ReLU is represented by the ReLU, here the `features` stack's own output.
+    assert [name for name, layer in layers.items() if layer["default"]] == ["features.1", "features"]
     assert body["labels"] == ["red", "green", "blue"]
     assert body["num_classes"] == 3
     assert client.get("/api/models/tiny/layers/features.2").json() == layers["features.2"]

@@ -19,7 +19,7 @@ def test_ready_model(write_tiny_card, settings_for, card_dir):
     assert model.ready, model.error
     assert model.labels == ["red", "green", "blue"]
     assert model.device == torch.device("cpu")
-    assert [info.name for info in model.layers if info.default] == ["features.0", "features.2", "features"]
+    assert [info.name for info in model.layers if info.default] == ["features.1", "features"]  # convs by their ReLUs
     assert model.layer("features.2").shape == (8, 8, 8)
     assert model.weights_sha256 == model.card.weights.sha256
     # Served models are frozen and in eval mode, with no hook left from the dry run.
