@@ -161,4 +161,11 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         assert fresh.is_checked("input[name=mask]")
         fresh.wait_for_timeout(500)
         screenshot(fresh, "unit-390")
+
+        # Crops follow the receptive field: block3 sees 61 of 112 px around its peak.
+        page.goto(server + "/m/shapes-cnn/block3/5?crop=1")
+        page.locator(".gallery-item").first.wait_for()
+        assert page.is_checked("input[name=crop]")
+        page.wait_for_timeout(500)
+        screenshot(page, "unit-crop-1280")
         assert errors == []

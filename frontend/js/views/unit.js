@@ -65,7 +65,7 @@ export async function mountUnit(root, { params, query, signal }) {
           html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
         <label>Opacity <input type="range" name="opacity" min="0" max="1" step="0.05" value="${state.opacity}"></label>
         <label class="toggle"><input type="checkbox" name="mask" ${state.mask ? "checked" : ""}> region mask (99.5% quantile)</label>
-        <label class="toggle"><input type="checkbox" name="crop" ${state.crop ? "checked" : ""}> crop around peak</label>
+        <label class="toggle"><input type="checkbox" name="crop" ${state.crop ? "checked" : ""}> crop to receptive field</label>
       </div>
     </section>
     <div class="unit-layout">
