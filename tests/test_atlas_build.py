@@ -144,3 +144,17 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
     assert atlas.meta["classes"] == ["things"]
     top = atlas.top_images(atlas.layer("block4"), 0)
     assert all(row["path"].endswith(".png") and row["path"] != "things/empty.png" for row in top)
+
+
+def test_best_per_row_equals_a_stable_sort_with_ties():
+    from app.atlas.writer import _best_per_row
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        units, count = int(rng.integers(1, 30)), int(rng.integers(0, 10))
+        keys = rng.integers(0, 5, (units, units)).astype(float)  # few distinct values: ties everywhere
+        keys[rng.random((units, units)) < 0.2] = np.inf
+        rows, columns = _best_per_row(keys, count)
+        expected = np.argsort(keys, axis=1, kind="stable")[:, :count]
+        assert np.array_equal(rows, np.repeat(np.arange(units), expected.shape[1]))
+        assert np.array_equal(columns, expected.ravel())

@@ -185,8 +185,8 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
             saving = time.perf_counter()
             _save_checkpoint(work, plan, next_index, recorders, images, saving - started)
             last_checkpoint = time.perf_counter()
-            # A big model's state (k maps per unit) takes seconds to save: keep saving under 1/20 of the time.
-            interval = max(checkpoint_seconds, 20 * (last_checkpoint - saving))
+            # A big model's state (k maps per unit) takes seconds to save: keep saving under 2% of the time.
+            interval = max(checkpoint_seconds, 50 * (last_checkpoint - saving))
         if stopping and next_index < total:
             raise BuildCancelled(f"stopped at image {next_index} of {total}")
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
@@ -200,7 +200,7 @@ def _resumable_start(work: Path, plan: IndexPlan) -> int | None:
         state = json.loads((work / "state.json").read_text())
     except (OSError, ValueError):
         return None
-    if state.get("identity") != plan.identity() or not (work / state.get("arrays", "")).is_file():
+    if state.get("identity") != plan.identity() or not (work / state.get("arrays", "") / "done").is_file():
         return None
     return int(state["next_index"])
 
@@ -212,15 +212,20 @@ def _save_checkpoint(work: Path, plan: IndexPlan, next_index: int, recorders: di
     arrays = {f"image.{key}": value for key, value in images.state().items()}
     for i, recorder in enumerate(recorders.values()):
         arrays.update({f"layer{i}.{key}": value for key, value in recorder.state().items()})
-    # Two files, one commit point: the arrays go to a new name, then state.json switches to it.
+    # A folder of .npy files (plain copies; an .npz would checksum hundreds of MB), complete once `done`
+    # exists; then state.json switches to it in one atomic rename.
     previous = _checkpoint_arrays(work)
-    name = f"checkpoint-{next_index:09d}.npz"
-    atomic_write(work / name, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    name = f"checkpoint-{next_index:09d}"
+    shutil.rmtree(work / name, ignore_errors=True)
+    (work / name).mkdir()
+    for key, value in arrays.items():
+        np.save(work / name / f"{key}.npy", value)
+    (work / name / "done").touch()
     state = {"identity": plan.identity(), "next_index": next_index, "images": len(plan.dataset),
              "arrays": name, "elapsed": elapsed}
     atomic_write(work / "state.json", lambda tmp: tmp.write_text(json.dumps(state)))
     if previous and previous != name:
-        (work / previous).unlink(missing_ok=True)
+        shutil.rmtree(work / previous, ignore_errors=True)
 
 
 def _checkpoint_arrays(work: Path) -> str | None:
@@ -232,9 +237,9 @@ def _checkpoint_arrays(work: Path) -> str | None:
 
 def _load_checkpoint(work: Path, recorders: dict[str, LayerRecorder], images: ImageRecord) -> float:
     state = json.loads((work / "state.json").read_text())
-    with np.load(work / state["arrays"]) as arrays:
-        images.load({key.removeprefix("image."): arrays[key] for key in arrays.files if key.startswith("image.")})
-        for i, recorder in enumerate(recorders.values()):
-            prefix = f"layer{i}."
-            recorder.load({key[len(prefix):]: arrays[key] for key in arrays.files if key.startswith(prefix)})
+    arrays = {path.stem: np.load(path) for path in (work / state["arrays"]).glob("*.npy")}
+    images.load({key.removeprefix("image."): value for key, value in arrays.items() if key.startswith("image.")})
+    for i, recorder in enumerate(recorders.values()):
+        prefix = f"layer{i}."
+        recorder.load({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
     return float(state.get("elapsed", 0.0))

@@ -235,10 +235,12 @@ class Histogram:
 
     def state(self) -> dict[str, np.ndarray]:
         self.flush()
-        return {"counts": self.counts, "exponents": self.exponents, "zeros": self.zeros}
+        # int32 halves a checkpoint's largest array after the top-k maps (2**31 values per bin is plenty).
+        return {"counts": self.counts.astype(np.int32), "exponents": self.exponents, "zeros": self.zeros}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
-        self.counts, self.exponents, self.zeros = (state[key].copy() for key in ("counts", "exponents", "zeros"))
+        self.counts, self.exponents, self.zeros = (state[key].astype(np.int64) for key in ("counts", "exponents",
+                                                                                           "zeros"))
 
 
 def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) -> torch.Tensor:
