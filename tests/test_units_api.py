@@ -173,3 +173,8 @@ def test_activation_errors(client):
     assert_error(client.get(f"{BASE}/layers/block4/units/1/activation.png", params={"image": 0, "opacity": 2}),
                  422, "invalid_input", "opacity")
     assert_error(client.get("/api/datasets/demo/images/0", params={"model": "nope"}), 404, "model_not_found")
+    # The unit's dataset-wide scale needs the layer in the atlas; the image's own scale does not.
+    assert_error(client.get(f"{BASE}/layers/stem.0/units/1/activation.png", params={"image": 0, "scale": "unit"}),
+                 404, "layer_not_found", "indexed layers: block3, block4")
+    assert client.get(f"{BASE}/layers/block4/units/1/activation.png",
+                      params={"image": 0, "scale": "unit"}).status_code == 200

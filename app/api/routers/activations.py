@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
@@ -27,7 +28,6 @@ ERRORS = {
     409: {"model": ErrorResponse, "description": "No atlas on the dataset yet (with the command that builds it)."},
     422: {"model": ErrorResponse, "description": "A parameter out of range, or an image that cannot be decoded."},
 }
-ImageQuery = Annotated[int, Query(ge=0, description="Dataset image id.")]
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -37,27 +37,47 @@ def read_receptive_field(model: Annotated[LoadedModel, Depends(get_ready_model)]
     return {"model": model.id, "layer": layer.name, **receptive_field_json(model.receptive_field(layer.name))}
 
 
-def _unit_map(model: LoadedModel, layer: LayerInfo, atlas: Atlas, unit: int, image_id: int) -> np.ndarray:
+@dataclass(frozen=True)
+class UnitOnImage:
+    """A request's unit and dataset image, checked: the unit in range, the image id in the dataset."""
+
+    model: LoadedModel
+    layer: LayerInfo
+    atlas: Atlas
+    unit: int
+    image: int
+
+    def activation(self) -> np.ndarray:
+        """The unit's (h, w) map on the image, computed live."""
+        path = self.atlas.image_path(self.image)
+        try:
+            with Image.open(path) as picture:
+                return self.model.layer_output(self.layer.name, picture)[self.unit].numpy()
+        except FileNotFoundError:
+            raise NotFound(f"image {self.image} of dataset {self.atlas.dataset!r} is gone from disk ({path.name})",
+                           image=self.image) from None
+        except (OSError, Image.DecompressionBombError, ValueError) as error:
+            raise InvalidInput(f"image {self.image} of dataset {self.atlas.dataset!r} cannot be decoded: {error}",
+                               image=self.image) from None
+
+    def etag(self, *parts) -> str:
+        """Weights, dataset fingerprint, unit, image and the request's options decide the answer completely."""
+        key = "|".join(str(p) for p in (self.model.weights_sha256 or self.model.card.weights.torchvision,
+                                        self.atlas.meta["fingerprint"], self.layer.name, self.unit, self.image,
+                                        *parts))
+        return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+
+
+def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
+                      layer: Annotated[LayerInfo, Depends(get_layer)],
+                      atlas: Annotated[Atlas, Depends(get_atlas)],
+                      unit: Annotated[int, Path(description="Channel index.")],
+                      image: Annotated[int, Query(ge=0, description="Dataset image id.")]) -> UnitOnImage:
     if not 0 <= unit < layer.units:
         raise NotFound(f"unit {unit} is out of range: valid units are 0 to {layer.units - 1}", unit=unit,
                        valid=[0, layer.units - 1])
-    path = atlas.image_path(image_id)
-    try:
-        with Image.open(path) as image:
-            return model.layer_output(layer.name, image)[unit].numpy()
-    except FileNotFoundError:
-        raise NotFound(f"image {image_id} of dataset {atlas.dataset!r} is gone from disk ({path.name})",
-                       image=image_id) from None
-    except (OSError, Image.DecompressionBombError, ValueError) as error:
-        raise InvalidInput(f"image {image_id} of dataset {atlas.dataset!r} cannot be decoded: {error}",
-                           image=image_id) from None
-
-
-def _etag(model: LoadedModel, atlas: Atlas, *parts) -> str:
-    """Weights, dataset fingerprint and the request's own parameters decide the answer completely."""
-    key = "|".join(str(p) for p in (model.weights_sha256 or model.card.weights.torchvision,
-                                    atlas.meta["fingerprint"], *parts))
-    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+    atlas.image(image)  # 404 with the valid ids
+    return UnitOnImage(model, layer, atlas, unit, image)
 
 
 def _cached(request: Request, etag: str) -> Response | None:
@@ -68,24 +88,17 @@ def _cached(request: Request, etag: str) -> Response | None:
 
 @router.get("/units/{unit}/activation", responses=ERRORS,
             summary="The unit's activation map on any dataset image, computed live (raw values and range)")
-def read_activation(
-    request: Request,
-    model: Annotated[LoadedModel, Depends(get_ready_model)],
-    layer: Annotated[LayerInfo, Depends(get_layer)],
-    atlas: Annotated[Atlas, Depends(get_atlas)],
-    unit: Annotated[int, Path(description="Channel index.")],
-    image: ImageQuery,
-) -> Response:
-    etag = _etag(model, atlas, layer.name, unit, image, "json")
+def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_unit_on_image)]) -> Response:
+    etag = probe.etag("json")
     if cached := _cached(request, etag):
         return cached
-    values = _unit_map(model, layer, atlas, unit, image)
-    y, x = np.unravel_index(int(np.argmax(values)), values.shape)  # the first maximum, as the atlas takes it
-    field = model.receptive_field(layer.name)
-    body = {"model": model.id, "layer": layer.name, "unit": unit, "dataset": atlas.dataset, "image": image,
-            "map": encode_maps(values[None]), "max": float(values[y, x]), "argmax": {"y": int(y), "x": int(x)},
-            "crop": crop_box(field, int(y), int(x)), "receptive_field": receptive_field_json(field),
-            "view_url": f"/api/datasets/{atlas.dataset}/images/{image}?model={model.id}"}
+    values = probe.activation()
+    y, x = (int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))  # the first maximum
+    field = probe.model.receptive_field(probe.layer.name)
+    body = {"model": probe.model.id, "layer": probe.layer.name, "unit": probe.unit, "dataset": probe.atlas.dataset,
+            "image": probe.image, "map": encode_maps(values[None]), "max": float(values[y, x]),
+            "argmax": {"y": y, "x": x}, "crop": crop_box(field, y, x), "receptive_field": receptive_field_json(field),
+            "view_url": f"/api/datasets/{probe.atlas.dataset}/images/{probe.image}?model={probe.model.id}"}
     return JSONResponse(body, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
 
@@ -93,23 +106,20 @@ def read_activation(
             response_class=Response, summary="The unit's activation map on a dataset image as a PNG overlay")
 def read_activation_png(
     request: Request,
-    model: Annotated[LoadedModel, Depends(get_ready_model)],
-    layer: Annotated[LayerInfo, Depends(get_layer)],
-    atlas: Annotated[Atlas, Depends(get_atlas)],
-    unit: Annotated[int, Path(description="Channel index.")],
-    image: ImageQuery,
+    probe: Annotated[UnitOnImage, Depends(get_unit_on_image)],
     colormap: Annotated[Literal[COLORMAPS], Query()] = "viridis",
     opacity: Annotated[float, Query(ge=0, le=1)] = 0.5,
     scale: Annotated[Literal["image", "unit"], Query(
         description="`image`: 0 to this map's max; `unit`: 0 to the unit's max over the dataset.")] = "image",
 ) -> Response:
-    etag = _etag(model, atlas, layer.name, unit, image, colormap, opacity, scale, "png")
+    etag = probe.etag(colormap, opacity, scale, "png")
     if cached := _cached(request, etag):
         return cached
-    values = _unit_map(model, layer, atlas, unit, image)
-    high = float(values.max()) if scale == "image" else atlas.unit(atlas.layer(layer.name), unit)["max_max"]
-    with Image.open(atlas.image_path(image)) as original:
-        picture = overlay(model.preprocessing.view(original), values, 0.0, max(high, 1e-6), colormap, opacity)
+    values = probe.activation()
+    atlas = probe.atlas
+    high = float(values.max()) if scale == "image" else atlas.unit(atlas.layer(probe.layer.name), probe.unit)["max_max"]
+    with Image.open(atlas.image_path(probe.image)) as original:
+        picture = overlay(probe.model.preprocessing.view(original), values, 0.0, max(high, 1e-6), colormap, opacity)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
