@@ -103,6 +103,7 @@ def main() -> None:
     print(f"frames: {len(intervals)}, interval median {statistics.median(intervals):.1f} ms, "
           f"p95 {np.percentile(intervals, 95):.1f} ms, p99 {np.percentile(intervals, 99):.1f} ms, "
           f"max {intervals.max():.1f} ms; over 50 ms: {int((intervals > 50).sum())}")
+    print("long task durations in order:", [round(d) for d in long_tasks])
     print(f"long tasks: {len(long_tasks)}, longest {max(long_tasks, default=0):.0f} ms, "
           f"total {sum(long_tasks):.0f} ms")
 

@@ -49,15 +49,19 @@ export async function mountLayer(root, { params, query, signal }) {
   let loading = false;
   const append = (page) => {
     const maps = decodeMaps(page.top_maps);
-    const items = page.units.map((unit, i) => ({ unit, map: mapAt(maps, i) }));
-    grid.insertAdjacentHTML("beforeend", html`${items.map(({ unit }) => unitCell(modelId, layer, unit, state))}`.text);
-    for (const { unit, map } of items) {
-      const canvas = grid.querySelector(`[data-unit="${unit.unit}"] canvas`);
-      if (unit.top_image === null) continue;
+    // Build the page's cells apart from the document and take their canvases in order: looking each one
+    // up in a grid of thousands of cells made every page a long task.
+    const template = document.createElement("template");
+    template.innerHTML = html`${page.units.map((unit) => unitCell(modelId, layer, unit, state))}`.text;
+    const canvases = template.content.querySelectorAll("canvas");
+    grid.append(template.content);
+    page.units.forEach((unit, i) => {
+      if (unit.top_image === null) return;
+      const canvas = canvases[i];
       loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId)).then((image) => {
-        if (!signal.aborted) drawHeatmap(canvas, image, map, { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
+        if (!signal.aborted) drawHeatmap(canvas, image, mapAt(maps, i), { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
       }).catch(() => canvas.classList.add("is-missing"));
-    }
+    });
     offset += page.units.length;
   };
   append(first);
