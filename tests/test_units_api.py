@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
+from app.atlas.schema import ATLAS_FORMAT
 from app.demo.dataset import write_split
 from app.settings import Settings
 from app.store.store import load_store
@@ -178,3 +179,20 @@ def test_activation_errors(client):
                  404, "layer_not_found", "indexed layers: block3, block4")
     assert client.get(f"{BASE}/layers/block4/units/1/activation.png",
                       params={"image": 0, "scale": "unit"}).status_code == 200
+
+
+def test_first_start_rebuilds_demo_atlases_of_an_older_format(client):
+    from app.atlas.first_run import demo_models_without_atlas
+
+    state = client.app.state
+    assert demo_models_without_atlas(state.store, state.atlases) == ["shapes-mobilenet"]  # it has none
+    catalog = state.settings.data_dir / "atlases" / "shapes-cnn" / "demo" / "atlas.sqlite"
+    with sqlite3.connect(catalog) as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    db.close()
+    try:
+        assert demo_models_without_atlas(state.store, state.atlases) == ["shapes-cnn", "shapes-mobilenet"]
+    finally:
+        with sqlite3.connect(catalog) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(ATLAS_FORMAT),))
+        db.close()

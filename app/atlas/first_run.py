@@ -10,17 +10,22 @@ from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import ModelStore
 
 
+def demo_models_without_atlas(store: ModelStore, atlases: AtlasRegistry) -> list[str]:
+    """Bundled demo models with no current demo atlas (none yet, or one in an older format)."""
+    return [model.id for model in store
+            if model.ready and model.card_path.parent == BUILTIN_MODEL_DIR
+            and DEMO_DATASET not in atlases.datasets(model.id)]
+
+
 def start_first_run_indexing(store: ModelStore, atlases: AtlasRegistry,
                              settings: Settings) -> BackgroundIndexer | None:
     if not settings.auto_index_demo:
         return None
-    missing = [model for model in store
-               if model.ready and model.card_path.parent == BUILTIN_MODEL_DIR
-               and DEMO_DATASET not in atlases.datasets(model.id)]
+    missing = demo_models_without_atlas(store, atlases)
     if not missing:
         return None
     indexer = BackgroundIndexer(
         lambda model_id, dataset, **kwargs: index_model(store.ready(model_id), dataset, settings, **kwargs))
-    for model in missing:
-        indexer.enqueue(model.id, DEMO_DATASET, lambda: demo_dataset(settings))
+    for model_id in missing:
+        indexer.enqueue(model_id, DEMO_DATASET, lambda: demo_dataset(settings))
     return indexer
