@@ -106,6 +106,9 @@ def main() -> None:
     print(f"(b) fovea index, preloaded:    {preloaded_index:8.1f} images/s")
     print(f"(c) fovea index, from disk:    {from_disk:8.1f} images/s")
     print(f"(b)/(a) = {preloaded_index / forward:.3f}  (target >= 0.85)    (c)/(a) = {from_disk / forward:.3f}")
+    pairs = [b / a for a, b in zip(forward_rates, index_rates)]
+    listed = ", ".join(f"{ratio:.3f}" for ratio in pairs)
+    print(f"(b)/(a) of each adjacent pair: {listed}; median {statistics.median(pairs):.3f}")
 
 
 if __name__ == "__main__":
