@@ -59,3 +59,10 @@ class AtlasMissing(FoveaError):
 
     status_code = 409
     code = "atlas_missing"
+
+
+def check_unit(layer: str, unit: int, units: int) -> None:
+    """404 naming the valid range when `unit` is not a channel of a layer with `units` channels."""
+    if not 0 <= unit < units:
+        raise NotFound(f"unit {unit} is out of range for {layer}: valid units are 0 to {units - 1}", unit=unit,
+                       valid=[0, units - 1])

@@ -196,3 +196,21 @@ def test_first_start_rebuilds_demo_atlases_of_an_older_format(client):
         with sqlite3.connect(catalog) as db:
             db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(ATLAS_FORMAT),))
         db.close()
+
+
+def test_probes_of_a_corrupt_or_missing_image_are_4xx(client):
+    atlas = client.app.state.atlases.get("shapes-cnn")
+    path = atlas.image_path(38)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:40])  # truncated
+        for url, params in ((f"{BASE}/layers/block4/units/1/activation", {"image": 38}),
+                            (f"{BASE}/layers/block4/units/1/activation.png", {"image": 38}),
+                            ("/api/datasets/demo/images/38", {"model": "shapes-cnn"})):
+            assert_error(client.get(url, params=params), 422, "invalid_input", "cannot be decoded")
+        path.unlink()
+        assert_error(client.get(f"{BASE}/layers/block4/units/1/activation", params={"image": 38}), 404, "not_found",
+                     "gone from disk")
+    finally:
+        path.write_bytes(original)
+    assert_error(client.get(f"{BASE}/layers/nope/receptive-field"), 404, "layer_not_found")

@@ -39,7 +39,7 @@ class IndexPlan:
     layers: tuple[LayerInfo, ...]
     k: int
     batch_size: int
-    histogram_samples: int = 64  # activation values per image and unit that feed the histogram
+    histogram_samples: int  # activation values per image and unit that feed the histogram
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed."""

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from app.errors import InvalidInput, LayerNotFound, NotFound
+from app.errors import InvalidInput, LayerNotFound, NotFound, check_unit
 
 UNIT_SORTS = ("unit", "max_max", "max_mean", "mean_mean", "fraction_active", "quantile_995")
 
@@ -58,9 +59,7 @@ class Atlas:
         return self.layers[name]
 
     def check_unit(self, layer: AtlasLayer, unit: int) -> None:
-        if not 0 <= unit < layer.units:
-            raise NotFound(f"unit {unit} is out of range for {layer.name}: valid units are 0 to {layer.units - 1}",
-                           unit=unit, valid=[0, layer.units - 1])
+        check_unit(layer.name, unit, layer.units)
 
     def units(self, layer: AtlasLayer, sort: str = "unit", descending: bool = False, offset: int = 0,
               limit: int = 100) -> list[sqlite3.Row]:
@@ -117,3 +116,16 @@ class Atlas:
     def image_path(self, image_id: int) -> Path:
         """The file of a dataset image; the relative path comes from the catalog, never from a request."""
         return self.dataset_root / self.image(image_id)["path"]
+
+    def load_image(self, image_id: int) -> Image.Image:
+        """A dataset image decoded to RGB: 404 when its file is gone, 422 when it cannot be decoded."""
+        path = self.image_path(image_id)
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")  # decodes now, while the file is open
+        except FileNotFoundError:
+            raise NotFound(f"image {image_id} of dataset {self.dataset!r} is gone from disk ({path.name})",
+                           image=image_id) from None
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise InvalidInput(f"image {image_id} of dataset {self.dataset!r} cannot be decoded: {error}",
+                               image=image_id) from None

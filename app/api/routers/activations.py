@@ -13,13 +13,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from PIL import Image
 
+from app.api.caching import IMMUTABLE, not_modified
 from app.api.deps import get_layer, get_ready_model
 from app.api.errors import ErrorResponse
 from app.api.routers.units import crop_box, encode_maps, get_atlas, receptive_field_json
 from app.atlas.reader import Atlas
 from app.engine.layers import LayerInfo
 from app.engine.overlay import COLORMAPS, overlay
-from app.errors import InvalidInput, NotFound
+from app.errors import check_unit
 from app.store.store import LoadedModel
 
 router = APIRouter(prefix="/api/models/{model}/layers/{layer}", tags=["units"])
@@ -28,7 +29,6 @@ ERRORS = {
     409: {"model": ErrorResponse, "description": "No atlas on the dataset yet (with the command that builds it)."},
     422: {"model": ErrorResponse, "description": "A parameter out of range, or an image that cannot be decoded."},
 }
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 @router.get("/receptive-field", responses=ERRORS, summary="Where a position of the layer looks in the input")
@@ -47,18 +47,9 @@ class UnitOnImage:
     unit: int
     image: int
 
-    def activation(self) -> np.ndarray:
-        """The unit's (h, w) map on the image, computed live."""
-        path = self.atlas.image_path(self.image)
-        try:
-            with Image.open(path) as picture:
-                return self.model.layer_output(self.layer.name, picture)[self.unit].numpy()
-        except FileNotFoundError:
-            raise NotFound(f"image {self.image} of dataset {self.atlas.dataset!r} is gone from disk ({path.name})",
-                           image=self.image) from None
-        except (OSError, Image.DecompressionBombError, ValueError) as error:
-            raise InvalidInput(f"image {self.image} of dataset {self.atlas.dataset!r} cannot be decoded: {error}",
-                               image=self.image) from None
+    def activation(self, picture: Image.Image) -> np.ndarray:
+        """The unit's (h, w) map on the (loaded) image, computed live."""
+        return self.model.layer_output(self.layer.name, picture)[self.unit].numpy()
 
     def etag(self, *parts) -> str:
         """Weights, dataset fingerprint, unit, image and the request's options decide the answer completely."""
@@ -73,26 +64,18 @@ def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
                       atlas: Annotated[Atlas, Depends(get_atlas)],
                       unit: Annotated[int, Path(description="Channel index.")],
                       image: Annotated[int, Query(ge=0, description="Dataset image id.")]) -> UnitOnImage:
-    if not 0 <= unit < layer.units:
-        raise NotFound(f"unit {unit} is out of range: valid units are 0 to {layer.units - 1}", unit=unit,
-                       valid=[0, layer.units - 1])
+    check_unit(layer.name, unit, layer.units)
     atlas.image(image)  # 404 with the valid ids
     return UnitOnImage(model, layer, atlas, unit, image)
-
-
-def _cached(request: Request, etag: str) -> Response | None:
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
-    return None
 
 
 @router.get("/units/{unit}/activation", responses=ERRORS,
             summary="The unit's activation map on any dataset image, computed live (raw values and range)")
 def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_unit_on_image)]) -> Response:
     etag = probe.etag("json")
-    if cached := _cached(request, etag):
+    if cached := not_modified(request, etag, IMMUTABLE):
         return cached
-    values = probe.activation()
+    values = probe.activation(probe.atlas.load_image(probe.image))
     y, x = (int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))  # the first maximum
     field = probe.model.receptive_field(probe.layer.name)
     body = {"model": probe.model.id, "layer": probe.layer.name, "unit": probe.unit, "dataset": probe.atlas.dataset,
@@ -113,13 +96,13 @@ def read_activation_png(
         description="`image`: 0 to this map's max; `unit`: 0 to the unit's max over the dataset.")] = "image",
 ) -> Response:
     etag = probe.etag(colormap, opacity, scale, "png")
-    if cached := _cached(request, etag):
+    if cached := not_modified(request, etag, IMMUTABLE):
         return cached
-    values = probe.activation()
     atlas = probe.atlas
+    original = atlas.load_image(probe.image)  # decoded once, for both the map and the picture
+    values = probe.activation(original)
     high = float(values.max()) if scale == "image" else atlas.unit(atlas.layer(probe.layer.name), probe.unit)["max_max"]
-    with Image.open(atlas.image_path(probe.image)) as original:
-        picture = overlay(probe.model.preprocessing.view(original), values, 0.0, max(high, 1e-6), colormap, opacity)
+    picture = overlay(probe.model.preprocessing.view(original), values, 0.0, max(high, 1e-6), colormap, opacity)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": IMMUTABLE})

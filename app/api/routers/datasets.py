@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
-from PIL import Image
 
+from app.api.caching import not_modified
 from app.api.errors import ErrorResponse
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 CACHED = "public, max-age=86400"
@@ -39,14 +39,8 @@ def read_image(
         return FileResponse(path, media_type=media_type, headers={"ETag": f'"{tag}"', "Cache-Control": CACHED})
     preprocessing = request.app.state.store.ready(model).preprocessing
     etag = f'"{tag}-{model}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHED})
-    try:
-        with Image.open(path) as image:
-            view = preprocessing.view(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InvalidInput(f"image {image_id} of dataset {dataset!r} cannot be decoded: {error}",
-                           image=image_id) from None
+    if cached := not_modified(request, etag, CACHED):
+        return cached
     buffer = io.BytesIO()
-    view.save(buffer, format="PNG")
+    preprocessing.view(atlas.load_image(image_id)).save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": CACHED})
