@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app import __version__
+from app.allocator import tune_allocator
 from app.errors import FoveaError
 from app.settings import BUILTIN_MODEL_DIR, Settings
 
@@ -85,6 +86,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()  # before any command imports torch
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)

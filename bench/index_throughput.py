@@ -6,12 +6,20 @@
 
 Target: (b)/(a) >= 0.85. (a) and (b) alternate `--repeats` times and each reports its median, since a
 shared machine drifts by more than the difference being measured. Every setting is the default one,
-checkpoints included. Usage:
+checkpoints included, and the process allocates memory as the fovea command does (app/allocator.py), for
+(a) as for (b); --system-allocator leaves the platform's defaults. Usage:
     python bench/index_throughput.py demo [--images 2000]
-    python bench/index_throughput.py resnet50 [--images 512]     # torchvision resnet50, random weights, 224 px
+    python bench/index_throughput.py resnet50 [--images 2000]     # torchvision resnet50, random weights, 224 px
 """
 
 from __future__ import annotations
+
+import sys
+
+from app.allocator import tune_allocator
+
+if "--system-allocator" not in sys.argv:
+    tune_allocator()  # before torch is imported
 
 import argparse
 import statistics
@@ -60,6 +68,7 @@ def main() -> None:
     parser.add_argument("model", choices=["demo", "resnet50"])
     parser.add_argument("--images", type=int)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--system-allocator", action="store_true", help="skip app/allocator.py's settings")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -10,7 +10,8 @@ from app.engine.accumulators import _EMPTY, Histogram, ImageStats, TopK, _keys, 
 
 
 def _update(topk: TopK, batch: torch.Tensor, ids: list[int]) -> None:
-    topk.update(batch, torch.tensor(ids), batch.reshape(len(ids), batch.shape[1], -1).amax(dim=2))
+    flat = batch.reshape(len(ids), batch.shape[1], -1)
+    topk.update(flat, torch.tensor(ids), flat.amax(dim=2))
 
 
 def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
@@ -59,7 +60,7 @@ def test_histogram_bins_values_and_keeps_zeros_apart():
 
 def test_histogram_coarsens_to_the_occupied_range():
     histogram = Histogram(units=2, bins=8)
-    histogram.update(torch.tensor([[[0.0, 0.1, 0.3, 0.6, -0.2]], [[0.0, 0.0, 0.0, 0.0, 0.0]]]))
+    histogram.update(torch.tensor([[[0.0, 0.1, 0.3, 0.6, -0.2], [0.0, 0.0, 0.0, 0.0, 0.0]]]))  # 1 image, 2 units
     coarse = histogram.coarse(bins=2)
     # Unit 0 occupies fine bins 3 to 6 of [-1, 1) in 0.25 steps: two coarse bins of two fine bins each.
     assert coarse["used"].tolist() == [2, 0]
@@ -72,7 +73,7 @@ def test_histogram_coarsens_to_the_occupied_range():
 
 
 def test_histogram_doubling_merges_exactly():
-    values = torch.tensor([[[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]]])  # (units, images, values)
+    values = torch.tensor([[[0.3, -0.7, 0.9, 0.05, 1.7, 3.9, -2.5]]])  # (images, units, values)
     growing = Histogram(units=1, bins=16, pending_values=1)  # binned at every update
     growing.update(values[..., :4])  # r = 1
     growing.update(values[..., 4:])  # r = 4: two doublings
@@ -85,7 +86,7 @@ def test_histogram_doubling_merges_exactly():
 
 def test_histogram_counts_do_not_depend_on_how_batches_are_grouped():
     generator = torch.Generator().manual_seed(0)
-    batches = [torch.randn(3, 4, 50, generator=generator) * scale for scale in (0.01, 1.0, 37.0, 0.5, 1e4)]
+    batches = [torch.randn(4, 3, 50, generator=generator) * scale for scale in (0.01, 1.0, 37.0, 0.5, 1e4)]
     one_by_one, pooled = Histogram(units=3, pending_values=1), Histogram(units=3)
     for batch in batches:
         one_by_one.update(batch)
@@ -126,3 +127,15 @@ def test_topk_matches_a_stable_sort_with_many_ties():
         for slot, image in enumerate(expected):
             assert np.array_equal(ranked["maps"][unit, slot], activations[image, unit].half().numpy())
             assert ranked["positions"][unit, slot] == int(np.argmax(flat[image, unit].numpy()))  # the first maximum
+
+
+def test_histogram_takes_the_given_positions_and_copies_them():
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.randn(5, 3, 20, generator=generator)  # (images, units, positions)
+    positions = torch.randint(0, 20, (5, 4), generator=generator)
+    sampled, direct = Histogram(units=3), Histogram(units=3)
+    sampled.update(maps, positions)
+    direct.update(torch.stack([maps[i][:, positions[i]] for i in range(5)]))
+    maps.fill_(1e6)  # the layer's output changed in place after the hook: the histogram kept copies
+    assert np.array_equal(sampled.state()["counts"], direct.state()["counts"])
+    assert sampled.counts.sum() + sampled.zeros.sum() == 5 * 3 * 4

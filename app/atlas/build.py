@@ -76,14 +76,12 @@ class LayerRecorder:
         flat = activations.detach().reshape(n, c, h * w)
         spatial_max = flat.amax(dim=2)  # several times faster than max(dim) with its indices
         spatial_mean = flat.mean(dim=2)
-        self.topk.update(activations, image_ids, spatial_max)
+        self.topk.update(flat, image_ids, spatial_max)
         self.stats.update(spatial_max.double().cpu().numpy(), spatial_mean.double().cpu().numpy())
-        by_unit = flat.transpose(0, 1)  # (c, n, h * w), a view
+        sampled = None
         if h * w > self.histogram_samples:
-            sampled = sample_positions(image_ids, h * w, self.histogram_samples).to(flat.device)
-            self.histogram.update(by_unit.gather(2, sampled.view(1, n, -1).expand(c, n, -1)))  # a new tensor
-        else:
-            self.histogram.update(by_unit.clone())  # later in-place ops must not reach the pending values
+            sampled = sample_positions(image_ids, h * w, self.histogram_samples)
+        self.histogram.update(flat, sampled)
         self.pooled[image_ids.numpy()] = spatial_mean.cpu().numpy().astype(np.float16)
 
     def state(self) -> dict[str, np.ndarray]:

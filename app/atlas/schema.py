@@ -4,6 +4,7 @@
 ATLAS_FORMAT = 2
 
 SCHEMA = """
+-- Tables keyed by (layer, unit, ...) are clustered on that key (WITHOUT ROWID): one b-tree, not two.
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);          -- JSON values
 CREATE TABLE images (
     id INTEGER PRIMARY KEY,          -- index in the dataset's sorted file list
@@ -31,17 +32,17 @@ CREATE TABLE units (
     dead INTEGER NOT NULL,                           -- never active on any image
     top_image INTEGER,
     PRIMARY KEY (layer, unit)
-);
+) WITHOUT ROWID;
 CREATE TABLE topk (
     layer INTEGER NOT NULL, unit INTEGER NOT NULL, rank INTEGER NOT NULL,
     image INTEGER NOT NULL, value REAL NOT NULL, y INTEGER NOT NULL, x INTEGER NOT NULL,
     PRIMARY KEY (layer, unit, rank)
-);
+) WITHOUT ROWID;
 CREATE TABLE similar (
     layer INTEGER NOT NULL, unit INTEGER NOT NULL, rank INTEGER NOT NULL,
     other INTEGER NOT NULL, correlation REAL NOT NULL,
     PRIMARY KEY (layer, unit, rank)
-);
+) WITHOUT ROWID;
 """
 
 SIMILAR_PER_UNIT = 8

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,12 +31,19 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     staging.chmod(0o755)
     try:
-        with sqlite3.connect(staging / "atlas.sqlite") as db:
+        # Array files are written by a second thread (file writes release the GIL) while this one fills
+        # the catalog.
+        with sqlite3.connect(staging / "atlas.sqlite") as db, ThreadPoolExecutor(1) as files:
+            # No journal and no fsync: a half-written catalog is never seen, as the folder is renamed in whole.
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
             db.executescript(SCHEMA)
             _write_meta(db, plan, images, seconds)
             _write_images(db, plan, images)
-            for idx, recorder in enumerate(recorders.values()):
-                _write_layer(db, staging, idx, recorder, images.readable)
+            written = [_write_layer(db, files, staging, idx, recorder, images.readable)
+                       for idx, recorder in enumerate(recorders.values())]
+            for future in (f for layer in written for f in layer):
+                future.result()  # raises what the file thread raised
         db.close()
         replace_dir(staging, target)
     except BaseException:
@@ -73,29 +81,31 @@ def _write_images(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord) 
     db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
-def _write_layer(db: sqlite3.Connection, folder: Path, idx: int, recorder: LayerRecorder,
-                 readable: np.ndarray) -> None:
+def _write_layer(db: sqlite3.Connection, files: Executor, folder: Path, idx: int, recorder: LayerRecorder,
+                 readable: np.ndarray) -> list[Future]:
+    """Insert the layer's rows; its array files are left to `files`, whose futures are returned."""
     info = recorder.info
     units, height, width = info.shape
     db.execute("INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", (idx, info.name, info.type, units, height, width))
-    summary = recorder.stats.summary()
-    quantiles = recorder.histogram.quantile(REGION_QUANTILE)
     topk = recorder.topk.ordered()
+    name = f"layer-{idx:03d}"
+    written = [files.submit(np.save, folder / f"{name}.maps.npy", topk["maps"]),
+               files.submit(np.savez, folder / f"{name}.histogram.npz", **recorder.histogram.coarse(HISTOGRAM_BINS)),
+               files.submit(shutil.copyfile, recorder.pooled.filename, folder / f"{name}.pooled.npy")]
+    summary = recorder.stats.summary()
     top_image = topk["image_ids"][:, 0]
     _insert_columns(db, "units", [
         np.full(units, idx), np.arange(units),
         *(summary[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
                                    "fraction_active")),
-        quantiles, summary["fraction_active"] == 0, [i if i >= 0 else None for i in top_image.tolist()]])
+        recorder.histogram.quantile(REGION_QUANTILE), summary["fraction_active"] == 0,
+        [i if i >= 0 else None for i in top_image.tolist()]])
     unit, rank = np.nonzero(topk["image_ids"] >= 0)  # a unit has fewer than k entries on a tiny dataset
     positions = topk["positions"][unit, rank]
     _insert_columns(db, "topk", [np.full(len(unit), idx), unit, rank, topk["image_ids"][unit, rank],
                                  topk["values"][unit, rank], positions // width, positions % width])
     _insert_columns(db, "similar", similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
-    np.save(folder / f"layer-{idx:03d}.maps.npy", topk["maps"])
-    np.savez(folder / f"layer-{idx:03d}.histogram.npz", **recorder.histogram.coarse(HISTOGRAM_BINS))
-    recorder.pooled.flush()
-    shutil.copyfile(recorder.pooled.filename, folder / f"layer-{idx:03d}.pooled.npy")
+    return written
 
 
 def _insert_columns(db: sqlite3.Connection, table: str, columns: list[np.ndarray]) -> None:

@@ -7,6 +7,7 @@ import its whole state as numpy arrays, so an interrupted index build resumes to
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -29,24 +30,25 @@ class TopK:
         self.maps = torch.zeros((units, k, *map_shape), dtype=torch.float16)
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor) -> None:
-        """`activations` (n, c, h, w) of images `image_ids` (n,), all above every id seen so far, with their
-        spatial maxima (n, c)."""
+        """`activations` (n, c, h * w), the flattened maps of images `image_ids` (n,), all above every id
+        seen so far, with their spatial maxima (n, c)."""
         n, c = maxima.shape
         batch = _keys(maxima.T.float().cpu().numpy(), image_ids.cpu().numpy().reshape(1, n))  # (c, n)
         if not (batch.max(axis=1) > self.keys.min(axis=1)).any():
             return
         merged = np.concatenate([self.keys, batch], axis=1)  # (c, k + n): the slots, then the batch
         kept = np.zeros(merged.shape, dtype=bool)
-        np.put_along_axis(kept, np.argpartition(merged, n, axis=1)[:, n:], True, axis=1)  # keys are unique
+        kept[np.arange(c).reshape(c, 1), np.argpartition(merged, n, axis=1)[:, n:]] = True  # keys are unique
         # Evicted slots and entering images, both listed unit by unit in equal numbers: pair them up.
         slot_units, slots = np.nonzero(~kept[:, : self.k])
         entering = np.nonzero(kept[:, self.k:])[1]
         self.keys[slot_units, slots] = batch[slot_units, entering]
         device = activations.device
-        maps = activations[torch.from_numpy(entering).to(device), torch.from_numpy(slot_units).to(device)]
+        maps = activations.reshape(n * c, -1).index_select(0, torch.from_numpy(entering * c + slot_units).to(device))
         # Argmax only for the entering maps: the first maximum in row-major order.
-        self.positions[slot_units, slots] = maps.flatten(1).argmax(dim=1).cpu().numpy()
-        self.maps[torch.from_numpy(slot_units), torch.from_numpy(slots)] = maps.to(torch.float16).cpu()
+        self.positions[slot_units, slots] = maps.argmax(dim=1).cpu().numpy()
+        self.maps.view(c * self.k, -1).index_copy_(0, torch.from_numpy(slot_units * self.k + slots),
+                                                   maps.to(torch.float16).cpu())
 
     def ordered(self) -> dict[str, np.ndarray]:
         """The entries ranked, value descending then image id ascending; empty slots (id -1, value -inf)
@@ -138,6 +140,8 @@ class Histogram:
     Batches are binned a few at a time (`pending_values` at most), as the fixed cost of a binning pass
     outweighs its arithmetic on one batch of a small layer. Binning is exact (a value's bin is the floor
     of value * bins / 2r, a power-of-two scaling), so the counts do not depend on how batches are grouped.
+    Pending values wait in a buffer allocated once, one row per unit: fresh large tensors cost a page
+    fault per 4 KiB, which on some machines outweighs the binning itself.
     """
 
     def __init__(self, units: int, bins: int = 2048, pending_values: int = 2**21):
@@ -147,24 +151,41 @@ class Histogram:
         self.counts = np.zeros((units, bins), dtype=np.int64)
         self.exponents = np.full(units, _UNSET, dtype=np.int64)  # r = 2 ** exponent
         self.zeros = np.zeros(units, dtype=np.int64)
-        self._pending: list[torch.Tensor] = []
-        self._pending_values, self._pending_limit = 0, pending_values
+        self._pending_limit = pending_values
+        self._pending = torch.empty((units, 0))  # (units, capacity) values to bin, filled from column 0
+        self._filled = 0
+        self._indices = torch.empty(0, dtype=torch.int32)  # (units * capacity,) scratch for bin indices
 
-    def update(self, values: torch.Tensor) -> None:
-        """`values` (c, n, m): m activation values of each unit on each of n images. The histogram keeps a
-        reference until it bins them, so pass a tensor that nothing else will change."""
-        self._pending.append(values.detach())
-        self._pending_values += values.numel()
-        if self._pending_values >= self._pending_limit:
+    def update(self, values: torch.Tensor, positions: torch.Tensor | None = None) -> None:
+        """`values` (n, c, p): p activation values of each unit on each of n images (a layer's flattened
+        maps); `positions` (n, m): the m of them to take on each image, or None for all. They are copied."""
+        n, c, p = values.shape
+        m = p if positions is None else positions.shape[1]
+        width = n * m
+        moved = self._pending.device != values.device
+        if moved or self._filled + width > self._pending.shape[1]:
+            self.flush()
+        if moved or width > self._pending.shape[1]:
+            capacity = max(width, self._pending_limit // c)
+            self._pending = torch.empty((c, capacity), device=values.device)
+            self._indices = torch.empty(c * capacity, dtype=torch.int32, device=values.device)
+        target = self._pending[:, self._filled:self._filled + width].view(c, n, m)
+        by_unit = values.detach().float().transpose(0, 1)  # (c, n, p), a view of float32 values
+        if positions is None:
+            target.copy_(by_unit)
+        else:
+            torch.gather(by_unit, 2, positions.to(values.device).view(1, n, m).expand(c, n, m), out=target)
+        self._filled += width
+        if self._filled * c >= self._pending_limit:
             self.flush()
 
     def flush(self) -> None:
         """Bin every pending value."""
-        if not self._pending:
+        if not self._filled:
             return
-        values = torch.cat(self._pending, dim=1).flatten(1).float()  # (c, values), a fresh tensor
-        self._pending, self._pending_values = [], 0
-        c, device = values.shape[0], values.device
+        values = self._pending[:, :self._filled]  # (c, values), rows contiguous
+        c, filled, device = values.shape[0], self._filled, values.device
+        self._filled = 0
         peak = torch.maximum(values.amax(dim=1), -values.amin(dim=1)).cpu().numpy()  # two passes beat abs()
         # Exact zeros (most of a ReLU's output) are a point mass, kept apart so quantiles stay exact there.
         zeros = (values == 0).sum(dim=1, dtype=torch.int32).cpu().numpy()
@@ -172,7 +193,9 @@ class Histogram:
         self._grow(np.where(peak > 0, np.frexp(peak)[1], _UNSET))
         scale = (self.bins / 2) / np.exp2(np.where(self.exponents == _UNSET, 0, self.exponents))  # bins per unit
         # |value| < r, so floor(value * scale) lies in [-bins/2, bins/2): no clamping, no rounding.
-        index = values.mul_(torch.from_numpy(scale.astype(np.float32)).to(device).view(c, 1)).floor_().int()
+        values.mul_(torch.from_numpy(scale.astype(np.float32)).to(device).view(c, 1)).floor_()
+        index = self._indices[:c * filled].view(c, filled)
+        index.copy_(values)
         index += (torch.arange(c, dtype=torch.int32, device=device) * self.bins + self.bins // 2).view(c, 1)
         counts = torch.bincount(index.view(-1), minlength=c * self.bins)  # int32 indices: half the traffic
         self.counts += counts.cpu().numpy().reshape(c, self.bins)
@@ -249,10 +272,13 @@ def sample_positions(image_ids: torch.Tensor, positions: int, per_image: int) ->
     every position is sampled equally often. Deterministic: it depends on the image ids alone."""
     if positions <= per_image:
         return torch.arange(positions).expand(len(image_ids), positions)
-    starts = (image_ids.view(-1, 1) * per_image + torch.arange(per_image).view(1, -1)) % positions
-    return _permutation(positions)[starts]
+    table = _sample_table(positions, per_image)
+    return table[image_ids % len(table)]
 
 
 @functools.lru_cache(maxsize=64)
-def _permutation(positions: int) -> torch.Tensor:
-    return torch.randperm(positions, generator=torch.Generator().manual_seed(positions))
+def _sample_table(positions: int, per_image: int) -> torch.Tensor:
+    """Row i: the positions of image i, which repeat with the period of (i * per_image) % positions."""
+    period = positions // math.gcd(positions, per_image)
+    starts = (torch.arange(period).view(-1, 1) * per_image + torch.arange(per_image).view(1, -1)) % positions
+    return torch.randperm(positions, generator=torch.Generator().manual_seed(positions))[starts]
