@@ -1,11 +1,12 @@
-// Layer page: a grid of every unit, each drawn as its top image with its heatmap, sortable, loaded in
-// pages as it scrolls into view (smooth at thousands of units).
+// Layer page: a grid of every unit, each drawn as its top image with its heatmap, sortable; units are
+// fetched in pages as the grid first shows them, and only the rows near the viewport exist (virtual-grid.js).
 
 import { getJson } from "../api.js";
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { virtualGrid } from "../virtual-grid.js";
 import { atlasProblem } from "./atlas-problem.js";
 
 const PAGE = 96;
@@ -41,43 +42,55 @@ export async function mountLayer(root, { params, query, signal }) {
         <label class="toggle"><input type="checkbox" name="desc" ${state.order === "desc" ? "checked" : ""}> descending</label>
       </div>
     </section>
-    <ul class="unit-grid" aria-label="Units"></ul>
-    <div class="grid-sentinel" aria-hidden="true"></div>`;
+    <ul class="unit-grid" aria-label="Units"></ul>`;
 
-  const grid = root.querySelector(".unit-grid");
-  let offset = 0;
-  let loading = false;
-  const append = (page) => {
-    const maps = decodeMaps(page.top_maps);
-    // Build the page's cells apart from the document and take their canvases in order: looking each one
-    // up in a grid of thousands of cells made every page a long task.
-    const template = document.createElement("template");
-    template.innerHTML = html`${page.units.map((unit) => unitCell(modelId, layer, unit, state))}`.text;
-    const canvases = template.content.querySelectorAll("canvas");
-    grid.append(template.content);
-    page.units.forEach((unit, i) => {
-      if (unit.top_image === null) return;
-      const canvas = canvases[i];
-      loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId)).then((image) => {
-        if (!signal.aborted) drawHeatmap(canvas, image, mapAt(maps, i), { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
-      }).catch(() => canvas.classList.add("is-missing"));
-    });
-    offset += page.units.length;
-  };
-  append(first);
-
-  const sentinel = root.querySelector(".grid-sentinel");
-  const observer = new IntersectionObserver(async (entries) => {
-    if (!entries.some((e) => e.isIntersecting) || loading || offset >= first.units_total) return;
-    loading = true;
-    try {
-      append(await getJson(apiUrl.units(modelId, layer, { ...state, offset, limit: PAGE, maps: true }), { signal }));
-    } finally {
-      loading = false;
+  // Pages of units (with their top maps) are fetched as the grid first needs one of their units.
+  const pages = new Map([[0, Promise.resolve({ ...first, maps: decodeMaps(first.top_maps) })]]);
+  const pageOf = (index) => {
+    const number = Math.floor(index / PAGE);
+    if (!pages.has(number)) {
+      pages.set(number, getJson(apiUrl.units(modelId, layer, { ...state, offset: number * PAGE, limit: PAGE, maps: true }),
+        { signal }).then((page) => ({ ...page, maps: decodeMaps(page.top_maps) })));
+      pages.get(number).catch(() => pages.delete(number)); // a failed page is fetched again when next needed
     }
-  }, { rootMargin: "600px" });
-  observer.observe(sentinel);
-  signal.addEventListener("abort", () => observer.disconnect());
+    return pages.get(number).then((page) => [page, index - number * PAGE]);
+  };
+  const bind = async (cell, index) => {
+    cell.dataset.index = index;
+    cell.className = "unit-cell";
+    cell.removeAttribute("data-unit");
+    const [link, canvas, label] = [cell.firstChild, cell.firstChild.firstChild, cell.firstChild.lastChild];
+    link.removeAttribute("href");
+    label.textContent = "\u00a0"; // keeps the cell's height while its unit loads
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    const current = () => !signal.aborted && cell.dataset.index === String(index);
+    let page, i;
+    try {
+      [page, i] = await pageOf(index);
+    } catch {
+      return; // the page failed to load (or the view was left); the cell stays empty
+    }
+    if (!current()) return;
+    const unit = page.units[i];
+    cell.dataset.unit = unit.unit;
+    cell.classList.toggle("is-dead", unit.dead);
+    link.href = pageUrl.unit(modelId, layer, unit.unit);
+    label.innerHTML = unitLabel(unit, state).text;
+    if (unit.top_image === null) return;
+    try {
+      const image = await loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId));
+      if (!current()) return;
+      drawHeatmap(canvas, image, mapAt(page.maps, i), { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
+      cell.classList.add("is-drawn");
+    } catch {
+      if (current()) cell.classList.add("is-missing");
+    }
+  };
+  const template = document.createElement("template");
+  template.innerHTML = '<li class="unit-cell"><a><canvas width="112" height="112"></canvas><span class="unit-label">&nbsp;</span></a></li>';
+  virtualGrid(root.querySelector(".unit-grid"), {
+    total: first.units_total, create: () => template.content.firstChild.cloneNode(true), bind, signal,
+  });
 
   const resort = () => navigate(pageUrl.layer(modelId, layer, {
     sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "" }), { replace: true, rerender: true });
@@ -92,14 +105,9 @@ export async function mountLayer(root, { params, query, signal }) {
   return { title: `${layer} · ${model.name}`, crumbs };
 }
 
-function unitCell(modelId, layer, unit, state) {
+function unitLabel(unit, state) {
   const stat = state.sort === "unit" || state.sort === "max_max" ? `max ${unit.max_max.toFixed(2)}`
     : state.sort === "fraction_active" ? `${(unit.fraction_active * 100).toFixed(0)}% active`
       : `${state.sort.replace("_", " ")} ${Number(unit[state.sort]).toFixed(2)}`;
-  return html`<li class="unit-cell ${unit.dead ? "is-dead" : ""}" data-unit="${unit.unit}">
-    <a href="${pageUrl.unit(modelId, layer, unit.unit)}">
-      <canvas width="112" height="112"></canvas>
-      <span class="unit-label"><b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}</span>
-    </a>
-  </li>`;
+  return html`<b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}`;
 }
