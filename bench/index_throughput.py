@@ -9,7 +9,7 @@ shared machine drifts by more than the difference being measured. Every setting 
 checkpoints included, and the process allocates memory as the fovea command does (app/allocator.py), for
 (a) as for (b); --system-allocator leaves the platform's defaults. Usage:
     python bench/index_throughput.py demo [--images 2000]
-    python bench/index_throughput.py resnet50 [--images 2000]     # torchvision resnet50, random weights, 224 px
+    python bench/index_throughput.py resnet50 [--images 1024]     # torchvision resnet50, random weights, 224 px
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
                                            "labels": dataset.labels[: args.images]})
         else:
             settings, model_id, images = _resnet50(root)
-            _write_random_images(images, args.images or 512)
+            _write_random_images(images, args.images or 1024)
             dataset = scan_folder(images)
         model = load_store(settings).ready(model_id)
         plan = make_plan(model, dataset, settings)
