@@ -125,6 +125,11 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         page.locator('.unit-cell.is-drawn[data-unit="575"]').wait_for()
         assert page.locator('.unit-cell[data-unit="0"]').count() == 0
         assert page.locator(".unit-cell").count() < 200
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")  # back up: cells go in front
+        page.wait_for_timeout(300)
+        order = page.evaluate("[...document.querySelectorAll('.unit-cell')].map((cell) => +cell.dataset.index)")
+        assert order == sorted(order)  # the document, and so the tab order, follows the grid
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         screenshot(page, "layer-end-1280")
 
         page.goto(server + "/m/shapes-cnn/block4")

@@ -48,6 +48,10 @@ export function virtualGrid(container, { total, create, bind, signal }) {
         spare.push(cell);
       }
     }
+    // Cells above those kept go first, so the document (and the tab order) follows the grid's order.
+    const kept = bound.size ? Math.min(...bound.keys()) : Infinity;
+    const above = [];
+    const below = [];
     for (let index = first; index < end; index++) {
       if (bound.has(index)) continue;
       const cell = spare.pop() || create();
@@ -55,8 +59,10 @@ export function virtualGrid(container, { total, create, bind, signal }) {
       cell.style.transform = `translate(${(index % columns) * stepX}px, ${Math.floor(index / columns) * stepY}px)`;
       bound.set(index, cell);
       bind(cell, index);
-      container.append(cell);
+      (index < kept ? above : below).push(cell);
     }
+    container.prepend(...above);
+    container.append(...below);
   };
 
   const schedule = () => {
