@@ -77,12 +77,13 @@ class LayerRecorder:
         spatial_max = flat.amax(dim=2)  # several times faster than max(dim) with its indices
         spatial_mean = flat.mean(dim=2)
         self.topk.update(flat, image_ids, spatial_max)
-        self.stats.update(spatial_max.double().cpu().numpy(), spatial_mean.double().cpu().numpy())
+        means = spatial_mean.double().cpu().numpy()  # float32 values, exact in float64
+        self.stats.update(spatial_max.double().cpu().numpy(), means)
         sampled = None
         if h * w > self.histogram_samples:
             sampled = sample_positions(image_ids, h * w, self.histogram_samples)
         self.histogram.update(flat, sampled)
-        self.pooled[image_ids.numpy()] = spatial_mean.cpu().numpy().astype(np.float16)
+        self.pooled[image_ids.numpy()] = means.astype(np.float16)
 
     def state(self) -> dict[str, np.ndarray]:
         parts = {"topk": self.topk.state(), "stats": self.stats.state(), "histogram": self.histogram.state()}
