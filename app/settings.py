@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     )
     builtin_models: bool = Field(
         default=True, description="Load the cards in the bundled `model_store/` (the demo models)."
+    )
+    memory_layout: Literal["auto", "channels_last", "contiguous"] = Field(
+        default="auto",
+        description="Memory layout of the batches an index build feeds a model: `channels_last` where the model "
+                    "accepts it, `contiguous`, or `auto` (channels-last on the CPU, where it is faster).",
     )
     torch_threads: int = Field(
         default=0, ge=0, description="CPU threads PyTorch may use; 0 keeps PyTorch's default."

@@ -1,10 +1,12 @@
 """Index throughput, measured in one run on the same images and device (issue 3):
 
-  (a) the bare model forward pass over images preloaded in memory;
+  (a) the bare model forward pass over images preloaded in memory, as `model(images)` runs it;
+  (a') the same in the memory layout the build feeds the model (channels-last on the CPU, app/engine/layout.py):
+       the build's own forward pass without any recording, so (b)/(a') is the cost of recording alone;
   (b) the index build over the same preloaded images, recording every default layer;
   (c) the index build end to end from disk (decoding in worker processes).
 
-Target: (b)/(a) >= 0.85. (a) and (b) alternate `--repeats` times and each reports its median, since a
+Target: (b)/(a) >= 0.85. (a), (a') and (b) alternate `--repeats` times and each reports its median, since a
 shared machine drifts by more than the difference being measured. Every setting is the default one,
 checkpoints included, and the process allocates memory as the fovea command does (app/allocator.py), for
 (a) as for (b); --system-allocator leaves the platform's defaults. Usage:
@@ -90,21 +92,33 @@ def main() -> None:
         print(f"{model_id}: {n} images at {tuple(preloaded.shape[2:])}, {len(plan.layers)} default layers, "
               f"batch {plan.batch_size}, device {model.device}, {torch.get_num_threads()} threads")
 
-        with torch.no_grad():  # warm-up
-            model.module(preloaded[: plan.batch_size].to(model.device))
-        forward_rates, index_rates = [], []
-        for repeat in range(args.repeats):
+        print(f"the build feeds the model {model.memory_format} batches")
+
+        def bare_forward(prepare) -> float:
             started = time.perf_counter()
             with torch.no_grad():
                 for batch in batches_from_memory(preloaded, plan.batch_size, 0):
-                    model.module(batch.images.to(model.device))
-            forward_rates.append(n / (time.perf_counter() - started))
+                    model.module(prepare(batch.images))
+            return n / (time.perf_counter() - started)
+
+        def plain(images):
+            return images.to(model.device)
+
+        with torch.no_grad():  # warm-up, both layouts
+            model.module(plain(preloaded[: plan.batch_size]))
+            model.module(model.as_input(preloaded[: plan.batch_size]))
+        forward_rates, layout_rates, index_rates = [], [], []
+        for repeat in range(args.repeats):
+            forward_rates.append(bare_forward(plain))
+            layout_rates.append(bare_forward(model.as_input))
             started = time.perf_counter()
             run_index(plan, root / f"b{repeat}", partial(batches_from_memory, preloaded, plan.batch_size),
                       settings.index_checkpoint_seconds)
             index_rates.append(n / (time.perf_counter() - started))
-            print(f"  repeat {repeat + 1}: (a) {forward_rates[-1]:.1f}  (b) {index_rates[-1]:.1f} images/s")
+            print(f"  repeat {repeat + 1}: (a) {forward_rates[-1]:.1f}  (a') {layout_rates[-1]:.1f}  "
+                  f"(b) {index_rates[-1]:.1f} images/s")
         forward, preloaded_index = statistics.median(forward_rates), statistics.median(index_rates)
+        layout_forward = statistics.median(layout_rates)
 
         started = time.perf_counter()
         run_index(plan, root / "c", partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
@@ -112,12 +126,14 @@ def main() -> None:
         from_disk = n / (time.perf_counter() - started)
 
     print(f"(a) bare forward, preloaded:   {forward:8.1f} images/s")
+    print(f"(a') bare forward, build's layout: {layout_forward:4.1f} images/s")
     print(f"(b) fovea index, preloaded:    {preloaded_index:8.1f} images/s")
     print(f"(c) fovea index, from disk:    {from_disk:8.1f} images/s")
     print(f"(b)/(a) = {preloaded_index / forward:.3f}  (target >= 0.85)    (c)/(a) = {from_disk / forward:.3f}")
     pairs = [b / a for a, b in zip(forward_rates, index_rates)]
     listed = ", ".join(f"{ratio:.3f}" for ratio in pairs)
     print(f"(b)/(a) of each adjacent pair: {listed}; median {statistics.median(pairs):.3f}")
+    print(f"(b)/(a') = {preloaded_index / layout_forward:.3f}  (the recording's own cost)")
 
 
 if __name__ == "__main__":

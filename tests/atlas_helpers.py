@@ -14,8 +14,8 @@ from app.store.store import LoadedModel
 
 def all_activations(model: LoadedModel, dataset: ImageDataset, layers: list[str],
                     batch_size: int) -> tuple[dict, np.ndarray]:
-    """{layer: (n, c, h, w) float32} and the logits (n, classes), in the build's batches (convolutions
-    give the same floats only for the same batch composition)."""
+    """{layer: (n, c, h, w) float32} and the logits (n, classes), in the build's batches and memory layout
+    (convolutions give the same floats only for the same batch composition and layout)."""
     captured: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     logits = []
     with torch.no_grad(), forward_hooks(model.module, layers,
@@ -23,7 +23,7 @@ def all_activations(model: LoadedModel, dataset: ImageDataset, layers: list[str]
         for start in range(0, len(dataset), batch_size):
             ids = range(start, min(start + batch_size, len(dataset)))
             batch = model.preprocessing.batch([Image.open(dataset.path(i)) for i in ids])
-            logits.append(model.module(batch).numpy())
+            logits.append(model.module(model.as_input(batch)).numpy())
     return {name: np.concatenate(parts) for name, parts in captured.items()}, np.concatenate(logits)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from app.atlas.datasets import ImageDataset
 from app.atlas.loader import Batch
@@ -54,6 +55,8 @@ class IndexPlan:
             "k": self.k,
             "batch_size": self.batch_size,
             "histogram_samples": self.histogram_samples,
+            # Convolutions round differently in each layout: a resumed build must keep the layout it began in.
+            "layout": "channels_last" if self.model.memory_format == torch.channels_last else "contiguous",
         }
 
 
@@ -73,8 +76,9 @@ class LayerRecorder:
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         n, c, h, w = activations.shape
-        flat = activations.detach().reshape(n, c, h * w)
-        spatial_max = flat.amax(dim=2)  # several times faster than max(dim) with its indices
+        activations = activations.detach()
+        flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
+        spatial_max = _spatial_max(activations)
         spatial_mean = flat.mean(dim=2)
         self.topk.update(flat, image_ids, spatial_max)
         means = spatial_mean.double().cpu().numpy()  # float32 values, exact in float64
@@ -93,6 +97,16 @@ class LayerRecorder:
         for part, accumulator in (("topk", self.topk), ("stats", self.stats), ("histogram", self.histogram)):
             prefix = f"{part}."
             accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+
+
+def _spatial_max(activations: torch.Tensor) -> torch.Tensor:
+    """(n, c) maxima of (n, c, h, w) maps. `amax` beats `max(dim)` with its indices several times over,
+    but over a channels-last map with few channels it is not vectorised (13x slower at 24 channels), while
+    max pooling is."""
+    n, c, h, w = activations.shape
+    if activations.is_contiguous():
+        return activations.amax(dim=(2, 3))
+    return F.max_pool2d(activations, (h, w)).view(n, c)
 
 
 class ImageRecord:
@@ -174,7 +188,7 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         if len(batch.image_ids):
             current_ids = batch.image_ids
             with model.lock, torch.no_grad(), forward_hooks(model.module, list(recorders), record):
-                logits = model.module(batch.images.to(model.device))
+                logits = model.module(model.as_input(batch.images))
             images.update(batch.image_ids, logits)
         next_index = min(next_index + plan.batch_size, total)
         if progress:

@@ -18,6 +18,7 @@ from torch import nn
 
 from app.engine.devices import resolve_device
 from app.engine.layers import LayerInfo, discover_layers
+from app.engine.layout import choose_memory_format
 from app.engine.preprocess import Preprocessing
 from app.engine.probe import ReceptiveField, fixed_receptive_field, layer_output, receptive_field
 from app.errors import FoveaError, LayerNotFound, ModelCardError, ModelNotFound, ModelUnavailable
@@ -43,6 +44,7 @@ class LoadedModel:
     layers: list[LayerInfo] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     weights_sha256: str | None = None
+    memory_format: torch.memory_format = torch.contiguous_format  # of input batches (app/engine/layout.py)
     load_seconds: float = 0.0
     # One owner per model: a hook on a shared module would see every concurrent forward.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -55,6 +57,10 @@ class LoadedModel:
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters()) if self.module is not None else 0
+
+    def as_input(self, images: torch.Tensor) -> torch.Tensor:
+        """A preprocessed batch on the model's device, in the memory format the model runs fastest in."""
+        return images.to(self.device, memory_format=self.memory_format)
 
     def layer(self, name: str) -> LayerInfo:
         for info in self.layers:
@@ -119,7 +125,7 @@ def load_store(settings: Settings) -> ModelStore:
             log.warning("model card folder %s does not exist; skipped", folder)
             continue
         for path in sorted(folder.glob("*.toml")):
-            loaded = load_model(path, device, settings.max_weights_bytes)
+            loaded = load_model(path, device, settings.max_weights_bytes, settings.memory_layout)
             if loaded.id in models:
                 first = models[loaded.id].card_path
                 loaded = LoadedModel(id=f"{loaded.id}@{path.name}", card_path=path,
@@ -132,7 +138,7 @@ def load_store(settings: Settings) -> ModelStore:
     return ModelStore(models)
 
 
-def load_model(card_path: Path, device: torch.device, max_weights_bytes: int) -> LoadedModel:
+def load_model(card_path: Path, device: torch.device, max_weights_bytes: int, layout: str = "auto") -> LoadedModel:
     """Load one card; any problem becomes the returned model's `error` rather than an exception."""
     started = time.perf_counter()
     loaded = LoadedModel(id=card_path.stem, card_path=card_path)
@@ -149,6 +155,8 @@ def load_model(card_path: Path, device: torch.device, max_weights_bytes: int) ->
         num_classes = _check_output(output)
         loaded.labels = _labels(card, card_path.parent, num_classes)
         loaded.layers = _apply_declared_layers(card, layers)
+        trial = torch.randn(2, 3, *preprocessing.size, generator=torch.Generator().manual_seed(0)).to(device)
+        loaded.memory_format = choose_memory_format(module, trial, layout)
         loaded.module, loaded.device, loaded.preprocessing = module, device, preprocessing
         loaded.status, loaded.error = "ready", None
     except FoveaError as exc:
