@@ -44,6 +44,20 @@ class InvalidInput(FoveaError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(FoveaError):
+    """An upload over a size limit (bytes or pixels)."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(FoveaError):
+    """An upload that is not an image in an accepted format."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class ModelCardError(FoveaError):
     """A model card, its architecture or its weights cannot be used. Raised while loading the store."""
 

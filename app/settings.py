@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         default=16, ge=1,
         description="Activation values per image and unit that feed a unit's histogram and 99.5% quantile.",
     )
+    upload_max_bytes: int = Field(default=20 * 1024**2, gt=0, description="Largest upload accepted, in bytes (413).")
+    upload_max_pixels: int = Field(
+        default=40_000_000, gt=0,
+        description="Largest upload accepted, in pixels, checked from the header before decoding (413).",
+    )
     index_checkpoint_seconds: float = Field(
         default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
     )

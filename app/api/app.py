@@ -10,13 +10,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
+from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
-from app.api.routers import activations, datasets, meta, models, pages, units
+from app.api.routers import activations, datasets, images, meta, models, pages, units
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
+from app.uploads.store import UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = await run_in_threadpool(load_store, settings)
         app.state.atlases = AtlasRegistry(settings.data_dir)
+        app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,
+                                        settings.upload_max_pixels)
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
         try:
             yield
@@ -46,11 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.device = device
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     app.include_router(meta.router)
     app.include_router(models.router)
     app.include_router(units.router)
     app.include_router(activations.router)
     app.include_router(datasets.router)
+    app.include_router(images.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

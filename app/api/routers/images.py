@@ -1,0 +1,95 @@
+"""Images to study: uploads (stored content-addressed, deduplicated, kept across restarts) and dataset
+images, under one id scheme (app/api/image_refs.py); their bytes, and a model's predictions on them."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.api.caching import IMMUTABLE, not_modified
+from app.api.errors import ErrorResponse
+from app.api.image_refs import ImageRef, get_image
+from app.errors import InvalidInput, PayloadTooLarge
+from app.store.store import ModelStore
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+READ_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown image id (with the two valid forms)."},
+               422: {"model": ErrorResponse, "description": "A parameter out of range."}}
+UPLOAD_ERRORS = {
+    413: {"model": ErrorResponse, "description": "Over the upload_max_bytes or upload_max_pixels setting."},
+    415: {"model": ErrorResponse, "description": "Not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, "
+                                                 "TIFF), judged by content."},
+    422: {"model": ErrorResponse, "description": "No `file` field, an empty file, or damaged image data."},
+}
+_CHUNK = 1 << 20
+
+
+@router.post("", status_code=201, responses=UPLOAD_ERRORS,
+             summary="Upload an image (multipart field `file`); the same bytes always get the same id")
+def upload_image(request: Request, file: UploadFile) -> JSONResponse:
+    uploads = request.app.state.uploads
+    data = _read_limited(file, uploads.max_bytes)
+    upload, new = uploads.add(data, name=file.filename or "")
+    return JSONResponse({"id": upload.id, "new": new, **upload.as_dict()}, status_code=201 if new else 200,
+                        headers={"Location": f"/api/images/{upload.id}"})
+
+
+@router.get("/{image_id}", responses=READ_ERRORS, summary="What an image id names: source, size, format")
+def read_image_info(image: Annotated[ImageRef, Depends(get_image)]) -> dict:
+    if image.source == "dataset":
+        picture = image.load()
+        return {**image.info, "width": picture.width, "height": picture.height}
+    return {**image.info, "id": image.id}
+
+
+@router.get("/{image_id}/file", response_class=Response, responses=READ_ERRORS,
+            summary="The image's bytes as stored, or as a model sees it (resized and cropped, PNG)")
+def read_image_file(
+    request: Request,
+    image: Annotated[ImageRef, Depends(get_image)],
+    model: Annotated[str | None, Query(description="Return the model's view of the image, as a PNG.")] = None,
+) -> Response:
+    if model is None:
+        if cached := not_modified(request, image.etag, IMMUTABLE):
+            return cached
+        return Response(image.data(), media_type=image.media_type,
+                        headers={"ETag": image.etag, "Cache-Control": IMMUTABLE})
+    preprocessing = request.app.state.store.ready(model).preprocessing
+    etag = f'{image.etag[:-1]}-{model}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
+    if cached := not_modified(request, etag, IMMUTABLE):
+        return cached
+    buffer = io.BytesIO()
+    preprocessing.view(image.load()).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+
+
+@router.get("/{image_id}/predictions", responses=READ_ERRORS, summary="A model's top classes on the image")
+def read_predictions(
+    request: Request,
+    image: Annotated[ImageRef, Depends(get_image)],
+    model: Annotated[str, Query(description="Model id.")],
+    k: Annotated[int, Query(ge=1, le=1000, description="How many classes (at most the model's classes).")] = 5,
+) -> dict:
+    store: ModelStore = request.app.state.store
+    loaded = store.ready(model)
+    probabilities = loaded.probabilities(image.load())
+    top = probabilities.topk(min(k, len(probabilities)))
+    return {"image": image.id, "model": loaded.id, "classes": len(probabilities),
+            "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
+                            for p, i in zip(top.values, top.indices)]}
+
+
+def _read_limited(file: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, refusing as soon as they pass `limit` (never reads more than limit + 1 MiB)."""
+    parts, size = [], 0
+    while chunk := file.file.read(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the file is over {limit:,} bytes (upload_max_bytes)", limit=limit)
+        parts.append(chunk)
+    if not size:
+        raise InvalidInput("the file is empty (0 bytes)")
+    return b"".join(parts)
