@@ -88,6 +88,10 @@ class Atlas:
         """The unit's activation map on each of its top-k images, (k, h, w) float16."""
         return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[unit]
 
+    def pooled(self, layer: AtlasLayer) -> np.ndarray:
+        """(images, units) float16 spatial means of every dataset image, memory-mapped."""
+        return np.load(self.folder / f"layer-{layer.idx:03d}.pooled.npy", mmap_mode="r")
+
     def top_maps(self, layer: AtlasLayer, units: list[int]) -> np.ndarray:
         """Each unit's map on its top image, (len(units), h, w) float16."""
         return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[units, 0]

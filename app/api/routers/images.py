@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from app.api.caching import IMMUTABLE, not_modified
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
+from app.api.routers.units import DatasetQuery, get_atlas
+from app.atlas.fired import rank_fired_units
 from app.errors import InvalidInput, PayloadTooLarge
 from app.store.store import ModelStore
 
@@ -80,6 +82,30 @@ def read_predictions(
     return {"image": image.id, "model": loaded.id, "classes": len(probabilities),
             "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
                             for p, i in zip(top.values, top.indices)]}
+
+
+@router.get("/{image_id}/units", responses={**READ_ERRORS, 409: {"model": ErrorResponse, "description":
+                                                                   "No atlas for the model yet (with the command)."}},
+            summary="The units of a layer that fire on the image, against their own dataset distribution")
+def read_fired_units(
+    request: Request,
+    image: Annotated[ImageRef, Depends(get_image)],
+    model: Annotated[str, Query(description="Model id.")],
+    layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
+    dataset: DatasetQuery = None,
+    limit: Annotated[int, Query(ge=1, le=256, description="How many units.")] = 12,
+) -> dict:
+    loaded = request.app.state.store.ready(model)
+    loaded.layer(layer)
+    atlas = get_atlas(request, loaded, dataset)
+    indexed = atlas.layer(layer)
+    activations = loaded.layer_output(layer, image.load())  # (c, h, w)
+    ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(), limit)
+    spatial_max = activations.amax(dim=(1, 2))
+    return {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,
+            "images": int(atlas.meta["images"]), "measure": "spatial mean, percentile among the dataset's images",
+            "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
+                       "link": f"/m/{loaded.id}/{layer}/{row['unit']}"} for row in ranked]}
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:

@@ -1,0 +1,51 @@
+"""Units that fire on an image: percentile against the unit's own dataset distribution, by hand and
+through the API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.atlas.fired import rank_fired_units
+from tests.test_api import assert_error
+from tests.test_images_api import client, root  # noqa: F401  (module-scoped fixtures: one atlas, one server)
+
+
+def test_percentiles_by_hand():
+    pooled = np.array([[0.0, 5.0, 1.0],
+                       [0.0, 6.0, 2.0],
+                       [0.0, 7.0, 3.0],
+                       [0.0, 8.0, 4.0]], dtype=np.float16)
+    # Unit 0 is dead (value 0 ties all four: 0.5); unit 1 at 6.6 is above two of four (0.5) with a big value;
+    # unit 2 at 3.0 is above two and ties one (2.5 / 4 = 0.625): it ranks first although its value is smaller.
+    ranked = rank_fired_units(pooled, np.array([0.0, 6.6, 3.0]), limit=3)
+    assert [row["unit"] for row in ranked] == [2, 1, 0]
+    assert [row["percentile"] for row in ranked] == [0.625, 0.5, 0.5]
+    assert ranked[1]["z"] == pytest.approx((np.float16(6.6) - 6.5) / np.std([5, 6, 7, 8]), rel=1e-6)
+    assert ranked[2]["z"] == 0.0  # no spread: no z-score
+    assert rank_fired_units(pooled, np.array([9.0, 9.0, 9.0]), limit=1)[0]["percentile"] == 1.0
+
+
+def test_fired_units_of_a_dataset_image_match_its_pooled_row(client, root):  # noqa: F811
+    body = client.get("/api/images/demo:3/units", params={"model": "shapes-cnn", "layer": "block4",
+                                                          "limit": 10}).json()
+    assert body["dataset"] == "demo" and len(body["units"]) == 10
+    pooled = np.load(next((root / "data" / "atlases" / "shapes-cnn" / "demo").glob("layer-*.pooled.npy")))
+    percentiles = [row["percentile"] for row in body["units"]]
+    assert percentiles == sorted(percentiles, reverse=True)
+    for row in body["units"]:
+        assert row["spatial_mean"] == pytest.approx(float(pooled[3, row["unit"]]), rel=2e-3, abs=1e-3)
+        own = pooled[:, row["unit"]].astype(np.float32)
+        value = np.float32(np.float16(row["spatial_mean"]))
+        assert row["percentile"] == pytest.approx(((own < value).sum() + 0.5 * (own == value).sum()) / len(own))
+        assert row["link"] == f"/m/shapes-cnn/block4/{row['unit']}" and row["spatial_max"] >= row["spatial_mean"]
+
+
+def test_fired_units_errors(client):  # noqa: F811
+    params = {"model": "shapes-cnn", "layer": "block4"}
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "layer": "block3"}), 404, "layer_not_found",
+                 "block4")  # not indexed: the message lists the indexed layers
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "layer": "nope"}), 404, "layer_not_found")
+    assert_error(client.get("/api/images/demo:3/units", params={"model": "shapes-mobilenet", "layer": "features"}), 409,
+                 "atlas_missing", "fovea index shapes-mobilenet")
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "limit": 0}), 422, "invalid_input")
