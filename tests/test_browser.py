@@ -178,3 +178,48 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         page.wait_for_timeout(500)
         screenshot(page, "unit-crop-1280")
         assert errors == []
+
+
+def test_upload_an_image_then_predictions_fired_units_and_back(server):
+    _wait_for_atlases(server)
+    picture = httpx.get(f"{server}/api/images/demo:5/file").content  # a real demo scene, sent as an upload
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server}/")
+        page.click("text=Study an image")
+        page.wait_for_selector(".upload-zone")
+        screenshot(page, "upload-1280")
+        page.set_input_files(".upload-zone input[type=file]",
+                             files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture}])
+        page.wait_for_url("**/image/*?layer=*&model=*")
+        image_url = page.url
+        page.wait_for_selector(".prediction-list li")
+        page.wait_for_selector(".fired-list li a")
+        assert page.locator(".prediction-list li").count() == 5
+        assert page.locator(".fired-list li").count() == 12
+        assert "scene.png" in page.locator("h1").inner_text()
+        screenshot(page, "image-1280")
+
+        page.set_input_files(".upload-another input[type=file]",  # refused files keep the page and say why
+                             files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
+        page.wait_for_selector(".upload-another .upload-status.error-text")
+        assert "not an image" in page.locator(".upload-another .upload-status").inner_text()
+        assert page.url == image_url
+
+        first = page.locator(".fired-list li a").first
+        unit = first.get_attribute("data-unit")
+        first.click()
+        page.wait_for_url(f"**/m/shapes-cnn/*/{unit}")
+        page.wait_for_selector(".gallery-item a")
+        page.go_back()
+        page.wait_for_selector(".prediction-list li")
+        assert page.url == image_url
+
+        page.goto(f"{server}/m/shapes-cnn/block4/3")  # any gallery image opens on the image page
+        page.locator(".gallery-item a").first.click()
+        page.wait_for_url("**/image/demo:*")
+        page.wait_for_selector(".prediction-list li")
+        assert page.locator("select[name=layer]").input_value() == "block4"
+        assert errors == []

@@ -8,10 +8,21 @@ export class ApiError extends Error {
   }
 }
 
-export async function getJson(url, { signal } = {}) {
+export function getJson(url, { signal } = {}) {
+  return request(url, { signal });
+}
+
+/** POST one file as the multipart field `file`; the JSON answer, or an ApiError with the server's message. */
+export function postFile(url, file, { signal } = {}) {
+  const form = new FormData();
+  form.append("file", file, file.name || "pasted-image");
+  return request(url, { method: "POST", body: form, signal });
+}
+
+async function request(url, init) {
   let response;
   try {
-    response = await fetch(url, { signal, headers: { Accept: "application/json" } });
+    response = await fetch(url, { ...init, headers: { Accept: "application/json" } });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", `The server did not answer (${error.message}).`);

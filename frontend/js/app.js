@@ -4,11 +4,13 @@ import { ApiError } from "./api.js";
 import { html } from "./dom.js";
 import { startRouter } from "./router.js";
 import { mountHome } from "./views/home.js";
+import { mountImage, mountUpload } from "./views/image.js";
 import { mountLayer } from "./views/layer.js";
 import { mountModel } from "./views/model.js";
 import { mountUnit } from "./views/unit.js";
 
-const VIEWS = { home: mountHome, model: mountModel, layer: mountLayer, unit: mountUnit };
+const VIEWS = { home: mountHome, model: mountModel, layer: mountLayer, unit: mountUnit, image: mountImage,
+  upload: mountUpload };
 const root = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 let current = null;

@@ -36,5 +36,5 @@ export function navigate(url, { replace = false, rerender = !replace } = {}) {
 }
 
 function isPage(pathname) {
-  return pathname === "/" || pathname.startsWith("/m/");
+  return pathname === "/" || pathname.startsWith("/m/") || pathname === "/image" || pathname.startsWith("/image/");
 }

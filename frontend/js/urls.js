@@ -1,12 +1,17 @@
 // Every URL the front end uses, built and parsed in one place. Pure: unit-tested under node.
 
 const enc = encodeURIComponent;
+// Image ids keep their colon (`demo:17`): it is legal in a path segment and reads better in a shared link.
+const encImage = (imageId) => enc(imageId).replace(/%3A/gi, ":");
 
 export const pageUrl = {
   home: () => "/",
   model: (modelId, query = {}) => withQuery(`/m/${enc(modelId)}`, query),
   layer: (modelId, layer, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}`, query),
   unit: (modelId, layer, unit, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}/${unit}`, query),
+  // An upload id, or a dataset image written `dataset:id`.
+  image: (imageId, query = {}) => withQuery(`/image/${encImage(imageId)}`, query),
+  upload: () => "/image",
 };
 
 export const apiUrl = {
@@ -20,6 +25,11 @@ export const apiUrl = {
   unitMaps: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/maps`, query),
   // With a model: the image as that model sees it (resized and cropped), which its maps cover exactly.
+  images: () => "/api/images",
+  image: (imageId) => `/api/images/${encImage(imageId)}`,
+  imageFile: (imageId, model = null) => withQuery(`/api/images/${encImage(imageId)}/file`, { model }),
+  predictions: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/predictions`, query),
+  firedUnits: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/units`, query),
   datasetImage: (dataset, imageId, model = null) =>
     `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,
 };
@@ -49,5 +59,7 @@ export function parseRoute(pathname, search = "") {
   if (parts[0] === "m" && parts.length === 4 && /^\d+$/.test(parts[3])) {
     return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[3]) }, query };
   }
+  if (parts[0] === "image" && parts.length === 1) return { view: "upload", params: {}, query };
+  if (parts[0] === "image" && parts.length === 2) return { view: "image", params: { image: parts[1] }, query };
   return { view: "notfound", params: { path: pathname }, query };
 }

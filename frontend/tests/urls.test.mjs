@@ -31,3 +31,15 @@ test("dataset images: the file, or the model's view of it", () => {
   assert.equal(apiUrl.datasetImage("demo", 3), "/api/datasets/demo/images/3");
   assert.equal(apiUrl.datasetImage("demo", 3, "shapes-cnn"), "/api/datasets/demo/images/3?model=shapes-cnn");
 });
+
+test("image pages: uploads and dataset images round-trip, the colon kept readable", () => {
+  const url = pageUrl.image("demo:17", { model: "shapes-cnn", layer: "block4" });
+  assert.equal(url, "/image/demo:17?layer=block4&model=shapes-cnn");
+  const [path, search] = url.split("?");
+  assert.deepEqual(parseRoute(path, `?${search}`), { view: "image", params: { image: "demo:17" },
+    query: { layer: "block4", model: "shapes-cnn" } });
+  assert.deepEqual(parseRoute("/image/0123456789abcdef0123").params, { image: "0123456789abcdef0123" });
+  assert.equal(parseRoute("/image").view, "upload");
+  assert.equal(apiUrl.predictions("a/b:1", { model: "m", k: 5 }), "/api/images/a%2Fb:1/predictions?k=5&model=m");
+  assert.equal(apiUrl.imageFile("demo:1"), "/api/images/demo:1/file");
+});

@@ -73,7 +73,8 @@ export async function mountUnit(root, { params, query, signal }) {
         <h2>Top ${detail.top.length} images</h2>
         <ol class="gallery">${detail.top.map((item) => html`
           <li class="gallery-item" data-rank="${item.rank}">
-            <canvas width="160" height="160"></canvas>
+            <a href="${pageUrl.image(`${detail.dataset}:${item.image}`, { model: modelId, layer })}" title="Study this image">
+              <canvas width="160" height="160"></canvas></a>
             <span class="caption"><b>${item.value.toFixed(2)}</b> ${item.label ?? ""}${item.prediction && item.prediction !== item.label
               ? html` <span class="muted">→ ${item.prediction}</span>` : ""}</span>
           </li>`)}</ol>

@@ -1,0 +1,96 @@
+// The image page, /image/{id}?model=..&layer=..: the image, the model's predictions, and the units of the
+// chosen layer that fire on it against their own dataset distribution. `/image` alone is the upload page.
+
+import { ApiError, getJson } from "../api.js";
+import { html } from "../dom.js";
+import { navigate } from "../router.js";
+import { mountUploadZone } from "../upload-zone.js";
+import { apiUrl, pageUrl } from "../urls.js";
+
+export async function mountUpload(root, { query, signal }) {
+  root.innerHTML = html`<section class="page-head"><h1>Study an image</h1>
+    <p class="muted">Upload an image to see what a model predicts and which units fire on it.</p></section>
+    <div class="upload-slot"></div>`;
+  mountUploadZone(root.querySelector(".upload-slot"), {
+    signal, onUploaded: (answer) => navigate(pageUrl.image(answer.id, { model: query.model, layer: query.layer })),
+  });
+  return { title: "Upload", crumbs: [{ label: "image", href: pageUrl.upload() }] };
+}
+
+export async function mountImage(root, { params, query, signal }) {
+  const imageId = params.image;
+  const [info, models] = await Promise.all([getJson(apiUrl.image(imageId), { signal }),
+    getJson(apiUrl.models(), { signal })]);
+  const ready = models.filter((m) => m.status === "ready");
+  if (!ready.length) throw new ApiError(409, "no_models", "No model is ready to look at this image.");
+  const modelId = ready.some((m) => m.id === query.model) ? query.model : ready[0].id;
+  const model = await getJson(apiUrl.model(modelId), { signal });
+  const layers = model.layers.filter((l) => l.default);
+  const layer = model.layers.some((l) => l.name === query.layer) ? query.layer : layers.at(-1)?.name;
+  const state = { model: modelId, layer };
+
+  root.innerHTML = html`<section class="page-head image-head" data-image="${imageId}">
+      <div class="title-row">
+        <h1>${info.source === "upload" ? info.name || "Uploaded image" : html`<code>${imageId}</code>`}</h1>
+        <nav class="stepper"><button type="button" class="button copy-link">Copy link</button></nav>
+      </div>
+      <p class="muted">${info.width} × ${info.height}${info.format ? ` · ${info.format}` : ""}${info.label
+        ? html` · label <b>${info.label}</b>` : ""}</p>
+      <div class="toolbar">
+        <label>Model <select name="model">${ready.map((m) => html`<option value="${m.id}" ${m.id === modelId ? "selected" : ""}>${m.name}</option>`)}</select></label>
+        <label>Layer <select name="layer">${model.layers.map((l) => html`<option value="${l.name}" ${l.name === layer ? "selected" : ""}>${l.name}</option>`)}</select></label>
+      </div>
+    </section>
+    <div class="image-layout">
+      <figure class="image-figure"><img alt="the image as ${model.name} sees it" src="${apiUrl.imageFile(imageId, modelId)}"></figure>
+      <aside class="image-side">
+        <section class="panel predictions"><h2>Predictions</h2><p class="muted">…</p></section>
+        <section class="panel upload-another"><h2>Another image</h2><div class="upload-slot"></div></section>
+      </aside>
+    </div>
+    <section class="fired"><h2>Units of <code>${layer}</code> that fire on this image</h2><div class="fired-strip muted">…</div></section>`;
+
+  const go = (changes) => navigate(pageUrl.image(imageId, { ...state, ...changes }));
+  root.querySelector("select[name=model]").addEventListener("change", (e) => go({ model: e.target.value, layer: undefined }), { signal });
+  root.querySelector("select[name=layer]").addEventListener("change", (e) => go({ layer: e.target.value }), { signal });
+  root.querySelector(".copy-link").addEventListener("click", async (event) => {
+    await navigator.clipboard.writeText(location.href).catch(() => {});
+    event.target.textContent = "Link copied";
+  }, { signal });
+  mountUploadZone(root.querySelector(".upload-another .upload-slot"), {
+    signal, compact: true, onUploaded: (answer) => navigate(pageUrl.image(answer.id, state)),
+  });
+  if (location.pathname + location.search !== pageUrl.image(imageId, state)) {
+    navigate(pageUrl.image(imageId, state), { replace: true });  // the defaults chosen, written into the link
+  }
+
+  showPredictions(root.querySelector(".predictions"), imageId, modelId, signal);
+  if (layer) showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal);
+  const crumbs = [{ label: "image", href: pageUrl.upload() }, { label: imageId, href: pageUrl.image(imageId, state) }];
+  return { title: `Image ${imageId}`, crumbs };
+}
+
+async function showPredictions(panel, imageId, modelId, signal) {
+  try {
+    const body = await getJson(apiUrl.predictions(imageId, { model: modelId, k: 5 }), { signal });
+    panel.innerHTML = html`<h2>Predictions</h2><ol class="prediction-list">${body.predictions.map((p) => html`
+      <li><span class="label">${p.label}</span><span class="bar" style="--share:${p.probability}"></span>
+        <span class="value">${(p.probability * 100).toFixed(1)}%</span></li>`)}</ol>`;
+  } catch (error) {
+    if (error.name !== "AbortError") panel.innerHTML = html`<h2>Predictions</h2><p class="error-text">${error.message}</p>`;
+  }
+}
+
+async function showFiredUnits(strip, imageId, modelId, layer, signal) {
+  try {
+    const body = await getJson(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: 12 }), { signal });
+    strip.classList.remove("muted");
+    strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
+      how many of them this image's spatial mean exceeds.</p>
+      <ol class="fired-list">${body.units.map((u) => html`<li><a href="${pageUrl.unit(modelId, layer, u.unit)}" data-unit="${u.unit}">
+        <code>${layer}:${u.unit}</code><span class="value">${(u.percentile * 100).toFixed(1)}%</span>
+        <span class="muted small">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)}</span></a></li>`)}</ol>`;
+  } catch (error) {
+    if (error.name !== "AbortError") strip.innerHTML = html`<p class="error-text">${error.message}</p>`;
+  }
+}
