@@ -1,0 +1,215 @@
+"""Split a model at a layer, so that Ablation-CAM re-runs only the layers after it.
+
+`torch.fx` traces the model's forward into a graph in which the target layer is one node; the split is
+then plain graph bookkeeping: the downstream nodes (those that depend on the layer's output) and the
+frontier (nodes before the split whose values downstream nodes read: the skip connections that cross the
+layer). The shared forward pass runs the whole graph once and keeps the frontier's values; each ablation
+batch then runs only the downstream nodes, with those values expanded to the batch. The graph calls the
+model's own submodules, so nothing is copied and nothing about the model changes.
+
+Tracing fails on data-dependent control flow and on some custom code; `tail_for` then returns None and
+the caller falls back to re-running the whole model. A graph is checked once against the model's own
+forward pass before it is trusted, and kept (weakly, per model and layer) so that a model is traced at
+most once per layer.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+
+class _LayerTracer(fx.Tracer):
+    """Keeps `layer` as one call_module node.
+
+    While it traces, fx patches `nn.Module.__call__` and `__getattr__` for the whole process; a forward
+    pass of another model running in another thread at that moment would be traced into this graph (and
+    fail with "module is not installed as a submodule"). Calls from any other thread go straight through.
+    """
+
+    def __init__(self, layer: str):
+        super().__init__()
+        self.layer = layer
+        self.thread = threading.get_ident()
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m, forward, args, kwargs):
+        if threading.get_ident() != self.thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self.thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+@dataclass(frozen=True, eq=False)
+class Tail:
+    """A model's graph split after one layer. Holds the model's submodules and parameters, not the model."""
+
+    nodes: tuple[fx.Node, ...]  # the whole graph, in execution order
+    layer: fx.Node  # the first call of the target layer
+    downstream: tuple[fx.Node, ...]  # the nodes that depend on the layer's output, in order; the output last
+    frontier: frozenset[fx.Node]  # upstream nodes read by downstream nodes
+    batched: frozenset[fx.Node]  # frontier nodes computed from the input: their batch dimension is expanded
+    values: dict[str, Any]  # call_module targets -> submodules, get_attr targets -> tensors
+    last_use: dict[fx.Node, tuple[fx.Node, ...]]  # node -> the values that can be freed after it ran
+
+    def forward(self, image: torch.Tensor) -> tuple[Any, dict[fx.Node, Any]]:
+        """The model's output on `image` (autograd as the caller's mode says) and the frontier's values."""
+        env: dict[fx.Node, Any] = {}
+        kept: dict[fx.Node, Any] = {}
+        placeholders = 0
+        for node in self.nodes:
+            if node.op == "placeholder":
+                env[node] = image if placeholders == 0 else node.args[0]
+                placeholders += 1
+            elif node.op == "output":
+                return fx.node.map_arg(node.args[0], env.__getitem__), kept
+            else:
+                env[node] = self._call(node, env)
+            if node in self.frontier:
+                kept[node] = _detach(env[node])
+            for dead in self.last_use.get(node, ()):
+                env.pop(dead, None)
+        raise RuntimeError("the traced graph has no output")
+
+    def run(self, layer_output: torch.Tensor, frontier: dict[fx.Node, Any]) -> Any:
+        """The model's output with the layer's output replaced by `layer_output` (n, c, h, w)."""
+        n = layer_output.shape[0]
+        env = {node: _expand(value, n) if node in self.batched else value for node, value in frontier.items()}
+        env[self.layer] = layer_output
+        for node in self.downstream:
+            if node.op == "output":
+                return fx.node.map_arg(node.args[0], env.__getitem__)
+            env[node] = self._call(node, env)
+            for dead in self.last_use.get(node, ()):
+                env.pop(dead, None)
+        raise RuntimeError("the traced graph has no output")
+
+    def _call(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+        if node.op == "get_attr":
+            return self.values[node.target]
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), env.__getitem__)
+        if node.op == "call_module":
+            return self.values[node.target](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        raise RuntimeError(f"unexpected graph node {node.op}")
+
+
+_TRACE_LOCK = threading.Lock()  # one trace at a time: two patchers of nn.Module.__call__ would interleave
+_TAILS: weakref.WeakKeyDictionary[nn.Module, dict[str, Tail | None]] = weakref.WeakKeyDictionary()
+
+
+def tail_for(model: nn.Module, layer: str, image: torch.Tensor) -> Tail | None:
+    """The model split after `layer`, or None where it cannot be traced or its graph disagrees with the
+    model on `image` (checked at the first use only). The caller holds the model's lock."""
+    with _TRACE_LOCK:
+        known = _TAILS.setdefault(model, {})
+        if layer not in known:
+            known[layer] = _checked(_split(model, layer), model, image)
+        return known[layer]
+
+
+def _split(model: nn.Module, layer: str) -> Tail | None:
+    try:
+        graph = _LayerTracer(layer).trace(model)
+    except Exception:  # any user code can defeat symbolic tracing; the fallback re-runs the whole model
+        return None
+    nodes = tuple(graph.nodes)
+    layer_node = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if layer_node is None or not placeholders or any(not n.args for n in placeholders[1:]):
+        return None
+    below = _reachable(layer_node)
+    downstream = tuple(n for n in nodes if n in below and n is not layer_node)
+    if not downstream or downstream[-1].op != "output":
+        return None
+    frontier = {source for n in downstream for source in n.all_input_nodes if source not in below}
+    frontier.discard(layer_node)
+    from_input = _reachable(placeholders[0])
+    modules = dict(model.named_modules())
+    values: dict[str, Any] = {}
+    for n in nodes:
+        if n.op == "call_module":
+            values[n.target] = modules[n.target]
+        elif n.op == "get_attr":
+            values[n.target] = _fetch(model, n.target)
+    return Tail(nodes=nodes, layer=layer_node, downstream=downstream, frontier=frozenset(frontier),
+                batched=frozenset(n for n in frontier if n in from_input), values=values,
+                last_use=_last_uses(nodes))
+
+
+def _checked(tail: Tail | None, model: nn.Module, image: torch.Tensor) -> Tail | None:
+    if tail is None:
+        return None
+    try:
+        with torch.no_grad():
+            expected, (found, _) = model(image), tail.forward(image)
+    except Exception:
+        return None
+    return tail if outputs_agree(expected, found) else None
+
+
+def outputs_agree(expected: Any, found: Any) -> bool:
+    """Same-shaped tensors equal up to the rounding of a different summation order."""
+    if not isinstance(expected, torch.Tensor) or not isinstance(found, torch.Tensor):
+        return False
+    if expected.shape != found.shape:
+        return False
+    expected, found = expected.float(), found.float()
+    tolerance = 1e-3 * float(expected.abs().max()) + 1e-5
+    return bool(torch.allclose(found, expected, rtol=1e-3, atol=tolerance))
+
+
+def _reachable(start: fx.Node) -> set[fx.Node]:
+    seen, stack = {start}, [start]
+    while stack:
+        for user in stack.pop().users:
+            if user not in seen:
+                seen.add(user)
+                stack.append(user)
+    return seen
+
+
+def _last_uses(nodes: tuple[fx.Node, ...]) -> dict[fx.Node, tuple[fx.Node, ...]]:
+    last: dict[fx.Node, fx.Node] = {}
+    for node in nodes:
+        for source in node.all_input_nodes:
+            last[source] = node
+    freed: dict[fx.Node, list[fx.Node]] = {}
+    for source, user in last.items():
+        freed.setdefault(user, []).append(source)
+    return {user: tuple(sources) for user, sources in freed.items()}
+
+
+def _fetch(model: nn.Module, target: str) -> Any:
+    value: Any = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _detach(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detach(v) for v in value)
+    return value
+
+
+def _expand(value: Any, n: int) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == 1:
+        return value.expand(n, *value.shape[1:])
+    return value

@@ -1,0 +1,245 @@
+"""CAM latency (issue 4, item 3): Fovea's CAM engine against pytorch-grad-cam, each ratio measured in one run
+on the same model, input and device, printing medians of `--repeats` alternating rounds (after one warm-up
+round each: a shared 2-core machine drifts by more than some of the differences measured).
+
+  gradient  the 7 gradient-family maps (gradcam, gradcampp, xgradcam, hirescam, layercam, eigencam,
+            eigengradcam) in one Fovea call vs 7 pytorch-grad-cam objects called one after another as a
+            user writes them; torchvision resnet50 at 224, layer4. Target >= 6x.
+  overhead  Fovea gradcam alone vs the bare forward + backward it needs (a hook keeping layer4's output,
+            the model, torch.autograd.grad of the top logit w.r.t. that output). Target overhead <= 10%.
+  score     Score-CAM vs pytorch-grad-cam's ScoreCAM, resnet18 layer4 at 224. Target >= 1.5x, r >= 0.99.
+  ablation  Ablation-CAM vs pytorch-grad-cam's AblationCAM, resnet18 layer4 at 224. Target >= 100x, r >= 0.99.
+  http      (to come) an HTTP request vs the in-process call.
+  rss       (to come) resident memory after 500 vs 50 requests.
+
+Models have random weights (seed 0) and are served as the store serves them: eval(), parameters frozen,
+inputs channels-last on the CPU. The served model's parameters do not require grad, so the library is given
+an input that does (else its backward has no graph); --trainable-library also times it on a copy whose
+parameters require grad, as a user's model usually is (its backward then computes every weight's gradient).
+The input is a rendered demo scene, ImageNet-normalised. The process allocates memory as the fovea command
+does (app/allocator.py); --system-allocator leaves the platform's defaults. Requires the test extra
+(pytorch-grad-cam). Usage:
+    python bench/cam_latency.py [--parts gradient,overhead,score,ablation] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from app.allocator import tune_allocator
+
+if "--system-allocator" not in sys.argv:
+    tune_allocator()  # before torch is imported
+os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+from app.demo.render import render  # noqa: E402
+from app.demo.scenes import sample_scene  # noqa: E402
+from app.engine.cam import compute_cams, postprocess  # noqa: E402
+
+GRADIENT_FAMILY = ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam"]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def served(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval().requires_grad_(False)
+
+
+def scene(size: int = 224) -> torch.Tensor:
+    pixels, _ = render(sample_scene(0, "heldout", 3, size))
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    image = (image - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    return image[None].contiguous(memory_format=torch.channels_last)
+
+
+def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each run, the runs taking turns; one warm-up round first."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(repeats + 1):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            if round_:
+                seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel())[0, 1])
+
+
+def library_cam(cls, model: torch.nn.Module, layer: str, image: torch.Tensor, target=None, **attributes):
+    """One pytorch-grad-cam object, used once, as its README shows."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with cls(model=model, target_layers=[dict(model.named_modules())[layer]]) as cam:
+        for name, value in attributes.items():
+            setattr(cam, name, value)
+        targets = None if target is None else [ClassifierOutputTarget(target)]
+        return cam(input_tensor=image.clone().requires_grad_(True), targets=targets)[0]
+
+
+def report(label: str, ours: float, theirs: float, target: str, extra: str = "") -> None:
+    print(f"{label}: fovea {ours * 1000:.1f} ms, pytorch-grad-cam {theirs * 1000:.1f} ms -> "
+          f"{theirs / ours:.1f}x ({target}){extra}", flush=True)
+
+
+def gradient_part(repeats: int, trainable_library: bool) -> None:
+    import pytorch_grad_cam as lib
+
+    classes = [lib.GradCAM, lib.GradCAMPlusPlus, lib.XGradCAM, lib.HiResCAM, lib.LayerCAM, lib.EigenCAM,
+               lib.EigenGradCAM]
+    model, image = served("resnet50"), scene()
+    runs = {"fovea": lambda: compute_cams(model, image, "layer4", GRADIENT_FAMILY),
+            "library": lambda: [library_cam(cls, model, "layer4", image) for cls in classes]}
+    if trainable_library:
+        trainable = copy.deepcopy(model).requires_grad_(True)
+        runs["library, trainable parameters"] = lambda: [library_cam(cls, trainable, "layer4", image)
+                                                         for cls in classes]
+    medians = alternate(runs, repeats)
+    result = compute_cams(model, image, "layer4", GRADIENT_FAMILY)
+    agreement = []
+    for method, cls in zip(GRADIENT_FAMILY, classes):
+        raw = result.maps[method].raw
+        expected = library_cam(cls, model, "layer4", image, result.target)
+        signs = (1.0, -1.0) if method.startswith("eigen") else (1.0,)  # a principal component has no sign
+        agreement.append(max(pearson(postprocess(sign * raw, size=(224, 224)), expected) for sign in signs))
+    report("(1) 7 gradient-family maps, resnet50 layer4 224", medians["fovea"], medians["library"],
+           "target >= 6x", f"; min r over the 7 = {min(agreement):.4f}")
+    if trainable_library:
+        report("    same, library on a copy with trainable parameters", medians["fovea"],
+               medians["library, trainable parameters"], "for reference")
+
+
+def overhead_part(repeats: int) -> None:
+    model, image = served("resnet50"), scene()
+
+    def bare() -> None:
+        found: list[torch.Tensor] = []
+        handle = model.layer4.register_forward_hook(lambda _module, _inputs, output: found.append(output))
+        try:
+            logits = model(image.detach().clone().requires_grad_(True))
+            torch.autograd.grad(logits[0, logits[0].argmax()], found[0])
+        finally:
+            handle.remove()
+
+    def inference() -> None:
+        with torch.inference_mode():
+            model(image)
+
+    medians = alternate({"fovea": lambda: compute_cams(model, image, "layer4", ["gradcam"]), "bare": bare,
+                         "inference": inference}, repeats)
+    print(f"(2) gradcam alone, resnet50 layer4 224: fovea {medians['fovea'] * 1000:.1f} ms, bare forward+backward "
+          f"{medians['bare'] * 1000:.1f} ms -> overhead {100 * (medians['fovea'] / medians['bare'] - 1):+.1f}% "
+          f"(target <= 10%); inference-only forward {medians['inference'] * 1000:.1f} ms "
+          f"({100 * (medians['fovea'] / medians['inference'] - 1):+.1f}%)", flush=True)
+
+
+def score_part(repeats: int, batch_size: int) -> None:
+    from pytorch_grad_cam import ScoreCAM
+
+    model, image = served("resnet18"), scene()
+    target = compute_cams(model, image, "layer4", ["gradcam"]).target
+    runs = {"fovea": lambda: compute_cams(model, image, "layer4", ["scorecam"], score_batch_size=batch_size),
+            "library": lambda: library_cam(ScoreCAM, model, "layer4", image, target),
+            "library, same batch size": lambda: library_cam(ScoreCAM, model, "layer4", image, target,
+                                                            batch_size=batch_size)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        medians = alternate(runs, repeats)
+    result = compute_cams(model, image, "layer4", ["scorecam"], score_batch_size=batch_size)
+    agreement = pearson(postprocess(result.maps["scorecam"].raw, size=(224, 224)),
+                        library_cam(ScoreCAM, model, "layer4", image, target))
+    masks = compute_masks_run(model, image)
+    report(f"(3) Score-CAM, resnet18 layer4 224 (fovea batch {batch_size}, library default 16)", medians["fovea"],
+           medians["library"], "target >= 1.5x",
+           f"; r = {agreement:.4f} (paper weighting vs the library's); {masks}")
+    report(f"    same, library batch {batch_size}", medians["fovea"], medians["library, same batch size"],
+           "for reference")
+
+
+def compute_masks_run(model: torch.nn.Module, image: torch.Tensor) -> str:
+    """How many masked forward passes Score-CAM's deduplication leaves, of one per channel."""
+    from app.engine.cam.score import channel_masks
+    from app.engine.probe import layer_output
+
+    activations = layer_output(model, "layer4", image)[0].float()
+    c = activations.shape[0]
+    distinct = torch.unique(channel_masks(activations).reshape(c, -1), dim=0).shape[0]
+    return f"{distinct} masked passes for {c} channels"
+
+
+def ablation_part(repeats: int, batch_size: int) -> None:
+    from pytorch_grad_cam import AblationCAM
+
+    model, image = served("resnet18"), scene()
+    started = time.perf_counter()
+    first = compute_cams(model, image, "layer4", ["ablationcam"], ablation_batch_size=batch_size)
+    first_call = time.perf_counter() - started
+    target = first.target
+    medians = alternate({
+        "fovea": lambda: compute_cams(model, image, "layer4", ["ablationcam"], ablation_batch_size=batch_size),
+        "library": lambda: library_cam(AblationCAM, model, "layer4", image, target)}, repeats)
+    agreement = pearson(postprocess(first.maps["ablationcam"].raw, size=(224, 224)),
+                        library_cam(AblationCAM, model, "layer4", image, target))
+    report(f"(4) Ablation-CAM, resnet18 layer4 224 (fovea batch {batch_size}, library default 32)",
+           medians["fovea"], medians["library"], "target >= 100x",
+           f"; r = {agreement:.4f}; split={first.split}; first call (traces and checks the graph) "
+           f"{first_call * 1000:.0f} ms -> {medians['library'] / first_call:.0f}x")
+
+
+def http_part(repeats: int) -> None:
+    """(to come, with the API) an HTTP request vs the in-process call, same model, image and methods."""
+    raise NotImplementedError("the HTTP comparison is added with the CAM endpoint")
+
+
+def rss_part(repeats: int) -> None:
+    """(to come, with the API) resident memory after 500 vs 50 requests."""
+    raise NotImplementedError("the RSS comparison is added with the CAM endpoint")
+
+
+PARTS = {"gradient": gradient_part, "overhead": overhead_part, "score": score_part, "ablation": ablation_part,
+         "http": http_part, "rss": rss_part}
+DEFAULT_PARTS = "gradient,overhead,score,ablation"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default=DEFAULT_PARTS, help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--score-batch-size", type=int, default=32)
+    parser.add_argument("--ablation-batch-size", type=int, default=128)
+    parser.add_argument("--trainable-library", action="store_true")
+    parser.add_argument("--system-allocator", action="store_true", help="skip app/allocator.py's settings")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, repeats {args.repeats}, "
+          f"allocator {'system' if args.system_allocator else 'fovea'}", flush=True)
+    for part in parts:
+        if part == "gradient":
+            gradient_part(args.repeats, args.trainable_library)
+        elif part == "score":
+            score_part(args.repeats, args.score_batch_size)
+        elif part == "ablation":
+            ablation_part(args.repeats, args.ablation_batch_size)
+        else:
+            PARTS[part](args.repeats)
+
+
+if __name__ == "__main__":
+    main()
