@@ -1,8 +1,15 @@
-"""Conditional GETs: a response whose ETag the client already holds is answered 304 with no body."""
+"""Caching answers: a response whose ETag the client already holds is answered 304 with no body, and the
+model view of an image, whose ETag its bytes and the model's input geometry decide."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+
 from fastapi import Request, Response
+from PIL import Image
+
+from app.store.store import ModelStore
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -11,3 +18,16 @@ def not_modified(request: Request, etag: str, cache_control: str) -> Response | 
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache_control})
     return None
+
+
+def model_view_png(request: Request, store: ModelStore, model_id: str, tag: str, load: Callable[[], Image.Image],
+                   cache_control: str) -> Response:
+    """An image as `model_id` sees it (resized and cropped, PNG): what its maps cover. `tag` names the
+    image's bytes, which never change; the model's input geometry completes the ETag."""
+    preprocessing = store.ready(model_id).preprocessing
+    etag = f'"{tag}-{model_id}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
+    if cached := not_modified(request, etag, cache_control):
+        return cached
+    buffer = io.BytesIO()
+    preprocessing.view(load()).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": cache_control})

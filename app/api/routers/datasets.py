@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from app.api.caching import not_modified
+from app.api.caching import model_view_png
 from app.api.errors import ErrorResponse
 from app.errors import NotFound
 
@@ -37,10 +36,4 @@ def read_image(
     if model is None:
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type, headers={"ETag": f'"{tag}"', "Cache-Control": CACHED})
-    preprocessing = request.app.state.store.ready(model).preprocessing
-    etag = f'"{tag}-{model}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
-    if cached := not_modified(request, etag, CACHED):
-        return cached
-    buffer = io.BytesIO()
-    preprocessing.view(atlas.load_image(image_id)).save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": CACHED})
+    return model_view_png(request, request.app.state.store, model, tag, lambda: atlas.load_image(image_id), CACHED)

@@ -3,13 +3,12 @@ images, under one id scheme (app/api/image_refs.py); their bytes, and a model's 
 
 from __future__ import annotations
 
-import io
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.caching import IMMUTABLE, not_modified
+from app.api.caching import IMMUTABLE, model_view_png, not_modified
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.api.routers.units import DatasetQuery, get_atlas
@@ -59,13 +58,7 @@ def read_image_file(
             return cached
         return Response(image.data(), media_type=image.media_type,
                         headers={"ETag": image.etag, "Cache-Control": IMMUTABLE})
-    preprocessing = request.app.state.store.ready(model).preprocessing
-    etag = f'{image.etag[:-1]}-{model}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
-    if cached := not_modified(request, etag, IMMUTABLE):
-        return cached
-    buffer = io.BytesIO()
-    preprocessing.view(image.load()).save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+    return model_view_png(request, request.app.state.store, model, image.etag.strip('"'), image.load, IMMUTABLE)
 
 
 @router.get("/{image_id}/predictions", responses=READ_ERRORS, summary="A model's top classes on the image")
