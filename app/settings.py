@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         default=40_000_000, gt=0,
         description="Largest upload accepted, in pixels, checked from the header before decoding (413).",
     )
+    cam_score_batch_size: int = Field(default=32, ge=1, description="Masked images per forward pass for Score-CAM.")
+    cam_ablation_batch_size: int = Field(
+        default=128, ge=1, description="Ablated layer outputs per forward pass for Ablation-CAM."
+    )
+    cam_max_channels: int = Field(
+        default=2048, ge=1,
+        description="Most channels a layer may have for Score-CAM and Ablation-CAM, which run the model once "
+                    "per channel (422 above it).",
+    )
+    cam_metric_steps: int = Field(
+        default=100, ge=1,
+        description="Steps of the deletion and insertion curves (each step changes 1/steps of the pixels).",
+    )
+    cam_metric_batch_size: int = Field(default=32, ge=1, description="Images per forward pass for CAM metrics.")
     index_checkpoint_seconds: float = Field(
         default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
     )

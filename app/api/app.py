@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
-from app.api.routers import activations, datasets, images, meta, models, pages, units
+from app.api.routers import activations, cams, datasets, images, meta, models, pages, units
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(activations.router)
     app.include_router(datasets.router)
     app.include_router(images.router)
+    app.include_router(cams.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

@@ -15,8 +15,9 @@ from PIL import Image
 
 from app.api.caching import IMMUTABLE, not_modified
 from app.api.deps import get_layer, get_ready_model
+from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
-from app.api.routers.units import crop_box, encode_maps, get_atlas, receptive_field_json
+from app.api.routers.units import crop_box, get_atlas, receptive_field_json
 from app.atlas.reader import Atlas
 from app.engine.layers import LayerInfo
 from app.engine.overlay import COLORMAPS, overlay

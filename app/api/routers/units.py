@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app.api.deps import get_layer, get_ready_model
+from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
 from app.atlas.reader import UNIT_SORTS, Atlas
 from app.engine.layers import LayerInfo
@@ -100,14 +99,6 @@ def list_units(
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
     return page
-
-
-def encode_maps(maps: np.ndarray) -> dict:
-    """Raw float maps for the front end, which draws heatmaps itself: base64 little-endian float32."""
-    maps = np.asarray(maps, dtype="<f4")
-    return {"shape": list(maps.shape), "encoding": "base64 little-endian float32, row-major",
-            "range": [float(maps.min()), float(maps.max())] if maps.size else [0.0, 0.0],
-            "data": base64.b64encode(maps.tobytes()).decode("ascii")}
 
 
 @router.get("/layers/{layer}/units/{unit}", responses=ERRORS, summary="One unit: statistics, top images, similar units")

@@ -1,0 +1,89 @@
+"""Class activation maps of an image: `GET /api/images/{id}/cam` (the JSON twin of the image page) and
+`GET /api/methods`, the method registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.api.caching import not_modified
+from app.api.encoding import encode_maps
+from app.api.errors import ErrorResponse
+from app.api.image_refs import ImageRef, get_image
+from app.engine.cam import METHODS
+from app.store.store import LoadedModel
+from app.studio.explain import CamRequest, Explanation, explain
+
+router = APIRouter(prefix="/api", tags=["cams"])
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "Unknown image, model or layer (with the valid values)."},
+    409: {"model": ErrorResponse, "description": "The model failed to load."},
+    422: {"model": ErrorResponse, "description": "Unknown method or target class (with the valid values), or a "
+                                                 "layer too wide for the perturbation methods."},
+}
+# Answers depend only on the request and the model's weights: clients revalidate, and a match costs no pass.
+REVALIDATE = "no-cache"
+
+
+@router.get("/methods", summary="Every CAM method: id, name, description, paper, and what it costs")
+def list_methods() -> dict:
+    return {"methods": [method.describe() for method in METHODS.values()]}
+
+
+@router.get("/images/{image_id}/cam", responses=ERRORS,
+            summary="Class activation maps of one layer for one class, one per method, from one shared pass")
+def read_cams(
+    request: Request,
+    image: Annotated[ImageRef, Depends(get_image)],
+    model: Annotated[str, Query(description="Model id.")],
+    layer: Annotated[str | None, Query(description="Any layer with an (n, c, h, w) output; default: the "
+                                                   "deepest of the model's default layers.")] = None,
+    methods: Annotated[str, Query(description="Comma-separated method ids (see `/api/methods`).")] = "gradcam",
+    target: Annotated[int | None, Query(description="Class index to explain; default: the top prediction.")] = None,
+    relu: Annotated[bool, Query(description="Clamp the shown map at 0 (at the layer's resolution).")] = True,
+    normalize: Annotated[bool, Query(description="Scale the shown map to [0, 1] by its own range.")] = True,
+) -> JSONResponse:
+    loaded: LoadedModel = request.app.state.store.ready(model)
+    cam_request = CamRequest(layer=layer or _default_layer(loaded),
+                             methods=tuple(part.strip() for part in methods.split(",") if part.strip()),
+                             target=target, relu=relu, normalize=normalize)
+    etag = _etag(image, loaded, cam_request)
+    if cached := not_modified(request, etag, REVALIDATE):
+        return cached
+    explanation = explain(loaded, image.load(), cam_request, request.app.state.settings)
+    return JSONResponse(_as_json(image, loaded, explanation), headers={"ETag": etag, "Cache-Control": REVALIDATE})
+
+
+def _default_layer(loaded: LoadedModel) -> str:
+    defaults = [info.name for info in loaded.layers if info.default]
+    return (defaults or [info.name for info in loaded.layers])[-1]
+
+
+def _etag(image: ImageRef, loaded: LoadedModel, cam_request: CamRequest) -> str:
+    key = json.dumps([__version__, image.etag, loaded.id, loaded.weights_sha256, cam_request.layer,
+                      cam_request.methods, cam_request.target, cam_request.relu, cam_request.normalize])
+    return f'"cam-{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
+
+
+def _as_json(image: ImageRef, loaded: LoadedModel, explanation: Explanation) -> dict:
+    result, probabilities = explanation.result, explanation.probabilities
+    top = int(probabilities.argmax())
+    return {
+        "image": image.id, "model": loaded.id, "layer": result.layer, "layer_shape": list(result.layer_shape),
+        "input_size": list(result.input_size),
+        "target": _class(loaded, probabilities, result.target), "top": _class(loaded, probabilities, top),
+        "split": result.split, "capture_seconds": result.seconds["capture"],
+        "maps": [{"method": shown.method.id, "name": shown.method.name, "resolution": shown.method.resolution,
+                  "seconds": result.seconds[shown.method.id],
+                  "raw": encode_maps(result.maps[shown.method.id].raw.numpy()),
+                  "map": encode_maps(shown.shown.numpy())} for shown in explanation.maps],
+    }
+
+
+def _class(loaded: LoadedModel, probabilities, index: int) -> dict:
+    return {"class": index, "label": loaded.labels[index], "probability": float(probabilities[index])}

@@ -1,0 +1,182 @@
+"""The CAM API: `/api/methods`, and `/api/images/{id}/cam` giving the engine's raw maps, the shown maps the
+options ask for, the target and top classes, revalidation by ETag, and every refusal as a JSON 4xx naming
+the valid values. Concurrency over real HTTP: 8 threads get the maps sequential requests get."""
+
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.demo.dataset import write_split
+from app.engine.cam import METHODS, compute_cams, postprocess
+from app.settings import Settings
+from app.store.store import load_store
+from tests.live_server import live_server
+from tests.test_api import assert_error
+
+ALL_METHODS = list(METHODS)
+
+
+def settings_in(root, **overrides) -> Settings:
+    return Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False, **overrides)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cam-api")
+    write_split(root / "demo", "heldout", 8)
+    model = load_store(settings_in(root)).ready("shapes-cnn")
+    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings_in(root),
+                layers=["block4"], k=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(root):
+    with TestClient(create_app(settings_in(root))) as test_client:
+        yield test_client
+
+
+def decode(encoded: dict) -> np.ndarray:
+    values = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f4").reshape(encoded["shape"]).copy()
+    assert encoded["range"] == [pytest.approx(float(values.min())), pytest.approx(float(values.max()))]
+    return values
+
+
+def engine_maps(client, image_id: str, layer: str, methods: list[str], target=None):
+    loaded = client.app.state.store.ready("shapes-cnn")
+    image = client.app.state.atlases.for_dataset("demo").load_image(int(image_id.split(":")[1]))
+    batch = loaded.as_input(loaded.preprocessing(image).unsqueeze(0))
+    with loaded.lock:
+        return compute_cams(loaded.module, batch, layer, methods, target)
+
+
+def test_methods_lists_the_registry(client):
+    body = client.get("/api/methods").json()
+    assert [m["id"] for m in body["methods"]] == ALL_METHODS == [
+        "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam", "scorecam",
+        "ablationcam", "saliency", "guided-gradcam"]
+    for method in body["methods"]:
+        assert method["name"] and method["description"] and "http" in method["reference"]
+
+
+def test_every_method_in_one_request_matches_the_engine(client):
+    response = client.get("/api/images/demo:3/cam", params={"model": "shapes-cnn", "layer": "block4",
+                                                             "methods": ",".join(ALL_METHODS)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = engine_maps(client, "demo:3", "block4", ALL_METHODS)
+    assert body["layer"] == "block4" and body["input_size"] == [112, 112]
+    assert body["layer_shape"] == list(expected.layer_shape)
+    assert [m["method"] for m in body["maps"]] == ALL_METHODS
+    assert body["target"]["class"] == expected.target == body["top"]["class"]
+    assert body["target"]["label"] == client.app.state.store.ready("shapes-cnn").labels[expected.target]
+    assert 0 < body["target"]["probability"] <= 1
+    for shown in body["maps"]:
+        raw = decode(shown["raw"])
+        np.testing.assert_allclose(raw, expected.maps[shown["method"]].raw.numpy(), rtol=1e-5, atol=1e-6)
+        assert raw.shape == ((112, 112) if shown["resolution"] == "input" else tuple(expected.layer_shape[1:]))
+        assert decode(shown["map"]).shape == (112, 112)
+        np.testing.assert_allclose(decode(shown["map"]), postprocess(torch.from_numpy(raw), (112, 112)).numpy(),
+                                   atol=1e-6)
+        assert 0 <= shown["map"]["range"][0] and shown["map"]["range"][1] <= 1
+
+
+def test_target_and_postprocessing_options(client):
+    params = {"model": "shapes-cnn", "layer": "block2", "methods": "gradcam,hirescam", "target": 4,
+              "relu": "false", "normalize": "false"}
+    body = client.get("/api/images/demo:1/cam", params=params).json()
+    expected = engine_maps(client, "demo:1", "block2", ["gradcam", "hirescam"], target=4)
+    assert body["target"]["class"] == 4 and body["layer"] == "block2"
+    for shown in body["maps"]:
+        raw = expected.maps[shown["method"]].raw
+        assert raw.min() < 0  # a non-top target on an early layer has signed evidence to keep
+        np.testing.assert_allclose(decode(shown["map"]), postprocess(raw, (112, 112), relu=False,
+                                                                     normalize=False).numpy(), atol=1e-6)
+
+
+def test_defaults_are_gradcam_on_the_deepest_default_layer(client):
+    body = client.get("/api/images/demo:0/cam", params={"model": "shapes-cnn"}).json()
+    layers = client.app.state.store.ready("shapes-cnn").layers
+    assert body["layer"] == [info.name for info in layers if info.default][-1]
+    assert [m["method"] for m in body["maps"]] == ["gradcam"]
+
+
+def test_an_upload_gets_maps_too(client):
+    data = (client.app.state.atlases.for_dataset("demo").image_path(2)).read_bytes()
+    image_id = client.post("/api/images", files={"file": ("scene.png", data)}).json()["id"]
+    body = client.get(f"/api/images/{image_id}/cam", params={"model": "shapes-cnn", "methods": "layercam"}).json()
+    reference = client.get("/api/images/demo:2/cam", params={"model": "shapes-cnn", "methods": "layercam"}).json()
+    assert body["maps"][0]["raw"]["data"] == reference["maps"][0]["raw"]["data"]
+
+
+def test_a_held_etag_is_answered_304_without_a_pass(client):
+    params = {"model": "shapes-cnn", "methods": "gradcam,eigencam"}
+    first = client.get("/api/images/demo:0/cam", params=params)
+    etag = first.headers["etag"]
+    again = client.get("/api/images/demo:0/cam", params=params, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = client.get("/api/images/demo:0/cam", params={**params, "target": 2}, headers={"If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["etag"] != etag
+
+
+@pytest.mark.parametrize(("params", "status", "code", "words"), [
+    ({"methods": "gradcam,bogus"}, 422, "invalid_input", ("'bogus'", "scorecam")),
+    ({"methods": ","}, 422, "invalid_input", ("no CAM method", "gradcam")),
+    ({"layer": "block9"}, 404, "layer_not_found", ("'block9'",)),
+    ({"target": 10}, 422, "invalid_input", ("10", "0 to 9")),
+    ({"target": -1}, 422, "invalid_input", ("-1", "0 to 9")),
+    ({"target": "star"}, 422, "invalid_input", ("target",)),
+    ({"model": "nope"}, 404, "model_not_found", ("'nope'", "shapes-cnn")),
+    ({"relu": "maybe"}, 422, "invalid_input", ("relu",)),
+])
+def test_bad_requests_name_the_problem(client, params, status, code, words):
+    query = {"model": "shapes-cnn", **params}
+    error = assert_error(client.get("/api/images/demo:0/cam", params=query), status, code, *words)
+    if params.get("methods") == "gradcam,bogus":
+        assert error["detail"]["valid"] == ALL_METHODS
+
+
+def test_unknown_images_are_404(client):
+    for image_id in ("0123456789abcdef0123", "demo:999", "nodataset:1", "..%2F..%2Fetc"):
+        response = client.get(f"/api/images/{image_id}/cam", params={"model": "shapes-cnn"})
+        assert response.status_code == 404, (image_id, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_layers_too_wide_for_the_perturbation_methods_are_refused(root):
+    with TestClient(create_app(settings_in(root, cam_max_channels=16))) as narrow:
+        error = assert_error(narrow.get("/api/images/demo:0/cam", params={
+            "model": "shapes-cnn", "layer": "block4", "methods": "gradcam,scorecam,ablationcam"}),
+            422, "invalid_input", "scorecam, ablationcam", "cam_max_channels")
+        assert error["detail"]["limit"] == 16
+        assert narrow.get("/api/images/demo:0/cam", params={"model": "shapes-cnn", "layer": "block4",
+                                                             "methods": "gradcam"}).status_code == 200
+
+
+def test_eight_threads_over_http_get_the_maps_sequential_requests_get(root):
+    requests = [{"model": "shapes-cnn", "layer": layer, "methods": methods, "target": target}
+                for layer, methods, target in [
+                    ("block4", "gradcam,gradcampp", 0), ("block4", "scorecam", 3), ("block3", "layercam,eigencam", 5),
+                    ("block4", "ablationcam", 1), ("block2", "hirescam,xgradcam", 7), ("block4", "saliency", 2),
+                    ("block3", "guided-gradcam,eigengradcam", 9), ("block4", "gradcam,scorecam", 6)]]
+    with live_server(root / "data", env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            def fetch(params):
+                response = http.get(f"/api/images/demo:{params['target'] % 8}/cam", params=params)
+                assert response.status_code == 200, response.text
+                return {m["method"]: m["raw"]["data"] for m in response.json()["maps"]}
+
+            sequential = [fetch(params) for params in requests]
+            with ThreadPoolExecutor(8) as pool:
+                concurrent = list(pool.map(fetch, requests * 2))
+    assert concurrent == sequential * 2
