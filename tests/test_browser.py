@@ -223,3 +223,66 @@ def test_upload_an_image_then_predictions_fired_units_and_back(server):
         page.wait_for_selector(".prediction-list li")
         assert page.locator("select[name=layer]").input_value() == "block4"
         assert errors == []
+
+
+def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(server):
+    _wait_for_atlases(server)
+    picture = httpx.get(f"{server}/api/images/demo:7/file").content
+    with browser() as chromium:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server}/image")
+        page.set_input_files(".upload-zone input[type=file]",
+                             files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture}])
+        page.wait_for_url("**/image/*?*methods=*")
+        page.wait_for_selector(".cam-card.is-drawn")
+        assert page.locator(".cam-card[data-method]").count() == 3  # the default three gradient maps
+
+        for method in ("gradcampp", "layercam"):
+            page.uncheck(f"input[name=method][value={method}]")
+        for method in ("eigencam", "scorecam"):
+            page.check(f"input[name=method][value={method}]")
+        page.select_option("select[name=target]", "2")
+        page.select_option("select[name=colormap]", "turbo")
+        page.fill("input[name=opacity]", "0.8")
+        page.wait_for_url("**methods=gradcam%2Ceigencam%2Cscorecam*")
+        page.wait_for_selector(".cam-card.is-drawn[data-method=scorecam]")
+        page.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 3")
+        assert page.locator(".cam-card[data-method] figcaption b").all_inner_texts() == ["Grad-CAM", "EigenCAM", "Score-CAM"]
+        assert "class 2" in page.locator(".cam-status").inner_text()
+        shown = _cam_pixels(page)
+        assert len(set(shown.values())) == 3  # three different maps, each drawn
+        screenshot(page, "image-cam-1280")
+
+        page.click(".copy-link")
+        link = page.evaluate("navigator.clipboard.readText()")
+        assert link == page.url and "target=2" in link and "cmap=turbo" in link and "opacity=0.8" in link
+
+        fresh = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        fresh.on("pageerror", lambda error: errors.append(str(error)))
+        fresh.goto(link)
+        fresh.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 3")
+        assert fresh.input_value("select[name=target]") == "2"
+        assert fresh.input_value("select[name=colormap]") == "turbo"
+        assert fresh.input_value("input[name=opacity]") == "0.8"
+        assert _cam_pixels(fresh) == shown  # the same maps, drawn the same way
+        assert fresh.url == link
+
+        top = fresh.locator(".prediction-list button").first  # a prediction explains its class
+        top.click()
+        fresh.wait_for_url(f"**target={top.get_attribute('data-class')}*")
+        assert fresh.input_value("select[name=target]") == top.get_attribute("data-class")
+
+        narrow = chromium.new_context(viewport={"width": 390, "height": 844}).new_page()
+        narrow.goto(link)
+        narrow.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 3")
+        screenshot(narrow, "image-cam-390")
+        assert errors == []
+
+
+def _cam_pixels(page) -> dict[str, str]:
+    return page.evaluate("Object.fromEntries([...document.querySelectorAll('.cam-card[data-method]')].map((card) => "
+                         "[card.dataset.method, card.querySelector('canvas').toDataURL()]))")

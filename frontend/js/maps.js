@@ -51,6 +51,18 @@ export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis
   context.globalAlpha = 1;
 }
 
+/** A one-pixel-high canvas (256 wide) filled with a colormap from its low end to its high end. */
+export function drawColorbar(canvas, colormap) {
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(256, 1);
+  const table = lookupTable(colormap);
+  for (let i = 0; i < 256; i++) {
+    pixels.data.set(table.subarray(3 * i, 3 * i + 3), 4 * i);
+    pixels.data[4 * i + 3] = 255;
+  }
+  context.putImageData(pixels, 0, 0);
+}
+
 const loaded = new Map();
 
 /** Load an image once per URL. */

@@ -29,6 +29,8 @@ export const apiUrl = {
   image: (imageId) => `/api/images/${encImage(imageId)}`,
   imageFile: (imageId, model = null) => withQuery(`/api/images/${encImage(imageId)}/file`, { model }),
   predictions: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/predictions`, query),
+  cam: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/cam`, query),
+  methods: () => "/api/methods",
   firedUnits: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/units`, query),
   datasetImage: (dataset, imageId, model = null) =>
     `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,

@@ -1,11 +1,14 @@
-// The image page, /image/{id}?model=..&layer=..: the image, the model's predictions, and the units of the
-// chosen layer that fire on it against their own dataset distribution. `/image` alone is the upload page.
+// The image page, /image/{id}?model=..&layer=..&methods=..&target=..: the image, the model's predictions,
+// class activation maps of the chosen layer side by side (views/cam-grid.js), and the units of that layer
+// that fire on it against their own dataset distribution. `/image` alone is the upload page.
 
 import { ApiError, getJson } from "../api.js";
+import { camQuery, camViewState } from "../cam-view.js";
 import { html } from "../dom.js";
 import { navigate } from "../router.js";
 import { mountUploadZone } from "../upload-zone.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { mountCamStudio } from "./cam-grid.js";
 
 export async function mountUpload(root, { query, signal }) {
   root.innerHTML = html`<section class="page-head"><h1>Study an image</h1>
@@ -19,15 +22,17 @@ export async function mountUpload(root, { query, signal }) {
 
 export async function mountImage(root, { params, query, signal }) {
   const imageId = params.image;
-  const [info, models] = await Promise.all([getJson(apiUrl.image(imageId), { signal }),
-    getJson(apiUrl.models(), { signal })]);
+  const [info, models, { methods }] = await Promise.all([getJson(apiUrl.image(imageId), { signal }),
+    getJson(apiUrl.models(), { signal }), getJson(apiUrl.methods(), { signal })]);
   const ready = models.filter((m) => m.status === "ready");
   if (!ready.length) throw new ApiError(409, "no_models", "No model is ready to look at this image.");
   const modelId = ready.some((m) => m.id === query.model) ? query.model : ready[0].id;
   const model = await getJson(apiUrl.model(modelId), { signal });
   const layers = model.layers.filter((l) => l.default);
   const layer = model.layers.some((l) => l.name === query.layer) ? query.layer : layers.at(-1)?.name;
-  const state = { model: modelId, layer };
+  const cams = camViewState(query, methods.map((m) => m.id));
+  if (cams.target !== null && cams.target >= model.labels.length) cams.target = null;
+  let state = { model: modelId, layer, ...camQuery(cams) };
 
   root.innerHTML = html`<section class="page-head image-head" data-image="${imageId}">
       <div class="title-row">
@@ -42,7 +47,7 @@ export async function mountImage(root, { params, query, signal }) {
       </div>
     </section>
     <div class="image-layout">
-      <figure class="image-figure"><img alt="the image as ${model.name} sees it" src="${apiUrl.imageFile(imageId, modelId)}"></figure>
+      <section class="cam-studio"></section>
       <aside class="image-side">
         <section class="panel predictions"><h2>Predictions</h2><p class="muted">…</p></section>
         <section class="panel upload-another"><h2>Another image</h2><div class="upload-slot"></div></section>
@@ -51,7 +56,8 @@ export async function mountImage(root, { params, query, signal }) {
     <section class="fired"><h2>Units of <code>${layer}</code> that fire on this image</h2><div class="fired-strip muted">…</div></section>`;
 
   const go = (changes) => navigate(pageUrl.image(imageId, { ...state, ...changes }));
-  root.querySelector("select[name=model]").addEventListener("change", (e) => go({ model: e.target.value, layer: undefined }), { signal });
+  root.querySelector("select[name=model]").addEventListener("change",
+    (e) => go({ model: e.target.value, layer: undefined, target: undefined }), { signal });  // other classes
   root.querySelector("select[name=layer]").addEventListener("change", (e) => go({ layer: e.target.value }), { signal });
   root.querySelector(".copy-link").addEventListener("click", async (event) => {
     await navigator.clipboard.writeText(location.href).catch(() => {});
@@ -65,6 +71,13 @@ export async function mountImage(root, { params, query, signal }) {
   }
 
   showPredictions(root.querySelector(".predictions"), imageId, modelId, signal);
+  if (layer) {
+    mountCamStudio(root.querySelector(".cam-studio"), { imageId, model, layer, methods, state: cams, signal,
+      onStateChange: (changes) => {
+        state = { ...state, ...changes };
+        navigate(pageUrl.image(imageId, state), { replace: true });
+      } });
+  }
   if (layer) showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal);
   const crumbs = [{ label: "image", href: pageUrl.upload() }, { label: imageId, href: pageUrl.image(imageId, state) }];
   return { title: `Image ${imageId}`, crumbs };
@@ -74,8 +87,17 @@ async function showPredictions(panel, imageId, modelId, signal) {
   try {
     const body = await getJson(apiUrl.predictions(imageId, { model: modelId, k: 5 }), { signal });
     panel.innerHTML = html`<h2>Predictions</h2><ol class="prediction-list">${body.predictions.map((p) => html`
-      <li><span class="label">${p.label}</span><span class="bar" style="--share:${p.probability}"></span>
-        <span class="value">${(p.probability * 100).toFixed(1)}%</span></li>`)}</ol>`;
+      <li><button type="button" data-class="${p.class}" title="Explain ${p.label}"><span class="label">${p.label}</span>
+        <span class="bar" style="--share:${p.probability}"></span>
+        <span class="value">${(p.probability * 100).toFixed(1)}%</span></button></li>`)}</ol>
+      <p class="small muted">Pick a class to see where the model finds it.</p>`;
+    panel.querySelector(".prediction-list").addEventListener("click", (event) => {
+      const chosen = event.target.closest("button[data-class]");
+      const target = document.querySelector(".cam-studio select[name=target]");
+      if (!chosen || !target) return;
+      target.value = chosen.dataset.class;
+      target.dispatchEvent(new Event("change"));
+    }, { signal });
   } catch (error) {
     if (error.name !== "AbortError") panel.innerHTML = html`<h2>Predictions</h2><p class="error-text">${error.message}</p>`;
   }

@@ -1,0 +1,117 @@
+// The CAM studio of the image page: a method picker, target, colormap and opacity, and a side-by-side
+// grid of maps on one colour scale. Maps come raw from the API and are drawn here, so the colormap and
+// opacity redraw without a request; methods and target fetch once per change (stale answers aborted).
+
+import { getJson } from "../api.js";
+import { camQuery } from "../cam-view.js";
+import { COLORMAPS } from "../colormaps.js";
+import { html } from "../dom.js";
+import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
+import { apiUrl } from "../urls.js";
+
+export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange }) {
+  const registry = new Map(methods.map((m) => [m.id, m]));
+  section.innerHTML = html`<h2>Where <code>${layer}</code> looks</h2>
+    <div class="toolbar cam-controls">
+      <label>Target <select name="target"><option value="">top prediction</option>${model.labels.map((label, i) =>
+        html`<option value="${i}" ${i === state.target ? "selected" : ""}>${i} · ${label}</option>`)}</select></label>
+      <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
+        html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
+      <label>Opacity <input type="range" name="opacity" min="0" max="1" step="0.05" value="${state.opacity}"></label>
+    </div>
+    <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
+      <label class="chip" title="${m.description}"><input type="checkbox" name="method" value="${m.id}"
+        ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}</label>`)}</fieldset>
+    <div class="cam-legend"><span class="small muted">0</span><canvas width="256" height="1" aria-hidden="true"></canvas>
+      <span class="small muted">1</span><span class="small muted">each map min-max scaled after ReLU: one colour scale for all</span></div>
+    <p class="cam-status small muted" role="status">…</p>
+    <div class="cam-grid"></div>`;
+
+  const grid = section.querySelector(".cam-grid");
+  // The image itself, at the size of the maps beside it, for comparison.
+  const imageCard = html`<figure class="cam-card image-card"><img alt="the image as ${model.name} sees it"
+    src="${apiUrl.imageFile(imageId, model.id)}"><figcaption><b>Image</b>
+    <span class="small muted">as the model sees it</span></figcaption></figure>`;
+  const status = section.querySelector(".cam-status");
+  let answer = null;
+  let inflight = null;
+  let timer = null;
+
+  const draw = () => {
+    drawColorbar(section.querySelector(".cam-legend canvas"), state.colormap);
+    if (!answer) return;
+    loadImage(apiUrl.imageFile(imageId, model.id)).then((picture) => {
+      if (signal.aborted) return;
+      for (const shown of answer.maps) {
+        const canvas = grid.querySelector(`.cam-card[data-method="${shown.method}"] canvas`);
+        const [h, w] = shown.map.shape;
+        drawHeatmap(canvas, picture, { h, w, values: decodeMaps(shown.map).values },
+          { low: 0, high: 1, colormap: state.colormap, opacity: state.opacity });
+        canvas.closest(".cam-card").classList.add("is-drawn");
+      }
+    }).catch(() => { status.textContent = "The image could not be loaded."; });
+  };
+
+  const fetchMaps = async () => {
+    inflight?.abort();
+    answer = null;
+    if (!state.methods.length) {
+      grid.innerHTML = html`${imageCard}`;
+      status.textContent = "Pick at least one method.";
+      return;
+    }
+    const controller = new AbortController();
+    inflight = controller;
+    signal.addEventListener("abort", () => controller.abort(), { once: true });
+    grid.innerHTML = html`${imageCard}${state.methods.map((id) => html`<figure class="cam-card is-loading" data-method="${id}">
+      <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
+    status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…`;
+    try {
+      const body = await getJson(apiUrl.cam(imageId, { model: model.id, layer, methods: state.methods.join(","),
+        target: state.target ?? "" }), { signal: controller.signal });
+      answer = body;
+      status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
+        ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
+        : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
+      grid.innerHTML = html`${imageCard}${body.maps.map((shown) => html`<figure class="cam-card" data-method="${shown.method}">
+        <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
+        <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
+          <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
+          <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span></figcaption></figure>`)}`;
+      draw();
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      grid.innerHTML = html`${imageCard}`;
+      status.innerHTML = html`<span class="error-text">${error.message}</span>`;
+    }
+  };
+
+  const changed = ({ refetch }) => {
+    onStateChange(camQuery(state));
+    if (!refetch) return draw();
+    grid.querySelectorAll(".cam-card").forEach((card) => card.classList.replace("is-drawn", "is-loading"));
+    clearTimeout(timer);
+    timer = setTimeout(fetchMaps, 250);  // ticking several methods in a row makes one request
+  };
+  section.querySelector("select[name=target]").addEventListener("change", (e) => {
+    state.target = e.target.value === "" ? null : Number(e.target.value);
+    changed({ refetch: true });
+  }, { signal });
+  section.querySelector("select[name=colormap]").addEventListener("change", (e) => {
+    state.colormap = e.target.value;
+    changed({ refetch: false });
+  }, { signal });
+  section.querySelector("input[name=opacity]").addEventListener("input", (e) => {
+    state.opacity = Number(e.target.value);
+    changed({ refetch: false });
+  }, { signal });
+  section.querySelector(".method-picker").addEventListener("change", () => {
+    const ticked = [...section.querySelectorAll("input[name=method]:checked")].map((input) => input.value);
+    state.methods = methods.map((m) => m.id).filter((id) => ticked.includes(id));  // registry order
+    changed({ refetch: true });
+  }, { signal });
+  fetchMaps();
+}
+
+const formatSeconds = (s) => (s < 1 ? `${Math.max(1, Math.round(s * 1000))} ms` : `${s.toFixed(1)} s`);
+const formatNumber = (x) => (Math.abs(x) >= 100 || x === 0 ? x.toFixed(0) : x.toPrecision(2));
