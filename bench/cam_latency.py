@@ -9,8 +9,9 @@ round each: a shared 2-core machine drifts by more than some of the differences 
             the model, torch.autograd.grad of the top logit w.r.t. that output). Target overhead <= 10%.
   score     Score-CAM vs pytorch-grad-cam's ScoreCAM, resnet18 layer4 at 224. Target >= 1.5x, r >= 0.99.
   ablation  Ablation-CAM vs pytorch-grad-cam's AblationCAM, resnet18 layer4 at 224. Target >= 100x, r >= 0.99.
-  http      (to come) an HTTP request vs the in-process call.
-  rss       (to come) resident memory after 500 vs 50 requests.
+  http      a CAM request to a running server vs the in-process engine call (same model, image, methods), on
+            resnet50 (random weights) and the demo model. Target overhead <= 20%.
+  rss       the server's resident memory after 500 vs after 50 CAM requests. Target within 5%.
 
 Models have random weights (seed 0) and are served as the store serves them: eval(), parameters frozen,
 inputs channels-last on the CPU. The served model's parameters do not require grad, so the library is given
@@ -19,7 +20,7 @@ parameters require grad, as a user's model usually is (its backward then compute
 The input is a rendered demo scene, ImageNet-normalised. The process allocates memory as the fovea command
 does (app/allocator.py); --system-allocator leaves the platform's defaults. Requires the test extra
 (pytorch-grad-cam). Usage:
-    python bench/cam_latency.py [--parts gradient,overhead,score,ablation] [--repeats 5]
+    python bench/cam_latency.py [--parts gradient,overhead,score,ablation,http,rss] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -35,14 +36,19 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import io  # noqa: E402
 import statistics  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from app.demo.render import render  # noqa: E402
 from app.demo.scenes import sample_scene  # noqa: E402
@@ -201,13 +207,96 @@ def ablation_part(repeats: int, batch_size: int) -> None:
 
 
 def http_part(repeats: int) -> None:
-    """(to come, with the API) an HTTP request vs the in-process call, same model, image and methods."""
-    raise NotImplementedError("the HTTP comparison is added with the CAM endpoint")
+    """A CAM request to a running `fovea serve` (an uploaded image, kept-alive connection, full answer: raw
+    and shown maps as JSON) vs the in-process engine call on the same model, preprocessed image and methods."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as folder, served_over_http(Path(folder)) as (base, _process):
+        picture = encoded_scene(224)
+        store = in_process_store(Path(folder))
+        with httpx.Client(base_url=base, timeout=600) as client:
+            image_id = client.post("/api/images", files={"file": ("scene.png", picture)}).json()["id"]
+            for model_id, layer, methods in HTTP_CASES:
+                http_case(client, image_id, store.ready(model_id), Image.open(io.BytesIO(picture)), layer, methods,
+                          repeats)
+
+
+def http_case(client, image_id: str, loaded, picture: Image.Image, layer: str, methods: list[str],
+              repeats: int) -> None:
+    batch = loaded.as_input(loaded.preprocessing(picture).unsqueeze(0))
+    params = {"model": loaded.id, "layer": layer, "methods": ",".join(methods)}
+
+    def over_http() -> None:
+        response = client.get(f"/api/images/{image_id}/cam", params=params)
+        response.raise_for_status()
+        response.json()
+
+    medians = alternate({"engine": lambda: compute_cams(loaded.module, batch, layer, methods), "http": over_http},
+                        repeats)
+    print(f"(5) HTTP vs in-process, {loaded.id} {layer} {'+'.join(methods)}: engine "
+          f"{medians['engine'] * 1000:.1f} ms, HTTP {medians['http'] * 1000:.1f} ms -> overhead "
+          f"{100 * (medians['http'] / medians['engine'] - 1):+.1f}% (target <= 20%)", flush=True)
 
 
 def rss_part(repeats: int) -> None:
-    """(to come, with the API) resident memory after 500 vs 50 requests."""
-    raise NotImplementedError("the RSS comparison is added with the CAM endpoint")
+    """Server RSS after 50 and after 500 CAM requests: a mix of methods, targets, layers and images
+    (uploads and dataset-free), so a leak anywhere on the request path would show."""
+    import httpx
+
+    del repeats  # one long run
+    with tempfile.TemporaryDirectory() as folder, served_over_http(Path(folder)) as (base, process):
+        with httpx.Client(base_url=base, timeout=600) as client:
+            images = [client.post("/api/images", files={"file": (f"{i}.png", encoded_scene(112, i))}).json()["id"]
+                      for i in range(10)]
+            layers = ["block2", "block3", "block4"]
+            methods = ["gradcam,gradcampp,layercam", "scorecam", "ablationcam", "eigencam,hirescam", "saliency",
+                       "guided-gradcam,xgradcam", "eigengradcam"]
+            rss = {}
+            for n in range(1, 501):
+                response = client.get(f"/api/images/{images[n % 10]}/cam", params={
+                    "model": "shapes-cnn", "layer": layers[n % 3], "methods": methods[n % 7], "target": n % 10})
+                response.raise_for_status()
+                if n in (50, 100, 200, 300, 400, 500):
+                    rss[n] = resident_bytes(process.pid)
+    print("(6) server RSS after n CAM requests (shapes-cnn, 7 method mixes, 3 layers, 10 targets, 10 uploads): "
+          + ", ".join(f"{n}: {value / 2**20:.1f} MiB" for n, value in rss.items())
+          + f" -> 500 vs 50: {100 * (rss[500] / rss[50] - 1):+.2f}% (target within 5%)", flush=True)
+
+
+HTTP_CASES = [("resnet50", "layer4", ["gradcam"]), ("resnet50", "layer4", GRADIENT_FAMILY),
+              ("shapes-cnn", "block4", ["gradcam"]), ("shapes-cnn", "block4", ["gradcam", "gradcampp", "layercam"])]
+
+
+@contextmanager
+def served_over_http(folder: Path):
+    """`fovea serve` with the demo models and a random-weight resnet50, no background indexing."""
+    from bench.models import random_torchvision_card
+    from tests.live_server import live_server_process
+
+    random_torchvision_card(folder / "cards", "resnet50")
+    with live_server_process(folder / "data", "--model-dir", str(folder / "cards"),
+                             env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as served:
+        yield served
+
+
+def in_process_store(folder: Path):
+    from app.settings import Settings
+    from app.store.store import load_store
+
+    return load_store(Settings(data_dir=folder / "in-process", model_dirs=[folder / "cards"], device="cpu",
+                               auto_index_demo=False))
+
+
+def encoded_scene(size: int, index: int = 3) -> bytes:
+    pixels, _ = render(sample_scene(0, "heldout", index, size))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line.split()[1] for line in status if line.startswith("VmRSS:"))) * 1024
 
 
 PARTS = {"gradient": gradient_part, "overhead": overhead_part, "score": score_part, "ablation": ablation_part,

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from app.atlas.build import run_index
 from app.atlas.datasets import scan_folder
@@ -41,22 +40,15 @@ from app.atlas.indexer import demo_dataset, make_plan
 from app.atlas.loader import batches_from_disk, batches_from_memory
 from app.settings import Settings
 from app.store.store import load_store
+from bench.models import random_torchvision_card
 
 
 def _resnet50(root: Path) -> tuple[Settings, str, Path]:
-    import torchvision
-
-    cards, images = root / "cards", root / "images"
-    cards.mkdir()
+    images = root / "images"
     images.mkdir()
-    torch.manual_seed(0)
-    save_file(torchvision.models.resnet50(weights=None).state_dict(), str(cards / "r50.safetensors"))
-    (cards / "r50.toml").write_text(
-        'id = "r50"\nname = "ResNet-50, random weights"\n[architecture]\ntorchvision = "resnet50"\n'
-        '[weights]\nfile = "r50.safetensors"\n'
-        '[input]\nsize = [224, 224]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n')
-    return Settings(data_dir=root / "data", model_dirs=[cards], builtin_models=False, auto_index_demo=False), \
-        "r50", images
+    model_id = random_torchvision_card(root / "cards", "resnet50")
+    return Settings(data_dir=root / "data", model_dirs=[root / "cards"], builtin_models=False,
+                    auto_index_demo=False), model_id, images
 
 
 def _write_random_images(folder: Path, count: int, size: int = 256) -> None:

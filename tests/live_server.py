@@ -21,6 +21,15 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 90.0):
+    """The server's base URL, once it answers `/api/health`."""
+    with live_server_process(data_dir, *extra_args, env=env, timeout=timeout) as (base, _process):
+        yield base
+
+
+@contextmanager
+def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
+                        timeout: float = 90.0):
+    """(base URL, the server's `Popen`), for callers that also watch the process (its memory, its exit)."""
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
@@ -42,7 +51,7 @@ def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = N
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not answer within {timeout} s")
             time.sleep(0.2)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         try:
