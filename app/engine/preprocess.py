@@ -22,12 +22,17 @@ class Preprocessing:
 
     def view(self, image: Image.Image) -> Image.Image:
         """The RGB image exactly as the model sees it, before normalisation: what a map covers."""
-        image = image.convert("RGB")
+        return self.fit(image.convert("RGB"))
+
+    def fit(self, image: Image.Image,
+            interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR) -> Image.Image:
+        """Any image resized and centre-cropped to the model's input geometry: the RGB image bilinearly
+        (`view`), a mask or label image with NEAREST, so that both cover the same pixels."""
         if self.resize is not None:
-            image = TF.resize(image, self.resize, interpolation=TF.InterpolationMode.BILINEAR)
+            image = TF.resize(image, self.resize, interpolation=interpolation)
             image = TF.center_crop(image, list(self.size))
         elif (image.height, image.width) != self.size:
-            image = TF.resize(image, list(self.size), interpolation=TF.InterpolationMode.BILINEAR)
+            image = TF.resize(image, list(self.size), interpolation=interpolation)
         return image
 
     def batch(self, images: list[Image.Image]) -> torch.Tensor:

@@ -6,7 +6,8 @@
 
 Stages, each a small pure piece: capture (capture.py: one forward, one backward, scoped hooks) ->
 methods (gradient.py, eigen.py, score.py, ablation.py, pixels.py; listed in registry.py) -> postprocess.
-The formulas and their references are in docs/cam-methods.md.
+The formulas and their references are in docs/cam-methods.md. How good a map is (deletion, insertion,
+average drop, pointing games): metrics.py.
 """
 
 from app.engine.cam.base import CamMethod, Evidence, Rerun
