@@ -251,7 +251,8 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
         page.wait_for_url("**methods=gradcam%2Ceigencam%2Cscorecam*")
         page.wait_for_selector(".cam-card.is-drawn[data-method=scorecam]")
         page.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 3")
-        assert page.locator(".cam-card[data-method] figcaption b").all_inner_texts() == ["Grad-CAM", "EigenCAM", "Score-CAM"]
+        names = page.locator(".cam-card[data-method] figcaption b").all_inner_texts()
+        assert names == ["Grad-CAM", "EigenCAM", "Score-CAM"]
         assert "class 2" in page.locator(".cam-status").inner_text()
         shown = _cam_pixels(page)
         assert len(set(shown.values())) == 3  # three different maps, each drawn

@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
+from app.atlas.ground_truth import class_mask, mask_to_input
 from app.atlas.indexer import index_model
 from app.demo.dataset import write_split
-from app.engine.cam import METHODS, compute_cams, postprocess
+from app.engine.cam import METHODS, compute_cams, metrics, postprocess
 from app.settings import Settings
 from app.store.store import load_store
 from tests.live_server import live_server
@@ -27,7 +28,8 @@ ALL_METHODS = list(METHODS)
 
 
 def settings_in(root, **overrides) -> Settings:
-    return Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False, **overrides)
+    return Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
+                    cam_metric_steps=16, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +121,58 @@ def test_an_upload_gets_maps_too(client):
     assert body["maps"][0]["raw"]["data"] == reference["maps"][0]["raw"]["data"]
 
 
+def test_metrics_score_the_shown_map_as_the_engine_does(client):
+    params = {"model": "shapes-cnn", "layer": "block4", "methods": "gradcam,scorecam",
+              "metrics": "deletion,insertion,confidence,pointing"}
+    body = client.get("/api/images/demo:3/cam", params=params).json()
+    loaded = client.app.state.store.ready("shapes-cnn")
+    atlas = client.app.state.atlases.for_dataset("demo")
+    batch = loaded.as_input(loaded.preprocessing(atlas.load_image(3)).unsqueeze(0))
+    label = loaded.labels[body["target"]["class"]]
+    mask = torch.from_numpy(mask_to_input(class_mask(atlas.dataset_root, atlas.image(3)["path"], label),
+                                          loaded.preprocessing))
+    assert body["ground_truth"] == {"available": True, "label": label, "tolerance": 8, "mask_pixels": int(mask.sum())}
+    for shown in body["maps"]:
+        saliency = torch.from_numpy(decode(shown["map"]))
+        curves = metrics.deletion_insertion(loaded.module, batch, saliency, body["target"]["class"], steps=16,
+                                            batch_size=32)
+        scores = shown["metrics"]
+        for name in ("deletion", "insertion"):
+            assert scores[name]["auc"] == pytest.approx(curves[name].auc, abs=1e-6)
+            assert len(scores[name]["curve"]) == 17 and scores[name]["step"] == 112 * 112 // 16
+        change = metrics.confidence_change(loaded.module, batch, saliency, body["target"]["class"])
+        assert scores["confidence"]["drop"] == pytest.approx(change.drop, abs=1e-6)
+        assert scores["confidence"]["original"] == pytest.approx(body["target"]["probability"], abs=1e-6)
+        assert scores["pointing"]["hit"] == metrics.pointing_game(saliency, mask, 8).hit
+        assert scores["pointing"]["energy_mask"] == pytest.approx(metrics.energy_pointing_game(saliency, mask).mask)
+        assert 0 <= scores["pointing"]["energy_mask"] <= scores["pointing"]["energy_box"] <= 1
+
+
+def test_pointing_needs_an_object_mask_and_says_so(client):
+    params = {"model": "shapes-cnn", "methods": "gradcam", "metrics": "pointing,confidence"}
+    data = client.app.state.atlases.for_dataset("demo").image_path(3).read_bytes()
+    image_id = client.post("/api/images", files={"file": ("scene.png", data)}).json()["id"]
+    body = client.get(f"/api/images/{image_id}/cam", params=params).json()
+    assert body["ground_truth"]["available"] is False and "dataset images" in body["ground_truth"]["reason"]
+    assert set(body["maps"][0]["metrics"]) == {"confidence"}
+    atlas, labels = client.app.state.atlases.for_dataset("demo"), client.app.state.store.ready("shapes-cnn").labels
+    absent = next(i for i, label in enumerate(labels)
+                  if class_mask(atlas.dataset_root, atlas.image(3)["path"], label) is None)
+    other = client.get("/api/images/demo:3/cam", params={**params, "target": absent}).json()
+    assert other["ground_truth"]["available"] is False and "no object mask" in other["ground_truth"]["reason"]
+    without = client.get("/api/images/demo:3/cam", params={"model": "shapes-cnn"}).json()
+    assert "ground_truth" not in without and without["maps"][0]["metrics"] == {}
+
+
 def test_a_held_etag_is_answered_304_without_a_pass(client):
     params = {"model": "shapes-cnn", "methods": "gradcam,eigencam"}
     first = client.get("/api/images/demo:0/cam", params=params)
     etag = first.headers["etag"]
     again = client.get("/api/images/demo:0/cam", params=params, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
-    other = client.get("/api/images/demo:0/cam", params={**params, "target": 2}, headers={"If-None-Match": etag})
-    assert other.status_code == 200 and other.headers["etag"] != etag
+    for change in ({"target": 2}, {"metrics": "confidence"}):
+        other = client.get("/api/images/demo:0/cam", params={**params, **change}, headers={"If-None-Match": etag})
+        assert other.status_code == 200 and other.headers["etag"] != etag
 
 
 @pytest.mark.parametrize(("params", "status", "code", "words"), [
@@ -138,6 +184,7 @@ def test_a_held_etag_is_answered_304_without_a_pass(client):
     ({"target": "star"}, 422, "invalid_input", ("target",)),
     ({"model": "nope"}, 404, "model_not_found", ("'nope'", "shapes-cnn")),
     ({"relu": "maybe"}, 422, "invalid_input", ("relu",)),
+    ({"metrics": "deletion,auc"}, 422, "invalid_input", ("'auc'", "deletion, insertion, confidence, pointing")),
 ])
 def test_bad_requests_name_the_problem(client, params, status, code, words):
     query = {"model": "shapes-cnn", **params}

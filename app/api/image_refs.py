@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
 from fastapi import Path, Request
 from PIL import Image
 
+from app.atlas.ground_truth import class_mask
 from app.atlas.reader import Atlas
 from app.errors import NotFound
 from app.uploads.decode import MEDIA_TYPES
@@ -30,6 +32,8 @@ class ImageRef:
     info: dict
     load: Callable[[], Image.Image]  # the upright RGB image
     data: Callable[[], bytes]  # the file as stored
+    # class label -> the object's mask, for datasets that ship masks (the demo's); None for uploads
+    object_mask: Callable[[str], np.ndarray | None] | None = None
 
 
 def resolve_image(image_id: str, uploads: UploadStore, dataset_atlas: Callable[[str], Atlas]) -> ImageRef:
@@ -48,7 +52,8 @@ def resolve_image(image_id: str, uploads: UploadStore, dataset_atlas: Callable[[
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return ImageRef(id=image_id, source="dataset", etag=f'"{atlas.meta["fingerprint"][:16]}-{index}"',
                         media_type=media_type, info=info, load=lambda: atlas.load_image(index),
-                        data=lambda: _read(atlas, index))
+                        data=lambda: _read(atlas, index),
+                        object_mask=lambda label: class_mask(atlas.dataset_root, row["path"], label))
     raise NotFound(f"no image {image_id!r}: an image id is an upload id (20 hex digits, from POST /api/images) "
                    "or a dataset image written `dataset:id`, e.g. `demo:17`", image=image_id)
 

@@ -1,19 +1,32 @@
 """One CAM request on one image: checks its cost against the settings, runs the engine under the model's
-lock, and post-processes each raw map for display. The API only encodes what this returns."""
+lock, post-processes each raw map for display and, on request, scores each map's faithfulness. The API
+only encodes what this returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from PIL import Image
 
-from app.engine.cam import CamResult, compute_cams, postprocess
+from app.atlas.ground_truth import mask_to_input
+from app.engine.cam import CamResult, compute_cams, metrics, postprocess
 from app.engine.cam.base import NO_EXTRA_FORWARDS, CamMethod
 from app.engine.cam.engine import resolve_methods
 from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.store import LoadedModel
+
+# Metric groups a request can ask for: each is a few forward passes per map, or (pointing) none.
+METRICS = {
+    "deletion": "RISE deletion AUC: probability as the most salient pixels are zeroed (lower is better)",
+    "insertion": "RISE insertion AUC: probability as they are put back into a blurred image (higher is better)",
+    "confidence": "Grad-CAM++ average drop and increase in confidence on the image times the map",
+    "pointing": "pointing game and energy share on the object's mask (dataset images with masks only)",
+}
+ObjectMask = Callable[[str], np.ndarray | None]  # class label -> the object's mask at the image's own size
 
 
 @dataclass(frozen=True)
@@ -23,12 +36,14 @@ class CamRequest:
     target: int | None = None  # None: the top prediction
     relu: bool = True
     normalize: bool = True
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ShownMap:
     method: CamMethod
     shown: torch.Tensor  # (H, W) at the input's resolution, post-processed as the request asked
+    metrics: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,22 +51,84 @@ class Explanation:
     result: CamResult  # raw maps, logits, target, timings
     probabilities: torch.Tensor  # (classes,)
     maps: list[ShownMap]  # in the order requested
+    ground_truth: dict | None = None  # with "pointing": whether an object mask exists, and the tolerance
 
 
-def explain(model: LoadedModel, image: Image.Image, request: CamRequest, settings: Settings) -> Explanation:
+def explain(model: LoadedModel, image: Image.Image, request: CamRequest, settings: Settings,
+            object_mask: ObjectMask | None = None) -> Explanation:
     methods = resolve_methods(request.methods)
-    channels = model.layer(request.layer).shape[0]
-    costly = [m.id for m in methods if m.extra_forwards != NO_EXTRA_FORWARDS]
-    if costly and channels > settings.cam_max_channels:
-        raise InvalidInput(
-            f"{', '.join(costly)} would run the model once per channel of {request.layer!r} ({channels:,} channels), "
-            f"over the cam_max_channels setting ({settings.cam_max_channels:,}); pick an earlier layer or another "
-            "method", layer=request.layer, channels=channels, limit=settings.cam_max_channels, methods=costly)
+    _check_metrics(request.metrics)
+    _check_cost(model, request.layer, methods, settings)
     batch = model.as_input(model.preprocessing(image).unsqueeze(0))
     with model.lock:
         result = compute_cams(model.module, batch, request.layer, [m.id for m in methods], request.target,
                               score_batch_size=settings.cam_score_batch_size,
                               ablation_batch_size=settings.cam_ablation_batch_size)
-    maps = [ShownMap(method, postprocess(result.maps[method.id].raw, result.input_size, relu=request.relu,
-                                         normalize=request.normalize)) for method in methods]
-    return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps)
+        ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
+        maps = []
+        for method in methods:
+            raw = result.maps[method.id].raw
+            shown = postprocess(raw, result.input_size, relu=request.relu, normalize=request.normalize)
+            saliency = shown if request.relu and request.normalize else postprocess(raw, result.input_size)
+            maps.append(ShownMap(method, shown, _score(model, batch, saliency, result.target, request.metrics,
+                                                       mask, ground_truth, settings)))
+    return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps,
+                       ground_truth=ground_truth)
+
+
+def _check_metrics(asked: tuple[str, ...]) -> None:
+    for metric in asked:
+        if metric not in METRICS:
+            raise InvalidInput(f"unknown metric {metric!r}; valid metrics are {', '.join(METRICS)}",
+                               metric=str(metric), valid=list(METRICS))
+
+
+def _check_cost(model: LoadedModel, layer: str, methods: list[CamMethod], settings: Settings) -> None:
+    channels = model.layer(layer).shape[0]
+    costly = [m.id for m in methods if m.extra_forwards != NO_EXTRA_FORWARDS]
+    if costly and channels > settings.cam_max_channels:
+        raise InvalidInput(
+            f"{', '.join(costly)} would run the model once per channel of {layer!r} ({channels:,} channels), "
+            f"over the cam_max_channels setting ({settings.cam_max_channels:,}); pick an earlier layer or another "
+            "method", layer=layer, channels=channels, limit=settings.cam_max_channels, methods=costly)
+
+
+def _object_mask(model: LoadedModel, result: CamResult, asked: tuple[str, ...],
+                 object_mask: ObjectMask | None) -> tuple[dict | None, torch.Tensor | None]:
+    """The target's object mask at the input's resolution, for the pointing metrics, and what to say about it."""
+    if "pointing" not in asked:
+        return None, None
+    label = model.labels[result.target]
+    found = object_mask(label) if object_mask is not None else None
+    if found is None:
+        reason = ("only dataset images with object masks (the demo dataset's) can be scored" if object_mask is None
+                  else f"the image has no object mask for {label!r}")
+        return {"available": False, "reason": reason}, None
+    mask = torch.from_numpy(mask_to_input(found, model.preprocessing))
+    if not mask.any():
+        return {"available": False, "reason": f"the {label} lies outside what the model sees (its crop)"}, None
+    tolerance = metrics.pointing_tolerance(result.input_size)
+    return {"available": True, "label": label, "tolerance": tolerance, "mask_pixels": int(mask.sum())}, mask
+
+
+def _score(model: LoadedModel, batch: torch.Tensor, saliency: torch.Tensor, target: int, asked: tuple[str, ...],
+           mask: torch.Tensor | None, ground_truth: dict | None, settings: Settings) -> dict:
+    """The metrics asked for, on the map ReLU'd, upsampled and scaled to [0, 1] (what the papers score)."""
+    scores: dict = {}
+    curves = [name for name in (metrics.DELETION, metrics.INSERTION) if name in asked]
+    if curves:
+        found = metrics.deletion_insertion(model.module, batch, saliency.to(batch.device), target,
+                                           steps=settings.cam_metric_steps,
+                                           batch_size=settings.cam_metric_batch_size, which=curves)
+        scores.update({name: {"auc": curve.auc, "curve": curve.scores, "step": curve.step}
+                       for name, curve in found.items()})
+    if "confidence" in asked:
+        change = metrics.confidence_change(model.module, batch, saliency.to(batch.device), target)
+        scores["confidence"] = {"original": change.original, "explained": change.explained, "drop": change.drop,
+                                "increase": change.increase}
+    if mask is not None:
+        pointing = metrics.pointing_game(saliency, mask, ground_truth["tolerance"])
+        energy = metrics.energy_pointing_game(saliency, mask)
+        scores["pointing"] = {"hit": pointing.hit, "maxima": pointing.maxima, "energy_mask": energy.mask,
+                              "energy_box": energy.box}
+    return scores

@@ -17,14 +17,14 @@ from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.engine.cam import METHODS
 from app.store.store import LoadedModel
-from app.studio.explain import CamRequest, Explanation, explain
+from app.studio.explain import METRICS, CamRequest, Explanation, explain
 
 router = APIRouter(prefix="/api", tags=["cams"])
 ERRORS = {
     404: {"model": ErrorResponse, "description": "Unknown image, model or layer (with the valid values)."},
     409: {"model": ErrorResponse, "description": "The model failed to load."},
-    422: {"model": ErrorResponse, "description": "Unknown method or target class (with the valid values), or a "
-                                                 "layer too wide for the perturbation methods."},
+    422: {"model": ErrorResponse, "description": "Unknown method, metric or target class (with the valid values), "
+                                                 "or a layer too wide for the perturbation methods."},
 }
 # Answers depend only on the request and the model's weights: clients revalidate, and a match costs no pass.
 REVALIDATE = "no-cache"
@@ -47,16 +47,23 @@ def read_cams(
     target: Annotated[int | None, Query(description="Class index to explain; default: the top prediction.")] = None,
     relu: Annotated[bool, Query(description="Clamp the shown map at 0 (at the layer's resolution).")] = True,
     normalize: Annotated[bool, Query(description="Scale the shown map to [0, 1] by its own range.")] = True,
+    metrics: Annotated[str, Query(description="Comma-separated metrics to score each map with: "
+                                              + "; ".join(f"`{k}`: {v}" for k, v in METRICS.items()))] = "",
 ) -> JSONResponse:
     loaded: LoadedModel = request.app.state.store.ready(model)
     cam_request = CamRequest(layer=layer or _default_layer(loaded),
-                             methods=tuple(part.strip() for part in methods.split(",") if part.strip()),
-                             target=target, relu=relu, normalize=normalize)
-    etag = _etag(image, loaded, cam_request)
+                             methods=_split(methods),
+                             target=target, relu=relu, normalize=normalize, metrics=_split(metrics))
+    settings = request.app.state.settings
+    etag = _etag(image, loaded, cam_request, settings.cam_metric_steps)
     if cached := not_modified(request, etag, REVALIDATE):
         return cached
-    explanation = explain(loaded, image.load(), cam_request, request.app.state.settings)
+    explanation = explain(loaded, image.load(), cam_request, settings, image.object_mask)
     return JSONResponse(_as_json(image, loaded, explanation), headers={"ETag": etag, "Cache-Control": REVALIDATE})
+
+
+def _split(values: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in values.split(",") if part.strip()))
 
 
 def _default_layer(loaded: LoadedModel) -> str:
@@ -64,9 +71,10 @@ def _default_layer(loaded: LoadedModel) -> str:
     return (defaults or [info.name for info in loaded.layers])[-1]
 
 
-def _etag(image: ImageRef, loaded: LoadedModel, cam_request: CamRequest) -> str:
+def _etag(image: ImageRef, loaded: LoadedModel, cam_request: CamRequest, metric_steps: int) -> str:
     key = json.dumps([__version__, image.etag, loaded.id, loaded.weights_sha256, cam_request.layer,
-                      cam_request.methods, cam_request.target, cam_request.relu, cam_request.normalize])
+                      cam_request.methods, cam_request.target, cam_request.relu, cam_request.normalize,
+                      cam_request.metrics, metric_steps])
     return f'"cam-{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
 
 
@@ -81,7 +89,8 @@ def _as_json(image: ImageRef, loaded: LoadedModel, explanation: Explanation) -> 
         "maps": [{"method": shown.method.id, "name": shown.method.name, "resolution": shown.method.resolution,
                   "seconds": result.seconds[shown.method.id],
                   "raw": encode_maps(result.maps[shown.method.id].raw.numpy()),
-                  "map": encode_maps(shown.shown.numpy())} for shown in explanation.maps],
+                  "map": encode_maps(shown.shown.numpy()), "metrics": shown.metrics} for shown in explanation.maps],
+        **({"ground_truth": explanation.ground_truth} if explanation.ground_truth is not None else {}),
     }
 
 
