@@ -272,10 +272,22 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
         assert _cam_pixels(fresh) == shown  # the same maps, drawn the same way
         assert fresh.url == link
 
+        fresh.check("input[name=metrics]")  # faithfulness scores; an upload has no object mask to point at
+        fresh.wait_for_url("**metrics=1*")
+        fresh.wait_for_function("document.querySelectorAll('.cam-card .badges .metric').length >= 9")
+        assert "no pointing game" in fresh.locator(".cam-status").inner_text()
+
         top = fresh.locator(".prediction-list button").first  # a prediction explains its class
         top.click()
         fresh.wait_for_url(f"**target={top.get_attribute('data-class')}*")
         assert fresh.input_value("select[name=target]") == top.get_attribute("data-class")
+
+        fresh.goto(f"{server}/image/demo:7?layer=block4&methods=gradcam%2Cscorecam%2Cguided-gradcam&metrics=1"
+                   "&model=shapes-cnn")  # a demo image has its object's mask: the pointing game too
+        fresh.wait_for_function("document.querySelectorAll('.cam-card .badges .metric').length >= 15")
+        assert fresh.locator(".cam-card .metric.good, .cam-card .metric.bad").count() >= 3
+        assert "pointing game on the" in fresh.locator(".cam-status").inner_text()
+        screenshot(fresh, "image-cam-metrics-1280")
 
         narrow = chromium.new_context(viewport={"width": 390, "height": 844}).new_page()
         narrow.goto(link)

@@ -18,6 +18,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
         html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
       <label>Opacity <input type="range" name="opacity" min="0" max="1" step="0.05" value="${state.opacity}"></label>
+      <label title="Deletion and insertion AUC (RISE), average drop and increase in confidence (Grad-CAM++), and on images with object masks the pointing game and energy share"><input
+        type="checkbox" name="metrics" ${state.metrics ? "checked" : ""}> Faithfulness</label>
     </div>
     <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
       <label class="chip" title="${m.description}"><input type="checkbox" name="method" value="${m.id}"
@@ -67,8 +69,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
     status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…`;
     try {
-      const body = await getJson(apiUrl.cam(imageId, { model: model.id, layer, methods: state.methods.join(","),
-        target: state.target ?? "" }), { signal: controller.signal });
+      const body = await getJson(apiUrl.cam(imageId, params()), { signal: controller.signal });
       answer = body;
       status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
         ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
@@ -77,12 +78,34 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
         <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
           <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
-          <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span></figcaption></figure>`)}`;
+          <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
+          <div class="badges"></div></figcaption></figure>`)}`;
       draw();
+      if (state.metrics) fetchMetrics(controller);
     } catch (error) {
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
       status.innerHTML = html`<span class="error-text">${error.message}</span>`;
+    }
+  };
+
+  const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "" });
+
+  // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
+  const fetchMetrics = async (controller) => {
+    const note = html`<span class="metrics-note">Scoring faithfulness…</span>`;
+    status.insertAdjacentHTML("beforeend", ` · ${note}`);
+    try {
+      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: controller.signal });
+      for (const shown of body.maps) {
+        const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
+        if (badges) badges.innerHTML = metricBadges(shown.metrics);
+      }
+      const truth = body.ground_truth;
+      status.querySelector(".metrics-note").textContent = truth.available
+        ? `pointing game on the ${truth.label}'s mask (${truth.tolerance} px tolerance)` : `no pointing game: ${truth.reason}`;
+    } catch (error) {
+      if (error.name !== "AbortError") status.querySelector(".metrics-note").textContent = error.message;
     }
   };
 
@@ -105,12 +128,37 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     state.opacity = Number(e.target.value);
     changed({ refetch: false });
   }, { signal });
+  section.querySelector("input[name=metrics]").addEventListener("change", (e) => {
+    state.metrics = e.target.checked;
+    changed({ refetch: false });
+    grid.querySelectorAll(".badges").forEach((badges) => { badges.innerHTML = ""; });
+    status.querySelector(".metrics-note")?.remove();
+    if (state.metrics && answer) fetchMetrics(inflight);
+  }, { signal });
   section.querySelector(".method-picker").addEventListener("change", () => {
     const ticked = [...section.querySelectorAll("input[name=method]:checked")].map((input) => input.value);
     state.methods = methods.map((m) => m.id).filter((id) => ticked.includes(id));  // registry order
     changed({ refetch: true });
   }, { signal });
   fetchMaps();
+}
+
+const METRICS = "deletion,insertion,confidence,pointing";
+
+/** One map's scores as badges, each saying which way is better. */
+function metricBadges(scores) {
+  const badge = (text, title, tone = "") => html`<span class="metric ${tone}" title="${title}">${text}</span>`;
+  const parts = [
+    badge(`del ${scores.deletion.auc.toFixed(3)}`, "Deletion AUC (RISE): the target's probability as the most salient pixels are zeroed. Lower is better."),
+    badge(`ins ${scores.insertion.auc.toFixed(3)}`, "Insertion AUC (RISE): the probability as they are put back into a blurred image. Higher is better."),
+    badge(`drop ${(scores.confidence.drop * 100).toFixed(1)}%`, `Drop in confidence on the image times the map (Grad-CAM++): ${(scores.confidence.original * 100).toFixed(1)}% to ${(scores.confidence.explained * 100).toFixed(1)}%. Lower is better.`),
+  ];
+  if (scores.confidence.increase) parts.push(badge("conf ↑", "The map alone raises the class's probability (Grad-CAM++'s increase in confidence).", "good"));
+  if (scores.pointing) {
+    parts.push(badge(scores.pointing.hit ? "hit" : "miss", "Pointing game: whether the map's maximum lies on the object.", scores.pointing.hit ? "good" : "bad"));
+    parts.push(badge(`energy ${(scores.pointing.energy_mask * 100).toFixed(0)}%`, `Share of the map's energy on the object's mask (${(scores.pointing.energy_box * 100).toFixed(0)}% in its bounding box). Higher is better.`));
+  }
+  return html`${parts}`;
 }
 
 const formatSeconds = (s) => (s < 1 ? `${Math.max(1, Math.round(s * 1000))} ms` : `${s.toFixed(1)} s`);
