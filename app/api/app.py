@@ -18,6 +18,7 @@ from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
+from app.studio.inputs import InputCache
 from app.uploads.store import UploadStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = await run_in_threadpool(load_store, settings)
         app.state.atlases = AtlasRegistry(settings.data_dir)
+        app.state.model_inputs = InputCache()
         app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,
                                         settings.upload_max_pixels)
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)

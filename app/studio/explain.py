@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image
 
 from app.atlas.ground_truth import mask_to_input
 from app.engine.cam import CamResult, compute_cams, metrics, postprocess
@@ -54,12 +53,12 @@ class Explanation:
     ground_truth: dict | None = None  # with "pointing": whether an object mask exists, and the tolerance
 
 
-def explain(model: LoadedModel, image: Image.Image, request: CamRequest, settings: Settings,
+def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
             object_mask: ObjectMask | None = None) -> Explanation:
+    """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`)."""
     methods = resolve_methods(request.methods)
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
-    batch = model.as_input(model.preprocessing(image).unsqueeze(0))
     with model.lock:
         result = compute_cams(model.module, batch, request.layer, [m.id for m in methods], request.target,
                               score_batch_size=settings.cam_score_batch_size,

@@ -2,10 +2,29 @@
 
 import { lookupTable } from "./colormaps.js";
 
-/** Decode the API's map encoding into { shape, range, values: Float32Array }. */
+/** Decode the API's map encoding (base64 float32, or float16) into { shape, range, values: Float32Array }. */
 export function decodeMaps(encoded) {
   const bytes = Uint8Array.from(atob(encoded.data), (c) => c.charCodeAt(0));
-  return { shape: encoded.shape, range: encoded.range, values: new Float32Array(bytes.buffer) };
+  const values = encoded.dtype === "float16" ? fromHalves(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
+  return { shape: encoded.shape, range: encoded.range, values };
+}
+
+let halfTable = null;
+
+/** IEEE 754 half-precision bit patterns to float32, through a table of all 65,536 of them. */
+export function fromHalves(halves) {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const exponent = (h >> 10) & 0x1f;
+      const fraction = h & 0x3ff;
+      halfTable[h] = exponent === 0 ? sign * 2 ** -14 * (fraction / 1024)
+        : exponent === 31 ? (fraction ? NaN : sign * Infinity)
+          : sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+    }
+  }
+  return Float32Array.from(halves, (h) => halfTable[h]);
 }
 
 /** The (h, w) map number `index` of a decoded stack. */
