@@ -1,11 +1,11 @@
 """Score-CAM: each channel weighted by how strongly the model still predicts the target when it sees only
 the part of the image that channel highlights.
 
-What need not be computed is not: masks are built at the layer's resolution, where identical masks are
-found exactly (a channel that is constant over the map, dead ReLU channels included, gives the empty mask;
-channels with their only nonzero value at the same position give the same one-hot mask) and each
-distinct mask is run once. Masked batches are written into one buffer in the input's memory format
-(channels-last on the CPU), so the model never converts layouts.
+What need not be computed is not: an all-zero channel (a dead ReLU) contributes nothing whatever its
+weight and gets no pass; masks are built at the layer's resolution, where identical masks are found
+exactly (a constant channel gives the empty mask; channels with their only nonzero value at the same
+position give the same one-hot mask) and each distinct mask is run once. Masked batches are written into
+one buffer in the input's memory format (channels-last on the CPU), so the model never converts layouts.
 """
 
 from __future__ import annotations
@@ -48,11 +48,17 @@ class ScoreCAM(CamMethod):
         return logits.softmax(dim=1)[:, target]
 
     def compute(self, evidence: Evidence, rerun: Rerun) -> torch.Tensor:
-        c, h, w = evidence.activations.shape
-        masks = channel_masks(evidence.activations).reshape(c, h * w)
-        distinct, inverse = torch.unique(masks, dim=0, return_inverse=True)
-        logits = masked_logits(evidence.image, distinct.reshape(-1, h, w), rerun)
-        return weighted_sum(self.channel_weights(logits[inverse], evidence.target), evidence.activations)
+        activations = evidence.activations
+        c, h, w = activations.shape
+        # An all-zero channel adds w_k * 0 to the map, whatever its weight: it needs no pass at all.
+        live = activations.reshape(c, -1).ne(0).any(dim=1)
+        weights = torch.zeros(c, dtype=torch.float32, device=activations.device)
+        if live.any():
+            masks = channel_masks(activations[live]).reshape(-1, h * w)
+            distinct, inverse = torch.unique(masks, dim=0, return_inverse=True)
+            logits = masked_logits(evidence.image, distinct.reshape(-1, h, w), rerun)
+            weights[live] = self.channel_weights(logits[inverse], evidence.target).float()
+        return weighted_sum(weights, activations)
 
 
 def masked_logits(image: torch.Tensor, masks: torch.Tensor, rerun: Rerun) -> torch.Tensor:
