@@ -3,13 +3,18 @@ the obvious way, to compare with the streaming build."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
 
-from app.atlas.datasets import ImageDataset
+from app.atlas.datasets import ImageDataset, scan_folder
+from app.atlas.indexer import index_model
+from app.demo.dataset import write_split
 from app.engine.hooks import forward_hooks
-from app.store.store import LoadedModel
+from app.settings import Settings
+from app.store.store import LoadedModel, load_store
 
 
 def all_activations(model: LoadedModel, dataset: ImageDataset, layers: list[str],
@@ -42,3 +47,13 @@ def brute_force_unit_stats(activations: np.ndarray, k: int) -> dict:
         "quantile_995": np.quantile(activations.transpose(1, 0, 2, 3).reshape(c, -1), 0.995, axis=1),
         "spatial_mean": spatial_mean,
     }
+
+
+def demo_atlas(root: Path, settings: Settings, images: int) -> Path:
+    """`images` held-out demo scenes written under `root/demo`, and shapes-cnn's `block4` atlas of them
+    (k = 4) in the settings' data directory: what the API tests of images and CAMs serve."""
+    write_split(root / "demo", "heldout", images)
+    model = load_store(settings).ready("shapes-cnn")
+    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
+                layers=["block4"], k=4)
+    return root

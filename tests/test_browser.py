@@ -94,6 +94,15 @@ def test_narrow_screen_and_not_found(server):
         screenshot(page, "model-broken-390")
 
 
+def _clipboard_page(chromium, server: str, errors: list[str]):
+    """A 1280 px page that may read what "Copy link" wrote; its script errors are collected in `errors`."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page
+
+
 def _wait_for_atlases(server: str, model_ids=("shapes-cnn", "shapes-mobilenet"), timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,11 +114,8 @@ def _wait_for_atlases(server: str, model_ids=("shapes-cnn", "shapes-mobilenet"),
 
 def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
     with browser() as chromium:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
-        page = context.new_page()
         errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page = _clipboard_page(chromium, server, errors)
         # Right after start the demo atlases are still being built: the page says so, then reloads itself.
         page.goto(server + "/m/shapes-mobilenet/features")
         page.locator(".problem, .unit-cell").first.wait_for()
@@ -229,11 +235,8 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
     _wait_for_atlases(server)
     picture = httpx.get(f"{server}/api/images/demo:7/file").content
     with browser() as chromium:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
-        page = context.new_page()
         errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page = _clipboard_page(chromium, server, errors)
         page.goto(f"{server}/image")
         page.set_input_files(".upload-zone input[type=file]",
                              files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture}])

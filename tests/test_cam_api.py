@@ -14,13 +14,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.atlas.datasets import scan_folder
 from app.atlas.ground_truth import class_mask, mask_to_input
-from app.atlas.indexer import index_model
-from app.demo.dataset import write_split
 from app.engine.cam import METHODS, compute_cams, metrics, postprocess
 from app.settings import Settings
-from app.store.store import load_store
+from tests.atlas_helpers import demo_atlas
 from tests.live_server import live_server
 from tests.test_api import assert_error
 
@@ -35,11 +32,7 @@ def settings_in(root, **overrides) -> Settings:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cam-api")
-    write_split(root / "demo", "heldout", 8)
-    model = load_store(settings_in(root)).ready("shapes-cnn")
-    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings_in(root),
-                layers=["block4"], k=4)
-    return root
+    return demo_atlas(root, settings_in(root), images=8)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,8 @@ from PIL import Image
 
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
-from app.demo.dataset import write_split
 from app.settings import Settings
-from app.store.store import load_store
+from tests.atlas_helpers import demo_atlas
 from tests.test_api import assert_error
 from tests.test_uploads import encode, gradient, png_header_only
 
@@ -29,12 +27,7 @@ def settings_in(root) -> Settings:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("images-api")
-    settings = settings_in(root)
-    write_split(root / "demo", "heldout", 12)
-    model = load_store(settings).ready("shapes-cnn")
-    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
-                layers=["block4"], k=4)
-    return root
+    return demo_atlas(root, settings_in(root), images=12)
 
 
 @pytest.fixture(scope="module")

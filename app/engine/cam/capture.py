@@ -171,13 +171,17 @@ def _layer_output(found: list[torch.Tensor | None], layer: str) -> torch.Tensor:
 
 def _target(target: int | None, logits: torch.Tensor) -> int:
     """The requested class, checked, or the top prediction."""
-    classes = logits.shape[1]
     if target is None:
         return int(logits[0].argmax())
+    check_target(target, logits.shape[1])
+    return int(target)
+
+
+def check_target(target: int, classes: int) -> None:
+    """InvalidInput, naming the valid range, unless `target` is a class index below `classes`."""
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise InvalidInput(f"target {target!r} is not a class index; give an integer from 0 to {classes - 1}",
                            target=str(target), valid=[0, classes - 1])
     if not 0 <= target < classes:
         raise InvalidInput(f"target class {target} is out of range: valid classes are 0 to {classes - 1}",
                            target=int(target), valid=[0, classes - 1])
-    return int(target)

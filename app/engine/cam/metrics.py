@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from app.engine.cam.capture import memory_format_of
+from app.engine.cam.capture import check_target, memory_format_of
 from app.errors import InvalidInput
 
 DELETION, INSERTION = "deletion", "insertion"
@@ -184,7 +184,7 @@ def probabilities(model: nn.Module, batch: torch.Tensor, target: int) -> torch.T
     """(n,) float32 softmax probabilities of `target` on a batch of inputs."""
     with torch.inference_mode():
         logits = model(batch).float()
-    _check_target(target, logits.shape[1])
+    check_target(target, logits.shape[1])
     return logits.softmax(dim=1)[:, target].cpu()
 
 
@@ -284,12 +284,3 @@ def _check_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _check_count(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidInput(f"{name} must be a positive integer, got {value!r}", **{name: repr(value)})
-
-
-def _check_target(target: int, classes: int) -> None:
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
-        raise InvalidInput(f"target {target!r} is not a class index; give an integer from 0 to {classes - 1}",
-                           target=str(target), valid=[0, classes - 1])
-    if not 0 <= target < classes:
-        raise InvalidInput(f"target class {target} is out of range: valid classes are 0 to {classes - 1}",
-                           target=int(target), valid=[0, classes - 1])
