@@ -177,6 +177,12 @@ def _target(target: int | None, logits: torch.Tensor) -> int:
     return int(target)
 
 
+def check_count(name: str, value: int) -> None:
+    """InvalidInput naming `name` unless `value` is a positive integer (batch sizes, steps)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}", **{name: repr(value)})
+
+
 def check_target(target: int, classes: int) -> None:
     """InvalidInput, naming the valid range, unless `target` is a class index below `classes`."""
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from app.engine.cam.base import PER_CHANNEL_AFTER_LAYER, CamMethod, Rerun
-from app.engine.cam.capture import Shared, capture, memory_format_of, output_hook
+from app.engine.cam.capture import Shared, capture, check_count, memory_format_of, output_hook
 from app.engine.cam.registry import METHODS
 from app.engine.cam.tail import Tail, outputs_agree, tail_for
 from app.errors import InvalidInput, LayerNotFound
@@ -62,9 +62,8 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     layer_module = find_layer(model, layer)
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be a (1, c, H, W) tensor, got {getattr(image, 'shape', type(image))}")
-    for name, value in (("score_batch_size", score_batch_size), ("ablation_batch_size", ablation_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInput(f"{name} must be a positive integer, got {value!r}", **{name: repr(value)})
+    check_count("score_batch_size", score_batch_size)
+    check_count("ablation_batch_size", ablation_batch_size)
     started = time.perf_counter()
     tail = tail_for(model, layer, image) if any(m.extra_forwards == PER_CHANNEL_AFTER_LAYER for m in chosen) \
         else None

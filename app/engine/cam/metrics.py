@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from app.engine.cam.capture import check_target, memory_format_of
+from app.engine.cam.capture import check_count, check_target, memory_format_of
 from app.errors import InvalidInput
 
 DELETION, INSERTION = "deletion", "insertion"
@@ -77,7 +77,7 @@ def deletion_insertion(model: nn.Module, image: torch.Tensor, saliency: torch.Te
     ceil(H*W / step) + 1 points. Curve images run `batch_size` at a time."""
     size = _check_image(image)
     saliency = _check_map(saliency, size)
-    _check_count("steps", steps)
+    check_count("steps", steps)
     which = list(dict.fromkeys([which] if isinstance(which, str) else which))
     for name in which or [None]:
         if name not in (DELETION, INSERTION):
@@ -99,8 +99,8 @@ def causal_curve(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, sa
     if finish.shape != start.shape:
         raise ValueError(f"finish must have the shape of start {tuple(start.shape)}, got {tuple(finish.shape)}")
     saliency = _check_map(saliency, size)
-    _check_count("step", step)
-    _check_count("batch_size", batch_size)
+    check_count("step", step)
+    check_count("batch_size", batch_size)
     start, finish = start.detach(), finish.detach()  # out= below refuses inputs that require grad
     rank = salience_rank(saliency).to(start.device)[None, None]  # (1, 1, H, W)
     points = math.ceil(size[0] * size[1] / step) + 1
@@ -279,8 +279,3 @@ def _check_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if not bool(mask.any()):
         raise InvalidInput("the object mask is empty: the pointing games need an object in the image")
     return mask
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, got {value!r}", **{name: repr(value)})
