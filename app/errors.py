@@ -44,6 +44,21 @@ class InvalidInput(FoveaError):
     code = "invalid_input"
 
 
+class WorkLimitExceeded(FoveaError):
+    """A request that computed for longer than its time limit allows; stopped between forward passes."""
+
+    status_code = 422
+    code = "work_limit_exceeded"
+
+
+class RequestCancelled(FoveaError):
+    """The client went away, so its work stopped. Nobody reads the answer: the status (nginx's 499, "client
+    closed request") is for the access log."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class PayloadTooLarge(FoveaError):
     """An upload over a size limit (bytes or pixels)."""
 

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description="Most channels a layer may have for Score-CAM and Ablation-CAM, which run the model once "
                     "per channel (422 above it).",
     )
+    cam_max_seconds: float = Field(
+        default=120.0, gt=0,
+        description="Longest a CAM request may compute, methods and metrics together, once it has the model; it "
+                    "stops between forward passes past this (422).",
+    )
     cam_metric_steps: int = Field(
         default=100, ge=1,
         description="Steps of the deletion and insertion curves (each step changes 1/steps of the pixels).",

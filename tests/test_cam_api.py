@@ -5,6 +5,8 @@ the valid values. Concurrency over real HTTP: 8 threads get the maps sequential 
 from __future__ import annotations
 
 import base64
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -204,6 +206,38 @@ def test_layers_too_wide_for_the_perturbation_methods_are_refused(root):
         assert error["detail"]["limit"] == 16
         assert narrow.get("/api/images/demo:0/cam", params={"model": "shapes-cnn", "layer": "block4",
                                                              "methods": "gradcam"}).status_code == 200
+
+
+def test_a_request_past_its_time_limit_stops_and_says_so(root):
+    with TestClient(create_app(settings_in(root, cam_max_seconds=1e-9))) as hurried:
+        for methods in ("scorecam", "gradcam"):  # each stops at its first checkpoint, and frees the model
+            error = assert_error(hurried.get("/api/images/demo:0/cam", params={
+                "model": "shapes-cnn", "layer": "block4", "methods": methods}),
+                422, "work_limit_exceeded", "cam_max_seconds")
+            assert error["detail"]["limit_seconds"] == 1e-9
+        assert hurried.get("/api/images/demo:0/predictions", params={"model": "shapes-cnn"}).status_code == 200
+
+
+def test_a_client_that_goes_away_stops_its_request_and_frees_the_model(root):
+    """Every method with deletion and insertion curves of one pixel per step: minutes of work. The client
+    closes its connection a moment after asking; the server stops at its next forward pass and says so in
+    its log, and the model answers the next request."""
+    slow = "/api/images/demo:1/cam?model=shapes-cnn&layer=block4&metrics=deletion,insertion&methods=" + ",".join(
+        ALL_METHODS)
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
+    with live_server(root / "data", env=env) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(f"GET {slow} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            time.sleep(1.0)  # the work has begun
+        log = root / "data" / ".." / f"server-{port}.log"
+        deadline = time.monotonic() + 60
+        while "CAM request stopped, its client went away" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            response = http.get("/api/images/demo:1/cam", params={"model": "shapes-cnn", "layer": "block4"})
+            assert response.status_code == 200, response.text
 
 
 def test_eight_threads_over_http_get_the_maps_sequential_requests_get(root):

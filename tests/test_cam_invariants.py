@@ -182,3 +182,28 @@ def test_a_re_run_raising_leaves_no_trace(method):
     with pytest.raises(RuntimeError, match="failed on a batch"):
         compute_cams(model, torch.randn(1, 3, 8, 8), "features.0", [method])
     assert_untouched(model, before)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_a_checkpoint_is_asked_before_every_batch_and_can_stop_the_work(model, image, method):
+    asked: list[int] = []
+    compute_cams(model, image, LAYER, [method], score_batch_size=4, ablation_batch_size=4,
+                 checkpoint=lambda: asked.append(1))
+    assert len(asked) > 1 + 256 // 4 // 2  # the method, then its batches: 256 channels, fewer distinct masks
+
+    def stop_at_the_third():
+        asked.append(1)
+        if len(asked) == 3:
+            raise Stop
+
+    asked.clear()
+    before = snapshot(model)
+    with pytest.raises(Stop):
+        compute_cams(model, image, LAYER, [method], score_batch_size=4, ablation_batch_size=4,
+                     checkpoint=stop_at_the_third)
+    assert len(asked) == 3
+    assert_untouched(model, before)

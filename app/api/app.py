@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from app import __version__
 from app.api.body_limit import BodyLimit
@@ -61,14 +62,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router)
     app.include_router(cams.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
-
-    @app.middleware("http")
-    async def revalidate_static(request, call_next):
-        response = await call_next(request)
-        if request.url.path.startswith("/static/"):
-            # Modules import each other by plain URLs; revalidating keeps an upgraded front end coherent.
-            response.headers["Cache-Control"] = "no-cache"
-        return response
-
+    app.mount("/static", RevalidatedStaticFiles(directory=FRONTEND_DIR), name="static")
     return app
+
+
+class RevalidatedStaticFiles(StaticFiles):
+    """Static files that clients revalidate: modules import each other by plain URLs, and revalidating keeps
+    an upgraded front end coherent. (Not an `http` middleware: that wraps every request's `receive`, and
+    routes then cannot see a client disconnect.)"""
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        return response

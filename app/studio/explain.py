@@ -1,9 +1,12 @@
 """One CAM request on one image: checks its cost against the settings, runs the engine under the model's
-lock, post-processes each raw map for display and, on request, scores each map's faithfulness. The API
-only encodes what this returns."""
+lock within the request's time budget, post-processes each raw map for display and, on request, scores
+each map's faithfulness. The API only encodes what this returns."""
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +17,7 @@ from app.atlas.ground_truth import mask_to_input
 from app.engine.cam import CamResult, compute_cams, metrics, postprocess
 from app.engine.cam.base import NO_EXTRA_FORWARDS, CamMethod
 from app.engine.cam.engine import resolve_methods
-from app.errors import InvalidInput
+from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
 from app.settings import Settings
 from app.store.store import LoadedModel
 
@@ -53,23 +56,53 @@ class Explanation:
     ground_truth: dict | None = None  # with "pointing": whether an object mask exists, and the tolerance
 
 
+class Budget:
+    """Stops a request's work between forward passes: once its client has gone (`cancelled` set by the API),
+    or `seconds` after `start()` (the settings' `cam_max_seconds`). Waiting for the model's lock is free."""
+
+    def __init__(self, seconds: float, cancelled: threading.Event | None = None):
+        self.seconds = seconds
+        self.cancelled = cancelled or threading.Event()
+        self.deadline = math.inf
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def __call__(self) -> None:
+        if self.cancelled.is_set():
+            raise RequestCancelled("the client closed the connection; the request stopped")
+        if time.monotonic() > self.deadline:
+            raise WorkLimitExceeded(
+                f"the request computed for longer than the cam_max_seconds setting ({self.seconds:g} s) allows; "
+                "ask for fewer or cheaper methods or metrics, or an earlier layer", limit_seconds=self.seconds)
+
+
 def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
-            object_mask: ObjectMask | None = None) -> Explanation:
-    """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`)."""
+            object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None) -> Explanation:
+    """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`). Setting `cancelled`
+    stops the work at its next forward pass (RequestCancelled); so does running past `cam_max_seconds`
+    (WorkLimitExceeded)."""
     methods = resolve_methods(request.methods)
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
+    budget = Budget(settings.cam_max_seconds, cancelled)
     with model.lock:
+        budget.start()
         result = compute_cams(model.module, batch, request.layer, [m.id for m in methods], request.target,
                               score_batch_size=settings.cam_score_batch_size,
-                              ablation_batch_size=settings.cam_ablation_batch_size)
+                              ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget)
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
+
+        def scored(inputs: torch.Tensor) -> torch.Tensor:
+            budget()
+            return model.module(inputs)
+
         maps = []
         for method in methods:
             raw = result.maps[method.id].raw
             shown = postprocess(raw, result.input_size, relu=request.relu, normalize=request.normalize)
             saliency = shown if request.relu and request.normalize else postprocess(raw, result.input_size)
-            maps.append(ShownMap(method, shown, _score(model, batch, saliency, result.target, request.metrics,
+            maps.append(ShownMap(method, shown, _score(scored, batch, saliency, result.target, request.metrics,
                                                        mask, ground_truth, settings)))
     return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps,
                        ground_truth=ground_truth)
@@ -110,19 +143,19 @@ def _object_mask(model: LoadedModel, result: CamResult, asked: tuple[str, ...],
     return {"available": True, "label": label, "tolerance": tolerance, "mask_pixels": int(mask.sum())}, mask
 
 
-def _score(model: LoadedModel, batch: torch.Tensor, saliency: torch.Tensor, target: int, asked: tuple[str, ...],
-           mask: torch.Tensor | None, ground_truth: dict | None, settings: Settings) -> dict:
+def _score(model: metrics.Model, batch: torch.Tensor, saliency: torch.Tensor, target: int,
+           asked: tuple[str, ...], mask: torch.Tensor | None, ground_truth: dict | None, settings: Settings) -> dict:
     """The metrics asked for, on the map ReLU'd, upsampled and scaled to [0, 1] (what the papers score)."""
     scores: dict = {}
     curves = [name for name in (metrics.DELETION, metrics.INSERTION) if name in asked]
     if curves:
-        found = metrics.deletion_insertion(model.module, batch, saliency.to(batch.device), target,
+        found = metrics.deletion_insertion(model, batch, saliency.to(batch.device), target,
                                            steps=settings.cam_metric_steps,
                                            batch_size=settings.cam_metric_batch_size, which=curves)
         scores.update({name: {"auc": curve.auc, "curve": curve.scores, "step": curve.step}
                        for name, curve in found.items()})
     if "confidence" in asked:
-        change = metrics.confidence_change(model.module, batch, saliency.to(batch.device), target)
+        change = metrics.confidence_change(model, batch, saliency.to(batch.device), target)
         scores["confidence"] = {"original": change.original, "explained": change.explained, "drop": change.drop,
                                 "increase": change.increase}
     if mask is not None:

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import threading
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.caching import not_modified
@@ -15,15 +20,19 @@ from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.engine.cam import METHODS
+from app.errors import RequestCancelled
 from app.store.store import LoadedModel
 from app.studio.explain import METRICS, CamRequest, Explanation, explain
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cams"])
+DISCONNECT_POLL_SECONDS = 0.1
 ERRORS = {
     404: {"model": ErrorResponse, "description": "Unknown image, model or layer (with the valid values)."},
     409: {"model": ErrorResponse, "description": "The model failed to load."},
     422: {"model": ErrorResponse, "description": "Unknown method, metric or target class (with the valid values), "
-                                                 "or a layer too wide for the perturbation methods."},
+                                                 "a layer too wide for the perturbation methods, or a request "
+                                                 "that computed past the cam_max_seconds setting."},
 }
 # Answers depend only on the request and the model's weights: clients revalidate, and a match costs no pass.
 REVALIDATE = "no-cache"
@@ -36,7 +45,7 @@ def list_methods() -> dict:
 
 @router.get("/images/{image_id}/cam", responses=ERRORS,
             summary="Class activation maps of one layer for one class, one per method, from one shared pass")
-def read_cams(
+async def read_cams(
     request: Request,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
@@ -49,17 +58,39 @@ def read_cams(
     metrics: Annotated[str, Query(description="Comma-separated metrics to score each map with: "
                                               + "; ".join(f"`{k}`: {v}" for k, v in METRICS.items()))] = "",
 ) -> FastJSONResponse:
+    # The work runs in a worker thread; this coroutine watches the connection meanwhile, so a client that
+    # gives up (a browser moving on from Score-CAM) stops the work at its next forward pass and frees the model.
+    cam_request = CamRequest(layer=layer or "", methods=_split(methods), target=target, relu=relu, normalize=normalize,
+                             metrics=_split(metrics))
+    cancelled = threading.Event()
+    watcher = asyncio.create_task(_watch_connection(request, cancelled))
+    try:
+        return await run_in_threadpool(_answer, request, image, model, cam_request, cancelled)
+    except RequestCancelled:
+        log.info("CAM request stopped, its client went away: %s", request.url)
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _watch_connection(request: Request, cancelled: threading.Event) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+    cancelled.set()
+
+
+def _answer(request: Request, image: ImageRef, model: str, cam_request: CamRequest,
+            cancelled: threading.Event) -> FastJSONResponse:
     loaded: LoadedModel = request.app.state.store.ready(model)
-    cam_request = CamRequest(layer=layer or _default_layer(loaded),
-                             methods=_split(methods),
-                             target=target, relu=relu, normalize=normalize, metrics=_split(metrics))
+    if not cam_request.layer:
+        cam_request = replace(cam_request, layer=_default_layer(loaded))
     settings = request.app.state.settings
     etag = _etag(image, loaded, cam_request, settings.cam_metric_steps)
     if cached := not_modified(request, etag, REVALIDATE):
         return cached
     batch = request.app.state.model_inputs.get(loaded, image.etag, image.load)
-    explanation = explain(loaded, batch, cam_request, settings, image.object_mask)
-    return FastJSONResponse(_as_json(image, loaded, explanation, normalize),
+    explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled)
+    return FastJSONResponse(_as_json(image, loaded, explanation, cam_request.normalize),
                             headers={"ETag": etag, "Cache-Control": REVALIDATE})
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -49,14 +49,16 @@ class CamResult:
 
 
 def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str | Iterable[str],
-                 target: int | None = None, *, score_batch_size: int = 32,
-                 ablation_batch_size: int = 128) -> CamResult:
+                 target: int | None = None, *, score_batch_size: int = 32, ablation_batch_size: int = 128,
+                 checkpoint: Callable[[], None] | None = None) -> CamResult:
     """Class activation maps of `layer` for `target` (default: the top prediction), one per method id.
 
     `image`: (1, 3, H, W) normalised, on the model's device, in any memory format (the model's preferred
     one is fastest). The gradient methods share one forward and one backward pass; Guided Grad-CAM adds one
     backward; Score-CAM and Ablation-CAM add batched forward passes of `score_batch_size` and
-    `ablation_batch_size` images. The caller holds the model's lock.
+    `ablation_batch_size` images. `checkpoint()` is called before each method and each of those batches:
+    whatever it raises stops the work there (a client gone, a time limit), with the model left as it was.
+    The caller holds the model's lock.
     """
     chosen = resolve_methods(methods)
     layer_module = find_layer(model, layer)
@@ -71,10 +73,12 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
                      gradients=any(m.needs_gradients for m in chosen),
                      input_gradient=any(m.needs_input_gradient for m in chosen),
                      guided=any(m.needs_guided_gradient for m in chosen))
-    rerun = _rerun(model, layer_module, image, shared, tail, score_batch_size, ablation_batch_size)
+    checkpoint = checkpoint or _carry_on
+    rerun = _rerun(model, layer_module, image, shared, tail, score_batch_size, ablation_batch_size, checkpoint)
     seconds = {"capture": time.perf_counter() - started}
     maps = {}
     for method in chosen:
+        checkpoint()
         started = time.perf_counter()
         maps[method.id] = CamMap.of(method.compute(shared.evidence, rerun))
         seconds[method.id] = time.perf_counter() - started
@@ -107,20 +111,27 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
+def _carry_on() -> None:
+    """The default checkpoint: never stops."""
+
+
 def _rerun(model: nn.Module, layer_module: nn.Module, image: torch.Tensor, shared: Shared, tail: Tail | None,
-           score_batch_size: int, ablation_batch_size: int) -> Rerun:
+           score_batch_size: int, ablation_batch_size: int, checkpoint: Callable[[], None]) -> Rerun:
     memory_format = memory_format_of(image)
 
     def from_input(batch: torch.Tensor) -> torch.Tensor:
+        checkpoint()
         with torch.inference_mode():
             return model(batch)
 
     def from_layer_split(batch: torch.Tensor) -> torch.Tensor:
+        checkpoint()
         with torch.inference_mode():
             return tail.run(batch, shared.frontier)
 
     def from_layer_whole(batch: torch.Tensor) -> torch.Tensor:
         """The whole model on copies of the image, the layer's (first) output replaced by `batch`."""
+        checkpoint()
         inputs = image.detach().expand(len(batch), *image.shape[1:]).contiguous(memory_format=memory_format)
         replaced: list[bool] = []
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from app.engine.cam.capture import check_count, check_target, memory_format_of
 from app.errors import InvalidInput
+
+Model = Callable[[torch.Tensor], torch.Tensor]  # the model, or any function of a batch of its inputs
 
 DELETION, INSERTION = "deletion", "insertion"
 # RISE's insertion substrate: gkern(klen=11, nsig=5) in their evaluation notebook.
@@ -68,7 +69,7 @@ class EnergyShare:
 
 # Deletion and insertion (Petsiuk et al., RISE, BMVC 2018, https://arxiv.org/abs/1806.07421).
 
-def deletion_insertion(model: nn.Module, image: torch.Tensor, saliency: torch.Tensor, target: int, *, steps: int,
+def deletion_insertion(model: Model, image: torch.Tensor, saliency: torch.Tensor, target: int, *, steps: int,
                        batch_size: int, which: Iterable[str] = (DELETION, INSERTION)) -> dict[str, Curve]:
     """RISE's causal metrics for one map. Deletion turns pixels, most salient first, into the zero
     substrate (zeros of the normalised tensor: the dataset's mean colour); insertion starts from the
@@ -91,7 +92,7 @@ def deletion_insertion(model: nn.Module, image: torch.Tensor, saliency: torch.Te
     return curves
 
 
-def causal_curve(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, saliency: torch.Tensor, target: int,
+def causal_curve(model: Model, start: torch.Tensor, finish: torch.Tensor, saliency: torch.Tensor, target: int,
                  *, step: int, batch_size: int) -> Curve:
     """RISE's `CausalMetric`: point i is `start` with its i * step most salient pixels (all channels) taken
     from `finish`, scored by the model; both are (1, c, H, W). Pixels are ranked by `salience_rank`."""
@@ -164,7 +165,7 @@ the image's memory format."""
 # Average drop and increase in confidence (Chattopadhay et al., Grad-CAM++, WACV 2018,
 # https://arxiv.org/abs/1710.11063, sec. 5.1).
 
-def confidence_change(model: nn.Module, image: torch.Tensor, saliency: torch.Tensor, target: int) -> ConfidenceChange:
+def confidence_change(model: Model, image: torch.Tensor, saliency: torch.Tensor, target: int) -> ConfidenceChange:
     """Y on the image and O on E = image * saliency (the normalised tensor times the map, broadcast over
     channels), in one batch of two. The paper reports 100 x the mean drop and the percentage of increases
     over a dataset."""
@@ -180,7 +181,7 @@ def confidence_change(model: nn.Module, image: torch.Tensor, saliency: torch.Ten
     return ConfidenceChange(original=original, explained=explained, drop=drop, increase=explained > original)
 
 
-def probabilities(model: nn.Module, batch: torch.Tensor, target: int) -> torch.Tensor:
+def probabilities(model: Model, batch: torch.Tensor, target: int) -> torch.Tensor:
     """(n,) float32 softmax probabilities of `target` on a batch of inputs."""
     with torch.inference_mode():
         logits = model(batch).float()

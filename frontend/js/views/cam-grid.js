@@ -64,12 +64,11 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }
     const controller = new AbortController();
     inflight = controller;
-    signal.addEventListener("abort", () => controller.abort(), { once: true });
     grid.innerHTML = html`${imageCard}${state.methods.map((id) => html`<figure class="cam-card is-loading" data-method="${id}">
       <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
     status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…`;
     try {
-      const body = await getJson(apiUrl.cam(imageId, params()), { signal: controller.signal });
+      const body = await getJson(apiUrl.cam(imageId, params()), { signal: both(controller) });
       answer = body;
       status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
         ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
@@ -89,6 +88,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }
   };
 
+  // A request ends when the page goes or a newer request replaces it.
+  const both = (controller) => AbortSignal.any([signal, controller.signal]);
   const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "" });
 
   // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
@@ -96,7 +97,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     const note = html`<span class="metrics-note">Scoring faithfulness…</span>`;
     status.insertAdjacentHTML("beforeend", ` · ${note}`);
     try {
-      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: controller.signal });
+      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: both(controller) });
       for (const shown of body.maps) {
         const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
         if (badges) badges.innerHTML = metricBadges(shown.metrics);

@@ -79,7 +79,8 @@ export async function mountImage(root, { params, query, signal }) {
       } });
   }
   if (layer) showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal);
-  const crumbs = [{ label: "image", href: pageUrl.upload() }, { label: imageId, href: pageUrl.image(imageId, state) }];
+  // The image's crumb opens it with this model's defaults: the studio's choices live in the address bar.
+  const crumbs = [{ label: "image", href: pageUrl.upload() }, { label: imageId, href: pageUrl.image(imageId, { model: modelId }) }];
   return { title: `Image ${imageId}`, crumbs };
 }
 
