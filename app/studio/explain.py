@@ -17,6 +17,7 @@ from app.atlas.ground_truth import mask_to_input
 from app.engine.cam import CamResult, compute_cams, metrics, postprocess
 from app.engine.cam.base import NO_EXTRA_FORWARDS, CamMethod
 from app.engine.cam.engine import resolve_methods
+from app.engine.cam.folded import folded_forward
 from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
 from app.settings import Settings
 from app.store.store import LoadedModel
@@ -93,9 +94,12 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
                               ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget)
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
 
+        # The curves run the model hundreds of times per map: batch norms folded (`folded.py`).
+        forward = folded_forward(model.module, batch) if request.metrics else model.module
+
         def scored(inputs: torch.Tensor) -> torch.Tensor:
             budget()
-            return model.module(inputs)
+            return forward(inputs)
 
         maps = []
         for method in methods:

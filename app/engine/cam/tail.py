@@ -25,14 +25,14 @@ from torch import fx, nn
 
 
 class _LayerTracer(fx.Tracer):
-    """Keeps `layer` as one call_module node.
+    """Keeps `layer` (if given) as one call_module node, besides the modules fx keeps whole by default.
 
     While it traces, fx patches `nn.Module.__call__` and `__getattr__` for the whole process; a forward
     pass of another model running in another thread at that moment would be traced into this graph (and
     fail with "module is not installed as a submodule"). Calls from any other thread go straight through.
     """
 
-    def __init__(self, layer: str):
+    def __init__(self, layer: str | None = None):
         super().__init__()
         self.layer = layer
         self.thread = threading.get_ident()
@@ -122,10 +122,23 @@ def tail_for(model: nn.Module, layer: str, image: torch.Tensor) -> Tail | None:
         return known[layer]
 
 
-def _split(model: nn.Module, layer: str) -> Tail | None:
+def traced(model: nn.Module) -> fx.Graph | None:
+    """The model's forward as a graph, its standard layers (convolutions, batch norms, ...) one node each;
+    None where it cannot be traced."""
+    with _TRACE_LOCK:
+        return _trace(model)
+
+
+def _trace(model: nn.Module, layer: str | None = None) -> fx.Graph | None:
     try:
-        graph = _LayerTracer(layer).trace(model)
-    except Exception:  # any user code can defeat symbolic tracing; the fallback re-runs the whole model
+        return _LayerTracer(layer).trace(model)
+    except Exception:  # any user code can defeat symbolic tracing; the callers fall back to the whole model
+        return None
+
+
+def _split(model: nn.Module, layer: str) -> Tail | None:
+    graph = _trace(model, layer)
+    if graph is None:
         return None
     nodes = tuple(graph.nodes)
     layer_node = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
