@@ -13,14 +13,16 @@ round each: a shared 2-core machine drifts by more than some of the differences 
             resnet50 (random weights) and the demo model. Target overhead <= 20%.
   rss       the server's resident memory after 500 vs after 50 CAM requests. Target within 5%.
 
-Models have random weights (seed 0) and are served as the store serves them: eval(), parameters frozen,
-inputs channels-last on the CPU. The served model's parameters do not require grad, so the library is given
+Models have random weights (seed 0; --weights loads torchvision's pretrained files from a folder instead) and
+are served as the store serves them: eval(), parameters frozen, inputs channels-last on the CPU (contiguous
+on a GPU, --device cuda). The served model's parameters do not require grad, so the library is given
 an input that does (else its backward has no graph); --trainable-library also times it on a copy whose
 parameters require grad, as a user's model usually is (its backward then computes every weight's gradient).
 The input is a rendered demo scene, ImageNet-normalised. The process allocates memory as the fovea command
 does (app/allocator.py); --system-allocator leaves the platform's defaults. Requires the test extra
 (pytorch-grad-cam). Usage:
     python bench/cam_latency.py [--parts gradient,overhead,score,ablation,http,rss] [--repeats 5]
+                                [--device cuda] [--weights ~/.cache/torch/hub/checkpoints]
 """
 
 from __future__ import annotations
@@ -58,25 +60,50 @@ GRADIENT_FAMILY = ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+class Options:
+    """Set once from the command line: where the in-process parts run, and the weights they load."""
+
+    device = torch.device("cpu")
+    weights: Path | None = None  # a folder of torchvision state dicts (resnet18-*.pth, resnet50-*.safetensors)
+
+
 def served(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return getattr(torchvision.models, name)(weights=None).eval().requires_grad_(False)
+    model = getattr(torchvision.models, name)(weights=None)
+    if Options.weights is not None:
+        from app.store.checkpoints import fit_state_dict, read_checkpoint
+
+        found = sorted(path for pattern in (f"{name}.*", f"{name}-*") for path in Options.weights.glob(pattern)
+                       if path.suffix in (".pth", ".pt", ".safetensors"))
+        if not found:
+            raise SystemExit(f"no {name} weights (.pth, .pt or .safetensors) in {Options.weights}")
+        fit_state_dict(model, read_checkpoint(found[0]), str(found[0]))
+    return model.eval().requires_grad_(False).to(Options.device)
 
 
 def scene(size: int = 224) -> torch.Tensor:
+    """The input as the store serves it: channels-last on the CPU, contiguous elsewhere (app/engine/layout.py)."""
     pixels, _ = render(sample_scene(0, "heldout", 3, size))
     image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
     image = (image - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
-    return image[None].contiguous(memory_format=torch.channels_last)
+    return as_served(image[None].to(Options.device))
+
+
+def as_served(image: torch.Tensor) -> torch.Tensor:
+    return image.contiguous(memory_format=torch.channels_last if image.device.type == "cpu" else
+                            torch.contiguous_format)
 
 
 def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each run, the runs taking turns; one warm-up round first."""
+    """Median seconds of each run, the runs taking turns; one warm-up round first. Timed to the end of
+    the device's work."""
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(repeats + 1):
         for name, run in runs.items():
             started = time.perf_counter()
             run()
+            if Options.device.type == "cuda":
+                torch.cuda.synchronize(Options.device)
             if round_:
                 seconds[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in seconds.items()}
@@ -162,8 +189,7 @@ def score_part(repeats: int, batch_size: int) -> None:
     target = compute_cams(model, image, "layer4", ["gradcam"]).target
 
     def fovea():
-        served_input = image.contiguous(memory_format=torch.channels_last)
-        return compute_cams(model, served_input, "layer4", ["scorecam"], score_batch_size=batch_size)
+        return compute_cams(model, as_served(image), "layer4", ["scorecam"], score_batch_size=batch_size)
 
     runs = {"fovea": fovea,
             "library": lambda: library_cam(ScoreCAM, model, "layer4", image, target),
@@ -319,13 +345,19 @@ def main() -> None:
     parser.add_argument("--ablation-batch-size", type=int, default=128)
     parser.add_argument("--trainable-library", action="store_true")
     parser.add_argument("--system-allocator", action="store_true", help="skip app/allocator.py's settings")
+    parser.add_argument("--device", default="cpu", help="where gradient, overhead, score and ablation run: cpu, "
+                                                        "cuda (http and rss always serve on the CPU)")
+    parser.add_argument("--weights", type=Path, help="a folder of torchvision state dicts (resnet18-*.pth, "
+                                                     "resnet50-*.pth) to load instead of random weights")
     args = parser.parse_args()
+    Options.device, Options.weights = torch.device(args.device), args.weights
     parts = args.parts.split(",")
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, repeats {args.repeats}, "
-          f"allocator {'system' if args.system_allocator else 'fovea'}", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {Options.device}, repeats {args.repeats}, "
+          f"allocator {'system' if args.system_allocator else 'fovea'}, "
+          f"weights {Options.weights or 'random (seed 0)'}", flush=True)
     for part in parts:
         if part == "gradient":
             gradient_part(args.repeats, args.trainable_library)
