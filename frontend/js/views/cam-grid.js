@@ -11,6 +11,7 @@ import { apiUrl } from "../urls.js";
 
 export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange }) {
   const registry = new Map(methods.map((m) => [m.id, m]));
+  const channels = model.layers.find((l) => l.name === layer)?.units;
   section.innerHTML = html`<h2>Where <code>${layer}</code> looks</h2>
     <div class="toolbar cam-controls">
       <label>Target <select name="target"><option value="">top prediction</option>${model.labels.map((label, i) =>
@@ -22,8 +23,9 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         type="checkbox" name="metrics" ${state.metrics ? "checked" : ""}> Faithfulness</label>
     </div>
     <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
-      <label class="chip" title="${m.description}"><input type="checkbox" name="method" value="${m.id}"
-        ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}</label>`)}</fieldset>
+      <label class="chip" title="${m.description}${costNote(m, layer, channels)}"><input type="checkbox" name="method"
+        value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${m.extra_forwards === "none" ? ""
+        : html`<span class="cost" title="one pass per channel">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
     <div class="cam-legend"><span class="small muted">0</span><canvas width="256" height="1" aria-hidden="true"></canvas>
       <span class="small muted">1</span><span class="small muted">each map min-max scaled after ReLU: one colour scale for all</span></div>
     <p class="cam-status small muted" role="status">…</p>
@@ -66,9 +68,17 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     inflight = controller;
     grid.innerHTML = html`${imageCard}${state.methods.map((id) => html`<figure class="cam-card is-loading" data-method="${id}">
       <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
-    status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…`;
+    const started = performance.now();
+    const computing = () => {
+      const seconds = Math.floor((performance.now() - started) / 1000);
+      status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…${
+        seconds ? ` ${seconds} s` : ""}`;
+    };
+    computing();
+    const ticker = setInterval(computing, 1000);  // a slow method (Score-CAM on a wide layer) shows it is alive
     try {
       const body = await getJson(apiUrl.cam(imageId, params()), { signal: both(controller) });
+      clearInterval(ticker);
       answer = body;
       status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
         ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
@@ -82,6 +92,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       draw();
       if (state.metrics) fetchMetrics(controller);
     } catch (error) {
+      clearInterval(ticker);
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
       status.innerHTML = html`<span class="error-text">${error.message}</span>`;
@@ -145,6 +156,13 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
 }
 
 const METRICS = "deletion,insertion,confidence,pointing";
+
+// Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
+function costNote(method, layer, channels) {
+  if (method.extra_forwards === "none") return "";
+  const what = method.extra_forwards === "per-channel" ? "the whole model" : `the layers after ${layer}`;
+  return `. Runs ${what} once per channel of ${layer}${channels ? ` (${channels} passes)` : ""}, in batches.`;
+}
 
 /** One map's scores as badges, each saying which way is better. */
 function metricBadges(scores) {
