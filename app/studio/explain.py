@@ -95,7 +95,8 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
 
         # The curves run the model hundreds of times per map: batch norms folded (`folded.py`).
-        forward = folded_forward(model.module, batch) if request.metrics else model.module
+        curves = {metrics.DELETION, metrics.INSERTION} & set(request.metrics)
+        forward = folded_forward(model.module, batch) if curves else model.module
 
         def scored(inputs: torch.Tensor) -> torch.Tensor:
             budget()
