@@ -64,7 +64,7 @@ class Options:
     """Set once from the command line: where the in-process parts run, and the weights they load."""
 
     device = torch.device("cpu")
-    weights: Path | None = None  # a folder of torchvision state dicts (resnet18-*.pth, resnet50-*.safetensors)
+    weights: Path | None = None  # a folder of torchvision state dicts: resnet18-*.pth, or .pt or .safetensors
 
 
 def served(name: str) -> torch.nn.Module:
@@ -348,7 +348,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where gradient, overhead, score and ablation run: cpu, "
                                                         "cuda (http and rss always serve on the CPU)")
     parser.add_argument("--weights", type=Path, help="a folder of torchvision state dicts (resnet18-*.pth, "
-                                                     "resnet50-*.pth) to load instead of random weights")
+                                                     ".pt or .safetensors) to load instead of random weights")
     args = parser.parse_args()
     Options.device, Options.weights = torch.device(args.device), args.weights
     parts = args.parts.split(",")

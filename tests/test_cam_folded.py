@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from torch import fx, nn
+from torch import nn
 
 from app.engine.cam import compute_cams
 from app.engine.cam import engine as cam_engine
 from app.engine.cam.folded import folded_forward
+from app.engine.cam.tail import Program
 from app.engine.hooks import hook_count
 from tests.test_cam_invariants import assert_untouched, snapshot
 
@@ -35,7 +36,9 @@ def image(n: int = 1, seed: int = 1) -> torch.Tensor:
 
 
 def layers(forward, kind) -> int:
-    return sum(type(m) is kind for m in forward.modules())
+    """How many modules of `kind` a folded forward (or a model) calls."""
+    modules = forward.values.values() if isinstance(forward, Program) else forward.modules()
+    return sum(type(m) is kind for m in modules)
 
 
 def test_one_pixel_by_hand():
@@ -47,8 +50,8 @@ def test_one_pixel_by_hand():
     model = nn.Sequential(conv, norm).eval()
     x = torch.ones(1, 1, 1, 1)
     forward = folded_forward(model, x)
-    assert isinstance(forward, fx.GraphModule) and layers(forward, nn.BatchNorm2d) == 0
-    (folded,) = [m for m in forward.modules() if type(m) is nn.Conv2d]
+    assert isinstance(forward, Program) and layers(forward, nn.BatchNorm2d) == 0
+    (folded,) = [m for m in forward.values.values() if type(m) is nn.Conv2d]
     assert folded.weight.item() == 3.0 and folded.bias.item() == 0.5
     assert forward(x).item() == model(x).item() == 3.5
 
@@ -64,9 +67,12 @@ def test_resnet18_folds_every_batch_norm_and_computes_the_same(resnet):
 
 
 def test_score_cam_maps_are_the_same_folded_or_not(resnet, monkeypatch):
+    used = []
+    monkeypatch.setattr(cam_engine, "folded_forward", lambda model, x: used.append(folded_forward(model, x))
+                        or used[-1])
     folded = compute_cams(resnet, image(), "layer3", ["scorecam"], score_batch_size=64)
-    monkeypatch.setattr(cam_engine, "folded_forward", lambda model, _image: model)
-    plain = compute_cams(resnet, image(), "layer3", ["scorecam"], score_batch_size=64)
+    assert isinstance(used[0], Program)  # it did fold
+    plain = compute_cams(resnet, image(), "layer3", ["scorecam"], score_batch_size=64, inference=resnet)
     torch.testing.assert_close(folded.maps["scorecam"].raw, plain.maps["scorecam"].raw, rtol=1e-4, atol=1e-5)
     assert hook_count(resnet) == 0
 
@@ -104,6 +110,46 @@ class DataDependent(nn.Module):
         if x.sum() > 0:  # symbolic tracing cannot follow this
             x = -x
         return self.norm(self.conv(x)).mean((2, 3))
+
+
+def test_a_chain_of_two_batch_norms_folds_the_first():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2), nn.BatchNorm2d(2), nn.Flatten()).eval()
+    with torch.no_grad():
+        model[2].running_mean.fill_(0.5)
+    forward = folded_forward(model, image())
+    assert layers(forward, nn.BatchNorm2d) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(forward(image(2)), model(image(2)), rtol=1e-4, atol=1e-5)
+
+
+def test_half_precision_folds_in_float32():
+    """gamma / sqrt(var + eps) with a tiny variance: float16 arithmetic gives a weight of 512.0; computed in
+    float32 and then stored as float16, 512.5, the float16 nearest the exact value (and so for the bias)."""
+    conv, norm = nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1, eps=1e-5)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        norm.running_mean.fill_(0.1), norm.running_var.fill_(1e-6), norm.weight.fill_(1.7), norm.bias.fill_(0.2)
+    model = nn.Sequential(conv, norm).eval().half()
+    forward = folded_forward(model, torch.ones(1, 1, 1, 1, dtype=torch.half))
+    (folded,) = [m for m in forward.values.values() if type(m) is nn.Conv2d]
+    mean, var, gamma, beta = (t.double().item() for t in (norm.running_mean, norm.running_var, norm.weight,
+                                                           norm.bias))  # as stored, in float16
+    scale = gamma / (var + 1e-5) ** 0.5
+    assert folded.weight.dtype == torch.half
+    assert folded.weight.item() == torch.tensor(scale).half().item() == 512.5
+    assert folded.bias.item() == torch.tensor(beta - mean * scale).half().item()
+
+
+def test_folding_per_request_leaves_no_generated_code_behind(resnet):
+    """A GraphModule per request would add its source to linecache (and torch's code cache) every time."""
+    import linecache
+
+    folded_forward(resnet, image())
+    before = len(linecache.cache)
+    for seed in range(3):
+        folded_forward(resnet, image(seed=seed))
+    assert len(linecache.cache) == before
 
 
 @pytest.mark.parametrize("make", [

@@ -15,7 +15,7 @@ import torch
 
 from app.atlas.ground_truth import mask_to_input
 from app.engine.cam import CamResult, compute_cams, metrics, postprocess
-from app.engine.cam.base import NO_EXTRA_FORWARDS, CamMethod
+from app.engine.cam.base import NO_EXTRA_FORWARDS, PER_CHANNEL, CamMethod
 from app.engine.cam.engine import resolve_methods
 from app.engine.cam.folded import folded_forward
 from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
@@ -89,14 +89,16 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
     budget = Budget(settings.cam_max_seconds, cancelled)
     with model.lock:
         budget.start()
+        budget()  # a client that left while the request waited for the model
+        # Score-CAM and the curves run the model hundreds of times: batch norms folded (`folded.py`), once.
+        many_passes = any(m.extra_forwards == PER_CHANNEL for m in methods) or \
+            {metrics.DELETION, metrics.INSERTION} & set(request.metrics)
+        forward = folded_forward(model.module, batch) if many_passes else model.module
         result = compute_cams(model.module, batch, request.layer, [m.id for m in methods], request.target,
                               score_batch_size=settings.cam_score_batch_size,
-                              ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget)
+                              ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget,
+                              inference=forward)
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
-
-        # The curves run the model hundreds of times per map: batch norms folded (`folded.py`).
-        curves = {metrics.DELETION, metrics.INSERTION} & set(request.metrics)
-        forward = folded_forward(model.module, batch) if curves else model.module
 
         def scored(inputs: torch.Tensor) -> torch.Tensor:
             budget()

@@ -74,8 +74,11 @@ async def read_cams(
 
 
 async def _watch_connection(request: Request, cancelled: threading.Event) -> None:
-    while not await request.is_disconnected():
-        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+    try:
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+    except Exception:  # a connection that cannot be read is as good as gone
+        log.exception("watching a CAM request's connection failed; stopping the request")
     cancelled.set()
 
 

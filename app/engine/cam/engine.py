@@ -51,15 +51,16 @@ class CamResult:
 
 def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str | Iterable[str],
                  target: int | None = None, *, score_batch_size: int = 32, ablation_batch_size: int = 128,
-                 checkpoint: Callable[[], None] | None = None) -> CamResult:
+                 checkpoint: Callable[[], None] | None = None, inference: Forward | None = None) -> CamResult:
     """Class activation maps of `layer` for `target` (default: the top prediction), one per method id.
 
     `image`: (1, 3, H, W) normalised, on the model's device, in any memory format (the model's preferred
     one is fastest). The gradient methods share one forward and one backward pass; Guided Grad-CAM adds one
     backward; Score-CAM and Ablation-CAM add batched forward passes of `score_batch_size` and
-    `ablation_batch_size` images. `checkpoint()` is called before each method and each of those batches:
-    whatever it raises stops the work there (a client gone, a time limit), with the model left as it was.
-    The caller holds the model's lock.
+    `ablation_batch_size` images. `checkpoint()` is called first, then before each method and each of those
+    batches: whatever it raises stops the work there (a client gone, a time limit), with the model left as
+    it was. `inference`: the model's function for Score-CAM's masked passes (default: the model with its
+    batch norms folded, `folded_forward`). The caller holds the model's lock.
     """
     chosen = resolve_methods(methods)
     layer_module = find_layer(model, layer)
@@ -67,6 +68,8 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
         raise ValueError(f"image must be a (1, c, H, W) tensor, got {getattr(image, 'shape', type(image))}")
     check_count("score_batch_size", score_batch_size)
     check_count("ablation_batch_size", ablation_batch_size)
+    checkpoint = checkpoint or _carry_on
+    checkpoint()  # a request that waited for the model may be over already
     started = time.perf_counter()
     tail = tail_for(model, layer, image) if any(m.extra_forwards == PER_CHANNEL_AFTER_LAYER for m in chosen) \
         else None
@@ -74,10 +77,10 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
                      gradients=any(m.needs_gradients for m in chosen),
                      input_gradient=any(m.needs_input_gradient for m in chosen),
                      guided=any(m.needs_guided_gradient for m in chosen))
-    checkpoint = checkpoint or _carry_on
     # Score-CAM's masked passes run the model with its batch norms folded: the same function, less work.
-    forward = folded_forward(model, image) if any(m.extra_forwards == PER_CHANNEL for m in chosen) else model
-    rerun = _rerun(forward, model, layer_module, image, shared, tail, score_batch_size, ablation_batch_size,
+    if inference is None:
+        inference = folded_forward(model, image) if any(m.extra_forwards == PER_CHANNEL for m in chosen) else model
+    rerun = _rerun(inference, model, layer_module, image, shared, tail, score_batch_size, ablation_batch_size,
                    checkpoint)
     seconds = {"capture": time.perf_counter() - started}
     maps = {}
@@ -129,10 +132,13 @@ def _rerun(forward: Forward, model: nn.Module, layer_module: nn.Module, image: t
         with torch.inference_mode():
             return forward(batch)
 
-    def from_layer_split(batch: torch.Tensor) -> torch.Tensor:
-        checkpoint()
+    def split_run(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return tail.run(batch, shared.frontier)
+
+    def from_layer_split(batch: torch.Tensor) -> torch.Tensor:
+        checkpoint()
+        return split_run(batch)
 
     def from_layer_whole(batch: torch.Tensor) -> torch.Tensor:
         """The whole model on copies of the image, the layer's (first) output replaced by `batch`."""
@@ -152,7 +158,7 @@ def _rerun(forward: Forward, model: nn.Module, layer_module: nn.Module, image: t
     rerun = Rerun(from_input=from_input, from_layer=from_layer_whole, split=False, memory_format=memory_format,
                   layer_dtype=shared.layer_dtype, layer_memory_format=shared.layer_memory_format,
                   score_batch_size=score_batch_size, ablation_batch_size=ablation_batch_size)
-    if tail is not None and _split_runs_batches(rerun, from_layer_split, shared):
+    if tail is not None and _split_runs_batches(rerun, split_run, shared):  # a probe, not a step of the work
         return replace(rerun, from_layer=from_layer_split, split=True)
     return rerun
 

@@ -2,14 +2,15 @@
 Score-CAM and of the deletion and insertion curves.
 
 In eval mode a batch norm is a per-channel affine map, so a convolution followed by one is a single
-convolution with scaled weights and a shifted bias (`fuse_conv_bn_eval`): the same function, without a
-pass over every activation (on resnet18, Score-CAM's passes take 5-15% less time on a CPU). The model's
-traced graph is kept (weakly, per model); the folded convolutions are built per call and go with it, so a
-served model never holds a second copy of its weights. The graph calls the model's own modules for
-everything else, and the model itself is never changed.
+convolution with scaled weights and a shifted bias: the same function, without a pass over every
+activation (3-17% less time for Score-CAM on resnet18 on a CPU, docs/benchmarks.md). The model's traced
+graph is kept (weakly, per model); the folded convolutions are built per request, computed in float32
+whatever the model's dtype, and go with the request, so a served model never holds a second copy of its
+weights. The folded graph runs as a `Program` (`tail.py`): node by node over the model's own modules, with
+no generated code left behind per request. No parameter, buffer, mode or submodule of the model changes.
 
-Where the model cannot be traced, has nothing to fold, or its folded graph disagrees with it on the image
-at hand, the model itself runs.
+Where the model cannot be traced, has nothing to fold, or its folded graph fails or disagrees with it on
+the image at hand, the model itself runs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from collections.abc import Callable
 
 import torch
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from app.engine.cam.tail import outputs_agree, traced
+from app.engine.cam.tail import Program, graph_values, last_uses, outputs_agree, traced
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -38,60 +39,62 @@ def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
         if model not in _GRAPHS:
             _GRAPHS[model] = traced(model)
         graph = _GRAPHS[model]
-    folded = _fold(model, graph) if graph is not None else None
-    if folded is None:
+    if graph is None:
         return model
     try:
+        folded = _fold(model, graph)
+        if folded is None:
+            return model
         with torch.inference_mode():
             agrees = outputs_agree(model(image), folded(image))
-    except Exception:  # a graph that runs for the trace can still fail on real inputs
+    except Exception:  # user code that traced can still fail on real inputs, or on a folded copy
         return model
     return folded if agrees else model
 
 
-def _fold(model: nn.Module, graph: fx.Graph) -> fx.GraphModule | None:
-    """A copy of the graph in which each (convolution, batch norm) pair is one folded convolution."""
-    copy = fx.Graph()
-    copy.output(copy.graph_copy(graph, {}))
+def _fold(model: nn.Module, graph: fx.Graph) -> Program | None:
+    """A copy of the graph in which each (convolution, batch norm) pair is one folded convolution, or None
+    where there is no pair."""
+    folded = fx.Graph()
+    folded.output(folded.graph_copy(graph, {}))
     modules = dict(model.named_modules())
-    root: dict[str, object] = {}
-    folds = 0
-    for node in list(copy.nodes):
-        if node.op == "get_attr":
-            root[node.target] = _attribute(model, node.target)
-        if node.op != "call_module":
+    replacements: dict[str, nn.Module] = {}
+    for node in list(folded.nodes):
+        source = node.args[0] if node.op == "call_module" and len(node.args) == 1 and not node.kwargs else None
+        conv = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
+        if conv is None or len(source.users) != 1 or not _foldable(conv, modules.get(node.target)):
             continue
-        source = node.args[0] if node.args else None
-        if _foldable(modules[node.target], source, modules) and len(source.users) == 1 and not node.kwargs \
-                and len(node.args) == 1:
-            name = f"{source.target}_folded_{folds}".replace(".", "_")
-            root[name] = fuse_conv_bn_eval(modules[source.target], modules[node.target])
-            with copy.inserting_after(source):
-                fused = copy.call_module(name, source.args, source.kwargs)
-            node.replace_all_uses_with(fused)
-            copy.erase_node(node)
-            copy.erase_node(source)
-            folds += 1
-        else:
-            root[node.target] = modules[node.target]
-    if not folds:
+        name = f"<folded {len(replacements)}>"  # never a module path: the names have no brackets
+        replacements[name] = _fused(conv, modules[node.target])
+        with folded.inserting_after(source):
+            fused = folded.call_module(name, source.args, source.kwargs)
+        node.replace_all_uses_with(fused)
+        folded.erase_node(node)
+        folded.erase_node(source)
+    if not replacements:
         return None
-    copy.lint()
-    return fx.GraphModule(root, copy)
+    nodes = tuple(folded.nodes)
+    kept = tuple(n for n in nodes if not (n.op == "call_module" and n.target in replacements))
+    return Program(nodes=nodes, values={**graph_values(model, kept), **replacements}, last_use=last_uses(nodes))
 
 
-def _foldable(module: nn.Module, source: object, modules: dict[str, nn.Module]) -> bool:
-    """A batch norm in eval mode with running statistics, reading a convolution's output."""
-    if type(module) is not nn.BatchNorm2d or module.training or module.running_mean is None:
-        return False
-    if not isinstance(source, fx.Node) or source.op != "call_module":
-        return False
-    conv = modules[source.target]
-    return type(conv) is nn.Conv2d and not conv.training
+def _foldable(conv: nn.Module, norm: nn.Module | None) -> bool:
+    """A plain convolution, read only by a batch norm in eval mode with running statistics."""
+    return (type(conv) is nn.Conv2d and not conv.training and type(norm) is nn.BatchNorm2d and not norm.training
+            and norm.running_mean is not None and norm.running_var is not None)
 
 
-def _attribute(model: nn.Module, target: str) -> object:
-    value: object = model
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
+def _fused(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """conv then norm as one convolution: weights scaled by gamma / sqrt(var + eps), bias shifted; computed
+    in float32 (a half-precision model's own arithmetic would round the scale) and stored in conv's dtype."""
+    def as_float(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor.detach().float()
+
+    weight, bias = fuse_conv_bn_weights(as_float(conv.weight), as_float(conv.bias), as_float(norm.running_mean),
+                                        as_float(norm.running_var), norm.eps, as_float(norm.weight),
+                                        as_float(norm.bias))
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, True, conv.padding_mode, device="meta").eval()
+    fused.weight = nn.Parameter(weight.to(conv.weight.dtype), requires_grad=False)
+    fused.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
+    return fused

@@ -52,19 +52,20 @@ class _LayerTracer(fx.Tracer):
 
 
 @dataclass(frozen=True, eq=False)
-class Tail:
-    """A model's graph split after one layer. Holds the model's submodules and parameters, not the model."""
+class Program:
+    """A traced graph run node by node over the model's own submodules: no generated code, so building one
+    per request leaves nothing behind. Holds the model's submodules and parameters, not the model."""
 
     nodes: tuple[fx.Node, ...]  # the whole graph, in execution order
-    layer: fx.Node  # the first call of the target layer
-    downstream: tuple[fx.Node, ...]  # the nodes that depend on the layer's output, in order; the output last
-    frontier: frozenset[fx.Node]  # upstream nodes read by downstream nodes
-    batched: frozenset[fx.Node]  # frontier nodes computed from the input: their batch dimension is expanded
     values: dict[str, Any]  # call_module targets -> submodules, get_attr targets -> tensors
     last_use: dict[fx.Node, tuple[fx.Node, ...]]  # node -> the values that can be freed after it ran
 
-    def forward(self, image: torch.Tensor) -> tuple[Any, dict[fx.Node, Any]]:
-        """The model's output on `image` (autograd as the caller's mode says) and the frontier's values."""
+    def __call__(self, image: torch.Tensor) -> Any:
+        """The model's output on `image`."""
+        return self.execute(image, frozenset())[0]
+
+    def execute(self, image: torch.Tensor, keep: frozenset[fx.Node]) -> tuple[Any, dict[fx.Node, Any]]:
+        """The output on `image` (autograd as the caller's mode says) and the values of the nodes in `keep`."""
         env: dict[fx.Node, Any] = {}
         kept: dict[fx.Node, Any] = {}
         placeholders = 0
@@ -76,21 +77,8 @@ class Tail:
                 return fx.node.map_arg(node.args[0], env.__getitem__), kept
             else:
                 env[node] = self._call(node, env)
-            if node in self.frontier:
+            if node in keep:
                 kept[node] = _detach(env[node])
-            for dead in self.last_use.get(node, ()):
-                env.pop(dead, None)
-        raise RuntimeError("the traced graph has no output")
-
-    def run(self, layer_output: torch.Tensor, frontier: dict[fx.Node, Any]) -> Any:
-        """The model's output with the layer's output replaced by `layer_output` (n, c, h, w)."""
-        n = layer_output.shape[0]
-        env = {node: _expand(value, n) if node in self.batched else value for node, value in frontier.items()}
-        env[self.layer] = layer_output
-        for node in self.downstream:
-            if node.op == "output":
-                return fx.node.map_arg(node.args[0], env.__getitem__)
-            env[node] = self._call(node, env)
             for dead in self.last_use.get(node, ()):
                 env.pop(dead, None)
         raise RuntimeError("the traced graph has no output")
@@ -106,6 +94,33 @@ class Tail:
         if node.op == "call_method":
             return getattr(args[0], node.target)(*args[1:], **kwargs)
         raise RuntimeError(f"unexpected graph node {node.op}")
+
+
+@dataclass(frozen=True, eq=False)
+class Tail(Program):
+    """A model's graph split after one layer."""
+
+    layer: fx.Node  # the first call of the target layer
+    downstream: tuple[fx.Node, ...]  # the nodes that depend on the layer's output, in order; the output last
+    frontier: frozenset[fx.Node]  # upstream nodes read by downstream nodes
+    batched: frozenset[fx.Node]  # frontier nodes computed from the input: their batch dimension is expanded
+
+    def forward(self, image: torch.Tensor) -> tuple[Any, dict[fx.Node, Any]]:
+        """The model's output on `image` (autograd as the caller's mode says) and the frontier's values."""
+        return self.execute(image, self.frontier)
+
+    def run(self, layer_output: torch.Tensor, frontier: dict[fx.Node, Any]) -> Any:
+        """The model's output with the layer's output replaced by `layer_output` (n, c, h, w)."""
+        n = layer_output.shape[0]
+        env = {node: _expand(value, n) if node in self.batched else value for node, value in frontier.items()}
+        env[self.layer] = layer_output
+        for node in self.downstream:
+            if node.op == "output":
+                return fx.node.map_arg(node.args[0], env.__getitem__)
+            env[node] = self._call(node, env)
+            for dead in self.last_use.get(node, ()):
+                env.pop(dead, None)
+        raise RuntimeError("the traced graph has no output")
 
 
 _TRACE_LOCK = threading.Lock()  # one trace at a time: two patchers of nn.Module.__call__ would interleave
@@ -152,16 +167,9 @@ def _split(model: nn.Module, layer: str) -> Tail | None:
     frontier = {source for n in downstream for source in n.all_input_nodes if source not in below}
     frontier.discard(layer_node)
     from_input = _reachable(placeholders[0])
-    modules = dict(model.named_modules())
-    values: dict[str, Any] = {}
-    for n in nodes:
-        if n.op == "call_module":
-            values[n.target] = modules[n.target]
-        elif n.op == "get_attr":
-            values[n.target] = _fetch(model, n.target)
     return Tail(nodes=nodes, layer=layer_node, downstream=downstream, frontier=frozenset(frontier),
-                batched=frozenset(n for n in frontier if n in from_input), values=values,
-                last_use=_last_uses(nodes))
+                batched=frozenset(n for n in frontier if n in from_input),
+                values=graph_values(model, nodes), last_use=last_uses(nodes))
 
 
 def _checked(tail: Tail | None, model: nn.Module, image: torch.Tensor) -> Tail | None:
@@ -196,7 +204,19 @@ def _reachable(start: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def _last_uses(nodes: tuple[fx.Node, ...]) -> dict[fx.Node, tuple[fx.Node, ...]]:
+def graph_values(model: nn.Module, nodes: tuple[fx.Node, ...]) -> dict[str, Any]:
+    """The model's submodules and attributes that the graph's call_module and get_attr nodes name."""
+    modules = dict(model.named_modules())
+    values: dict[str, Any] = {}
+    for n in nodes:
+        if n.op == "call_module":
+            values[n.target] = modules[n.target]
+        elif n.op == "get_attr":
+            values[n.target] = _fetch(model, n.target)
+    return values
+
+
+def last_uses(nodes: tuple[fx.Node, ...]) -> dict[fx.Node, tuple[fx.Node, ...]]:
     last: dict[fx.Node, fx.Node] = {}
     for node in nodes:
         for source in node.all_input_nodes:

@@ -76,31 +76,33 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     };
     computing();
     const ticker = setInterval(computing, 1000);  // a slow method (Score-CAM on a wide layer) shows it is alive
+    let body;
     try {
-      const body = await getJson(apiUrl.cam(imageId, params()), { signal: both(controller) });
-      clearInterval(ticker);
-      answer = body;
-      status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
-        ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
-        : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
-      grid.innerHTML = html`${imageCard}${body.maps.map((shown) => html`<figure class="cam-card" data-method="${shown.method}">
-        <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
-        <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
-          <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
-          <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
-          <div class="badges"></div></figcaption></figure>`)}`;
-      draw();
-      if (state.metrics) fetchMetrics(controller);
+      body = await getJson(apiUrl.cam(imageId, params()), { signal: controller.signal });
     } catch (error) {
-      clearInterval(ticker);
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
       status.innerHTML = html`<span class="error-text">${error.message}</span>`;
+      return;
+    } finally {
+      clearInterval(ticker);
     }
+    answer = body;
+    status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
+      ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
+      : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
+    grid.innerHTML = html`${imageCard}${body.maps.map((shown) => html`<figure class="cam-card" data-method="${shown.method}">
+      <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
+      <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
+        <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
+        <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
+        <div class="badges"></div></figcaption></figure>`)}`;
+    draw();
+    if (state.metrics) fetchMetrics(controller);
   };
 
-  // A request ends when the page goes or a newer request replaces it.
-  const both = (controller) => AbortSignal.any([signal, controller.signal]);
+  // A request ends when a newer one replaces it (`inflight`) or when the page goes: one listener for all.
+  signal.addEventListener("abort", () => inflight?.abort(), { once: true });
   const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "" });
 
   // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
@@ -108,7 +110,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     const note = html`<span class="metrics-note">Scoring faithfulness…</span>`;
     status.insertAdjacentHTML("beforeend", ` · ${note}`);
     try {
-      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: both(controller) });
+      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: controller.signal });
       for (const shown of body.maps) {
         const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
         if (badges) badges.innerHTML = metricBadges(shown.metrics);
