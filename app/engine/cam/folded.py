@@ -3,7 +3,7 @@ Score-CAM and of the deletion and insertion curves.
 
 In eval mode a batch norm is a per-channel affine map, so a convolution followed by one is a single
 convolution with scaled weights and a shifted bias: the same function, without a pass over every
-activation (3-17% less time for Score-CAM on resnet18 on a CPU, docs/benchmarks.md). The model's traced
+activation (Score-CAM on resnet18 on a CPU: about 6% less time on average, docs/benchmarks.md). The model's traced
 graph is kept (weakly, per model); the folded convolutions are built per request, computed in float32
 whatever the model's dtype, and go with the request, so a served model never holds a second copy of its
 weights. The folded graph runs as a `Program` (`tail.py`): node by node over the model's own modules, with
