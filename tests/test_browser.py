@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -263,6 +265,13 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
         shown = _cam_pixels(page)
         assert len(set(shown.values())) == 3  # three different maps, each drawn
         screenshot(page, "image-cam-1280")
+
+        with page.expect_download() as saving:
+            page.click(".cam-card[data-method=eigencam] a.save")
+        saved = saving.value
+        image_id = page.url.split("/image/")[1].split("?")[0]
+        assert saved.suggested_filename == f"{image_id}-block4-class2-eigencam.png"
+        assert Path(saved.path()).read_bytes() == base64.b64decode(shown["eigencam"].split(",", 1)[1])
 
         page.click(".copy-link")
         link = page.evaluate("navigator.clipboard.readText()")

@@ -96,10 +96,18 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
         <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
         <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
+        <a class="save small" href="#" download="${fileName(imageId, layer, body.target.class, shown.method)}"
+          title="Save this overlay as a PNG">PNG</a>
         <div class="badges"></div></figcaption></figure>`)}`;
     draw();
     if (state.metrics) fetchMetrics(controller);
   };
+
+  // The overlay as drawn (colormap, opacity) is what a figure needs; the raw maps are in the JSON twin.
+  grid.addEventListener("click", (event) => {
+    const link = event.target.closest("a.save");
+    if (link) link.href = link.closest(".cam-card").querySelector("canvas").toDataURL("image/png");
+  }, { signal });
 
   // A request ends when a newer one replaces it (`inflight`) or when the page goes: one listener for all.
   signal.addEventListener("abort", () => inflight?.abort(), { once: true });
@@ -158,6 +166,10 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
 }
 
 const METRICS = "deletion,insertion,confidence,pointing";
+
+// image-layer-class-method.png, with the characters file systems refuse replaced (`demo:3` -> `demo_3`).
+const fileName = (imageId, layer, target, method) =>
+  `${imageId}-${layer}-class${target}-${method}.png`.replace(/[^\w.-]+/g, "_");
 
 // Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
 function costNote(method, layer, channels) {
