@@ -5,7 +5,9 @@ then plain graph bookkeeping: the downstream nodes (those that depend on the lay
 frontier (nodes before the split whose values downstream nodes read: the skip connections that cross the
 layer). The shared forward pass runs the whole graph once and keeps the frontier's values; each ablation
 batch then runs only the downstream nodes, with those values expanded to the batch. The graph calls the
-model's own submodules, so nothing is copied and nothing about the model changes.
+model's own submodules, so nothing is copied and nothing about the model changes. A `Program` (what a
+`Tail` is built on) runs any traced graph node by node without generating code; `folded.py` runs its
+folded graphs with it too.
 
 Tracing fails on data-dependent control flow and on some custom code; `tail_for` then returns None and
 the caller falls back to re-running the whole model. A graph is checked once against the model's own
