@@ -19,6 +19,8 @@ from app.api.app import create_app
 from app.atlas.ground_truth import class_mask, mask_to_input
 from app.engine.cam import METHODS, compute_cams, metrics, postprocess
 from app.settings import Settings
+from app.studio.explain import CamRequest, explain
+from app.studio.progress import MAPS, SCORING
 from tests.atlas_helpers import demo_atlas
 from tests.live_server import live_server
 from tests.test_api import assert_error
@@ -218,26 +220,68 @@ def test_a_request_past_its_time_limit_stops_and_says_so(root):
         assert hurried.get("/api/images/demo:0/predictions", params={"model": "shapes-cnn"}).status_code == 200
 
 
-def test_a_client_that_goes_away_stops_its_request_and_frees_the_model(root):
-    """Every method with deletion and insertion curves of one pixel per step: minutes of work. The client
-    closes its connection a moment after asking; the server stops at its next forward pass and says so in
-    its log, and the model answers the next request."""
+def test_a_followed_request_reports_progress_and_a_client_that_goes_away_stops_it(root):
+    """Every method with deletion and insertion curves of one pixel per step: minutes of work, followed by
+    a progress token. While it runs, polls (answered although the work holds a worker thread) see it move
+    on from its batches to scoring; then the client closes its connection, the server stops at its next
+    forward pass and says so in its log, the token is forgotten, and the model answers the next request."""
     slow = "/api/images/demo:1/cam?model=shapes-cnn&layer=block4&metrics=deletion,insertion&methods=" + ",".join(
         ALL_METHODS)
     env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
-    with live_server(root / "data", env=env) as base:
+    token = "followed-request-1"
+    with live_server(root / "data", env=env) as base, httpx.Client(base_url=base, timeout=60) as http:
         port = int(base.rsplit(":", 1)[1])
+        seen = []
         with socket.create_connection(("127.0.0.1", port)) as connection:
-            connection.sendall(f"GET {slow} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            time.sleep(1.0)  # the work has begun
+            connection.sendall(f"GET {slow} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Progress-Token: {token}\r\n\r\n"
+                               .encode())
+            deadline = time.monotonic() + 60
+            while not seen or seen[-1]["task"] != "metrics" or seen[-1]["done"] == 0:
+                assert time.monotonic() < deadline, seen[-5:]
+                response = http.get(f"/api/progress/{token}")
+                if response.status_code == 200:
+                    seen.append(response.json())
+                time.sleep(0.05)
+        order = ["waiting", "maps", "scorecam", "ablationcam", "metrics"]  # the registry's method order
+        places = [order.index(s["task"]) for s in seen]
+        assert places == sorted(places) and seen[-1]["total"] == 11 * 2 * (112 * 112 + 1)
+        assert [s["seconds"] for s in seen] == sorted(s["seconds"] for s in seen)
         log = root / "data" / ".." / f"server-{port}.log"
         deadline = time.monotonic() + 60
         while "CAM request stopped, its client went away" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=60) as http:
-            response = http.get("/api/images/demo:1/cam", params={"model": "shapes-cnn", "layer": "block4"})
-            assert response.status_code == 200, response.text
+        assert_error(http.get(f"/api/progress/{token}"), 404, "not_found", token, "in flight")
+        response = http.get("/api/images/demo:1/cam", params={"model": "shapes-cnn", "layer": "block4"})
+        assert response.status_code == 200, response.text
+
+
+def test_explain_reports_from_the_shared_pass_to_the_last_scored_image(client):
+    loaded = client.app.state.store.ready("shapes-cnn")
+    batch = loaded.as_input(loaded.preprocessing(client.app.state.atlases.for_dataset("demo").load_image(2))
+                            .unsqueeze(0))
+    events: list[tuple] = []
+    explain(loaded, batch, CamRequest(layer="block4", methods=("gradcam", "scorecam"),
+                                      metrics=("deletion", "insertion", "confidence", "pointing")),
+            client.app.state.settings, progress=lambda *event: events.append(event))
+    assert events[0] == (MAPS,)
+    masked = [event for event in events if event[0] == "scorecam"]
+    assert masked[0][1] == 0 and masked[-1][1] == masked[-1][2] and 0 < masked[-1][2] <= 192
+    scored = events[events.index(masked[-1]) + 1:]
+    # 2 maps, each: 2 curves of 16 steps (17 points) on 112 x 112, and confidence's batch of 2.
+    assert scored[0] == (SCORING, 0, 72) and scored[-1] == (SCORING, 72, 72)
+    assert all(event[0] == SCORING for event in scored)
+    assert [event[1] for event in scored] == sorted(event[1] for event in scored)
+
+
+def test_a_progress_token_must_be_url_safe_and_unknown_tokens_are_404(client):
+    params = {"model": "shapes-cnn", "methods": "gradcam"}
+    assert_error(client.get("/api/images/demo:0/cam", params=params, headers={"X-Progress-Token": "../etc"}),
+                 422, "invalid_input", "X-Progress-Token")
+    assert_error(client.get("/api/progress/short"), 422, "invalid_input", "token")
+    followed = client.get("/api/images/demo:0/cam", params=params, headers={"X-Progress-Token": "done-request"})
+    assert followed.status_code == 200
+    assert_error(client.get("/api/progress/done-request"), 404, "not_found", "done-request")
 
 
 def test_eight_threads_over_http_get_the_maps_sequential_requests_get(root):

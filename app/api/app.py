@@ -13,13 +13,14 @@ from starlette.responses import Response
 from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.errors import install_error_handlers
-from app.api.routers import activations, cams, datasets, images, meta, models, pages, units
+from app.api.routers import activations, cams, datasets, images, meta, models, pages, progress, units
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
 from app.studio.inputs import InputCache
+from app.studio.progress import ProgressBoard
 from app.uploads.store import UploadStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.device = device
+    app.state.progress = ProgressBoard()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     app.include_router(meta.router)
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(images.router)
     app.include_router(cams.router)
+    app.include_router(progress.router)
     app.include_router(pages.router)
     app.mount("/static", RevalidatedStaticFiles(directory=FRONTEND_DIR), name="static")
     return app

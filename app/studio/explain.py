@@ -21,6 +21,7 @@ from app.engine.cam.folded import folded_forward
 from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
 from app.settings import Settings
 from app.store.store import LoadedModel
+from app.studio.progress import MAPS, SCORING
 
 # Metric groups a request can ask for: each is a few forward passes per map, or (pointing) none.
 METRICS = {
@@ -30,6 +31,7 @@ METRICS = {
     "pointing": "pointing game and energy share on the object's mask (dataset images with masks only)",
 }
 ObjectMask = Callable[[str], np.ndarray | None]  # class label -> the object's mask at the image's own size
+Progress = Callable[..., None]  # progress(task, done=0, total=0), as `RequestProgress` takes it
 
 
 @dataclass(frozen=True)
@@ -79,17 +81,20 @@ class Budget:
 
 
 def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
-            object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None) -> Explanation:
+            object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None,
+            progress: Progress | None = None) -> Explanation:
     """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`). Setting `cancelled`
     stops the work at its next forward pass (RequestCancelled); so does running past `cam_max_seconds`
-    (WorkLimitExceeded)."""
+    (WorkLimitExceeded). `progress(task, done, total)` hears where the work is (`progress.py`)."""
     methods = resolve_methods(request.methods)
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
+    progress = progress or _unheard
     with model.lock:
         budget.start()
         budget()  # a client that left while the request waited for the model
+        progress(MAPS)
         # Score-CAM and the curves run the model hundreds of times: batch norms folded (`folded.py`), once.
         many_passes = any(m.extra_forwards == PER_CHANNEL for m in methods) or \
             {metrics.DELETION, metrics.INSERTION} & set(request.metrics)
@@ -97,13 +102,21 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
         result = compute_cams(model.module, batch, request.layer, [m.id for m in methods], request.target,
                               score_batch_size=settings.cam_score_batch_size,
                               ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget,
-                              inference=forward)
+                              inference=forward, progress=progress)
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
+        scored_inputs = len(methods) * _metric_inputs(result.input_size, request.metrics, settings)
+        done = 0
 
         def scored(inputs: torch.Tensor) -> torch.Tensor:
+            nonlocal done
             budget()
-            return forward(inputs)
+            logits = forward(inputs)
+            done += len(inputs)
+            progress(SCORING, done, scored_inputs)
+            return logits
 
+        if scored_inputs:
+            progress(SCORING, 0, scored_inputs)
         maps = []
         for method in methods:
             raw = result.maps[method.id].raw
@@ -113,6 +126,17 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
                                                        mask, ground_truth, settings)))
     return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps,
                        ground_truth=ground_truth)
+
+
+def _unheard(task: str, done: int = 0, total: int = 0) -> None:
+    """The default progress: reports nowhere."""
+
+
+def _metric_inputs(size: tuple[int, int], asked: tuple[str, ...], settings: Settings) -> int:
+    """Images the model scores per map for the metrics asked for."""
+    curves = sum(name in asked for name in (metrics.DELETION, metrics.INSERTION))
+    return (curves * metrics.curve_inputs(size, settings.cam_metric_steps)
+            + (metrics.CONFIDENCE_INPUTS if "confidence" in asked else 0))
 
 
 def _check_metrics(asked: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ import threading
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
@@ -22,7 +22,8 @@ from app.api.image_refs import ImageRef, get_image
 from app.engine.cam import METHODS
 from app.errors import RequestCancelled
 from app.store.store import LoadedModel
-from app.studio.explain import METRICS, CamRequest, Explanation, explain
+from app.studio.explain import METRICS, CamRequest, Explanation, Progress, explain
+from app.studio.progress import TOKEN_PATTERN
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cams"])
@@ -57,6 +58,11 @@ async def read_cams(
     normalize: Annotated[bool, Query(description="Scale the shown map to [0, 1] by its own range.")] = True,
     metrics: Annotated[str, Query(description="Comma-separated metrics to score each map with: "
                                               + "; ".join(f"`{k}`: {v}" for k, v in METRICS.items()))] = "",
+    progress_token: Annotated[str | None, Header(
+        alias="X-Progress-Token", pattern=TOKEN_PATTERN,
+        description="A token of the client's choosing: while the request runs, `GET /api/progress/{token}` "
+                    "says how far it has got. A header, so that the URL (and its cached answer) stays the same."),
+    ] = None,
 ) -> FastJSONResponse:
     # The work runs in a worker thread; this coroutine watches the connection meanwhile, so a client that
     # gives up (a browser moving on from Score-CAM) stops the work at its next forward pass and frees the model.
@@ -65,7 +71,8 @@ async def read_cams(
     cancelled = threading.Event()
     watcher = asyncio.create_task(_watch_connection(request, cancelled))
     try:
-        return await run_in_threadpool(_answer, request, image, model, cam_request, cancelled)
+        with request.app.state.progress.follow(progress_token) as progress:
+            return await run_in_threadpool(_answer, request, image, model, cam_request, cancelled, progress)
     except RequestCancelled:
         log.info("CAM request stopped, its client went away: %s", request.url)
         raise
@@ -83,7 +90,7 @@ async def _watch_connection(request: Request, cancelled: threading.Event) -> Non
 
 
 def _answer(request: Request, image: ImageRef, model: str, cam_request: CamRequest,
-            cancelled: threading.Event) -> FastJSONResponse:
+            cancelled: threading.Event, progress: Progress) -> FastJSONResponse:
     loaded: LoadedModel = request.app.state.store.ready(model)
     if not cam_request.layer:
         cam_request = replace(cam_request, layer=_default_layer(loaded))
@@ -92,7 +99,7 @@ def _answer(request: Request, image: ImageRef, model: str, cam_request: CamReque
     if cached := not_modified(request, etag, REVALIDATE):
         return cached
     batch = request.app.state.model_inputs.get(loaded, image.etag, image.load)
-    explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled)
+    explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled, progress)
     return FastJSONResponse(_as_json(image, loaded, explanation, cam_request.normalize),
                             headers={"ETag": etag, "Cache-Control": REVALIDATE})
 

@@ -43,8 +43,10 @@ class AblationCAM(CamMethod):
         scores = score.repeat(c)
         live = activations.reshape(c, -1).ne(value).any(dim=1).nonzero().flatten()  # others: ablation is a no-op
         for start in range(0, len(live), rerun.ablation_batch_size):
+            rerun.progress(start, len(live))
             channels = live[start:start + rerun.ablation_batch_size]
             batch = rerun.layer_batch(activations, len(channels))
             batch[torch.arange(len(channels), device=batch.device), channels] = value
             scores[channels] = rerun.from_layer(batch)[:, target].float()
+        rerun.progress(len(live), len(live))
         return weighted_sum((score - scores) / (score if score != 0 else 1.0), activations)

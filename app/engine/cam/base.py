@@ -49,7 +49,9 @@ class Rerun:
     `from_input(batch)`: logits (n, classes) of a batch of model inputs. `from_layer(batch)`: logits of a
     batch of replacement layer outputs (n, c, h, w), running only the layers after the target layer when
     the model could be split there (`split` True), else the whole model with the layer's output replaced.
-    Both run without autograd; none of the shared pass's hooks is left on the model.
+    Both run without autograd; none of the shared pass's hooks is left on the model. A method calls
+    `progress(done, total)` before each of its batches and once at the end: `done` of the `total` inputs it
+    runs have run.
     """
 
     from_input: Callable[[torch.Tensor], torch.Tensor]
@@ -60,6 +62,7 @@ class Rerun:
     layer_memory_format: torch.memory_format  # of the layer's output in the shared pass
     score_batch_size: int
     ablation_batch_size: int
+    progress: Callable[[int, int], None] = lambda done, total: None  # the default reports nowhere
 
     def layer_batch(self, activations: torch.Tensor, n: int) -> torch.Tensor:
         """n copies of `activations` (c, h, w), in the layer output's own dtype and memory format."""

@@ -7,6 +7,7 @@ changed: no mode toggles, no module swaps, no weight or requires_grad edits; the
 from __future__ import annotations
 
 import difflib
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -51,7 +52,8 @@ class CamResult:
 
 def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str | Iterable[str],
                  target: int | None = None, *, score_batch_size: int = 32, ablation_batch_size: int = 128,
-                 checkpoint: Callable[[], None] | None = None, inference: Forward | None = None) -> CamResult:
+                 checkpoint: Callable[[], None] | None = None, inference: Forward | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> CamResult:
     """Class activation maps of `layer` for `target` (default: the top prediction), one per method id.
 
     `image`: (1, 3, H, W) normalised, on the model's device, in any memory format (the model's preferred
@@ -60,7 +62,8 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     `ablation_batch_size` images. `checkpoint()` is called first, then before each method and each of those
     batches: whatever it raises stops the work there (a client gone, a time limit), with the model left as
     it was. `inference`: the model's function for Score-CAM's masked passes (default: the model with its
-    batch norms folded, `folded_forward`). The caller holds the model's lock.
+    batch norms folded, `folded_forward`). `progress(method_id, done, total)` hears, before each of those
+    batches, how many of the method's extra inputs have run. The caller holds the model's lock.
     """
     chosen = resolve_methods(methods)
     layer_module = find_layer(model, layer)
@@ -87,7 +90,8 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     for method in chosen:
         checkpoint()
         started = time.perf_counter()
-        maps[method.id] = CamMap.of(method.compute(shared.evidence, rerun))
+        reporting = rerun if progress is None else replace(rerun, progress=functools.partial(progress, method.id))
+        maps[method.id] = CamMap.of(method.compute(shared.evidence, reporting))
         seconds[method.id] = time.perf_counter() - started
     evidence = shared.evidence
     return CamResult(layer=layer, layer_shape=tuple(evidence.activations.shape), input_size=evidence.input_size,

@@ -26,6 +26,7 @@ from app.errors import InvalidInput
 Model = Callable[[torch.Tensor], torch.Tensor]  # the model, or any function of a batch of its inputs
 
 DELETION, INSERTION = "deletion", "insertion"
+CONFIDENCE_INPUTS = 2  # the image and the image times the map, in one batch
 # RISE's insertion substrate: gkern(klen=11, nsig=5) in their evaluation notebook.
 BLUR_LENGTH, BLUR_SIGMA = 11, 5.0
 # The pointing game's tolerance: 15 pixels at 224 (Zhang et al. 2016, sec. 5.1).
@@ -84,7 +85,7 @@ def deletion_insertion(model: Model, image: torch.Tensor, saliency: torch.Tensor
         if name not in (DELETION, INSERTION):
             raise InvalidInput(f"unknown curve {name!r}; choose deletion, insertion or both", which=str(name),
                                valid=[DELETION, INSERTION])
-    step = math.ceil(size[0] * size[1] / steps)
+    step = curve_step(size, steps)
     curves = {}
     for name in which:
         start, finish = (image, torch.zeros_like(image)) if name == DELETION else (rise_blur(image), image)
@@ -104,7 +105,7 @@ def causal_curve(model: Model, start: torch.Tensor, finish: torch.Tensor, salien
     check_count("batch_size", batch_size)
     start, finish = start.detach(), finish.detach()  # out= below refuses inputs that require grad
     rank = salience_rank(saliency).to(start.device)[None, None]  # (1, 1, H, W)
-    points = math.ceil(size[0] * size[1] / step) + 1
+    points = _points(size, step)
     changed = torch.arange(points, device=start.device) * step  # the last point's count may pass H*W: all
     buffer = torch.empty((min(batch_size, points), *start.shape[1:]), dtype=start.dtype, device=start.device,
                          memory_format=memory_format_of(start))
@@ -115,6 +116,20 @@ def causal_curve(model: Model, start: torch.Tensor, finish: torch.Tensor, salien
         torch.where(rank < counts[:, None, None, None], finish, start, out=batch)
         scores += probabilities(model, batch, target).tolist()
     return Curve(scores=scores, auc=area_under_curve(scores), step=step)
+
+
+def curve_step(size: tuple[int, int], steps: int) -> int:
+    """Pixels changed between two points of a curve of `steps` steps on an image of `size` (H, W)."""
+    return math.ceil(size[0] * size[1] / steps)
+
+
+def curve_inputs(size: tuple[int, int], steps: int) -> int:
+    """How many images the model scores for one such curve: its points."""
+    return _points(size, curve_step(size, steps))
+
+
+def _points(size: tuple[int, int], step: int) -> int:
+    return math.ceil(size[0] * size[1] / step) + 1
 
 
 def salience_rank(saliency: torch.Tensor) -> torch.Tensor:
@@ -172,7 +187,7 @@ def confidence_change(model: Model, image: torch.Tensor, saliency: torch.Tensor,
     size = _check_image(image)
     saliency = _check_map(saliency, size).to(image.device, image.dtype)
     image = image.detach()  # out= below refuses inputs that require grad
-    batch = torch.empty((2, *image.shape[1:]), dtype=image.dtype, device=image.device,
+    batch = torch.empty((CONFIDENCE_INPUTS, *image.shape[1:]), dtype=image.dtype, device=image.device,
                         memory_format=memory_format_of(image))
     batch[0] = image[0]
     torch.mul(image, saliency, out=batch[1:])

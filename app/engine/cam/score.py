@@ -70,8 +70,10 @@ def masked_logits(image: torch.Tensor, masks: torch.Tensor, rerun: Rerun) -> tor
                          memory_format=rerun.memory_format)
     logits = []
     for start in range(0, len(masks), batch_size):
+        rerun.progress(start, len(masks))
         upsampled = upsample(masks[start:start + batch_size], size).to(image.dtype)
         batch = buffer[:len(upsampled)]
         torch.mul(image, upsampled[:, None], out=batch)
         logits.append(rerun.from_input(batch).float())
+    rerun.progress(len(masks), len(masks))
     return torch.cat(logits)

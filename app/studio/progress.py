@@ -1,0 +1,68 @@
+"""How far a long request has got, for a client that polls while it waits (Score-CAM on a wide layer runs
+the model hundreds of times).
+
+A client names the request it wants to follow with a token of its own choosing; the request's worker
+thread writes its progress here and a cheap poll reads it. Only requests in flight are on the board: a
+token is forgotten when its request ends, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"  # long enough to be unguessable when random; safe in a URL path
+WAITING = "waiting"  # for the model's lock: another request is using the model
+MAPS = "maps"  # the shared pass and the methods that need nothing more
+SCORING = "metrics"  # scoring the maps' faithfulness
+# Between these, a perturbation method's id while it runs its batches.
+
+
+class RequestProgress:
+    """One request's task and how many of that task's model inputs have run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._task, self._done, self._total = WAITING, 0, 0
+
+    def __call__(self, task: str, done: int = 0, total: int = 0) -> None:
+        with self._lock:
+            self._task, self._done, self._total = task, done, total
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"task": self._task, "done": self._done, "total": self._total,
+                    "seconds": round(time.monotonic() - self._started, 3)}
+
+
+class ProgressBoard:
+    """The followed requests in flight, by token. Past `capacity` a request still runs, unfollowed."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._requests: dict[str, RequestProgress] = {}
+
+    @contextmanager
+    def follow(self, token: str | None) -> Iterator[RequestProgress]:
+        """A progress record for the request, readable under `token` (if given) until the block ends."""
+        progress = RequestProgress()
+        with self._lock:
+            listed = token is not None and len(self._requests) < self.capacity
+            if listed:
+                self._requests[token] = progress  # a reused token follows its latest request
+        try:
+            yield progress
+        finally:
+            if listed:
+                with self._lock:
+                    if self._requests.get(token) is progress:
+                        del self._requests[token]
+
+    def get(self, token: str) -> dict | None:
+        with self._lock:
+            progress = self._requests.get(token)
+        return None if progress is None else progress.snapshot()

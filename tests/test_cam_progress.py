@@ -1,0 +1,99 @@
+"""Progress of a long CAM request: the engine says how many of each perturbation method's inputs have run,
+and the board keeps what a polling client reads, by its token, only while the request is in flight."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from app.engine.cam import compute_cams
+from app.studio.progress import MAPS, WAITING, ProgressBoard, RequestProgress
+from tests.test_cam_score_passes import model as five_channel_model
+
+
+def test_the_engine_reports_each_perturbation_batch_and_the_end():
+    """Five channels: one dead, three with the same mask, one reversed (test_cam_score_passes). Score-CAM
+    runs 2 masked inputs, Ablation-CAM ablates the 4 live channels; the gradient method reports nothing."""
+    events: list[tuple[str, int, int]] = []
+    image = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    compute_cams(five_channel_model(), image, "0", ["gradcam", "scorecam", "ablationcam"], target=2,
+                 score_batch_size=1, ablation_batch_size=3, progress=lambda *event: events.append(event))
+    assert events == [("scorecam", 0, 2), ("scorecam", 1, 2), ("scorecam", 2, 2),
+                      ("ablationcam", 0, 4), ("ablationcam", 3, 4), ("ablationcam", 4, 4)]
+
+
+def test_without_a_listener_nothing_is_reported_and_the_maps_are_the_same():
+    image = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    heard = compute_cams(five_channel_model(), image, "0", ["scorecam", "ablationcam"], target=2,
+                         progress=lambda *event: None)
+    unheard = compute_cams(five_channel_model(), image, "0", ["scorecam", "ablationcam"], target=2)
+    for method in ("scorecam", "ablationcam"):
+        torch.testing.assert_close(heard.maps[method].raw, unheard.maps[method].raw)
+
+
+def test_a_request_starts_waiting_and_reads_what_its_worker_wrote():
+    progress = RequestProgress()
+    assert progress.snapshot()["task"] == WAITING
+    progress(MAPS)
+    progress("scorecam", 64, 500)
+    snapshot = progress.snapshot()
+    assert (snapshot["task"], snapshot["done"], snapshot["total"]) == ("scorecam", 64, 500)
+    assert snapshot["seconds"] >= 0
+
+
+def test_the_board_lists_a_token_only_while_its_request_runs():
+    board = ProgressBoard()
+    with board.follow("token-1234") as progress:
+        progress("scorecam", 1, 2)
+        assert board.get("token-1234")["done"] == 1
+        assert board.get("other-token") is None
+    assert board.get("token-1234") is None
+
+
+def test_the_board_forgets_a_token_when_its_request_fails():
+    board = ProgressBoard()
+    with pytest.raises(RuntimeError), board.follow("token-1234"):
+        raise RuntimeError("the request failed")
+    assert board.get("token-1234") is None
+
+
+def test_a_reused_token_follows_its_latest_request_and_outlives_the_earlier_one():
+    board = ProgressBoard()
+    with board.follow("token-1234") as first:
+        first("scorecam", 1, 10)
+        with board.follow("token-1234") as second:
+            second("ablationcam", 2, 20)
+            assert board.get("token-1234")["task"] == "ablationcam"
+        assert board.get("token-1234") is None  # the later request ended; the earlier one is not listed again
+    assert board.get("token-1234") is None
+
+
+def test_past_capacity_a_request_runs_unfollowed():
+    board = ProgressBoard(capacity=1)
+    with board.follow("token-0001"), board.follow("token-0002") as unlisted:
+        unlisted("scorecam", 1, 2)  # still a working record for the request itself
+        assert board.get("token-0001") is not None and board.get("token-0002") is None
+    with board.follow(None) as untokened:
+        untokened(MAPS)
+
+
+def test_reads_and_writes_from_many_threads_stay_consistent():
+    board = ProgressBoard()
+    seen: list[dict] = []
+
+    def work(index: int) -> None:
+        with board.follow(f"token-{index:04d}") as progress:
+            for done in range(200):
+                progress("scorecam", done, 200)
+                found = board.get(f"token-{index:04d}")
+                seen.append(found)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 * 200 and all(s["total"] == 200 and 0 <= s["done"] < 200 for s in seen)
+    assert all(board.get(f"token-{i:04d}") is None for i in range(8))
