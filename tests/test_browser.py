@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
+import re
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.demo.render import render
+from app.demo.scenes import sample_scene
 from tests.browser import browser, screenshot
 from tests.live_server import live_server
 
@@ -314,3 +318,39 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
 def _cam_pixels(page) -> dict[str, str]:
     return page.evaluate("Object.fromEntries([...document.querySelectorAll('.cam-card[data-method]')].map((card) => "
                          "[card.dataset.method, card.querySelector('canvas').toDataURL()]))")
+
+
+def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_path):
+    """Faithfulness with one-pixel curve steps: 25,092 scored images for one map, time enough to watch.
+    The page counts them with a bar; a second page asking the same model for maps says it is waiting for
+    the model; closing the first page stops its work, and the second gets its maps."""
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
+    with live_server(tmp_path / "data", env=env) as base, browser() as chromium:
+        picture = _scene_png()
+        image_id = httpx.post(f"{base}/api/images", files={"file": ("scene.png", picture, "image/png")}).json()["id"]
+        view = f"{base}/image/{image_id}?model=shapes-cnn&layer=block4&methods=gradcam"
+        errors = []
+        scoring = _clipboard_page(chromium, base, errors)
+        scoring.goto(f"{view}&metrics=1")
+        scoring.wait_for_selector(".metrics-note progress")
+        note = scoring.locator(".metrics-note").inner_text()
+        assert re.fullmatch(r"Scoring faithfulness…\s+[\d,]+ of 25,092 images", note.strip()), note
+        screenshot(scoring, "image-cam-progress-1280")
+
+        waiting = _clipboard_page(chromium, base, errors)
+        waiting.goto(f"{view},layercam")
+        waiting.wait_for_function(
+            "document.querySelector('.cam-status')?.textContent.includes('waiting for the model')")
+        screenshot(waiting, "image-cam-waiting-1280")
+        scoring.context.close()  # its connection goes: the server stops scoring and frees the model
+        waiting.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 2", timeout=30_000)
+        assert errors == []
+
+
+def _scene_png(size: int = 112) -> bytes:
+    from PIL import Image
+
+    pixels, _ = render(sample_scene(0, "heldout", 3, size))
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, format="PNG")
+    return encoded.getvalue()

@@ -8,8 +8,8 @@ export class ApiError extends Error {
   }
 }
 
-export function getJson(url, { signal } = {}) {
-  return request(url, { signal });
+export function getJson(url, { signal, headers } = {}) {
+  return request(url, { signal, headers });
 }
 
 /** POST one file as the multipart field `file`; the JSON answer, or an ApiError with the server's message. */
@@ -22,7 +22,7 @@ export function postFile(url, file, { signal } = {}) {
 async function request(url, init) {
   let response;
   try {
-    response = await fetch(url, { ...init, headers: { Accept: "application/json" } });
+    response = await fetch(url, { ...init, headers: { ...init.headers, Accept: "application/json" } });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", `The server did not answer (${error.message}).`);

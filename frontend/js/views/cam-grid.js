@@ -7,6 +7,7 @@ import { camQuery } from "../cam-view.js";
 import { COLORMAPS } from "../colormaps.js";
 import { html } from "../dom.js";
 import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
+import { describeProgress, followProgress, progressToken } from "../progress.js";
 import { apiUrl } from "../urls.js";
 
 export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange }) {
@@ -68,17 +69,22 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     inflight = controller;
     grid.innerHTML = html`${imageCard}${state.methods.map((id) => html`<figure class="cam-card is-loading" data-method="${id}">
       <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
+    // A slow method (Score-CAM on a wide layer) shows how far it is, and the seconds count.
     const started = performance.now();
+    let progress = null;
     const computing = () => {
       const seconds = Math.floor((performance.now() - started) / 1000);
-      status.textContent = `Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…${
-        seconds ? ` ${seconds} s` : ""}`;
+      status.innerHTML = html`Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…${
+        progressNote(progress, registry)}${seconds ? ` · ${seconds} s` : ""}`;
     };
     computing();
-    const ticker = setInterval(computing, 1000);  // a slow method (Score-CAM on a wide layer) shows it is alive
+    const ticker = setInterval(computing, 1000);
+    const token = progressToken();
+    const unfollow = followProgress(token, (found) => { progress = found; computing(); }, controller.signal);
     let body;
     try {
-      body = await getJson(apiUrl.cam(imageId, params()), { signal: controller.signal });
+      body = await getJson(apiUrl.cam(imageId, params()),
+        { signal: controller.signal, headers: { "X-Progress-Token": token } });
     } catch (error) {
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
@@ -86,6 +92,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       return;
     } finally {
       clearInterval(ticker);
+      unfollow();
     }
     answer = body;
     status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
@@ -117,8 +124,14 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
   const fetchMetrics = async (controller) => {
     const note = html`<span class="metrics-note">Scoring faithfulness…</span>`;
     status.insertAdjacentHTML("beforeend", ` · ${note}`);
+    const token = progressToken();
+    const unfollow = followProgress(token, (found) => {
+      const noteElement = status.querySelector(".metrics-note");
+      if (noteElement) noteElement.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`;
+    }, controller.signal);
     try {
-      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), { signal: controller.signal });
+      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }),
+        { signal: controller.signal, headers: { "X-Progress-Token": token } });
       for (const shown of body.maps) {
         const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
         if (badges) badges.innerHTML = metricBadges(shown.metrics);
@@ -128,6 +141,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         ? `pointing game on the ${truth.label}'s mask (${truth.tolerance} px tolerance)` : `no pointing game: ${truth.reason}`;
     } catch (error) {
       if (error.name !== "AbortError") status.querySelector(".metrics-note").textContent = error.message;
+    } finally {
+      unfollow();
     }
   };
 
@@ -162,6 +177,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     state.methods = methods.map((m) => m.id).filter((id) => ticked.includes(id));  // registry order
     changed({ refetch: true });
   }, { signal });
+  drawColorbar(section.querySelector(".cam-legend canvas"), state.colormap);
   fetchMaps();
 }
 
@@ -170,6 +186,13 @@ const METRICS = "deletion,insertion,confidence,pointing";
 // image-layer-class-method.png, with the characters file systems refuse replaced (`demo:3` -> `demo_3`).
 const fileName = (imageId, layer, target, method) =>
   `${imageId}-${layer}-class${target}-${method}.png`.replace(/[^\w.-]+/g, "_");
+
+// " [bar] Score-CAM: 128 of 500 masked images", or nothing while there is nothing worth saying.
+function progressNote(progress, registry) {
+  const text = progress ? describeProgress(progress, registry) : "";
+  if (!text) return "";
+  return html` ${progress.total ? html`<progress max="${progress.total}" value="${progress.done}"></progress> ` : ""}${text}`;
+}
 
 // Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
 function costNote(method, layer, channels) {

@@ -1,0 +1,47 @@
+// Following a long request: it carries a random token (header X-Progress-Token) and, while it runs, the
+// server answers /api/progress/{token} with its task and how many of that task's inputs have run.
+
+import { getJson } from "./api.js";
+import { apiUrl } from "./urls.js";
+
+const POLL_MS = 500;
+
+/** 16 random bytes as hex: crypto.getRandomValues works on plain http too, unlike crypto.randomUUID. */
+export function progressToken() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Poll every half second, calling `onProgress` with each answer (a 404, not begun or over, is skipped),
+ *  until the returned function is called or `signal` aborts. */
+export function followProgress(token, onProgress, signal) {
+  const polling = new AbortController();
+  const stop = () => polling.abort();
+  signal.addEventListener("abort", stop, { once: true });
+  let timer = null;
+  const poll = async () => {
+    try {
+      onProgress(await getJson(apiUrl.progress(token), { signal: polling.signal }));
+    } catch {
+      // not begun yet, over already, or stopped: the request itself reports its outcome
+    }
+    if (!polling.signal.aborted) timer = setTimeout(poll, POLL_MS);
+  };
+  timer = setTimeout(poll, POLL_MS);
+  polling.signal.addEventListener("abort", () => {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", stop);
+  }, { once: true });
+  return stop;
+}
+
+/** What a progress answer means to a person; `methods`: id -> the registry entry. Empty for quick tasks. */
+export function describeProgress(progress, methods) {
+  const { task, total } = progress;
+  if (task === "waiting") return "waiting for the model (another request is using it)";
+  const count = `${progress.done.toLocaleString("en")} of ${total.toLocaleString("en")}`;
+  if (task === "metrics") return total ? `${count} images` : "";
+  const method = methods.get(task);
+  if (!method || !total) return "";
+  const what = method.extra_forwards === "per-channel" ? "masked images" : "channels ablated";
+  return `${method.name}: ${count} ${what}`;
+}
