@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Longest a CAM request may compute, methods and metrics together, once it has the model; it "
                     "stops between forward passes past this (422).",
     )
+    cam_max_followed: int = Field(
+        default=256, ge=0,
+        description="Most CAM requests in flight that clients may follow by progress token at once; past it a "
+                    "request still runs, and its progress polls answer 404.",
+    )
     cam_metric_steps: int = Field(
         default=100, ge=1,
         description="Steps of the deletion and insertion curves (each step changes 1/steps of the pixels).",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +21,7 @@ from app.atlas.ground_truth import class_mask, mask_to_input
 from app.engine.cam import METHODS, compute_cams, metrics, postprocess
 from app.settings import Settings
 from app.studio.explain import CamRequest, explain
-from app.studio.progress import MAPS, SCORING
+from app.studio.progress import MAPS, SCORING, WAITING
 from tests.atlas_helpers import demo_atlas
 from tests.live_server import live_server
 from tests.test_api import assert_error
@@ -236,13 +237,13 @@ def test_a_followed_request_reports_progress_and_a_client_that_goes_away_stops_i
             connection.sendall(f"GET {slow} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Progress-Token: {token}\r\n\r\n"
                                .encode())
             deadline = time.monotonic() + 60
-            while not seen or seen[-1]["task"] != "metrics" or seen[-1]["done"] == 0:
+            while not seen or seen[-1]["task"] != "scoring" or seen[-1]["done"] == 0:
                 assert time.monotonic() < deadline, seen[-5:]
                 response = http.get(f"/api/progress/{token}")
                 if response.status_code == 200:
                     seen.append(response.json())
                 time.sleep(0.05)
-        order = ["waiting", "maps", "scorecam", "ablationcam", "metrics"]  # the registry's method order
+        order = ["starting", "waiting", "maps", *ALL_METHODS, "scoring"]  # methods in the registry's order
         places = [order.index(s["task"]) for s in seen]
         assert places == sorted(places) and seen[-1]["total"] == 11 * 2 * (112 * 112 + 1)
         assert [s["seconds"] for s in seen] == sorted(s["seconds"] for s in seen)
@@ -265,13 +266,33 @@ def test_explain_reports_from_the_shared_pass_to_the_last_scored_image(client):
                                       metrics=("deletion", "insertion", "confidence", "pointing")),
             client.app.state.settings, progress=lambda *event: events.append(event))
     assert events[0] == (MAPS,)
-    masked = [event for event in events if event[0] == "scorecam"]
+    assert events[1:3] == [("gradcam",), ("scorecam",)]
+    masked = [event for event in events if event[0] == "scorecam" and len(event) == 3]
     assert masked[0][1] == 0 and masked[-1][1] == masked[-1][2] and 0 < masked[-1][2] <= 192
     scored = events[events.index(masked[-1]) + 1:]
     # 2 maps, each: 2 curves of 16 steps (17 points) on 112 x 112, and confidence's batch of 2.
     assert scored[0] == (SCORING, 0, 72) and scored[-1] == (SCORING, 72, 72)
     assert all(event[0] == SCORING for event in scored)
     assert [event[1] for event in scored] == sorted(event[1] for event in scored)
+
+
+def test_a_request_that_finds_the_model_busy_says_it_waits(client):
+    loaded = client.app.state.store.ready("shapes-cnn")
+    batch = loaded.as_input(loaded.preprocessing(client.app.state.atlases.for_dataset("demo").load_image(2))
+                            .unsqueeze(0))
+    events: list[tuple] = []
+    with loaded.lock:  # another request is using the model
+        worker = threading.Thread(target=explain, args=(loaded, batch, CamRequest(layer="block4", methods=("gradcam",)),
+                                                        client.app.state.settings),
+                                  kwargs={"progress": lambda *event: events.append(event)})
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not events:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert events == [(WAITING,)]
+    worker.join(30)
+    assert events == [(WAITING,), (MAPS,), ("gradcam",)]
 
 
 def test_a_progress_token_must_be_url_safe_and_unknown_tokens_are_404(client):

@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.device = device
-    app.state.progress = ProgressBoard()
+    app.state.progress = ProgressBoard(settings.cam_max_followed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     app.include_router(meta.router)

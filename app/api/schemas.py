@@ -15,6 +15,14 @@ class Health(BaseModel):
     models_failed: int
 
 
+class ProgressOut(BaseModel):
+    task: str = Field(description="`starting`, `waiting` (another request holds the model), `maps`, a method id "
+                                  "while it runs, or `scoring` (the metrics).")
+    done: int = Field(description="Images of the task run so far (a perturbation method's, or the metrics').")
+    total: int = Field(description="Images the task runs in all; 0 for a task that is not counted.")
+    seconds: float = Field(description="Since the request arrived.")
+
+
 class InputOut(BaseModel):
     size: tuple[int, int] = Field(description="(height, width) fed to the model.")
     resize: int | None

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,13 +16,13 @@ import torch
 
 from app.atlas.ground_truth import mask_to_input
 from app.engine.cam import CamResult, compute_cams, metrics, postprocess
-from app.engine.cam.base import NO_EXTRA_FORWARDS, PER_CHANNEL, CamMethod
+from app.engine.cam.base import NO_EXTRA_FORWARDS, PER_CHANNEL, CamMethod, TaskProgress, unheard
 from app.engine.cam.engine import resolve_methods
 from app.engine.cam.folded import folded_forward
 from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
 from app.settings import Settings
 from app.store.store import LoadedModel
-from app.studio.progress import MAPS, SCORING
+from app.studio.progress import MAPS, SCORING, WAITING
 
 # Metric groups a request can ask for: each is a few forward passes per map, or (pointing) none.
 METRICS = {
@@ -31,7 +32,6 @@ METRICS = {
     "pointing": "pointing game and energy share on the object's mask (dataset images with masks only)",
 }
 ObjectMask = Callable[[str], np.ndarray | None]  # class label -> the object's mask at the image's own size
-Progress = Callable[..., None]  # progress(task, done=0, total=0), as `RequestProgress` takes it
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Budget:
 
 def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
             object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None,
-            progress: Progress | None = None) -> Explanation:
+            progress: TaskProgress | None = None) -> Explanation:
     """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`). Setting `cancelled`
     stops the work at its next forward pass (RequestCancelled); so does running past `cam_max_seconds`
     (WorkLimitExceeded). `progress(task, done, total)` hears where the work is (`progress.py`)."""
@@ -90,8 +90,8 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
-    progress = progress or _unheard
-    with model.lock:
+    progress = progress or unheard
+    with _holding(model.lock, progress):
         budget.start()
         budget()  # a client that left while the request waited for the model
         progress(MAPS)
@@ -104,19 +104,8 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
                               ablation_batch_size=settings.cam_ablation_batch_size, checkpoint=budget,
                               inference=forward, progress=progress)
         ground_truth, mask = _object_mask(model, result, request.metrics, object_mask)
-        scored_inputs = len(methods) * _metric_inputs(result.input_size, request.metrics, settings)
-        done = 0
-
-        def scored(inputs: torch.Tensor) -> torch.Tensor:
-            nonlocal done
-            budget()
-            logits = forward(inputs)
-            done += len(inputs)
-            progress(SCORING, done, scored_inputs)
-            return logits
-
-        if scored_inputs:
-            progress(SCORING, 0, scored_inputs)
+        scored = _ScoringForward(forward, budget, progress,
+                                 len(methods) * _metric_inputs(result.input_size, request.metrics, settings))
         maps = []
         for method in methods:
             raw = result.maps[method.id].raw
@@ -128,8 +117,33 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
                        ground_truth=ground_truth)
 
 
-def _unheard(task: str, done: int = 0, total: int = 0) -> None:
-    """The default progress: reports nowhere."""
+@contextmanager
+def _holding(lock: threading.Lock, progress: TaskProgress) -> Iterator[None]:
+    """The model's lock; a request that finds it taken says so while it waits."""
+    if not lock.acquire(blocking=False):
+        progress(WAITING)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _ScoringForward:
+    """The metrics' forward passes: within the request's budget, each batch counted for its progress."""
+
+    def __init__(self, forward: metrics.Model, budget: Budget, progress: TaskProgress, total: int):
+        self.forward, self.budget, self.progress, self.total = forward, budget, progress, total
+        self.done = 0
+        if total:
+            progress(SCORING, 0, total)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.budget()
+        logits = self.forward(inputs)
+        self.done += len(inputs)
+        self.progress(SCORING, self.done, self.total)
+        return logits
 
 
 def _metric_inputs(size: tuple[int, int], asked: tuple[str, ...], settings: Settings) -> int:

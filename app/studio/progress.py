@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"  # long enough to be unguessable when random; safe in a URL path
+STARTING = "starting"  # queued for a worker thread, reading the image
 WAITING = "waiting"  # for the model's lock: another request is using the model
 MAPS = "maps"  # the shared pass and the methods that need nothing more
-SCORING = "metrics"  # scoring the maps' faithfulness
-# Between these, a perturbation method's id while it runs its batches.
+SCORING = "scoring"  # scoring the maps' faithfulness (the images done of total)
+# Between MAPS and SCORING, a method's id while it runs (a perturbation method: its images done of total).
 
 
 class RequestProgress:
@@ -26,9 +27,10 @@ class RequestProgress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._task, self._done, self._total = WAITING, 0, 0
+        self._task, self._done, self._total = STARTING, 0, 0
 
     def __call__(self, task: str, done: int = 0, total: int = 0) -> None:
+        """The request is at `task`, `done` of its `total` images run (0 of 0 for a task not counted)."""
         with self._lock:
             self._task, self._done, self._total = task, done, total
 
@@ -51,7 +53,7 @@ class ProgressBoard:
         """A progress record for the request, readable under `token` (if given) until the block ends."""
         progress = RequestProgress()
         with self._lock:
-            listed = token is not None and len(self._requests) < self.capacity
+            listed = token is not None and (token in self._requests or len(self._requests) < self.capacity)
             if listed:
                 self._requests[token] = progress  # a reused token follows its latest request
         try:

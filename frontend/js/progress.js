@@ -20,7 +20,8 @@ export function followProgress(token, onProgress, signal) {
   let timer = null;
   const poll = async () => {
     try {
-      onProgress(await getJson(apiUrl.progress(token), { signal: polling.signal }));
+      const found = await getJson(apiUrl.progress(token), { signal: polling.signal });
+      if (!polling.signal.aborted) onProgress(found);  // an answer that crossed the request's own
     } catch {
       // not begun yet, over already, or stopped: the request itself reports its outcome
     }
@@ -39,7 +40,7 @@ export function describeProgress(progress, methods) {
   const { task, total } = progress;
   if (task === "waiting") return "waiting for the model (another request is using it)";
   const count = `${progress.done.toLocaleString("en")} of ${total.toLocaleString("en")}`;
-  if (task === "metrics") return total ? `${count} images` : "";
+  if (task === "scoring") return total ? `${count} images` : "";
   const method = methods.get(task);
   if (!method || !total) return "";
   const what = method.extra_forwards === "per-channel" ? "masked images" : "channels ablated";

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { describeProgress, progressToken } from "../js/progress.js";
+import { describeProgress, followProgress, progressToken } from "../js/progress.js";
 
 const METHODS = new Map([
   ["gradcam", { name: "Grad-CAM", extra_forwards: "none" }],
@@ -15,9 +15,10 @@ test("each task in words: waiting, a method's batches, scoring; quick steps say 
   assert.equal(say("waiting"), "waiting for the model (another request is using it)");
   assert.equal(say("scorecam", 128, 500), "Score-CAM: 128 of 500 masked images");
   assert.equal(say("ablationcam", 64, 192), "Ablation-CAM: 64 of 192 channels ablated");
-  assert.equal(say("metrics", 1024, 25092), "1,024 of 25,092 images");
+  assert.equal(say("scoring", 1024, 25092), "1,024 of 25,092 images");
   assert.equal(say("maps"), "");
-  assert.equal(say("metrics"), "");
+  assert.equal(say("scoring"), "");
+  assert.equal(say("starting"), "");
   assert.equal(say("an-unknown-task", 1, 2), "");
 });
 
@@ -26,4 +27,51 @@ test("tokens are 32 hex digits, different each time, and match the server's patt
   assert.equal(tokens.size, 100);
   for (const token of tokens) assert.match(token, /^[A-Za-z0-9_-]{8,64}$/);
   for (const token of tokens) assert.match(token, /^[0-9a-f]{32}$/);
+});
+
+const answer = (status, body) => ({ ok: status === 200, status, json: async () => body });
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+test("polls every half second, skips 404s, and stops: nothing reported after stop(), even an answer in flight", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const urls = [];
+  const replies = [answer(404, { error: { code: "not_found", message: "not begun" } }),
+    answer(200, { task: "scorecam", done: 32, total: 500 })];
+  let held = null;
+  t.mock.method(globalThis, "fetch", async (url) => {
+    urls.push(url);
+    return replies.shift() ?? new Promise((resolve) => { held = resolve; });
+  });
+  const heard = [];
+  const stop = followProgress("abcd1234", (found) => heard.push(found.done), new AbortController().signal);
+  await flush();
+  assert.equal(urls.length, 0);  // the first poll waits half a second: quick requests never poll
+  for (const expected of [1, 2, 3]) {
+    t.mock.timers.tick(500);
+    await flush();
+    assert.equal(urls.length, expected);
+  }
+  assert.deepEqual(urls, Array(3).fill("/api/progress/abcd1234"));
+  assert.deepEqual(heard, [32]);  // the 404 was skipped
+  stop();
+  held(answer(200, { task: "scorecam", done: 64, total: 500 }));  // the third poll answers after stop()
+  await flush();
+  t.mock.timers.tick(5000);
+  await flush();
+  assert.deepEqual(heard, [32]);
+  assert.equal(urls.length, 3);
+});
+
+test("the page's signal stops the polls too", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  let polls = 0;
+  t.mock.method(globalThis, "fetch", async () => { polls += 1; return answer(200, { task: "maps", done: 0, total: 0 }); });
+  const page = new AbortController();
+  followProgress("abcd1234", () => {}, page.signal);
+  t.mock.timers.tick(500);
+  await flush();
+  page.abort();
+  t.mock.timers.tick(5000);
+  await flush();
+  assert.equal(polls, 1);
 });

@@ -22,8 +22,8 @@ from app.api.image_refs import ImageRef, get_image
 from app.engine.cam import METHODS
 from app.errors import RequestCancelled
 from app.store.store import LoadedModel
-from app.studio.explain import METRICS, CamRequest, Explanation, Progress, explain
-from app.studio.progress import TOKEN_PATTERN
+from app.studio.explain import METRICS, CamRequest, Explanation, explain
+from app.studio.progress import TOKEN_PATTERN, RequestProgress
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cams"])
@@ -90,7 +90,7 @@ async def _watch_connection(request: Request, cancelled: threading.Event) -> Non
 
 
 def _answer(request: Request, image: ImageRef, model: str, cam_request: CamRequest,
-            cancelled: threading.Event, progress: Progress) -> FastJSONResponse:
+            cancelled: threading.Event, progress: RequestProgress) -> FastJSONResponse:
     loaded: LoadedModel = request.app.state.store.ready(model)
     if not cam_request.layer:
         cam_request = replace(cam_request, layer=_default_layer(loaded))

@@ -7,19 +7,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from app.api.errors import ErrorResponse
+from app.api.schemas import ProgressOut
 from app.errors import NotFound
 from app.studio.progress import TOKEN_PATTERN
 
 router = APIRouter(prefix="/api", tags=["progress"])
 
 
-@router.get("/progress/{token}", summary="How far a followed request has got: its task and inputs done of total",
+@router.get("/progress/{token}", response_model=ProgressOut,
+            summary="How far a followed request has got: its task and images done of total",
             responses={404: {"model": ErrorResponse, "description": "No request with this token is in flight."}})
-async def read_progress(request: Request,
-                        token: Annotated[str, Path(pattern=TOKEN_PATTERN, description="The client's token.")]) -> dict:
+async def read_progress(
+    request: Request, token: Annotated[str, Path(pattern=TOKEN_PATTERN, description="The client's token.")],
+) -> ProgressOut:
     # A coroutine on purpose: it must answer while every worker thread is busy computing.
     found = request.app.state.progress.get(token)
     if found is None:
         raise NotFound(f"no request with progress token {token!r} is in flight (it has ended, or never began)",
                        token=token)
-    return found
+    return ProgressOut(**found)

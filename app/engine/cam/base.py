@@ -62,13 +62,20 @@ class Rerun:
     layer_memory_format: torch.memory_format  # of the layer's output in the shared pass
     score_batch_size: int
     ablation_batch_size: int
-    progress: Callable[[int, int], None] = lambda done, total: None  # the default reports nowhere
+    progress: Callable[[int, int], None] = lambda done, total: None  # bound per method by compute_cams
 
     def layer_batch(self, activations: torch.Tensor, n: int) -> torch.Tensor:
         """n copies of `activations` (c, h, w), in the layer output's own dtype and memory format."""
         batch = torch.empty((n, *activations.shape), dtype=self.layer_dtype, device=activations.device,
                             memory_format=self.layer_memory_format)
         return batch.copy_(activations.expand(n, *activations.shape))
+
+
+TaskProgress = Callable[..., None]  # progress(task, done=0, total=0): where a request's work is, for its client
+
+
+def unheard(task: str, done: int = 0, total: int = 0) -> None:
+    """The progress that reports nowhere: the default wherever no one listens."""
 
 
 class CamMethod:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from app.engine.cam.base import PER_CHANNEL, PER_CHANNEL_AFTER_LAYER, CamMethod, Rerun
+from app.engine.cam.base import PER_CHANNEL, PER_CHANNEL_AFTER_LAYER, CamMethod, Rerun, TaskProgress, unheard
 from app.engine.cam.capture import Shared, capture, check_count, memory_format_of, output_hook
 from app.engine.cam.folded import Forward, folded_forward
 from app.engine.cam.registry import METHODS
@@ -53,7 +53,7 @@ class CamResult:
 def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str | Iterable[str],
                  target: int | None = None, *, score_batch_size: int = 32, ablation_batch_size: int = 128,
                  checkpoint: Callable[[], None] | None = None, inference: Forward | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> CamResult:
+                 progress: TaskProgress = unheard) -> CamResult:
     """Class activation maps of `layer` for `target` (default: the top prediction), one per method id.
 
     `image`: (1, 3, H, W) normalised, on the model's device, in any memory format (the model's preferred
@@ -62,8 +62,9 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     `ablation_batch_size` images. `checkpoint()` is called first, then before each method and each of those
     batches: whatever it raises stops the work there (a client gone, a time limit), with the model left as
     it was. `inference`: the model's function for Score-CAM's masked passes (default: the model with its
-    batch norms folded, `folded_forward`). `progress(method_id, done, total)` hears, before each of those
-    batches, how many of the method's extra inputs have run. The caller holds the model's lock.
+    batch norms folded, `folded_forward`). `progress(method_id, done, total)` hears each method begin (0 of
+    0) and, before each of those batches and at their end, how many of its extra inputs have run. The caller
+    holds the model's lock.
     """
     chosen = resolve_methods(methods)
     layer_module = find_layer(model, layer)
@@ -89,8 +90,9 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     maps = {}
     for method in chosen:
         checkpoint()
+        progress(method.id)
         started = time.perf_counter()
-        reporting = rerun if progress is None else replace(rerun, progress=functools.partial(progress, method.id))
+        reporting = replace(rerun, progress=functools.partial(progress, method.id))
         maps[method.id] = CamMap.of(method.compute(shared.evidence, reporting))
         seconds[method.id] = time.perf_counter() - started
     evidence = shared.evidence

@@ -39,7 +39,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     <span class="small muted">as the model sees it</span></figcaption></figure>`;
   const status = section.querySelector(".cam-status");
   let answer = null;
-  let inflight = null;
+  let inflight = null;  // the maps' request
+  let scoring = null;  // its metrics' request, which also ends when Faithfulness is unticked
   let timer = null;
 
   const draw = () => {
@@ -59,6 +60,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
 
   const fetchMaps = async () => {
     inflight?.abort();
+    scoring?.abort();
     answer = null;
     if (!state.methods.length) {
       grid.innerHTML = html`${imageCard}`;
@@ -78,6 +80,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         progressNote(progress, registry)}${seconds ? ` · ${seconds} s` : ""}`;
     };
     computing();
+    status.setAttribute("aria-busy", "true");  // screen readers announce the outcome, not every tick
     const ticker = setInterval(computing, 1000);
     const token = progressToken();
     const unfollow = followProgress(token, (found) => { progress = found; computing(); }, controller.signal);
@@ -93,6 +96,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     } finally {
       clearInterval(ticker);
       unfollow();
+      status.setAttribute("aria-busy", "false");
     }
     answer = body;
     status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
@@ -107,7 +111,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
           title="Save this overlay as a PNG">PNG</a>
         <div class="badges"></div></figcaption></figure>`)}`;
     draw();
-    if (state.metrics) fetchMetrics(controller);
+    if (state.metrics) fetchMetrics();
   };
 
   // The overlay as drawn (colormap, opacity) is what a figure needs; the raw maps are in the JSON twin.
@@ -116,18 +120,26 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     if (link) link.href = link.closest(".cam-card").querySelector("canvas").toDataURL("image/png");
   }, { signal });
 
-  // A request ends when a newer one replaces it (`inflight`) or when the page goes: one listener for all.
-  signal.addEventListener("abort", () => inflight?.abort(), { once: true });
+  // A request ends when a newer one replaces it or when the page goes: one listener for all.
+  signal.addEventListener("abort", () => {
+    clearTimeout(timer);
+    inflight?.abort();
+    scoring?.abort();
+  }, { once: true });
   const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "" });
 
   // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
-  const fetchMetrics = async (controller) => {
-    const note = html`<span class="metrics-note">Scoring faithfulness…</span>`;
-    status.insertAdjacentHTML("beforeend", ` · ${note}`);
+  const fetchMetrics = async () => {
+    scoring?.abort();
+    const controller = new AbortController();
+    scoring = controller;
+    const note = document.createElement("span");
+    note.className = "metrics-note";
+    note.textContent = "Scoring faithfulness…";
+    status.append(note);
     const token = progressToken();
     const unfollow = followProgress(token, (found) => {
-      const noteElement = status.querySelector(".metrics-note");
-      if (noteElement) noteElement.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`;
+      note.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`;
     }, controller.signal);
     try {
       const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }),
@@ -137,10 +149,10 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         if (badges) badges.innerHTML = metricBadges(shown.metrics);
       }
       const truth = body.ground_truth;
-      status.querySelector(".metrics-note").textContent = truth.available
+      note.textContent = truth.available
         ? `pointing game on the ${truth.label}'s mask (${truth.tolerance} px tolerance)` : `no pointing game: ${truth.reason}`;
     } catch (error) {
-      if (error.name !== "AbortError") status.querySelector(".metrics-note").textContent = error.message;
+      if (error.name !== "AbortError") note.textContent = error.message;
     } finally {
       unfollow();
     }
@@ -169,8 +181,9 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     state.metrics = e.target.checked;
     changed({ refetch: false });
     grid.querySelectorAll(".badges").forEach((badges) => { badges.innerHTML = ""; });
+    scoring?.abort();
     status.querySelector(".metrics-note")?.remove();
-    if (state.metrics && answer) fetchMetrics(inflight);
+    if (state.metrics && answer) fetchMetrics();
   }, { signal });
   section.querySelector(".method-picker").addEventListener("change", () => {
     const ticked = [...section.querySelectorAll("input[name=method]:checked")].map((input) => input.value);
