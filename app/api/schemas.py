@@ -21,6 +21,7 @@ class ProgressOut(BaseModel):
     done: int = Field(description="Images of the task run so far (a perturbation method's, or the metrics').")
     total: int = Field(description="Images the task runs in all; 0 for a task that is not counted.")
     seconds: float = Field(description="Since the request arrived.")
+    task_seconds: float = Field(description="Since the task began: with done and total, an estimate of what is left.")
 
 
 class InputOut(BaseModel):

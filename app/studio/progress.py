@@ -26,18 +26,21 @@ class RequestProgress:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._started = time.monotonic()
+        self._started = self._task_started = time.monotonic()
         self._task, self._done, self._total = STARTING, 0, 0
 
     def __call__(self, task: str, done: int = 0, total: int = 0) -> None:
         """The request is at `task`, `done` of its `total` images run (0 of 0 for a task not counted)."""
         with self._lock:
+            if task != self._task:
+                self._task_started = time.monotonic()
             self._task, self._done, self._total = task, done, total
 
     def snapshot(self) -> dict:
+        now = time.monotonic()
         with self._lock:
             return {"task": self._task, "done": self._done, "total": self._total,
-                    "seconds": round(time.monotonic() - self._started, 3)}
+                    "seconds": round(now - self._started, 3), "task_seconds": round(now - self._task_started, 3)}
 
 
 class ProgressBoard:

@@ -40,9 +40,16 @@ export function describeProgress(progress, methods) {
   const { task, total } = progress;
   if (task === "waiting") return "waiting for the model (another request is using it)";
   const count = `${progress.done.toLocaleString("en")} of ${total.toLocaleString("en")}`;
-  if (task === "scoring") return total ? `${count} images` : "";
+  if (task === "scoring") return total ? `${count} images${timeLeft(progress)}` : "";
   const method = methods.get(task);
   if (!method || !total) return "";
   const what = method.extra_forwards === "per-channel" ? "masked images" : "channels ablated";
-  return `${method.name}: ${count} ${what}`;
+  return `${method.name}: ${count} ${what}${timeLeft(progress)}`;
+}
+
+// " · about 40 s left", from the task's pace so far; nothing while the pace is not yet known.
+function timeLeft({ done, total, task_seconds: seconds }) {
+  if (!(done > 0 && done < total && seconds >= 2)) return "";
+  const left = (seconds * (total - done)) / done;
+  return left < 90 ? ` · about ${Math.max(1, Math.round(left))} s left` : ` · about ${Math.round(left / 60)} min left`;
 }

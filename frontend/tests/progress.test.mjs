@@ -11,7 +11,8 @@ const METHODS = new Map([
 ]);
 
 test("each task in words: waiting, a method's batches, scoring; quick steps say nothing", () => {
-  const say = (task, done = 0, total = 0) => describeProgress({ task, done, total, seconds: 1 }, METHODS);
+  const say = (task, done = 0, total = 0) => describeProgress({ task, done, total, seconds: 1, task_seconds: 1 },
+    METHODS);
   assert.equal(say("waiting"), "waiting for the model (another request is using it)");
   assert.equal(say("scorecam", 128, 500), "Score-CAM: 128 of 500 masked images");
   assert.equal(say("ablationcam", 64, 192), "Ablation-CAM: 64 of 192 channels ablated");
@@ -20,6 +21,19 @@ test("each task in words: waiting, a method's batches, scoring; quick steps say 
   assert.equal(say("scoring"), "");
   assert.equal(say("starting"), "");
   assert.equal(say("an-unknown-task", 1, 2), "");
+});
+
+test("past two seconds into a task, its pace so far estimates what is left", () => {
+  const say = (done, total, taskSeconds) =>
+    describeProgress({ task: "scorecam", done, total, seconds: taskSeconds + 1, task_seconds: taskSeconds }, METHODS);
+  assert.equal(say(100, 500, 10), "Score-CAM: 100 of 500 masked images · about 40 s left");
+  assert.equal(say(100, 2048, 10), "Score-CAM: 100 of 2,048 masked images · about 3 min left");  // 195 s
+  assert.equal(say(499, 500, 10), "Score-CAM: 499 of 500 masked images · about 1 s left");
+  assert.equal(say(100, 500, 1.5), "Score-CAM: 100 of 500 masked images");  // too early to tell
+  assert.equal(say(0, 500, 10), "Score-CAM: 0 of 500 masked images");
+  assert.equal(say(500, 500, 10), "Score-CAM: 500 of 500 masked images");
+  assert.equal(describeProgress({ task: "scoring", done: 36, total: 72, seconds: 9, task_seconds: 4 }, METHODS),
+    "36 of 72 images · about 4 s left");
 });
 
 test("tokens are 32 hex digits, different each time, and match the server's pattern", () => {
