@@ -47,6 +47,38 @@ def test_glibc_serves_blocks_up_to_32_mib_from_the_heap():
     assert int(large) >= 40 << 20  # above glibc's 32 MiB ceiling, blocks are still mapped
 
 
+_ARENA_PROBE = """
+import ctypes, sys, threading
+from app.allocator import tune_allocator
+if sys.argv[1] == "tuned":
+    print(tune_allocator()["glibc_one_arena"])
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+
+def allocate():
+    libc.free(libc.malloc(64 << 10))
+
+worker = threading.Thread(target=allocate)
+worker.start()
+worker.join()
+libc.malloc_stats()  # to stderr: one "Arena n:" section per arena
+"""
+
+
+def _arenas(code: str) -> tuple[list[str], int]:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.split(), done.stderr.count("Arena ")
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_worker_threads_allocate_from_the_main_arena():
+    _, default = _arenas(_ARENA_PROBE.replace("sys.argv[1]", "'default'"))
+    accepted, tuned = _arenas(_ARENA_PROBE.replace("sys.argv[1]", "'tuned'"))
+    assert default >= 2  # by default a thread that allocates gets an arena of its own
+    assert accepted == ["True"] and tuned == 1
+
+
 _TORCH_PROBE = """
 import resource, sys
 from app.allocator import tune_allocator
