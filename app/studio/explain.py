@@ -82,7 +82,7 @@ class Budget:
 
 def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
             object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None,
-            progress: TaskProgress | None = None) -> Explanation:
+            progress: TaskProgress = unheard) -> Explanation:
     """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`). Setting `cancelled`
     stops the work at its next forward pass (RequestCancelled); so does running past `cam_max_seconds`
     (WorkLimitExceeded). `progress(task, done, total)` hears where the work is (`progress.py`)."""
@@ -90,7 +90,6 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
-    progress = progress or unheard
     with _holding(model.lock, progress):
         budget.start()
         budget()  # a client that left while the request waited for the model

@@ -35,6 +35,17 @@ export function followProgress(token, onProgress, signal) {
   return stop;
 }
 
+/** GET `url` as JSON, the request followed: `onProgress` hears each poll's answer while it runs. */
+export async function getJsonFollowed(url, { signal, onProgress }) {
+  const token = progressToken();
+  const stop = followProgress(token, onProgress, signal);
+  try {
+    return await getJson(url, { signal, headers: { "X-Progress-Token": token } });
+  } finally {
+    stop();
+  }
+}
+
 /** What a progress answer means to a person; `methods`: id -> the registry entry. Empty for quick tasks. */
 export function describeProgress(progress, methods) {
   const { task, total } = progress;

@@ -2,12 +2,11 @@
 // grid of maps on one colour scale. Maps come raw from the API and are drawn here, so the colormap and
 // opacity redraw without a request; methods and target fetch once per change (stale answers aborted).
 
-import { getJson } from "../api.js";
 import { camQuery } from "../cam-view.js";
 import { COLORMAPS } from "../colormaps.js";
 import { html } from "../dom.js";
 import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
-import { describeProgress, followProgress, progressToken } from "../progress.js";
+import { describeProgress, getJsonFollowed } from "../progress.js";
 import { apiUrl } from "../urls.js";
 
 export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange }) {
@@ -82,12 +81,12 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     computing();
     status.setAttribute("aria-busy", "true");  // screen readers announce the outcome, not every tick
     const ticker = setInterval(computing, 1000);
-    const token = progressToken();
-    const unfollow = followProgress(token, (found) => { progress = found; computing(); }, controller.signal);
     let body;
     try {
-      body = await getJson(apiUrl.cam(imageId, params()),
-        { signal: controller.signal, headers: { "X-Progress-Token": token } });
+      body = await getJsonFollowed(apiUrl.cam(imageId, params()), {
+        signal: controller.signal,
+        onProgress: (found) => { progress = found; computing(); },
+      });
     } catch (error) {
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
@@ -95,7 +94,6 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       return;
     } finally {
       clearInterval(ticker);
-      unfollow();
       status.setAttribute("aria-busy", "false");
     }
     answer = body;
@@ -137,13 +135,11 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     note.className = "metrics-note";
     note.textContent = "Scoring faithfulness…";
     status.append(note);
-    const token = progressToken();
-    const unfollow = followProgress(token, (found) => {
-      note.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`;
-    }, controller.signal);
     try {
-      const body = await getJson(apiUrl.cam(imageId, { ...params(), metrics: METRICS }),
-        { signal: controller.signal, headers: { "X-Progress-Token": token } });
+      const body = await getJsonFollowed(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), {
+        signal: controller.signal,
+        onProgress: (found) => { note.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`; },
+      });
       for (const shown of body.maps) {
         const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
         if (badges) badges.innerHTML = metricBadges(shown.metrics);
@@ -153,8 +149,6 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         ? `pointing game on the ${truth.label}'s mask (${truth.tolerance} px tolerance)` : `no pointing game: ${truth.reason}`;
     } catch (error) {
       if (error.name !== "AbortError") note.textContent = error.message;
-    } finally {
-      unfollow();
     }
   };
 
