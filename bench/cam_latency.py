@@ -126,7 +126,7 @@ def library_cam(cls, model: torch.nn.Module, layer: str, image: torch.Tensor, ta
 
 def report(label: str, ours: float, theirs: float, target: str, extra: str = "") -> None:
     print(f"{label}: fovea {ours * 1000:.1f} ms, pytorch-grad-cam {theirs * 1000:.1f} ms -> "
-          f"{theirs / ours:.1f}x ({target}){extra}", flush=True)
+          f"{theirs / ours:.2f}x ({target}){extra}", flush=True)
 
 
 def gradient_part(repeats: int, trainable_library: bool) -> None:

@@ -13,6 +13,7 @@ from app.engine.cam import compute_cams
 from app.engine.cam import engine as cam_engine
 from app.engine.cam.folded import folded_forward
 from app.engine.cam.tail import Program
+from app.engine.cam.winograd import WinogradConv2d
 from app.engine.hooks import hook_count
 from tests.test_cam_invariants import assert_untouched, snapshot
 
@@ -59,7 +60,10 @@ def test_one_pixel_by_hand():
 def test_resnet18_folds_every_batch_norm_and_computes_the_same(resnet):
     before = snapshot(resnet)
     forward = folded_forward(resnet, image())
-    assert layers(forward, nn.BatchNorm2d) == 0 and layers(forward, nn.Conv2d) == layers(resnet, nn.Conv2d)
+    assert layers(forward, nn.BatchNorm2d) == 0
+    # The 3x3 convolutions of layers 2-4 with 128 or more channels in and out (3 each) go to Winograd.
+    assert layers(forward, WinogradConv2d) == 9
+    assert layers(forward, nn.Conv2d) + 9 == layers(resnet, nn.Conv2d)
     batch = image(3, seed=2)
     with torch.no_grad():
         torch.testing.assert_close(forward(batch), resnet(batch), rtol=1e-4, atol=1e-5)

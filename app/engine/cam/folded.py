@@ -1,16 +1,18 @@
-"""The model with each batch norm folded into the convolution before it, for the many inference passes of
-Score-CAM and of the deletion and insertion curves.
+"""The model with each batch norm folded into the convolution before it and, on the CPU, its wide 3x3
+convolutions computed by Winograd's algorithm (`winograd.py`), for the many inference passes of Score-CAM
+and of the deletion and insertion curves.
 
 In eval mode a batch norm is a per-channel affine map, so a convolution followed by one is a single
 convolution with scaled weights and a shifted bias: the same function, without a pass over every
-activation (Score-CAM on resnet18 on a CPU: about 6% less time on average, docs/benchmarks.md). The model's traced
-graph is kept (weakly, per model); the folded convolutions are built per request, computed in float32
-whatever the model's dtype, and go with the request, so a served model never holds a second copy of its
-weights. The folded graph runs as a `Program` (`tail.py`): node by node over the model's own modules, with
-no generated code left behind per request. No parameter, buffer, mode or submodule of the model changes.
+activation (Score-CAM on resnet18 on a CPU: about 6% less time on average, docs/benchmarks.md). The
+model's traced graph is kept (weakly, per model); the folded and converted convolutions are built per
+request, computed in float32 whatever the model's dtype, and go with the request, so a served model never
+holds a second copy of its weights (nor the Winograd filters, 4x the weights of the layers they replace).
+The folded graph runs as a `Program` (`tail.py`): node by node over the model's own modules, with no
+generated code left behind per request. No parameter, buffer, mode or submodule of the model changes.
 
-Where the model cannot be traced, has nothing to fold, or its folded graph fails or disagrees with it on
-the image at hand, the model itself runs.
+Where the model cannot be traced, has nothing to fold or convert, or its folded graph fails or disagrees
+with it on the image at hand, the model itself runs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from app.engine.cam.tail import Program, graph_values, last_uses, outputs_agree, traced
+from app.engine.cam.winograd import WinogradConv2d, winograd_applies
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,9 +35,9 @@ _GRAPHS_LOCK = threading.Lock()
 
 
 def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
-    """A function of a batch of inputs that gives the model's output, batch norms folded where they can be;
-    checked against the model on `image` (1, c, H, W), and `model` itself where folding fails or finds
-    nothing. The caller holds the model's lock."""
+    """A function of a batch of inputs that gives the model's output, batch norms folded and convolutions
+    converted where they can be; checked against the model on `image` (1, c, H, W), and `model` itself
+    where folding fails or finds nothing. The caller holds the model's lock."""
     with _GRAPHS_LOCK:
         if model not in _GRAPHS:
             _GRAPHS[model] = traced(model)
@@ -42,7 +45,7 @@ def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
     if graph is None:
         return model
     try:
-        folded = _fold(model, graph)
+        folded = _fold(model, graph, image.device)
         if folded is None:
             return model
         with torch.inference_mode():
@@ -52,9 +55,9 @@ def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
     return folded if agrees else model
 
 
-def _fold(model: nn.Module, graph: fx.Graph) -> Program | None:
-    """A copy of the graph in which each (convolution, batch norm) pair is one folded convolution, or None
-    where there is no pair."""
+def _fold(model: nn.Module, graph: fx.Graph, device: torch.device) -> Program | None:
+    """A copy of the graph in which each (convolution, batch norm) pair is one folded convolution and each
+    convolution that Winograd's algorithm suits on `device` is computed by it, or None where neither applies."""
     folded = fx.Graph()
     folded.output(folded.graph_copy(graph, {}))
     modules = dict(model.named_modules())
@@ -71,11 +74,13 @@ def _fold(model: nn.Module, graph: fx.Graph) -> Program | None:
         node.replace_all_uses_with(fused)
         folded.erase_node(node)
         folded.erase_node(source)
-    if not replacements:
-        return None
     nodes = tuple(folded.nodes)
     kept = tuple(n for n in nodes if not (n.op == "call_module" and n.target in replacements))
-    return Program(nodes=nodes, values={**graph_values(model, kept), **replacements}, last_use=last_uses(nodes))
+    values = {**graph_values(model, kept), **replacements}
+    converted = {name: WinogradConv2d(conv) for name, conv in values.items() if winograd_applies(conv, device)}
+    if not replacements and not converted:
+        return None
+    return Program(nodes=nodes, values={**values, **converted}, last_use=last_uses(nodes))
 
 
 def _foldable(conv: nn.Module, norm: nn.Module | None) -> bool:
