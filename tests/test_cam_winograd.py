@@ -66,7 +66,7 @@ def test_agrees_with_the_direct_convolution(batch, channels_in, channels_out, he
         expected, found = conv(x), WinogradConv2d(conv)(x)
     assert found.shape == expected.shape and found.is_contiguous(memory_format=torch.channels_last)
     scale = float(expected.abs().max())
-    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5 * scale)
+    torch.testing.assert_close(found, expected, rtol=0, atol=2e-5 * scale)
 
 
 def test_a_convolution_without_bias():
@@ -135,7 +135,7 @@ def test_nothing_converted_when_no_convolution_is_wide_enough(monkeypatch):
 
 
 def test_the_filter_transform_matches_its_definition():
-    """U = G g G^T per filter, in float64, stored as (36, in, out)."""
+    """U = G g G^T per filter (here computed in float64, one 3x3 matrix at a time), stored as (36, in, out)."""
     conv = nn.Conv2d(2, 3, 3, padding=1).eval()
     converted = WinogradConv2d(conv)
     g = winograd._G

@@ -6,13 +6,16 @@ https://arxiv.org/abs/1509.09308) computes a 4x4 block of outputs from a 6x6 inp
 tile and the filter are each taken to a 6x6 transform domain (V = B^T d B, U = G g G^T), multiplied there
 element by element and summed over input channels, which for a layer is 36 independent matrix products,
 and taken back (Y = A^T M A). The same function up to float32 rounding, with 4x fewer multiplications in
-the products. oneDNN runs Winograd only on AVX-512 CPUs; on the AVX2 machines most people have, its
-direct kernels leave this on the table: resnet18's 3x3 convolutions with 128 to 512 channels take about
-30-45% less time this way, the ones with 64 channels none (their transforms cost what the products save),
-so only convolutions with at least `MIN_CHANNELS` in and out are converted (docs/benchmarks.md).
+the products. PyTorch's CPU convolutions are oneDNN's direct kernels (its x86 Winograd kernels need
+AVX-512), which leave this on the table: on an AVX2 CPU, resnet18's 3x3 convolutions with 128 to 512
+channels take a third to a half less time this way, the ones with 64 channels about 10% more (their
+transforms cost more than the products save), so only convolutions with at least `MIN_CHANNELS` in and
+out are converted (`bench/winograd_convs.py`, docs/benchmarks.md).
 
 The transforms are the paper's (interpolation points 0, 1, -1, 2, -2 and infinity); in float32 they
-agree with the direct convolution to about 1e-5 of the output's range.
+agree with the direct convolution to about 1e-5 of the output's range (2e-5 at most in the tests). The
+filters are transformed per request, like the folded weights, in one matrix product (about 25 ms for a
+512 x 512 layer).
 """
 
 from __future__ import annotations
@@ -60,10 +63,12 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
-        weight = conv.weight.detach().double()  # (out, in, 3, 3)
-        transformed = torch.einsum("xa,oiab,yb->xyio", _G, weight, _G)  # U = G g G^T per (in, out) pair
-        self.register_buffer("filters", transformed.reshape(_SPAN * _SPAN, conv.in_channels, conv.out_channels)
-                             .float().contiguous(), persistent=False)
+        # U = G g G^T for every (in, out) pair in one product: flattened, g (9) -> U (36) is the Kronecker
+        # product; the filters are laid out (9, in x out) first so that it writes (36, in, out) directly.
+        weights = conv.weight.detach().float().permute(2, 3, 1, 0).reshape(9, -1)
+        filters = torch.kron(_G, _G).to(weights) @ weights
+        self.register_buffer("filters", filters.view(_SPAN * _SPAN, conv.in_channels, conv.out_channels),
+                             persistent=False)
         bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.register_buffer("bias", bias, persistent=False)
         self.register_buffer("b_t", _B_T.float(), persistent=False)
