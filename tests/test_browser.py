@@ -322,8 +322,9 @@ def _cam_pixels(page) -> dict[str, str]:
 
 def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_path):
     """Faithfulness with one-pixel curve steps: 25,092 scored images for one map, time enough to watch.
-    The page counts them with a bar; a second page asking the same model for maps says it is waiting for
-    the model; closing the first page stops its work, and the second gets its maps."""
+    The page counts them with a bar; a second page asking the same model for maps and predictions says in
+    both places that it is waiting for the model; closing the first page stops its work, and the second
+    gets its maps."""
     env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
     with live_server(tmp_path / "data", env=env) as base, browser() as chromium:
         picture = _scene_png()
@@ -339,8 +340,9 @@ def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_pa
 
         waiting = _clipboard_page(chromium, base, errors)
         waiting.goto(f"{view},layercam")
-        waiting.wait_for_function(
-            "document.querySelector('.cam-status')?.textContent.includes('waiting for the model')")
+        for panel in (".cam-status", ".predictions"):  # each of the page's requests queues (no atlas here)
+            waiting.wait_for_function(
+                f"document.querySelector('{panel}')?.textContent.includes('waiting for the model')")
         screenshot(waiting, "image-cam-waiting-1280")
         scoring.context.close()  # its connection goes: the server stops scoring and frees the model
         waiting.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 2", timeout=30_000)

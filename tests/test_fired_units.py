@@ -3,6 +3,9 @@ through the API."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -49,3 +52,29 @@ def test_fired_units_errors(client):  # noqa: F811
     assert_error(client.get("/api/images/demo:3/units", params={"model": "shapes-mobilenet", "layer": "features"}), 409,
                  "atlas_missing", "fovea index shapes-mobilenet")
     assert_error(client.get("/api/images/demo:3/units", params={**params, "limit": 0}), 422, "invalid_input")
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/images/demo:3/predictions", {"model": "shapes-cnn"}),
+    ("/api/images/demo:3/units", {"model": "shapes-cnn", "layer": "block4"}),
+], ids=["predictions", "fired-units"])
+def test_a_quick_request_that_finds_the_model_busy_says_it_waits(client, path, params):  # noqa: F811
+    """Another request holds the model (a Score-CAM, say): a followed request reports `waiting` until the
+    model is free, then answers, and its token is forgotten."""
+    loaded = client.app.state.store.ready("shapes-cnn")
+    token = f"quick-{path.rsplit('/', 1)[-1]}"
+    answers = []
+    with loaded.lock:
+        worker = threading.Thread(target=lambda: answers.append(
+            client.get(path, params=params, headers={"X-Progress-Token": token})))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while (polled := client.get(f"/api/progress/{token}")).status_code != 200 \
+                or polled.json()["task"] != "waiting":
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.02)
+    worker.join(30)
+    assert answers[0].status_code == 200, answers[0].text
+    assert client.get(f"/api/progress/{token}").status_code == 404
+    assert_error(client.get(path, params=params, headers={"X-Progress-Token": "no"}), 422, "invalid_input",
+                 "X-Progress-Token")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 
 from app.engine.layers import LayerInfo
 from app.store.store import LoadedModel, ModelStore
+from app.studio.progress import TOKEN_PATTERN
+
+# A token of the client's choosing, sent with a request that may run long or wait for a busy model.
+ProgressToken = Annotated[str | None, Header(
+    alias="X-Progress-Token", pattern=TOKEN_PATTERN,
+    description="A token of the client's choosing: while the request runs, `GET /api/progress/{token}` says how "
+                "far it has got (or that it waits for the model). A header, so that the URL (and its cached "
+                "answer) stays the same.")]
 
 
 def get_store(request: Request) -> ModelStore:

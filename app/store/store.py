@@ -9,6 +9,8 @@ import difflib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -72,17 +74,28 @@ class LoadedModel:
                             model=self.id, layer=name, suggestions=close)
 
 
-    def layer_output(self, layer: str, image: Image.Image) -> torch.Tensor:
+    @contextmanager
+    def exclusive(self, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """The model's lock; `waiting()` is called first when another request holds it (a client can say so)."""
+        if not self.lock.acquire(blocking=False):
+            waiting()
+            self.lock.acquire()
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def layer_output(self, layer: str, image: Image.Image, waiting: Callable[[], None] = lambda: None) -> torch.Tensor:
         """(c, h, w) output of `layer` on one image, run only as far as the layer."""
         self.layer(layer)
         batch = self.preprocessing(image).unsqueeze(0).to(self.device)
-        with self.lock:
+        with self.exclusive(waiting):
             return layer_output(self.module, layer, batch)[0].float().cpu()
 
-    def probabilities(self, image: Image.Image) -> torch.Tensor:
+    def probabilities(self, image: Image.Image, waiting: Callable[[], None] = lambda: None) -> torch.Tensor:
         """(classes,) softmax of the model's scores on one image."""
         batch = self.as_input(self.preprocessing(image).unsqueeze(0))
-        with self.lock, torch.no_grad():
+        with self.exclusive(waiting), torch.no_grad():
             return self.module(batch)[0].float().softmax(dim=0).cpu()
 
     def receptive_field(self, layer: str) -> ReceptiveField:

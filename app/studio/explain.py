@@ -7,8 +7,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +89,7 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
-    with _holding(model.lock, progress):
+    with model.exclusive(waiting=lambda: progress(WAITING)):
         budget.start()
         budget()  # a client that left while the request waited for the model
         progress(MAPS)
@@ -114,18 +113,6 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
                                                        mask, ground_truth, settings)))
     return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps,
                        ground_truth=ground_truth)
-
-
-@contextmanager
-def _holding(lock: threading.Lock, progress: TaskProgress) -> Iterator[None]:
-    """The model's lock; a request that finds it taken says so while it waits."""
-    if not lock.acquire(blocking=False):
-        progress(WAITING)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class _ScoringForward:

@@ -11,11 +11,12 @@ import threading
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.caching import not_modified
+from app.api.deps import ProgressToken
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
@@ -23,7 +24,7 @@ from app.engine.cam import METHODS
 from app.errors import RequestCancelled
 from app.store.store import LoadedModel
 from app.studio.explain import METRICS, CamRequest, Explanation, explain
-from app.studio.progress import TOKEN_PATTERN, RequestProgress
+from app.studio.progress import RequestProgress
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cams"])
@@ -58,11 +59,7 @@ async def read_cams(
     normalize: Annotated[bool, Query(description="Scale the shown map to [0, 1] by its own range.")] = True,
     metrics: Annotated[str, Query(description="Comma-separated metrics to score each map with: "
                                               + "; ".join(f"`{k}`: {v}" for k, v in METRICS.items()))] = "",
-    progress_token: Annotated[str | None, Header(
-        alias="X-Progress-Token", pattern=TOKEN_PATTERN,
-        description="A token of the client's choosing: while the request runs, `GET /api/progress/{token}` "
-                    "says how far it has got. A header, so that the URL (and its cached answer) stays the same."),
-    ] = None,
+    progress_token: ProgressToken = None,
 ) -> FastJSONResponse:
     # The work runs in a worker thread; this coroutine watches the connection meanwhile, so a client that
     # gives up (a browser moving on from Score-CAM) stops the work at its next forward pass and frees the model.

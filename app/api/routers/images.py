@@ -9,12 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.caching import IMMUTABLE, model_view_png, not_modified
+from app.api.deps import ProgressToken
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.api.routers.units import DatasetQuery, get_atlas
 from app.atlas.fired import rank_fired_units
 from app.errors import InvalidInput, PayloadTooLarge
 from app.store.store import ModelStore
+from app.studio.progress import WAITING
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 READ_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown image id (with the two valid forms)."},
@@ -67,10 +69,12 @@ def read_predictions(
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     k: Annotated[int, Query(ge=1, le=1000, description="How many classes (at most the model's classes).")] = 5,
+    progress_token: ProgressToken = None,
 ) -> dict:
     store: ModelStore = request.app.state.store
     loaded = store.ready(model)
-    probabilities = loaded.probabilities(image.load())
+    with request.app.state.progress.follow(progress_token) as progress:
+        probabilities = loaded.probabilities(image.load(), waiting=lambda: progress(WAITING))
     top = probabilities.topk(min(k, len(probabilities)))
     return {"image": image.id, "model": loaded.id, "classes": len(probabilities),
             "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
@@ -87,12 +91,14 @@ def read_fired_units(
     layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
     dataset: DatasetQuery = None,
     limit: Annotated[int, Query(ge=1, le=256, description="How many units.")] = 12,
+    progress_token: ProgressToken = None,
 ) -> dict:
     loaded = request.app.state.store.ready(model)
     loaded.layer(layer)
     atlas = get_atlas(request, loaded, dataset)
     indexed = atlas.layer(layer)
-    activations = loaded.layer_output(layer, image.load())  # (c, h, w)
+    with request.app.state.progress.follow(progress_token) as progress:
+        activations = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
     ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(), limit)
     spatial_max = activations.amax(dim=(1, 2))
     return {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,

@@ -9,7 +9,10 @@ import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
 import { apiUrl } from "../urls.js";
 
-export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange }) {
+/** `after`: a promise the first request waits for (the page's quick requests, which would otherwise queue
+ *  for the model behind a slow method). */
+export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange,
+  after = Promise.resolve() }) {
   const registry = new Map(methods.map((m) => [m.id, m]));
   const channels = model.layers.find((l) => l.name === layer)?.units;
   section.innerHTML = html`<h2>Where <code>${layer}</code> looks</h2>
@@ -57,7 +60,9 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }).catch(() => { status.textContent = "The image could not be loaded."; });
   };
 
+  let requested = false;
   const fetchMaps = async () => {
+    requested = true;
     inflight?.abort();
     scoring?.abort();
     answer = null;
@@ -185,7 +190,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     changed({ refetch: true });
   }, { signal });
   drawColorbar(section.querySelector(".cam-legend canvas"), state.colormap);
-  fetchMaps();
+  after.then(() => { if (!requested && !signal.aborted) fetchMaps(); });  // unless a change came first
 }
 
 const METRICS = "deletion,insertion,confidence,pointing";

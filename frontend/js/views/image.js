@@ -5,10 +5,13 @@
 import { ApiError, getJson } from "../api.js";
 import { camQuery, camViewState } from "../cam-view.js";
 import { html } from "../dom.js";
+import { describeProgress, getJsonFollowed } from "../progress.js";
 import { navigate } from "../router.js";
 import { mountUploadZone } from "../upload-zone.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { mountCamStudio } from "./cam-grid.js";
+
+const QUICK_FIRST_MS = 1000;
 
 export async function mountUpload(root, { query, signal }) {
   root.innerHTML = html`<section class="page-head"><h1>Study an image</h1>
@@ -70,23 +73,34 @@ export async function mountImage(root, { params, query, signal }) {
     navigate(pageUrl.image(imageId, state), { replace: true });  // the defaults chosen, written into the link
   }
 
-  showPredictions(root.querySelector(".predictions"), imageId, modelId, signal);
+  // One forward pass each: asked for first, so that they do not queue behind this page's own Score-CAM. The
+  // maps wait a second at most: a model busy with another page's request keeps both waiting anyway.
+  const quick = Promise.race([Promise.all([
+    showPredictions(root.querySelector(".predictions"), imageId, modelId, signal),
+    layer && showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal),
+  ]), new Promise((resolve) => { setTimeout(resolve, QUICK_FIRST_MS); })]);
   if (layer) {
     mountCamStudio(root.querySelector(".cam-studio"), { imageId, model, layer, methods, state: cams, signal,
-      onStateChange: (changes) => {
+      after: quick, onStateChange: (changes) => {
         state = { ...state, ...changes };
         navigate(pageUrl.image(imageId, state), { replace: true });
       } });
   }
-  if (layer) showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal);
   // The image's crumb opens it with this model's defaults: the studio's choices live in the address bar.
   const crumbs = [{ label: "image", href: pageUrl.upload() }, { label: imageId, href: pageUrl.image(imageId, { model: modelId }) }];
   return { title: `Image ${imageId}`, crumbs };
 }
 
+// While another request holds the model, a pending panel says so (its "…" would look like a hang).
+const noteWaiting = (element) => (progress) => {
+  const note = describeProgress(progress, new Map());
+  if (note) element.textContent = `${note[0].toUpperCase()}${note.slice(1)}.`;
+};
+
 async function showPredictions(panel, imageId, modelId, signal) {
   try {
-    const body = await getJson(apiUrl.predictions(imageId, { model: modelId, k: 5 }), { signal });
+    const body = await getJsonFollowed(apiUrl.predictions(imageId, { model: modelId, k: 5 }),
+      { signal, onProgress: noteWaiting(panel.querySelector("p")) });
     panel.innerHTML = html`<h2>Predictions</h2><ol class="prediction-list">${body.predictions.map((p) => html`
       <li><button type="button" data-class="${p.class}" title="Explain ${p.label}"><span class="label">${p.label}</span>
         <span class="bar" style="--share:${p.probability}"></span>
@@ -106,7 +120,8 @@ async function showPredictions(panel, imageId, modelId, signal) {
 
 async function showFiredUnits(strip, imageId, modelId, layer, signal) {
   try {
-    const body = await getJson(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: 12 }), { signal });
+    const body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: 12 }),
+      { signal, onProgress: noteWaiting(strip) });
     strip.classList.remove("muted");
     strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
       how many of them this image's spatial mean exceeds.</p>
