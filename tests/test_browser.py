@@ -342,7 +342,7 @@ def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_pa
         waiting.goto(f"{view},layercam")
         for panel in (".cam-status", ".predictions"):  # each of the page's requests queues (no atlas here)
             waiting.wait_for_function(
-                f"document.querySelector('{panel}')?.textContent.includes('waiting for the model')")
+                f"document.querySelector('{panel}')?.textContent.toLowerCase().includes('waiting for the model')")
         screenshot(waiting, "image-cam-waiting-1280")
         scoring.context.close()  # its connection goes: the server stops scoring and frees the model
         waiting.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 2", timeout=30_000)
