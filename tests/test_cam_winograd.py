@@ -16,6 +16,12 @@ from app.engine.cam.winograd import WinogradConv2d, winograd_applies
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def every_call_by_winograd(monkeypatch):
+    """The shapes here are small enough that a converted convolution would run directly: not in these tests."""
+    monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 0)
+
+
 def conv_with(weight: torch.Tensor, bias: float = 0.0) -> nn.Conv2d:
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
     with torch.no_grad():
@@ -143,3 +149,18 @@ def test_the_filter_transform_matches_its_definition():
         for o in range(3):
             expected = (g @ conv.weight[o, i].detach().double() @ g.T).float().reshape(36)
             torch.testing.assert_close(converted.filters[:, i, o], expected)
+
+
+def test_a_call_too_small_to_gain_runs_the_convolution_itself(monkeypatch):
+    conv = nn.Conv2d(8, 8, 3, padding=1).eval()
+    calls = []
+    conv.register_forward_hook(lambda *_: calls.append(1))
+    converted = WinogradConv2d(conv)
+    x = torch.randn(2, 8, 6, 6)  # 2 x 36 pixels x 8 x 8 channels x 9 = 41,472 multiply-adds
+    monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 41_473)
+    with torch.no_grad():
+        small = converted(x)
+        monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 41_472)
+        large = converted(x)
+    assert len(calls) == 1  # the first call only
+    torch.testing.assert_close(small, large, rtol=0, atol=1e-5)

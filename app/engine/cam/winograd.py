@@ -8,7 +8,7 @@ element by element and summed over input channels, which for a layer is 36 indep
 and taken back (Y = A^T M A). The same function up to float32 rounding, with 4x fewer multiplications in
 the products. PyTorch's CPU convolutions are oneDNN's direct kernels (its x86 Winograd kernels need
 AVX-512), which leave this on the table: on an AVX2 CPU, resnet18's 3x3 convolutions with 128 to 512
-channels take a third to a half less time this way, the ones with 64 channels about 10% more (their
+channels run 1.4x to 2.1x faster this way, the ones with 64 channels 1.1x to 1.5x slower (their
 transforms cost more than the products save), so only convolutions with at least `MIN_CHANNELS` in and
 out are converted (`bench/winograd_convs.py`, docs/benchmarks.md).
 
@@ -30,6 +30,9 @@ MIN_CHANNELS = 128
 # Tiles per matrix product: enough rows to keep the products efficient, few enough that a chunk's
 # transformed tiles stay in cache (resnet18 at 224: 6 images at 28x28, 16 at 14x14, 64 at 7x7).
 _ROWS_PER_CHUNK = 256
+# Below this many direct multiply-adds a call's fixed cost (some twenty tensor operations) outweighs the
+# saving: 32 images of 128 channels at 7x7 (0.23e9) took 5.6 ms this way against 3.6 ms directly.
+_MIN_MULTIPLY_ADDS = 2**29
 
 _B_T = torch.tensor([[4, 0, -5, 0, 1, 0],
                      [0, -4, -4, 1, 1, 0],
@@ -58,11 +61,13 @@ def winograd_applies(conv: nn.Module, device: torch.device) -> bool:
 
 
 class WinogradConv2d(nn.Module):
-    """`conv` (see `winograd_applies`) computed by F(4x4, 3x3); inference only, no gradients. The
-    transformed filter (36 x in x out, 4x the weights) is built once, here."""
+    """`conv` (see `winograd_applies`) computed by F(4x4, 3x3), or by `conv` itself where a call is too
+    small to gain; inference only, no gradients. The transformed filter (36 x in x out, 4x the weights) is
+    built once, here."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
+        self.direct = conv  # for calls too small to gain
         # U = G g G^T for every (in, out) pair in one product: flattened, g (9) -> U (36) is the Kronecker
         # product; the filters are laid out (9, in x out) first so that it writes (36, in, out) directly.
         weights = conv.weight.detach().float().permute(2, 3, 1, 0).reshape(9, -1)
@@ -77,6 +82,8 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, in, H, W) -> (n, out, H, W), channels-last."""
         n, channels, height, width = x.shape
+        if n * height * width * channels * self.bias.shape[0] * 9 < _MIN_MULTIPLY_ADDS:
+            return self.direct(x)
         rows, cols = -(-height // TILE), -(-width // TILE)
         # Zero border of 1 (the convolution's padding) plus whatever completes the last tiles.
         padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, cols * TILE + 1 - width, 1, rows * TILE + 1 - height))
