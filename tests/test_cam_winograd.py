@@ -70,7 +70,7 @@ def test_agrees_with_the_direct_convolution(batch, channels_in, channels_out, he
         conv.bias.copy_(torch.randn(channels_out, generator=generator))
         x = torch.randn(batch, channels_in, height, width, generator=generator).contiguous(memory_format=layout)
         expected, found = conv(x), WinogradConv2d(conv)(x)
-    assert found.shape == expected.shape and found.is_contiguous(memory_format=torch.channels_last)
+    assert found.shape == expected.shape and found.is_contiguous(memory_format=layout)  # as the direct one
     scale = float(expected.abs().max())
     torch.testing.assert_close(found, expected, rtol=0, atol=2e-5 * scale)
 
@@ -80,6 +80,11 @@ def test_a_convolution_without_bias():
     x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=0, atol=1e-5)
+
+
+def hooked(conv: nn.Conv2d) -> nn.Conv2d:
+    conv.register_forward_hook(lambda _module, _inputs, output: output * 2)
+    return conv
 
 
 def wide(**changes) -> nn.Conv2d:
@@ -99,10 +104,11 @@ def wide(**changes) -> nn.Conv2d:
     (wide(dilation=2, padding=2), CPU, False),
     (wide(groups=2), CPU, False),
     (wide(padding_mode="reflect"), CPU, False),
+    (hooked(wide()), CPU, False),  # the conversion would skip the hook
     (wide().double(), CPU, False),
     (wide().half(), CPU, False),
 ], ids=["wide", "wider", "cuda", "64-in", "64-out", "stride-2", "1x1", "no-padding", "dilated", "grouped",
-        "reflect", "float64", "float16"])
+        "reflect", "hooked", "float64", "float16"])
 def test_which_convolutions_are_converted(conv, device, applies):
     assert winograd_applies(conv, device) is applies
 
@@ -151,16 +157,54 @@ def test_the_filter_transform_matches_its_definition():
             torch.testing.assert_close(converted.filters[:, i, o], expected)
 
 
-def test_a_call_too_small_to_gain_runs_the_convolution_itself(monkeypatch):
+def test_a_call_too_small_to_gain_runs_the_convolution_itself():
     conv = nn.Conv2d(8, 8, 3, padding=1).eval()
     calls = []
     conv.register_forward_hook(lambda *_: calls.append(1))
     converted = WinogradConv2d(conv)
     x = torch.randn(2, 8, 6, 6)  # 2 x 36 pixels x 8 x 8 channels x 9 = 41,472 multiply-adds
-    monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 41_473)
     with torch.no_grad():
+        converted.min_multiply_adds = 41_473
         small = converted(x)
-        monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 41_472)
+        converted.min_multiply_adds = 41_472
         large = converted(x)
     assert len(calls) == 1  # the first call only
     torch.testing.assert_close(small, large, rtol=0, atol=1e-5)
+
+
+def test_the_check_on_one_image_runs_the_winograd_arithmetic(monkeypatch):
+    """One image is far below the size at which a converted convolution uses Winograd, yet the folded
+    forward's check must test what the batches will run: with a broken input transform it must refuse."""
+    monkeypatch.setattr(winograd, "_MIN_MULTIPLY_ADDS", 2**29)  # the real threshold
+    broken = winograd._B_T.clone()
+    broken[4, 5] = 1.0
+    monkeypatch.setattr(winograd, "_B_T", broken)
+    model = Plain().eval()
+    assert folded_forward(model, torch.randn(1, 3, 14, 14)) is model
+
+
+class Flattened(nn.Module):
+    """A model that `view`s a convolution's output: it needs that output contiguous, as the store serves it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 128, 3, stride=2, padding=1)
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1))
+        self.head = nn.Linear(128 * 7 * 7, 5)
+
+    def forward(self, x):
+        y = self.body(self.stem(x))
+        return self.head(y.view(y.shape[0], -1))
+
+
+def test_a_model_fed_contiguous_inputs_gets_contiguous_outputs_from_winograd():
+    from app.engine.cam import compute_cams
+
+    torch.manual_seed(0)
+    model = Flattened().eval().requires_grad_(False)
+    image = torch.randn(1, 3, 14, 14)  # contiguous: `view` fails on a channels-last output
+    forward = folded_forward(model, image)
+    assert isinstance(forward, Program)
+    converted = compute_cams(model, image, "body", ["scorecam"], score_batch_size=8, inference=forward)
+    plain = compute_cams(model, image, "body", ["scorecam"], score_batch_size=8, inference=model)
+    torch.testing.assert_close(converted.maps["scorecam"].raw, plain.maps["scorecam"].raw, rtol=1e-4, atol=1e-5)

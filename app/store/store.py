@@ -85,7 +85,8 @@ class LoadedModel:
         finally:
             self.lock.release()
 
-    def layer_output(self, layer: str, image: Image.Image, waiting: Callable[[], None] = lambda: None) -> torch.Tensor:
+    def layer_output(self, layer: str, image: Image.Image,
+                     waiting: Callable[[], None] = lambda: None) -> torch.Tensor:
         """(c, h, w) output of `layer` on one image, run only as far as the layer."""
         self.layer(layer)
         batch = self.preprocessing(image).unsqueeze(0).to(self.device)

@@ -26,7 +26,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from app.engine.cam.tail import Program, graph_values, last_uses, outputs_agree, traced
-from app.engine.cam.winograd import WinogradConv2d, winograd_applies
+from app.engine.cam.winograd import WinogradConv2d, every_call, winograd_applies
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -36,8 +36,9 @@ _GRAPHS_LOCK = threading.Lock()
 
 def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
     """A function of a batch of inputs that gives the model's output, batch norms folded and convolutions
-    converted where they can be; checked against the model on `image` (1, c, H, W), and `model` itself
-    where folding fails or finds nothing. The caller holds the model's lock."""
+    converted where they can be; checked against the model on `image` (1, c, H, W), the converted ones by
+    Winograd even at that size, and `model` itself where folding fails or finds nothing. The caller holds
+    the model's lock."""
     with _GRAPHS_LOCK:
         if model not in _GRAPHS:
             _GRAPHS[model] = traced(model)
@@ -48,7 +49,8 @@ def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
         folded = _fold(model, graph, image.device)
         if folded is None:
             return model
-        with torch.inference_mode():
+        converted = (m for m in folded.values.values() if isinstance(m, WinogradConv2d))
+        with torch.inference_mode(), every_call(converted):  # one image would be too small for Winograd
             agrees = outputs_agree(model(image), folded(image))
     except Exception:  # user code that traced can still fail on real inputs, or on a folded copy
         return model

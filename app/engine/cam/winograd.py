@@ -13,12 +13,16 @@ transforms cost more than the products save), so only convolutions with at least
 out are converted (`bench/winograd_convs.py`, docs/benchmarks.md).
 
 The transforms are the paper's (interpolation points 0, 1, -1, 2, -2 and infinity); in float32 they
-agree with the direct convolution to about 1e-5 of the output's range (2e-5 at most in the tests). The
+agree with the direct convolution to about 1e-5 of the output's range (2e-5 at most in the tests); an
+infinite input spreads NaN over its tiles, where the direct convolution gives infinities. The
 filters are transformed per request, like the folded weights, in one matrix product (about 25 ms for a
 512 x 512 layer).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -53,11 +57,13 @@ _A_T = torch.tensor([[1, 1, 1, 1, 1, 0],
 
 
 def winograd_applies(conv: nn.Module, device: torch.device) -> bool:
-    """A float32 3x3 'same' convolution, stride 1, on the CPU, with at least MIN_CHANNELS in and out."""
+    """A float32 3x3 'same' convolution, stride 1, on the CPU, with at least MIN_CHANNELS in and out, and no
+    hooks of its own (the conversion would skip them)."""
     return (type(conv) is nn.Conv2d and device.type == "cpu" and conv.weight.dtype == torch.float32
             and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-            and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS)
+            and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+            and not conv._forward_hooks and not conv._forward_pre_hooks)
 
 
 class WinogradConv2d(nn.Module):
@@ -68,6 +74,7 @@ class WinogradConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         self.direct = conv  # for calls too small to gain
+        self.min_multiply_adds = _MIN_MULTIPLY_ADDS
         # U = G g G^T for every (in, out) pair in one product: flattened, g (9) -> U (36) is the Kronecker
         # product; the filters are laid out (9, in x out) first so that it writes (36, in, out) directly.
         weights = conv.weight.detach().float().permute(2, 3, 1, 0).reshape(9, -1)
@@ -80,9 +87,10 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("a_t", _A_T.float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, in, H, W) -> (n, out, H, W), channels-last."""
+        """(n, in, H, W) -> (n, out, H, W), in the input's memory format (as the direct convolution does: a
+        model may `view` its output)."""
         n, channels, height, width = x.shape
-        if n * height * width * channels * self.bias.shape[0] * 9 < _MIN_MULTIPLY_ADDS:
+        if n * height * width * channels * self.bias.shape[0] * 9 < self.min_multiply_adds:
             return self.direct(x)
         rows, cols = -(-height // TILE), -(-width // TILE)
         # Zero border of 1 (the convolution's padding) plus whatever completes the last tiles.
@@ -105,4 +113,19 @@ class WinogradConv2d(nn.Module):
             blocks = torch.matmul(self.a_t, half).view(TILE, TILE, images, rows, cols, out_channels)
             torch.add(blocks.permute(2, 3, 0, 4, 1, 5), self.bias, out=out[start:start + images])
         result = out.view(n, rows * TILE, cols * TILE, out_channels)[:, :height, :width].permute(0, 3, 1, 2)
-        return result.contiguous(memory_format=torch.channels_last)  # a copy only where tiles overhang
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return result.contiguous(memory_format=layout)  # no copy for whole tiles in channels-last
+
+
+@contextmanager
+def every_call(converted: Iterable[WinogradConv2d]) -> Iterator[None]:
+    """Within the block, `converted` compute every call by Winograd, however small: a check on one image
+    then checks the arithmetic the batches will run."""
+    converted = list(converted)
+    for conv in converted:
+        conv.min_multiply_adds = 0
+    try:
+        yield
+    finally:
+        for conv in converted:
+            conv.min_multiply_adds = _MIN_MULTIPLY_ADDS
