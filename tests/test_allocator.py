@@ -15,6 +15,11 @@ def _run(code: str) -> list[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
 
 
+# The settings are glibc's (mallopt); the probes read its state through libc.so.6 (mallinfo2, malloc_stats).
+glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                                reason="probes glibc's malloc through libc.so.6: only glibc has these settings")
+
+
 _GLIBC_PROBE = """
 import ctypes
 from app.allocator import tune_allocator
@@ -38,7 +43,7 @@ print(mapped_by(20 << 20), tune_allocator()["glibc_keeps_freed_memory"], mapped_
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@glibc_only
 def test_glibc_serves_blocks_up_to_32_mib_from_the_heap():
     default, accepted, tuned, large = _run(_GLIBC_PROBE)
     assert int(default) >= 20 << 20  # by default a fresh 20 MiB block is mapped, to be faulted in page by page
@@ -71,7 +76,7 @@ def _arenas(code: str) -> tuple[list[str], int]:
     return done.stdout.split(), done.stderr.count("Arena ")
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@glibc_only
 def test_worker_threads_allocate_from_the_main_arena():
     _, default = _arenas(_ARENA_PROBE.replace("sys.argv[1]", "'default'"))
     accepted, tuned = _arenas(_ARENA_PROBE.replace("sys.argv[1]", "'tuned'"))

@@ -90,12 +90,12 @@ class WinogradConv2d(nn.Module):
         """(n, in, H, W) -> (n, out, H, W), in the input's memory format (as the direct convolution does: a
         model may `view` its output)."""
         n, channels, height, width = x.shape
-        if n * height * width * channels * self.bias.shape[0] * 9 < self.min_multiply_adds:
+        out_channels = self.bias.shape[0]
+        if n * height * width * channels * out_channels * 9 < self.min_multiply_adds:
             return self.direct(x)
         rows, cols = -(-height // TILE), -(-width // TILE)
         # Zero border of 1 (the convolution's padding) plus whatever completes the last tiles.
         padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, cols * TILE + 1 - width, 1, rows * TILE + 1 - height))
-        out_channels = self.bias.shape[0]
         out = torch.empty((n, rows, TILE, cols, TILE, out_channels), dtype=x.dtype, device=x.device)
         chunk = max(1, -(-_ROWS_PER_CHUNK // (rows * cols)))
         for start in range(0, n, chunk):
