@@ -73,7 +73,6 @@ class LoadedModel:
         raise LayerNotFound(f"model {self.id!r} has no explorable layer {name!r}{hint}",
                             model=self.id, layer=name, suggestions=close)
 
-
     @contextmanager
     def exclusive(self, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
         """The model's lock; `waiting()` is called first when another request holds it (a client can say so)."""
