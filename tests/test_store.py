@@ -146,3 +146,39 @@ def test_output_must_be_class_scores(card_dir, settings_for, write_tiny_card):
     save_file(nn.Sequential(nn.Conv2d(3, 4, 3)).state_dict(), str(card_dir / "none.safetensors"))
     model = load_store(settings_for(card_dir)).get("tiny")
     assert "expects class scores of shape (n, classes)" in model.error
+
+
+def test_cards_in_two_folders_each_run_their_own_module(tmp_path, settings_for):
+    """Two card folders that each hold a `nets.py`: Python's module cache must not hand the second card the
+    first folder's architecture."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from app.store.checkpoints import sha256_file
+    from tests.conftest import card_toml
+
+    folders = []
+    for name, width in (("first", 4), ("second", 6)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "nets.py").write_text(
+            "from torch import nn\n\n"
+            "def build():\n"
+            f"    return nn.Sequential(nn.Conv2d(3, {width}, 3, padding=1), nn.ReLU(),\n"
+            f"                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear({width}, 2))\n")
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                               nn.Linear(width, 2))
+        save_file(module.state_dict(), str(folder / "w.safetensors"))
+        (folder / f"{name}.toml").write_text(card_toml({
+            "id": name, "name": name, "architecture": {"callable": "nets:build"},
+            "weights": {"file": "w.safetensors", "sha256": sha256_file(folder / "w.safetensors")},
+            "input": {"size": [16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}))
+        folders.append(folder)
+    store = load_store(settings_for(*folders))
+    for name, width in (("first", 4), ("second", 6)):
+        model = store.get(name)
+        assert model.ready, model.error
+        assert model.layer("0").shape[0] == width
+    import sys
+    assert "nets" not in sys.modules  # nothing of a card's folder is left cached for the next card

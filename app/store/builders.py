@@ -100,14 +100,10 @@ def _torchvision_builder(name: str):
 
 def _import_callable(spec: str, card_dir: Path):
     module_name, _, attribute = spec.partition(":")
-    # The card's folder is importable while the module loads, so a `my_net.py` beside the card works.
-    sys.path.insert(0, str(card_dir))
     try:
-        module = importlib.import_module(module_name)
+        module = _import_card_module(module_name, card_dir)
     except Exception as exc:
         raise ModelCardError(f"architecture.callable: cannot import {module_name!r}: {exc}") from None
-    finally:
-        sys.path.remove(str(card_dir))
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -116,3 +112,32 @@ def _import_callable(spec: str, card_dir: Path):
     if not callable(target):
         raise ModelCardError(f"architecture.callable: {spec!r} is not callable")
     return target
+
+
+def _import_card_module(module_name: str, card_dir: Path):
+    """Import `module_name` with the card's folder first on the path, so a `my_net.py` beside the card works.
+
+    Python caches modules by name: two card folders that each hold a `nets.py` would otherwise both run the
+    first one imported. So every module that the card's folder itself provides is imported afresh, with any
+    module of the same name set aside while it loads and put back after; the card keeps its own objects.
+    """
+    local = _local_module_names(card_dir)
+    shadowed = {name: module for name, module in sys.modules.items() if name.partition(".")[0] in local}
+    for name in shadowed:
+        del sys.modules[name]
+    sys.path.insert(0, str(card_dir))
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(str(card_dir))
+        for name in [name for name in sys.modules if name.partition(".")[0] in local]:
+            del sys.modules[name]
+        sys.modules.update(shadowed)
+
+
+def _local_module_names(folder: Path) -> set[str]:
+    """Top-level module names that a folder provides: its `*.py` files and its package folders."""
+    if not folder.is_dir():
+        return set()
+    return ({path.stem for path in folder.glob("*.py")}
+            | {path.name for path in folder.iterdir() if (path / "__init__.py").is_file()})
