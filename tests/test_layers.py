@@ -79,3 +79,36 @@ def test_hooks_removed_when_forward_fails():
     with pytest.raises(RuntimeError):
         discover_layers(model, torch.zeros(1, 1, 32, 32))  # wrong channel count
     assert hook_count(model) == 0
+
+
+def test_blocks_of_a_module_list_are_selected():
+    """EfficientNet-PyTorch keeps its blocks in an `nn.ModuleList` (`_blocks`) and loops over it: its blocks
+    are chosen as a `Sequential` stage's would be, not only the stem and head convolutions."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, channels: int):
+            super().__init__()
+            self._depthwise_conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+            self._project_conv = nn.Conv2d(channels, channels, 1)
+
+        def forward(self, x):
+            return x + self._project_conv(self._depthwise_conv(x).relu())
+
+    class LoopNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._conv_stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self._blocks = nn.ModuleList(Block(8) for _ in range(3))
+            self._conv_head = nn.Conv2d(8, 16, 1)
+            self._fc = nn.Linear(16, 2)
+
+        def forward(self, x):
+            x = self._conv_stem(x)
+            for block in self._blocks:
+                x = block(x)
+            return self._fc(self._conv_head(x).mean((2, 3)))
+
+    layers, _ = discover_layers(LoopNet().eval(), torch.zeros(1, 3, 32, 32))
+    assert [info.name for info in layers if info.default] == [
+        "_conv_stem", "_blocks.0", "_blocks.1", "_blocks.2", "_conv_head"]

@@ -24,6 +24,9 @@ class LayerInfo:
         return self.shape[0]
 
 
+# Containers whose children are a network's stages or blocks: `nn.Sequential`, and the `nn.ModuleList` (or
+# `nn.ModuleDict`) that models such as EfficientNet-PyTorch (`_blocks`) loop over in their forward.
+_STAGE_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
 _NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.LocalResponseNorm)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -34,8 +37,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[Layer
     """Every module whose output is a 4-d tensor, in the order their outputs are produced (data flow:
     a block's convolutions, then the block, then its stage), plus the model's output on `example`.
 
-    The default selection holds the modules reached from the model through `Sequential` containers
-    only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
+    The default selection holds the modules reached from the model through `Sequential` (or `ModuleList`)
+    containers only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
     that are containers or convolutions, with spatial size above 1x1. A convolution that a `Sequential`
     follows with normalisation and an activation is represented by the activation: its units are what
     the network passes on, and a per-channel affine map would only rescale (or mirror) the same ranking.
@@ -69,7 +72,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[Layer
 def _default_selection(modules: dict[str, nn.Module], outputs: dict[str, torch.Tensor]) -> set[str]:
     def reached_through_sequentials(name: str) -> bool:
         parts = name.split(".")
-        return all(isinstance(modules[".".join(parts[:i])], nn.Sequential) for i in range(1, len(parts)))
+        return all(isinstance(modules[".".join(parts[:i])], _STAGE_CONTAINERS) for i in range(1, len(parts)))
 
     def is_candidate(name: str) -> bool:
         module = modules[name]
