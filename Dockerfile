@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     FOVEA_HOST=0.0.0.0 FOVEA_PORT=8000 FOVEA_DATA_DIR=/data
 
 WORKDIR /srv/fovea
-COPY pyproject.toml README.md ./
+COPY pyproject.toml hatch_build.py README.md ./
 COPY app ./app
 COPY frontend ./frontend
 COPY model_store ./model_store

@@ -27,15 +27,17 @@ def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = N
 
 
 @contextmanager
-def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
-                        timeout: float = 90.0):
-    """(base URL, the server's `Popen`), for callers that also watch the process (its memory, its exit)."""
+def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | None] | None = None,
+                        timeout: float = 90.0, program: list[str] | None = None, cwd: Path | None = None):
+    """(base URL, the server's `Popen`), for callers that also watch the process (its memory, its exit).
+
+    `program` replaces `python -m app serve` (an installed `fovea serve`); `env` entries set to None are removed."""
     port = free_port()
-    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [*(program or [sys.executable, "-m", "app", "serve"]), "--host", "127.0.0.1", "--port", str(port),
                "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
     log = open(data_dir.parent / f"server-{port}.log", "w+")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})
+    environment = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
