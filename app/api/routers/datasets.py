@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from app.api.caching import model_view_png
 from app.api.errors import ErrorResponse
+from app.api.image_refs import DatasetIndex
 from app.errors import NotFound
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -18,12 +19,13 @@ CACHED = "public, max-age=86400"
 
 @router.get("/{dataset}/images/{image_id}", response_class=Response,
             responses={404: {"model": ErrorResponse, "description": "Unknown dataset, image id or model."},
-                       422: {"model": ErrorResponse, "description": "An image that cannot be decoded."}},
+                       422: {"model": ErrorResponse, "description": "An image id not written as one (ASCII "
+                                                                     "digits), or an image that cannot be decoded."}},
             summary="The bytes of one dataset image")
 def read_image(
     request: Request,
     dataset: Annotated[str, Path(description="Atlas dataset name.")],
-    image_id: Annotated[int, Path(ge=0, description="Image id within the dataset.")],
+    image_id: Annotated[DatasetIndex, Path(description="Image id within the dataset.")],
     model: Annotated[str | None, Query(description="Return the image as this model sees it (resized and "
                                                    "cropped, as a PNG): what its activation maps cover.")] = None,
 ) -> Response:
