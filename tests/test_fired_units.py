@@ -11,6 +11,7 @@ import pytest
 
 from app.atlas.fired import rank_fired_units
 from tests.test_api import assert_error
+from tests.test_cam_api import decode
 from tests.test_images_api import client, root  # noqa: F401  (module-scoped fixtures: one atlas, one server)
 
 
@@ -78,3 +79,39 @@ def test_a_quick_request_that_finds_the_model_busy_says_it_waits(client, path, p
     assert client.get(f"/api/progress/{token}").status_code == 404
     assert_error(client.get(path, params=params, headers={"X-Progress-Token": "no"}), 422, "invalid_input",
                  "X-Progress-Token")
+
+
+def test_fired_units_with_maps_carry_each_units_live_map_and_top_map(client):  # noqa: F811
+    """One request draws the image page's strip: each listed unit's map on this image (what the activation
+    endpoint computes live), its map on its top dataset image (the atlas's) and its dataset maximum."""
+    params = {"model": "shapes-cnn", "layer": "block4", "limit": 5}
+    plain = client.get("/api/images/demo:3/units", params=params).json()
+    body = client.get("/api/images/demo:3/units", params={**params, "maps": True}).json()
+    units = [row["unit"] for row in body["units"]]
+    assert units == [row["unit"] for row in plain["units"]]
+    assert [row["rank"] for row in body["units"]] == [1, 2, 3, 4, 5]
+    assert "maps" not in plain and body["maps"]["shape"] == [5, 7, 7] and body["top_maps"]["shape"] == [5, 7, 7]
+    maps, top_maps = decode(body["maps"]), decode(body["top_maps"])
+    for index, row in enumerate(body["units"]):
+        live = client.get(f"/api/models/shapes-cnn/layers/block4/units/{row['unit']}/activation",
+                          params={"image": 3}).json()
+        np.testing.assert_allclose(maps[index], decode(live["map"])[0], rtol=1e-5, atol=1e-6)
+        assert row["spatial_max"] == pytest.approx(float(maps[index].max()), rel=1e-5)
+        unit = client.get(f"/api/models/shapes-cnn/layers/block4/units/{row['unit']}").json()
+        assert row["max_max"] == unit["max_max"] and row["top_image"] == unit["top_image"]
+        top = decode(client.get(f"/api/models/shapes-cnn/layers/block4/units/{row['unit']}/maps").json())
+        np.testing.assert_array_equal(top_maps[index], top[0])
+
+
+def test_one_named_unit_wherever_it_ranks(client):  # noqa: F811
+    """The unit page's "on your image" card asks for one unit: the same row as in the full ranking."""
+    params = {"model": "shapes-cnn", "layer": "block4"}
+    everything = client.get("/api/images/demo:3/units", params={**params, "limit": 256}).json()
+    assert everything["units_total"] == 192 and len(everything["units"]) == 192
+    last = everything["units"][-1]
+    body = client.get("/api/images/demo:3/units", params={**params, "unit": last["unit"], "maps": 1}).json()
+    (row,) = body["units"]
+    assert row == {**last, "max_max": row["max_max"], "top_image": row["top_image"]}
+    assert row["rank"] == 192 and body["maps"]["shape"] == [1, 7, 7]
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": 192}), 404, "not_found", "0 to 191")
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": -1}), 404, "not_found", "0 to 191")

@@ -51,6 +51,8 @@ class ModelSummary(BaseModel):
     id: str
     name: str
     description: str
+    trained_on: str = Field(description="What the weights were trained on, from the card; empty when it does not "
+                                        "say.")
     status: str = Field(description="`ready` or `error`.")
     error: str | None
     card: str = Field(description="The card file's name.")
@@ -94,6 +96,7 @@ def model_summary(model: LoadedModel) -> ModelSummary:
         id=model.id,
         name=card.name if card else model.id,
         description=card.description if card else "",
+        trained_on=card.trained_on if card else "",
         status=model.status,
         error=model.error,
         card=model.card_path.name,

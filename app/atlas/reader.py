@@ -117,6 +117,12 @@ class Atlas:
                            f"{self.meta['images'] - 1}", image=image_id, valid=[0, self.meta["images"] - 1])
         return rows[0]
 
+    def samples(self, limit: int) -> list[sqlite3.Row]:
+        """Images to start from: the first readable image of each class, classes in name order; every image
+        of a dataset without classes is a group of its own (so its first images come)."""
+        return self._query("SELECT MIN(id) AS id, label FROM images WHERE readable GROUP BY COALESCE(label, id) "
+                           "ORDER BY label, id LIMIT ?", (limit,))
+
     def image_path(self, image_id: int) -> Path:
         """The file of a dataset image; the relative path comes from the catalog, never from a request."""
         return self.dataset_root / self.image(image_id)["path"]

@@ -19,6 +19,11 @@ from app.store.builders import build_module
 from app.store.cards import Architecture
 from app.store.checkpoints import sha256_file
 
+# Both demo models learn from the same rendered scenes; the card says so wherever a prediction is shown.
+TRAINED_ON = (f"Fovea's procedural shapes only: {SPLIT_SIZES['train']:,} rendered {DEFAULT_SIZE} px scenes of "
+              f"{len(SHAPE_KINDS)} kinds of shape on textured backgrounds. It has never seen a photo: any image "
+              f"gets one of these {len(SHAPE_KINDS)} shape names.")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -86,6 +91,7 @@ def card_text(recipe: Recipe, weights_file: str, sha256: str, accuracy: float, s
         f"id = {_toml(recipe.id)}",
         f"name = {_toml(recipe.name)}",
         f"description = {_toml(recipe.description)}",
+        f"trained_on = {_toml(TRAINED_ON)}",
         "",
         "[architecture]",
         *(f"{key} = {_toml(value)}" for key, value in recipe.architecture.items()),

@@ -102,6 +102,9 @@ class ModelCard(_Strict):
     id: str = Field(pattern=MODEL_ID_PATTERN, description="URL-safe id: lower-case letters, digits, '-' and '_'.")
     name: str = Field(min_length=1, description="Display name.")
     description: str = ""
+    trained_on: str = Field(default="", description="What the weights were trained on (shown beside every "
+                                                     "prediction, so that a photo given to a shapes model reads "
+                                                     "as out of its world); empty: not stated.")
     layers: list[str] | None = Field(default=None, description="Layers to explore; default: discovered.")
     architecture: Architecture
     weights: Weights

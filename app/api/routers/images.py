@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.caching import IMMUTABLE, model_view_png, not_modified
 from app.api.deps import ProgressToken
+from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.api.routers.units import DatasetQuery, get_atlas
@@ -91,20 +92,37 @@ def read_fired_units(
     layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
     dataset: DatasetQuery = None,
     limit: Annotated[int, Query(ge=1, le=256, description="How many units.")] = 12,
+    unit: Annotated[int | None, Query(description="Only this unit, wherever it ranks (`rank` says where).")] = None,
+    maps: Annotated[bool, Query(description="Also each listed unit's map on this image (`maps`) and on its top "
+                                            "dataset image (`top_maps`), (units, h, w) raw values in list order; "
+                                            "`max_max` is each unit's maximum over the dataset.")] = False,
     progress_token: ProgressToken = None,
 ) -> dict:
     loaded = request.app.state.store.ready(model)
     loaded.layer(layer)
     atlas = get_atlas(request, loaded, dataset)
     indexed = atlas.layer(layer)
+    if unit is not None:
+        atlas.check_unit(indexed, unit)
     with request.app.state.progress.follow(progress_token) as progress:
         activations = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
-    ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(), limit)
+    ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(),
+                              indexed.units if unit is not None else limit)
+    rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
     spatial_max = activations.amax(dim=(1, 2))
-    return {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,
-            "images": int(atlas.meta["images"]), "measure": "spatial mean, percentile among the dataset's images",
+    body = {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,
+            "images": int(atlas.meta["images"]), "units_total": indexed.units,
+            "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
-                       "link": f"/m/{loaded.id}/{layer}/{row['unit']}"} for row in ranked]}
+                       "link": f"/m/{loaded.id}/{layer}/{row['unit']}"} for row in rows]}
+    if maps:  # the strip draws every unit without a request per unit
+        listed = [row["unit"] for row in rows]
+        for row in body["units"]:
+            stats = atlas.unit(indexed, row["unit"])
+            row.update(max_max=stats["max_max"], top_image=stats["top_image"])
+        body["maps"] = encode_maps(activations[listed].numpy())
+        body["top_maps"] = encode_maps(atlas.top_maps(indexed, listed))
+    return body
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:
