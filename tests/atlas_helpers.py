@@ -36,17 +36,28 @@ def brute_force_unit_stats(activations: np.ndarray, k: int) -> dict:
     n, c, h, w = activations.shape
     flat = activations.reshape(n, c, h * w).astype(np.float64)
     spatial_max, spatial_mean = flat.max(2), flat.mean(2)
-    order = [np.lexsort((np.arange(n), -spatial_max[:, unit]))[:k] for unit in range(c)]
+    # Ties on the maximum go to the higher mean (float32, as the build computes it), then the lower id.
+    mean32 = torch.from_numpy(activations).reshape(n, c, h * w).mean(2).numpy()
+    order = [np.lexsort((np.arange(n), -mean32[:, unit], -spatial_max[:, unit]))[:k] for unit in range(c)]
     return {
         "topk": np.array(order),
-        "positions": np.array([[flat[i, unit].argmax() for i in order[unit]] for unit in range(c)]),
+        "positions": np.array([[_peak(flat[i, unit], w) for i in order[unit]] for unit in range(c)]),
         "values": np.array([spatial_max[order[unit], unit] for unit in range(c)]),
         "max_mean": spatial_max.mean(0), "max_std": spatial_max.std(0), "max_max": spatial_max.max(0),
         "mean_mean": spatial_mean.mean(0), "mean_std": spatial_mean.std(0), "mean_max": spatial_mean.max(0),
         "fraction_active": (spatial_max > 0).mean(0),
+        "images_at_max": (spatial_max == spatial_max.max(0)).sum(0),
         "quantile_995": np.quantile(activations.transpose(1, 0, 2, 3).reshape(c, -1), 0.995, axis=1),
         "spatial_mean": spatial_mean,
     }
+
+
+def _peak(values: np.ndarray, width: int) -> int:
+    """Of the positions at the maximum, the first nearest to their centroid."""
+    at_max = np.flatnonzero(values == values.max())
+    ys, xs = at_max // width, at_max % width
+    distance = (ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2
+    return int(at_max[np.argmin(distance)])
 
 
 def demo_atlas(root: Path, settings: Settings, images: int) -> Path:

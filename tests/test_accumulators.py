@@ -6,18 +6,27 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.accumulators import _EMPTY, Histogram, ImageStats, TopK, _keys, _unkey, sample_positions
+from app.engine.accumulators import (
+    _EMPTY,
+    Histogram,
+    ImageStats,
+    TopK,
+    _keys,
+    _unkey,
+    peak_positions,
+    sample_positions,
+)
 
 
 def _update(topk: TopK, batch: torch.Tensor, ids: list[int]) -> None:
     flat = batch.reshape(len(ids), batch.shape[1], -1)
-    topk.update(flat, torch.tensor(ids), flat.amax(dim=2))
+    topk.update(flat, torch.tensor(ids), flat.amax(dim=2), flat.mean(dim=2))
 
 
 def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
     topk = TopK(units=1, k=2, map_shape=(1, 2))
     _update(topk, torch.tensor([[[[1.0, 3.0]]], [[[2.0, 0.0]]]]), [0, 1])  # maxima 3 (id 0), 2 (id 1)
-    _update(topk, torch.tensor([[[[3.0, 1.0]]], [[[0.5, 0.5]]]]), [2, 3])  # 3 ties id 0: id 0 stays first
+    _update(topk, torch.tensor([[[[3.0, 1.0]]], [[[0.5, 0.5]]]]), [2, 3])  # 3 and mean 2 tie id 0: id 0 first
     ranked = topk.ordered()
     assert ranked["image_ids"].tolist() == [[0, 2]]
     assert ranked["values"].tolist() == [[3.0, 3.0]]
@@ -25,14 +34,41 @@ def test_topk_keeps_the_largest_with_ties_to_the_lower_id():
     assert ranked["maps"][0, 1].tolist() == [[3.0, 1.0]]
 
 
+def test_topk_breaks_ties_on_the_maximum_by_the_spatial_mean():
+    """A clamp (ReLU6) caps many images at 6.0: among them the image the unit fills more ranks first, and an
+    image tied on both keys goes to the lower id, in any batch and slot order."""
+    maps = {0: [6.0, 0.0, 0.0, 0.0], 1: [6.0, 6.0, 6.0, 0.0], 2: [6.0, 6.0, 0.0, 0.0], 3: [5.0, 5.0, 5.0, 5.0],
+            4: [6.0, 6.0, 0.0, 0.0], 5: [6.0, 6.0, 6.0, 6.0], 6: [6.0, 0.0, 6.0, 0.0]}
+    topk = TopK(units=1, k=4, map_shape=(2, 2))
+    for ids in ([0, 1], [2, 3, 4], [5, 6]):
+        _update(topk, torch.tensor([[maps[i]] for i in ids]).reshape(len(ids), 1, 2, 2), ids)
+    ranked = topk.ordered()
+    # (max, mean): 5 (6, 6), 1 (6, 4.5), then 2, 4 and 6 at (6, 3): the lower ids 2 and 4 take the places.
+    assert ranked["image_ids"].tolist() == [[5, 1, 2, 4]]
+    assert ranked["values"].tolist() == [[6.0, 6.0, 6.0, 6.0]]
+
+
+def test_the_peak_of_a_saturated_map_sits_where_the_maximum_is():
+    """Positions at the clamp: the one nearest their centroid, not the first in row-major order (which put
+    69% of an EfficientNet head's peaks at the top left)."""
+    maps = torch.zeros(3, 5, 5)
+    maps[0, 2:5, 2:5] = 6.0  # a saturated block at the bottom right: centroid (3, 3)
+    maps[1, 0, 0], maps[1, 4, 4] = 6.0, 6.0  # two corners: centroid (2, 2), equidistant, first one wins
+    maps[2, 1, 3] = 7.0  # one maximum: itself
+    assert peak_positions(maps.reshape(3, 25), (5, 5)).tolist() == [3 * 5 + 3, 0, 1 * 5 + 3]
+
+
 def test_topk_keys_order_every_kind_of_float():
     values = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], dtype=np.float32)
-    keys = _keys(values, np.zeros(len(values), dtype=np.int64))
+    keys = _keys(values, np.zeros(len(values), dtype=np.float32))
     assert (np.diff(keys[[0, 1, 2, 4, 5, 6, 7]]) > 0).all()
-    assert keys[3] == keys[4]  # -0 and +0 are one value, so the image id alone breaks their tie
-    decoded, ids = _unkey(np.append(_keys(values, np.arange(8)), _EMPTY))
+    assert keys[3] == keys[4]  # -0 and +0 are one value, so the mean and then the image id break their tie
+    means = _keys(np.zeros(len(values), dtype=np.float32), values)  # the mean orders keys of equal maxima
+    assert (np.diff(means[[0, 1, 2, 4, 5, 6, 7]]) > 0).all() and means[3] == means[4]
+    assert (_keys(values[:1], values[-1:]) < _keys(values[1:2], values[:1])).all()  # the maximum comes first
+    decoded = _unkey(np.append(_keys(values, values), _EMPTY))
     assert decoded[:3].tolist() == values[:3].tolist() and decoded[4:8].tolist() == values[4:].tolist()
-    assert decoded[8] == -np.inf and ids.tolist() == [*range(8), -1]
+    assert decoded[8] == -np.inf
 
 
 def test_image_stats_by_hand():
@@ -44,6 +80,15 @@ def test_image_stats_by_hand():
     assert summary["max_std"][0] == pytest.approx(np.std([1.0, 3.0, -1.0]))
     assert summary["max_max"][0] == 3.0 and summary["mean_max"][0] == 1.5
     assert summary["fraction_active"][0] == pytest.approx(2 / 3)
+    assert summary["images_at_max"][0] == 1
+
+
+def test_image_stats_count_the_images_at_the_maximum():
+    stats = ImageStats(units=2)
+    stats.update(np.array([[6.0, 1.0], [6.0, 2.0], [5.0, 3.0]]), np.zeros((3, 2)))
+    stats.update(np.array([[6.0, 4.0]]), np.zeros((1, 2)))  # a third image at 6; unit 1's maximum rises
+    stats.update(np.array([[2.0, 4.0], [6.0, 1.0]]), np.zeros((2, 2)))
+    assert stats.summary()["images_at_max"].tolist() == [4, 2]
 
 
 def test_histogram_bins_values_and_keeps_zeros_apart():
@@ -120,13 +165,16 @@ def test_topk_matches_a_stable_sort_with_many_ties():
         _update(topk, activations[start:start + 10], list(range(start, min(start + 10, 103))))
     ranked = topk.ordered()
     flat = activations.reshape(103, 5, 6)
-    maxima = flat.max(dim=2).values.numpy()
+    maxima, means = flat.max(dim=2).values.numpy(), flat.mean(dim=2).numpy()
     for unit in range(5):
-        expected = np.lexsort((np.arange(103), -maxima[:, unit]))[:7]
+        expected = np.lexsort((np.arange(103), -means[:, unit], -maxima[:, unit]))[:7]
         assert ranked["image_ids"][unit].tolist() == expected.tolist()
         for slot, image in enumerate(expected):
             assert np.array_equal(ranked["maps"][unit, slot], activations[image, unit].half().numpy())
-            assert ranked["positions"][unit, slot] == int(np.argmax(flat[image, unit].numpy()))  # the first maximum
+            at_max = np.flatnonzero(flat[image, unit].numpy() == maxima[image, unit])
+            ys, xs = at_max // 3, at_max % 3
+            nearest = at_max[np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)]
+            assert ranked["positions"][unit, slot] == nearest  # the maximum nearest the maxima's centroid
 
 
 def test_histogram_takes_the_given_positions_and_copies_them():

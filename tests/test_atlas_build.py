@@ -52,6 +52,7 @@ def _check_against_brute_force(atlas: Atlas, model, dataset, layers: list[str]) 
             for key in ("mean_mean", "mean_std", "mean_max"):  # spatial means are summed in float32
                 assert row[key] == pytest.approx(expected[key][unit], rel=1e-5, abs=1e-7), (name, unit, key)
             assert bool(row["dead"]) == (expected["fraction_active"][unit] == 0)
+            assert row["images_at_max"] == expected["images_at_max"][unit]
         pooled = np.load(atlas.folder / f"layer-{layer.idx:03d}.pooled.npy")
         assert np.allclose(pooled, expected["spatial_mean"], rtol=1e-3, atol=1e-3)
         # The 99.5% quantile: where every position is histogrammed (maps no larger than the sample count) it

@@ -112,3 +112,17 @@ def test_blocks_of_a_module_list_are_selected():
     layers, _ = discover_layers(LoopNet().eval(), torch.zeros(1, 3, 32, 32))
     assert [info.name for info in layers if info.default] == [
         "_conv_stem", "_blocks.0", "_blocks.1", "_blocks.2", "_conv_head"]
+
+
+def test_the_layer_before_a_clamp():
+    """A saturated unit's page points at the values before the clamp (ReLU6) that caps them."""
+    from app.engine.layers import clamp_input
+
+    _, layers, _ = _discover("mobilenet_v2")
+    infos = list(layers.values())
+    assert layers["features.1.conv.0.2"].type == "ReLU6"
+    assert clamp_input(infos, "features.1.conv.0.2") == "features.1.conv.0.1"  # the ReLU6 itself: its BN
+    assert clamp_input(infos, "features.0") == "features.0.1"  # a conv-BN-ReLU6 block ends in its ReLU6
+    assert clamp_input(infos, "features.0.1") is None  # a batch norm clamps nothing
+    assert clamp_input(infos, "features.2") is None  # an inverted residual ends in a linear projection
+    assert clamp_input(infos, "no.such.layer") is None

@@ -80,7 +80,7 @@ class LayerRecorder:
         flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
         spatial_max = _spatial_max(activations)
         spatial_mean = flat.mean(dim=2)
-        self.topk.update(flat, image_ids, spatial_max)
+        self.topk.update(flat, image_ids, spatial_max, spatial_mean)
         means = spatial_mean.double().cpu().numpy()  # float32 values, exact in float64
         self.stats.update(spatial_max.double().cpu().numpy(), means)
         sampled = None

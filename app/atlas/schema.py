@@ -1,7 +1,7 @@
 """The atlas catalog's SQLite schema, shared by the writer and the reader."""
 
 # Bumped whenever the catalog or the arrays change shape; an atlas of another format is rebuilt, not read.
-ATLAS_FORMAT = 2
+ATLAS_FORMAT = 3
 
 SCHEMA = """
 -- Tables keyed by (layer, unit, ...) are clustered on that key (WITHOUT ROWID): one b-tree, not two.
@@ -28,6 +28,7 @@ CREATE TABLE units (
     max_mean REAL, max_std REAL, max_max REAL,       -- of the per-image spatial max
     mean_mean REAL, mean_std REAL, mean_max REAL,    -- of the per-image spatial mean
     fraction_active REAL,                            -- images whose spatial max > 0
+    images_at_max INTEGER,                           -- images whose spatial max equals max_max (> 1: saturated)
     quantile_995 REAL,                               -- of all activation values (region threshold)
     dead INTEGER NOT NULL,                           -- never active on any image
     top_image INTEGER,

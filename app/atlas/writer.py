@@ -97,7 +97,7 @@ def _write_layer(db: sqlite3.Connection, files: Executor, folder: Path, idx: int
     _insert_columns(db, "units", [
         np.full(units, idx), np.arange(units),
         *(summary[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
-                                   "fraction_active")),
+                                   "fraction_active", "images_at_max")),
         recorder.histogram.quantile(REGION_QUANTILE), summary["fraction_active"] == 0,
         [i if i >= 0 else None for i in top_image.tolist()]])
     unit, rank = np.nonzero(topk["image_ids"] >= 0)  # a unit has fewer than k entries on a tiny dataset

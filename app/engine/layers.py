@@ -103,3 +103,22 @@ def _default_selection(modules: dict[str, nn.Module], outputs: dict[str, torch.T
         if key not in by_tensor or name.count(".") < by_tensor[key].count("."):
             by_tensor[key] = name
     return set(by_tensor.values())
+
+
+# Activations that clamp from above: many inputs map to one value, so a unit after them saturates.
+_CLAMPS = ("ReLU6", "Hardtanh", "Hardsigmoid")
+
+
+def clamp_input(layers: list[LayerInfo], name: str) -> str | None:
+    """The layer whose output feeds the clamp that produces `name`'s output (the clamp itself, or the
+    clamp that ends a block), where its values are not yet capped; None when no clamp ends `name`.
+
+    `layers` is in data-flow order, where a block's last output comes just before the block itself."""
+    names = [info.name for info in layers]
+    if name not in names:
+        return None
+    index = names.index(name)
+    # Step into the block's last output while it is the block's own (a descendant right before it).
+    while layers[index].type not in _CLAMPS and index > 0 and names[index - 1].startswith(names[index] + "."):
+        index -= 1
+    return names[index - 1] if layers[index].type in _CLAMPS and index > 0 else None

@@ -10,7 +10,7 @@ from app.api.deps import get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
 from app.atlas.reader import UNIT_SORTS, Atlas
-from app.engine.layers import LayerInfo
+from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
 from app.errors import AtlasMissing, InvalidInput
 from app.store.store import LoadedModel
@@ -51,6 +51,20 @@ def crop_box(field: ReceptiveField, y: int, x: int) -> dict:
     return {"x": left / width, "y": top / height, "w": (right - left) / width, "h": (bottom - top) / height}
 
 
+def is_saturated(row) -> bool:
+    """Several images reach the unit's maximum exactly: a clamp (ReLU6, say) caps it."""
+    return row["images_at_max"] > 1 and row["max_max"] > 0
+
+
+def saturation(model: LoadedModel, layer: str, row) -> dict | None:
+    """What the unit page says of a saturated unit: how many images tie at the cap, how they are ordered,
+    and where to see the values before the clamp."""
+    if not is_saturated(row):
+        return None
+    return {"images_at_max": row["images_at_max"], "value": row["max_max"], "tie_break": "spatial mean",
+            "before_clamp": clamp_input(model.layers, layer)}
+
+
 def unit_summary(model_id: str, layer: str, row) -> dict:
     return {
         "unit": row["unit"],
@@ -60,6 +74,7 @@ def unit_summary(model_id: str, layer: str, row) -> dict:
         "fraction_active": row["fraction_active"],
         "quantile_995": row["quantile_995"],
         "dead": bool(row["dead"]),
+        "saturated": is_saturated(row),
         "top_image": row["top_image"],
         "page": f"/m/{model_id}/{layer}/{row['unit']}",
     }
@@ -128,6 +143,7 @@ def read_unit(
         "stats": {key: row[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
                                             "fraction_active", "quantile_995")},
         "histogram": atlas.histogram(indexed, unit),
+        "saturation": saturation(model, layer.name, row),
         "top": [{"rank": r["rank"], "image": r["image"], "value": r["value"], "y": r["y"], "x": r["x"],
                  "label": r["label"], "prediction": labels[r["prediction"]] if r["prediction"] is not None else None,
                  "confidence": r["confidence"], "crop": crop_box(field, r["y"], r["x"]),
