@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from app import __version__
 from app.api.body_limit import BodyLimit
-from app.api.errors import install_error_handlers
+from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import activations, cams, datasets, images, meta, models, pages, progress, units
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="See what the neurons and features of convolutional networks respond to.",
         lifespan=lifespan,
+        responses=COMMON_ERRORS,
     )
     app.state.settings = settings
     app.state.device = device

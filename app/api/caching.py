@@ -12,6 +12,8 @@ from PIL import Image
 from app.store.store import ModelStore
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# For `responses=` of every route that answers with an ETag.
+NOT_MODIFIED = {304: {"description": "Not modified: If-None-Match names the current ETag (no body)."}}
 
 
 def not_modified(request: Request, etag: str, cache_control: str) -> Response | None:

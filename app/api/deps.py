@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 
+from app.api.errors import error_doc
 from app.engine.layers import LayerInfo
 from app.store.store import LoadedModel, ModelStore
 from app.studio.progress import TOKEN_PATTERN
@@ -16,6 +17,10 @@ ProgressToken = Annotated[str | None, Header(
     description="A token of the client's choosing: while the request runs, `GET /api/progress/{token}` says how "
                 "far it has got (or that it waits for the model). A header, so that the URL (and its cached "
                 "answer) stays the same.")]
+
+
+# For `responses=` of every route that runs a model (get_ready_model, or store.ready).
+MODEL_UNAVAILABLE = {409: error_doc("The model failed to load (its error says why).")}
 
 
 def get_store(request: Request) -> ModelStore:

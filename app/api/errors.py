@@ -25,6 +25,16 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def error_doc(description: str) -> dict:
+    """One documented error status of a route, for `responses=`."""
+    return {"model": ErrorResponse, "description": description}
+
+
+# Declared on every operation. Any parameter can fail validation, and the handler below answers it in the
+# one shape (FastAPI would otherwise document its own `{"detail": [...]}` for routes that declare no 422).
+COMMON_ERRORS = {422: error_doc("A parameter that fails validation, named in the message.")}
+
+
 def error_response(status: int, code: str, message: str, **detail) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, detail=detail))
     return JSONResponse(body.model_dump(), status_code=status)
@@ -47,12 +57,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return error_response(404, "not_found", f"no such page or endpoint: {request.url.path}",
-                                  path=request.url.path)
-        if exc.status_code == 405:
-            return error_response(405, "method_not_allowed",
-                                  f"{request.method} is not allowed on {request.url.path}")
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+            response = error_response(404, "not_found", f"no such page or endpoint: {request.url.path}",
+                                      path=request.url.path)
+        elif exc.status_code == 405:
+            response = error_response(405, "method_not_allowed",
+                                      f"{request.method} is not allowed on {request.url.path}")
+        else:
+            response = error_response(exc.status_code, "http_error", str(exc.detail))
+        response.headers.update(exc.headers or {})  # a 405's Allow, for one
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

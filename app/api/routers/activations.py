@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from app.api.caching import IMMUTABLE, not_modified
+from app.api.caching import IMMUTABLE, NOT_MODIFIED, not_modified
 from app.api.deps import get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
@@ -71,7 +71,7 @@ def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
     return UnitOnImage(model, layer, atlas, unit, image)
 
 
-@router.get("/units/{unit}/activation", responses=ERRORS,
+@router.get("/units/{unit}/activation", responses=ERRORS | NOT_MODIFIED,
             summary="The unit's activation map on any dataset image, computed live (raw values and range)")
 def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_unit_on_image)]) -> Response:
     etag = probe.etag("json")
@@ -87,7 +87,7 @@ def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_
     return JSONResponse(body, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
 
-@router.get("/units/{unit}/activation.png", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+@router.get("/units/{unit}/activation.png", responses={**ERRORS, **NOT_MODIFIED, 200: {"content": {"image/png": {}}}},
             response_class=Response, summary="The unit's activation map on a dataset image as a PNG overlay")
 def read_activation_png(
     request: Request,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
-from app.api.caching import not_modified
+from app.api.caching import NOT_MODIFIED, not_modified
 from app.api.deps import ProgressToken
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
@@ -45,7 +45,7 @@ def list_methods() -> dict:
     return {"methods": [method.describe() for method in METHODS.values()]}
 
 
-@router.get("/images/{image_id}/cam", responses=ERRORS,
+@router.get("/images/{image_id}/cam", responses=ERRORS | NOT_MODIFIED,
             summary="Class activation maps of one layer for one class, one per method, from one shared pass")
 async def read_cams(
     request: Request,

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from app.api.caching import model_view_png
+from app.api.caching import NOT_MODIFIED, model_view_png
+from app.api.deps import MODEL_UNAVAILABLE
 from app.api.errors import ErrorResponse
 from app.api.image_refs import DatasetIndex
 from app.errors import NotFound
@@ -35,7 +36,8 @@ def read_samples(
 @router.get("/{dataset}/images/{image_id}", response_class=Response,
             responses={404: {"model": ErrorResponse, "description": "Unknown dataset, image id or model."},
                        422: {"model": ErrorResponse, "description": "An image id not written as one (ASCII "
-                                                                     "digits), or an image that cannot be decoded."}},
+                                                                     "digits), or an image that cannot be decoded."},
+                       **MODEL_UNAVAILABLE, **NOT_MODIFIED},
             summary="The bytes of one dataset image")
 def read_image(
     request: Request,

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.caching import IMMUTABLE, model_view_png, not_modified
-from app.api.deps import ProgressToken
+from app.api.caching import IMMUTABLE, NOT_MODIFIED, model_view_png, not_modified
+from app.api.deps import MODEL_UNAVAILABLE, ProgressToken
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
@@ -21,8 +21,11 @@ from app.studio.progress import WAITING
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 READ_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown image id (with the two valid forms)."},
-               422: {"model": ErrorResponse, "description": "A parameter out of range."}}
+               422: {"model": ErrorResponse, "description": "A parameter out of range, or a dataset image id "
+                                                            "not written in plain digits."}}
 UPLOAD_ERRORS = {
+    200: {"description": "These bytes were uploaded before: the same id, `new` false."},
+    400: {"model": ErrorResponse, "description": "A body that is not valid multipart form data."},
     413: {"model": ErrorResponse, "description": "Over the upload_max_bytes or upload_max_pixels setting."},
     415: {"model": ErrorResponse, "description": "Not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, "
                                                  "TIFF), judged by content."},
@@ -49,7 +52,7 @@ def read_image_info(image: Annotated[ImageRef, Depends(get_image)]) -> dict:
     return {**image.info, "id": image.id}
 
 
-@router.get("/{image_id}/file", response_class=Response, responses=READ_ERRORS,
+@router.get("/{image_id}/file", response_class=Response, responses=READ_ERRORS | MODEL_UNAVAILABLE | NOT_MODIFIED,
             summary="The image's bytes as stored, or as a model sees it (resized and cropped, PNG)")
 def read_image_file(
     request: Request,
@@ -64,7 +67,8 @@ def read_image_file(
     return model_view_png(request, request.app.state.store, model, image.etag.strip('"'), image.load, IMMUTABLE)
 
 
-@router.get("/{image_id}/predictions", responses=READ_ERRORS, summary="A model's top classes on the image")
+@router.get("/{image_id}/predictions", responses=READ_ERRORS | MODEL_UNAVAILABLE,
+            summary="A model's top classes on the image")
 def read_predictions(
     request: Request,
     image: Annotated[ImageRef, Depends(get_image)],

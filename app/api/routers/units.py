@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from app.api.deps import get_layer, get_ready_model
+from app.api.deps import MODEL_UNAVAILABLE, get_layer, get_ready_model
 from app.api.encoding import encode_maps
-from app.api.errors import ErrorResponse
+from app.api.errors import ErrorResponse, error_doc
 from app.atlas.reader import UNIT_SORTS, Atlas
 from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
@@ -18,7 +18,8 @@ from app.store.store import LoadedModel
 router = APIRouter(prefix="/api/models/{model}", tags=["units"])
 ERRORS = {
     404: {"model": ErrorResponse, "description": "Unknown model, layer or unit (with the valid range)."},
-    409: {"model": ErrorResponse, "description": "No atlas yet (with the command that builds it), or being built."},
+    409: {"model": ErrorResponse, "description": "The model failed to load, or no atlas yet (with the command that "
+                                                 "builds it), or being built."},
     422: {"model": ErrorResponse, "description": "A parameter out of range."},
 }
 DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: `demo`, else the newest.")]
@@ -80,7 +81,8 @@ def unit_summary(model_id: str, layer: str, row) -> dict:
     }
 
 
-@router.get("/atlases", summary="The model's finished atlases, and any build in progress")
+@router.get("/atlases", responses={404: error_doc("Unknown model."), **MODEL_UNAVAILABLE},
+            summary="The model's finished atlases, and any build in progress")
 def list_atlases(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)]) -> dict:
     registry = request.app.state.atlases
     atlases = []
