@@ -41,7 +41,7 @@ def test_units_grid_sorted_and_paged(client):
     assert page["units_total"] == 192 and len(page["units"]) == 10 and page["map_shape"] == [7, 7]
     maxima = [unit["max_max"] for unit in page["units"]]
     assert maxima == sorted(maxima, reverse=True)
-    assert page["units"][0]["page"] == f"/m/shapes-cnn/block4/{page['units'][0]['unit']}"
+    assert page["units"][0]["page"] == f"/m/shapes-cnn/block4/{page['units'][0]['unit']}?dataset=demo"
     maps = np.frombuffer(base64.b64decode(page["top_maps"]["data"]), dtype="<f4").reshape(page["top_maps"]["shape"])
     assert maps.shape == (10, 7, 7)
     assert maps.reshape(10, -1).max(1) == pytest.approx(maxima, rel=1e-3)  # float16 maps of the top image

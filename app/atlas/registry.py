@@ -22,7 +22,9 @@ class AtlasRegistry:
         self._lock = threading.Lock()
 
     def datasets(self, model_id: str) -> list[str]:
-        """Datasets with a finished atlas for this model, the default first, then the newest."""
+        """Datasets with a finished atlas for this model: the demo first, then in the order they were first
+        built. The first is what a link that names no dataset shows, so indexing another dataset later never
+        changes what an old link shows."""
         return self._scan(model_id)[0]
 
     def _scan(self, model_id: str) -> tuple[list[str], set[str]]:
@@ -33,12 +35,11 @@ class AtlasRegistry:
         for path in folder.iterdir() if folder.is_dir() else []:
             if path.name.startswith("."):
                 continue  # builds, staging and replaced atlases in flight
-            try:
-                modified = (path / "atlas.sqlite").stat().st_mtime
-            except OSError:
+            if not (path / "atlas.sqlite").is_file():
                 continue  # no catalog: not a finished atlas
-            if self._opened(path).meta.get("format") == ATLAS_FORMAT:
-                found.append((path.name != DEFAULT_DATASET, -modified, path.name))
+            meta = self._opened(path).meta
+            if meta.get("format") == ATLAS_FORMAT:
+                found.append((path.name != DEFAULT_DATASET, meta.get("first_built", meta["created"]), path.name))
             else:
                 stale.add(path.name)  # read by no one until it is rebuilt
         return [name for *_, name in sorted(found)], stale

@@ -38,7 +38,7 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
             db.executescript(SCHEMA)
-            _write_meta(db, plan, images, seconds)
+            _write_meta(db, plan, images, seconds, _first_built(target))
             _write_images(db, plan, images)
             written = [_write_layer(db, files, staging, idx, recorder, images.readable)
                        for idx, recorder in enumerate(recorders.values())]
@@ -51,7 +51,20 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
         raise
 
 
-def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, seconds: float) -> None:
+def _first_built(target: Path) -> str | None:
+    """When the atlas this one replaces was first built: a rebuild keeps its place among a model's atlases."""
+    try:
+        with sqlite3.connect(f"file:{target / 'atlas.sqlite'}?mode=ro", uri=True) as db:
+            rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('first_built', 'created')"))
+        db.close()
+        return json.loads(rows.get("first_built") or rows["created"])
+    except (sqlite3.Error, KeyError, ValueError):
+        return None
+
+
+def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, seconds: float,
+                first_built: str | None) -> None:
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     unreadable = [plan.dataset.files[i] for i in np.flatnonzero(~images.readable)]
     meta = {
         **plan.identity(),
@@ -64,7 +77,8 @@ def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, se
         "classes": plan.dataset.classes,
         "labels": plan.model.labels,
         "seconds": round(seconds, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": created,
+        "first_built": first_built or created,  # orders a model's atlases (app/atlas/registry.py)
         "fovea_version": __version__,
         "region_quantile": REGION_QUANTILE,
     }

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.api.deps import MODEL_UNAVAILABLE, get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse, error_doc
-from app.atlas.reader import UNIT_SORTS, Atlas
+from app.api.links import unit_page
+from app.atlas.reader import UNIT_SORTS, Atlas, AtlasLayer
 from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
-from app.errors import AtlasMissing, InvalidInput
+from app.errors import AtlasMissing, InvalidInput, LayerNotFound
 from app.store.store import LoadedModel
 
 router = APIRouter(prefix="/api/models/{model}", tags=["units"])
@@ -38,6 +39,22 @@ def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_
                                model=model.id, dataset=status.dataset, building=True, done=status.done,
                                total=status.total) from None
         raise missing from None
+
+
+def get_indexed_layer(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)],
+                      layer: Annotated[LayerInfo, Depends(get_layer)],
+                      atlas: Annotated[Atlas, Depends(get_atlas)]) -> AtlasLayer:
+    """The layer in the request's atlas; when another of the model's atlases has it, the 404 says which."""
+    try:
+        return atlas.layer(layer.name)
+    except LayerNotFound as missing:
+        registry = request.app.state.atlases
+        others = [name for name in registry.datasets(model.id)
+                  if name != atlas.dataset and layer.name in registry.get(model.id, name).layers]
+        if not others:
+            raise
+        raise LayerNotFound(f"{missing.message}. It is indexed in the {', '.join(map(repr, others))} atlas: ask "
+                            f"with ?dataset={others[0]}", **missing.detail, datasets=others) from None
 
 
 def receptive_field_json(field: ReceptiveField) -> dict:
@@ -66,7 +83,7 @@ def saturation(model: LoadedModel, layer: str, row) -> dict | None:
             "before_clamp": clamp_input(model.layers, layer)}
 
 
-def unit_summary(model_id: str, layer: str, row) -> dict:
+def unit_summary(model_id: str, layer: str, dataset: str, row) -> dict:
     return {
         "unit": row["unit"],
         "max_max": row["max_max"],
@@ -77,7 +94,7 @@ def unit_summary(model_id: str, layer: str, row) -> dict:
         "dead": bool(row["dead"]),
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
-        "page": f"/m/{model_id}/{layer}/{row['unit']}",
+        "page": unit_page(model_id, layer, row["unit"], dataset),
     }
 
 
@@ -86,10 +103,11 @@ def unit_summary(model_id: str, layer: str, row) -> dict:
 def list_atlases(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)]) -> dict:
     registry = request.app.state.atlases
     atlases = []
-    for name in registry.datasets(model.id):
+    for position, name in enumerate(registry.datasets(model.id)):
         meta = registry.get(model.id, name).meta
-        atlases.append({key: meta[key] for key in ("dataset", "images", "readable", "unreadable", "layers", "k",
-                                                    "created", "seconds", "classes")})
+        atlases.append({**{key: meta[key] for key in ("dataset", "images", "readable", "unreadable", "layers", "k",
+                                                       "created", "seconds", "classes")},
+                        "default": position == 0})  # what a link without ?dataset= shows
     status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
     return {"model": model.id, "atlases": atlases, "build": None if status is None else status.__dict__}
 
@@ -99,20 +117,20 @@ def list_units(
     model: Annotated[LoadedModel, Depends(get_ready_model)],
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
+    indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     sort: Annotated[Literal[UNIT_SORTS], Query(description="Statistic to sort by.")] = "unit",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=4096, description="Units per page.")] = 4096,
     maps: Annotated[bool, Query(description="Include each unit's map on its top image.")] = False,
 ) -> dict:
-    indexed = atlas.layer(layer.name)
     if offset >= max(indexed.units, 1):
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
     page = {"model": model.id, "layer": layer.name, "dataset": atlas.dataset, "units_total": indexed.units,
             "offset": offset, "sort": sort, "order": order, "map_shape": [indexed.height, indexed.width],
-            "units": [unit_summary(model.id, layer.name, row) for row in rows]}
+            "units": [unit_summary(model.id, layer.name, atlas.dataset, row) for row in rows]}
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
     return page
@@ -123,10 +141,10 @@ def read_unit(
     model: Annotated[LoadedModel, Depends(get_ready_model)],
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
+    indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     unit: Annotated[int, Path(description="Channel index.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
 ) -> dict:
-    indexed = atlas.layer(layer.name)
     row = atlas.unit(indexed, unit)
     if k is not None and k > atlas.meta["k"]:
         raise InvalidInput(f"k={k} is more than this atlas kept ({atlas.meta['k']}); rebuild it with "
@@ -136,7 +154,7 @@ def read_unit(
     field = model.receptive_field(layer.name)
     images = f"/api/datasets/{atlas.dataset}/images"
     return {
-        **unit_summary(model.id, layer.name, row),
+        **unit_summary(model.id, layer.name, atlas.dataset, row),
         "model": model.id,
         "layer": layer.name,
         "units_total": indexed.units,
@@ -154,18 +172,18 @@ def read_unit(
         "receptive_field": receptive_field_json(field),
         "class_histogram": atlas.class_histogram(top),
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
-                     "page": f"/m/{model.id}/{layer.name}/{r['other']}"} for r in atlas.similar(indexed, unit)],
+                     "page": unit_page(model.id, layer.name, r["other"], atlas.dataset)}
+                    for r in atlas.similar(indexed, unit)],
     }
 
 
 @router.get("/layers/{layer}/units/{unit}/maps", responses=ERRORS,
             summary="The unit's raw activation maps on its top images (base64 float32, row-major)")
 def read_unit_maps(
-    layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
+    indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     unit: Annotated[int, Path(description="Channel index.")],
 ) -> dict:
-    indexed = atlas.layer(layer.name)
     atlas.check_unit(indexed, unit)
     count = len(atlas.top_images(indexed, unit))
     return {**encode_maps(atlas.maps(indexed, unit)[:count]), "threshold": atlas.unit(indexed, unit)["quantile_995"]}
