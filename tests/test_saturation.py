@@ -3,6 +3,8 @@ puts each peak where the maximum's mass is, and the unit's data says it is satur
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,14 +28,14 @@ def build():
 '''
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("saturation")
-    cards = root / "cards"
-    cards.mkdir()
+def clamped_card(cards: Path, images: Path) -> Path:
+    """A card folder with `clamped`, a 1x1 conv and a ReLU6 (unit 0 caps at 6 on any red pixel, unit 1 stays
+    below), and `images`: eight 8x8 pictures, image i with a red square of side i + 1 at the bottom right
+    (every one saturates unit 0, the larger squares with the larger spatial means) and green rising with i."""
+    cards.mkdir(parents=True)
     (cards / "clamped.py").write_text(CLAMPED_NET)
     module = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
-    with torch.no_grad():  # unit 0 is 40 x the red channel: any red pixel caps at 6; unit 1 stays below 6
+    with torch.no_grad():
         module[0].weight.zero_()
         module[0].bias.zero_()
         module[0].weight[0, 0] = 40.0
@@ -43,19 +45,23 @@ def client(tmp_path_factory):
         "id": "clamped", "name": "Clamped", "architecture": {"callable": "clamped:build"},
         "weights": {"file": "clamped.safetensors"},
         "input": {"size": [8, 8], "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}))
-    images = root / "images"
-    images.mkdir()
-    # Image i has a red square of side i + 1 at the bottom right: every one saturates unit 0, and the
-    # larger squares have the larger spatial means. Green keeps unit 1 below the cap.
+    images.mkdir(parents=True)
     for i in range(8):
         pixels = np.zeros((8, 8, 3), dtype=np.uint8)
         pixels[8 - (i + 1):, 8 - (i + 1):, 0] = 255
         pixels[..., 1] = 20 * i
         Image.fromarray(pixels).save(images / f"{i}.png")
+    return cards
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("saturation")
+    cards = clamped_card(root / "cards", root / "images")
     settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
                         model_dirs=[cards], builtin_models=False, index_batch_size=3)
     model = load_store(settings).ready("clamped")
-    index_model(model, scan_folder(images, name="squares"), settings, layers=["1"], k=4)
+    index_model(model, scan_folder(root / "images", name="squares"), settings, layers=["1"], k=4)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -63,6 +69,7 @@ def client(tmp_path_factory):
 def test_a_saturated_unit_says_so_and_orders_its_ties_by_the_mean(client):
     detail = client.get("/api/models/clamped/layers/1/units/0").json()
     assert detail["max_max"] == 6.0 and detail["saturated"]
+    assert detail["quantile_995"] == 6.0  # read off a histogram bin, but never above the largest value
     assert detail["saturation"] == {"images_at_max": 8, "value": 6.0, "tie_break": "spatial mean",
                                     "before_clamp": "0"}
     # All eight tie at 6.0; the largest squares fill the map most, so they come first (not file-name order).

@@ -112,7 +112,8 @@ def _write_layer(db: sqlite3.Connection, files: Executor, folder: Path, idx: int
         np.full(units, idx), np.arange(units),
         *(summary[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
                                    "fraction_active", "images_at_max")),
-        recorder.histogram.quantile(REGION_QUANTILE), summary["fraction_active"] == 0,
+        # Read off a histogram bin, a quantile can pass the largest value by up to a bin's width: cap it there.
+        np.minimum(recorder.histogram.quantile(REGION_QUANTILE), summary["max_max"]), summary["fraction_active"] == 0,
         [i if i >= 0 else None for i in top_image.tolist()]])
     unit, rank = np.nonzero(topk["image_ids"] >= 0)  # a unit has fewer than k entries on a tiny dataset
     positions = topk["positions"][unit, rank]
