@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Interface `fovea serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `fovea serve` listens on.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names the server answers to (others get a 400, so a page that rebinds its DNS name to "
+                    "127.0.0.1 cannot read it), separated by commas in the environment. `host` is added when it is "
+                    "not a wildcard; `*.example.org` matches its subdomains; `*` answers any Host.",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="How long `fovea serve` keeps an idle connection open between requests."
+    )
+    read_timeout_seconds: float = Field(
+        default=30.0, gt=0,
+        description="`fovea serve` closes a connection that has not sent a whole request head this long after it "
+                    "opened (or after the last answer), or that pauses this long while sending a body.",
+    )
     device: str = Field(
         default="auto",
         description="Where models run: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:N` or `mps`.",
@@ -111,6 +125,13 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        return [host.strip().lower() for host in value if host.strip()]
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
@@ -124,6 +145,12 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"unknown log level {value!r}; use debug, info, warning or error")
         return value.lower()
+
+    def trusted_hosts(self) -> list[str]:
+        """allowed_hosts, and the host the server listens on when it names one (not 0.0.0.0 or ::)."""
+        named = self.host.lower() not in {"0.0.0.0", "::", ""}
+        return self.allowed_hosts + ([self.host.lower()] if named and self.host.lower() not in self.allowed_hosts
+                                     else [])
 
     def card_dirs(self) -> list[Path]:
         return ([BUILTIN_MODEL_DIR] if self.builtin_models else []) + list(self.model_dirs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 sys.path.insert(0, str(FIXTURES))
 from tinynet import tiny_net  # noqa: E402
+
+# TestClient's requests say `Host: testserver`: every app a test builds answers to it besides the default hosts.
+os.environ["FOVEA_ALLOWED_HOSTS"] = ",".join(["testserver", *Settings.model_fields["allowed_hosts"].default_factory()])
 
 
 def toml_value(value) -> str:

@@ -14,6 +14,7 @@ from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import activations, cams, datasets, images, meta, models, pages, progress, units
+from app.api.trusted_hosts import TrustedHosts
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.progress = ProgressBoard(settings.cam_max_followed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
+    app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
     app.include_router(meta.router)
     app.include_router(models.router)
     app.include_router(units.router)

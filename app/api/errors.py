@@ -30,9 +30,12 @@ def error_doc(description: str) -> dict:
     return {"model": ErrorResponse, "description": description}
 
 
-# Declared on every operation. Any parameter can fail validation, and the handler below answers it in the
-# one shape (FastAPI would otherwise document its own `{"detail": [...]}` for routes that declare no 422).
-COMMON_ERRORS = {422: error_doc("A parameter that fails validation, named in the message.")}
+# Declared on every operation. Any request can name a host the server does not answer to (trusted_hosts.py);
+# any parameter can fail validation, and the handler below answers it in the one shape (FastAPI would
+# otherwise document its own `{"detail": [...]}` for routes that declare no 422).
+HOST_REFUSED = "A Host header that is not in the allowed_hosts setting."
+COMMON_ERRORS = {400: error_doc(HOST_REFUSED),
+                 422: error_doc("A parameter that fails validation, named in the message.")}
 
 
 def error_response(status: int, code: str, message: str, **detail) -> JSONResponse:

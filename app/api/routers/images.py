@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.caching import IMMUTABLE, NOT_MODIFIED, model_view_png, not_modified
 from app.api.deps import MODEL_UNAVAILABLE, ProgressToken
 from app.api.encoding import encode_maps
-from app.api.errors import ErrorResponse
+from app.api.errors import HOST_REFUSED, ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.api.routers.units import DatasetQuery, get_atlas
 from app.atlas.fired import rank_fired_units
@@ -25,7 +25,7 @@ READ_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown image id (w
                                                             "not written in plain digits."}}
 UPLOAD_ERRORS = {
     200: {"description": "These bytes were uploaded before: the same id, `new` false."},
-    400: {"model": ErrorResponse, "description": "A body that is not valid multipart form data."},
+    400: {"model": ErrorResponse, "description": f"A body that is not valid multipart form data. {HOST_REFUSED}"},
     413: {"model": ErrorResponse, "description": "Over the upload_max_bytes or upload_max_pixels setting."},
     415: {"model": ErrorResponse, "description": "Not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, "
                                                  "TIFF), judged by content."},
