@@ -4,8 +4,6 @@ per-pixel concept masks kept beside it."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +12,7 @@ from PIL import Image
 
 from app.demo.render import render
 from app.demo.scenes import DEFAULT_SEED, DEFAULT_SIZE, SHAPE_KINDS, sample_scene
-from app.files import replace_dir
+from app.files import staged_dir
 
 SPLIT_SIZES = {"train": 10_000, "heldout": 2_000}
 # Per-channel statistics of the training split (computed once by `fovea demo train`, stable to 3 decimals).
@@ -39,12 +37,9 @@ def render_split(split: str, count: int, seed: int = DEFAULT_SEED, size: int = D
 def write_split(root: Path, split: str, count: int, seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE,
                 progress: Callable[[int], None] | None = None) -> Path:
     """Write `root/<split>/` atomically: `images/<class>/<index>.png`, `masks/<index>.png` (instance ids)
-    and `scenes.jsonl` (one scene description per line, which gives each instance id its concepts)."""
-    target = root / split
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=root))
-    staging.chmod(0o755)  # mkdtemp makes it private to the owner
-    try:
+    and `scenes.jsonl` (one scene description per line, which gives each instance id its concepts).
+    A write that was killed part-way leaves a staging folder, which the next write removes."""
+    with staged_dir(root / split) as staging:
         (staging / "masks").mkdir()
         for kind in SHAPE_KINDS:
             (staging / "images" / kind).mkdir(parents=True)
@@ -62,8 +57,4 @@ def write_split(root: Path, split: str, count: int, seed: int = DEFAULT_SEED, si
         (staging / "dataset.json").write_text(json.dumps(
             {"name": "demo-shapes", "split": split, "count": count, "seed": seed, "size": size,
              "classes": list(SHAPE_KINDS)}, indent=2))
-        replace_dir(staging, target)  # a reader never sees a half-written split
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return root / split  # renamed into place whole: a reader never sees a half-written split
