@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -21,6 +24,28 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A fresh folder to build `target` in, renamed over `target` when the block ends without error.
+
+    One builder of `target` at a time, across processes: the block holds an OS lock on `.<name>.lock` beside
+    it, which the kernel lets go of however the holder ends (SIGKILL included). So the staging folders
+    (`.<name>-*`) and replaced ones (`.<name>.old-*`) found once the lock is ours were left by a builder that
+    died, and are removed; a live builder's are never touched, as it holds the lock until it is done."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.parent / f".{target.name}.lock"):
+        for stale in [*target.parent.glob(f".{target.name}-*"), *target.parent.glob(f".{target.name}.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private to the owner
+        try:
+            yield staging
+            replace_dir(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def replace_dir(staging: Path, target: Path) -> None:
