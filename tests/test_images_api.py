@@ -5,6 +5,7 @@ the server keeps serving."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def test_upload_then_read_back(client):
     assert response.headers["location"] == f"/api/images/{body['id']}"
     again = upload(client, data, name="copy.png")
     assert again.status_code == 200 and again.json()["id"] == body["id"] and again.json()["new"] is False
+    assert again.json()["name"] == "copy.png"
     info = client.get(f"/api/images/{body['id']}").json()
     assert info["source"] == "upload" and info["width"] == 40
     file = client.get(f"/api/images/{body['id']}/file")
@@ -60,6 +62,21 @@ def test_upload_then_read_back(client):
     view = Image.open(io.BytesIO(client.get(f"/api/images/{body['id']}/file",
                                             params={"model": "shapes-cnn"}).content))
     assert view.size == (112, 112)
+
+
+def test_an_upload_of_bytes_sent_before_describes_this_upload(client):
+    """The id is shared (content-addressed); the answer's file name and time are the uploader's own, and
+    what the shared id shows names no uploader's file."""
+    data = encode(gradient(33, 21), "PNG")
+    first = upload(client, data, name="alice-private-scan.png").json()
+    time.sleep(0.01)
+    second = upload(client, data, name="C:\\Users\\bob\\holiday.png")
+    assert second.status_code == 200 and second.json()["id"] == first["id"] and second.json()["new"] is False
+    assert second.json()["name"] == "holiday.png" and second.json()["uploaded"] > first["uploaded"]
+    assert "alice" not in second.text
+    info = client.get(f"/api/images/{first['id']}")
+    assert "alice" not in info.text and "holiday" not in info.text
+    assert set(info.json()) == {"source", "id", "sha256", "format", "mode", "width", "height", "frames", "bytes"}
 
 
 def test_predictions_on_an_upload_and_a_dataset_image(client):

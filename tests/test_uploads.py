@@ -5,6 +5,7 @@ survives a restart."""
 from __future__ import annotations
 
 import io
+import sqlite3
 import struct
 import zlib
 
@@ -168,14 +169,33 @@ def test_too_many_pixels_is_refused_from_the_header(width, height):
 def test_the_store_deduplicates_and_survives_a_restart(tmp_path):
     data = encode(gradient(), "PNG")
     store = UploadStore(tmp_path / "uploads", LIMIT_BYTES, LIMIT_PIXELS)
-    first, new = store.add(data, name="C:\\photos\\cat.png")
-    again, new_again = store.add(data, name="other.png")
+    first, new = store.add(data)
+    again, new_again = store.add(data)
     assert new and not new_again and again == first
-    assert first.name == "cat.png" and first.format == "PNG" and (first.width, first.height) == (8, 6)
+    assert first.format == "PNG" and (first.width, first.height) == (8, 6)
     reopened = UploadStore(tmp_path / "uploads", LIMIT_BYTES, LIMIT_PIXELS)
     assert reopened.get(first.id) == first
     assert reopened.data(first.id) == data
     assert np.array_equal(np.asarray(reopened.image(first.id)), np.asarray(gradient()))
+
+
+def test_the_store_forgets_file_names_an_older_version_kept(tmp_path):
+    """Ids are shared by everyone who uploads the same bytes: a name kept by an older version (the first
+    uploader's) is erased when the store opens, and never read."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    with sqlite3.connect(folder / "uploads.sqlite") as db:
+        db.execute("CREATE TABLE uploads (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, format TEXT NOT NULL, mode TEXT "
+                   "NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, frames INTEGER NOT NULL, bytes INTEGER "
+                   "NOT NULL, name TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID")
+        db.execute("INSERT INTO uploads VALUES (?, ?, 'PNG', 'RGB', 8, 6, 1, 99, 'alice-private.png', 1.5)",
+                   ("0" * 20, "0" * 64))
+    db.close()
+    store = UploadStore(folder, LIMIT_BYTES, LIMIT_PIXELS)
+    assert "alice" not in repr(store.get("0" * 20).as_dict())
+    with sqlite3.connect(folder / "uploads.sqlite") as db:
+        assert db.execute("SELECT name, created FROM uploads").fetchall() == [("", 1.5)]
+    db.close()
 
 
 def test_the_store_keeps_nothing_it_refused(tmp_path):

@@ -3,6 +3,8 @@ images, under one id scheme (app/api/image_refs.py); their bytes, and a model's 
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
@@ -39,12 +41,16 @@ _CHUNK = 1 << 20
 def upload_image(request: Request, file: UploadFile) -> JSONResponse:
     uploads = request.app.state.uploads
     data = _read_limited(file, uploads.max_bytes)
-    upload, new = uploads.add(data, name=file.filename or "")
-    return JSONResponse({"id": upload.id, "new": new, **upload.as_dict()}, status_code=201 if new else 200,
-                        headers={"Location": f"/api/images/{upload.id}"})
+    upload, new = uploads.add(data)
+    # The id is shared by everyone who sends these bytes; the file name and time are this upload's own.
+    receipt = {"id": upload.id, "new": new, **upload.as_dict(), "name": _display_name(file.filename),
+               "uploaded": time.time()}
+    return JSONResponse(receipt, status_code=201 if new else 200, headers={"Location": f"/api/images/{upload.id}"})
 
 
-@router.get("/{image_id}", responses=READ_ERRORS, summary="What an image id names: source, size, format")
+@router.get("/{image_id}", responses=READ_ERRORS,
+            summary="What an image id names: source, size, format (for an upload, what its bytes say: no file name, "
+                    "which is its uploader's own)")
 def read_image_info(image: Annotated[ImageRef, Depends(get_image)]) -> dict:
     if image.source == "dataset":
         picture = image.load()
@@ -140,3 +146,9 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
     if not size:
         raise InvalidInput("the file is empty (0 bytes)")
     return b"".join(parts)
+
+
+def _display_name(name: str | None) -> str:
+    """The last path component of a client's file name, printable characters only, at most 200."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    return "".join(ch for ch in base if ch.isprintable())[:200]
