@@ -90,6 +90,18 @@ class Settings(BaseSettings):
         default=40_000_000, gt=0,
         description="Largest upload accepted, in pixels, checked from the header before decoding (413).",
     )
+    upload_max_decode_bytes: int = Field(
+        default=512 * 1024**2, gt=0,
+        description="Most memory decoding one upload to RGB may take, estimated from its header by its pixels and "
+                    "mode (413 above it).",
+    )
+    upload_decode_concurrency: int = Field(
+        default=2, ge=1, description="Uploads decoded at once; the other requests wait their turn."
+    )
+    model_view_cache_bytes: int = Field(
+        default=64 * 1024**2, ge=0,
+        description="Memory for the images as models see them (PNGs), so each is decoded once while it stays.",
+    )
     cam_score_batch_size: int = Field(default=32, ge=1, description="Masked images per forward pass for Score-CAM.")
     cam_ablation_batch_size: int = Field(
         default=128, ge=1, description="Ablated layer outputs per forward pass for Ablation-CAM."

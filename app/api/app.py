@@ -18,6 +18,7 @@ from app.api.trusted_hosts import TrustedHosts
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
+from app.lru import LruCache
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
 from app.studio.inputs import InputCache
@@ -37,8 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = await run_in_threadpool(load_store, settings)
         app.state.atlases = AtlasRegistry(settings.data_dir)
         app.state.model_inputs = InputCache()
+        app.state.model_views = LruCache(settings.model_view_cache_bytes, weigh=len)
         app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,
-                                        settings.upload_max_pixels)
+                                        settings.upload_max_pixels, settings.upload_max_decode_bytes,
+                                        settings.upload_decode_concurrency)
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
         try:
             yield

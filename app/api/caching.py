@@ -25,11 +25,17 @@ def not_modified(request: Request, etag: str, cache_control: str) -> Response | 
 def model_view_png(request: Request, store: ModelStore, model_id: str, tag: str, load: Callable[[], Image.Image],
                    cache_control: str) -> Response:
     """An image as `model_id` sees it (resized and cropped, PNG): what its maps cover. `tag` names the
-    image's bytes, which never change; the model's input geometry completes the ETag."""
+    image's bytes, which never change; the model's input geometry completes the ETag, which also keys the
+    app's cache of views (`model_views`), so an image is decoded once per view while its view stays there."""
     preprocessing = store.ready(model_id).preprocessing
     etag = f'"{tag}-{model_id}-{preprocessing.size[0]}x{preprocessing.size[1]}-{preprocessing.resize}"'
     if cached := not_modified(request, etag, cache_control):
         return cached
-    buffer = io.BytesIO()
-    preprocessing.view(load()).save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png", headers={"ETag": etag, "Cache-Control": cache_control})
+
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        preprocessing.view(load()).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    png = request.app.state.model_views.get(etag, encode)
+    return Response(png, media_type="image/png", headers={"ETag": etag, "Cache-Control": cache_control})

@@ -22,7 +22,7 @@ class Preprocessing:
 
     def view(self, image: Image.Image) -> Image.Image:
         """The RGB image exactly as the model sees it, before normalisation: what a map covers."""
-        return self.fit(image.convert("RGB"))
+        return self.fit(image if image.mode == "RGB" else image.convert("RGB"))  # no copy of a large upload
 
     def fit(self, image: Image.Image,
             interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR) -> Image.Image:

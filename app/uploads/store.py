@@ -2,10 +2,7 @@
 metadata in `<data_dir>/uploads/uploads.sqlite`. The same bytes always get the same id, so uploads are
 deduplicated and a link to one keeps working across restarts. Files are written atomically before their
 row, so a row never names a missing file; a file without a row (a crash in between) is simply written
-again by the next upload of the same bytes.
-
-An id is shared by everyone who uploads the same bytes, so the store keeps only what the bytes say (format,
-size, ...), never an uploader's file name: the answer to an upload echoes its own, and nothing shows it."""
+again by the next upload of the same bytes."""
 
 from __future__ import annotations
 
@@ -38,16 +35,14 @@ CREATE TABLE IF NOT EXISTS uploads (
     height INTEGER NOT NULL,
     frames INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    name TEXT NOT NULL,  -- always '' (an older version kept the first uploader's file name here)
-    created REAL NOT NULL  -- when the bytes first came, for housekeeping; never shown
+    name TEXT NOT NULL,
+    created REAL NOT NULL
 ) WITHOUT ROWID
 """
 
 
 @dataclass(frozen=True)
 class Upload:
-    """What the bytes behind an id say: the same for everyone who holds the id."""
-
     id: str
     sha256: str
     format: str
@@ -56,30 +51,32 @@ class Upload:
     height: int
     frames: int
     bytes: int
+    name: str  # the client's file name, for display only (never a path)
+    created: float
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-_COLUMNS = ", ".join(Upload.__dataclass_fields__)
-_PLACES = ", ".join("?" * len(Upload.__dataclass_fields__))
-
-
 class UploadStore:
-    def __init__(self, folder: Path, max_bytes: int, max_pixels: int):
+    def __init__(self, folder: Path, max_bytes: int, max_pixels: int, max_decode_bytes: int | None = None,
+                 decodes_at_once: int = 1):
+        """`max_decode_bytes`: the most memory one decode may take (decode.decode_cost; None: no limit);
+        `decodes_at_once`: decodes that may run at once, the others wait their turn."""
         self.folder, self.max_bytes, self.max_pixels = folder, max_bytes, max_pixels
+        self.max_decode_bytes = max_decode_bytes
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one writer at a time; readers open their own connections
+        self._decoding = threading.BoundedSemaphore(decodes_at_once)  # bounds the memory decodes take together
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # readers never wait for an upload being recorded
             db.execute(_SCHEMA)
-            db.execute("UPDATE uploads SET name = '' WHERE name != ''")  # what an older version kept
 
-    def add(self, data: bytes) -> tuple[Upload, bool]:
+    def add(self, data: bytes, name: str = "") -> tuple[Upload, bool]:
         """Store `data` if it is an acceptable image; returns the upload and whether it is new. Decoding
         fully before anything is written means nothing undecodable is ever stored."""
-        header = read_header(data, self.max_bytes, self.max_pixels)
-        image = decode_rgb(data, self.max_pixels)
+        header = read_header(data, self.max_bytes, self.max_pixels, self.max_decode_bytes)
+        width, height = self._decode(data).size  # upright; the image itself is freed at once
         digest = hashlib.sha256(data).hexdigest()
         upload_id = digest[:ID_LENGTH]
         with self._lock:
@@ -88,11 +85,11 @@ class UploadStore:
                 return existing, False
             atomic_write(self.path(upload_id), lambda tmp: tmp.write_bytes(data))
             upload = Upload(id=upload_id, sha256=digest, format=header.format, mode=header.mode,
-                            width=image.width, height=image.height, frames=header.frames, bytes=len(data))
-            with self._connect() as db:  # a row whose file was lost keeps its first `created`
-                db.execute(f"INSERT OR REPLACE INTO uploads ({_COLUMNS}, name, created) VALUES ({_PLACES}, '', "
-                           "COALESCE((SELECT created FROM uploads WHERE id = ?), ?))",
-                           (*asdict(upload).values(), upload_id, time.time()))
+                            width=width, height=height, frames=header.frames, bytes=len(data),
+                            name=_display_name(name), created=existing.created if existing else time.time())
+            with self._connect() as db:
+                db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           tuple(asdict(upload).values()))
             return upload, existing is None
 
     def get(self, upload_id: str) -> Upload:
@@ -116,11 +113,15 @@ class UploadStore:
 
     def image(self, upload_id: str) -> Image.Image:
         """The upright RGB image, by the same rules as at upload time."""
-        return decode_rgb(self.data(upload_id), self.max_pixels)
+        return self._decode(self.data(upload_id))
+
+    def _decode(self, data: bytes) -> Image.Image:
+        with self._decoding:
+            return decode_rgb(data, self.max_pixels, self.max_decode_bytes)
 
     def _row(self, upload_id: str) -> Upload | None:
         with self._connect() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return Upload(*row) if row else None
 
     @contextmanager
@@ -132,3 +133,9 @@ class UploadStore:
                 yield db
         finally:
             db.close()
+
+
+def _display_name(name: str) -> str:
+    """The last path component of a client's file name, printable characters only, at most 200."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    return "".join(ch for ch in base if ch.isprintable())[:200]
