@@ -1,4 +1,5 @@
-# Fovea dashboard with the embedded demo models. CPU by default; on a CUDA host run with --gpus all.
+# Fovea dashboard with the embedded demo models and the ImageNet model (EfficientNet-Lite2, whose weights come
+# with the imagenet extra). CPU by default; on a CUDA host run with --gpus all.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -9,7 +10,7 @@ COPY pyproject.toml hatch_build.py README.md ./
 COPY app ./app
 COPY frontend ./frontend
 COPY model_store ./model_store
-RUN pip install -e . && useradd --create-home fovea && mkdir -p /data && chown fovea /data
+RUN pip install -e '.[imagenet]' && useradd --create-home fovea && mkdir -p /data && chown fovea /data
 
 USER fovea
 VOLUME ["/data"]

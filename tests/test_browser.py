@@ -13,6 +13,7 @@ import pytest
 
 from app.demo.render import render
 from app.demo.scenes import sample_scene
+from app.settings import BUILTIN_CARD_DIRS
 from tests.browser import browser, screenshot
 from tests.live_server import live_server
 
@@ -38,7 +39,8 @@ def test_home_model_reload_back_forward(server):
         page.goto(server + "/")
         cards = page.locator(".model-card")
         cards.first.wait_for()
-        assert cards.count() == 3
+        bundled = sum(len(list(folder.glob("*.toml"))) for folder in BUILTIN_CARD_DIRS)
+        assert cards.count() == bundled + 1  # and `broken`
         assert page.locator('.model-card[data-model="shapes-cnn"] .badge').inner_text() == "ready"
         assert page.locator('.model-card[data-model="broken"] .badge').inner_text() == "error"
         assert "architecture" in page.locator('.model-card[data-model="broken"] .error-text').inner_text()

@@ -28,7 +28,13 @@ def test_valid_card_parses(write_tiny_card):
         ({"input": {"size": [4, 4]}}, "input.size", "at least 8"),
         ({"name": None}, "name", "Field required"),
         ({"colour": "blue"}, "colour", "unknown field"),
-        ({"labels": {"names": ["a"], "file": "labels.txt"}}, "labels", "not both"),
+        ({"labels": {"names": ["a"], "file": "labels.txt"}}, "labels", "only one of"),
+        ({"labels": {"names": ["a"], "torchvision": "ResNet50_Weights.IMAGENET1K_V2"}}, "labels", "only one of"),
+        ({"labels": {"torchvision": "resnet50"}}, "labels.torchvision", "pattern"),
+        ({"weights": {"package": "not a package!"}}, "weights.package", "pattern"),
+        ({"weights": {"file": None, "sha256": None, "torchvision": "X", "package": "p"}}, "weights",
+         "'package' goes with 'file'"),
+        ({"weights": {"install": "pip install p"}}, "weights", "'install' goes with 'package'"),
     ],
 )
 def test_validation_errors_name_file_and_field(write_tiny_card, overrides, field, words):

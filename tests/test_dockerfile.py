@@ -115,7 +115,7 @@ def test_the_dockerfile_builds_and_serves(tmp_path):
     server_env = {**env, "PYTHONPATH": None, "FOVEA_AUTO_INDEX_DEMO": "false"}
     with live_server_process(data_dir, env=server_env, program=program, cwd=workdir) as (base, _process):
         health = httpx.get(f"{base}/api/health").json()
-        cards = len(list((workdir / "model_store").glob("*.toml")))
+        cards = len(list((workdir / "model_store").rglob("*.toml")))  # the demo's and the ImageNet model's
         assert health["status"] == "ok" and (health["models_ready"], health["models_failed"]) == (cards, 0)
         assert httpx.get(f"{base}/").status_code == 200  # the front end is served from the copied folder
         # The HEALTHCHECK's own command, pointed at this server's port instead of the image's.

