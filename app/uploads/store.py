@@ -2,7 +2,10 @@
 metadata in `<data_dir>/uploads/uploads.sqlite`. The same bytes always get the same id, so uploads are
 deduplicated and a link to one keeps working across restarts. Files are written atomically before their
 row, so a row never names a missing file; a file without a row (a crash in between) is simply written
-again by the next upload of the same bytes."""
+again by the next upload of the same bytes.
+
+An id is shared by everyone who uploads the same bytes, so the store keeps only what the bytes say (format,
+size, ...), never an uploader's file name: the answer to an upload echoes its own, and nothing shows it."""
 
 from __future__ import annotations
 
@@ -35,14 +38,16 @@ CREATE TABLE IF NOT EXISTS uploads (
     height INTEGER NOT NULL,
     frames INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    created REAL NOT NULL
+    name TEXT NOT NULL,  -- always '' (an older version kept the first uploader's file name here)
+    created REAL NOT NULL  -- when the bytes first came, for housekeeping; never shown
 ) WITHOUT ROWID
 """
 
 
 @dataclass(frozen=True)
 class Upload:
+    """What the bytes behind an id say: the same for everyone who holds the id."""
+
     id: str
     sha256: str
     format: str
@@ -51,11 +56,13 @@ class Upload:
     height: int
     frames: int
     bytes: int
-    name: str  # the client's file name, for display only (never a path)
-    created: float
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+_COLUMNS = ", ".join(Upload.__dataclass_fields__)
+_PLACES = ", ".join("?" * len(Upload.__dataclass_fields__))
 
 
 class UploadStore:
@@ -71,8 +78,9 @@ class UploadStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # readers never wait for an upload being recorded
             db.execute(_SCHEMA)
+            db.execute("UPDATE uploads SET name = '' WHERE name != ''")  # what an older version kept
 
-    def add(self, data: bytes, name: str = "") -> tuple[Upload, bool]:
+    def add(self, data: bytes) -> tuple[Upload, bool]:
         """Store `data` if it is an acceptable image; returns the upload and whether it is new. Decoding
         fully before anything is written means nothing undecodable is ever stored."""
         header = read_header(data, self.max_bytes, self.max_pixels, self.max_decode_bytes)
@@ -85,11 +93,11 @@ class UploadStore:
                 return existing, False
             atomic_write(self.path(upload_id), lambda tmp: tmp.write_bytes(data))
             upload = Upload(id=upload_id, sha256=digest, format=header.format, mode=header.mode,
-                            width=width, height=height, frames=header.frames, bytes=len(data),
-                            name=_display_name(name), created=existing.created if existing else time.time())
-            with self._connect() as db:
-                db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           tuple(asdict(upload).values()))
+                            width=width, height=height, frames=header.frames, bytes=len(data))
+            with self._connect() as db:  # a row whose file was lost keeps its first `created`
+                db.execute(f"INSERT OR REPLACE INTO uploads ({_COLUMNS}, name, created) VALUES ({_PLACES}, '', "
+                           "COALESCE((SELECT created FROM uploads WHERE id = ?), ?))",
+                           (*asdict(upload).values(), upload_id, time.time()))
             return upload, existing is None
 
     def get(self, upload_id: str) -> Upload:
@@ -121,7 +129,7 @@ class UploadStore:
 
     def _row(self, upload_id: str) -> Upload | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return Upload(*row) if row else None
 
     @contextmanager
@@ -133,9 +141,3 @@ class UploadStore:
                 yield db
         finally:
             db.close()
-
-
-def _display_name(name: str) -> str:
-    """The last path component of a client's file name, printable characters only, at most 200."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    return "".join(ch for ch in base if ch.isprintable())[:200]
