@@ -20,7 +20,8 @@ def test_resnet18():
     model, layers, output = _discover("resnet18")
     assert output.shape == (1, 1000)
     defaults = [name for name, info in layers.items() if info.default]
-    assert defaults == ["conv1", "layer1.0", "layer1", "layer2.0", "layer2", "layer3.0", "layer3",
+    # The stem's conv1 -> bn1 -> relu, called in turn by the model's forward: the stem is seen after its ReLU.
+    assert defaults == ["relu", "layer1.0", "layer1", "layer2.0", "layer2", "layer3.0", "layer3",
                         "layer4.0", "layer4"]
     assert layers["conv1"].shape == (64, 112, 112)
     assert layers["layer4"].shape == (512, 7, 7)

@@ -39,8 +39,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[Layer
 
     The default selection holds the modules reached from the model through `Sequential` (or `ModuleList`)
     containers only (stages, blocks and the convolutions of plain conv stacks; not the insides of a residual block)
-    that are containers or convolutions, with spatial size above 1x1. A convolution that a `Sequential`
-    follows with normalisation and an activation is represented by the activation: its units are what
+    that are containers or convolutions, with spatial size above 1x1. A convolution that its module follows
+    with normalisation and an activation is represented by the activation: its units are what
     the network passes on, and a per-channel affine map would only rescale (or mirror) the same ranking.
     When two selected modules return the very same tensor (a stage and its last block, or a conv-norm-act
     block and its activation), the shallower name is kept: `layer4`, not `layer4.1`.
@@ -79,18 +79,21 @@ def _default_selection(modules: dict[str, nn.Module], outputs: dict[str, torch.T
         is_container = next(module.children(), None) is not None
         return (is_container or isinstance(module, _CONVOLUTIONS)) and reached_through_sequentials(name)
 
+    flow = list(outputs)  # data-flow order: the order in which outputs were produced
+
     def activated(name: str) -> str:
-        """The activation that follows this conv in its Sequential (past any norms), else the conv."""
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name]
-        if not isinstance(modules[name], _CONVOLUTIONS) or not isinstance(parent, nn.Sequential):
+        """The activation that this conv's own module runs right after it (past any norms), else the conv.
+        Read off the data flow, not the order of declaration, so a plain module that calls its stem's conv, norm
+        and activation in turn (EfficientNet's `_conv_stem`, `_bn0`, `_act0`) is treated as a Sequential is."""
+        if not isinstance(modules[name], _CONVOLUTIONS):
             return name
-        siblings = list(parent.named_children())
-        for sibling, following in siblings[[n for n, _ in siblings].index(child) + 1:]:
-            if isinstance(following, _ACTIVATIONS):
-                found = f"{parent_name}.{sibling}" if parent_name else sibling
-                return found if found in outputs else name
-            if not isinstance(following, _NORMS):
+        parent = name.rpartition(".")[0]
+        for following in flow[flow.index(name) + 1:]:
+            if following.rpartition(".")[0] != parent:
+                break
+            if isinstance(modules[following], _ACTIVATIONS):
+                return following
+            if not isinstance(modules[following], _NORMS):
                 break
         return name
 
