@@ -42,7 +42,8 @@ def test_fired_units_of_a_dataset_image_match_its_pooled_row(client, root):  # n
         own = pooled[:, row["unit"]].astype(np.float32)
         value = np.float32(np.float16(row["spatial_mean"]))
         assert row["percentile"] == pytest.approx(((own < value).sum() + 0.5 * (own == value).sum()) / len(own))
-        assert row["link"] == f"/m/shapes-cnn/block4/{row['unit']}" and row["spatial_max"] >= row["spatial_mean"]
+        assert row["link"] == f"/m/shapes-cnn/block4/{row['unit']}?dataset=demo"
+        assert row["spatial_max"] >= row["spatial_mean"]
 
 
 def test_fired_units_errors(client):  # noqa: F811
@@ -114,4 +115,5 @@ def test_one_named_unit_wherever_it_ranks(client):  # noqa: F811
     assert row == {**last, "max_max": row["max_max"], "top_image": row["top_image"]}
     assert row["rank"] == 192 and body["maps"]["shape"] == [1, 7, 7]
     assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": 192}), 404, "not_found", "0 to 191")
-    assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": -1}), 404, "not_found", "0 to 191")
+    assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": -1}), 422, "invalid_input",
+                 "'-1' is not a unit index")

@@ -39,6 +39,17 @@ def test_a_dataset_image_id_has_one_spelling_everywhere(client, text):
         assert "leading zero" in error["message"]
 
 
+@pytest.mark.parametrize("text", NOT_IDS)
+def test_a_unit_index_has_one_spelling_everywhere(client, text):
+    unit = quote(text)
+    for url, params in ((f"/api/models/shapes-cnn/layers/block4/units/{unit}", None),
+                        (f"/api/models/shapes-cnn/layers/block4/units/{unit}/maps", None),
+                        (f"/api/models/shapes-cnn/layers/block4/units/{unit}/activation", {"image": 3}),
+                        ("/api/images/demo:3/units", {"model": "shapes-cnn", "layer": "block4", "unit": text})):
+        error = assert_error(client.get(url, params=params), 422, "invalid_input", repr(text), "a unit index")
+        assert "leading zero" in error["message"]
+
+
 def test_the_canonical_id_serves_and_an_unknown_one_names_the_range(client):
     assert client.get("/api/datasets/demo/images/3").status_code == 200
     assert client.get("/api/datasets/demo/images/0").status_code == 200

@@ -12,38 +12,16 @@ from typing import Annotated
 import numpy as np
 from fastapi import Path, Request
 from PIL import Image
-from pydantic import BeforeValidator, WithJsonSchema
 
+from app.api.indices import parse_index
 from app.atlas.ground_truth import class_mask
 from app.atlas.reader import Atlas
 from app.errors import InvalidInput, NotFound
 from app.uploads.decode import MEDIA_TYPES
 from app.uploads.store import UPLOAD_ID, UploadStore
 
-# A dataset image's id is written one way only: ASCII digits, no sign, space, point or leading zero, at most
-# 9 of them. Python's int() also reads `١٧`, ` 17` and `017` (and pydantic `17.0`) as 17, and SQLite's
-# integers stop at 2^63 (an OverflowError, so a 500): one image must have one id, and every id must fit.
-DATASET_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 DATASET_IMAGE = re.compile(r"([a-z0-9][a-z0-9-]*):(.*)", re.S)
 IMAGE_ID_DESCRIPTION = "An upload id (20 hex digits) or a dataset image as `dataset:id`, e.g. `demo:17`."
-
-
-def parse_dataset_index(text: str) -> int:
-    """The image id `text` names within a dataset; ValueError naming the problem when it is not canonical."""
-    if not DATASET_INDEX.fullmatch(text):
-        raise ValueError(f"{text!r} is not a dataset image id: write it in ASCII digits with no sign, space, "
-                         "decimal point or leading zero, at most 9 digits (e.g. 17)")
-    return int(text)
-
-
-def _canonical_index(value: object) -> object:
-    return parse_dataset_index(value) if isinstance(value, str) else value
-
-
-# The one declaration every route uses for a dataset image id, in a path or a query: add Path() or Query().
-# (The schema is written out: FastAPI copies a nested Annotated's ge/le into it as unknown keywords.)
-DatasetIndex = Annotated[int, BeforeValidator(_canonical_index),
-                         WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 999_999_999})]
 
 
 @dataclass(frozen=True)
@@ -68,7 +46,7 @@ def resolve_image(image_id: str, uploads: UploadStore, dataset_atlas: Callable[[
     if match := DATASET_IMAGE.fullmatch(image_id):
         dataset = match.group(1)
         try:
-            index = parse_dataset_index(match.group(2))
+            index = parse_index(match.group(2), "a dataset image id")
         except ValueError as exc:
             raise InvalidInput(f"image {image_id!r}: {exc}", image=image_id) from None
         atlas = dataset_atlas(dataset)

@@ -77,6 +77,9 @@ class AtlasRegistry:
         wanted = dataset or DEFAULT_DATASET
         progress = build_progress(self.data_dir, model_id, wanted)
         command = f"fovea index {model_id} --dataset {'demo' if wanted == DEFAULT_DATASET else 'PATH'}"
+        # A link that named no dataset, for a model with no atlas: the demo's shapes suit only the demo models.
+        choices = f"`{command}` (the demo's shapes) or `fovea index {model_id} --dataset PATH` (a folder of your " \
+                  "images)" if dataset is None and not available else f"`{command}`"
         if progress is not None:
             done, total = progress
             return AtlasMissing(f"the {wanted!r} atlas of {model_id!r} is being built ({done} of {total} images "
@@ -84,5 +87,5 @@ class AtlasRegistry:
                                 done=done, total=total)
         listed = f"; atlases available: {', '.join(available)}" if available else ""
         problem = "was built by an older Fovea" if wanted in stale else "does not exist yet"
-        return AtlasMissing(f"the {wanted!r} atlas of model {model_id!r} {problem}: run `{command}`{listed}",
+        return AtlasMissing(f"the {wanted!r} atlas of model {model_id!r} {problem}: run {choices}{listed}",
                             model=model_id, dataset=wanted, command=command, available=available, building=False)

@@ -17,7 +17,7 @@ from app.api.caching import IMMUTABLE, NOT_MODIFIED, not_modified
 from app.api.deps import get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
-from app.api.image_refs import DatasetIndex
+from app.api.indices import DatasetIndex, UnitIndex
 from app.api.routers.units import crop_box, get_atlas, receptive_field_json
 from app.atlas.reader import Atlas
 from app.engine.layers import LayerInfo
@@ -64,7 +64,7 @@ class UnitOnImage:
 def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
                       layer: Annotated[LayerInfo, Depends(get_layer)],
                       atlas: Annotated[Atlas, Depends(get_atlas)],
-                      unit: Annotated[int, Path(description="Channel index.")],
+                      unit: Annotated[UnitIndex, Path(description="Channel index.")],
                       image: Annotated[DatasetIndex, Query(description="Dataset image id.")]) -> UnitOnImage:
     check_unit(layer.name, unit, layer.units)
     atlas.image(image)  # 404 with the valid ids

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from app.api.caching import NOT_MODIFIED, model_view_png
 from app.api.deps import MODEL_UNAVAILABLE
 from app.api.errors import ErrorResponse
-from app.api.image_refs import DatasetIndex
+from app.api.indices import DatasetIndex
 from app.errors import NotFound
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])

@@ -15,6 +15,8 @@ from app.api.deps import MODEL_UNAVAILABLE, ProgressToken
 from app.api.encoding import encode_maps
 from app.api.errors import HOST_REFUSED, ErrorResponse
 from app.api.image_refs import ImageRef, get_image
+from app.api.indices import UnitIndex
+from app.api.links import unit_page
 from app.api.routers.units import DatasetQuery, get_atlas
 from app.atlas.fired import rank_fired_units
 from app.errors import InvalidInput, PayloadTooLarge
@@ -102,7 +104,8 @@ def read_fired_units(
     layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
     dataset: DatasetQuery = None,
     limit: Annotated[int, Query(ge=1, le=256, description="How many units.")] = 12,
-    unit: Annotated[int | None, Query(description="Only this unit, wherever it ranks (`rank` says where).")] = None,
+    unit: Annotated[UnitIndex | None, Query(description="Only this unit, wherever it ranks (`rank` says "
+                                                        "where).")] = None,
     maps: Annotated[bool, Query(description="Also each listed unit's map on this image (`maps`) and on its top "
                                             "dataset image (`top_maps`), (units, h, w) raw values in list order; "
                                             "`max_max` is each unit's maximum over the dataset.")] = False,
@@ -124,7 +127,7 @@ def read_fired_units(
             "images": int(atlas.meta["images"]), "units_total": indexed.units,
             "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
-                       "link": f"/m/{loaded.id}/{layer}/{row['unit']}"} for row in rows]}
+                       "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset)} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]
         for row in body["units"]:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.api.deps import MODEL_UNAVAILABLE, get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse, error_doc
+from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.atlas.reader import UNIT_SORTS, Atlas, AtlasLayer
 from app.engine.layers import LayerInfo, clamp_input
@@ -142,7 +143,7 @@ def read_unit(
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
-    unit: Annotated[int, Path(description="Channel index.")],
+    unit: Annotated[UnitIndex, Path(description="Channel index.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
 ) -> dict:
     row = atlas.unit(indexed, unit)
@@ -182,7 +183,7 @@ def read_unit(
 def read_unit_maps(
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
-    unit: Annotated[int, Path(description="Channel index.")],
+    unit: Annotated[UnitIndex, Path(description="Channel index.")],
 ) -> dict:
     atlas.check_unit(indexed, unit)
     count = len(atlas.top_images(indexed, unit))
