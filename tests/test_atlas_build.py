@@ -159,3 +159,19 @@ def test_best_per_row_equals_a_stable_sort_with_ties():
         expected = np.argsort(keys, axis=1, kind="stable")[:, :count]
         assert np.array_equal(rows, np.repeat(np.arange(units), expected.shape[1]))
         assert np.array_equal(columns, expected.ravel())
+
+
+def test_a_build_removes_what_a_killed_write_left(tmp_path):
+    """A build killed while it wrote its atlas leaves a staging folder (and maybe a replaced one) beside it,
+    hidden from readers; the next build of that atlas removes them."""
+    settings = _settings(tmp_path)
+    write_split(tmp_path / "demo", "heldout", 6)
+    dataset = scan_folder(tmp_path / "demo" / "heldout" / "images", name="six")
+    model = load_store(settings).ready("shapes-cnn")
+    folder = settings.data_dir / "atlases" / "shapes-cnn"
+    for leftover in (".six-a1b2c3", ".six.old-d4e5f6"):
+        (folder / leftover).mkdir(parents=True)
+        (folder / leftover / "layer-000.maps.npy").write_bytes(b"\0" * 1024)
+    target = index_model(model, dataset, settings, layers=["block4"], k=2)
+    assert sorted(path.name for path in folder.iterdir() if path.is_dir()) == ["six"]
+    assert target == folder / "six" and Atlas(target).meta["images"] == 6

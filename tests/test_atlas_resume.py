@@ -17,7 +17,7 @@ import numpy as np
 from app.demo.dataset import write_split
 
 LAYERS = ["stem.0", "block2", "block4"]
-VOLATILE_META = {"seconds", "created"}
+VOLATILE_META = {"seconds", "created", "first_built"}
 
 
 def _index(data_dir: Path, images: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import tempfile
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from app import __version__
 from app.atlas.schema import SCHEMA, SIMILAR_PER_UNIT
-from app.files import replace_dir
+from app.files import staged_dir
 
 if TYPE_CHECKING:
     from app.atlas.build import ImageRecord, IndexPlan, LayerRecorder
@@ -27,10 +26,10 @@ HISTOGRAM_BINS = 40  # as drawn on the unit page; the quantile is taken from the
 
 def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
                 seconds: float) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    staging.chmod(0o755)
-    try:
+    # Built in a staging folder renamed into place; one killed part-way leaves it behind, and the next
+    # build of this atlas removes it (app/files.py).
+    first_built = _first_built(target)
+    with staged_dir(target) as staging:
         # Array files are written by a second thread (file writes release the GIL) while this one fills
         # the catalog.
         with sqlite3.connect(staging / "atlas.sqlite") as db, ThreadPoolExecutor(1) as files:
@@ -38,17 +37,13 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
             db.executescript(SCHEMA)
-            _write_meta(db, plan, images, seconds, _first_built(target))
+            _write_meta(db, plan, images, seconds, first_built)
             _write_images(db, plan, images)
             written = [_write_layer(db, files, staging, idx, recorder, images.readable)
                        for idx, recorder in enumerate(recorders.values())]
             for future in (f for layer in written for f in layer):
                 future.result()  # raises what the file thread raised
         db.close()
-        replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _first_built(target: Path) -> str | None:
