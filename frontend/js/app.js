@@ -13,31 +13,57 @@ const VIEWS = { home: mountHome, model: mountModel, layer: mountLayer, unit: mou
   upload: mountUpload };
 const root = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
+const announcer = document.getElementById("announcer");
 let current = null;
 
-async function render(route) {
+async function render(route, { cause, scroll }) {
   current?.abort();
   const controller = new AbortController();
   current = controller;
   const mount = VIEWS[route.view];
+  const control = root.contains(document.activeElement) ? document.activeElement.getAttribute("name") : null;
+  let title;
   try {
     if (!mount) throw new ApiError(404, "not_found", `No page at ${route.params.path}.`);
     const meta = await mount(root, { ...route, signal: controller.signal });
     if (controller.signal.aborted) return;
+    title = meta.title;
     document.title = meta.title === "Models" ? "Fovea" : `${meta.title} · Fovea`;
-    crumbs.innerHTML = html`${meta.crumbs.map((c) => html`<span class="sep">/</span><a href="${c.href}">${c.label}</a>`)}`;
+    const last = meta.crumbs.length - 1;
+    crumbs.innerHTML = html`${meta.crumbs.map((c, i) => html`<span class="sep" aria-hidden="true">/</span><a
+      href="${c.href}" ${i === last ? html`aria-current="page"` : ""}>${c.label}</a>`)}`;
     root.dataset.view = route.view;
   } catch (error) {
     if (error.name === "AbortError" || controller.signal.aborted) return;
-    document.title = "Not found · Fovea";
+    title = error.status === 404 ? "Not found" : "Something went wrong";
+    document.title = `${title} · Fovea`;
     crumbs.innerHTML = "";
     root.dataset.view = "error";
     root.innerHTML = html`<section class="problem">
-      <h1>${error.status === 404 ? "Not found" : "Something went wrong"}</h1>
+      <h1>${title}</h1>
       <p class="error-text">${error.message}</p>
       <p><a href="/">Back to all models</a></p>
     </section>`;
   }
+  settle(cause, scroll, title, control);
+}
+
+// After a view is drawn: a new page is announced and its heading takes focus (a screen reader starts
+// there; the next Tab goes into the page); the same page redrawn gives focus back to the control the
+// user was on; then the page scrolls where the history entry was.
+function settle(cause, scroll, title, control) {
+  if (cause === "push" || cause === "pop") {
+    const heading = root.querySelector("h1");
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+    announcer.textContent = "";
+    setTimeout(() => { announcer.textContent = title; }, 50);  // a change, even when the title is the same
+  } else if (cause === "refresh" && control) {
+    root.querySelector(`[name="${CSS.escape(control)}"]`)?.focus({ preventScroll: true });
+  }
+  if (scroll !== null) window.scrollTo(0, scroll);
 }
 
 startRouter(render);

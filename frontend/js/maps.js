@@ -1,6 +1,7 @@
 // Raw activation maps from the API (base64 float32) and their drawing as heatmaps on canvas.
 
 import { lookupTable } from "./colormaps.js";
+import { contourSegments, upsample } from "./contours.js";
 
 /** Decode the API's map encoding (base64 float32, or float16) into { shape, range, values: Float32Array }. */
 export function decodeMaps(encoded) {
@@ -35,11 +36,13 @@ export function mapAt(decoded, index) {
 
 /**
  * Draw `image` with a heatmap of `map` over it. Values are scaled by [low, high] (one scale for a whole
- * gallery, so maps compare); with `mask`, only positions at or above `threshold` are coloured.
+ * gallery, so maps compare); a position's opacity is `opacity` times its scaled value to the power `gamma`,
+ * so low values stay clear. With `mask`, only positions at or above `threshold` are coloured; `outline`
+ * (a value, or null) draws the region's edge at that level, dark under light, seen on any background.
  * `region` (fractions of the image: x, y, w, h) crops the view.
  */
-export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis", opacity = 0.5, mask = false,
-  threshold = 0, region = null }) {
+export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis", opacity = 0.5, gamma = 0.5,
+  mask = false, threshold = 0, outline = null, region = null }) {
   const context = canvas.getContext("2d");
   const sx = region ? region.x * image.naturalWidth : 0;
   const sy = region ? region.y * image.naturalHeight : 0;
@@ -60,14 +63,40 @@ export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis
     const level = Math.max(0, Math.min(255, Math.round(((value - low) / span) * 255)));
     pixels.data.set(table.subarray(3 * level, 3 * level + 3), 4 * i);
     // Low values fade out so the image stays readable under weak activations.
-    pixels.data[4 * i + 3] = mask && value < threshold ? 0 : Math.round(255 * Math.sqrt(level / 255));
+    pixels.data[4 * i + 3] = mask && value < threshold ? 0 : Math.round(255 * (level / 255) ** gamma);
   }
   small.getContext("2d").putImageData(pixels, 0, 0);
   context.globalAlpha = opacity;
   // The map covers the whole image (the model's view of it): crop it the same way, in map cells.
-  context.drawImage(small, (sx / image.naturalWidth) * map.w, (sy / image.naturalHeight) * map.h,
-    (sw / image.naturalWidth) * map.w, (sh / image.naturalHeight) * map.h, 0, 0, canvas.width, canvas.height);
+  const view = { x: (sx / image.naturalWidth) * map.w, y: (sy / image.naturalHeight) * map.h,
+    w: (sw / image.naturalWidth) * map.w, h: (sh / image.naturalHeight) * map.h };
+  context.drawImage(small, view.x, view.y, view.w, view.h, 0, 0, canvas.width, canvas.height);
   context.globalAlpha = 1;
+  if (outline !== null) drawOutline(context, map, outline, view);
+}
+
+// Outlines are traced on the map upsampled to about 64 cells a side, so a 7x7 map's edge is smooth.
+const OUTLINE_CELLS = 64;
+
+function drawOutline(context, map, level, view) {
+  const factor = Math.max(1, Math.min(8, Math.round(OUTLINE_CELLS / Math.max(map.h, map.w))));
+  const segments = contourSegments(upsample(map, factor), level);
+  if (!segments.length) return;
+  const scaleX = context.canvas.width / (view.w * factor);
+  const scaleY = context.canvas.height / (view.h * factor);
+  context.beginPath();
+  for (const [x0, y0, x1, y1] of segments) {
+    context.moveTo((x0 - view.x * factor) * scaleX, (y0 - view.y * factor) * scaleY);
+    context.lineTo((x1 - view.x * factor) * scaleX, (y1 - view.y * factor) * scaleY);
+  }
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.strokeStyle = "rgba(0, 0, 0, 0.8)";
+  context.lineWidth = 3.5;
+  context.stroke();
+  context.strokeStyle = "#ffffff";
+  context.lineWidth = 1.5;
+  context.stroke();
 }
 
 /** A one-pixel-high canvas (256 wide) filled with a colormap from its low end to its high end. */
