@@ -225,7 +225,7 @@ def test_upload_an_image_then_predictions_fired_units_and_back(server):
         first = page.locator(".fired-list li a").first
         unit = first.get_attribute("data-unit")
         first.click()
-        page.wait_for_url(f"**/m/shapes-cnn/*/{unit}")
+        page.wait_for_url(f"**/m/shapes-cnn/*/{unit}?*image=*")  # the unit on this image
         page.wait_for_selector(".gallery-item a")
         page.go_back()
         page.wait_for_selector(".prediction-list li")

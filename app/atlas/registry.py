@@ -63,6 +63,12 @@ class AtlasRegistry:
                     return self._opened(model_folder / dataset)
         raise NotFound(f"no atlas uses a dataset named {dataset!r}", dataset=dataset)
 
+    def models_with(self, dataset: str) -> list[str]:
+        """The models with a finished atlas on `dataset`, by id."""
+        if not (is_dataset_name(dataset) and self.root.is_dir()):
+            return []
+        return [folder.name for folder in sorted(self.root.iterdir()) if dataset in self.datasets(folder.name)]
+
     def _opened(self, folder: Path) -> Atlas:
         stat = (folder / "atlas.sqlite").stat()
         version = (stat.st_ino, stat.st_mtime_ns)  # a rebuild swaps in a new file

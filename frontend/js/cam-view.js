@@ -1,5 +1,6 @@
-// The image page's CAM view as URL state: which methods, which target class, colormap, opacity and
-// whether faithfulness metrics are shown. Pure: parsed from and written back to the query string.
+// The image page's state, pure: the CAM view parsed from and written back to the query string (methods,
+// target class, colormap, opacity, ReLU, faithfulness metrics), what a new image keeps of it, which layer
+// the page shows and how its picker groups the layers, and when a map has nothing to show.
 
 import { COLORMAPS } from "./colormaps.js";
 
@@ -18,6 +19,7 @@ export function camViewState(query, methodIds) {
     target,
     colormap: COLORMAPS.includes(query.cmap) ? query.cmap : "viridis",
     opacity: query.opacity !== undefined && Number.isFinite(opacity) ? Math.min(Math.max(opacity, 0), 1) : DEFAULT_OPACITY,
+    relu: query.relu !== "0",
     metrics: query.metrics === "1",
   };
 }
@@ -29,6 +31,38 @@ export function camQuery(state) {
     target: state.target ?? "",
     cmap: state.colormap === "viridis" ? "" : state.colormap,
     opacity: state.opacity === DEFAULT_OPACITY ? "" : state.opacity,
+    relu: state.relu ? "" : "0",
     metrics: state.metrics,
   };
+}
+
+/** The query a newly uploaded image opens with, from the page's: the class explained and the metrics belong
+ *  to the previous image (class 7 of a shape is nothing of a car's), so the new one starts from its own top
+ *  prediction with the metrics off; the model, layer, methods and how maps are drawn carry over. */
+export function newImageQuery(query) {
+  const { target: _target, metrics: _metrics, ...kept } = query;
+  return kept;
+}
+
+/** After ReLU a map with no positive value is all zero: drawn, it would look like an empty image. */
+export function hasNothingPositive(shown, relu) {
+  return relu && shown.raw.range[1] <= 0;
+}
+
+/**
+ * The layer the page shows and its picker's groups. `layers`: the model's (name, default), in model order;
+ * `atlas`: the atlas the page ranks units against ({ dataset, layers }), or null. Indexed layers come first
+ * (units that fire are ranked there, and unit pages exist); without an atlas the default selection does.
+ * The layer asked for wins when the model has it; else the deepest layer of the first group.
+ */
+export function layerChoice(layers, atlas, asked) {
+  const indexed = new Set(atlas?.layers ?? []);
+  const primary = layers.filter((l) => (indexed.size ? indexed.has(l.name) : l.default)).map((l) => l.name);
+  const others = layers.map((l) => l.name).filter((name) => !primary.includes(name));
+  const groups = [
+    { label: indexed.size ? `Indexed in the ${atlas.dataset} atlas` : "Default selection", names: primary, primary: true },
+    { label: indexed.size ? "Not indexed: maps only" : "Other layers", names: others, primary: false },
+  ].filter((group) => group.names.length);
+  const layer = layers.some((l) => l.name === asked) ? asked : (primary.at(-1) ?? others.at(-1));
+  return { layer, groups, indexed: indexed.has(layer) };
 }

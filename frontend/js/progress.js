@@ -64,3 +64,10 @@ function timeLeft({ done, total, task_seconds: seconds }) {
   const left = (seconds * (total - done)) / done;
   return left < 90 ? ` · about ${Math.max(1, Math.round(left))} s left` : ` · about ${Math.round(left / 60)} min left`;
 }
+
+/** An `onProgress` for a panel that waits: while another request holds the model, it says so in `element`
+ *  (a bare "…" would look like a hang). */
+export const noteWaiting = (element) => (progress) => {
+  const note = describeProgress(progress, new Map());
+  if (note) element.textContent = `${note[0].toUpperCase()}${note.slice(1)}.`;
+};

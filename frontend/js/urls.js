@@ -33,6 +33,7 @@ export const apiUrl = {
   methods: () => "/api/methods",
   progress: (token) => `/api/progress/${enc(token)}`,
   firedUnits: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/units`, query),
+  datasetSamples: (dataset) => `/api/datasets/${enc(dataset)}/samples`,
   datasetImage: (dataset, imageId, model = null) =>
     `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,
 };

@@ -20,14 +20,16 @@ CACHED = "public, max-age=86400"
 
 @router.get("/{dataset}/samples",
             responses={404: {"model": ErrorResponse, "description": "No atlas uses the dataset."}},
-            summary="A few images of a dataset to start from: the first of each class")
+            summary="A few images of a dataset to start from (the first of each class), and the models with an "
+                    "atlas on it")
 def read_samples(
     request: Request,
     dataset: Annotated[str, Path(description="Atlas dataset name.")],
     limit: Annotated[int, Query(ge=1, le=100, description="How many images at most.")] = 12,
 ) -> dict:
-    atlas = request.app.state.atlases.for_dataset(dataset)
-    return {"dataset": atlas.dataset, "images": [
+    registry = request.app.state.atlases
+    atlas = registry.for_dataset(dataset)
+    return {"dataset": atlas.dataset, "models": registry.models_with(dataset), "images": [
         {"id": f"{atlas.dataset}:{row['id']}", "index": row["id"], "label": row["label"],
          "url": f"/api/datasets/{atlas.dataset}/images/{row['id']}", "page": f"/image/{atlas.dataset}:{row['id']}"}
         for row in atlas.samples(limit)]}

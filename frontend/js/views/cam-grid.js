@@ -1,8 +1,8 @@
-// The CAM studio of the image page: a method picker, target, colormap and opacity, and a side-by-side
+// The CAM studio of the image page: a method picker, target, colormap, opacity and ReLU, and a side-by-side
 // grid of maps on one colour scale. Maps come raw from the API and are drawn here, so the colormap and
 // opacity redraw without a request; methods and target fetch once per change (stale answers aborted).
 
-import { camQuery } from "../cam-view.js";
+import { camQuery, hasNothingPositive } from "../cam-view.js";
 import { COLORMAPS } from "../colormaps.js";
 import { html } from "../dom.js";
 import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
@@ -22,6 +22,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
         html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
       <label>Opacity <input type="range" name="opacity" min="0" max="1" step="0.05" value="${state.opacity}"></label>
+      <label title="Clamp each map at 0 (as the papers define the CAMs); unticked, the signed map is shown, its minimum at the colormap's low end"><input
+        type="checkbox" name="relu" ${state.relu ? "checked" : ""}> ReLU</label>
       <label title="Deletion and insertion AUC (RISE), average drop and increase in confidence (Grad-CAM++), and on images with object masks the pointing game and energy share"><input
         type="checkbox" name="metrics" ${state.metrics ? "checked" : ""}> Faithfulness</label>
     </div>
@@ -29,8 +31,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       <label class="chip" title="${m.description}${costNote(m, layer, channels)}"><input type="checkbox" name="method"
         value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${m.extra_forwards === "none" ? ""
         : html`<span class="cost" title="one pass per channel">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
-    <div class="cam-legend"><span class="small muted">0</span><canvas width="256" height="1" aria-hidden="true"></canvas>
-      <span class="small muted">1</span><span class="small muted">each map min-max scaled after ReLU: one colour scale for all</span></div>
+    <div class="cam-legend"><span class="small muted legend-low"></span><canvas width="256" height="1" aria-hidden="true"></canvas>
+      <span class="small muted">max</span><span class="small muted legend-note"></span></div>
     <p class="cam-status small muted" role="status">…</p>
     <div class="cam-grid"></div>`;
 
@@ -45,13 +47,21 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
   let scoring = null;  // its metrics' request, which also ends when Faithfulness is unticked
   let timer = null;
 
-  const draw = () => {
+  const legend = () => {
     drawColorbar(section.querySelector(".cam-legend canvas"), state.colormap);
+    section.querySelector(".legend-low").textContent = state.relu ? "0" : "min";
+    section.querySelector(".legend-note").textContent = state.relu
+      ? "after ReLU, each map scaled from 0 to its own maximum"
+      : "signed maps (ReLU off), each scaled from its own minimum, below zero or not, to its maximum";
+  };
+  const draw = () => {
+    legend();
     if (!answer) return;
     loadImage(apiUrl.imageFile(imageId, model.id)).then((picture) => {
       if (signal.aborted) return;
       for (const shown of answer.maps) {
         const canvas = grid.querySelector(`.cam-card[data-method="${shown.method}"] canvas`);
+        if (!canvas) continue;
         const [h, w] = shown.map.shape;
         drawHeatmap(canvas, picture, { h, w, values: decodeMaps(shown.map).values },
           { low: 0, high: 1, colormap: state.colormap, opacity: state.opacity });
@@ -112,7 +122,11 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
         <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
         <a class="save small" href="#" download="${fileName(imageId, layer, body.target.class, shown.method)}"
           title="Save this overlay as a PNG">PNG</a>
-        <div class="badges"></div></figcaption></figure>`)}`;
+        <div class="badges"></div></figcaption>${hasNothingPositive(shown, state.relu) ? html`
+        <p class="nothing-positive small" role="note">No positive evidence for ${body.target.label} at this layer: every
+          value is at most ${formatNumber(shown.raw.range[1])}, so after ReLU the map is empty. Untick ReLU to see the
+          signed map, or pick a deeper layer.</p>` : ""}</figure>`)}`;
+    grid.querySelectorAll(".nothing-positive").forEach((note) => note.closest(".cam-card").classList.add("is-blank"));
     draw();
     if (state.metrics) fetchMetrics();
   };
@@ -129,7 +143,8 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     inflight?.abort();
     scoring?.abort();
   }, { once: true });
-  const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "" });
+  const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "",
+    relu: state.relu ? "" : "false" });
 
   // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
   const fetchMetrics = async () => {
@@ -168,6 +183,10 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     state.target = e.target.value === "" ? null : Number(e.target.value);
     changed({ refetch: true });
   }, { signal });
+  section.querySelector("input[name=relu]").addEventListener("change", (e) => {
+    state.relu = e.target.checked;
+    changed({ refetch: true });
+  }, { signal });
   section.querySelector("select[name=colormap]").addEventListener("change", (e) => {
     state.colormap = e.target.value;
     changed({ refetch: false });
@@ -189,7 +208,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     state.methods = methods.map((m) => m.id).filter((id) => ticked.includes(id));  // registry order
     changed({ refetch: true });
   }, { signal });
-  drawColorbar(section.querySelector(".cam-legend canvas"), state.colormap);
+  legend();
   after.then(() => { if (!requested && !signal.aborted) fetchMaps(); });  // unless a change came first
 }
 

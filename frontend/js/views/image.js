@@ -1,26 +1,51 @@
-// The image page, /image/{id}?model=..&layer=..&methods=..&target=..: the image, the model's predictions,
-// class activation maps of the chosen layer side by side (views/cam-grid.js), and the units of that layer
-// that fire on it against their own dataset distribution. `/image` alone is the upload page.
+// The image page, /image/{id}?model=..&layer=..&methods=..&target=..: the image, the model's predictions
+// (with what the model was trained on), class activation maps of the chosen layer side by side
+// (views/cam-grid.js), and the units of that layer that fire on it against their own dataset distribution,
+// each drawn on the image (views/fired-units.js). `/image` alone is the upload page, with sample images.
 
 import { ApiError, getJson } from "../api.js";
-import { camQuery, camViewState } from "../cam-view.js";
+import { camQuery, camViewState, layerChoice, newImageQuery } from "../cam-view.js";
 import { html } from "../dom.js";
-import { describeProgress, getJsonFollowed } from "../progress.js";
+import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { navigate } from "../router.js";
 import { mountUploadZone } from "../upload-zone.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { mountCamStudio } from "./cam-grid.js";
+import { mountFiredUnits } from "./fired-units.js";
+import { trainedOn } from "./trained-on.js";
 
 const QUICK_FIRST_MS = 1000;
+const SAMPLE_DATASET = "demo";
 
 export async function mountUpload(root, { query, signal }) {
   root.innerHTML = html`<section class="page-head"><h1>Study an image</h1>
     <p class="muted">Upload an image to see what a model predicts and which units fire on it.</p></section>
-    <div class="upload-slot"></div>`;
+    <div class="upload-slot"></div>
+    <section class="samples" hidden></section>`;
   mountUploadZone(root.querySelector(".upload-slot"), {
     signal, onUploaded: (answer) => navigate(pageUrl.image(answer.id, { model: query.model, layer: query.layer })),
   });
+  showSamples(root.querySelector(".samples"), { model: query.model, layer: query.layer }, signal);
   return { title: "Upload", crumbs: [{ label: "image", href: pageUrl.upload() }] };
+}
+
+// Images the demo models know (their own kind of data), one per class: only where the demo atlas exists.
+async function showSamples(section, query, signal) {
+  let body;
+  try {
+    body = await getJson(apiUrl.datasetSamples(SAMPLE_DATASET), { signal });
+  } catch {
+    return;  // no demo atlas (yet): nothing to offer
+  }
+  if (!body.images.length) return;
+  // Opened with a model that knows this kind of image (one with an atlas on it), unless a link chose one.
+  const link = { ...query, model: query.model ?? body.models[0] };
+  section.innerHTML = html`<h2>Or start from a sample</h2>
+    <p class="muted small">One image of each class of the <code>${body.dataset}</code> dataset, the kind of image
+      the demo models were trained on.</p>
+    <ul class="sample-list">${body.images.map((image) => html`<li><a href="${pageUrl.image(image.id, link)}">
+      <img src="${image.url}" alt="" width="96" height="96" loading="lazy"><span>${image.label ?? image.id}</span></a></li>`)}</ul>`;
+  section.hidden = false;
 }
 
 export async function mountImage(root, { params, query, signal }) {
@@ -30,12 +55,16 @@ export async function mountImage(root, { params, query, signal }) {
   const ready = models.filter((m) => m.status === "ready");
   if (!ready.length) throw new ApiError(409, "no_models", "No model is ready to look at this image.");
   const modelId = ready.some((m) => m.id === query.model) ? query.model : ready[0].id;
-  const model = await getJson(apiUrl.model(modelId), { signal });
-  const layers = model.layers.filter((l) => l.default);
-  const layer = model.layers.some((l) => l.name === query.layer) ? query.layer : layers.at(-1)?.name;
+  const [model, { atlases }] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
+    getJson(apiUrl.atlases(modelId), { signal }).catch(() => ({ atlases: [] }))]);
+  // The atlas fired units are ranked against: the one a link names, else the model's default.
+  const atlas = atlases.find((a) => a.dataset === query.dataset) ?? atlases.find((a) => a.default) ?? atlases[0] ?? null;
+  const { layer, groups, indexed } = layerChoice(model.layers, atlas, query.layer);
   const cams = camViewState(query, methods.map((m) => m.id));
   if (cams.target !== null && cams.target >= model.labels.length) cams.target = null;
-  let state = { model: modelId, layer, ...camQuery(cams) };
+  // A dataset named by the link stays in it; without one, the default atlas is used and the link stays short.
+  let state = { model: modelId, layer, dataset: query.dataset === atlas?.dataset ? atlas.dataset : undefined,
+    ...camQuery(cams) };
 
   root.innerHTML = html`<section class="page-head image-head" data-image="${imageId}">
       <div class="title-row">
@@ -46,7 +75,10 @@ export async function mountImage(root, { params, query, signal }) {
         ? html` · label <b>${info.label}</b>` : ""}</p>
       <div class="toolbar">
         <label>Model <select name="model">${ready.map((m) => html`<option value="${m.id}" ${m.id === modelId ? "selected" : ""}>${m.name}</option>`)}</select></label>
-        <label>Layer <select name="layer">${model.layers.map((l) => html`<option value="${l.name}" ${l.name === layer ? "selected" : ""}>${l.name}</option>`)}</select></label>
+        <label>Layer <select name="layer">${groups.map((group) => html`<optgroup label="${group.label}">${group.names.map((name) =>
+          html`<option value="${name}" ${name === layer ? "selected" : ""}>${name}</option>`)}</optgroup>`)}</select></label>
+        ${atlas ? html`<span class="small muted layer-index-note">${indexed ? html`indexed in the <code>${atlas.dataset}</code> atlas`
+          : html`not indexed: maps only, no units ranked`}</span>` : ""}
       </div>
     </section>
     <div class="image-layout">
@@ -60,14 +92,14 @@ export async function mountImage(root, { params, query, signal }) {
 
   const go = (changes) => navigate(pageUrl.image(imageId, { ...state, ...changes }));
   root.querySelector("select[name=model]").addEventListener("change",
-    (e) => go({ model: e.target.value, layer: undefined, target: undefined }), { signal });  // other classes
+    (e) => go({ model: e.target.value, layer: undefined, target: undefined, dataset: undefined }), { signal });  // other classes
   root.querySelector("select[name=layer]").addEventListener("change", (e) => go({ layer: e.target.value }), { signal });
   root.querySelector(".copy-link").addEventListener("click", async (event) => {
     await navigator.clipboard.writeText(location.href).catch(() => {});
     event.target.textContent = "Link copied";
   }, { signal });
   mountUploadZone(root.querySelector(".upload-another .upload-slot"), {
-    signal, compact: true, onUploaded: (answer) => navigate(pageUrl.image(answer.id, state)),
+    signal, compact: true, onUploaded: (answer) => navigate(pageUrl.image(answer.id, newImageQuery(state))),
   });
   if (location.pathname + location.search !== pageUrl.image(imageId, state)) {
     navigate(pageUrl.image(imageId, state), { replace: true });  // the defaults chosen, written into the link
@@ -76,8 +108,8 @@ export async function mountImage(root, { params, query, signal }) {
   // One forward pass each: asked for first, so that they do not queue behind this page's own Score-CAM. The
   // maps wait a second at most: a model busy with another page's request keeps both waiting anyway.
   const quick = Promise.race([Promise.all([
-    showPredictions(root.querySelector(".predictions"), imageId, modelId, signal),
-    layer && showFiredUnits(root.querySelector(".fired-strip"), imageId, modelId, layer, signal),
+    showPredictions(root.querySelector(".predictions"), imageId, model, signal),
+    layer && mountFiredUnits(root.querySelector(".fired-strip"), { imageId, modelId, layer, atlas, indexed, signal }),
   ]), new Promise((resolve) => { setTimeout(resolve, QUICK_FIRST_MS); })]);
   if (layer) {
     mountCamStudio(root.querySelector(".cam-studio"), { imageId, model, layer, methods, state: cams, signal,
@@ -91,17 +123,12 @@ export async function mountImage(root, { params, query, signal }) {
   return { title: `Image ${imageId}`, crumbs };
 }
 
-// While another request holds the model, a pending panel says so (its "…" would look like a hang).
-const noteWaiting = (element) => (progress) => {
-  const note = describeProgress(progress, new Map());
-  if (note) element.textContent = `${note[0].toUpperCase()}${note.slice(1)}.`;
-};
-
-async function showPredictions(panel, imageId, modelId, signal) {
+async function showPredictions(panel, imageId, model, signal) {
   try {
-    const body = await getJsonFollowed(apiUrl.predictions(imageId, { model: modelId, k: 5 }),
+    const body = await getJsonFollowed(apiUrl.predictions(imageId, { model: model.id, k: 5 }),
       { signal, onProgress: noteWaiting(panel.querySelector("p")) });
-    panel.innerHTML = html`<h2>Predictions</h2><ol class="prediction-list">${body.predictions.map((p) => html`
+    // What the model knows comes before its numbers: a shapes model calls any photo a shape.
+    panel.innerHTML = html`<h2>Predictions</h2>${trainedOn(model)}<ol class="prediction-list">${body.predictions.map((p) => html`
       <li><button type="button" data-class="${p.class}" title="Explain ${p.label}"><span class="label">${p.label}</span>
         <span class="bar" style="--share:${p.probability}"></span>
         <span class="value">${(p.probability * 100).toFixed(1)}%</span></button></li>`)}</ol>
@@ -118,17 +145,3 @@ async function showPredictions(panel, imageId, modelId, signal) {
   }
 }
 
-async function showFiredUnits(strip, imageId, modelId, layer, signal) {
-  try {
-    const body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: 12 }),
-      { signal, onProgress: noteWaiting(strip) });
-    strip.classList.remove("muted");
-    strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
-      how many of them this image's spatial mean exceeds.</p>
-      <ol class="fired-list">${body.units.map((u) => html`<li><a href="${pageUrl.unit(modelId, layer, u.unit)}" data-unit="${u.unit}">
-        <code>${layer}:${u.unit}</code><span class="value">${(u.percentile * 100).toFixed(1)}%</span>
-        <span class="muted small">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)}</span></a></li>`)}</ol>`;
-  } catch (error) {
-    if (error.name !== "AbortError") strip.innerHTML = html`<p class="error-text">${error.message}</p>`;
-  }
-}

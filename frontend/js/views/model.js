@@ -5,6 +5,7 @@ import { getJson } from "../api.js";
 import { formatCount, html } from "../dom.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { trainedOnText } from "./trained-on.js";
 
 export async function mountModel(root, { params, query, signal }) {
   root.innerHTML = html`<p class="muted">Loading ${params.model}…</p>`;
@@ -69,6 +70,7 @@ function facts(model) {
   return html`
     <dl class="facts facts-wide">
       <div class="fact-wide"><dt>Architecture</dt><dd><code>${model.architecture}</code></dd></div>
+      <div class="fact-wide trained-on"><dt>Trained on</dt><dd>${trainedOnText(model)}</dd></div>
       <div><dt>Parameters</dt><dd>${formatCount(model.parameters)}</dd></div>
       <div><dt>Input</dt><dd>${input.size.join("×")}${input.resize ? html` (resize ${input.resize})` : ""}</dd></div>
       <div><dt>Normalisation</dt><dd>mean ${input.mean.map((v) => v.toFixed(3)).join(", ")}; std ${input.std.map((v) => v.toFixed(3)).join(", ")}</dd></div>

@@ -10,6 +10,7 @@ import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
+import { mountUnitOnImage } from "./unit-on-image.js";
 
 export function unitViewState(query) {
   const opacity = Number(query.opacity);
@@ -99,6 +100,10 @@ export async function mountUnit(root, { params, query, signal }) {
       </aside>
     </div>`;
 
+  if (query.image) {  // opened from an image page: the unit on that image comes first
+    mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: query.image,
+      dataset: detail.dataset, opacity: state.opacity, signal });
+  }
   const high = Math.max(decoded.range[1], 1e-6);
   const draw = () => detail.top.forEach((item, index) => {
     const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);

@@ -1,0 +1,61 @@
+// The units of a layer that fire on an image, ranked against their own dataset distribution, each drawn:
+// its map on this image, and small, its map on its top dataset image (what it fires on most). Both on the
+// unit's own scale, 0 to its maximum over the dataset, as on its page. One request brings every map.
+
+import { html } from "../dom.js";
+import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
+import { getJsonFollowed, noteWaiting } from "../progress.js";
+import { apiUrl, pageUrl } from "../urls.js";
+
+const LIMIT = 12;
+const OPACITY = 0.6;
+
+/** `atlas`: the atlas units are ranked against ({ dataset, layers }) or null; `indexed`: whether `layer` is
+ *  in it. A layer outside the atlas has no ranking: the strip says which layers have one. */
+export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, indexed, signal }) {
+  if (atlas && !indexed) {
+    strip.innerHTML = html`<p class="small"><code>${layer}</code> is not indexed in the <code>${atlas.dataset}</code>
+      atlas, so its units have no dataset to be ranked against. Units are ranked on the indexed layers:
+      ${atlas.layers.map((name, i) => html`${i ? ", " : ""}<code>${name}</code>`)}.</p>`;
+    return;
+  }
+  let body;
+  try {
+    body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: LIMIT, maps: true,
+      dataset: atlas?.dataset }), { signal, onProgress: noteWaiting(strip) });
+  } catch (error) {
+    if (error.name !== "AbortError") strip.innerHTML = html`<p class="error-text">${error.message}</p>`;
+    return;
+  }
+  strip.classList.remove("muted");
+  strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
+      how many of them this image's spatial mean exceeds. Each unit drawn on this image, and small, on the
+      dataset image it fires on most; both from 0 to the unit's maximum over the dataset.</p>
+    <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
+      <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, image: imageId })}" data-unit="${u.unit}">
+        <canvas class="fired-map" width="112" height="112" role="img"
+          aria-label="unit ${u.unit} on this image"></canvas>
+        <span class="fired-name" title="${layer}:${u.unit}">unit <b>${u.unit}</b></span>
+        <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${(u.percentile * 100).toFixed(1)}%</span>
+        <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·
+          max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
+        ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
+          aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
+      </a></li>`)}</ol>`;
+
+  const maps = decodeMaps(body.maps);
+  const topMaps = decodeMaps(body.top_maps);
+  const draw = (canvas, url, map, unit) => loadImage(url).then((picture) => {
+    if (signal.aborted || !canvas.isConnected) return;
+    drawHeatmap(canvas, picture, map, { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: OPACITY });
+    canvas.classList.add("is-drawn");
+  }).catch(() => canvas.classList.add("is-missing"));
+  body.units.forEach((unit, index) => {
+    const item = strip.querySelector(`li[data-unit="${unit.unit}"]`);
+    draw(item.querySelector(".fired-map"), apiUrl.imageFile(imageId, modelId), mapAt(maps, index), unit);
+    if (unit.top_image !== null) {
+      draw(item.querySelector(".fired-top"), apiUrl.datasetImage(body.dataset, unit.top_image, modelId),
+        mapAt(topMaps, index), unit);
+    }
+  });
+}

@@ -1,0 +1,259 @@
+"""The image and upload pages in a real Chromium (issue 14, items 1, 7, 8, 18 and 22): a new image starts
+from its own prediction, the layer picker marks the indexed layers and an empty map says why, models say
+what they were trained on and the upload page offers samples, the file picker opens from the keyboard,
+and the units that fire are drawn on the image and followed to the unit page."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.demo.dataset import write_split
+from app.demo.recipes import TRAINED_ON
+from app.demo.render import render
+from app.demo.scenes import sample_scene
+from app.settings import Settings
+from app.store.store import load_store
+from tests.browser import browser, screenshot
+from tests.live_server import live_server
+
+pytestmark = pytest.mark.browser
+DEMO_IMAGES = 40  # every class at least once
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Both demo models with small atlases of their default layers on 40 demo images, built before the
+    server starts (no first-run build to wait for)."""
+    root = tmp_path_factory.mktemp("browser-image")
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
+    write_split(root / "demo", "heldout", DEMO_IMAGES)
+    store = load_store(settings)
+    for model_id in ("shapes-cnn", "shapes-mobilenet"):
+        index_model(store.ready(model_id), scan_folder(root / "demo" / "heldout" / "images", name="demo"),
+                    settings, k=4)
+    with live_server(root / "data", env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base:
+        yield base
+
+
+@pytest.fixture
+def chromium():
+    with browser() as instance:
+        yield instance
+
+
+def open_page(chromium, width: int = 1280, errors: list | None = None):
+    page = chromium.new_page(viewport={"width": width, "height": 900 if width > 600 else 844})
+    if errors is not None:
+        page.on("pageerror", lambda error: errors.append(str(error)))
+    return page
+
+
+def scene_png(index: int) -> bytes:
+    from PIL import Image
+
+    pixels, _ = render(sample_scene(0, "heldout", index, 112))
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def upload(page, zone: str, index: int) -> None:
+    page.set_input_files(f"{zone} input[type=file]",
+                         files=[{"name": f"scene-{index}.png", "mimeType": "image/png", "buffer": scene_png(index)}])
+
+
+def cam_status(page) -> str:
+    return page.locator(".cam-status").inner_text()
+
+
+def test_a_new_image_starts_from_its_own_top_prediction(server, chromium):
+    """Item 1: after explaining class 7 with metrics on, a dropped image is explained as its own top class,
+    with the metrics off; the model, layer, methods and drawing carry over."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image/demo:0?cmap=turbo&layer=block4&methods=gradcam&metrics=1&model=shapes-cnn&target=7")
+    page.wait_for_selector(".cam-card.is-drawn")
+    assert "(class 7," in cam_status(page)
+    upload(page, ".upload-another", 1)
+    page.wait_for_url(lambda url: "/image/demo:0" not in url)
+    new_id = page.url.split("/image/")[1].split("?")[0]
+    page.wait_for_selector(f".image-head[data-image='{new_id}']")  # the new image's page, not the old one's
+    page.wait_for_selector(".cam-card.is-drawn")
+    url = page.url
+    assert "target=" not in url and "metrics=" not in url, url
+    assert "methods=gradcam" in url and "cmap=turbo" in url and "layer=block4" in url and "model=shapes-cnn" in url
+    assert page.input_value("select[name=target]") == ""
+    assert not page.is_checked("input[name=metrics]")
+    page.wait_for_selector(".prediction-list li")
+    top = page.locator(".prediction-list .label").first.inner_text()
+    assert f"Explaining {top} (class" in cam_status(page) and "the top prediction" in cam_status(page)
+
+    page.goto(f"{server}/image/demo:0?layer=block4&methods=gradcam&model=shapes-cnn&target=7")  # a link names one
+    page.wait_for_selector(".cam-card.is-drawn")
+    assert page.input_value("select[name=target]") == "7" and "(class 7," in cam_status(page)
+    assert errors == []
+
+
+def test_the_layer_picker_marks_indexed_layers_and_an_empty_map_says_why(server, chromium):
+    """Item 7: MobileNet's 13 indexed layers come first, the 190 others apart, each choice saying whether
+    it is indexed; a map with nothing positive after ReLU says so, and unticking ReLU shows it signed."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image/demo:0?model=shapes-mobilenet")
+    page.wait_for_selector(".fired-list li")
+    groups = page.eval_on_selector_all("select[name=layer] optgroup",
+                                       "groups => groups.map((g) => [g.label, g.children.length])")
+    assert groups == [["Indexed in the demo atlas", 13], ["Not indexed: maps only", 190]]
+    assert page.input_value("select[name=layer]") == "features" and "layer=features&" in page.url
+    assert "indexed in the demo atlas" in page.locator(".layer-index-note").inner_text()
+    screenshot(page, "image-layers-1280")
+
+    page.select_option("select[name=layer]", "features.4.block.0.0")
+    page.wait_for_url("**layer=features.4.block.0.0*")
+    page.wait_for_selector(".layer-index-note:has-text('not indexed: maps only')")  # the new page's
+    page.wait_for_selector(".fired-strip:has-text('is not indexed in the demo atlas')")
+    assert page.locator(".fired-strip code", has_text="features.11").count() == 1  # where units are ranked
+
+    # ShapesCNN's stem has no positive Grad-CAM evidence for this scene's class (raw maximum -0.0002).
+    page.goto(f"{server}/image")
+    upload(page, ".upload-slot", 1)
+    page.wait_for_url("**/image/*?*")
+    image_url = page.url.split("?")[0]
+    page.goto(f"{image_url}?layer=stem&methods=gradcam%2Clayercam&model=shapes-cnn")
+    page.wait_for_selector(".cam-card.is-drawn[data-method=gradcam]")
+    blank = page.locator(".cam-card.is-blank[data-method=gradcam] .nothing-positive")
+    assert "No positive evidence for square at this layer" in blank.inner_text()
+    assert "Untick ReLU" in blank.inner_text()
+    assert page.locator(".cam-card.is-blank[data-method=layercam]").count() == 0  # LayerCAM has positive values
+    screenshot(page, "image-empty-map-1280")
+    page.uncheck("input[name=relu]")
+    page.wait_for_url("**relu=0*")
+    page.wait_for_function("document.querySelectorAll('.cam-card.is-drawn').length === 2")
+    assert page.locator(".cam-card.is-blank").count() == 0
+    assert page.locator(".cam-legend .legend-low").inner_text() == "min"
+    assert "signed" in page.locator(".cam-legend").inner_text()
+    narrow = open_page(chromium, 390, errors)
+    narrow.goto(f"{image_url}?layer=stem&methods=gradcam%2Clayercam&model=shapes-cnn")
+    narrow.wait_for_selector(".cam-card.is-blank .nothing-positive")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(narrow, "image-empty-map-390")
+    assert errors == []
+
+
+def test_models_say_what_they_were_trained_on_and_the_upload_page_offers_samples(server, chromium):
+    """Item 8: the predictions panel and the model page carry the card's `trained_on`; the upload page
+    offers one demo image per class, each opening the image page."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image")
+    page.wait_for_selector(".sample-list li img")
+    samples = page.locator(".sample-list li")
+    assert samples.count() == 10
+    assert sorted(samples.all_inner_texts()) == sorted(["arrow", "circle", "crescent", "cross", "heart", "hexagon",
+                                                        "ring", "square", "star", "triangle"])
+    page.wait_for_function("[...document.querySelectorAll('.sample-list img')].every((img) => img.naturalWidth > 0)")
+    screenshot(page, "upload-samples-1280")
+    href = samples.first.locator("a").get_attribute("href")
+    assert href.endswith("?model=shapes-cnn")  # a model that knows these images, whatever model is listed first
+    samples.first.locator("a").click()
+    page.wait_for_url(f"{server}{href.split('?')[0]}?*")
+    page.wait_for_selector(".prediction-list li")
+    assert page.locator(".predictions .trained-on").inner_text() == f"Trained on: {TRAINED_ON}"
+    screenshot(page, "image-trained-on-1280")
+    page.goto(f"{server}/m/shapes-mobilenet")
+    page.wait_for_selector(".facts .trained-on dd")
+    assert page.locator(".facts .trained-on dd").inner_text() == TRAINED_ON
+    screenshot(page, "model-trained-on-1280")
+
+    narrow = open_page(chromium, 390, errors)
+    narrow.goto(f"{server}/image")
+    narrow.wait_for_selector(".sample-list li img")
+    narrow.wait_for_function("[...document.querySelectorAll('.sample-list img')].every((img) => img.naturalWidth > 0)")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(narrow, "upload-samples-390")
+    narrow.goto(f"{server}/m/shapes-cnn")
+    narrow.wait_for_selector(".facts .trained-on dd")
+    screenshot(narrow, "model-trained-on-390")
+    narrow.goto(f"{server}/image/demo:3?model=shapes-cnn")
+    narrow.wait_for_selector(".predictions .trained-on")
+    narrow.wait_for_selector(".cam-card.is-drawn")
+    screenshot(narrow, "image-trained-on-390")
+    assert errors == []
+
+
+def test_the_keyboard_alone_opens_the_file_picker(server, chromium):
+    """Item 18: Tab reaches the upload zone, and Enter or Space opens the file picker, on the upload page
+    and on the image page's "Another image"."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    # Playwright turns on its interception of file pickers without waiting for it; a listener from the start
+    # makes sure it is on before the first key press (else the picker opens unseen).
+    page.on("filechooser", lambda _chooser: None)
+    page.goto(f"{server}/image")
+    page.wait_for_selector(".upload-zone")
+    focus_by_tab(page, ".upload-zone")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "button"
+    screenshot(page, "upload-focused-1280")
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(files=[{"name": "scene.png", "mimeType": "image/png", "buffer": scene_png(2)}])
+    page.wait_for_url("**/image/*?*")
+    page.wait_for_selector(".prediction-list li")  # the page has settled (it may focus its heading when drawn)
+    focus_by_tab(page, ".upload-another .upload-zone", presses=120)
+    with page.expect_file_chooser(timeout=5000):
+        page.keyboard.press(" ")
+    assert errors == []
+
+
+def focus_by_tab(page, selector: str, presses: int = 60) -> None:
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"document.activeElement?.matches({selector!r})"):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chromium):
+    """Item 22: each unit that fires is drawn on the image, with its top dataset image beside; its link
+    opens the unit page with an "On your image" card first, its rank there the strip's."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image")
+    upload(page, ".upload-slot", 4)
+    page.wait_for_url("**/image/*?*")
+    image_id = page.url.split("/image/")[1].split("?")[0]
+    page.wait_for_function("document.querySelectorAll('.fired-list .fired-map.is-drawn').length === 12")
+    page.wait_for_function("document.querySelectorAll('.fired-list .fired-top.is-drawn').length === 12")
+    assert len(set(page.eval_on_selector_all(".fired-map", "maps => maps.map((c) => c.toDataURL())"))) == 12
+    page.wait_for_selector(".cam-card.is-drawn")
+    screenshot(page, "image-fired-1280")
+
+    first = page.locator(".fired-list li a").first
+    unit = first.get_attribute("data-unit")
+    percentile = first.locator(".value").inner_text()
+    first.click()
+    page.wait_for_url(f"{server}/m/shapes-cnn/block4/{unit}?dataset=demo&image={image_id}")
+    page.wait_for_selector(".on-image.is-drawn")
+    card = page.locator(".on-image").inner_text()
+    assert "1 of 192 units" in card and f"{percentile} of" in card and image_id in card
+    # First on the page: above the unit's own top images.
+    assert page.evaluate("document.querySelector('.on-image').compareDocumentPosition("
+                         "document.querySelector('.gallery')) & Node.DOCUMENT_POSITION_FOLLOWING") > 0
+    screenshot(page, "unit-on-image-1280")
+    page.locator(".on-image a").first.click()
+    page.wait_for_url(f"{server}/image/{image_id}?layer=block4&model=shapes-cnn*")
+
+    narrow = open_page(chromium, 390, errors)
+    narrow.goto(f"{server}/image/{image_id}?model=shapes-cnn&layer=block4")
+    narrow.wait_for_function("document.querySelectorAll('.fired-list .fired-map.is-drawn').length === 12")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(narrow, "image-fired-390")
+    narrow.goto(f"{server}/m/shapes-cnn/block4/{unit}?dataset=demo&image={image_id}")
+    narrow.wait_for_selector(".on-image.is-drawn")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(narrow, "unit-on-image-390")
+    assert errors == []
