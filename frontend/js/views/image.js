@@ -5,6 +5,7 @@
 
 import { ApiError, getJson } from "../api.js";
 import { camQuery, camViewState, layerChoice, newImageQuery } from "../cam-view.js";
+import { mountCopyLink } from "../copy-link.js";
 import { html } from "../dom.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { navigate } from "../router.js";
@@ -94,10 +95,7 @@ export async function mountImage(root, { params, query, signal }) {
   root.querySelector("select[name=model]").addEventListener("change",
     (e) => go({ model: e.target.value, layer: undefined, target: undefined, dataset: undefined }), { signal });  // other classes
   root.querySelector("select[name=layer]").addEventListener("change", (e) => go({ layer: e.target.value }), { signal });
-  root.querySelector(".copy-link").addEventListener("click", async (event) => {
-    await navigator.clipboard.writeText(location.href).catch(() => {});
-    event.target.textContent = "Link copied";
-  }, { signal });
+  mountCopyLink(root.querySelector(".copy-link"), { signal });
   mountUploadZone(root.querySelector(".upload-another .upload-slot"), {
     signal, compact: true, onUploaded: (answer) => navigate(pageUrl.image(answer.id, newImageQuery(state))),
   });
