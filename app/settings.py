@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         default=64 * 1024**2, ge=0,
         description="Memory for the images as models see them (PNGs), so each is decoded once while it stays.",
     )
+    compute_concurrency: int = Field(
+        default=4, ge=1,
+        description="Requests that run a model (CAMs, predictions, live activations) computing at once; the others "
+                    "wait without holding a worker thread, so reads never queue behind them.",
+    )
     cam_score_batch_size: int = Field(default=32, ge=1, description="Masked images per forward pass for Score-CAM.")
     cam_ablation_batch_size: int = Field(
         default=128, ge=1, description="Ablated layer outputs per forward pass for Ablation-CAM."

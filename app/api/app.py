@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from app import __version__
 from app.api.body_limit import BodyLimit
+from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import activations, cams, datasets, images, meta, models, pages, progress, units
 from app.api.trusted_hosts import TrustedHosts
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.atlases = AtlasRegistry(settings.data_dir)
         app.state.model_inputs = InputCache()
         app.state.model_views = LruCache(settings.model_view_cache_bytes, weigh=len)
+        app.state.compute = compute_limiter(settings.compute_concurrency)
         app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,
                                         settings.upload_max_pixels, settings.upload_max_decode_bytes,
                                         settings.upload_decode_concurrency)

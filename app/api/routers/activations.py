@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 
 from app.api.caching import IMMUTABLE, NOT_MODIFIED, not_modified
+from app.api.compute import COMPUTE
 from app.api.deps import get_layer, get_ready_model
 from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse
@@ -33,7 +34,8 @@ ERRORS = {
 }
 
 
-@router.get("/receptive-field", responses=ERRORS, summary="Where a position of the layer looks in the input")
+@router.get("/receptive-field", responses=ERRORS, dependencies=[COMPUTE],
+            summary="Where a position of the layer looks in the input")
 def read_receptive_field(model: Annotated[LoadedModel, Depends(get_ready_model)],
                          layer: Annotated[LayerInfo, Depends(get_layer)]) -> dict:
     return {"model": model.id, "layer": layer.name, **receptive_field_json(model.receptive_field(layer.name))}
@@ -71,7 +73,7 @@ def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
     return UnitOnImage(model, layer, atlas, unit, image)
 
 
-@router.get("/units/{unit}/activation", responses=ERRORS | NOT_MODIFIED,
+@router.get("/units/{unit}/activation", responses=ERRORS | NOT_MODIFIED, dependencies=[COMPUTE],
             summary="The unit's activation map on any dataset image, computed live (raw values and range)")
 def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_unit_on_image)]) -> Response:
     etag = probe.etag("json")
@@ -88,7 +90,8 @@ def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_
 
 
 @router.get("/units/{unit}/activation.png", responses={**ERRORS, **NOT_MODIFIED, 200: {"content": {"image/png": {}}}},
-            response_class=Response, summary="The unit's activation map on a dataset image as a PNG overlay")
+            response_class=Response, dependencies=[COMPUTE],
+            summary="The unit's activation map on a dataset image as a PNG overlay")
 def read_activation_png(
     request: Request,
     probe: Annotated[UnitOnImage, Depends(get_unit_on_image)],

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.caching import NOT_MODIFIED, not_modified
+from app.api.compute import COMPUTE
 from app.api.deps import ProgressToken
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
@@ -45,7 +46,7 @@ def list_methods() -> dict:
     return {"methods": [method.describe() for method in METHODS.values()]}
 
 
-@router.get("/images/{image_id}/cam", responses=ERRORS | NOT_MODIFIED,
+@router.get("/images/{image_id}/cam", responses=ERRORS | NOT_MODIFIED, dependencies=[COMPUTE],
             summary="Class activation maps of one layer for one class, one per method, from one shared pass")
 async def read_cams(
     request: Request,

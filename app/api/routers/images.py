@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.caching import IMMUTABLE, NOT_MODIFIED, model_view_png, not_modified
+from app.api.compute import COMPUTE
 from app.api.deps import MODEL_UNAVAILABLE, ProgressToken
 from app.api.encoding import encode_maps
 from app.api.errors import HOST_REFUSED, ErrorResponse
@@ -76,7 +77,7 @@ def read_image_file(
 
 
 @router.get("/{image_id}/predictions", responses=READ_ERRORS | MODEL_UNAVAILABLE,
-            summary="A model's top classes on the image")
+            dependencies=[COMPUTE], summary="A model's top classes on the image")
 def read_predictions(
     request: Request,
     image: Annotated[ImageRef, Depends(get_image)],
@@ -96,6 +97,7 @@ def read_predictions(
 
 @router.get("/{image_id}/units", responses={**READ_ERRORS, 409: {"model": ErrorResponse, "description":
                                                                    "No atlas for the model yet (with the command)."}},
+            dependencies=[COMPUTE],
             summary="The units of a layer that fire on the image, against their own dataset distribution")
 def read_fired_units(
     request: Request,
