@@ -13,11 +13,12 @@ export function mountCopyLink(button, { signal, url = () => location.href }) {
   button.addEventListener("click", async () => {
     const link = url();
     button.parentElement.querySelector(".copy-fallback")?.remove();
+    clearTimeout(timer);
     if (await copyText(link)) {
       button.textContent = "Link copied";
-      clearTimeout(timer);
       timer = setTimeout(() => { button.textContent = label; }, SHOWN_MS);
     } else {
+      button.textContent = label;
       showLink(button, link, signal);
     }
   }, { signal });
