@@ -216,3 +216,28 @@ def test_probes_of_a_corrupt_or_missing_image_are_4xx(client):
     finally:
         path.write_bytes(original)
     assert_error(client.get(f"{BASE}/layers/nope/receptive-field"), 404, "layer_not_found")
+
+
+def test_a_unit_read_never_waits_for_the_model(tmp_path):
+    """The receptive field a unit page crops by is computed when the atlas is built: a fresh server's first
+    read of a layer answers while another request holds the model (a Score-CAM may hold it for minutes)."""
+    import threading
+
+    root = tmp_path
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
+    write_split(root / "demo", "heldout", 6)
+    model = load_store(settings).ready("shapes-cnn")
+    index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
+                layers=["block3"], k=2)
+    expected = model.receptive_field("block3")
+    with TestClient(create_app(settings)) as client:
+        served = client.app.state.store.ready("shapes-cnn")
+        assert "block3" not in served._receptive_fields  # a fresh server: nothing computed yet
+        answers = []
+        with served.lock:  # another request holds the model
+            reader = threading.Thread(target=lambda: answers.append(client.get(f"{BASE}/layers/block3/units/1")))
+            reader.start()
+            reader.join(timeout=30)
+            assert answers, "the unit read waited for the model's lock"
+        assert answers[0].status_code == 200
+        assert answers[0].json()["receptive_field"]["size"] == list(expected.size)

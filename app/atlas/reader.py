@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.engine.probe import ReceptiveField
 from app.errors import InvalidInput, LayerNotFound, NotFound, check_unit
 
 UNIT_SORTS = ("unit", "max_max", "max_mean", "mean_mean", "fraction_active", "quantile_995")
@@ -57,6 +58,12 @@ class Atlas:
                 f"layer {name!r} is not in the {self.dataset!r} atlas of {self.model!r}; indexed layers: "
                 f"{', '.join(self.layers)}", layer=name, indexed=list(self.layers), suggestions=close)
         return self.layers[name]
+
+    def receptive_field(self, layer: AtlasLayer) -> ReceptiveField | None:
+        """Where the layer's positions look, as computed when the atlas was built (None in older atlases)."""
+        field = self.meta.get("receptive_fields", {}).get(layer.name)
+        return None if field is None else ReceptiveField(
+            field["method"], *(tuple(field[key]) for key in ("input_size", "map_size", "size", "corner")))
 
     def check_unit(self, layer: AtlasLayer, unit: int) -> None:
         check_unit(layer.name, unit, layer.units)

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,9 @@ def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, se
         "first_built": first_built or created,  # orders a model's atlases (app/atlas/registry.py)
         "fovea_version": __version__,
         "region_quantile": REGION_QUANTILE,
+        # Where each layer's positions look, kept here so that a unit page never computes it under the
+        # model's lock, behind whatever request holds the model.
+        "receptive_fields": {info.name: asdict(plan.model.receptive_field(info.name)) for info in plan.layers},
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, json.dumps(value)) for key, value in meta.items()])
 

@@ -152,7 +152,7 @@ def read_unit(
                            f"`fovea index {model.id} --k {k}`", k=k, max=atlas.meta["k"])
     top = atlas.top_images(indexed, unit)[: k or atlas.meta["k"]]
     labels = model.labels
-    field = model.receptive_field(layer.name)
+    field = atlas.receptive_field(indexed) or model.receptive_field(layer.name)  # the atlas's: no model lock
     images = f"/api/datasets/{atlas.dataset}/images"
     return {
         **unit_summary(model.id, layer.name, atlas.dataset, row),
