@@ -3,6 +3,7 @@ the obvious way, to compare with the streaming build."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,16 @@ def demo_atlas(root: Path, settings: Settings, images: int) -> Path:
     index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
                 layers=["block4"], k=4)
     return root
+
+
+def two_datasets(root: Path, images: int = 24) -> tuple[Path, Path]:
+    """Two image folders of different demo scenes, `root/alpha` and `root/beta` (alternate files of one
+    held-out split, class folders kept), for a model with atlases on two datasets."""
+    write_split(root / "scenes", "heldout", images)
+    files = sorted((root / "scenes" / "heldout" / "images").rglob("*.png"))
+    for name, parity in (("alpha", 0), ("beta", 1)):
+        for path in files[parity::2]:
+            target = root / name / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    return root / "alpha", root / "beta"

@@ -3,7 +3,6 @@ every answer names its dataset, and a layer indexed only in the other atlas says
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -12,9 +11,9 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
-from app.demo.dataset import write_split
 from app.settings import Settings
 from app.store.store import load_store
+from tests.atlas_helpers import two_datasets
 from tests.test_api import assert_error
 
 BASE = "/api/models/shapes-cnn"
@@ -24,16 +23,7 @@ BASE = "/api/models/shapes-cnn"
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("two-datasets")
     settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
-    write_split(root / "scenes", "heldout", 24)
-    images = root / "scenes" / "heldout" / "images"
-    # Two datasets of different images: alpha holds the first 12 files of each class folder's listing
-    # order, beta the rest.
-    for name, keep in (("alpha", lambda i: i % 2 == 0), ("beta", lambda i: i % 2 == 1)):
-        for i, path in enumerate(sorted(images.rglob("*.png"))):
-            if keep(i):
-                target = root / name / path.relative_to(images)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, target)
+    two_datasets(root)
     model = load_store(settings).ready("shapes-cnn")
 
     def build(name: str, layers: list[str]) -> None:
