@@ -1,15 +1,22 @@
-// Layer page: a grid of every unit, each drawn as its top image with its heatmap, sortable; units are
-// fetched in pages as the grid first shows them, and only the rows near the viewport exist (virtual-grid.js).
+// Layer page: a grid of every unit, each drawn as its top image with its heatmap (outlined above the unit's
+// 99.5% quantile, scaled to the unit's own maximum or to the layer's, with a colour scale that says which),
+// sortable; units are fetched in pages as the grid first shows them, and only the rows near the viewport
+// exist (virtual-grid.js).
 
 import { getJson } from "../api.js";
+import { renderColorScale } from "../color-scale.js";
 import { html } from "../dom.js";
+import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
 import { atlasProblem } from "./atlas-problem.js";
+import { mountLayerBar } from "./layer-bar.js";
+import { layerRole } from "./layer-role.js";
 
 const PAGE = 96;
+const GRID_OPACITY = 0.75;
 const SORTS = [
   ["unit", "unit index"], ["max_max", "max activation"], ["max_mean", "mean of image max"],
   ["mean_mean", "mean activation"], ["fraction_active", "fraction active"], ["quantile_995", "99.5% quantile"],
@@ -18,14 +25,18 @@ const SORTS = [
 export async function mountLayer(root, { params, query, signal }) {
   const { model: modelId, layer } = params;
   const state = { sort: SORTS.some(([key]) => key === query.sort) ? query.sort : "unit",
-    order: query.order === "desc" ? "desc" : "asc" };
+    order: query.order === "desc" ? "desc" : "asc", scale: query.scale === "layer" ? "layer" : "unit" };
   root.innerHTML = html`<p class="muted">Loading ${layer}…</p>`;
-  const model = await getJson(apiUrl.model(modelId), { signal });
+  const [model, atlases] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
+    getJson(apiUrl.atlases(modelId), { signal }).then((body) => body.atlases, () => [])]);
   const crumbs = [{ label: model.name, href: pageUrl.model(modelId) }, { label: layer, href: pageUrl.layer(modelId, layer) }];
   const info = model.layers.find((l) => l.name === layer);
   let first;
+  let layerMax = null;  // with one scale for the layer: its strongest unit's maximum
   try {
-    first = await getJson(apiUrl.units(modelId, layer, { ...state, limit: PAGE, maps: true }), { signal });
+    const units = (more) => getJson(apiUrl.units(modelId, layer, { sort: state.sort, order: state.order, ...more }), { signal });
+    [first, layerMax] = await Promise.all([units({ limit: PAGE, maps: true }), state.scale === "layer"
+      ? units({ sort: "max_max", order: "desc", limit: 1 }).then((top) => top.units[0].max_max) : null]);
   } catch (error) {
     if (error.status !== 409 && !(error.status === 404 && info)) throw error;
     atlasProblem(root, error, { title: layer, signal });
@@ -36,11 +47,17 @@ export async function mountLayer(root, { params, query, signal }) {
       <h1><code>${layer}</code></h1>
       <p class="muted">${first.units_total} units · maps ${first.map_shape.join("×")} · ${info ? info.type : ""}
         · dataset <code>${first.dataset}</code></p>
+      ${info ? html`<p class="muted layer-role">${layerRole(model.layers, layer)}</p>` : ""}
       <div class="toolbar">
         <label>Sort by <select name="sort">${SORTS.map(([key, label]) =>
           html`<option value="${key}" ${key === state.sort ? "selected" : ""}>${label}</option>`)}</select></label>
         <label class="toggle"><input type="checkbox" name="desc" ${state.order === "desc" ? "checked" : ""}> descending</label>
+        <label>Colours <select name="scale">
+          <option value="unit" ${state.scale === "unit" ? "selected" : ""}>each unit to its own maximum</option>
+          <option value="layer" ${state.scale === "layer" ? "selected" : ""}>one scale for the layer</option></select></label>
       </div>
+      <div class="scale-slot"></div>
+      <div class="layer-bar-slot"></div>
     </section>
     <ul class="unit-grid" aria-label="Units"></ul>`;
 
@@ -49,7 +66,7 @@ export async function mountLayer(root, { params, query, signal }) {
   const pageOf = (index) => {
     const number = Math.floor(index / PAGE);
     if (!pages.has(number)) {
-      pages.set(number, getJson(apiUrl.units(modelId, layer, { ...state, offset: number * PAGE, limit: PAGE, maps: true }),
+      pages.set(number, getJson(apiUrl.units(modelId, layer, { sort: state.sort, order: state.order, offset: number * PAGE, limit: PAGE, maps: true }),
         { signal }).then((page) => ({ ...page, maps: decodeMaps(page.top_maps) })));
       pages.get(number).catch(() => pages.delete(number)); // a failed page is fetched again when next needed
     }
@@ -80,7 +97,8 @@ export async function mountLayer(root, { params, query, signal }) {
     try {
       const image = await loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId));
       if (!current()) return;
-      drawHeatmap(canvas, image, mapAt(page.maps, i), { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: 0.55 });
+      drawHeatmap(canvas, image, mapAt(page.maps, i), { low: 0, high: Math.max(layerMax ?? unit.max_max, 1e-6),
+        opacity: GRID_OPACITY, gamma: 1, outline: unit.quantile_995 > 0 ? unit.quantile_995 : null });
       cell.classList.add("is-drawn");
     } catch {
       if (current()) cell.classList.add("is-missing");
@@ -92,14 +110,30 @@ export async function mountLayer(root, { params, query, signal }) {
     total: first.units_total, create: () => template.content.firstChild.cloneNode(true), bind, signal,
   });
 
+  renderColorScale(root.querySelector(".scale-slot"), layerMax === null
+    ? { colormap: "viridis", from: "0", to: "the unit's maximum",
+      note: "Each cell is scaled to its own unit's maximum (the number under it): cells do not compare. "
+        + "Outlined: where each unit passes its 99.5% quantile." }
+    : { colormap: "viridis", from: "0", to: layerMax.toFixed(2),
+      note: "One scale for every unit, up to the layer's highest activation; outlined: where each unit passes its "
+        + "99.5% quantile." });
+  mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: first.units_total,
+    order: indexedOrder(model.layers, atlases, first.dataset), layerQuery: { dataset: query.dataset },
+    unitQuery: () => ({ dataset: query.dataset }), signal });
+
   const resort = () => navigate(pageUrl.layer(modelId, layer, {
-    sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "" }), { replace: true, rerender: true });
+    sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "",
+    scale: state.scale === "layer" ? "layer" : "" }), { replace: true, rerender: true });
   root.querySelector("select[name=sort]").addEventListener("change", (event) => {
     state.sort = event.target.value;
     resort();
   }, { signal });
   root.querySelector("input[name=desc]").addEventListener("change", (event) => {
     state.order = event.target.checked ? "desc" : "asc";
+    resort();
+  }, { signal });
+  root.querySelector("select[name=scale]").addEventListener("change", (event) => {
+    state.scale = event.target.value;
     resort();
   }, { signal });
   return { title: `${layer} · ${model.name}`, crumbs };

@@ -3,8 +3,10 @@
 
 import { getJson } from "../api.js";
 import { formatCount, html } from "../dom.js";
+import { namingExample } from "../layer-nav.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { layerRole } from "./layer-role.js";
 import { trainedOnText } from "./trained-on.js";
 
 export async function mountModel(root, { params, query, signal }) {
@@ -31,6 +33,7 @@ export async function mountModel(root, { params, query, signal }) {
           </label>
           <label class="toggle"><input type="checkbox" name="all" ${state.all ? "checked" : ""}> all layers</label>
         </div>
+        ${naming(model.layers)}
         <p class="muted layers-count" aria-live="polite"></p>
         <div class="table-wrap">
           <table class="layer-table">
@@ -47,7 +50,7 @@ export async function mountModel(root, { params, query, signal }) {
       const needle = state.q.trim().toLowerCase();
       const shown = model.layers.filter((layer) => (state.all || layer.default)
         && (!needle || layer.name.toLowerCase().includes(needle) || layer.type.toLowerCase().includes(needle)));
-      body.innerHTML = html`${shown.map((layer) => layerRow(model.id, layer))}`;
+      body.innerHTML = html`${shown.map((layer) => layerRow(model.id, layer, model.layers))}`;
       count.textContent = `${shown.length} of ${model.layers.length} layers${state.all ? "" : " (default selection)"}`;
       navigate(pageUrl.model(model.id, { q: state.q, all: state.all }), { replace: true });
     };
@@ -83,10 +86,26 @@ function facts(model) {
     </details>`;
 }
 
-function layerRow(modelId, layer) {
+// How `block3` and `block3.2 (ReLU)` differ, said once with this model's own names; each row says the rest.
+function naming(layers) {
+  const example = namingExample(layers);
+  return html`<details class="naming"><summary>How layers are named</summary>
+    <p>A layer is a module of the model, named by its path as PyTorch's <code>named_modules()</code> writes it:
+      each dot steps into a block, whose modules count from 0.${example ? html` So <code>${example.parent.name}</code>
+      is a whole block (${example.parent.type}) and <code>${example.child.name}</code> (${example.child.type}) is
+      module ${example.child.name.split(".").at(-1)} inside it: ${layerRole(layers, example.child.name)}.` : ""}</p>
+    <p>A block's layer is its output as a whole; a Sequential block's is the same as its last module's.
+      Convolutions (Conv2d) and normalisations (BatchNorm2d) hold signed values, before the activation;
+      activations (ReLU, Hardswish, …) hold what the next layer reads. <span class="tag">extra</span> marks a layer
+      outside the default selection; "all layers" lists every module with a spatial output.</p>
+  </details>`;
+}
+
+function layerRow(modelId, layer, layers) {
   const [c, h, w] = layer.shape;
   return html`<tr data-layer="${layer.name}">
-    <td><a href="${pageUrl.layer(modelId, layer.name)}"><code>${layer.name}</code></a>${layer.default ? "" : html` <span class="tag">extra</span>`}</td>
+    <td><a href="${pageUrl.layer(modelId, layer.name)}"><code>${layer.name}</code></a>${layer.default ? "" : html` <span class="tag">extra</span>`}
+      <span class="layer-note">${layerRole(layers, layer.name)}</span></td>
     <td class="hide-narrow">${layer.type}</td>
     <td class="num">${c}</td>
     <td class="num">${h}×${w}</td>
