@@ -149,31 +149,32 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         page.goto(server + "/m/shapes-cnn/block4")
         page.select_option("select[name=sort]", "max_max")
         page.check("input[name=desc]")
-        page.wait_for_url(server + "/m/shapes-cnn/block4?order=desc&sort=max_max")
+        page.wait_for_url(server + "/m/shapes-cnn/block4?dataset=demo&order=desc&sort=max_max")
         page.locator(".unit-cell").first.wait_for()
         page.wait_for_timeout(500)
         screenshot(page, "layer-1280")
         top_unit = page.locator(".unit-cell").first.get_attribute("data-unit")
         page.locator(".unit-cell a").first.click()
-        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}")
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?dataset=demo")
         page.locator(".gallery-item").first.wait_for()
         assert page.locator(".gallery-item").count() == 32
         page.select_option("select[name=colormap]", "inferno")
         page.fill("input[name=opacity]", "0.8")
         page.check("input[name=mask]")
-        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8")
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&dataset=demo&mask=1&opacity=0.8")
         page.wait_for_timeout(500)
         screenshot(page, "unit-1280")
 
         page.keyboard.press("ArrowRight")  # next unit keeps the view options
-        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{int(top_unit) + 1}?cmap=inferno&mask=1&opacity=0.8")
+        options = "cmap=inferno&dataset=demo&mask=1&opacity=0.8"
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{int(top_unit) + 1}?{options}")
         page.wait_for_function(f"document.querySelector('h1')?.textContent === 'block4:{int(top_unit) + 1}'")
         page.keyboard.press("ArrowLeft")
-        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8")
+        page.wait_for_url(f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&dataset=demo&mask=1&opacity=0.8")
         page.locator(".gallery-item").first.wait_for()
         page.click(".copy-link")
         link = page.evaluate("navigator.clipboard.readText()")
-        assert link == f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&mask=1&opacity=0.8"
+        assert link == f"{server}/m/shapes-cnn/block4/{top_unit}?cmap=inferno&dataset=demo&mask=1&opacity=0.8"
 
         fresh = chromium.new_context(viewport={"width": 390, "height": 844}).new_page()
         fresh.goto(link)

@@ -64,8 +64,8 @@ export async function mountImage(root, { params, query, signal }) {
   const cams = camViewState(query, methods.map((m) => m.id));
   if (cams.target !== null && cams.target >= model.labels.length) cams.target = null;
   // A dataset named by the link stays in it; without one, the default atlas is used and the link stays short.
-  let state = { model: modelId, layer, dataset: query.dataset === atlas?.dataset ? atlas.dataset : undefined,
-    ...camQuery(cams) };
+  const named = query.dataset && query.dataset === atlas?.dataset ? query.dataset : undefined;
+  let state = { model: modelId, layer, dataset: named, ...camQuery(cams) };
 
   root.innerHTML = html`<section class="page-head image-head" data-image="${imageId}">
       <div class="title-row">

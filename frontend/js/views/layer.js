@@ -12,6 +12,7 @@ import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
 import { atlasProblem } from "./atlas-problem.js";
+import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
 import { layerRole } from "./layer-role.js";
 
@@ -25,16 +26,19 @@ const SORTS = [
 export async function mountLayer(root, { params, query, signal }) {
   const { model: modelId, layer } = params;
   const state = { sort: SORTS.some(([key]) => key === query.sort) ? query.sort : "unit",
-    order: query.order === "desc" ? "desc" : "asc", scale: query.scale === "layer" ? "layer" : "unit" };
+    order: query.order === "desc" ? "desc" : "asc", scale: query.scale === "layer" ? "layer" : "unit",
+    dataset: query.dataset || null };
   root.innerHTML = html`<p class="muted">Loading ${layer}…</p>`;
   const [model, atlases] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
     getJson(apiUrl.atlases(modelId), { signal }).then((body) => body.atlases, () => [])]);
-  const crumbs = [{ label: model.name, href: pageUrl.model(modelId) }, { label: layer, href: pageUrl.layer(modelId, layer) }];
+  const atlasQuery = { dataset: state.dataset };
+  const crumbs = [{ label: model.name, href: pageUrl.model(modelId, atlasQuery) },
+    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery) }];
   const info = model.layers.find((l) => l.name === layer);
   let first;
   let layerMax = null;  // with one scale for the layer: its strongest unit's maximum
   try {
-    const units = (more) => getJson(apiUrl.units(modelId, layer, { sort: state.sort, order: state.order, ...more }), { signal });
+    const units = (more) => getJson(apiUrl.units(modelId, layer, { ...atlasQuery, sort: state.sort, order: state.order, ...more }), { signal });
     [first, layerMax] = await Promise.all([units({ limit: PAGE, maps: true }), state.scale === "layer"
       ? units({ sort: "max_max", order: "desc", limit: 1 }).then((top) => top.units[0].max_max) : null]);
   } catch (error) {
@@ -42,11 +46,15 @@ export async function mountLayer(root, { params, query, signal }) {
     atlasProblem(root, error, { title: layer, signal });
     return { title: `${layer} · ${model.name}`, crumbs };
   }
+  if (!state.dataset) { // a link that named no dataset: name the one shown, so a copied link keeps showing it
+    state.dataset = first.dataset;
+    navigate(pageUrl.layer(modelId, layer, layerQuery(state)), { replace: true });
+  }
   root.innerHTML = html`
     <section class="page-head">
       <h1><code>${layer}</code></h1>
       <p class="muted">${first.units_total} units · maps ${first.map_shape.join("×")} · ${info ? info.type : ""}
-        · dataset <code>${first.dataset}</code></p>
+        · ${datasetPicker(atlases, first.dataset)}</p>
       ${info ? html`<p class="muted layer-role">${layerRole(model.layers, layer)}</p>` : ""}
       <div class="toolbar">
         <label>Sort by <select name="sort">${SORTS.map(([key, label]) =>
@@ -66,7 +74,8 @@ export async function mountLayer(root, { params, query, signal }) {
   const pageOf = (index) => {
     const number = Math.floor(index / PAGE);
     if (!pages.has(number)) {
-      pages.set(number, getJson(apiUrl.units(modelId, layer, { sort: state.sort, order: state.order, offset: number * PAGE, limit: PAGE, maps: true }),
+      pages.set(number, getJson(apiUrl.units(modelId, layer, { dataset: state.dataset, sort: state.sort, order: state.order,
+        offset: number * PAGE, limit: PAGE, maps: true }),
         { signal }).then((page) => ({ ...page, maps: decodeMaps(page.top_maps) })));
       pages.get(number).catch(() => pages.delete(number)); // a failed page is fetched again when next needed
     }
@@ -91,7 +100,7 @@ export async function mountLayer(root, { params, query, signal }) {
     const unit = page.units[i];
     cell.dataset.unit = unit.unit;
     cell.classList.toggle("is-dead", unit.dead);
-    link.href = pageUrl.unit(modelId, layer, unit.unit);
+    link.href = pageUrl.unit(modelId, layer, unit.unit, { dataset: state.dataset });
     label.innerHTML = unitLabel(unit, state).text;
     if (unit.top_image === null) return;
     try {
@@ -118,12 +127,11 @@ export async function mountLayer(root, { params, query, signal }) {
       note: "One scale for every unit, up to the layer's highest activation; outlined: where each unit passes its "
         + "99.5% quantile." });
   mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: first.units_total,
-    order: indexedOrder(model.layers, atlases, first.dataset), layerQuery: { dataset: query.dataset },
-    unitQuery: () => ({ dataset: query.dataset }), signal });
+    order: indexedOrder(model.layers, atlases, first.dataset), layerQuery: { dataset: state.dataset },
+    unitQuery: () => ({ dataset: state.dataset }), signal });
+  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.layer(modelId, layer, layerQuery({ ...state, dataset }))));
 
-  const resort = () => navigate(pageUrl.layer(modelId, layer, {
-    sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "",
-    scale: state.scale === "layer" ? "layer" : "" }), { replace: true, rerender: true });
+  const resort = () => navigate(pageUrl.layer(modelId, layer, layerQuery(state)), { replace: true, rerender: true });
   root.querySelector("select[name=sort]").addEventListener("change", (event) => {
     state.sort = event.target.value;
     resort();
@@ -137,6 +145,12 @@ export async function mountLayer(root, { params, query, signal }) {
     resort();
   }, { signal });
   return { title: `${layer} · ${model.name}`, crumbs };
+}
+
+/** The layer page's URL query: its view options (defaults left out) and the dataset it shows. */
+function layerQuery(state) {
+  return { sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "",
+    scale: state.scale === "layer" ? "layer" : "", dataset: state.dataset ?? "" };
 }
 
 function unitLabel(unit, state) {

@@ -6,13 +6,17 @@ import { formatCount, html } from "../dom.js";
 import { namingExample } from "../layer-nav.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { layerRole } from "./layer-role.js";
 import { trainedOnText } from "./trained-on.js";
 
 export async function mountModel(root, { params, query, signal }) {
   root.innerHTML = html`<p class="muted">Loading ${params.model}…</p>`;
-  const model = await getJson(apiUrl.model(params.model), { signal });
-  const state = { q: query.q ?? "", all: query.all === "1" };
+  const [model, atlases] = await Promise.all([getJson(apiUrl.model(params.model), { signal }),
+    getJson(apiUrl.atlases(params.model), { signal }).then((body) => body.atlases, () => [])]);
+  // The atlas that layer links open: the picked one (named in this page's URL only when picked), else the default.
+  const state = { q: query.q ?? "", all: query.all === "1", picked: query.dataset || null };
+  const atlas = atlases.find((a) => a.dataset === state.picked) ?? atlases.find((a) => a.default) ?? null;
 
   root.innerHTML = html`
     <section class="model-head">
@@ -32,6 +36,8 @@ export async function mountModel(root, { params, query, signal }) {
             <input type="search" name="q" placeholder="Filter layers" value="${state.q}" autocomplete="off">
           </label>
           <label class="toggle"><input type="checkbox" name="all" ${state.all ? "checked" : ""}> all layers</label>
+          ${atlas ? html`<span class="muted">${datasetPicker(atlases, atlas.dataset)}: ${atlas.layers.length} layers
+            indexed on ${formatCount(atlas.images)} images</span>` : ""}
         </div>
         ${naming(model.layers)}
         <p class="muted layers-count" aria-live="polite"></p>
@@ -50,9 +56,9 @@ export async function mountModel(root, { params, query, signal }) {
       const needle = state.q.trim().toLowerCase();
       const shown = model.layers.filter((layer) => (state.all || layer.default)
         && (!needle || layer.name.toLowerCase().includes(needle) || layer.type.toLowerCase().includes(needle)));
-      body.innerHTML = html`${shown.map((layer) => layerRow(model.id, layer, model.layers))}`;
+      body.innerHTML = html`${shown.map((layer) => layerRow(model.id, layer, model.layers, atlas))}`;
       count.textContent = `${shown.length} of ${model.layers.length} layers${state.all ? "" : " (default selection)"}`;
-      navigate(pageUrl.model(model.id, { q: state.q, all: state.all }), { replace: true });
+      navigate(pageUrl.model(model.id, { q: state.q, all: state.all, dataset: state.picked }), { replace: true });
     };
     root.querySelector("input[name=q]").addEventListener("input", (event) => {
       state.q = event.target.value;
@@ -62,6 +68,7 @@ export async function mountModel(root, { params, query, signal }) {
       state.all = event.target.checked;
       update();
     }, { signal });
+    onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.model(model.id, { q: state.q, all: state.all, dataset })));
     update();
   }
   return { title: model.name, crumbs: [{ label: model.name, href: pageUrl.model(model.id) }] };
@@ -101,10 +108,11 @@ function naming(layers) {
   </details>`;
 }
 
-function layerRow(modelId, layer, layers) {
+function layerRow(modelId, layer, layers, atlas) {
   const [c, h, w] = layer.shape;
+  const indexed = atlas?.layers.includes(layer.name);
   return html`<tr data-layer="${layer.name}">
-    <td><a href="${pageUrl.layer(modelId, layer.name)}"><code>${layer.name}</code></a>${layer.default ? "" : html` <span class="tag">extra</span>`}
+    <td><a href="${pageUrl.layer(modelId, layer.name, { dataset: atlas?.dataset })}"><code>${layer.name}</code></a>${layer.default ? "" : html` <span class="tag">extra</span>`}${indexed ? html` <span class="tag tag-indexed" title="in the ${atlas.dataset} atlas">indexed</span>` : ""}
       <span class="layer-note">${layerRole(layers, layer.name)}</span></td>
     <td class="hide-narrow">${layer.type}</td>
     <td class="num">${c}</td>

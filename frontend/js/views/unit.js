@@ -15,6 +15,7 @@ import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
+import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
 import { mountUnitOnImage } from "./unit-on-image.js";
 
@@ -32,13 +33,15 @@ export function unitViewState(query) {
     mask: query.mask === "1",
     crop: query.crop === "1",
     outline: query.outline !== "0",
+    dataset: query.dataset || null, // the atlas shown; null: the model's default, named once it is known
+    image: query.image || null, // the image page the user came from: the unit is shown on it too
   };
 }
 
 export function stateQuery(state) {
   return { cmap: state.colormap === "viridis" ? "" : state.colormap,
     opacity: state.opacity === DEFAULT_OPACITY ? "" : state.opacity, mask: state.mask, crop: state.crop,
-    outline: state.outline ? "" : "0" };
+    outline: state.outline ? "" : "0", dataset: state.dataset ?? "", image: state.image ?? "" };
 }
 
 export async function mountUnit(root, { params, query, signal }) {
@@ -47,19 +50,25 @@ export async function mountUnit(root, { params, query, signal }) {
   root.innerHTML = html`<p class="muted">Loading unit ${unit}…</p>`;
   const [model, atlases] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
     getJson(apiUrl.atlases(modelId), { signal }).then((body) => body.atlases, () => [])]);
-  const crumbs = [{ label: model.name, href: pageUrl.model(modelId) }, { label: layer, href: pageUrl.layer(modelId, layer) },
-    { label: String(unit), href: pageUrl.unit(modelId, layer, unit) }];
+  const atlasQuery = { dataset: state.dataset };
+  const crumbs = [{ label: model.name, href: pageUrl.model(modelId, atlasQuery) },
+    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery) },
+    { label: String(unit), href: pageUrl.unit(modelId, layer, unit, atlasQuery) }];
   let detail;
   let maps;
   try {
-    [detail, maps] = await Promise.all([getJson(apiUrl.unit(modelId, layer, unit), { signal }),
-      getJson(apiUrl.unitMaps(modelId, layer, unit), { signal })]);
+    [detail, maps] = await Promise.all([getJson(apiUrl.unit(modelId, layer, unit, atlasQuery), { signal }),
+      getJson(apiUrl.unitMaps(modelId, layer, unit, atlasQuery), { signal })]);
   } catch (error) {
     if (error.status !== 409) throw error;
     atlasProblem(root, error, { title: `${layer}:${unit}`, signal });
     return { title: `${layer}:${unit} · ${model.name}`, crumbs };
   }
   const decoded = decodeMaps(maps);
+  if (!state.dataset) { // a link that named no dataset: name the one shown, so a copied link keeps showing it
+    state.dataset = detail.dataset;
+    navigate(pageUrl.unit(modelId, layer, unit, stateQuery(state)), { replace: true });
+  }
   const previous = unit > 0 ? pageUrl.unit(modelId, layer, unit - 1, stateQuery(state)) : null;
   const next = unit < detail.units_total - 1 ? pageUrl.unit(modelId, layer, unit + 1, stateQuery(state)) : null;
   const stats = detail.stats;
@@ -75,7 +84,8 @@ export async function mountUnit(root, { params, query, signal }) {
           <button type="button" class="button copy-link">Copy link</button>
         </nav>
       </div>
-      <p class="muted">unit ${unit} of ${detail.units_total} · ${model.name} · dataset <code>${detail.dataset}</code></p>
+      <p class="muted">unit ${unit} of ${detail.units_total} · ${model.name} · ${datasetPicker(atlases, detail.dataset)}</p>
+      ${saturationNote(detail, modelId, state)}
       <div class="toolbar">
         <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
           html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
@@ -99,18 +109,21 @@ export async function mountUnit(root, { params, query, signal }) {
       </section>
       <section class="gallery-section">
         <h2>Top ${detail.top.length} images</h2>
+        <p class="muted gallery-note">Each caption gives the unit's peak activation, then the class of the image (its
+          dataset folder) and the model's prediction when it differs: what the image is, not what the unit detects.</p>
         <ol class="gallery">${detail.top.map((item) => html`
           <li class="gallery-item" data-rank="${item.rank}">
             <a href="${pageUrl.image(`${detail.dataset}:${item.image}`, { model: modelId, layer })}" title="Study this image"
               aria-label="Rank ${item.rank + 1}: ${item.value.toFixed(2)} on image ${detail.dataset}:${item.image}${item.label ? `, class ${item.label}` : ""}">
               <canvas width="160" height="160"></canvas></a>
-            <span class="caption"><b>${item.value.toFixed(2)}</b> ${item.label ?? ""}${item.prediction && item.prediction !== item.label
+            <span class="caption"><b>${item.value.toFixed(2)}</b>${item.label ? html` <span class="muted">image:</span> ${item.label}` : ""}${item.prediction && item.prediction !== item.label
               ? html` <span class="muted">→ ${item.prediction}</span>` : ""}</span>
           </li>`)}</ol>
       </section>
       <aside class="unit-side">
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
-        <section class="panel"><h2>Classes of the top images</h2>${barChart(detail.class_histogram)}</section>
+        <section class="panel"><h2>Image classes among the top images</h2>
+          <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
         <section class="panel"><h2>Most correlated units</h2>
           <ol class="similar">${detail.similar.map((s) => html`<li>
             <a href="${pageUrl.unit(modelId, layer, s.unit, stateQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
@@ -119,8 +132,8 @@ export async function mountUnit(root, { params, query, signal }) {
       </aside>
     </div>`;
 
-  if (query.image) {  // opened from an image page: the unit on that image comes first
-    mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: query.image,
+  if (state.image) {  // opened from an image page: the unit on that image comes first
+    mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
       dataset: detail.dataset, opacity: state.opacity, signal });
   }
   const high = Math.max(decoded.range[1], 1e-6);
@@ -158,8 +171,9 @@ export async function mountUnit(root, { params, query, signal }) {
   root.querySelector("input[name=crop]").addEventListener("change", (e) => { state.crop = e.target.checked; update(); }, { signal });
   root.querySelector("input[name=outline]").addEventListener("change", (e) => { state.outline = e.target.checked; update(); }, { signal });
   mountCopyLink(root.querySelector(".copy-link"), { signal });
+  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.unit(modelId, layer, unit, stateQuery({ ...state, dataset }))));
   mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: detail.units_total,
-    order: indexedOrder(model.layers, atlases, detail.dataset), layerQuery: { dataset: query.dataset },
+    order: indexedOrder(model.layers, atlases, detail.dataset), layerQuery: { dataset: state.dataset },
     unitQuery: () => stateQuery(state), signal });
   document.addEventListener("keydown", (event) => {
     // Arrow keys belong to the control that has focus, except a checkbox, which has no use for them.
@@ -168,4 +182,16 @@ export async function mountUnit(root, { params, query, signal }) {
     if (event.key === "ArrowRight" && next) navigate(root.querySelector('.stepper a[rel="next"]').getAttribute("href"));
   }, { signal });
   return { title: `${layer}:${unit} · ${model.name}`, crumbs };
+}
+
+/** A saturated unit: many images tie at its cap, so their order and peaks need a word, and the values
+ * before the clamp are one link away. */
+function saturationNote(detail, modelId, state) {
+  const saturation = detail.saturation;
+  if (!saturation) return "";
+  const before = saturation.before_clamp;
+  return html`<p class="note saturation-note" role="note"><b>Saturated:</b> ${saturation.images_at_max} images
+    reach exactly ${saturation.value.toFixed(3)}, the cap of a clamp such as ReLU6, so the top images are ordered
+    by their ${saturation.tie_break} among those tied, and each peak marks the centre of the capped region.
+    ${before ? html`For the values before the clamp, see <a href="${pageUrl.unit(modelId, before, detail.unit, stateQuery(state))}"><code>${before}:${detail.unit}</code></a>.` : ""}</p>`;
 }

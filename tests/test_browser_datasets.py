@@ -1,0 +1,94 @@
+"""In Chromium: pages name the atlas dataset they show (a link without one is rewritten to name it), a picker
+moves between a model's atlases, a saturated unit says so, and captions say the class is the image's."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.settings import Settings
+from app.store.store import load_store
+from tests.atlas_helpers import two_datasets
+from tests.browser import browser, screenshot
+from tests.live_server import live_server
+from tests.test_saturation import clamped_card
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-datasets")
+    cards = clamped_card(root / "cards", root / "squares")
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
+                        model_dirs=[cards])
+    alpha, beta = two_datasets(root)
+    store = load_store(settings)
+    index_model(store.ready("shapes-cnn"), scan_folder(alpha, name="alpha"), settings,
+                layers=["block3", "block4"], k=4)
+    index_model(store.ready("shapes-cnn"), scan_folder(beta, name="beta"), settings,
+                layers=["block2", "block4"], k=4)
+    index_model(store.ready("clamped"), scan_folder(root / "squares", name="squares"), settings, layers=["1"], k=4)
+    with live_server(root / "data", "--model-dir", str(cards), env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base:
+        yield base
+
+
+def test_pages_name_their_dataset_and_pick_another(server):
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server + "/m/shapes-cnn/block4/5")
+        page.wait_for_url(server + "/m/shapes-cnn/block4/5?dataset=alpha")  # the link now names what it shows
+        page.locator(".gallery-item canvas").first.wait_for()
+        assert page.locator("select[name=dataset]").input_value() == "alpha"
+        assert page.locator(".gallery-item a").first.get_attribute("href").startswith("/image/alpha:")
+        assert page.locator(".stepper a[rel=next]").get_attribute("href") == "/m/shapes-cnn/block4/6?dataset=alpha"
+        screenshot(page, "unit-dataset-1280")
+
+        page.select_option("select[name=dataset]", "beta")
+        page.wait_for_url(server + "/m/shapes-cnn/block4/5?dataset=beta")
+        page.locator('.gallery-item a[href^="/image/beta:"]').first.wait_for()
+        assert page.locator("select[name=dataset]").input_value() == "beta"
+        page.go_back()  # the old link still shows what it showed
+        page.wait_for_url(server + "/m/shapes-cnn/block4/5?dataset=alpha")
+        page.locator('.gallery-item a[href^="/image/alpha:"]').first.wait_for()
+
+        # A layer that only the newer atlas has opens from a link that names it; its units keep the dataset.
+        page.goto(server + "/m/shapes-cnn/block2?dataset=beta")
+        page.locator(".unit-cell.is-drawn").first.wait_for()
+        assert page.locator(".unit-cell a").first.get_attribute("href").endswith("?dataset=beta")
+
+        page.goto(server + "/m/shapes-cnn")
+        page.locator("tr[data-layer]").first.wait_for()
+        assert page.locator('tr[data-layer="block4"] a').first.get_attribute("href") == \
+            "/m/shapes-cnn/block4?dataset=alpha"
+        assert page.locator('tr[data-layer="block3"] .tag-indexed').count() == 1
+        page.select_option("select[name=dataset]", "beta")
+        page.wait_for_url(server + "/m/shapes-cnn?dataset=beta")
+        page.locator('tr[data-layer="block2"] .tag-indexed').wait_for()
+        assert page.locator('tr[data-layer="block3"] .tag-indexed').count() == 0
+        screenshot(page, "model-datasets-1280")
+        assert errors == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_saturated_unit_says_so_and_captions_name_the_image_class(server, width):
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": width, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server + "/m/clamped/1/0")
+        page.wait_for_url(server + "/m/clamped/1/0?dataset=squares")
+        note = page.locator(".saturation-note")
+        note.wait_for()
+        assert "8 images reach exactly 6.000" in note.inner_text()
+        assert note.locator("a").get_attribute("href") == "/m/clamped/0/0?dataset=squares"
+        screenshot(page, f"unit-saturated-{width}")
+        page.goto(server + "/m/shapes-cnn/block4/5?dataset=alpha")
+        page.locator(".gallery-item .caption").first.wait_for()
+        assert "image:" in page.locator(".gallery-item .caption").first.inner_text()
+        assert page.get_by_role("heading", name="Image classes among the top images").count() == 1
+        screenshot(page, f"unit-captions-{width}")
+        assert errors == []
