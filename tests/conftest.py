@@ -88,3 +88,17 @@ def settings_for(tmp_path: Path):
                         device="cpu")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """`fovea serve` over real HTTP with the bundled models, which build their demo atlases at first start,
+    plus a folder with one broken card. One for the session: the browser tests share its costly first start."""
+    from tests.live_server import live_server
+
+    root = tmp_path_factory.mktemp("demo-server")
+    broken = root / "cards"
+    broken.mkdir()
+    (broken / "broken.toml").write_text('id = "broken"\nname = "Broken card"\n[architecture]\n')
+    with live_server(root / "data", "--model-dir", str(broken)) as base:
+        yield base

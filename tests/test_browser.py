@@ -21,14 +21,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The bundled demo models plus a folder with one broken card, served over real HTTP."""
-    root = tmp_path_factory.mktemp("browser")
-    broken = root / "cards"
-    broken.mkdir()
-    (broken / "broken.toml").write_text('id = "broken"\nname = "Broken card"\n[architecture]\n')
-    with live_server(root / "data", "--model-dir", str(broken)) as base:
-        yield base
+def server(demo_server):
+    """The session's demo server: the bundled models plus a broken card (tests/conftest.py)."""
+    return demo_server
 
 
 def test_home_model_reload_back_forward(server):

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from tests.browser import browser, screenshot
-from tests.live_server import live_server
 from tests.test_browser import _wait_for_atlases
 
 pytestmark = pytest.mark.browser
@@ -20,10 +19,10 @@ UNIT = "/m/shapes-cnn/block3/5"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with live_server(tmp_path_factory.mktemp("navigation") / "data") as base:
-        _wait_for_atlases(base, ("shapes-cnn",))
-        yield base
+def server(demo_server):
+    """The session's demo server (tests/conftest.py), once its first start has built the demo atlases."""
+    _wait_for_atlases(demo_server, ("shapes-cnn",))
+    return demo_server
 
 
 def _path(url: str) -> str:
