@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     auto_index_demo: bool = Field(
         default=True, description="At start, build the demo models' atlases in the background if missing."
     )
+    demo_images: int = Field(
+        default=2000, ge=1, le=2000,
+        description="Held-out demo images that the demo atlases are built on (the first of the 2,000; fewer make a "
+                    "first start quicker on a small machine).",
+    )
     atlas_top_k: int = Field(default=32, ge=1, description="Top images kept per unit by `fovea index` (its --k).")
     atlas_max_top_k: int = Field(default=256, ge=1, description="Largest k an index build or a request may ask for.")
     index_batch_size: int = Field(default=64, ge=1, description="Images per forward pass while indexing.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 from contextlib import contextmanager
@@ -21,20 +22,34 @@ def chromium_path() -> str:
     return path
 
 
+_shared: dict = {}  # one Chromium for the whole test session: starting one costs about a second
+
+
 @contextmanager
 def browser():
-    from playwright.sync_api import sync_playwright
+    """The session's Chromium. What a test opens in it (contexts, and so pages) is closed when its block ends,
+    so each test starts from a browser with nothing open."""
+    if "chromium" not in _shared:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
+        playwright = sync_playwright().start()
+        _shared["chromium"] = playwright.chromium.launch(
             executable_path=chromium_path(),
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
-        try:
-            yield instance
-        finally:
-            instance.close()
+        atexit.register(_close, playwright)
+    instance = _shared["chromium"]
+    try:
+        yield instance
+    finally:
+        for context in instance.contexts:
+            context.close()
+
+
+def _close(playwright) -> None:
+    _shared.pop("chromium").close()
+    playwright.stop()
 
 
 def screenshot(page, name: str) -> Path:

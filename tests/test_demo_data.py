@@ -103,3 +103,12 @@ def test_write_split_layout(tmp_path):
     write_split(tmp_path, "heldout", 3)
     assert len((target / "scenes.jsonl").read_text().splitlines()) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [".heldout.lock", "heldout"]  # the lock file stays
+
+
+def test_the_demo_atlas_dataset_takes_the_first_demo_images(tmp_path):
+    """`demo_images` makes a first start quicker: its atlases are built on the first N held-out images."""
+    from app.atlas.indexer import demo_dataset
+    from app.settings import Settings
+
+    dataset = demo_dataset(Settings(data_dir=tmp_path, demo_images=7))
+    assert len(dataset) == 7 and dataset.name == "demo"

@@ -21,7 +21,7 @@ from app.settings import Settings
 from tests.atlas_helpers import demo_atlas
 from tests.live_server import live_server
 
-EXAMPLES = 25  # per operation: about 30 operations, each with its seeds mixed in, in well under a minute
+EXAMPLES = 12  # per operation and mode: about 30 operations, each with its seeds mixed in
 
 
 @pytest.fixture(scope="module")

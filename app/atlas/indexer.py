@@ -18,11 +18,12 @@ DEMO_DATASET = "demo"
 
 
 def demo_dataset(settings: Settings) -> ImageDataset:
-    """The demo's held-out split, written under the data directory the first time it is asked for."""
+    """The demo's held-out split (its first `demo_images`), written under the data directory the first time
+    it is asked for."""
     root = settings.data_dir / "datasets" / "demo-shapes"
     images = root / "heldout" / "images"
     if not images.is_dir():
-        write_split(root, "heldout", SPLIT_SIZES["heldout"])
+        write_split(root, "heldout", min(settings.demo_images, SPLIT_SIZES["heldout"]))
     return scan_folder(images, name=DEMO_DATASET)
 
 
