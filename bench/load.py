@@ -129,7 +129,10 @@ async def under_load(base: str, demo: Demo, clients: int, seconds: float, seed: 
     results = Results()
     kinds, weights = list(MIX), list(MIX.values())
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped by the client before the server's keep-alive (keep_alive_seconds, 5 s) closes
+    # them: at equal timeouts a request can go out on a connection the server is closing (a ReadError, never
+    # seen by the server; browsers resend a GET there, httpx does not).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
 
     async def client_loop(client: httpx.AsyncClient, rng: random.Random) -> None:
         while time.perf_counter() < deadline:
