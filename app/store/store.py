@@ -23,7 +23,14 @@ from app.engine.layers import LayerInfo, discover_layers
 from app.engine.layout import choose_memory_format
 from app.engine.preprocess import Preprocessing
 from app.engine.probe import ReceptiveField, fixed_receptive_field, layer_output, receptive_field
-from app.errors import FoveaError, LayerNotFound, ModelCardError, ModelNotFound, ModelUnavailable
+from app.errors import (
+    FoveaError,
+    LayerNotFound,
+    ModelCardError,
+    ModelNotFound,
+    ModelUnavailable,
+    WeightsNotInstalled,
+)
 from app.settings import Settings
 from app.store.builders import build_module, load_weights, torchvision_categories, torchvision_weights
 from app.store.cards import ModelCard, read_card
@@ -40,6 +47,7 @@ class LoadedModel:
     card: ModelCard | None = None
     status: str = "error"
     error: str | None = None
+    optional: bool = False  # not loaded because an optional package is missing (WeightsNotInstalled)
     module: nn.Module | None = None
     device: torch.device | None = None
     preprocessing: Preprocessing | None = None
@@ -152,6 +160,8 @@ def load_store(settings: Settings) -> ModelStore:
             models[loaded.id] = loaded
             if loaded.ready:
                 log.info("model %s ready on %s (%.1f s)", loaded.id, device, loaded.load_seconds)
+            elif loaded.optional:  # an extra not installed: said, not alarmed about
+                log.warning("model %s not loaded: %s", loaded.id, loaded.error)
             else:
                 log.error("model %s not loaded: %s", loaded.id, loaded.error)
     return ModelStore(models)
@@ -179,7 +189,7 @@ def load_model(card_path: Path, device: torch.device, max_weights_bytes: int, la
         loaded.module, loaded.device, loaded.preprocessing = module, device, preprocessing
         loaded.status, loaded.error = "ready", None
     except FoveaError as exc:
-        loaded.error = exc.message
+        loaded.error, loaded.optional = exc.message, isinstance(exc, WeightsNotInstalled)
     except Exception as exc:  # a user's module can fail in any way during the dry forward pass
         loaded.error = f"{type(exc).__name__} during loading: {exc}"
     loaded.load_seconds = time.perf_counter() - started
