@@ -52,6 +52,17 @@ def _close(playwright) -> None:
     playwright.stop()
 
 
+def watched_page(chromium, width: int = 1280, height: int = 900, init_script: str | None = None):
+    """A page in its own context; its script errors are kept in `page.errors`."""
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

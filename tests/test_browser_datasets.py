@@ -10,7 +10,7 @@ from app.atlas.indexer import index_model
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import two_datasets
-from tests.browser import browser, screenshot
+from tests.browser import browser, screenshot, watched_page
 from tests.live_server import live_server
 from tests.test_saturation import clamped_card
 
@@ -36,9 +36,7 @@ def server(tmp_path_factory):
 
 def test_pages_name_their_dataset_and_pick_another(server):
     with browser() as chromium:
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page = watched_page(chromium)
         page.goto(server + "/m/shapes-cnn/block4/5")
         page.wait_for_url(server + "/m/shapes-cnn/block4/5?dataset=alpha")  # the link now names what it shows
         page.locator(".gallery-item canvas").first.wait_for()
@@ -70,15 +68,13 @@ def test_pages_name_their_dataset_and_pick_another(server):
         page.locator('tr[data-layer="block2"] .tag-indexed').wait_for()
         assert page.locator('tr[data-layer="block3"] .tag-indexed').count() == 0
         screenshot(page, "model-datasets-1280")
-        assert errors == []
+        assert page.errors == []
 
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_a_saturated_unit_says_so_and_captions_name_the_image_class(server, width):
     with browser() as chromium:
-        page = chromium.new_page(viewport={"width": width, "height": 900})
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page = watched_page(chromium, width)
         page.goto(server + "/m/clamped/1/0")
         page.wait_for_url(server + "/m/clamped/1/0?dataset=squares")
         note = page.locator(".saturation-note")
@@ -91,4 +87,4 @@ def test_a_saturated_unit_says_so_and_captions_name_the_image_class(server, widt
         assert "image:" in page.locator(".gallery-item .caption").first.inner_text()
         assert page.get_by_role("heading", name="Image classes among the top images").count() == 1
         screenshot(page, f"unit-captions-{width}")
-        assert errors == []
+        assert page.errors == []

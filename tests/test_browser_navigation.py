@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.browser import browser, screenshot
+from tests.browser import browser, screenshot, watched_page
 from tests.test_browser import _wait_for_atlases
 
 pytestmark = pytest.mark.browser
@@ -41,17 +41,6 @@ def _fixed(page, value: float) -> str:
     return page.evaluate(f"({value!r}).toFixed(2)")
 
 
-def _page(chromium, width: int = 1280, height: int = 900, init_script: str | None = None):
-    """A page in its own context; its script errors are kept in `page.errors`."""
-    context = chromium.new_context(viewport={"width": width, "height": height})
-    if init_script:
-        context.add_init_script(init_script)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    return page
-
-
 # Plain http on a LAN host: not a secure context, so no navigator.clipboard. The copy event records what the
 # page copied (the selected part of the field it copied from).
 NO_CLIPBOARD = """
@@ -66,7 +55,7 @@ document.addEventListener("copy", (event) => {
 
 def test_copy_link_without_the_clipboard_api_always_gives_the_link(server):
     with browser() as chromium:
-        page = _page(chromium, init_script=NO_CLIPBOARD)
+        page = watched_page(chromium, init_script=NO_CLIPBOARD)
         page.goto(f"{server}{UNIT}?cmap=inferno")
         page.locator(".gallery-item").first.wait_for()
         assert page.evaluate("navigator.clipboard") is None
@@ -90,7 +79,7 @@ def test_copy_link_without_the_clipboard_api_always_gives_the_link(server):
         assert page.evaluate("document.activeElement.classList.contains('copy-link')")
 
         # The image page shares the component: it used to throw a TypeError here.
-        image = _page(chromium, init_script=NO_CLIPBOARD)
+        image = watched_page(chromium, init_script=NO_CLIPBOARD)
         image.goto(f"{server}/image/demo:5?model=shapes-cnn&layer=block4")
         image.locator(".copy-link").wait_for()
         image.wait_for_url("**layer=block4**")
@@ -102,7 +91,7 @@ def test_copy_link_without_the_clipboard_api_always_gives_the_link(server):
 
 def test_back_to_the_layer_grid_returns_to_where_it_was_scrolled(server):
     with browser() as chromium:
-        page = _page(chromium)
+        page = watched_page(chromium)
         grid = "/m/shapes-cnn/block4"
         page.goto(server + grid)
         page.locator(".unit-cell.is-drawn").first.wait_for()
@@ -174,7 +163,7 @@ def test_heatmaps_stand_out_on_any_background_with_a_colour_scale(server, colour
     rgb = BACKGROUNDS[colour]
     maps = httpx.get(f"{server}/api/models/shapes-cnn/layers/block3/units/5/maps").json()
     with browser() as chromium:
-        page = _page(chromium)
+        page = watched_page(chromium)
         picture = _solid_png(rgb)
         page.route("**/api/datasets/*/images/*", lambda route: route.fulfill(body=picture, content_type="image/png"))
         page.goto(server + UNIT)
@@ -210,7 +199,7 @@ def test_heatmaps_stand_out_on_any_background_with_a_colour_scale(server, colour
 
 def test_previous_and_next_layer_a_unit_by_number_and_what_a_layer_is(server):
     with browser() as chromium:
-        page = _page(chromium)
+        page = watched_page(chromium)
         page.goto(f"{server}/m/shapes-cnn/block3")
         page.locator(".layer-bar").wait_for()
         assert page.locator("[data-step=previous-layer]").inner_text() == "← block3.2"
@@ -271,7 +260,7 @@ FITS = """(element) => {
 
 def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summary_first(server):
     with browser() as chromium:
-        page = _page(chromium, 390, 844)
+        page = watched_page(chromium, 390, 844)
         shown = ((390, UNIT, "5"), (390, "/m/shapes-cnn/block3", "block3"),
                  (320, "/m/shapes-cnn/block4.2/191", "191"), (320, "/m/shapes-cnn/block4.2", "block4.2"))
         for width, path, crumb in shown:
@@ -355,7 +344,7 @@ RING_CLIPPED = """(link) => {
 
 def test_keyboard_and_screen_reader_users_follow_page_changes(server):
     with browser() as chromium:
-        page = _page(chromium)
+        page = watched_page(chromium)
         page.goto(server + "/")
         page.locator(".model-card").first.wait_for()
         assert page.get_attribute("main", "aria-live") is None  # no longer read out whole on every render
