@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -29,7 +30,9 @@ from app.uploads.store import UploadStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, after_start: Callable[[], None] | None = None) -> FastAPI:
+    """`after_start` runs once everything has loaded, before the first request (a process-wide step that
+    only the process's owner may take, such as `fovea serve` freezing the heap)."""
     settings = settings or Settings()
     device = resolve_device(settings.device)  # fail here, before serving, when the device does not exist
 
@@ -45,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         settings.upload_max_pixels, settings.upload_max_decode_bytes,
                                         settings.upload_decode_concurrency)
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
+        if after_start is not None:
+            after_start()
         try:
             yield
         finally:
