@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from app.store.store import LoadedModel
@@ -115,3 +117,25 @@ def model_summary(model: LoadedModel) -> ModelSummary:
 def model_detail(model: LoadedModel) -> ModelDetail:
     return ModelDetail(**model_summary(model).model_dump(), labels=model.labels,
                        layers=[layer_out(info) for info in model.layers])
+
+
+class SortKey(BaseModel):
+    id: str
+    label: str
+    order: Literal["asc", "desc"]
+    format: Literal["number", "percent", "count"]
+    description: str
+
+
+class StatisticInfo(BaseModel):
+    id: str
+    label: str
+    description: str
+    format: Literal["number", "percent", "count"]
+    sortable: bool
+    summary: bool = Field(description="Also in each unit's summary on the layer grid, not only on its page.")
+
+
+class StatisticList(BaseModel):
+    sorts: list[SortKey] = Field(description="What a layer's units can be sorted by, in menu order.")
+    statistics: list[StatisticInfo] = Field(description="Every per-unit statistic in a unit's `stats`.")

@@ -6,9 +6,10 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from app.atlas.build import IndexPlan, Progress, run_index
+from app.atlas.build import Progress, run_index
 from app.atlas.datasets import ImageDataset, scan_folder
 from app.atlas.loader import batches_from_disk
+from app.atlas.recording import IndexPlan
 from app.demo.dataset import SPLIT_SIZES, write_split
 from app.errors import InvalidInput
 from app.settings import Settings

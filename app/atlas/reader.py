@@ -12,16 +12,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.layout import catalog, layer_file
+from app.atlas.statistics import UNIT_SORTS
 from app.engine.probe import ReceptiveField
 from app.errors import InvalidInput, LayerNotFound, NotFound, check_unit
-
-UNIT_SORTS = ("unit", "max_max", "max_mean", "mean_mean", "fraction_active", "quantile_995")
 
 
 @dataclass(frozen=True)
 class AtlasLayer:
     idx: int
     name: str
+    kind: str  # of its units (app/atlas/kinds.py)
     type: str
     units: int
     height: int
@@ -33,14 +35,17 @@ class Atlas:
         self.folder = folder
         with self._connect() as db:
             self.meta = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
-            self.layers = {row[1]: AtlasLayer(*row) for row in db.execute("SELECT * FROM layers ORDER BY idx")}
+            indexed = [AtlasLayer(*row) for row in db.execute(
+                "SELECT idx, name, kind, type, units, height, width FROM layers ORDER BY idx")]
+        self.by_kind = {(layer.kind, layer.name): layer for layer in indexed}
+        self.layers = {layer.name: layer for layer in indexed if layer.kind == CHANNEL}  # what pages name by layer
         self.dataset = self.meta["dataset"]
         self.model = self.meta["model"]
         self.dataset_root = Path(self.meta["dataset_root"])
 
     def _connect(self) -> sqlite3.Connection:
         # One short read-only connection per call: safe from any thread, never locks a writer out.
-        db = sqlite3.connect(f"file:{self.folder / 'atlas.sqlite'}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{catalog(self.folder)}?mode=ro", uri=True)
         db.row_factory = sqlite3.Row
         return db
 
@@ -51,7 +56,15 @@ class Atlas:
         finally:
             db.close()
 
-    def layer(self, name: str) -> AtlasLayer:
+    def layer(self, name: str, kind: str = CHANNEL) -> AtlasLayer:
+        if kind not in UNIT_KINDS:
+            raise InvalidInput(f"unknown kind of unit {kind!r}; kinds are {', '.join(UNIT_KINDS)}", kind=kind,
+                               valid=list(UNIT_KINDS))
+        if kind != CHANNEL:
+            if (kind, name) not in self.by_kind:
+                raise LayerNotFound(f"layer {name!r} has no {kind} units in the {self.dataset!r} atlas of "
+                                    f"{self.model!r}", layer=name, kind=kind)
+            return self.by_kind[kind, name]
         if name not in self.layers:
             close = difflib.get_close_matches(name, list(self.layers), n=3)
             raise LayerNotFound(
@@ -93,19 +106,19 @@ class Atlas:
 
     def maps(self, layer: AtlasLayer, unit: int) -> np.ndarray:
         """The unit's activation map on each of its top-k images, (k, h, w) float16."""
-        return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[unit]
+        return np.load(layer_file(self.folder, layer.idx, "maps.npy"), mmap_mode="r")[unit]
 
     def pooled(self, layer: AtlasLayer) -> np.ndarray:
         """(images, units) float16 spatial means of every dataset image, memory-mapped."""
-        return np.load(self.folder / f"layer-{layer.idx:03d}.pooled.npy", mmap_mode="r")
+        return np.load(layer_file(self.folder, layer.idx, "pooled.npy"), mmap_mode="r")
 
     def top_maps(self, layer: AtlasLayer, units: list[int]) -> np.ndarray:
         """Each unit's map on its top image, (len(units), h, w) float16."""
-        return np.load(self.folder / f"layer-{layer.idx:03d}.maps.npy", mmap_mode="r")[units, 0]
+        return np.load(layer_file(self.folder, layer.idx, "maps.npy"), mmap_mode="r")[units, 0]
 
     def histogram(self, layer: AtlasLayer, unit: int) -> dict:
         """The unit's activation histogram over the range it occupies, with the exact count of zeros apart."""
-        with np.load(self.folder / f"layer-{layer.idx:03d}.histogram.npz") as data:
+        with np.load(layer_file(self.folder, layer.idx, "histogram.npz")) as data:
             used, zeros = int(data["used"][unit]), int(data["zeros"][unit])
             if used == 0:
                 return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}

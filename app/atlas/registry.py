@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.atlas.build import build_progress
 from app.atlas.datasets import is_dataset_name
+from app.atlas.layout import atlases_root, catalog, is_hidden
 from app.atlas.reader import Atlas
 from app.atlas.schema import ATLAS_FORMAT
 from app.errors import AtlasMissing, NotFound
@@ -16,7 +17,7 @@ DEFAULT_DATASET = "demo"
 
 class AtlasRegistry:
     def __init__(self, data_dir: Path):
-        self.root = data_dir / "atlases"
+        self.root = atlases_root(data_dir)
         self.data_dir = data_dir
         self._open: dict[Path, tuple[tuple[int, int], Atlas]] = {}
         self._lock = threading.Lock()
@@ -33,9 +34,9 @@ class AtlasRegistry:
         folder = self.root / model_id
         found, stale = [], set()
         for path in folder.iterdir() if folder.is_dir() else []:
-            if path.name.startswith("."):
-                continue  # builds, staging and replaced atlases in flight
-            if not (path / "atlas.sqlite").is_file():
+            if is_hidden(path):
+                continue
+            if not catalog(path).is_file():
                 continue  # no catalog: not a finished atlas
             meta = self._opened(path).meta
             if meta.get("format") == ATLAS_FORMAT:
@@ -70,7 +71,7 @@ class AtlasRegistry:
         return [folder.name for folder in sorted(self.root.iterdir()) if dataset in self.datasets(folder.name)]
 
     def _opened(self, folder: Path) -> Atlas:
-        stat = (folder / "atlas.sqlite").stat()
+        stat = catalog(folder).stat()
         version = (stat.st_ino, stat.st_mtime_ns)  # a rebuild swaps in a new file
         with self._lock:
             cached = self._open.get(folder)

@@ -1,9 +1,14 @@
-"""The atlas catalog's SQLite schema, shared by the writer and the reader."""
+"""The atlas catalog's SQLite schema, shared by the writer and the reader. The units table has a column per
+declared statistic (app/atlas/statistics.py)."""
 
+from app.atlas.kinds import CHANNEL
+from app.atlas.statistics import STATISTICS
+
+STATISTIC_COLUMNS = ", ".join(f"{statistic.name} {statistic.sql_type}" for statistic in STATISTICS) + ","
 # Bumped whenever the catalog or the arrays change shape; an atlas of another format is rebuilt, not read.
-ATLAS_FORMAT = 3
+ATLAS_FORMAT = 4
 
-SCHEMA = """
+SCHEMA = f"""
 -- Tables keyed by (layer, unit, ...) are clustered on that key (WITHOUT ROWID): one b-tree, not two.
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);          -- JSON values
 CREATE TABLE images (
@@ -15,21 +20,19 @@ CREATE TABLE images (
     confidence REAL
 );
 CREATE TABLE layers (
-    idx INTEGER PRIMARY KEY,         -- names the array files: layer-{idx:03d}.*.npy
-    name TEXT NOT NULL UNIQUE,       -- dotted module path
+    idx INTEGER PRIMARY KEY,         -- names the array files (app/atlas/layout.py)
+    name TEXT NOT NULL,              -- dotted module path
+    kind TEXT NOT NULL DEFAULT '{CHANNEL}',  -- of unit (app/atlas/kinds.py)
     type TEXT NOT NULL,
     units INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    width INTEGER NOT NULL
+    width INTEGER NOT NULL,
+    UNIQUE (name, kind)
 );
 CREATE TABLE units (
     layer INTEGER NOT NULL,
     unit INTEGER NOT NULL,
-    max_mean REAL, max_std REAL, max_max REAL,       -- of the per-image spatial max
-    mean_mean REAL, mean_std REAL, mean_max REAL,    -- of the per-image spatial mean
-    fraction_active REAL,                            -- images whose spatial max > 0
-    images_at_max INTEGER,                           -- images whose spatial max equals max_max (> 1: saturated)
-    quantile_995 REAL,                               -- of all activation values (region threshold)
+    {STATISTIC_COLUMNS}
     dead INTEGER NOT NULL,                           -- never active on any image
     top_image INTEGER,
     PRIMARY KEY (layer, unit)

@@ -10,18 +10,16 @@ import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app import __version__
+from app.atlas.layout import catalog, layer_file
+from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
 from app.atlas.schema import SCHEMA, SIMILAR_PER_UNIT
+from app.atlas.statistics import REGION_QUANTILE, STATISTICS
 from app.files import staged_dir
 
-if TYPE_CHECKING:
-    from app.atlas.build import ImageRecord, IndexPlan, LayerRecorder
-
-REGION_QUANTILE = 0.995  # Network Dissection's threshold for a unit's region mask
 HISTOGRAM_BINS = 40  # as drawn on the unit page; the quantile is taken from the fine histogram first
 
 
@@ -33,7 +31,7 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
     with staged_dir(target) as staging:
         # Array files are written by a second thread (file writes release the GIL) while this one fills
         # the catalog.
-        with sqlite3.connect(staging / "atlas.sqlite") as db, ThreadPoolExecutor(1) as files:
+        with sqlite3.connect(catalog(staging)) as db, ThreadPoolExecutor(1) as files:
             # No journal and no fsync: a half-written catalog is never seen, as the folder is renamed in whole.
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
@@ -50,7 +48,7 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
 def _first_built(target: Path) -> str | None:
     """When the atlas this one replaces was first built: a rebuild keeps its place among a model's atlases."""
     try:
-        with sqlite3.connect(f"file:{target / 'atlas.sqlite'}?mode=ro", uri=True) as db:
+        with sqlite3.connect(f"file:{catalog(target)}?mode=ro", uri=True) as db:
             rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('first_built', 'created')"))
         db.close()
         return json.loads(rows.get("first_built") or rows["created"])
@@ -99,21 +97,19 @@ def _write_layer(db: sqlite3.Connection, files: Executor, folder: Path, idx: int
     """Insert the layer's rows; its array files are left to `files`, whose futures are returned."""
     info = recorder.info
     units, height, width = info.shape
-    db.execute("INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", (idx, info.name, info.type, units, height, width))
-    topk = recorder.topk.ordered()
-    name = f"layer-{idx:03d}"
-    written = [files.submit(np.save, folder / f"{name}.maps.npy", topk["maps"]),
-               files.submit(np.savez, folder / f"{name}.histogram.npz", **recorder.histogram.coarse(HISTOGRAM_BINS)),
-               files.submit(shutil.copyfile, recorder.pooled.filename, folder / f"{name}.pooled.npy")]
-    summary = recorder.stats.summary()
-    top_image = topk["image_ids"][:, 0]
-    _insert_columns(db, "units", [
-        np.full(units, idx), np.arange(units),
-        *(summary[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
-                                   "fraction_active", "images_at_max")),
-        # Read off a histogram bin, a quantile can pass the largest value by up to a bin's width: cap it there.
-        np.minimum(recorder.histogram.quantile(REGION_QUANTILE), summary["max_max"]), summary["fraction_active"] == 0,
-        [i if i >= 0 else None for i in top_image.tolist()]])
+    db.execute("INSERT INTO layers (idx, name, kind, type, units, height, width) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (idx, info.name, recorder.kind, info.type, units, height, width))
+    finished = recorder.finished()
+    topk = finished.topk
+    written = [files.submit(np.save, layer_file(folder, idx, "maps.npy"), topk["maps"]),
+               files.submit(np.savez, layer_file(folder, idx, "histogram.npz"),
+                            **recorder.histogram.coarse(HISTOGRAM_BINS)),
+               files.submit(shutil.copyfile, recorder.pooled.filename, layer_file(folder, idx, "pooled.npy"))]
+    statistics = [np.asarray(statistic.compute(finished), dtype=np.float64 if statistic.sql_type == "REAL" else None)
+                  for statistic in STATISTICS]
+    dead = finished.summary["fraction_active"] == 0
+    top_image = [i if i >= 0 else None for i in topk["image_ids"][:, 0].tolist()]
+    _insert_columns(db, "units", [np.full(units, idx), np.arange(units), *statistics, dead, top_image])
     unit, rank = np.nonzero(topk["image_ids"] >= 0)  # a unit has fewer than k entries on a tiny dataset
     positions = topk["positions"][unit, rank]
     _insert_columns(db, "topk", [np.full(len(unit), idx), unit, rank, topk["image_ids"][unit, rank],

@@ -11,7 +11,9 @@ from app.api.encoding import encode_maps
 from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
-from app.atlas.reader import UNIT_SORTS, Atlas, AtlasLayer
+from app.atlas.kinds import CHANNEL
+from app.atlas.reader import Atlas, AtlasLayer
+from app.atlas.statistics import STATISTICS, UNIT_SORTS
 from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
 from app.errors import AtlasMissing, InvalidInput, LayerNotFound
@@ -87,11 +89,8 @@ def saturation(model: LoadedModel, layer: str, row) -> dict | None:
 def unit_summary(model_id: str, layer: str, dataset: str, row) -> dict:
     return {
         "unit": row["unit"],
-        "max_max": row["max_max"],
-        "max_mean": row["max_mean"],
-        "mean_mean": row["mean_mean"],
-        "fraction_active": row["fraction_active"],
-        "quantile_995": row["quantile_995"],
+        "kind": CHANNEL,
+        **{statistic.name: row[statistic.name] for statistic in STATISTICS if statistic.summary},
         "dead": bool(row["dead"]),
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
@@ -161,8 +160,7 @@ def read_unit(
         "units_total": indexed.units,
         "dataset": atlas.dataset,
         "map_shape": [indexed.height, indexed.width],
-        "stats": {key: row[key] for key in ("max_mean", "max_std", "max_max", "mean_mean", "mean_std", "mean_max",
-                                            "fraction_active", "quantile_995")},
+        "stats": {statistic.name: row[statistic.name] for statistic in STATISTICS},
         "histogram": atlas.histogram(indexed, unit),
         "saturation": saturation(model, layer.name, row),
         "top": [{"rank": r["rank"], "image": r["image"], "value": r["value"], "y": r["y"], "x": r["x"],

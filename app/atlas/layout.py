@@ -1,0 +1,52 @@
+"""Where an atlas's files live, in one place. Under the data directory:
+
+    atlases/{model}/{dataset}/               a finished atlas (renamed into place whole)
+        atlas.sqlite                         the catalog (app/atlas/schema.py)
+        layer-{idx:03d}.maps.npy             per layer: each unit's maps on its top-k images
+        layer-{idx:03d}.histogram.npz        per layer: each unit's activation histogram
+        layer-{idx:03d}.pooled.npy           per layer: every image's spatial mean per unit
+    atlases/{model}/.{dataset}.build/        an unfinished build: its checkpoint (app/atlas/build.py)
+    atlases/{model}/.{dataset}.lock          held while a build writes the atlas (app/files.py)
+
+Model ids and dataset names are checked before they get here (app/atlas/datasets.py `is_dataset_name`, the
+model store's ids); layer file names come from the catalog's own index, never from a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CATALOG = "atlas.sqlite"
+LAYER_PARTS = ("maps.npy", "histogram.npz", "pooled.npy")
+
+
+def atlases_root(data_dir: Path) -> Path:
+    return data_dir / "atlases"
+
+
+def model_atlases(data_dir: Path, model_id: str) -> Path:
+    return atlases_root(data_dir) / model_id
+
+
+def atlas_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
+    return model_atlases(data_dir, model_id) / dataset_name
+
+
+def build_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
+    """Where an unfinished build keeps its checkpoint and partial arrays (hidden beside the atlas)."""
+    return model_atlases(data_dir, model_id) / f".{dataset_name}.build"
+
+
+def is_hidden(folder: Path) -> bool:
+    """Builds, staging folders and replaced atlases in flight: never read as atlases."""
+    return folder.name.startswith(".")
+
+
+def catalog(folder: Path) -> Path:
+    return folder / CATALOG
+
+
+def layer_file(folder: Path, idx: int, part: str) -> Path:
+    """One of a layer's array files (`part` one of LAYER_PARTS), named by the layer's index in the catalog."""
+    if part not in LAYER_PARTS:
+        raise ValueError(f"unknown layer file {part!r}")
+    return folder / f"layer-{idx:03d}.{part}"

@@ -1,0 +1,127 @@
+"""What one index pass records: the plan it follows, and per layer the accumulators that its forward hook
+feeds (top-k, statistics, histogram, pooled activations), with their exact state for checkpoints. The build
+(`build.py`) runs the pass; the writer (`writer.py`) turns the finished recorders into an atlas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.atlas.datasets import ImageDataset
+from app.atlas.kinds import CHANNEL
+from app.atlas.schema import ATLAS_FORMAT
+from app.atlas.statistics import FinishedLayer
+from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.layers import LayerInfo
+from app.store.store import LoadedModel
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    model: LoadedModel
+    dataset: ImageDataset
+    layers: tuple[LayerInfo, ...]
+    k: int
+    batch_size: int
+    histogram_samples: int  # activation values per image and unit that feed the histogram
+
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed."""
+        card = self.model.card
+        return {
+            "format": ATLAS_FORMAT,
+            "model": self.model.id,
+            "weights": self.model.weights_sha256 or card.weights.torchvision,
+            "dataset": self.dataset.name,
+            "fingerprint": self.dataset.fingerprint,
+            "layers": [info.name for info in self.layers],
+            "k": self.k,
+            "batch_size": self.batch_size,
+            "histogram_samples": self.histogram_samples,
+            # Convolutions round differently in each layout: a resumed build must keep the layout it began in.
+            "layout": "channels_last" if self.model.memory_format == torch.channels_last else "contiguous",
+        }
+
+
+class LayerRecorder:
+    """Every accumulator of one layer; `update` runs inside the forward hook, before any in-place op
+    that follows the layer can change its output."""
+
+    kind = CHANNEL  # its units are the layer's channels
+
+    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path, histogram_samples: int):
+        units, h, w = info.shape
+        self.info = info
+        self.histogram_samples = histogram_samples
+        self.topk = TopK(units, k, (h, w))
+        self.stats = ImageStats(units)
+        self.histogram = Histogram(units)
+        mode = "r+" if pooled_path.exists() else "w+"
+        self.pooled = np.lib.format.open_memmap(pooled_path, mode=mode, dtype=np.float16, shape=(images, units))
+
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
+        n, c, h, w = activations.shape
+        activations = activations.detach()
+        flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
+        spatial_max = _spatial_max(activations)
+        spatial_mean = flat.mean(dim=2)
+        self.topk.update(flat, image_ids, spatial_max, spatial_mean)
+        means = spatial_mean.double().cpu().numpy()  # float32 values, exact in float64
+        self.stats.update(spatial_max.double().cpu().numpy(), means)
+        sampled = None
+        if h * w > self.histogram_samples:
+            sampled = sample_positions(image_ids, h * w, self.histogram_samples)
+        self.histogram.update(flat, sampled)
+        self.pooled[image_ids.numpy()] = means.astype(np.float16)
+
+    def finished(self) -> FinishedLayer:
+        """What the statistics are computed from, once the pass is over."""
+        return FinishedLayer(summary=self.stats.summary(), topk=self.topk.ordered(), histogram=self.histogram,
+                             map_shape=tuple(self.info.shape[1:]))
+
+    def state(self) -> dict[str, np.ndarray]:
+        parts = {"topk": self.topk.state(), "stats": self.stats.state(), "histogram": self.histogram.state()}
+        return {f"{part}.{key}": value for part, state in parts.items() for key, value in state.items()}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        for part, accumulator in (("topk", self.topk), ("stats", self.stats), ("histogram", self.histogram)):
+            prefix = f"{part}."
+            accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+
+
+def _spatial_max(activations: torch.Tensor) -> torch.Tensor:
+    """(n, c) maxima of (n, c, h, w) maps. `amax` beats `max(dim)` with its indices several times over,
+    but over a channels-last map with few channels it is not vectorised (13x slower at 24 channels), while
+    max pooling is."""
+    n, c, h, w = activations.shape
+    if activations.is_contiguous():
+        return activations.amax(dim=(2, 3))
+    return F.max_pool2d(activations, (h, w)).view(n, c)
+
+
+class ImageRecord:
+    """Per image: readable or not, and the model's top prediction with its probability."""
+
+    def __init__(self, images: int):
+        self.readable = np.zeros(images, dtype=bool)
+        self.prediction = np.full(images, -1, dtype=np.int32)
+        self.confidence = np.zeros(images, dtype=np.float32)
+
+    def update(self, image_ids: torch.Tensor, logits: torch.Tensor) -> None:
+        probabilities = logits.detach().float().softmax(dim=1)
+        confidence, prediction = probabilities.max(dim=1)
+        ids = image_ids.numpy()
+        self.readable[ids] = True
+        self.prediction[ids] = prediction.cpu().numpy()
+        self.confidence[ids] = confidence.cpu().numpy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"readable": self.readable, "prediction": self.prediction, "confidence": self.confidence}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.readable, self.prediction, self.confidence = (state[k].copy() for k in ("readable", "prediction",
+                                                                                     "confidence"))
