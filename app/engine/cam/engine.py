@@ -17,6 +17,7 @@ from torch import nn
 
 from app.engine.cam.base import PER_CHANNEL, PER_CHANNEL_AFTER_LAYER, CamMethod, Rerun, TaskProgress, unheard
 from app.engine.cam.capture import Shared, capture, check_count, memory_format_of, output_hook
+from app.engine.cam.fallbacks import WHOLE_MODEL_ABLATION, fall_back
 from app.engine.cam.folded import Forward, folded_forward
 from app.engine.cam.registry import METHODS
 from app.engine.cam.tail import Tail, outputs_agree, tail_for
@@ -164,8 +165,12 @@ def _rerun(forward: Forward, model: nn.Module, layer_module: nn.Module, image: t
     rerun = Rerun(from_input=from_input, from_layer=from_layer_whole, split=False, memory_format=memory_format,
                   layer_dtype=shared.layer_dtype, layer_memory_format=shared.layer_memory_format,
                   score_batch_size=score_batch_size, ablation_batch_size=ablation_batch_size)
-    if tail is not None and _split_runs_batches(rerun, split_run, shared):  # a probe, not a step of the work
+    if tail is None:
+        return rerun
+    if _split_runs_batches(rerun, split_run, shared):  # a probe, not a step of the work
         return replace(rerun, from_layer=from_layer_split, split=True)
+    fall_back(model, WHOLE_MODEL_ABLATION, "its split graph does not run a batch of ablated copies (code that fixes "
+              "the batch size, such as x.view(1, -1), or writes in place into an earlier value)")
     return rerun
 
 

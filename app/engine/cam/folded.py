@@ -12,11 +12,12 @@ The folded graph runs as a `Program` (`tail.py`): node by node over the model's 
 generated code left behind per request. No parameter, buffer, mode or submodule of the model changes.
 
 Where the model cannot be traced, has nothing to fold or convert, or its folded graph fails or disagrees
-with it on the image at hand, the model itself runs.
+with it on the image at hand, the model itself runs, and the log says why once per model.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,7 +26,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from app.engine.cam.tail import Program, graph_values, last_uses, outputs_agree, traced
+from app.engine.cam.fallbacks import UNFOLDED, fall_back
+from app.engine.cam.tail import Program, Untraceable, graph_values, last_uses, outputs_agree, traced
 from app.engine.cam.winograd import WinogradConv2d, every_call, winograd_applies
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -41,19 +43,28 @@ def folded_forward(model: nn.Module, image: torch.Tensor) -> Forward:
     the model's lock."""
     with _GRAPHS_LOCK:
         if model not in _GRAPHS:
-            _GRAPHS[model] = traced(model)
+            try:
+                _GRAPHS[model] = traced(model)
+            except Untraceable as reason:
+                _GRAPHS[model] = None
+                fall_back(model, UNFOLDED, str(reason))
         graph = _GRAPHS[model]
     if graph is None:
         return model
     try:
         folded = _fold(model, graph, image.device)
-        if folded is None:
+        if folded is None:  # not a failure: the model is as fast as folding could make it
+            fall_back(model, UNFOLDED, "it has no batch norm after a convolution to fold, and no convolution that "
+                      "Winograd's algorithm suits here", level=logging.INFO)
             return model
         converted = (m for m in folded.values.values() if isinstance(m, WinogradConv2d))
         with torch.inference_mode(), every_call(converted):  # one image would be too small for Winograd
             agrees = outputs_agree(model(image), folded(image))
-    except Exception:  # user code that traced can still fail on real inputs, or on a folded copy
+    except Exception as error:  # user code that traced can still fail on real inputs, or on a folded copy
+        fall_back(model, UNFOLDED, f"its folded graph fails on the image ({type(error).__name__}: {error})")
         return model
+    if not agrees:
+        fall_back(model, UNFOLDED, "its folded graph's output differs from the model's own on the image")
     return folded if agrees else model
 
 

@@ -9,10 +9,10 @@ model's own submodules, so nothing is copied and nothing about the model changes
 `Tail` is built on) runs any traced graph node by node without generating code; `folded.py` runs its
 folded graphs with it too.
 
-Tracing fails on data-dependent control flow and on some custom code; `tail_for` then returns None and
-the caller falls back to re-running the whole model. A graph is checked once against the model's own
-forward pass before it is trusted, and kept (weakly, per model and layer) so that a model is traced at
-most once per layer.
+Tracing fails on data-dependent control flow and on some custom code; `tail_for` then returns None, says
+why once per model (`fallbacks.py`), and the caller falls back to re-running the whole model. A graph is
+checked once against the model's own forward pass before it is trusted, and kept (weakly, per model and
+layer) so that a model is traced at most once per layer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+
+from app.engine.cam.fallbacks import WHOLE_MODEL_ABLATION, fall_back
+
+
+class Untraceable(Exception):
+    """The model, or its split at a layer, cannot run as a graph; the message says why."""
 
 
 class _LayerTracer(fx.Tracer):
@@ -135,37 +141,42 @@ def tail_for(model: nn.Module, layer: str, image: torch.Tensor) -> Tail | None:
     with _TRACE_LOCK:
         known = _TAILS.setdefault(model, {})
         if layer not in known:
-            known[layer] = _checked(_split(model, layer), model, image)
+            try:
+                known[layer] = _checked(_split(model, layer), model, image)
+            except Untraceable as reason:
+                known[layer] = None
+                fall_back(model, WHOLE_MODEL_ABLATION, f"it cannot be split after {layer!r}: {reason}")
         return known[layer]
 
 
-def traced(model: nn.Module) -> fx.Graph | None:
+def traced(model: nn.Module) -> fx.Graph:
     """The model's forward as a graph, its standard layers (convolutions, batch norms, ...) one node each;
-    None where it cannot be traced."""
+    Untraceable where it cannot be traced."""
     with _TRACE_LOCK:
         return _trace(model)
 
 
-def _trace(model: nn.Module, layer: str | None = None) -> fx.Graph | None:
+def _trace(model: nn.Module, layer: str | None = None) -> fx.Graph:
     try:
         return _LayerTracer(layer).trace(model)
-    except Exception:  # any user code can defeat symbolic tracing; the callers fall back to the whole model
-        return None
+    except Exception as error:  # any user code can defeat symbolic tracing; the callers fall back
+        raise Untraceable(f"torch.fx cannot trace its forward ({type(error).__name__}: {error})") from None
 
 
-def _split(model: nn.Module, layer: str) -> Tail | None:
+def _split(model: nn.Module, layer: str) -> Tail:
     graph = _trace(model, layer)
-    if graph is None:
-        return None
     nodes = tuple(graph.nodes)
     layer_node = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
     placeholders = [n for n in nodes if n.op == "placeholder"]
-    if layer_node is None or not placeholders or any(not n.args for n in placeholders[1:]):
-        return None
+    if layer_node is None:
+        raise Untraceable("the layer is not one node of the traced graph (it is called inside another module's "
+                          "own code, or more than once)")
+    if not placeholders or any(not n.args for n in placeholders[1:]):
+        raise Untraceable("its forward takes required inputs besides the image")
     below = _reachable(layer_node)
     downstream = tuple(n for n in nodes if n in below and n is not layer_node)
     if not downstream or downstream[-1].op != "output":
-        return None
+        raise Untraceable("the model's output does not depend on the layer in the traced graph")
     frontier = {source for n in downstream for source in n.all_input_nodes if source not in below}
     frontier.discard(layer_node)
     from_input = _reachable(placeholders[0])
@@ -174,15 +185,15 @@ def _split(model: nn.Module, layer: str) -> Tail | None:
                 values=graph_values(model, nodes), last_use=last_uses(nodes))
 
 
-def _checked(tail: Tail | None, model: nn.Module, image: torch.Tensor) -> Tail | None:
-    if tail is None:
-        return None
+def _checked(tail: Tail, model: nn.Module, image: torch.Tensor) -> Tail:
     try:
         with torch.no_grad():
             expected, (found, _) = model(image), tail.forward(image)
-    except Exception:
-        return None
-    return tail if outputs_agree(expected, found) else None
+    except Exception as error:
+        raise Untraceable(f"its traced graph fails on the image ({type(error).__name__}: {error})") from None
+    if not outputs_agree(expected, found):
+        raise Untraceable("its traced graph's output differs from the model's own on the image")
+    return tail
 
 
 def outputs_agree(expected: Any, found: Any) -> bool:
