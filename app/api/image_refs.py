@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from fastapi import Path, Request
+from fastapi import Path
 from PIL import Image
 
+from app.api.deps import AtlasesDep, UploadsDep
 from app.api.indices import parse_index
 from app.atlas.ground_truth import class_mask
 from app.atlas.reader import Atlas
@@ -63,9 +64,9 @@ def resolve_image(image_id: str, uploads: UploadStore, dataset_atlas: Callable[[
                    "or a dataset image written `dataset:id`, e.g. `demo:17`", image=image_id)
 
 
-def get_image(request: Request,
-              image_id: Annotated[str, Path(description=IMAGE_ID_DESCRIPTION)]) -> ImageRef:
-    return resolve_image(image_id, request.app.state.uploads, request.app.state.atlases.for_dataset)
+def get_image(image_id: Annotated[str, Path(description=IMAGE_ID_DESCRIPTION)], uploads: UploadsDep,
+              atlases: AtlasesDep) -> ImageRef:
+    return resolve_image(image_id, uploads, atlases.for_dataset)
 
 
 def _read(atlas: Atlas, index: int) -> bytes:

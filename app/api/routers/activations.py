@@ -13,13 +13,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from app.api.caching import IMMUTABLE, NOT_MODIFIED, not_modified
+from app.api.caching import IMMUTABLE, NOT_MODIFIED, PNG, not_modified
 from app.api.compute import COMPUTE
 from app.api.deps import get_layer, get_ready_model
-from app.api.encoding import encode_maps
+from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
 from app.api.indices import DatasetIndex, UnitIndex
 from app.api.routers.units import crop_box, get_atlas, receptive_field_json
+from app.api.schemas import LayerReceptiveField, UnitActivation
 from app.atlas.reader import Atlas
 from app.engine.layers import LayerInfo
 from app.engine.overlay import COLORMAPS, overlay
@@ -34,11 +35,12 @@ ERRORS = {
 }
 
 
-@router.get("/receptive-field", responses=ERRORS, dependencies=[COMPUTE],
+@router.get("/receptive-field", response_model=LayerReceptiveField, responses=ERRORS, dependencies=[COMPUTE],
             summary="Where a position of the layer looks in the input")
 def read_receptive_field(model: Annotated[LoadedModel, Depends(get_ready_model)],
-                         layer: Annotated[LayerInfo, Depends(get_layer)]) -> dict:
-    return {"model": model.id, "layer": layer.name, **receptive_field_json(model.receptive_field(layer.name))}
+                         layer: Annotated[LayerInfo, Depends(get_layer)]) -> FastJSONResponse:
+    return FastJSONResponse({"model": model.id, "layer": layer.name,
+                             **receptive_field_json(model.receptive_field(layer.name))})
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def get_unit_on_image(model: Annotated[LoadedModel, Depends(get_ready_model)],
     return UnitOnImage(model, layer, atlas, unit, image)
 
 
-@router.get("/units/{unit}/activation", responses=ERRORS | NOT_MODIFIED, dependencies=[COMPUTE],
+@router.get("/units/{unit}/activation", response_model=UnitActivation, responses=ERRORS | NOT_MODIFIED,
+            dependencies=[COMPUTE],
             summary="The unit's activation map on any dataset image, computed live (raw values and range)")
 def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_unit_on_image)]) -> Response:
     etag = probe.etag("json")
@@ -89,7 +92,7 @@ def read_activation(request: Request, probe: Annotated[UnitOnImage, Depends(get_
     return JSONResponse(body, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
 
-@router.get("/units/{unit}/activation.png", responses={**ERRORS, **NOT_MODIFIED, 200: {"content": {"image/png": {}}}},
+@router.get("/units/{unit}/activation.png", responses={**ERRORS, **NOT_MODIFIED, **PNG},
             response_class=Response, dependencies=[COMPUTE],
             summary="The unit's activation map on a dataset image as a PNG overlay")
 def read_activation_png(

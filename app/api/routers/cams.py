@@ -17,14 +17,17 @@ from starlette.concurrency import run_in_threadpool
 from app import __version__
 from app.api.caching import NOT_MODIFIED, not_modified
 from app.api.compute import COMPUTE
-from app.api.deps import ProgressToken
+from app.api.deps import ModelInputsDep, ProgressBoardDep, ProgressToken, SettingsDep, StoreDep
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
+from app.api.schemas import CamAnswer, MethodList
 from app.engine.cam import METHODS
 from app.errors import RequestCancelled
-from app.store.store import LoadedModel
+from app.settings import Settings
+from app.store.store import LoadedModel, ModelStore
 from app.studio.explain import METRICS, CamRequest, Explanation, explain
+from app.studio.inputs import InputCache
 from app.studio.progress import RequestProgress
 
 log = logging.getLogger(__name__)
@@ -41,15 +44,21 @@ ERRORS = {
 REVALIDATE = "no-cache"
 
 
-@router.get("/methods", summary="Every CAM method: id, name, description, paper, and what it costs")
-def list_methods() -> dict:
-    return {"methods": [method.describe() for method in METHODS.values()]}
+@router.get("/methods", response_model=MethodList,
+            summary="Every CAM method: id, name, description, paper, and what it costs")
+def list_methods() -> FastJSONResponse:
+    return FastJSONResponse({"methods": [method.describe() for method in METHODS.values()]})
 
 
-@router.get("/images/{image_id}/cam", responses=ERRORS | NOT_MODIFIED, dependencies=[COMPUTE],
+@router.get("/images/{image_id}/cam", response_model=CamAnswer, responses=ERRORS | NOT_MODIFIED,
+            dependencies=[COMPUTE],
             summary="Class activation maps of one layer for one class, one per method, from one shared pass")
 async def read_cams(
     request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    model_inputs: ModelInputsDep,
+    board: ProgressBoardDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     layer: Annotated[str | None, Query(description="Any layer with an (n, c, h, w) output; default: the "
@@ -69,8 +78,9 @@ async def read_cams(
     cancelled = threading.Event()
     watcher = asyncio.create_task(_watch_connection(request, cancelled))
     try:
-        with request.app.state.progress.follow(progress_token) as progress:
-            return await run_in_threadpool(_answer, request, image, model, cam_request, cancelled, progress)
+        with board.follow(progress_token) as progress:
+            return await run_in_threadpool(_answer, request, store, settings, model_inputs, image, model,
+                                           cam_request, cancelled, progress)
     except RequestCancelled:
         log.info("CAM request stopped, its client went away: %s", request.url)
         raise
@@ -87,16 +97,16 @@ async def _watch_connection(request: Request, cancelled: threading.Event) -> Non
     cancelled.set()
 
 
-def _answer(request: Request, image: ImageRef, model: str, cam_request: CamRequest,
-            cancelled: threading.Event, progress: RequestProgress) -> FastJSONResponse:
-    loaded: LoadedModel = request.app.state.store.ready(model)
+def _answer(request: Request, store: ModelStore, settings: Settings, model_inputs: InputCache, image: ImageRef,
+            model: str, cam_request: CamRequest, cancelled: threading.Event,
+            progress: RequestProgress) -> FastJSONResponse:
+    loaded = store.ready(model)
     if not cam_request.layer:
         cam_request = replace(cam_request, layer=_default_layer(loaded))
-    settings = request.app.state.settings
     etag = _etag(image, loaded, cam_request, settings.cam_metric_steps)
     if cached := not_modified(request, etag, REVALIDATE):
         return cached
-    batch = request.app.state.model_inputs.get(loaded, image.etag, image.load)
+    batch = model_inputs.get(loaded, image.etag, image.load)
     explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled, progress)
     return FastJSONResponse(_as_json(image, loaded, explanation, cam_request.normalize),
                             headers={"ETag": etag, "Cache-Control": REVALIDATE})

@@ -10,26 +10,36 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.caching import IMMUTABLE, NOT_MODIFIED, model_view_png, not_modified
+from app.api.caching import IMMUTABLE, NOT_MODIFIED, image_doc, model_view_png, not_modified
 from app.api.compute import COMPUTE
-from app.api.deps import MODEL_UNAVAILABLE, ProgressToken
-from app.api.encoding import encode_maps
-from app.api.errors import HOST_REFUSED, ErrorResponse
+from app.api.deps import (
+    MODEL_UNAVAILABLE,
+    AtlasesDep,
+    IndexerDep,
+    ModelViewsDep,
+    ProgressBoardDep,
+    ProgressToken,
+    StoreDep,
+    UploadsDep,
+)
+from app.api.encoding import FastJSONResponse, encode_maps
+from app.api.errors import HOST_REFUSED, ErrorResponse, error_doc
 from app.api.image_refs import ImageRef, get_image
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.routers.units import DatasetQuery, get_atlas
+from app.api.schemas import FiredUnits, ImageInfo, Predictions, UploadReceipt
 from app.atlas.fired import rank_fired_units
 from app.errors import InvalidInput, PayloadTooLarge
-from app.store.store import ModelStore
 from app.studio.progress import WAITING
+from app.uploads.decode import MEDIA_TYPES
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 READ_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown image id (with the two valid forms)."},
                422: {"model": ErrorResponse, "description": "A parameter out of range, or a dataset image id "
                                                             "not written in plain digits."}}
 UPLOAD_ERRORS = {
-    200: {"description": "These bytes were uploaded before: the same id, `new` false."},
+    200: {"model": UploadReceipt, "description": "These bytes were uploaded before: the same id, `new` false."},
     400: {"model": ErrorResponse, "description": f"A body that is not valid multipart form data. {HOST_REFUSED}"},
     413: {"model": ErrorResponse, "description": "Over the upload_max_bytes or upload_max_pixels setting."},
     415: {"model": ErrorResponse, "description": "Not an image in an accepted format (JPEG, PNG, WebP, GIF, BMP, "
@@ -39,10 +49,10 @@ UPLOAD_ERRORS = {
 _CHUNK = 1 << 20
 
 
-@router.post("", status_code=201, responses=UPLOAD_ERRORS,
+@router.post("", status_code=201, response_model=UploadReceipt, responses=UPLOAD_ERRORS,
+             response_description="New bytes, stored under their id.",
              summary="Upload an image (multipart field `file`); the same bytes always get the same id")
-def upload_image(request: Request, file: UploadFile) -> JSONResponse:
-    uploads = request.app.state.uploads
+def upload_image(uploads: UploadsDep, file: UploadFile) -> JSONResponse:
     data = _read_limited(file, uploads.max_bytes)
     upload, new = uploads.add(data)
     # The id is shared by everyone who sends these bytes; the file name and time are this upload's own.
@@ -51,20 +61,24 @@ def upload_image(request: Request, file: UploadFile) -> JSONResponse:
     return JSONResponse(receipt, status_code=201 if new else 200, headers={"Location": f"/api/images/{upload.id}"})
 
 
-@router.get("/{image_id}", responses=READ_ERRORS,
+@router.get("/{image_id}", response_model=ImageInfo, responses=READ_ERRORS,
             summary="What an image id names: source, size, format (for an upload, what its bytes say: no file name, "
                     "which is its uploader's own)")
-def read_image_info(image: Annotated[ImageRef, Depends(get_image)]) -> dict:
+def read_image_info(image: Annotated[ImageRef, Depends(get_image)]) -> FastJSONResponse:
     if image.source == "dataset":
         picture = image.load()
-        return {**image.info, "width": picture.width, "height": picture.height}
-    return {**image.info, "id": image.id}
+        return FastJSONResponse({**image.info, "width": picture.width, "height": picture.height})
+    return FastJSONResponse({**image.info, "id": image.id})
 
 
-@router.get("/{image_id}/file", response_class=Response, responses=READ_ERRORS | MODEL_UNAVAILABLE | NOT_MODIFIED,
+@router.get("/{image_id}/file", response_class=Response,
+            responses=READ_ERRORS | MODEL_UNAVAILABLE | NOT_MODIFIED
+            | image_doc("The bytes as stored, or with `model` the model's view as a PNG.", *MEDIA_TYPES.values()),
             summary="The image's bytes as stored, or as a model sees it (resized and cropped, PNG)")
 def read_image_file(
     request: Request,
+    store: StoreDep,
+    views: ModelViewsDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str | None, Query(description="Return the model's view of the image, as a PNG.")] = None,
 ) -> Response:
@@ -73,34 +87,38 @@ def read_image_file(
             return cached
         return Response(image.data(), media_type=image.media_type,
                         headers={"ETag": image.etag, "Cache-Control": IMMUTABLE})
-    return model_view_png(request, request.app.state.store, model, image.etag.strip('"'), image.load, IMMUTABLE)
+    return model_view_png(request, store, views, model, image.etag.strip('"'), image.load, IMMUTABLE)
 
 
-@router.get("/{image_id}/predictions", responses=READ_ERRORS | MODEL_UNAVAILABLE,
+@router.get("/{image_id}/predictions", response_model=Predictions, responses=READ_ERRORS | MODEL_UNAVAILABLE,
             dependencies=[COMPUTE], summary="A model's top classes on the image")
 def read_predictions(
-    request: Request,
+    store: StoreDep,
+    board: ProgressBoardDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     k: Annotated[int, Query(ge=1, le=1000, description="How many classes (at most the model's classes).")] = 5,
     progress_token: ProgressToken = None,
-) -> dict:
-    store: ModelStore = request.app.state.store
+) -> FastJSONResponse:
     loaded = store.ready(model)
-    with request.app.state.progress.follow(progress_token) as progress:
+    with board.follow(progress_token) as progress:
         probabilities = loaded.probabilities(image.load(), waiting=lambda: progress(WAITING))
     top = probabilities.topk(min(k, len(probabilities)))
-    return {"image": image.id, "model": loaded.id, "classes": len(probabilities),
-            "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
-                            for p, i in zip(top.values, top.indices)]}
+    return FastJSONResponse({"image": image.id, "model": loaded.id, "classes": len(probabilities),
+                             "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
+                                             for p, i in zip(top.values, top.indices)]})
 
 
-@router.get("/{image_id}/units", responses={**READ_ERRORS, 409: {"model": ErrorResponse, "description":
-                                                                   "No atlas for the model yet (with the command)."}},
+@router.get("/{image_id}/units", response_model=FiredUnits,
+            responses={**READ_ERRORS, **MODEL_UNAVAILABLE,
+                       409: error_doc("The model failed to load, or no atlas for it yet (with the command).")},
             dependencies=[COMPUTE],
             summary="The units of a layer that fire on the image, against their own dataset distribution")
 def read_fired_units(
-    request: Request,
+    store: StoreDep,
+    atlases: AtlasesDep,
+    indexer: IndexerDep,
+    board: ProgressBoardDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
@@ -112,14 +130,14 @@ def read_fired_units(
                                             "dataset image (`top_maps`), (units, h, w) raw values in list order; "
                                             "`max_max` is each unit's maximum over the dataset.")] = False,
     progress_token: ProgressToken = None,
-) -> dict:
-    loaded = request.app.state.store.ready(model)
+) -> FastJSONResponse:
+    loaded = store.ready(model)
     loaded.layer(layer)
-    atlas = get_atlas(request, loaded, dataset)
+    atlas = get_atlas(loaded, atlases, indexer, dataset)
     indexed = atlas.layer(layer)
     if unit is not None:
         atlas.check_unit(indexed, unit)
-    with request.app.state.progress.follow(progress_token) as progress:
+    with board.follow(progress_token) as progress:
         activations = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
     ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(),
                               indexed.units if unit is not None else limit)
@@ -137,7 +155,7 @@ def read_fired_units(
             row.update(max_max=stats["max_max"], top_image=stats["top_image"])
         body["maps"] = encode_maps(activations[listed].numpy())
         body["top_maps"] = encode_maps(atlas.top_maps(indexed, listed))
-    return body
+    return FastJSONResponse(body)
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from app import __version__
-from app.api.deps import get_store
+from app.api.deps import DeviceDep, StoreDep
 from app.api.schemas import Health
-from app.store.store import ModelStore
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
 
 @router.get("/health", response_model=Health, summary="Server status and how many models loaded")
-def health(request: Request, store: Annotated[ModelStore, Depends(get_store)]) -> Health:
+def health(store: StoreDep, device: DeviceDep) -> Health:
     ready = sum(model.ready for model in store)
-    return Health(status="ok", version=__version__, device=str(request.app.state.device),
+    return Health(status="ok", version=__version__, device=str(device),
                   models_ready=ready, models_failed=len(store) - ready)

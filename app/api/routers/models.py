@@ -6,18 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from app.api.deps import get_layer, get_model, get_store
+from app.api.deps import StoreDep, get_layer, get_model
 from app.api.errors import ErrorResponse
 from app.api.schemas import LayerOut, ModelDetail, ModelSummary, layer_out, model_detail, model_summary
 from app.engine.layers import LayerInfo
-from app.store.store import LoadedModel, ModelStore
+from app.store.store import LoadedModel
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "Unknown model or layer."}}
 
 
 @router.get("", response_model=list[ModelSummary], summary="All models, with their load status")
-def list_models(store: Annotated[ModelStore, Depends(get_store)]) -> list[ModelSummary]:
+def list_models(store: StoreDep) -> list[ModelSummary]:
     return [model_summary(model) for model in store]
 
 

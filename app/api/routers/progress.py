@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 
+from app.api.deps import ProgressBoardDep
 from app.api.errors import ErrorResponse
 from app.api.schemas import ProgressOut
 from app.errors import NotFound
@@ -18,10 +19,10 @@ router = APIRouter(prefix="/api", tags=["progress"])
             summary="How far a followed request has got: its task and images done of total",
             responses={404: {"model": ErrorResponse, "description": "No request with this token is in flight."}})
 async def read_progress(
-    request: Request, token: Annotated[str, Path(pattern=TOKEN_PATTERN, description="The client's token.")],
+    board: ProgressBoardDep, token: Annotated[str, Path(pattern=TOKEN_PATTERN, description="The client's token.")],
 ) -> ProgressOut:
     # A coroutine on purpose: it must answer while every worker thread is busy computing.
-    found = request.app.state.progress.get(token)
+    found = board.get(token)
     if found is None:
         raise NotFound(f"no request with progress token {token!r} is in flight (it has ended, or never began)",
                        token=token)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from app.api.deps import MODEL_UNAVAILABLE, get_layer, get_ready_model
-from app.api.encoding import encode_maps
+from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, IndexerDep, get_layer, get_ready_model
+from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
+from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
 from app.atlas.statistics import STATISTICS, UNIT_SORTS
@@ -29,12 +30,12 @@ ERRORS = {
 DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: `demo`, else the newest.")]
 
 
-def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)],
+def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: AtlasesDep, indexer: IndexerDep,
               dataset: DatasetQuery = None) -> Atlas:
     try:
-        return request.app.state.atlases.get(model.id, dataset)
+        return atlases.get(model.id, dataset)
     except AtlasMissing as missing:
-        status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
+        status = indexer.status(model.id) if indexer else None
         if status is not None and status.state in ("queued", "building"):
             where = (f"{status.done} of {status.total} images" if status.total
                      else "waiting for its turn" if status.state == "queued" else "preparing the images")
@@ -44,14 +45,13 @@ def get_atlas(request: Request, model: Annotated[LoadedModel, Depends(get_ready_
         raise missing from None
 
 
-def get_indexed_layer(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)],
+def get_indexed_layer(model: Annotated[LoadedModel, Depends(get_ready_model)],
                       layer: Annotated[LayerInfo, Depends(get_layer)],
-                      atlas: Annotated[Atlas, Depends(get_atlas)]) -> AtlasLayer:
+                      atlas: Annotated[Atlas, Depends(get_atlas)], registry: AtlasesDep) -> AtlasLayer:
     """The layer in the request's atlas; when another of the model's atlases has it, the 404 says which."""
     try:
         return atlas.layer(layer.name)
     except LayerNotFound as missing:
-        registry = request.app.state.atlases
         others = [name for name in registry.datasets(model.id)
                   if name != atlas.dataset and layer.name in registry.get(model.id, name).layers]
         if not others:
@@ -98,21 +98,23 @@ def unit_summary(model_id: str, layer: str, dataset: str, row) -> dict:
     }
 
 
-@router.get("/atlases", responses={404: error_doc("Unknown model."), **MODEL_UNAVAILABLE},
+@router.get("/atlases", response_model=AtlasList, responses={404: error_doc("Unknown model."), **MODEL_UNAVAILABLE},
             summary="The model's finished atlases, and any build in progress")
-def list_atlases(request: Request, model: Annotated[LoadedModel, Depends(get_ready_model)]) -> dict:
-    registry = request.app.state.atlases
+def list_atlases(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
+                 indexer: IndexerDep) -> FastJSONResponse:
     atlases = []
     for position, name in enumerate(registry.datasets(model.id)):
         meta = registry.get(model.id, name).meta
         atlases.append({**{key: meta[key] for key in ("dataset", "images", "readable", "unreadable", "layers", "k",
                                                        "created", "seconds", "classes")},
                         "default": position == 0})  # what a link without ?dataset= shows
-    status = request.app.state.indexer.status(model.id) if request.app.state.indexer else None
-    return {"model": model.id, "atlases": atlases, "build": None if status is None else status.__dict__}
+    status = indexer.status(model.id) if indexer else None
+    return FastJSONResponse({"model": model.id, "atlases": atlases,
+                             "build": None if status is None else status.__dict__})
 
 
-@router.get("/layers/{layer}/units", responses=ERRORS, summary="A summary of every unit of a layer, sortable")
+@router.get("/layers/{layer}/units", response_model=UnitPage, responses=ERRORS,
+            summary="A summary of every unit of a layer, sortable")
 def list_units(
     model: Annotated[LoadedModel, Depends(get_ready_model)],
     layer: Annotated[LayerInfo, Depends(get_layer)],
@@ -123,7 +125,7 @@ def list_units(
     offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=4096, description="Units per page.")] = 4096,
     maps: Annotated[bool, Query(description="Include each unit's map on its top image.")] = False,
-) -> dict:
+) -> FastJSONResponse:
     if offset >= max(indexed.units, 1):
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
@@ -133,10 +135,11 @@ def list_units(
             "units": [unit_summary(model.id, layer.name, atlas.dataset, row) for row in rows]}
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
-    return page
+    return FastJSONResponse(page)
 
 
-@router.get("/layers/{layer}/units/{unit}", responses=ERRORS, summary="One unit: statistics, top images, similar units")
+@router.get("/layers/{layer}/units/{unit}", response_model=UnitDetail, responses=ERRORS,
+            summary="One unit: statistics, top images, similar units")
 def read_unit(
     model: Annotated[LoadedModel, Depends(get_ready_model)],
     layer: Annotated[LayerInfo, Depends(get_layer)],
@@ -144,7 +147,7 @@ def read_unit(
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     unit: Annotated[UnitIndex, Path(description="Channel index.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
-) -> dict:
+) -> FastJSONResponse:
     row = atlas.unit(indexed, unit)
     if k is not None and k > atlas.meta["k"]:
         raise InvalidInput(f"k={k} is more than this atlas kept ({atlas.meta['k']}); rebuild it with "
@@ -153,7 +156,7 @@ def read_unit(
     labels = model.labels
     field = atlas.receptive_field(indexed) or model.receptive_field(layer.name)  # the atlas's: no model lock
     images = f"/api/datasets/{atlas.dataset}/images"
-    return {
+    return FastJSONResponse({
         **unit_summary(model.id, layer.name, atlas.dataset, row),
         "model": model.id,
         "layer": layer.name,
@@ -173,16 +176,17 @@ def read_unit(
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
                      "page": unit_page(model.id, layer.name, r["other"], atlas.dataset)}
                     for r in atlas.similar(indexed, unit)],
-    }
+    })
 
 
-@router.get("/layers/{layer}/units/{unit}/maps", responses=ERRORS,
+@router.get("/layers/{layer}/units/{unit}/maps", response_model=UnitMaps, responses=ERRORS,
             summary="The unit's raw activation maps on its top images (base64 float32, row-major)")
 def read_unit_maps(
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     unit: Annotated[UnitIndex, Path(description="Channel index.")],
-) -> dict:
+) -> FastJSONResponse:
     atlas.check_unit(indexed, unit)
     count = len(atlas.top_images(indexed, unit))
-    return {**encode_maps(atlas.maps(indexed, unit)[:count]), "threshold": atlas.unit(indexed, unit)["quantile_995"]}
+    return FastJSONResponse({**encode_maps(atlas.maps(indexed, unit)[:count]),
+                             "threshold": atlas.unit(indexed, unit)["quantile_995"]})
