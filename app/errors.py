@@ -6,6 +6,8 @@ class's HTTP status; the CLI prints the message. Messages name the bad value and
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -94,6 +96,13 @@ class AtlasMissing(FoveaError):
 
     status_code = 409
     code = "atlas_missing"
+
+
+def did_you_mean(name: str, known: Iterable[str], otherwise: str = "") -> tuple[list[str], str]:
+    """The names among `known` closest to an unknown `name` (at most three, for an error's `suggestions`), and
+    the hint that ends its message: `; did you mean a, b?`, or `otherwise` when none is close."""
+    close = difflib.get_close_matches(str(name), [candidate for candidate in known if candidate], n=3)
+    return close, f"; did you mean {', '.join(close)}?" if close else otherwise
 
 
 def check_unit(layer: str, unit: int, units: int) -> None:

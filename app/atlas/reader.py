@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sqlite3
 from collections import Counter
@@ -16,7 +15,7 @@ from app.atlas.kinds import CHANNEL, UNIT_KINDS
 from app.atlas.layout import catalog, layer_file
 from app.atlas.statistics import UNIT_SORTS
 from app.engine.probe import ReceptiveField
-from app.errors import InvalidInput, LayerNotFound, NotFound, check_unit
+from app.errors import InvalidInput, LayerNotFound, NotFound, check_unit, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Atlas:
                                     f"{self.model!r}", layer=name, kind=kind)
             return self.by_kind[kind, name]
         if name not in self.layers:
-            close = difflib.get_close_matches(name, list(self.layers), n=3)
+            close, _ = did_you_mean(name, self.layers)
             raise LayerNotFound(
                 f"layer {name!r} is not in the {self.dataset!r} atlas of {self.model!r}; indexed layers: "
                 f"{', '.join(self.layers)}", layer=name, indexed=list(self.layers), suggestions=close)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import sys
@@ -13,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from app.errors import ModelCardError, WeightsError, WeightsNotInstalled
+from app.errors import ModelCardError, WeightsError, WeightsNotInstalled, did_you_mean
 from app.store.cards import Architecture, ModelCard, Weights
 from app.store.checkpoints import fit_state_dict, read_checkpoint, sha256_file
 
@@ -120,9 +119,7 @@ def _torchvision_builder(name: str):
     try:
         return torchvision.models.get_model_builder(name)
     except ValueError:
-        known = torchvision.models.list_models()
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
+        _, hint = did_you_mean(name, torchvision.models.list_models(), "; see torchvision.models.list_models()")
         raise ModelCardError(f"architecture.torchvision: unknown torchvision model {name!r}{hint}") from None
 
 

@@ -5,7 +5,6 @@ One broken card never stops the others from loading; it is listed with its error
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 import time
@@ -30,6 +29,7 @@ from app.errors import (
     ModelNotFound,
     ModelUnavailable,
     WeightsNotInstalled,
+    did_you_mean,
 )
 from app.settings import Settings
 from app.store.builders import build_module, load_weights, torchvision_categories, torchvision_weights
@@ -76,8 +76,7 @@ class LoadedModel:
         for info in self.layers:
             if info.name == name:
                 return info
-        close = difflib.get_close_matches(name, [info.name for info in self.layers], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close, hint = did_you_mean(name, [info.name for info in self.layers])
         raise LayerNotFound(f"model {self.id!r} has no explorable layer {name!r}{hint}",
                             model=self.id, layer=name, suggestions=close)
 
@@ -242,8 +241,7 @@ def _apply_declared_layers(card: ModelCard, layers: list[LayerInfo]) -> list[Lay
     names = [info.name for info in layers]
     for name in card.layers:
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            _, hint = did_you_mean(name, names)
             raise ModelCardError(f"layers: {name!r} is not a module of this model with an (n, c, h, w) output{hint}")
     declared = set(card.layers)
     return [replace(info, default=info.name in declared) for info in layers]

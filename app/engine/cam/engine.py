@@ -6,7 +6,6 @@ changed: no mode toggles, no module swaps, no weight or requires_grad edits; the
 
 from __future__ import annotations
 
-import difflib
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +20,7 @@ from app.engine.cam.fallbacks import WHOLE_MODEL_ABLATION, fall_back
 from app.engine.cam.folded import Forward, folded_forward
 from app.engine.cam.registry import METHODS
 from app.engine.cam.tail import Tail, outputs_agree, tail_for
-from app.errors import InvalidInput, LayerNotFound
+from app.errors import InvalidInput, LayerNotFound, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -119,8 +118,7 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     """The module named `layer` (its `named_modules()` path), or LayerNotFound with the closest names."""
     modules = dict(model.named_modules())
     if not layer or layer not in modules:
-        close = difflib.get_close_matches(str(layer), [name for name in modules if name], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close, hint = did_you_mean(layer, modules)
         raise LayerNotFound(f"the model has no layer {layer!r}{hint}", layer=str(layer), suggestions=close)
     return modules[layer]
 
