@@ -1,4 +1,6 @@
 // Bootstrap: route the URL to a view, mount it, and unmount the previous one (its listeners go with it).
+// A view whose mount answered with `update(route, { signal })` is offered the next route of its own kind
+// first: it may draw it in place (the unit page's step to the next unit) or answer null to be mounted again.
 
 import { ApiError } from "./api.js";
 import { html } from "./dom.js";
@@ -14,7 +16,8 @@ const VIEWS = { home: mountHome, model: mountModel, layer: mountLayer, unit: mou
 const root = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 const announcer = document.getElementById("announcer");
-let current = null;
+let current = null;  // the render in progress: a mount's controller is also its view's
+let mounted = null;  // the view on the page: { view, controller (aborted when it goes), update }
 
 async function render(route, { cause, scroll }) {
   current?.abort();
@@ -25,8 +28,22 @@ async function render(route, { cause, scroll }) {
   let title;
   try {
     if (!mount) throw new ApiError(404, "not_found", `No page at ${route.params.path}.`);
-    const meta = await mount(root, { ...route, signal: controller.signal });
-    if (controller.signal.aborted) return;
+    let meta = null;
+    if (mounted?.view === route.view && mounted.update) {
+      const signal = AbortSignal.any([controller.signal, mounted.controller.signal]);
+      meta = await mounted.update(route, { signal });
+      if (controller.signal.aborted) return;
+    }
+    if (meta) {
+      mounted.update = meta.update;
+    } else {
+      mounted?.controller.abort();
+      mounted = { view: route.view, controller, update: null };
+      meta = await mount(root, { ...route, signal: controller.signal });
+      if (controller.signal.aborted) return;
+      mounted.update = meta.update ?? null;
+    }
+    current = null;  // drawn: the next render aborts what it must (a mount's controller is its view's)
     title = meta.title;
     document.title = meta.title === "Models" ? "Fovea" : `${meta.title} · Fovea`;
     const last = meta.crumbs.length - 1;
@@ -35,6 +52,8 @@ async function render(route, { cause, scroll }) {
     root.dataset.view = route.view;
   } catch (error) {
     if (error.name === "AbortError" || controller.signal.aborted) return;
+    mounted?.controller.abort();  // the error page replaces whatever view was there
+    mounted = null;
     title = error.status === 404 ? "Not found" : "Something went wrong";
     document.title = `${title} · Fovea`;
     crumbs.innerHTML = "";

@@ -3,9 +3,9 @@
 // the page shows and how its picker groups the layers, and when a map has nothing to show.
 
 import { COLORMAPS } from "./colormaps.js";
+import { DEFAULT_METHODS } from "./vocabularies.js";
 
-// Three maps from one forward and one backward pass: cheap on any model, and different enough to compare.
-export const DEFAULT_METHODS = ["gradcam", "gradcampp", "layercam"];
+export { DEFAULT_METHODS };
 const DEFAULT_OPACITY = 0.6;
 
 /** The view a query asks for; unknown method ids are dropped, so an old link still opens. */

@@ -2,9 +2,23 @@
 
 import { lookupTable } from "./colormaps.js";
 import { contourSegments, upsample } from "./contours.js";
+import { LruCache } from "./lru.js";
 
-/** Decode the API's map encoding (base64 float32, or float16) into { shape, range, values: Float32Array }. */
+// Each encoded map is decoded once: a redraw (an opacity tick) reuses it, and it goes with its answer.
+const decodedMaps = new WeakMap();
+
+/** Decode the API's map encoding (base64 float32, or float16) into { shape, range, values: Float32Array };
+ *  the same encoded object gives the same decoded one. */
 export function decodeMaps(encoded) {
+  let decoded = decodedMaps.get(encoded);
+  if (!decoded) {
+    decoded = decode(encoded);
+    decodedMaps.set(encoded, decoded);
+  }
+  return decoded;
+}
+
+function decode(encoded) {
   const bytes = Uint8Array.from(atob(encoded.data), (c) => c.charCodeAt(0));
   const values = encoded.dtype === "float16" ? fromHalves(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
   return { shape: encoded.shape, range: encoded.range, values };
@@ -111,17 +125,25 @@ export function drawColorbar(canvas, colormap) {
   context.putImageData(pixels, 0, 0);
 }
 
-const loaded = new Map();
+// The images drawn lately: a layer grid's screenful and a few unit galleries (the browser's HTTP cache keeps
+// more, at the cost of decoding them again).
+const IMAGES_KEPT = 512;
+const loaded = new LruCache(IMAGES_KEPT);
 
-/** Load an image once per URL. */
+/** Load an image once per URL (while it is among the last IMAGES_KEPT used); a failed load is tried again. */
 export function loadImage(url) {
-  if (!loaded.has(url)) {
-    loaded.set(url, new Promise((resolve, reject) => {
-      const image = new Image();
-      image.onload = () => resolve(image);
-      image.onerror = () => reject(new Error(`could not load ${url}`));
-      image.src = url;
-    }));
+  let image = loaded.get(url);
+  if (!image) {
+    image = new Promise((resolve, reject) => {
+      const element = new Image();
+      element.onload = () => resolve(element);
+      element.onerror = () => reject(new Error(`could not load ${url}`));
+      element.src = url;
+    });
+    loaded.set(url, image);
+    image.catch(() => {
+      if (loaded.peek(url) === image) loaded.delete(url);
+    });
   }
-  return loaded.get(url);
+  return image;
 }

@@ -3,6 +3,7 @@
 
 import { getJson } from "./api.js";
 import { apiUrl } from "./urls.js";
+import { EXTRA_FORWARDS, PROGRESS_TASKS } from "./vocabularies.js";
 
 const POLL_MS = 500;
 
@@ -49,12 +50,12 @@ export async function getJsonFollowed(url, { signal, onProgress }) {
 /** What a progress answer means to a person; `methods`: id -> the registry entry. Empty for quick tasks. */
 export function describeProgress(progress, methods) {
   const { task, total } = progress;
-  if (task === "waiting") return "waiting for the model (another request is using it)";
+  if (task === PROGRESS_TASKS.waiting) return "waiting for the model (another request is using it)";
   const count = `${progress.done.toLocaleString("en")} of ${total.toLocaleString("en")}`;
-  if (task === "scoring") return total ? `${count} images${timeLeft(progress)}` : "";
+  if (task === PROGRESS_TASKS.scoring) return total ? `${count} images${timeLeft(progress)}` : "";
   const method = methods.get(task);
   if (!method || !total) return "";
-  const what = method.extra_forwards === "per-channel" ? "masked images" : "channels ablated";
+  const what = method.extra_forwards === EXTRA_FORWARDS.perChannel ? "masked images" : "channels ablated";
   return `${method.name}: ${count} ${what}${timeLeft(progress)}`;
 }
 

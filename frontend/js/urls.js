@@ -31,6 +31,7 @@ export const apiUrl = {
   predictions: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/predictions`, query),
   cam: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/cam`, query),
   methods: () => "/api/methods",
+  statistics: () => "/api/statistics",
   progress: (token) => `/api/progress/${enc(token)}`,
   firedUnits: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/units`, query),
   datasetSamples: (dataset) => `/api/datasets/${enc(dataset)}/samples`,

@@ -17,3 +17,10 @@ test("maps decode by their dtype", () => {
   const full = decodeMaps({ shape: [2], range: [0.1, 2], data: base64(Float32Array.of(0.1, 2)) });
   assert.deepEqual([...full.values], [...Float32Array.of(0.1, 2)]);
 });
+
+test("a map is decoded once: a redraw (an opacity tick) gets the same values back", () => {
+  const encoded = { shape: [1], range: [0, 1], data: Buffer.from(Float32Array.of(1).buffer).toString("base64") };
+  const first = decodeMaps(encoded);
+  assert.equal(decodeMaps(encoded), first);
+  assert.notEqual(decodeMaps({ ...encoded }), first);  // another answer, another decoding
+});

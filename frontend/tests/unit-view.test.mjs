@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { stateQuery, unitViewState } from "../js/views/unit.js";
+import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../js/unit-view.js";
+import { pageUrl } from "../js/urls.js";
 
 // The heatmap's options (the state also names the dataset, which has tests of its own).
 const view = (query) => {
@@ -22,9 +23,38 @@ test("an old link keeps its options; the new defaults apply only where the link 
 test("a state's link gives the state back, with defaults left out of it", () => {
   for (const query of [{}, { cmap: "turbo", opacity: "0.3", crop: "1", outline: "0" }, { opacity: "0" }]) {
     const state = unitViewState(query);
-    const written = Object.fromEntries(Object.entries(stateQuery(state))
-      .filter(([, v]) => v !== "" && v !== false).map(([k, v]) => [k, v === true ? "1" : String(v)]));
-    assert.deepEqual(unitViewState(written), state);
+    const search = pageUrl.unit("m", "l", 3, unitQuery(state)).split("?")[1] ?? "";
+    assert.deepEqual(unitViewState(Object.fromEntries(new URLSearchParams(search))), state);
   }
-  assert.deepEqual(Object.values(stateQuery(unitViewState({}))).filter((v) => v !== "" && v !== false), []);
+  assert.deepEqual(unitQuery(unitViewState({})), {});
+  const full = { cmap: "gray", opacity: "0.2", mask: "1", crop: "1", outline: "0", dataset: "demo", image: "up1" };
+  assert.equal(pageUrl.unit("m", "l", 3, unitQuery(unitViewState(full))),
+    "/m/m/l/3?cmap=gray&crop=1&dataset=demo&image=up1&mask=1&opacity=0.2&outline=0");
+});
+
+test("the link the server writes (app/api/links.py: unit_page) opens the default view of its dataset", () => {
+  const state = unitViewState({ dataset: "demo" });
+  assert.deepEqual(state, { colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true,
+    dataset: "demo", image: null });
+  assert.equal(pageUrl.unit("shapes-cnn", "block3", 5, unitQuery(state)), "/m/shapes-cnn/block3/5?dataset=demo");
+});
+
+test("the arrow keys stop at either end of the layer", () => {
+  assert.deepEqual(neighbourUnits(0, 3), { previous: null, next: 1 });
+  assert.deepEqual(neighbourUnits(1, 3), { previous: 0, next: 2 });
+  assert.deepEqual(neighbourUnits(2, 3), { previous: 1, next: null });
+  assert.deepEqual(neighbourUnits(0, 1), { previous: null, next: null });
+});
+
+test("another unit of the same layer, atlas and image is drawn in place; anything else is a new page", () => {
+  const shown = { model: "m", layer: "l", dataset: "demo", image: null };
+  const route = (params, query) => ({ view: "unit", params: { model: "m", layer: "l", unit: 4, ...params }, query });
+  assert.equal(sameUnitPage(shown, route({}, { dataset: "demo", cmap: "gray" })), true);
+  assert.equal(sameUnitPage(shown, route({ unit: 5 }, { dataset: "demo" })), true);
+  assert.equal(sameUnitPage(shown, route({}, {})), false);  // no dataset: the default, named once loaded
+  assert.equal(sameUnitPage(shown, route({}, { dataset: "imagenet" })), false);
+  assert.equal(sameUnitPage(shown, route({ layer: "k" }, { dataset: "demo" })), false);
+  assert.equal(sameUnitPage(shown, route({ model: "n" }, { dataset: "demo" })), false);
+  assert.equal(sameUnitPage(shown, route({}, { dataset: "demo", image: "up1" })), false);
+  assert.equal(sameUnitPage(shown, { view: "layer", params: { model: "m", layer: "l" }, query: { dataset: "demo" } }), false);
 });

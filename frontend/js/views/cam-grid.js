@@ -8,6 +8,7 @@ import { html } from "../dom.js";
 import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
 import { apiUrl } from "../urls.js";
+import { EXTRA_FORWARDS } from "../vocabularies.js";
 
 /** `after`: a promise the first request waits for (the page's quick requests, which would otherwise queue
  *  for the model behind a slow method). */
@@ -29,7 +30,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     </div>
     <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
       <label class="chip" title="${m.description}${costNote(m, layer, channels)}"><input type="checkbox" name="method"
-        value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${m.extra_forwards === "none" ? ""
+        value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${m.extra_forwards === EXTRA_FORWARDS.none ? ""
         : html`<span class="cost" title="one pass per channel">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
     <div class="cam-legend"><span class="small muted legend-low"></span><canvas width="256" height="1" aria-hidden="true"></canvas>
       <span class="small muted">max</span><span class="small muted legend-note"></span></div>
@@ -227,8 +228,8 @@ function progressNote(progress, registry) {
 
 // Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
 function costNote(method, layer, channels) {
-  if (method.extra_forwards === "none") return "";
-  const what = method.extra_forwards === "per-channel" ? "the whole model" : `the layers after ${layer}`;
+  if (method.extra_forwards === EXTRA_FORWARDS.none) return "";
+  const what = method.extra_forwards === EXTRA_FORWARDS.perChannel ? "the whole model" : `the layers after ${layer}`;
   return `. Runs ${what} once per channel of ${layer}${channels ? ` (${channels} passes)` : ""}, in batches.`;
 }
 

@@ -1,12 +1,12 @@
 // Home: every model in the store, with its status.
 
-import { getJson } from "../api.js";
+import { modelList } from "../data.js";
 import { formatCount, html } from "../dom.js";
-import { apiUrl, pageUrl } from "../urls.js";
+import { pageUrl } from "../urls.js";
 
 export async function mountHome(root, { signal }) {
   root.innerHTML = html`<p class="muted">Loading models…</p>`;
-  const models = await getJson(apiUrl.models(), { signal });
+  const models = await modelList({ signal });
   const ready = models.filter((m) => m.status === "ready").length;
   root.innerHTML = html`
     <section class="intro">

@@ -3,14 +3,16 @@
 // (views/cam-grid.js), and the units of that layer that fire on it against their own dataset distribution,
 // each drawn on the image (views/fired-units.js). `/image` alone is the upload page, with sample images.
 
-import { ApiError, getJson } from "../api.js";
+import { ApiError } from "../api.js";
 import { camQuery, camViewState, layerChoice, newImageQuery } from "../cam-view.js";
 import { mountCopyLink } from "../copy-link.js";
+import { datasetSamples, imageInfo, modelAtlases, modelCard, modelList } from "../data.js";
 import { html } from "../dom.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { navigate } from "../router.js";
 import { mountUploadZone } from "../upload-zone.js";
 import { apiUrl, pageUrl } from "../urls.js";
+import { methodList } from "../vocabularies.js";
 import { mountCamStudio } from "./cam-grid.js";
 import { mountFiredUnits } from "./fired-units.js";
 import { trainedOn } from "./trained-on.js";
@@ -34,7 +36,7 @@ export async function mountUpload(root, { query, signal }) {
 async function showSamples(section, query, signal) {
   let body;
   try {
-    body = await getJson(apiUrl.datasetSamples(SAMPLE_DATASET), { signal });
+    body = await datasetSamples(SAMPLE_DATASET, { signal });
   } catch {
     return;  // no demo atlas (yet): nothing to offer
   }
@@ -51,13 +53,12 @@ async function showSamples(section, query, signal) {
 
 export async function mountImage(root, { params, query, signal }) {
   const imageId = params.image;
-  const [info, models, { methods }] = await Promise.all([getJson(apiUrl.image(imageId), { signal }),
-    getJson(apiUrl.models(), { signal }), getJson(apiUrl.methods(), { signal })]);
+  const [info, models, methods] = await Promise.all([imageInfo(imageId, { signal }), modelList({ signal }),
+    methodList({ signal })]);
   const ready = models.filter((m) => m.status === "ready");
   if (!ready.length) throw new ApiError(409, "no_models", "No model is ready to look at this image.");
   const modelId = ready.some((m) => m.id === query.model) ? query.model : ready[0].id;
-  const [model, { atlases }] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
-    getJson(apiUrl.atlases(modelId), { signal }).catch(() => ({ atlases: [] }))]);
+  const [model, atlases] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal })]);
   // The atlas fired units are ranked against: the one a link names, else the model's default.
   const atlas = atlases.find((a) => a.dataset === query.dataset) ?? atlases.find((a) => a.default) ?? atlases[0] ?? null;
   const { layer, groups, indexed } = layerChoice(model.layers, atlas, query.layer);

@@ -1,16 +1,19 @@
 // Layer page: a grid of every unit, each drawn as its top image with its heatmap (outlined above the unit's
 // 99.5% quantile, scaled to the unit's own maximum or to the layer's, with a colour scale that says which),
-// sortable; units are fetched in pages as the grid first shows them, and only the rows near the viewport
-// exist (virtual-grid.js).
+// sortable by the statistics the server lists (/api/statistics); units are fetched in pages as the grid
+// first shows them, and only the rows near the viewport exist (virtual-grid.js). The page's state, from and
+// to its URL, is layer-view.js.
 
-import { getJson } from "../api.js";
 import { renderColorScale } from "../color-scale.js";
+import { forgetAtlases, layerUnits, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
 import { indexedOrder } from "../layer-nav.js";
+import { layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
+import { layerSorts } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
@@ -18,19 +21,13 @@ import { layerRole } from "./layer-role.js";
 
 const PAGE = 96;
 const GRID_OPACITY = 0.75;
-const SORTS = [
-  ["unit", "unit index"], ["max_max", "max activation"], ["max_mean", "mean of image max"],
-  ["mean_mean", "mean activation"], ["fraction_active", "fraction active"], ["quantile_995", "99.5% quantile"],
-];
 
 export async function mountLayer(root, { params, query, signal }) {
   const { model: modelId, layer } = params;
-  const state = { sort: SORTS.some(([key]) => key === query.sort) ? query.sort : "unit",
-    order: query.order === "desc" ? "desc" : "asc", scale: query.scale === "layer" ? "layer" : "unit",
-    dataset: query.dataset || null };
   root.innerHTML = html`<p class="muted">Loading ${layer}…</p>`;
-  const [model, atlases] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
-    getJson(apiUrl.atlases(modelId), { signal }).then((body) => body.atlases, () => [])]);
+  const [model, atlases, sorts] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal }),
+    layerSorts({ signal })]);
+  const state = layerViewState(query, sorts.map((sort) => sort.id));
   const atlasQuery = { dataset: state.dataset };
   const crumbs = [{ label: model.name, href: pageUrl.model(modelId, atlasQuery) },
     { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery) }];
@@ -38,11 +35,12 @@ export async function mountLayer(root, { params, query, signal }) {
   let first;
   let layerMax = null;  // with one scale for the layer: its strongest unit's maximum
   try {
-    const units = (more) => getJson(apiUrl.units(modelId, layer, { ...atlasQuery, sort: state.sort, order: state.order, ...more }), { signal });
-    [first, layerMax] = await Promise.all([units({ limit: PAGE, maps: true }), state.scale === "layer"
-      ? units({ sort: "max_max", order: "desc", limit: 1 }).then((top) => top.units[0].max_max) : null]);
+    [first, layerMax] = await Promise.all([layerUnits(modelId, layer, unitsQuery(state, { limit: PAGE }), { signal }),
+      state.scale === "layer" ? layerUnits(modelId, layer, { ...atlasQuery, sort: "max_max", order: "desc", limit: 1 },
+        { signal }).then((top) => top.units[0].max_max) : null]);
   } catch (error) {
     if (error.status !== 409 && !(error.status === 404 && info)) throw error;
+    forgetAtlases(modelId);  // the atlas may be on its way: the next look asks again
     atlasProblem(root, error, { title: layer, signal });
     return { title: `${layer} · ${model.name}`, crumbs };
   }
@@ -57,8 +55,8 @@ export async function mountLayer(root, { params, query, signal }) {
         · ${datasetPicker(atlases, first.dataset)}</p>
       ${info ? html`<p class="muted layer-role">${layerRole(model.layers, layer)}</p>` : ""}
       <div class="toolbar">
-        <label>Sort by <select name="sort">${SORTS.map(([key, label]) =>
-          html`<option value="${key}" ${key === state.sort ? "selected" : ""}>${label}</option>`)}</select></label>
+        ${sorts.length ? html`<label>Sort by <select name="sort">${sorts.map((sort) =>
+          html`<option value="${sort.id}" ${sort.id === state.sort ? "selected" : ""}>${sort.label}</option>`)}</select></label>` : ""}
         <label class="toggle"><input type="checkbox" name="desc" ${state.order === "desc" ? "checked" : ""}> descending</label>
         <label>Colours <select name="scale">
           <option value="unit" ${state.scale === "unit" ? "selected" : ""}>each unit to its own maximum</option>
@@ -74,9 +72,8 @@ export async function mountLayer(root, { params, query, signal }) {
   const pageOf = (index) => {
     const number = Math.floor(index / PAGE);
     if (!pages.has(number)) {
-      pages.set(number, getJson(apiUrl.units(modelId, layer, { dataset: state.dataset, sort: state.sort, order: state.order,
-        offset: number * PAGE, limit: PAGE, maps: true }),
-        { signal }).then((page) => ({ ...page, maps: decodeMaps(page.top_maps) })));
+      pages.set(number, layerUnits(modelId, layer, unitsQuery(state, { offset: number * PAGE, limit: PAGE }), { signal })
+        .then((page) => ({ ...page, maps: decodeMaps(page.top_maps) })));
       pages.get(number).catch(() => pages.delete(number)); // a failed page is fetched again when next needed
     }
     return pages.get(number).then((page) => [page, index - number * PAGE]);
@@ -132,7 +129,7 @@ export async function mountLayer(root, { params, query, signal }) {
   onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.layer(modelId, layer, layerQuery({ ...state, dataset }))));
 
   const resort = () => navigate(pageUrl.layer(modelId, layer, layerQuery(state)), { replace: true, rerender: true });
-  root.querySelector("select[name=sort]").addEventListener("change", (event) => {
+  root.querySelector("select[name=sort]")?.addEventListener("change", (event) => {
     state.sort = event.target.value;
     resort();
   }, { signal });
@@ -145,12 +142,6 @@ export async function mountLayer(root, { params, query, signal }) {
     resort();
   }, { signal });
   return { title: `${layer} · ${model.name}`, crumbs };
-}
-
-/** The layer page's URL query: its view options (defaults left out) and the dataset it shows. */
-function layerQuery(state) {
-  return { sort: state.sort === "unit" ? "" : state.sort, order: state.order === "desc" ? "desc" : "",
-    scale: state.scale === "layer" ? "layer" : "", dataset: state.dataset ?? "" };
 }
 
 function unitLabel(unit, state) {

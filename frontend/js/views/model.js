@@ -1,7 +1,7 @@
 // Model page: the card's facts and every explorable layer with its output shape.
 // View state (the layer filter and "all layers") lives in the URL query.
 
-import { getJson } from "../api.js";
+import { modelAtlases, modelCard } from "../data.js";
 import { formatCount, html } from "../dom.js";
 import { namingExample } from "../layer-nav.js";
 import { navigate } from "../router.js";
@@ -12,8 +12,7 @@ import { trainedOnText } from "./trained-on.js";
 
 export async function mountModel(root, { params, query, signal }) {
   root.innerHTML = html`<p class="muted">Loading ${params.model}…</p>`;
-  const [model, atlases] = await Promise.all([getJson(apiUrl.model(params.model), { signal }),
-    getJson(apiUrl.atlases(params.model), { signal }).then((body) => body.atlases, () => [])]);
+  const [model, atlases] = await Promise.all([modelCard(params.model, { signal }), modelAtlases(params.model, { signal })]);
   // The atlas that layer links open: the picked one (named in this page's URL only when picked), else the default.
   const state = { q: query.q ?? "", all: query.all === "1", picked: query.dataset || null };
   const atlas = atlases.find((a) => a.dataset === state.picked) ?? atlases.find((a) => a.default) ?? null;

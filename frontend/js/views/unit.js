@@ -1,91 +1,68 @@
 // Unit page: the unit's top images with heatmaps drawn here from raw maps (colormap, opacity, region mask
 // and outline at its 99.5% quantile, crop around the peak) under one colour scale, its statistics (first,
 // so a phone shows them before the gallery), histograms and most correlated units, and the way to the
-// neighbouring layers and any unit. View options live in the URL; the left and right arrow keys step
-// through units.
+// neighbouring layers and any unit. View options live in the URL (unit-view.js); the left and right arrow
+// keys step through units, each step a history entry drawn in place: the page's skeleton (toolbar, colour
+// scale, layer bar) stays, its content is the new unit's.
 
-import { getJson } from "../api.js";
 import { html } from "../dom.js";
 import { renderColorScale } from "../color-scale.js";
 import { COLORMAPS } from "../colormaps.js";
 import { mountCopyLink } from "../copy-link.js";
+import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps } from "../data.js";
 import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
-import { apiUrl, pageUrl } from "../urls.js";
+import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
+import { pageUrl } from "../urls.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
 import { mountUnitOnImage } from "./unit-on-image.js";
 
-// Heatmaps that stay visible on any image: strong at the peak, clear where the unit is quiet (opacity
-// follows the value), and the region above the unit's 99.5% quantile outlined. A link that names an
-// opacity keeps it; `outline=0` turns the outline off.
-const DEFAULT_OPACITY = 0.75;
 const HEAT_GAMMA = 1;
 
-export function unitViewState(query) {
-  const opacity = Number(query.opacity);
-  return {
-    colormap: COLORMAPS.includes(query.cmap) ? query.cmap : "viridis",
-    opacity: Number.isFinite(opacity) && query.opacity !== undefined ? Math.min(Math.max(opacity, 0), 1) : DEFAULT_OPACITY,
-    mask: query.mask === "1",
-    crop: query.crop === "1",
-    outline: query.outline !== "0",
-    dataset: query.dataset || null, // the atlas shown; null: the model's default, named once it is known
-    image: query.image || null, // the image page the user came from: the unit is shown on it too
-  };
-}
-
-export function stateQuery(state) {
-  return { cmap: state.colormap === "viridis" ? "" : state.colormap,
-    opacity: state.opacity === DEFAULT_OPACITY ? "" : state.opacity, mask: state.mask, crop: state.crop,
-    outline: state.outline ? "" : "0", dataset: state.dataset ?? "", image: state.image ?? "" };
-}
-
+/** Mount the page; the answer's `update(route, { signal })` draws another unit of the same layer in place
+ *  (null: it cannot, mount the page again). */
 export async function mountUnit(root, { params, query, signal }) {
-  const { model: modelId, layer, unit } = params;
+  const { model: modelId, layer } = params;
   const state = unitViewState(query);
-  root.innerHTML = html`<p class="muted">Loading unit ${unit}…</p>`;
-  const [model, atlases] = await Promise.all([getJson(apiUrl.model(modelId), { signal }),
-    getJson(apiUrl.atlases(modelId), { signal }).then((body) => body.atlases, () => [])]);
-  const atlasQuery = { dataset: state.dataset };
-  const crumbs = [{ label: model.name, href: pageUrl.model(modelId, atlasQuery) },
-    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery) },
-    { label: String(unit), href: pageUrl.unit(modelId, layer, unit, atlasQuery) }];
-  let detail;
-  let maps;
+  root.innerHTML = html`<p class="muted">Loading unit ${params.unit}…</p>`;
+  const [model, atlases] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal })]);
+  const meta = (unit) => ({ title: `${layer}:${unit} · ${model.name}`, crumbs: [
+    { label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
+    { label: layer, href: pageUrl.layer(modelId, layer, { dataset: state.dataset }) },
+    { label: String(unit), href: pageUrl.unit(modelId, layer, unit, { dataset: state.dataset }) }] });
+  const load = async (unit, loadSignal) => {
+    const atlasQuery = { dataset: state.dataset };
+    const [detail, maps] = await Promise.all([unitDetail(modelId, layer, unit, atlasQuery, { signal: loadSignal }),
+      unitMaps(modelId, layer, unit, atlasQuery, { signal: loadSignal })]);
+    return { unit, detail, decoded: decodeMaps(maps), signal: loadSignal };
+  };
+  let shown;  // the unit on the page: { unit, detail, decoded, signal (its step's) }
   try {
-    [detail, maps] = await Promise.all([getJson(apiUrl.unit(modelId, layer, unit, atlasQuery), { signal }),
-      getJson(apiUrl.unitMaps(modelId, layer, unit, atlasQuery), { signal })]);
+    shown = await load(params.unit, signal);
   } catch (error) {
     if (error.status !== 409) throw error;
-    atlasProblem(root, error, { title: `${layer}:${unit}`, signal });
-    return { title: `${layer}:${unit} · ${model.name}`, crumbs };
+    forgetAtlases(modelId);  // the atlas may be on its way: the next look asks again
+    atlasProblem(root, error, { title: `${layer}:${params.unit}`, signal });
+    return meta(params.unit);
   }
-  const decoded = decodeMaps(maps);
   if (!state.dataset) { // a link that named no dataset: name the one shown, so a copied link keeps showing it
-    state.dataset = detail.dataset;
-    navigate(pageUrl.unit(modelId, layer, unit, stateQuery(state)), { replace: true });
+    state.dataset = shown.detail.dataset;
+    navigate(pageUrl.unit(modelId, layer, params.unit, unitQuery(state)), { replace: true });
   }
-  const previous = unit > 0 ? pageUrl.unit(modelId, layer, unit - 1, stateQuery(state)) : null;
-  const next = unit < detail.units_total - 1 ? pageUrl.unit(modelId, layer, unit + 1, stateQuery(state)) : null;
-  const stats = detail.stats;
 
   root.innerHTML = html`
     <section class="page-head unit-head">
       <div class="title-row">
-        <h1><code>${layer}:${unit}</code></h1>
-        ${detail.dead ? html`<span class="badge badge-error">dead</span>` : ""}
+        <h1><code></code></h1>
         <nav class="stepper" aria-label="Units">
-          ${previous ? html`<a class="button" href="${previous}" data-unit="${unit - 1}" rel="prev" title="Previous unit (←)">← ${unit - 1}</a>` : ""}
-          ${next ? html`<a class="button" href="${next}" data-unit="${unit + 1}" rel="next" title="Next unit (→)">${unit + 1} →</a>` : ""}
           <button type="button" class="button copy-link">Copy link</button>
         </nav>
       </div>
-      <p class="muted">unit ${unit} of ${detail.units_total} · ${model.name} · ${datasetPicker(atlases, detail.dataset)}</p>
-      ${saturationNote(detail, modelId, state)}
+      <p class="muted">unit ${shown.unit} of ${shown.detail.units_total} · ${model.name} · ${datasetPicker(atlases, shown.detail.dataset)}</p>
       <div class="toolbar">
         <label>Colormap <select name="colormap">${COLORMAPS.map((name) =>
           html`<option value="${name}" ${name === state.colormap ? "selected" : ""}>${name}</option>`)}</select></label>
@@ -97,7 +74,115 @@ export async function mountUnit(root, { params, query, signal }) {
       <div class="scale-slot"></div>
       <div class="layer-bar-slot"></div>
     </section>
-    <div class="unit-layout">
+    <div class="unit-layout"></div>`;
+  const head = root.querySelector(".unit-head");
+  // The line that counts the unit: its first words change with a step, the dataset picker in it stays (one
+  // text node rewritten, so the line is laid out as one run, as when the page is drawn afresh).
+  const countLine = head.querySelector(":scope > p.muted");
+  const controls = {
+    colormap: root.querySelector("select[name=colormap]"), opacity: root.querySelector("input[name=opacity]"),
+    mask: root.querySelector("input[name=mask]"), crop: root.querySelector("input[name=crop]"),
+    outline: root.querySelector("input[name=outline]"),
+  };
+
+  // The unit's own parts of the page: its title, badge, steps, count, saturation note and content.
+  const fill = () => {
+    const { unit, detail } = shown;
+    const { previous, next } = neighbourUnits(unit, detail.units_total);
+    const titleRow = head.querySelector(".title-row");
+    titleRow.querySelector("h1 code").textContent = `${layer}:${unit}`;
+    titleRow.querySelector(".badge")?.remove();
+    if (detail.dead) titleRow.querySelector("h1").insertAdjacentHTML("afterend", html`<span class="badge badge-error">dead</span>`);
+    const stepper = head.querySelector(".stepper");
+    stepper.querySelectorAll("a").forEach((link) => link.remove());
+    stepper.insertAdjacentHTML("afterbegin", html`
+          ${previous !== null ? html`<a class="button" href="${pageUrl.unit(modelId, layer, previous, unitQuery(state))}" data-unit="${previous}" rel="prev" title="Previous unit (←)">← ${previous}</a>` : ""}
+          ${next !== null ? html`<a class="button" href="${pageUrl.unit(modelId, layer, next, unitQuery(state))}" data-unit="${next}" rel="next" title="Next unit (→)">${next} →</a>` : ""}`);
+    countLine.firstChild.data = countLine.firstChild.data.replace(/^unit \d+ of \d+/, `unit ${unit} of ${detail.units_total}`);
+    head.querySelector(".saturation-note")?.remove();
+    countLine.insertAdjacentHTML("afterend", saturationNote(detail, modelId, state));
+    root.querySelector(".unit-layout").innerHTML = content(detail, modelId, layer, state);
+    if (state.image) {  // opened from an image page: the unit on that image comes first
+      mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
+        dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
+    }
+  };
+  const draw = () => {
+    const { detail, decoded, signal: drawn } = shown;
+    const stats = detail.stats;
+    const high = Math.max(decoded.range[1], 1e-6);
+    detail.top.forEach((item, index) => {
+      const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
+      loadImage(item.url).then((image) => {
+        if (drawn.aborted || shown.detail !== detail) return;
+        drawHeatmap(canvas, image, mapAt(decoded, index), {
+          low: 0, high, colormap: state.colormap, opacity: state.opacity, gamma: HEAT_GAMMA, mask: state.mask,
+          threshold: stats.quantile_995, outline: state.outline ? stats.quantile_995 : null, region: state.crop ? item.crop : null,
+        });
+      }).catch(() => canvas.classList.add("is-missing"));
+    });
+    renderColorScale(root.querySelector(".scale-slot"), {
+      colormap: state.colormap, from: "0", to: high.toFixed(2), mark: stats.quantile_995 / high,
+      markLabel: `99.5% quantile: ${stats.quantile_995.toFixed(2)}`,
+      note: `One scale for all ${detail.top.length} images, strongest colour at the highest value shown; `
+        + `${state.outline ? "the mark and the outlines" : "the mark"}: the unit's 99.5% quantile, ${stats.quantile_995.toFixed(2)}.`,
+    });
+  };
+  fill();
+  draw();
+
+  const update = () => {
+    navigate(pageUrl.unit(modelId, layer, shown.unit, unitQuery(state)), { replace: true });
+    // Links to other units carry the view options along.
+    root.querySelectorAll("a[data-unit]").forEach((link) => {
+      link.href = pageUrl.unit(modelId, layer, Number(link.dataset.unit), unitQuery(state));
+    });
+    draw();
+  };
+  controls.colormap.addEventListener("change", (e) => { state.colormap = e.target.value; update(); }, { signal });
+  controls.opacity.addEventListener("input", (e) => { state.opacity = Number(e.target.value); update(); }, { signal });
+  controls.mask.addEventListener("change", (e) => { state.mask = e.target.checked; update(); }, { signal });
+  controls.crop.addEventListener("change", (e) => { state.crop = e.target.checked; update(); }, { signal });
+  controls.outline.addEventListener("change", (e) => { state.outline = e.target.checked; update(); }, { signal });
+  mountCopyLink(root.querySelector(".copy-link"), { signal });
+  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.unit(modelId, layer, shown.unit, unitQuery({ ...state, dataset }))));
+  mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: shown.detail.units_total,
+    order: indexedOrder(model.layers, atlases, shown.detail.dataset), layerQuery: { dataset: state.dataset },
+    unitQuery: () => unitQuery(state), signal });
+  document.addEventListener("keydown", (event) => {
+    // Arrow keys belong to the control that has focus, except a checkbox, which has no use for them.
+    if (event.target.closest("input:not([type=checkbox]), select, textarea") || event.metaKey || event.ctrlKey || event.altKey) return;
+    const step = { ArrowLeft: "prev", ArrowRight: "next" }[event.key];
+    const link = step && root.querySelector(`.stepper a[rel="${step}"]`);
+    if (link) navigate(link.getAttribute("href"));
+  }, { signal });
+
+  // Another unit of this layer (an arrow key, a correlated unit, back and forward): its data, then the page.
+  const step = async (route, { signal: stepSignal }) => {
+    if (!sameUnitPage({ model: modelId, layer, dataset: state.dataset, image: state.image }, route)) return null;
+    let next;
+    try {
+      next = await load(route.params.unit, stepSignal);
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      return null;  // an error page, or the atlas gone: the page is mounted again and says so
+    }
+    Object.assign(state, unitViewState(route.query));
+    controls.colormap.value = state.colormap;
+    controls.opacity.value = String(state.opacity);
+    for (const name of ["mask", "crop", "outline"]) controls[name].checked = state[name];
+    shown = next;
+    fill();
+    draw();
+    return { ...meta(shown.unit), update: step };
+  };
+  return { ...meta(shown.unit), update: step };
+}
+
+/** The unit's statistics, gallery and side panels. */
+function content(detail, modelId, layer, state) {
+  const stats = detail.stats;
+  return html`
       <section class="panel unit-summary"><h2>Statistics</h2>
         <dl class="stats">
           <div><dt>max activation</dt><dd>${stats.max_max.toFixed(3)}</dd></div>
@@ -126,62 +211,10 @@ export async function mountUnit(root, { params, query, signal }) {
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
         <section class="panel"><h2>Most correlated units</h2>
           <ol class="similar">${detail.similar.map((s) => html`<li>
-            <a href="${pageUrl.unit(modelId, layer, s.unit, stateQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
+            <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
             <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
         </section>
-      </aside>
-    </div>`;
-
-  if (state.image) {  // opened from an image page: the unit on that image comes first
-    mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
-      dataset: detail.dataset, opacity: state.opacity, signal });
-  }
-  const high = Math.max(decoded.range[1], 1e-6);
-  const draw = () => detail.top.forEach((item, index) => {
-    const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
-    loadImage(item.url).then((image) => {
-      if (signal.aborted) return;
-      drawHeatmap(canvas, image, mapAt(decoded, index), {
-        low: 0, high, colormap: state.colormap, opacity: state.opacity, gamma: HEAT_GAMMA, mask: state.mask,
-        threshold: stats.quantile_995, outline: state.outline ? stats.quantile_995 : null, region: state.crop ? item.crop : null,
-      });
-    }).catch(() => canvas.classList.add("is-missing"));
-  });
-  const showScale = () => renderColorScale(root.querySelector(".scale-slot"), {
-    colormap: state.colormap, from: "0", to: high.toFixed(2), mark: stats.quantile_995 / high,
-    markLabel: `99.5% quantile: ${stats.quantile_995.toFixed(2)}`,
-    note: `One scale for all ${detail.top.length} images, strongest colour at the highest value shown; `
-      + `${state.outline ? "the mark and the outlines" : "the mark"}: the unit's 99.5% quantile, ${stats.quantile_995.toFixed(2)}.`,
-  });
-  draw();
-  showScale();
-
-  const update = () => {
-    navigate(pageUrl.unit(modelId, layer, unit, stateQuery(state)), { replace: true });
-    // Links to other units carry the view options along.
-    root.querySelectorAll("a[data-unit]").forEach((link) => {
-      link.href = pageUrl.unit(modelId, layer, Number(link.dataset.unit), stateQuery(state));
-    });
-    draw();
-    showScale();
-  };
-  root.querySelector("select[name=colormap]").addEventListener("change", (e) => { state.colormap = e.target.value; update(); }, { signal });
-  root.querySelector("input[name=opacity]").addEventListener("input", (e) => { state.opacity = Number(e.target.value); update(); }, { signal });
-  root.querySelector("input[name=mask]").addEventListener("change", (e) => { state.mask = e.target.checked; update(); }, { signal });
-  root.querySelector("input[name=crop]").addEventListener("change", (e) => { state.crop = e.target.checked; update(); }, { signal });
-  root.querySelector("input[name=outline]").addEventListener("change", (e) => { state.outline = e.target.checked; update(); }, { signal });
-  mountCopyLink(root.querySelector(".copy-link"), { signal });
-  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.unit(modelId, layer, unit, stateQuery({ ...state, dataset }))));
-  mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: detail.units_total,
-    order: indexedOrder(model.layers, atlases, detail.dataset), layerQuery: { dataset: state.dataset },
-    unitQuery: () => stateQuery(state), signal });
-  document.addEventListener("keydown", (event) => {
-    // Arrow keys belong to the control that has focus, except a checkbox, which has no use for them.
-    if (event.target.closest("input:not([type=checkbox]), select, textarea") || event.metaKey || event.ctrlKey || event.altKey) return;
-    if (event.key === "ArrowLeft" && previous) navigate(root.querySelector('.stepper a[rel="prev"]').getAttribute("href"));
-    if (event.key === "ArrowRight" && next) navigate(root.querySelector('.stepper a[rel="next"]').getAttribute("href"));
-  }, { signal });
-  return { title: `${layer}:${unit} · ${model.name}`, crumbs };
+      </aside>`;
 }
 
 /** A saturated unit: many images tie at its cap, so their order and peaks need a word, and the values
@@ -193,5 +226,5 @@ function saturationNote(detail, modelId, state) {
   return html`<p class="note saturation-note" role="note"><b>Saturated:</b> ${saturation.images_at_max} images
     reach exactly ${saturation.value.toFixed(3)}, the cap of a clamp such as ReLU6, so the top images are ordered
     by their ${saturation.tie_break} among those tied, and each peak marks the centre of the capped region.
-    ${before ? html`For the values before the clamp, see <a href="${pageUrl.unit(modelId, before, detail.unit, stateQuery(state))}"><code>${before}:${detail.unit}</code></a>.` : ""}</p>`;
+    ${before ? html`For the values before the clamp, see <a href="${pageUrl.unit(modelId, before, detail.unit, unitQuery(state))}"><code>${before}:${detail.unit}</code></a>.` : ""}</p>`;
 }

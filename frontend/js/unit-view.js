@@ -1,0 +1,51 @@
+// The unit page's state, pure: its URL query parsed (view options with defaults) and written back (defaults
+// left out, so the link the server writes, app/api/links.py's `?dataset=...`, is the default view); which
+// units the arrow keys step to; and when a new URL is the same page with another unit, drawn in place.
+
+import { COLORMAPS } from "./colormaps.js";
+
+// Heatmaps that stay visible on any image: strong at the peak, clear where the unit is quiet (opacity
+// follows the value), and the region above the unit's 99.5% quantile outlined. A link that names an
+// opacity keeps it; `outline=0` turns the outline off.
+export const UNIT_DEFAULTS = Object.freeze({ colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true });
+
+export function unitViewState(query) {
+  const opacity = Number(query.opacity);
+  return {
+    colormap: COLORMAPS.includes(query.cmap) ? query.cmap : UNIT_DEFAULTS.colormap,
+    opacity: Number.isFinite(opacity) && query.opacity !== undefined ? Math.min(Math.max(opacity, 0), 1)
+      : UNIT_DEFAULTS.opacity,
+    mask: query.mask === "1",
+    crop: query.crop === "1",
+    outline: query.outline !== "0",
+    dataset: query.dataset || null, // the atlas shown; null: the model's default, named once it is known
+    image: query.image || null, // the image page the user came from: the unit is shown on it too
+  };
+}
+
+/** The unit page's URL query: the view options that differ from the defaults, the dataset and the image. */
+export function unitQuery(state) {
+  const query = {};
+  if (state.colormap !== UNIT_DEFAULTS.colormap) query.cmap = state.colormap;
+  if (state.opacity !== UNIT_DEFAULTS.opacity) query.opacity = state.opacity;
+  if (state.mask) query.mask = true;
+  if (state.crop) query.crop = true;
+  if (!state.outline) query.outline = "0";
+  if (state.dataset) query.dataset = state.dataset;
+  if (state.image) query.image = state.image;
+  return query;
+}
+
+/** The units either side of `unit` in a layer of `total`: null past either end. */
+export function neighbourUnits(unit, total) {
+  return { previous: unit > 0 ? unit - 1 : null, next: unit < total - 1 ? unit + 1 : null };
+}
+
+/** Whether the unit page showing `shown` ({ model, layer, dataset, image }: the dataset named once known) can
+ *  draw `route` in place: a unit of the same layer, atlas and image, its view options possibly changed. */
+export function sameUnitPage(shown, route) {
+  if (route.view !== "unit") return false;
+  const asked = unitViewState(route.query);
+  return route.params.model === shown.model && route.params.layer === shown.layer
+    && asked.dataset !== null && asked.dataset === shown.dataset && asked.image === shown.image;
+}

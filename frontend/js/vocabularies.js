@@ -1,0 +1,40 @@
+// Every vocabulary the front end shares with the server, in one place: read from the API where an endpoint
+// lists it, and written out here (with where the server declares it) only where none does yet.
+//   From the API: the layer page's sorts (GET /api/statistics), the CAM methods (GET /api/methods).
+//   No endpoint yet: progress task names (app/studio/progress.py), the CAM methods' cost kinds
+//   (`extra_forwards`, app/engine/cam/base.py) and which methods the image page opens with.
+
+import { camMethods, statistics } from "./data.js";
+
+/** The methods the image page opens with: three maps from one forward and one backward pass, cheap on any
+ *  model and different enough to compare (ids of /api/methods, which marks no default). */
+export const DEFAULT_METHODS = Object.freeze(["gradcam", "gradcampp", "layercam"]);
+
+/** The task an /api/progress answer names, besides a running method's own id. */
+export const PROGRESS_TASKS = Object.freeze({ starting: "starting", waiting: "waiting", maps: "maps", scoring: "scoring" });
+
+/** What a CAM method costs beyond the shared pass (its `extra_forwards`). */
+export const EXTRA_FORWARDS = Object.freeze({ none: "none", perChannel: "per-channel" });
+
+let sortsMissing = false;
+
+/** The layer page's sorts, in the server's order: [{ id, label, order, ... }]; [] when the server lists none
+ *  (the page then leaves its sort menu out, and the console says why, once). */
+export async function layerSorts({ signal } = {}) {
+  try {
+    return sortsOf(await statistics({ signal }));
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    if (!sortsMissing) console.warn(`No sorts for the layer page: /api/statistics answered ${error.message}`);
+    sortsMissing = true;
+    return [];
+  }
+}
+
+/** The sorts of an /api/statistics answer, each with an id and a label (anything else is dropped). */
+export function sortsOf(answer) {
+  return (answer?.sorts ?? []).filter((sort) => typeof sort?.id === "string" && typeof sort.label === "string");
+}
+
+/** The CAM methods, in the registry's order. */
+export const methodList = ({ signal } = {}) => camMethods({ signal });

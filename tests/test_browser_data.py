@@ -1,0 +1,70 @@
+"""The front end's data layer in Chromium (issue 15, item 5): a unit page and three arrow-key steps fetch the
+model's card and its atlases once, and a step updates the page in place (its skeleton, the toolbar and the
+layer bar, are the same elements after it); the layer page's sort menu comes from /api/statistics."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import httpx
+import pytest
+
+from tests.browser import browser, screenshot, watched_page
+from tests.test_browser import _wait_for_atlases
+
+pytestmark = pytest.mark.browser
+
+UNIT = "/m/shapes-cnn/block3/5"
+CARD = re.compile(r"/api/models/shapes-cnn$")
+ATLASES = re.compile(r"/api/models/shapes-cnn/atlases$")
+
+
+@pytest.fixture(scope="module")
+def server(demo_server):
+    _wait_for_atlases(demo_server, ("shapes-cnn",), timeout=600)  # a first start on two cores takes minutes
+    return demo_server
+
+
+def test_a_unit_page_and_three_steps_fetch_the_card_once_and_keep_the_skeleton(server):
+    with browser() as chromium:
+        page = watched_page(chromium)
+        paths = []
+        page.on("request", lambda request: paths.append(request.url.split("?")[0].removeprefix(server)))
+        page.goto(f"{server}{UNIT}?cmap=inferno")
+        page.locator(".gallery-item").first.wait_for()
+        page.evaluate("document.querySelector('.toolbar').dataset.mark = 'kept'")
+        for unit in (6, 7, 8):
+            page.keyboard.press("ArrowRight")
+            page.wait_for_url(f"{server}/m/shapes-cnn/block3/{unit}?cmap=inferno&dataset=demo")
+            page.wait_for_function(f"document.querySelector('h1')?.textContent === 'block3:{unit}'")
+            page.locator('.gallery-item[data-rank="0"] canvas').first.wait_for()
+        page.wait_for_timeout(300)
+        cards = sum(bool(CARD.search(path)) for path in paths)
+        atlases = sum(bool(ATLASES.search(path)) for path in paths)
+        print(f"\nmodel card fetches: {cards}; atlases fetches: {atlases}")
+        if os.environ.get("FOVEA_MEASURE_ONLY"):
+            return
+        assert (cards, atlases) == (1, 1)
+        # The step redrew the content, not the page: the toolbar is the element the first visit built.
+        assert page.evaluate("document.querySelector('.toolbar').dataset.mark") == "kept"
+        assert page.input_value("select[name=colormap]") == "inferno"
+        assert page.locator(".gallery-item").count() == 32
+        page.go_back()  # history is as before: each step is an entry
+        page.wait_for_url(f"{server}/m/shapes-cnn/block3/7?cmap=inferno&dataset=demo")
+        page.wait_for_function("document.querySelector('h1')?.textContent === 'block3:7'")
+        assert page.errors == []
+
+
+def test_the_layer_page_sorts_by_what_the_server_lists(server):
+    sorts = httpx.get(f"{server}/api/statistics").json()["sorts"]
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(f"{server}/m/shapes-cnn/block3?sort=max_max&order=desc")
+        page.locator(".unit-cell.is-drawn").first.wait_for()
+        options = page.locator("select[name=sort] option").evaluate_all(
+            "(all) => all.map((o) => [o.value, o.textContent])")
+        assert options == [[sort["id"], sort["label"]] for sort in sorts]
+        assert page.input_value("select[name=sort]") == "max_max"
+        screenshot(page, "layer-sorts-from-api")
+        assert page.errors == []
