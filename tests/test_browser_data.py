@@ -68,3 +68,30 @@ def test_the_layer_page_sorts_by_what_the_server_lists(server):
         assert page.input_value("select[name=sort]") == "max_max"
         screenshot(page, "layer-sorts-from-api")
         assert page.errors == []
+
+
+def test_the_unit_page_lists_every_declared_statistic_and_the_grid_labels_by_the_sorted_one(server):
+    listed = httpx.get(f"{server}/api/statistics").json()["statistics"]
+    detail = httpx.get(f"{server}/api/models/shapes-cnn/layers/block3/units/5").json()
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(f"{server}{UNIT}")
+        page.locator(".unit-summary dd").first.wait_for()
+        rows = page.locator(".unit-summary dl > div").evaluate_all(
+            "(all) => all.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])")
+        assert [label for label, _ in rows] == [s["label"] for s in listed]
+        shown = dict(rows)
+        border = detail["stats"]["border_peaks"]
+        assert shown["peaks on the border"] == f"{border * 100:.1f}%"
+        assert shown["max activation"] == f"{detail['stats']['max_max']:.3f}"
+        screenshot(page, "unit-statistics-declared")
+        page.goto(f"{server}/m/shapes-cnn/block3?sort=border_peaks&order=desc")
+        page.locator(".unit-cell.is-drawn").first.wait_for()
+        first = httpx.get(f"{server}/api/models/shapes-cnn/layers/block3/units",
+                          params={"sort": "border_peaks", "order": "desc", "limit": 1}).json()["units"][0]
+        label = page.locator(".unit-cell").first.inner_text()
+        shown_percent = re.fullmatch(rf"{first['unit']} (\d+)%", label.strip())
+        assert page.locator(".unit-cell .unit-label span").first.get_attribute("title") == "peaks on the border"
+        assert shown_percent and abs(int(shown_percent[1]) - first["border_peaks"] * 100) <= 0.5, label
+        screenshot(page, "layer-sorted-by-border-peaks")
+        assert page.errors == []

@@ -49,3 +49,20 @@ test("the layer page's sorts come from GET /api/statistics, asked once; none whe
     console.warn = warn;
   }
 });
+
+test("a statistic's value is written by its declared format; no value is a dash", async () => {
+  const { formatStatistic } = await import("../js/vocabularies.js");
+  assert.equal(formatStatistic(0.4567, "percent"), "45.7%");
+  assert.equal(formatStatistic(0.4567, "percent", 2), "46%");
+  assert.equal(formatStatistic(12, "count"), "12");
+  assert.equal(formatStatistic(1.23456, "number"), "1.235");
+  assert.equal(formatStatistic(1.23456, "number", 2), "1.23");
+  for (const none of [null, undefined, NaN]) assert.equal(formatStatistic(none, "percent"), "—");
+  assert.equal(formatStatistic(0, "percent"), "0.0%");  // zero is a value
+});
+
+test("the statistics of an /api/statistics answer, in its order; malformed entries dropped", async () => {
+  const { statisticsOf } = await import("../js/vocabularies.js");
+  assert.deepEqual(statisticsOf({ statistics: [...ANSWER.statistics, { id: 3 }, { label: "x" }] }).map((s) => s.id), ["max_max"]);
+  assert.deepEqual(statisticsOf(undefined), []);
+});

@@ -13,7 +13,7 @@ import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
-import { layerSorts } from "../vocabularies.js";
+import { formatStatistic, layerSorts } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
@@ -98,7 +98,7 @@ export async function mountLayer(root, { params, query, signal }) {
     cell.dataset.unit = unit.unit;
     cell.classList.toggle("is-dead", unit.dead);
     link.href = pageUrl.unit(modelId, layer, unit.unit, { dataset: state.dataset });
-    label.innerHTML = unitLabel(unit, state).text;
+    label.innerHTML = unitLabel(unit, state, sorts).text;
     if (unit.top_image === null) return;
     try {
       const image = await loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId));
@@ -144,9 +144,10 @@ export async function mountLayer(root, { params, query, signal }) {
   return { title: `${layer} · ${model.name}`, crumbs };
 }
 
-function unitLabel(unit, state) {
-  const stat = state.sort === "unit" || state.sort === "max_max" ? `max ${unit.max_max.toFixed(2)}`
-    : state.sort === "fraction_active" ? `${(unit.fraction_active * 100).toFixed(0)}% active`
-      : `${state.sort.replace("_", " ")} ${Number(unit[state.sort]).toFixed(2)}`;
+function unitLabel(unit, state, sorts) {
+  const sort = sorts.find((s) => s.id === state.sort);
+  // The cell is narrow: the value, named in full by its tooltip and by the sort menu above the grid.
+  const stat = state.sort === "unit" || state.sort === "max_max" || !sort ? `max ${unit.max_max.toFixed(2)}`
+    : html`<span title="${sort.label}">${formatStatistic(unit[state.sort], sort.format, 2)}</span>`;
   return html`<b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}`;
 }

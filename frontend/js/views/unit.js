@@ -15,6 +15,7 @@ import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
 import { pageUrl } from "../urls.js";
+import { formatStatistic, unitStatistics } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
@@ -29,7 +30,8 @@ export async function mountUnit(root, { params, query, signal }) {
   const { model: modelId, layer } = params;
   const state = unitViewState(query);
   root.innerHTML = html`<p class="muted">Loading unit ${params.unit}…</p>`;
-  const [model, atlases] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal })]);
+  const [model, atlases, statistics] = await Promise.all([modelCard(modelId, { signal }),
+    modelAtlases(modelId, { signal }), unitStatistics({ signal })]);
   const meta = (unit) => ({ title: `${layer}:${unit} · ${model.name}`, crumbs: [
     { label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
     { label: layer, href: pageUrl.layer(modelId, layer, { dataset: state.dataset }) },
@@ -101,7 +103,7 @@ export async function mountUnit(root, { params, query, signal }) {
     countLine.firstChild.data = countLine.firstChild.data.replace(/^unit \d+ of \d+/, `unit ${unit} of ${detail.units_total}`);
     head.querySelector(".saturation-note")?.remove();
     countLine.insertAdjacentHTML("afterend", saturationNote(detail, modelId, state));
-    root.querySelector(".unit-layout").innerHTML = content(detail, modelId, layer, state);
+    root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
         dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
@@ -180,18 +182,14 @@ export async function mountUnit(root, { params, query, signal }) {
 }
 
 /** The unit's statistics, gallery and side panels. */
-function content(detail, modelId, layer, state) {
+function content(detail, statistics, modelId, layer, state) {
   const stats = detail.stats;
   return html`
-      <section class="panel unit-summary"><h2>Statistics</h2>
-        <dl class="stats">
-          <div><dt>max activation</dt><dd>${stats.max_max.toFixed(3)}</dd></div>
-          <div><dt>image max: mean ± std</dt><dd>${stats.max_mean.toFixed(3)} ± ${stats.max_std.toFixed(3)}</dd></div>
-          <div><dt>image mean: mean ± std</dt><dd>${stats.mean_mean.toFixed(3)} ± ${stats.mean_std.toFixed(3)}</dd></div>
-          <div><dt>active on</dt><dd>${(stats.fraction_active * 100).toFixed(1)}% of images</dd></div>
-          <div><dt>99.5% quantile</dt><dd>${stats.quantile_995.toFixed(3)}</dd></div>
+      ${statistics.length ? html`<section class="panel unit-summary"><h2>Statistics</h2>
+        <dl class="stats">${statistics.map((s) => html`
+          <div title="${s.description}"><dt>${s.label}</dt><dd>${formatStatistic(stats[s.id], s.format)}</dd></div>`)}
         </dl>
-      </section>
+      </section>` : ""}
       <section class="gallery-section">
         <h2>Top ${detail.top.length} images</h2>
         <p class="muted gallery-note">Each caption gives the unit's peak activation, then the class of the image (its
