@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
-from app.atlas.layout import catalog
 from app.atlas.reader import Atlas
 from app.atlas.schema import SCHEMA
 from app.atlas.statistics import STATISTICS, UNIT_SORTS, FinishedLayer, border_peaks

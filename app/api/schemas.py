@@ -200,6 +200,7 @@ class UnitSummary(BaseModel):
 class UnitPage(BaseModel):
     model: str
     layer: str
+    kind: str = Field(description="What the listed units are, e.g. `channel`.")
     dataset: str
     units_total: int
     offset: int

@@ -2,6 +2,8 @@
 // so the link the server writes, app/api/links.py's `?dataset=...`, is the default view), and what the
 // page asks the API for.
 
+import { CHANNEL, atlasQuery } from "./urls.js";
+
 export const LAYER_DEFAULTS = Object.freeze({ sort: "unit", order: "asc", scale: "unit" });
 
 /** The view a query asks for. `sortIds`: the sorts the server offers (/api/statistics); a sort it does not
@@ -12,6 +14,7 @@ export function layerViewState(query, sortIds) {
     order: query.order === "desc" ? "desc" : LAYER_DEFAULTS.order,
     scale: query.scale === "layer" ? "layer" : LAYER_DEFAULTS.scale,
     dataset: query.dataset || null,  // the atlas shown; null: the model's default, named once it is known
+    kind: query.kind || CHANNEL,  // of the units shown (from the page's path, urls.js)
   };
 }
 
@@ -20,10 +23,11 @@ export function layerQuery(state) {
   const query = {};
   for (const key of ["sort", "order", "scale"]) if (state[key] !== LAYER_DEFAULTS[key]) query[key] = state[key];
   if (state.dataset) query.dataset = state.dataset;
+  if (state.kind && state.kind !== CHANNEL) query.kind = state.kind;
   return query;
 }
 
 /** The API query of a page of the grid's units (with their top maps) in the state's order. */
 export function unitsQuery(state, { offset = 0, limit }) {
-  return { dataset: state.dataset, sort: state.sort, order: state.order, offset: offset || "", limit, maps: true };
+  return { ...atlasQuery(state), sort: state.sort, order: state.order, offset: offset || "", limit, maps: true };
 }

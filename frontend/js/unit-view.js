@@ -3,6 +3,7 @@
 // units the arrow keys step to; and when a new URL is the same page with another unit, drawn in place.
 
 import { COLORMAPS } from "./colormaps.js";
+import { CHANNEL } from "./urls.js";
 
 // Heatmaps that stay visible on any image: strong at the peak, clear where the unit is quiet (opacity
 // follows the value), and the region above the unit's 99.5% quantile outlined. A link that names an
@@ -20,6 +21,7 @@ export function unitViewState(query) {
     outline: query.outline !== "0",
     dataset: query.dataset || null, // the atlas shown; null: the model's default, named once it is known
     image: query.image || null, // the image page the user came from: the unit is shown on it too
+    kind: query.kind || CHANNEL, // of the unit (from the page's path, urls.js)
   };
 }
 
@@ -33,6 +35,7 @@ export function unitQuery(state) {
   if (!state.outline) query.outline = "0";
   if (state.dataset) query.dataset = state.dataset;
   if (state.image) query.image = state.image;
+  if (state.kind && state.kind !== CHANNEL) query.kind = state.kind;
   return query;
 }
 
@@ -41,11 +44,12 @@ export function neighbourUnits(unit, total) {
   return { previous: unit > 0 ? unit - 1 : null, next: unit < total - 1 ? unit + 1 : null };
 }
 
-/** Whether the unit page showing `shown` ({ model, layer, dataset, image }: the dataset named once known) can
- *  draw `route` in place: a unit of the same layer, atlas and image, its view options possibly changed. */
+/** Whether the unit page showing `shown` ({ model, layer, kind, dataset, image }: the dataset named once known)
+ *  can draw `route` in place: a unit of the same layer, kind, atlas and image, its view options possibly changed. */
 export function sameUnitPage(shown, route) {
   if (route.view !== "unit") return false;
   const asked = unitViewState(route.query);
   return route.params.model === shown.model && route.params.layer === shown.layer
+    && asked.kind === (shown.kind ?? CHANNEL)
     && asked.dataset !== null && asked.dataset === shown.dataset && asked.image === shown.image;
 }

@@ -4,11 +4,24 @@ const enc = encodeURIComponent;
 // Image ids keep their colon (`demo:17`): it is legal in a path segment and reads better in a shared link.
 const encImage = (imageId) => enc(imageId).replace(/%3A/gi, ":");
 
+// A unit is (model, layer, kind, index). Page paths carry a kind other than a channel as a segment of their
+// own (`/m/{model}/{layer}/{kind}/{unit}`, as app/api/links.py writes them); a channel's paths leave it out.
+// The API takes the kind as a query parameter, which the views pass in the same query object.
+export const CHANNEL = "channel";
+const kindPath = (modelId, layer, kind) =>
+  `/m/${enc(modelId)}/${enc(layer)}${kind && kind !== CHANNEL ? `/${enc(kind)}` : ""}`;
+
+/** What every request and link of an atlas page names: the atlas's dataset and the kind of its units (left out
+ *  for a channel). A page path takes the kind into the path; an API URL keeps it as a query parameter. */
+export function atlasQuery({ dataset, kind }) {
+  return { dataset, ...(kind && kind !== CHANNEL ? { kind } : {}) };
+}
+
 export const pageUrl = {
   home: () => "/",
   model: (modelId, query = {}) => withQuery(`/m/${enc(modelId)}`, query),
-  layer: (modelId, layer, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}`, query),
-  unit: (modelId, layer, unit, query = {}) => withQuery(`/m/${enc(modelId)}/${enc(layer)}/${unit}`, query),
+  layer: (modelId, layer, { kind, ...query } = {}) => withQuery(kindPath(modelId, layer, kind), query),
+  unit: (modelId, layer, unit, { kind, ...query } = {}) => withQuery(`${kindPath(modelId, layer, kind)}/${unit}`, query),
   // An upload id, or a dataset image written `dataset:id`.
   image: (imageId, query = {}) => withQuery(`/image/${encImage(imageId)}`, query),
   upload: () => "/image",
@@ -63,6 +76,13 @@ export function parseRoute(pathname, search = "") {
   }
   if (parts[0] === "m" && parts.length === 4 && /^\d+$/.test(parts[3])) {
     return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[3]) }, query };
+  }
+  if (parts[0] === "m" && parts.length === 4) {  // a layer's units of another kind: the kind joins the query
+    return { view: "layer", params: { model: parts[1], layer: parts[2] }, query: { ...query, kind: parts[3] } };
+  }
+  if (parts[0] === "m" && parts.length === 5 && /^\d+$/.test(parts[4])) {
+    return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[4]) },
+      query: { ...query, kind: parts[3] } };
   }
   if (parts[0] === "image" && parts.length === 1) return { view: "upload", params: {}, query };
   if (parts[0] === "image" && parts.length === 2) return { view: "image", params: { image: parts[1] }, query };

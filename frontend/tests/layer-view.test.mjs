@@ -9,13 +9,13 @@ import { apiUrl, pageUrl } from "../js/urls.js";
 const SORT_IDS = ["unit", "max_max", "max_mean", "mean_mean", "fraction_active", "quantile_995"];
 
 test("a bare link is the default view: by unit index, ascending, each unit on its own scale", () => {
-  assert.deepEqual(layerViewState({}, SORT_IDS), { sort: "unit", order: "asc", scale: "unit", dataset: null });
+  assert.deepEqual(layerViewState({}, SORT_IDS), { sort: "unit", order: "asc", scale: "unit", dataset: null, kind: "channel" });
   assert.deepEqual(layerQuery(layerViewState({}, SORT_IDS)), {});
 });
 
 test("unknown values give the defaults: a sort the server does not offer, or no list of sorts at all", () => {
   assert.deepEqual(layerViewState({ sort: "nope", order: "up", scale: "x", dataset: "" }, SORT_IDS),
-    { sort: "unit", order: "asc", scale: "unit", dataset: null });
+    { sort: "unit", order: "asc", scale: "unit", dataset: null, kind: "channel" });
   assert.equal(layerViewState({ sort: "max_max" }, []).sort, "unit");
 });
 
@@ -33,7 +33,7 @@ test("every state's link gives the state back, defaults left out of it", () => {
 test("the link the server writes (app/api/links.py: layer_page) opens the default view of its dataset", () => {
   const server = "/m/shapes-cnn/block3?dataset=demo";
   const state = layerViewState({ dataset: "demo" }, SORT_IDS);
-  assert.deepEqual(state, { sort: "unit", order: "asc", scale: "unit", dataset: "demo" });
+  assert.deepEqual(state, { sort: "unit", order: "asc", scale: "unit", dataset: "demo", kind: "channel" });
   assert.equal(pageUrl.layer("shapes-cnn", "block3", layerQuery(state)), server);
 });
 
@@ -43,4 +43,11 @@ test("what the grid asks for: a page of units with their maps, in the state's or
     "/api/models/m/layers/l/units?dataset=demo&limit=96&maps=1&order=desc&sort=max_max");
   assert.equal(apiUrl.units("m", "l", unitsQuery({ ...state, dataset: null }, { offset: 192, limit: 96 })),
     "/api/models/m/layers/l/units?limit=96&maps=1&offset=192&order=desc&sort=max_max");
+});
+
+test("a layer's units of another kind: the kind is in its links and in what the grid asks for", () => {
+  const state = layerViewState({ dataset: "demo", kind: "feature", sort: "max_max" }, SORT_IDS);
+  assert.equal(pageUrl.layer("m", "l", layerQuery(state)), "/m/m/l/feature?dataset=demo&sort=max_max");
+  assert.equal(apiUrl.units("m", "l", unitsQuery(state, { limit: 96 })),
+    "/api/models/m/layers/l/units?dataset=demo&kind=feature&limit=96&maps=1&order=asc&sort=max_max");
 });

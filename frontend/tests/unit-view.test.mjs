@@ -35,7 +35,7 @@ test("a state's link gives the state back, with defaults left out of it", () => 
 test("the link the server writes (app/api/links.py: unit_page) opens the default view of its dataset", () => {
   const state = unitViewState({ dataset: "demo" });
   assert.deepEqual(state, { colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true,
-    dataset: "demo", image: null });
+    dataset: "demo", image: null, kind: "channel" });
   assert.equal(pageUrl.unit("shapes-cnn", "block3", 5, unitQuery(state)), "/m/shapes-cnn/block3/5?dataset=demo");
 });
 
@@ -57,4 +57,14 @@ test("another unit of the same layer, atlas and image is drawn in place; anythin
   assert.equal(sameUnitPage(shown, route({ model: "n" }, { dataset: "demo" })), false);
   assert.equal(sameUnitPage(shown, route({}, { dataset: "demo", image: "up1" })), false);
   assert.equal(sameUnitPage(shown, { view: "layer", params: { model: "m", layer: "l" }, query: { dataset: "demo" } }), false);
+});
+
+test("the kind rides along: parsed from the route's query, kept in every link, and part of what a step keeps", () => {
+  const state = unitViewState({ dataset: "demo", kind: "feature" });
+  assert.equal(state.kind, "feature");
+  assert.equal(pageUrl.unit("m", "l", 3, unitQuery(state)), "/m/m/l/feature/3?dataset=demo");
+  const shown = { model: "m", layer: "l", kind: "feature", dataset: "demo", image: null };
+  const route = (query) => ({ view: "unit", params: { model: "m", layer: "l", unit: 4 }, query });
+  assert.equal(sameUnitPage(shown, route({ dataset: "demo", kind: "feature" })), true);
+  assert.equal(sameUnitPage(shown, route({ dataset: "demo" })), false);  // a channel: another page
 });

@@ -43,3 +43,20 @@ test("image pages: uploads and dataset images round-trip, the colon kept readabl
   assert.equal(apiUrl.predictions("a/b:1", { model: "m", k: 5 }), "/api/images/a%2Fb:1/predictions?k=5&model=m");
   assert.equal(apiUrl.imageFile("demo:1"), "/api/images/demo:1/file");
 });
+
+test("a unit is (model, layer, kind, index): a kind other than a channel is a path segment, as the server writes it", async () => {
+  const { parseRoute, pageUrl, apiUrl, atlasQuery } = await import("../js/urls.js");
+  // app/api/links.py: unit_page("m", "features.3", 7, "demo", "feature"), layer_page(..., "feature")
+  assert.equal(pageUrl.unit("m", "features.3", 7, { dataset: "demo", kind: "feature" }), "/m/m/features.3/feature/7?dataset=demo");
+  assert.equal(pageUrl.layer("m", "features.3", { dataset: "demo", kind: "feature" }), "/m/m/features.3/feature?dataset=demo");
+  assert.equal(pageUrl.unit("m", "features.3", 7, { dataset: "demo", kind: "channel" }), "/m/m/features.3/7?dataset=demo");
+  assert.deepEqual(parseRoute("/m/m/features.3/feature/7", "?dataset=demo"),
+    { view: "unit", params: { model: "m", layer: "features.3", unit: 7 }, query: { dataset: "demo", kind: "feature" } });
+  assert.deepEqual(parseRoute("/m/m/features.3/feature", "?dataset=demo"),
+    { view: "layer", params: { model: "m", layer: "features.3" }, query: { dataset: "demo", kind: "feature" } });
+  assert.deepEqual(parseRoute("/m/m/features.3/7").params, { model: "m", layer: "features.3", unit: 7 });
+  assert.equal(parseRoute("/m/m/features.3/7").query.kind, undefined);  // a channel, as every older link
+  // The API takes the kind as a query parameter; a channel's requests are the ones they always were.
+  assert.equal(apiUrl.unit("m", "l", 7, atlasQuery({ dataset: "demo", kind: "feature" })), "/api/models/m/layers/l/units/7?dataset=demo&kind=feature");
+  assert.equal(apiUrl.unit("m", "l", 7, atlasQuery({ dataset: "demo", kind: "channel" })), "/api/models/m/layers/l/units/7?dataset=demo");
+});

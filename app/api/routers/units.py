@@ -12,7 +12,7 @@ from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
-from app.atlas.kinds import CHANNEL
+from app.atlas.kinds import CHANNEL, UNIT_KINDS
 from app.atlas.reader import Atlas, AtlasLayer
 from app.atlas.statistics import STATISTICS, UNIT_SORTS
 from app.engine.layers import LayerInfo, clamp_input
@@ -28,6 +28,8 @@ ERRORS = {
     422: {"model": ErrorResponse, "description": "A parameter out of range."},
 }
 DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: `demo`, else the newest.")]
+KindQuery = Annotated[Literal[tuple(UNIT_KINDS)], Query(description="Kind of unit: " + "; ".join(
+    f"`{kind}`: {meaning}" for kind, meaning in UNIT_KINDS.items()) + ".")]
 
 
 def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: AtlasesDep, indexer: IndexerDep,
@@ -47,10 +49,12 @@ def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: 
 
 def get_indexed_layer(model: Annotated[LoadedModel, Depends(get_ready_model)],
                       layer: Annotated[LayerInfo, Depends(get_layer)],
-                      atlas: Annotated[Atlas, Depends(get_atlas)], registry: AtlasesDep) -> AtlasLayer:
-    """The layer in the request's atlas; when another of the model's atlases has it, the 404 says which."""
+                      atlas: Annotated[Atlas, Depends(get_atlas)], registry: AtlasesDep,
+                      kind: KindQuery = CHANNEL) -> AtlasLayer:
+    """The layer's units of `kind` in the request's atlas; when another of the model's atlases has the layer,
+    the 404 says which."""
     try:
-        return atlas.layer(layer.name)
+        return atlas.layer(layer.name, kind)
     except LayerNotFound as missing:
         others = [name for name in registry.datasets(model.id)
                   if name != atlas.dataset and layer.name in registry.get(model.id, name).layers]
@@ -86,15 +90,15 @@ def saturation(model: LoadedModel, layer: str, row) -> dict | None:
             "before_clamp": clamp_input(model.layers, layer)}
 
 
-def unit_summary(model_id: str, layer: str, dataset: str, row) -> dict:
+def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row) -> dict:
     return {
         "unit": row["unit"],
-        "kind": CHANNEL,
+        "kind": layer.kind,
         **{statistic.name: row[statistic.name] for statistic in STATISTICS if statistic.summary},
         "dead": bool(row["dead"]),
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
-        "page": unit_page(model_id, layer, row["unit"], dataset),
+        "page": unit_page(model_id, layer.name, row["unit"], dataset, layer.kind),
     }
 
 
@@ -130,9 +134,10 @@ def list_units(
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
-    page = {"model": model.id, "layer": layer.name, "dataset": atlas.dataset, "units_total": indexed.units,
-            "offset": offset, "sort": sort, "order": order, "map_shape": [indexed.height, indexed.width],
-            "units": [unit_summary(model.id, layer.name, atlas.dataset, row) for row in rows]}
+    page = {"model": model.id, "layer": layer.name, "kind": indexed.kind, "dataset": atlas.dataset,
+            "units_total": indexed.units, "offset": offset, "sort": sort, "order": order,
+            "map_shape": [indexed.height, indexed.width],
+            "units": [unit_summary(model.id, indexed, atlas.dataset, row) for row in rows]}
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
     return FastJSONResponse(page)
@@ -157,7 +162,7 @@ def read_unit(
     field = atlas.receptive_field(indexed) or model.receptive_field(layer.name)  # the atlas's: no model lock
     images = f"/api/datasets/{atlas.dataset}/images"
     return FastJSONResponse({
-        **unit_summary(model.id, layer.name, atlas.dataset, row),
+        **unit_summary(model.id, indexed, atlas.dataset, row),
         "model": model.id,
         "layer": layer.name,
         "units_total": indexed.units,
@@ -174,7 +179,7 @@ def read_unit(
         "receptive_field": receptive_field_json(field),
         "class_histogram": atlas.class_histogram(top),
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
-                     "page": unit_page(model.id, layer.name, r["other"], atlas.dataset)}
+                     "page": unit_page(model.id, layer.name, r["other"], atlas.dataset, indexed.kind)}
                     for r in atlas.similar(indexed, unit)],
     })
 

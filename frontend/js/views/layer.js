@@ -11,7 +11,7 @@ import { indexedOrder } from "../layer-nav.js";
 import { layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
-import { apiUrl, pageUrl } from "../urls.js";
+import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
 import { formatStatistic, layerSorts } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
@@ -28,15 +28,15 @@ export async function mountLayer(root, { params, query, signal }) {
   const [model, atlases, sorts] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal }),
     layerSorts({ signal })]);
   const state = layerViewState(query, sorts.map((sort) => sort.id));
-  const atlasQuery = { dataset: state.dataset };
-  const crumbs = [{ label: model.name, href: pageUrl.model(modelId, atlasQuery) },
-    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery) }];
+  const atlas = atlasQuery(state);
+  const crumbs = [{ label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
+    { label: layer, href: pageUrl.layer(modelId, layer, atlas) }];
   const info = model.layers.find((l) => l.name === layer);
   let first;
   let layerMax = null;  // with one scale for the layer: its strongest unit's maximum
   try {
     [first, layerMax] = await Promise.all([layerUnits(modelId, layer, unitsQuery(state, { limit: PAGE }), { signal }),
-      state.scale === "layer" ? layerUnits(modelId, layer, { ...atlasQuery, sort: "max_max", order: "desc", limit: 1 },
+      state.scale === "layer" ? layerUnits(modelId, layer, { ...atlas, sort: "max_max", order: "desc", limit: 1 },
         { signal }).then((top) => top.units[0].max_max) : null]);
   } catch (error) {
     if (error.status !== 409 && !(error.status === 404 && info)) throw error;
@@ -97,7 +97,7 @@ export async function mountLayer(root, { params, query, signal }) {
     const unit = page.units[i];
     cell.dataset.unit = unit.unit;
     cell.classList.toggle("is-dead", unit.dead);
-    link.href = pageUrl.unit(modelId, layer, unit.unit, { dataset: state.dataset });
+    link.href = pageUrl.unit(modelId, layer, unit.unit, atlasQuery(state));
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (unit.top_image === null) return;
     try {

@@ -14,7 +14,7 @@ import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
-import { pageUrl } from "../urls.js";
+import { atlasQuery, pageUrl } from "../urls.js";
 import { formatStatistic, unitStatistics } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
@@ -34,12 +34,11 @@ export async function mountUnit(root, { params, query, signal }) {
     modelAtlases(modelId, { signal }), unitStatistics({ signal })]);
   const meta = (unit) => ({ title: `${layer}:${unit} · ${model.name}`, crumbs: [
     { label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
-    { label: layer, href: pageUrl.layer(modelId, layer, { dataset: state.dataset }) },
-    { label: String(unit), href: pageUrl.unit(modelId, layer, unit, { dataset: state.dataset }) }] });
+    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery(state)) },
+    { label: String(unit), href: pageUrl.unit(modelId, layer, unit, atlasQuery(state)) }] });
   const load = async (unit, loadSignal) => {
-    const atlasQuery = { dataset: state.dataset };
-    const [detail, maps] = await Promise.all([unitDetail(modelId, layer, unit, atlasQuery, { signal: loadSignal }),
-      unitMaps(modelId, layer, unit, atlasQuery, { signal: loadSignal })]);
+    const [detail, maps] = await Promise.all([unitDetail(modelId, layer, unit, atlasQuery(state), { signal: loadSignal }),
+      unitMaps(modelId, layer, unit, atlasQuery(state), { signal: loadSignal })]);
     return { unit, detail, decoded: decodeMaps(maps), signal: loadSignal };
   };
   let shown;  // the unit on the page: { unit, detail, decoded, signal (its step's) }
@@ -161,7 +160,9 @@ export async function mountUnit(root, { params, query, signal }) {
 
   // Another unit of this layer (an arrow key, a correlated unit, back and forward): its data, then the page.
   const step = async (route, { signal: stepSignal }) => {
-    if (!sameUnitPage({ model: modelId, layer, dataset: state.dataset, image: state.image }, route)) return null;
+    if (!sameUnitPage({ model: modelId, layer, kind: state.kind, dataset: state.dataset, image: state.image }, route)) {
+      return null;
+    }
     let next;
     try {
       next = await load(route.params.unit, stepSignal);

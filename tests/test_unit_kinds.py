@@ -1,0 +1,86 @@
+"""A unit is (model, layer, kind, index): the atlas records each indexed layer's kind, the reader looks a
+layer up by kind, the API takes `?kind=` and names the kind in every unit it returns, and the pages' paths
+carry a kind other than a channel (a channel's paths are the ones links have always had)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+from app.api.links import layer_page, unit_page
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.layout import catalog
+from app.atlas.reader import Atlas
+from app.demo.dataset import write_split
+from app.errors import InvalidInput, LayerNotFound
+from app.settings import Settings
+from app.store.store import load_store
+from tests.test_api import assert_error
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kinds")
+    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
+                        auto_index_demo=False, model_dirs=[])
+    write_split(root / "demo", "heldout", 20)
+    model = load_store(settings).ready("shapes-cnn")
+    atlas = Atlas(index_model(model, scan_folder(root / "demo" / "heldout" / "images"), settings,
+                              layers=["block3", "block4"], k=3))
+    return settings, atlas
+
+
+def test_the_atlas_records_each_layer_as_channels(built):
+    _, atlas = built
+    with sqlite3.connect(catalog(atlas.folder)) as db:
+        assert db.execute("SELECT name, kind FROM layers ORDER BY idx").fetchall() == [("block3", CHANNEL),
+                                                                                         ("block4", CHANNEL)]
+    assert atlas.layer("block4") is atlas.layer("block4", CHANNEL) is atlas.by_kind[CHANNEL, "block4"]
+
+
+def test_a_layer_is_looked_up_by_kind(built, tmp_path, monkeypatch):
+    _, atlas = built
+    copy = tmp_path / "copy"
+    shutil.copytree(atlas.folder, copy)
+    monkeypatch.setitem(UNIT_KINDS, "feature", "a direction in the layer's channel space")
+    with sqlite3.connect(catalog(copy)) as db:  # as a later kind will write: the same layer, other units
+        db.execute("INSERT INTO layers (idx, name, kind, type, units, height, width) "
+                   "SELECT 9, name, 'feature', type, 32, height, width FROM layers WHERE name = 'block4'")
+    db.close()
+    reopened = Atlas(copy)
+    feature = reopened.layer("block4", "feature")
+    assert (feature.idx, feature.kind, feature.units) == (9, "feature", 32)
+    assert reopened.layer("block4").kind == CHANNEL and list(reopened.layers) == ["block3", "block4"]
+    with pytest.raises(LayerNotFound, match="no feature units"):
+        reopened.layer("block3", "feature")
+    with pytest.raises(InvalidInput, match="kinds are channel, feature"):
+        reopened.layer("block4", "neuron")
+
+
+def test_the_api_takes_the_kind_and_names_it(built):
+    settings, atlas = built
+    base = "/api/models/shapes-cnn/layers/block4/units"
+    query = {"dataset": atlas.dataset}
+    with TestClient(create_app(settings)) as client:
+        page = client.get(base, params=query).json()
+        assert page["kind"] == CHANNEL and {unit["kind"] for unit in page["units"]} == {CHANNEL}
+        assert client.get(base, params={**query, "kind": CHANNEL}).json() == page
+        unit = client.get(f"{base}/2", params=query).json()
+        assert unit["kind"] == CHANNEL and unit["page"] == f"/m/shapes-cnn/block4/2?dataset={atlas.dataset}"
+        assert client.get(f"{base}/2", params={**query, "kind": CHANNEL}).json() == unit
+        for path in (base, f"{base}/2", f"{base}/2/maps"):
+            assert_error(client.get(path, params={**query, "kind": "neuron"}), 422, "invalid_input", "kind", "channel")
+
+
+def test_page_paths_carry_a_kind_other_than_a_channel():
+    assert unit_page("m", "features.3", 7, "demo") == "/m/m/features.3/7?dataset=demo"
+    assert unit_page("m", "features.3", 7, "demo", CHANNEL) == "/m/m/features.3/7?dataset=demo"
+    assert unit_page("m", "features.3", 7, "demo", "feature") == "/m/m/features.3/feature/7?dataset=demo"
+    assert layer_page("m", "features.3", "demo") == "/m/m/features.3?dataset=demo"
+    assert layer_page("m", "features.3", "demo", "feature") == "/m/m/features.3/feature?dataset=demo"
