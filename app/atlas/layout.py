@@ -7,9 +7,12 @@
         layer-{idx:03d}.pooled.npy           per layer: every image's spatial mean per unit
     atlases/{model}/.{dataset}.build/        an unfinished build: its checkpoint (app/atlas/build.py)
     atlases/{model}/.{dataset}.lock          held while a build writes the atlas (app/files.py)
+    atlases/{model}/.annotations/{name}.v{version}.sqlite
+                                             per-unit annotations of one kind (app/atlas/annotations.py)
 
 Model ids and dataset names are checked before they get here (app/atlas/datasets.py `is_dataset_name`, the
-model store's ids); layer file names come from the catalog's own index, never from a request."""
+model store's ids); layer file names come from the catalog's own index, and annotation file names from
+declared kinds, never from a request."""
 
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ def atlas_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
 def build_dir(data_dir: Path, model_id: str, dataset_name: str) -> Path:
     """Where an unfinished build keeps its checkpoint and partial arrays (hidden beside the atlas)."""
     return model_atlases(data_dir, model_id) / f".{dataset_name}.build"
+
+
+def annotation_file(data_dir: Path, model_id: str, name: str, version: int) -> Path:
+    return model_atlases(data_dir, model_id) / ".annotations" / f"{name}.v{version}.sqlite"
 
 
 def is_hidden(folder: Path) -> bool:
