@@ -9,9 +9,18 @@ import sqlite3
 import threading
 
 import pytest
+from fastapi.testclient import TestClient
 
-from app.atlas.annotations import Annotation, AnnotationKind, Annotations
+from app.api.app import create_app
+from app.atlas.annotations import KINDS, Annotation, AnnotationKind, Annotations, declare, scope_of
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
+from app.atlas.reader import Atlas
 from app.atlas.registry import AtlasRegistry
+from app.demo.dataset import write_split
+from app.settings import Settings
+from app.store.store import load_store
+from tests.test_api import assert_error
 
 LABEL = AnnotationKind("concept-label", 1, "the concept a unit's region overlaps best", "application/json", "atlas")
 PICTURE = AnnotationKind("feature-visualisation", 1, "an image that maximises the unit", "image/png", "weights")
@@ -86,3 +95,55 @@ def test_annotations_live_beside_the_atlases_and_are_never_taken_for_one(tmp_pat
 def test_a_kind_needs_a_name_safe_for_a_file_and_a_version(name, version):
     with pytest.raises(ValueError, match="annotation kind"):
         AnnotationKind(name, version, "", "application/json", "atlas")
+
+
+def test_the_scope_is_the_weights_or_the_weights_and_one_build_of_an_atlas():
+    meta = {"dataset": "demo", "created": "2026-12-06T03:00:00Z"}
+    assert scope_of(PICTURE, "abc", meta) == scope_of(PICTURE, "abc", None) == "abc"
+    assert scope_of(LABEL, "abc", meta) == "abc/demo@2026-12-06T03:00:00Z"
+    assert scope_of(LABEL, "abc", {**meta, "created": "2026-12-07T00:00:00Z"}) != scope_of(LABEL, "abc", meta)
+    with pytest.raises(ValueError, match="depends on an atlas"):
+        scope_of(LABEL, "abc", None)
+
+
+def test_a_kind_is_declared_once(monkeypatch):
+    monkeypatch.setattr("app.atlas.annotations.KINDS", {})
+    assert declare(LABEL) is LABEL and declare(LABEL) is LABEL
+    with pytest.raises(ValueError, match="declared twice"):
+        declare(AnnotationKind(LABEL.name, 2, "", "application/json", "atlas"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("annotated")
+    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
+                        auto_index_demo=False, model_dirs=[])
+    write_split(root / "demo", "heldout", 12)
+    model = load_store(settings).ready("shapes-cnn")
+    atlas = Atlas(index_model(model, scan_folder(root / "demo" / "heldout" / "images"), settings,
+                              layers=["block4"], k=2))
+    return settings, model, atlas
+
+
+def test_the_api_serves_any_declared_kind_as_stored(built, monkeypatch):
+    settings, model, atlas = built
+    for kind in (LABEL, PICTURE):  # as the jobs' modules declare them
+        monkeypatch.setitem(KINDS, kind.name, kind)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    Annotations(settings.data_dir, model.id, PICTURE).write(model.weights_sha256, [Annotation("block4", 3, png)])
+    Annotations(settings.data_dir, model.id, LABEL).write(scope_of(LABEL, model.weights_sha256, atlas.meta),
+                                                          [label("block4", 3, "square")])
+    base = "/api/models/shapes-cnn/layers/block4/units"
+    with TestClient(create_app(settings)) as client:
+        kinds = client.get("/api/annotations").json()["kinds"]
+        assert [(k["name"], k["media_type"], k["scope"]) for k in kinds] == [
+            ("concept-label", "application/json", "atlas"), ("feature-visualisation", "image/png", "weights")]
+        picture = client.get(f"{base}/3/annotations/feature-visualisation")
+        assert picture.status_code == 200 and picture.content == png
+        assert picture.headers["content-type"] == "image/png"
+        named = client.get(f"{base}/3/annotations/concept-label", params={"dataset": atlas.dataset})
+        assert named.json() == {"concept": "square"} and named.headers["content-type"] == "application/json"
+        assert_error(client.get(f"{base}/4/annotations/concept-label"), 404, "not_found", "no concept-label")
+        assert_error(client.get(f"{base}/3/annotations/caption"), 404, "not_found", "concept-label",
+                     "feature-visualisation")
+        assert_error(client.get(f"{base}/999/annotations/concept-label"), 404, "not_found")

@@ -15,7 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
-from app.api.routers import activations, cams, datasets, images, meta, models, pages, progress, statistics, units
+from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
@@ -69,16 +69,8 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
-    app.include_router(meta.router)
-    app.include_router(models.router)
-    app.include_router(units.router)
-    app.include_router(statistics.router)
-    app.include_router(activations.router)
-    app.include_router(datasets.router)
-    app.include_router(images.router)
-    app.include_router(cams.router)
-    app.include_router(progress.router)
-    app.include_router(pages.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", RevalidatedStaticFiles(directory=FRONTEND_DIR), name="static")
     return app
 

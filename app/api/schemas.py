@@ -475,3 +475,16 @@ class FiredUnits(BaseModel):
     units: list[FiredUnit]
     maps: EncodedMaps | None = Field(None, description="Only with `maps=true`.")
     top_maps: EncodedMaps | None = Field(None, description="Only with `maps=true`.")
+
+
+class AnnotationKindInfo(BaseModel):
+    name: str
+    version: int
+    description: str
+    media_type: str = Field(description="Of each stored value.")
+    scope: Literal["weights", "atlas"] = Field(description="What it depends on: the model's weights alone, or an "
+                                                           "atlas too.")
+
+
+class AnnotationKindList(BaseModel):
+    kinds: list[AnnotationKindInfo]

@@ -49,6 +49,26 @@ class AnnotationKind:
                              f"version from 1: {self.name!r} v{self.version}")
 
 
+KINDS: dict[str, AnnotationKind] = {}  # every declared kind, by name: what the API serves
+
+
+def declare(kind: AnnotationKind) -> AnnotationKind:
+    """Register the kind a job writes (at import of the job's module), so that the API can serve it."""
+    if KINDS.setdefault(kind.name, kind) != kind:
+        raise ValueError(f"annotation kind {kind.name!r} is declared twice, differently")
+    return kind
+
+
+def scope_of(kind: AnnotationKind, weights_sha256: str, atlas_meta: dict | None) -> str:
+    """What an annotation of `kind` was computed from: the weights, or the weights and one build of an atlas
+    (a rebuilt atlas has a new `created` time, so labels of the old build are not shown for it)."""
+    if kind.scope == "weights":
+        return weights_sha256
+    if atlas_meta is None:
+        raise ValueError(f"annotation kind {kind.name!r} depends on an atlas")
+    return f"{weights_sha256}/{atlas_meta['dataset']}@{atlas_meta['created']}"
+
+
 @dataclass(frozen=True)
 class Annotation:
     layer: str

@@ -1,0 +1,19 @@
+"""Every router of the app, in the order the app includes them (the OpenAPI schema lists them so; `pages`,
+whose paths catch the rest, comes last)."""
+
+from app.api.routers import (
+    activations,
+    annotations,
+    cams,
+    datasets,
+    images,
+    meta,
+    models,
+    pages,
+    progress,
+    statistics,
+    units,
+)
+
+ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, activations.router,
+           datasets.router, images.router, cams.router, progress.router, pages.router)
