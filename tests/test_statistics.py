@@ -102,7 +102,7 @@ def test_the_api_lists_every_statistic_and_serves_and_sorts_by_each(built):
         assert [s["id"] for s in listed["sorts"]] == list(UNIT_SORTS)
         border = next(s for s in listed["statistics"] if s["id"] == "border_peaks")
         assert border == {"id": "border_peaks", "label": "peaks on the border", "format": "percent",
-                          "sortable": True, "summary": True, "description": border["description"]}
+                          "sortable": True, "description": border["description"]}
         base = f"/api/models/shapes-cnn/layers/block4/units?dataset={atlas.dataset}"
         unit = client.get(f"/api/models/shapes-cnn/layers/block4/units/3?dataset={atlas.dataset}").json()
         assert set(unit["stats"]) == {s.name for s in STATISTICS}

@@ -132,8 +132,8 @@ class StatisticInfo(BaseModel):
     label: str
     description: str
     format: Literal["number", "percent", "count"]
-    sortable: bool
-    summary: bool = Field(description="Also in each unit's summary on the layer grid, not only on its page.")
+    sortable: bool = Field(description="A sort key of a layer's units, and so also in each unit's summary on the "
+                                       "layer grid, not only on its page.")
 
 
 class StatisticList(BaseModel):

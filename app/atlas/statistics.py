@@ -35,12 +35,17 @@ class UnitStatistic:
     compute: Callable[[FinishedLayer], np.ndarray]  # (units,) values; NaN is stored as NULL (no value)
     sql_type: Literal["REAL", "INTEGER"] = "REAL"
     format: Literal["number", "percent", "count"] = "number"
-    order: Literal["asc", "desc"] | None = "desc"  # a sort key's natural direction; None: not a sort key
-    summary: bool = False  # also in every unit's summary (the layer grid), not only on the unit's page
+    # A sort key's natural direction; None: not a sort key. Sort keys are also in every unit's summary (the
+    # layer grid shows the sorted one under each cell); the others only on the unit's page.
+    order: Literal["asc", "desc"] | None = "desc"
+
+    @property
+    def sortable(self) -> bool:
+        return self.order is not None
 
     def describe(self) -> dict:
         return {"id": self.name, "label": self.label, "description": self.description, "format": self.format,
-                "sortable": self.order is not None, "summary": self.summary}
+                "sortable": self.sortable}
 
 
 def _summary(key: str) -> Callable[[FinishedLayer], np.ndarray]:
@@ -70,34 +75,33 @@ def border_peaks(layer: FinishedLayer) -> np.ndarray:
 
 STATISTICS: tuple[UnitStatistic, ...] = (
     UnitStatistic("max_max", "max activation", "the largest activation anywhere on any image",
-                  _summary("max_max"), summary=True),
+                  _summary("max_max")),
     UnitStatistic("max_mean", "mean of image max", "the mean over images of each image's spatial maximum",
-                  _summary("max_mean"), summary=True),
+                  _summary("max_mean")),
     UnitStatistic("max_std", "std of image max", "the standard deviation over images of each image's spatial "
                   "maximum", _summary("max_std"), order=None),
     UnitStatistic("mean_mean", "mean activation", "the mean activation over every position of every image",
-                  _summary("mean_mean"), summary=True),
+                  _summary("mean_mean")),
     UnitStatistic("mean_std", "std of image mean", "the standard deviation over images of each image's spatial "
                   "mean", _summary("mean_std"), order=None),
     UnitStatistic("mean_max", "max of image mean", "the largest spatial mean of any image", _summary("mean_max"),
                   order=None),
     UnitStatistic("fraction_active", "fraction active", "the fraction of images on which the unit is positive "
-                  "somewhere", _summary("fraction_active"), format="percent", summary=True),
+                  "somewhere", _summary("fraction_active"), format="percent"),
     UnitStatistic("images_at_max", "images at the maximum", "how many images reach the unit's maximum exactly "
                   "(more than one: a clamp such as ReLU6 saturates it)", _summary("images_at_max"),
                   sql_type="INTEGER", format="count", order=None),
     UnitStatistic("quantile_995", "99.5% quantile", "the 99.5% quantile of all activation values: the threshold "
-                  "of the unit's region (Network Dissection)", _region_quantile, summary=True),
+                  "of the unit's region (Network Dissection)", _region_quantile),
     UnitStatistic("border_peaks", "peaks on the border", "the fraction of the top images whose peak lies on the "
                   "map's outermost rows or columns (near 1: the unit may respond to padding, not content)",
-                  border_peaks, format="percent", summary=True),
+                  border_peaks, format="percent"),
 )
-BY_NAME = {statistic.name: statistic for statistic in STATISTICS}
-UNIT_SORTS = ("unit", *(statistic.name for statistic in STATISTICS if statistic.order is not None))
+UNIT_SORTS = ("unit", *(statistic.name for statistic in STATISTICS if statistic.sortable))
 
 
 def sorts() -> list[dict]:
     """The sort keys, as `GET /api/statistics` lists them: the unit index first."""
     return [{"id": "unit", "label": "unit index", "order": "asc", "format": "count", "description": "channel index"},
             *({"id": s.name, "label": s.label, "order": s.order, "format": s.format, "description": s.description}
-              for s in STATISTICS if s.order is not None)]
+              for s in STATISTICS if s.sortable)]

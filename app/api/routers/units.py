@@ -94,7 +94,7 @@ def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row) -> dict:
     return {
         "unit": row["unit"],
         "kind": layer.kind,
-        **{statistic.name: row[statistic.name] for statistic in STATISTICS if statistic.summary},
+        **{statistic.name: row[statistic.name] for statistic in STATISTICS if statistic.sortable},
         "dead": bool(row["dead"]),
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
