@@ -64,8 +64,10 @@ def _peak(values: np.ndarray, width: int) -> int:
 def demo_atlas(root: Path, settings: Settings, images: int) -> Path:
     """`images` held-out demo scenes written under `root/demo`, and shapes-cnn's `block4` atlas of them
     (k = 4) in the settings' data directory: what the API tests of images and CAMs serve."""
+    from tests.conftest import DEMO_MODELS_ONLY
+
     write_split(root / "demo", "heldout", images)
-    model = load_store(settings).ready("shapes-cnn")
+    model = load_store(settings.model_copy(update=DEMO_MODELS_ONLY)).ready("shapes-cnn")
     index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
                 layers=["block4"], k=4)
     return root

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.settings import Settings
+from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.checkpoints import sha256_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -23,6 +23,13 @@ from tinynet import tiny_net  # noqa: E402
 
 # TestClient's requests say `Host: testserver`: every app a test builds answers to it besides the default hosts.
 os.environ["FOVEA_ALLOWED_HOSTS"] = ",".join(["testserver", *Settings.model_fields["allowed_hosts"].default_factory()])
+
+
+# The bundled demo models without the bundled ImageNet model, whose load (layer discovery and the memory-format
+# trial, forward passes at 260 px) is most of a store's start, some 5-10 s: for tests of the API over the demo
+# models and their atlas. As settings, and as `fovea serve` arguments.
+DEMO_MODELS_ONLY = {"builtin_models": False, "model_dirs": [BUILTIN_MODEL_DIR]}
+DEMO_MODELS_ONLY_ARGS = ("--no-builtin-models", "--model-dir", str(BUILTIN_MODEL_DIR))
 
 
 def toml_value(value) -> str:
@@ -90,6 +97,48 @@ def settings_for(tmp_path: Path):
     return make
 
 
+DEMO_ATLAS_IMAGES = 12
+
+
+@pytest.fixture(scope="session")
+def shared_demo_atlas(tmp_path_factory) -> Path:
+    """Built once per session: DEMO_ATLAS_IMAGES held-out demo scenes under `root/demo` and shapes-cnn's
+    `block4` atlas of them (k = 4) in `root/data`. Read it through `demo_atlas_root`, never directly."""
+    from tests.atlas_helpers import demo_atlas
+
+    root = tmp_path_factory.mktemp("demo-atlas")
+    return demo_atlas(root, Settings(data_dir=root / "data", device="cpu", index_workers=0,
+                                     auto_index_demo=False), images=DEMO_ATLAS_IMAGES)
+
+
+def copy_demo_atlas(shared_demo_atlas: Path, root: Path) -> Path:
+    """`root` with its own copy of the demo atlas's `data` (uploads, caches and lock files stay there) and
+    `demo`, the images, shared read-only (the atlas names their absolute path)."""
+    shutil.copytree(shared_demo_atlas / "data", root / "data")
+    (root / "demo").symlink_to(shared_demo_atlas / "demo", target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_atlas_root(shared_demo_atlas: Path, tmp_path_factory) -> Path:
+    """The session's demo atlas, copied for one test module: what the API tests of images and CAMs serve,
+    with Settings(data_dir=root / "data", ...)."""
+    return copy_demo_atlas(shared_demo_atlas, tmp_path_factory.mktemp("demo-atlas-copy"))
+
+
+@pytest.fixture(scope="session")
+def scoring_server(shared_demo_atlas: Path, tmp_path_factory):
+    """`fovea serve` over real HTTP on a copy of the demo atlas (no first-run build), whose faithfulness curves
+    take one pixel per step: a CAM request with metrics is minutes of work, to watch and to walk away from.
+    Each test that starts such a request ends it (its client goes away) before it returns."""
+    from tests.live_server import live_server
+
+    root = copy_demo_atlas(shared_demo_atlas, tmp_path_factory.mktemp("scoring-server"))
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
+    with live_server(root / "data", *DEMO_MODELS_ONLY_ARGS, env=env) as base:
+        yield base
+
+
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory):
     """`fovea serve` over real HTTP with the bundled models, which build their demo atlases at first start,
@@ -103,3 +152,46 @@ def demo_server(tmp_path_factory):
     # 400 demo images, not 2,000: the first start's atlases are built in a fifth of the time.
     with live_server(root / "data", "--model-dir", str(broken), env={"FOVEA_DEMO_IMAGES": "400"}) as base:
         yield base
+
+
+def _browser_helpers() -> list:
+    from tests import browser
+
+    return [browser.browser, browser.watched_page]
+
+
+def _drives_a_browser(function, helpers: list, seen: set) -> bool:
+    """Whether `function`, or a function of the tests it calls by a global name (followed through), opens
+    the session's Chromium through tests/browser.py."""
+    function = getattr(function, "__wrapped__", function)
+    code = getattr(function, "__code__", None)
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    codes, names = [code], set()
+    while codes:  # the function's own names and those of the lambdas and functions defined inside it
+        current = codes.pop()
+        names.update(current.co_names)
+        codes += [const for const in current.co_consts if hasattr(const, "co_names")]
+    for name in names:
+        value = function.__globals__.get(name)
+        if any(value is helper for helper in helpers):
+            return True
+        if callable(value) and getattr(value, "__module__", "").startswith("tests.") and \
+                _drives_a_browser(value, helpers, seen):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that drives Chromium (itself, through its fixtures or through the tests' helpers) is marked
+    `browser`, whether or not its module says so: `-m 'not browser'` leaves out every one of them."""
+    helpers = _browser_helpers()
+    for item in items:
+        if item.get_closest_marker("browser") or not hasattr(item, "obj"):
+            continue
+        functions = [item.obj] + [definitions[-1].func for name, definitions in
+                                  item._fixtureinfo.name2fixturedefs.items() if definitions]
+        seen: set = set()
+        if any(_drives_a_browser(function, helpers, seen) for function in functions):
+            item.add_marker(pytest.mark.browser)

@@ -1,31 +1,58 @@
-"""An index build killed mid-way (SIGKILL, in a subprocess) resumes to the same atlas as an uninterrupted one."""
+"""An index build killed mid-way (SIGKILL, in a subprocess) resumes to the same atlas as an uninterrupted one.
+
+The kill comes at a fixed point, not after a delay: the build checkpoints after its first batch (with
+`index_checkpoint_seconds` 0 the first check always saves), and the process kills itself from its progress
+callback once the second batch has run, before that batch can be checkpointed. So the build is always
+interrupted mid-way, with one batch of work lost and the checkpoint at image BATCH to resume from."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from app.demo.dataset import write_split
+from tests.conftest import DEMO_MODELS_ONLY_ARGS
 
 LAYERS = ["stem.0", "block2", "block4"]
 VOLATILE_META = {"seconds", "created", "first_built"}
+IMAGES, BATCH = 60, 20  # three batches: checkpointed, lost to the kill, never started
+# `fovea index` whose progress callback SIGKILLs the process when it reports image KILL_AT done.
+KILLED_AT = """
+import os, signal, sys
+import app.atlas.indexer as indexer
+from app.cli import main
+
+run_index = indexer.run_index
 
 
-def _index(data_dir: Path, images: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
-    env = {**os.environ, "FOVEA_INDEX_CHECKPOINT_SECONDS": "0", "FOVEA_INDEX_BATCH_SIZE": "8",
+def killed_at(plan, data_dir, batches, checkpoint_seconds, progress, cancel):
+    def report(done, total):
+        progress(done, total)
+        if done == KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return run_index(plan, data_dir, batches, checkpoint_seconds, report, cancel)
+
+
+indexer.run_index = killed_at
+sys.exit(main())
+"""
+
+
+def _index(data_dir: Path, images: Path, kill_at: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FOVEA_INDEX_CHECKPOINT_SECONDS": "0", "FOVEA_INDEX_BATCH_SIZE": str(BATCH),
            "FOVEA_INDEX_WORKERS": "0", "FOVEA_AUTO_INDEX_DEMO": "false"}
-    return subprocess.Popen([sys.executable, "-m", "app", "index", "shapes-cnn", "--dataset", str(images),
-                             "--layers", *LAYERS, "--k", "4", "--data-dir", str(data_dir), "--device", "cpu"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    program = ["-m", "app"] if kill_at is None else ["-c", KILLED_AT.replace("KILL_AT", str(kill_at))]
+    return subprocess.run([sys.executable, *program, "index", "shapes-cnn", "--dataset", str(images),
+                           "--layers", *LAYERS, "--k", "4", "--data-dir", str(data_dir), "--device", "cpu",
+                           *DEMO_MODELS_ONLY_ARGS],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
 
 
 def _atlas_contents(folder: Path) -> dict:
@@ -44,34 +71,24 @@ def _atlas_contents(folder: Path) -> dict:
 
 
 def test_killed_build_resumes_to_the_same_atlas(tmp_path):
-    write_split(tmp_path / "demo", "heldout", 120)
+    write_split(tmp_path / "demo", "heldout", IMAGES)
     images = tmp_path / "demo" / "heldout" / "images"
 
     interrupted = tmp_path / "interrupted"
-    process = _index(interrupted, images)
-    state = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        states = list((interrupted / "atlases" / "shapes-cnn").glob(".*.build/state.json")) \
-            if (interrupted / "atlases" / "shapes-cnn").is_dir() else []
-        state = json.loads(states[0].read_text()) if states else None  # written atomically
-        if state:  # any checkpoint: kill the build there
-            break
-        assert process.poll() is None, "the build finished before it could be interrupted"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert state is not None and state["next_index"] < 120
-    assert not (interrupted / "atlases" / "shapes-cnn" / images.parent.name).exists()
+    killed = _index(interrupted, images, kill_at=2 * BATCH)
+    assert killed.returncode == -9, killed.stderr  # SIGKILL, not an exit of its own
+    states = list((interrupted / "atlases" / "shapes-cnn").glob(".*.build/state.json"))
+    assert len(states) == 1 and json.loads(states[0].read_text())["next_index"] == BATCH
+    built = [p.name for p in (interrupted / "atlases" / "shapes-cnn").iterdir() if not p.name.startswith(".")]
+    assert built == []  # no atlas: only the build's folder and the lock file
 
-    resumed_run = _index(interrupted, images, stderr=subprocess.PIPE)
-    _, log = resumed_run.communicate(timeout=300)
-    assert resumed_run.returncode == 0, log
-    first_progress = int(re.search(r"\] (\d+)/120 images", log).group(1))
-    # It resumed from its last checkpoint (perhaps one written after the state we read), not from zero.
-    assert state["next_index"] <= first_progress < 120
+    resumed_run = _index(interrupted, images)
+    assert resumed_run.returncode == 0, resumed_run.stderr
+    # It resumed from its checkpoint, not from zero nor from the lost batch.
+    assert int(re.search(rf"\] (\d+)/{IMAGES} images", resumed_run.stderr).group(1)) == BATCH
     uninterrupted = tmp_path / "uninterrupted"
-    assert _index(uninterrupted, images).wait(timeout=300) == 0
+    fresh_run = _index(uninterrupted, images)
+    assert fresh_run.returncode == 0, fresh_run.stderr
 
     name = next(p.name for p in (uninterrupted / "atlases" / "shapes-cnn").iterdir() if not p.name.startswith("."))
     resumed = _atlas_contents(interrupted / "atlases" / "shapes-cnn" / name)

@@ -15,7 +15,6 @@ from app.demo.render import render
 from app.demo.scenes import sample_scene
 from app.settings import BUILTIN_CARD_DIRS
 from tests.browser import browser, screenshot
-from tests.live_server import live_server
 
 pytestmark = pytest.mark.browser
 
@@ -318,13 +317,13 @@ def _cam_pixels(page) -> dict[str, str]:
                          "[card.dataset.method, card.querySelector('canvas').toDataURL()]))")
 
 
-def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_path):
+def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(scoring_server):
     """Faithfulness with one-pixel curve steps: 25,092 scored images for one map, time enough to watch.
     The page counts them with a bar; a second page asking the same model for maps and predictions says in
     both places that it is waiting for the model; closing the first page stops its work, and the second
     gets its maps."""
-    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_METRIC_STEPS": "12544"}
-    with live_server(tmp_path / "data", env=env) as base, browser() as chromium:
+    base = scoring_server  # tests/conftest.py: curves of one pixel per step
+    with browser() as chromium:
         picture = _scene_png()
         image_id = httpx.post(f"{base}/api/images", files={"file": ("scene.png", picture, "image/png")}).json()["id"]
         view = f"{base}/image/{image_id}?model=shapes-cnn&layer=block4&methods=gradcam"
@@ -338,7 +337,7 @@ def test_a_long_request_shows_its_progress_and_a_second_one_says_it_waits(tmp_pa
 
         waiting = _clipboard_page(chromium, base, errors)
         waiting.goto(f"{view},layercam")
-        for panel in (".cam-status", ".predictions"):  # each of the page's requests queues (no atlas here)
+        for panel in (".cam-status", ".predictions"):  # each of the page's requests queues
             waiting.wait_for_function(
                 f"document.querySelector('{panel}')?.textContent.toLowerCase().includes('waiting for the model')")
         screenshot(waiting, "image-cam-waiting-1280")

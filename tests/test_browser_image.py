@@ -9,34 +9,21 @@ import io
 
 import pytest
 
-from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
-from app.demo.dataset import write_split
 from app.demo.recipes import TRAINED_ON
 from app.demo.render import render
 from app.demo.scenes import sample_scene
-from app.settings import Settings
-from app.store.store import load_store
 from tests.browser import browser, screenshot
-from tests.live_server import live_server
+from tests.test_browser import _wait_for_atlases
 
 pytestmark = pytest.mark.browser
-DEMO_IMAGES = 40  # every class at least once
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Both demo models with small atlases of their default layers on 40 demo images, built before the
-    server starts (no first-run build to wait for)."""
-    root = tmp_path_factory.mktemp("browser-image")
-    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
-    write_split(root / "demo", "heldout", DEMO_IMAGES)
-    store = load_store(settings)
-    for model_id in ("shapes-cnn", "shapes-mobilenet"):
-        index_model(store.ready(model_id), scan_folder(root / "demo" / "heldout" / "images", name="demo"),
-                    settings, k=4)
-    with live_server(root / "data", env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base:
-        yield base
+def server(demo_server):
+    """The session's demo server (tests/conftest.py), once its first start has built both demo models'
+    atlases of their default layers."""
+    _wait_for_atlases(demo_server)
+    return demo_server
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Real data: the third-party ResNet-20 indexed on all 10,000 CIFAR-10 test JPEGs. Its layer3 units are
-class-selective: for most of them the top-32 images are far from a uniform mix of the 10 classes.
+"""Real data: the third-party ResNet-20 indexed on a fixed sample of the CIFAR-10 test JPEGs (the first 200
+of each class: 2,000 images, class-balanced as the whole set is). Its layer3 units are class-selective: for
+most of them the top-32 images are far from a uniform mix of the 10 classes.
 
 Criterion: a unit is selective when its most common class holds at least 30% of its top 32 images
 (uniform sampling gives 10%; 10 or more of 32 from p = 0.1 happens with probability about 0.01). At least
@@ -20,7 +21,7 @@ from app.store.store import load_store
 from tests.browser import browser, screenshot
 from tests.conftest import FIXTURES, card_toml
 from tests.live_server import live_server
-from tests.test_byo_resnet20 import CHECKPOINT, CIFAR, CLASSES, pytestmark  # noqa: F401 (skip without data)
+from tests.test_byo_resnet20 import CHECKPOINT, CLASSES, cifar_sample, pytestmark  # noqa: F401 (skip without data)
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +39,18 @@ def indexed(tmp_path_factory):
     }))
     settings = Settings(data_dir=root / "data", model_dirs=[cards], builtin_models=False, device="cpu",
                         auto_index_demo=False, index_batch_size=250)
+    sample = root / "cifar10-sample"  # links to the sample's files, in the ImageFolder layout
+    for path in cifar_sample():
+        (sample / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (sample / path.parent.name / path.name).symlink_to(path)
     model = load_store(settings).ready("resnet20-cifar10")
-    folder = index_model(model, scan_folder(CIFAR), settings, layers=["layer1", "layer2", "layer3"], k=32)
+    folder = index_model(model, scan_folder(sample), settings, layers=["layer1", "layer2", "layer3"], k=32)
     return root, cards, Atlas(folder)
 
 
 def test_layer3_units_are_class_selective(indexed):
     _, _, atlas = indexed
-    assert atlas.meta["readable"] == 10_000 and atlas.meta["classes"] == CLASSES
+    assert atlas.meta["readable"] == len(cifar_sample()) and atlas.meta["classes"] == CLASSES
     layer = atlas.layer("layer3")
     shares = []
     for unit in range(layer.units):

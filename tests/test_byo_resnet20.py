@@ -1,10 +1,12 @@
 """Bring your own model, with real data: a third-party CIFAR-10 ResNet-20 checkpoint (DataParallel
 `module.` prefixes, nested `state_dict`) loads through a card and the normal store path, then scores
-at least 0.80 top-1 on the CIFAR-10 test JPEGs."""
+at least 0.80 top-1 on a fixed sample of the CIFAR-10 test JPEGs (the first 200 of each class; 0.81 on
+it, as on all 10,000)."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,11 +19,17 @@ from tests.conftest import FIXTURES, SHARED_DATA, card_toml
 CHECKPOINT = SHARED_DATA / "resnet20-cifar10" / "resnet20-12fca82f.th"
 CIFAR = SHARED_DATA / "cifar10-test"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+SAMPLE_PER_CLASS = 200  # 2,000 of the 10,000: a fifth of the time, the same accuracy to a percent
 
 pytestmark = pytest.mark.skipif(
     not (CHECKPOINT.is_file() and CIFAR.is_dir()),
     reason="../shared/data (the ResNet-20 checkpoint and CIFAR-10 test images) is not present",
 )
+
+
+def cifar_sample(per_class: int = SAMPLE_PER_CLASS) -> list[Path]:
+    """A fixed sample of the CIFAR-10 test JPEGs: the first `per_class` files of each class, in order."""
+    return [path for name in CLASSES for path in sorted((CIFAR / name).glob("*.jpg"))[:per_class]]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,8 @@ def test_loads_through_the_store(resnet20):
 
 
 def test_top1_accuracy_on_cifar10_test(resnet20):
-    files = sorted(CIFAR.glob("*/*.jpg"))
-    assert len(files) == 10_000
+    files = cifar_sample()
+    assert len(files) == 10 * SAMPLE_PER_CLASS
     correct = 0
     with torch.no_grad():
         for start in range(0, len(files), 500):
@@ -66,5 +74,5 @@ def test_top1_accuracy_on_cifar10_test(resnet20):
             predictions = resnet20.module(batch.to(resnet20.device)).argmax(1).tolist()
             correct += sum(CLASSES[p] == path.parent.name for p, path in zip(predictions, chunk))
     accuracy = correct / len(files)
-    print(f"ResNet-20 top-1 on CIFAR-10 test JPEGs: {accuracy:.4f}")
+    print(f"ResNet-20 top-1 on {len(files)} CIFAR-10 test JPEGs: {accuracy:.4f}")
     assert accuracy >= 0.80

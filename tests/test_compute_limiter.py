@@ -13,20 +13,19 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.settings import Settings
-from tests.atlas_helpers import demo_atlas
+from tests.conftest import DEMO_MODELS_ONLY
 
 SLOTS, STUCK = 2, 48  # 48 compute requests: more than the 40 threads anyio lends plain `def` routes
 
 
 def settings_in(root) -> Settings:
     return Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
-                    compute_concurrency=SLOTS)
+                    compute_concurrency=SLOTS, **DEMO_MODELS_ONLY)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compute-limiter")
-    return demo_atlas(root, settings_in(root), images=8)
+def root(demo_atlas_root):
+    return demo_atlas_root
 
 
 def test_reads_are_answered_while_every_compute_slot_is_held_by_a_stuck_request(root):

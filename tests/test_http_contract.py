@@ -11,8 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from tests.atlas_helpers import demo_atlas
-from tests.conftest import FIXTURES, card_toml
+from tests.conftest import DEMO_MODELS_ONLY, FIXTURES, card_toml
 from tests.test_api import assert_error
 from tests.test_images_api import settings_in, upload
 from tests.test_uploads import encode, gradient
@@ -31,20 +30,21 @@ def settings_with_a_broken_model(root):
         "weights": {"file": "missing.safetensors"},
         "input": {"size": [16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
         "labels": {"names": ["red", "green", "blue"]}}))
-    return settings_in(root).model_copy(update={"model_dirs": [cards]})
+    return settings_in(root).model_copy(update={"model_dirs": [*DEMO_MODELS_ONLY["model_dirs"], cards]})
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("contract")
-    demo_atlas(root, settings_in(root), images=12)
-    with TestClient(create_app(settings_with_a_broken_model(root)), raise_server_exceptions=False) as test_client:
+def client(demo_atlas_root):
+    app = create_app(settings_with_a_broken_model(demo_atlas_root))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def requests_for(path: str, operation: dict):
     """(why, path, query) for the operation: its valid form, then each parameter changed."""
     parameters = operation.get("parameters", [])
+    unknown = [p["name"] for p in parameters if p["in"] == "path" and p["name"] not in VALID]
+    assert not unknown, f"{path}: give VALID a valid value of {unknown}, so that this file requests it"
     valid = {p["name"]: VALID[p["name"]] for p in parameters
              if p["name"] in VALID and (p["required"] or p["name"] == "model")}  # `model` also when optional
     if path.startswith("/api/datasets/"):
@@ -87,6 +87,19 @@ def test_every_status_an_operation_answers_is_declared(client):
                 if answer.status_code >= 400:
                     assert_error(answer, answer.status_code, answer.json()["error"]["code"])
     assert not undeclared, "\n".join(undeclared)
+
+
+# Operations other than GET, each with the test here that requests its every answer.
+NOT_GET = {("post", "/api/images"): "test_every_upload_answer_is_declared"}
+
+
+def test_every_operation_is_requested_here(client):
+    """The GET operations are requested by the test above, read from the schema; any other operation is named
+    in NOT_GET with its test, so a new one fails here until a test requests it."""
+    spec = client.get("/openapi.json").json()
+    others = {(method, path) for path, operations in spec["paths"].items() for method in operations if method != "get"}
+    assert others == set(NOT_GET)
+    assert all(name in globals() for name in NOT_GET.values())
 
 
 def test_every_upload_answer_is_declared(client):

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from tests.atlas_helpers import demo_atlas
 from tests.test_api import assert_error
 from tests.test_images_api import settings_in
 
@@ -21,10 +20,8 @@ ACTIVATION = "/api/models/shapes-cnn/layers/block4/units/0/activation"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("image-ids")
-    demo_atlas(root, settings_in(root), images=12)
-    with TestClient(create_app(settings_in(root)), raise_server_exceptions=False) as test_client:
+def client(demo_atlas_root):
+    with TestClient(create_app(settings_in(demo_atlas_root)), raise_server_exceptions=False) as test_client:
         yield test_client
 
 

@@ -15,20 +15,19 @@ from PIL import Image
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
 from app.settings import Settings
-from tests.atlas_helpers import demo_atlas
+from tests.conftest import DEMO_MODELS_ONLY
 from tests.test_api import assert_error
 from tests.test_uploads import encode, gradient, png_header_only
 
 
 def settings_in(root) -> Settings:
     return Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
-                    upload_max_bytes=200_000, upload_max_pixels=1_000_000)
+                    upload_max_bytes=200_000, upload_max_pixels=1_000_000, **DEMO_MODELS_ONLY)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images-api")
-    return demo_atlas(root, settings_in(root), images=12)
+def root(demo_atlas_root):
+    return demo_atlas_root
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,17 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from app.settings import Settings
-from tests.atlas_helpers import demo_atlas
+from tests.conftest import DEMO_MODELS_ONLY_ARGS
 from tests.live_server import live_server
 
 EXAMPLES = 12  # per operation and mode: about 30 operations, each with its seeds mixed in
 
 
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
-    demo_atlas(root, settings, images=12)
+def seeded_server(demo_atlas_root):
+    root = demo_atlas_root
     environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_MAX_SECONDS": "2"}
-    with live_server(root / "data", env=environment) as base:
+    with live_server(root / "data", *DEMO_MODELS_ONLY_ARGS, env=environment) as base:
         picture = io.BytesIO()
         Image.new("RGB", (40, 30), (200, 40, 40)).save(picture, format="PNG")
         upload = httpx.post(f"{base}/api/images", files={"file": ("red.png", picture.getvalue(), "image/png")})

@@ -46,3 +46,10 @@ def test_every_setting_is_in_the_readme_table():
     text = README.read_text()
     documented = set(re.findall(r"^\| `FOVEA_([A-Z_]+)` \|", text, flags=re.M))
     assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    commands = re.findall(r"^\s*(python3 -m venv .venv && .venv/bin/pip install -e '\.\[test\]'.*)$",
+                          README.read_text(), flags=re.M)
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert len(commands) == 1 and commands[0].strip() in ci.splitlines()

@@ -18,6 +18,7 @@ from app.atlas.schema import ATLAS_FORMAT
 from app.demo.dataset import write_split
 from app.settings import Settings
 from app.store.store import load_store
+from tests.conftest import DEMO_MODELS_ONLY
 from tests.test_api import assert_error
 
 BASE = "/api/models/shapes-cnn"
@@ -26,7 +27,8 @@ BASE = "/api/models/shapes-cnn"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("units-api")
-    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
+                        **DEMO_MODELS_ONLY)
     write_split(root / "demo", "heldout", 40)
     model = load_store(settings).ready("shapes-cnn")
     index_model(model, scan_folder(root / "demo" / "heldout" / "images", name="demo"), settings,
