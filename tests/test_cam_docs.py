@@ -14,11 +14,9 @@ from app.engine.cam.base import NO_EXTRA_FORWARDS, PER_CHANNEL, PER_CHANNEL_AFTE
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "cam-methods.md").read_text(encoding="utf-8")
 
 
-def test_the_method_ids_are_the_documented_url_safe_set():
-    assert list(METHODS) == ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam",
-                             "scorecam", "ablationcam", "saliency", "guided-gradcam"]
+def test_the_documented_methods_are_the_registry_in_its_order():
     documented = re.findall(r"^\| `([a-z-]+)` \|", DOC, flags=re.MULTILINE)
-    assert documented == list(METHODS)
+    assert documented == list(METHODS) and len(METHODS) >= 11
 
 
 @pytest.mark.parametrize("method", list(METHODS.values()), ids=list(METHODS))
