@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.atlas.annotations import KINDS, Annotation, AnnotationKind, Annotations, declare, scope_of
+from app.atlas.annotations import KINDS, Annotation, AnnotationKind, Annotations, scope_of
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
 from app.atlas.reader import Atlas
@@ -106,13 +106,6 @@ def test_the_scope_is_the_weights_or_the_weights_and_one_build_of_an_atlas():
         scope_of(LABEL, "abc", None)
 
 
-def test_a_kind_is_declared_once(monkeypatch):
-    monkeypatch.setattr("app.atlas.annotations.KINDS", {})
-    assert declare(LABEL) is LABEL and declare(LABEL) is LABEL
-    with pytest.raises(ValueError, match="declared twice"):
-        declare(AnnotationKind(LABEL.name, 2, "", "application/json", "atlas"))
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("annotated")
@@ -127,7 +120,7 @@ def built(tmp_path_factory):
 
 def test_the_api_serves_any_declared_kind_as_stored(built, monkeypatch):
     settings, model, atlas = built
-    for kind in (LABEL, PICTURE):  # as the jobs' modules declare them
+    for kind in (LABEL, PICTURE):  # as if declared in ANNOTATION_KINDS
         monkeypatch.setitem(KINDS, kind.name, kind)
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
     Annotations(settings.data_dir, model.id, PICTURE).write(model.weights_sha256, [Annotation("block4", 3, png)])

@@ -49,14 +49,10 @@ class AnnotationKind:
                              f"version from 1: {self.name!r} v{self.version}")
 
 
-KINDS: dict[str, AnnotationKind] = {}  # every declared kind, by name: what the API serves
-
-
-def declare(kind: AnnotationKind) -> AnnotationKind:
-    """Register the kind a job writes (at import of the job's module), so that the API can serve it."""
-    if KINDS.setdefault(kind.name, kind) != kind:
-        raise ValueError(f"annotation kind {kind.name!r} is declared twice, differently")
-    return kind
+# Every kind, declared here in one place (as statistics.py declares the statistics): what the API serves. The
+# job that computes a kind imports its declaration from here and writes it with `Annotations`.
+ANNOTATION_KINDS: tuple[AnnotationKind, ...] = ()
+KINDS: dict[str, AnnotationKind] = {kind.name: kind for kind in ANNOTATION_KINDS}
 
 
 def scope_of(kind: AnnotationKind, weights_sha256: str, atlas_meta: dict | None) -> str:

@@ -1,6 +1,6 @@
 """Per-unit annotations (app/atlas/annotations.py), served as stored: the declared kinds, and one unit's
-annotation of a kind with the kind's media type. A job that computes a new kind declares it and writes it;
-it needs no route of its own."""
+annotation of a kind with the kind's media type. A job that computes a new kind declares it (ANNOTATION_KINDS)
+and writes it; it needs no route of its own."""
 
 from __future__ import annotations
 
