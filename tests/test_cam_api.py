@@ -63,9 +63,7 @@ def engine_maps(client, image_id: str, layer: str, methods: list[str], target=No
 
 def test_methods_lists_the_registry(client):
     body = client.get("/api/methods").json()
-    assert [m["id"] for m in body["methods"]] == ALL_METHODS == [
-        "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam", "scorecam",
-        "ablationcam", "saliency", "guided-gradcam"]
+    assert [m["id"] for m in body["methods"]] == ALL_METHODS and len(ALL_METHODS) >= 11
     for method in body["methods"]:
         assert method["name"] and method["description"] and "http" in method["reference"]
 
@@ -249,7 +247,7 @@ def test_a_followed_request_reports_progress_and_a_client_that_goes_away_stops_i
                 time.sleep(0.05)
         order = ["starting", "waiting", "maps", *ALL_METHODS, "scoring"]  # methods in the registry's order
         places = [order.index(s["task"]) for s in seen]
-        assert places == sorted(places) and seen[-1]["total"] == 11 * 2 * (112 * 112 + 1)
+        assert places == sorted(places) and seen[-1]["total"] == len(ALL_METHODS) * 2 * (112 * 112 + 1)
         assert [s["seconds"] for s in seen] == sorted(s["seconds"] for s in seen)
         # The token is forgotten when its request ends: the work stopped, minutes before it could have finished.
         deadline = time.monotonic() + 60
