@@ -23,6 +23,7 @@ from app.engine.accumulators import Histogram
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import all_activations, brute_force_unit_stats
+from tests.test_api import assert_error
 
 K = 4
 
@@ -114,3 +115,15 @@ def test_the_api_lists_every_statistic_and_serves_and_sorts_by_each(built):
             values = [row[key] for row in page]
             assert values == sorted(values, reverse=True), key
             assert all(row["kind"] == "channel" for row in page)
+
+
+def test_an_atlas_built_before_a_statistic_was_declared_asks_for_a_rebuild(built, monkeypatch):
+    """A new statistic needs no format bump: an atlas without its column is stale (409 with the command), never
+    asked for a column it lacks (a 500)."""
+    settings, _, _, _, atlas = built
+    extra = STATISTICS[0].__class__("mean_to_max", "mean over max", "a statistic declared after the build",
+                                    lambda layer: layer.summary["mean_mean"] / layer.summary["max_max"])
+    monkeypatch.setattr("app.atlas.registry.STATISTICS", (*STATISTICS, extra))
+    with TestClient(create_app(settings)) as client:
+        assert_error(client.get("/api/models/shapes-cnn/layers/block4/units/0", params={"dataset": atlas.dataset}),
+                     409, "atlas_missing", "built by an older Fovea", "fovea index shapes-cnn")

@@ -10,9 +10,16 @@ from app.atlas.datasets import is_dataset_name
 from app.atlas.layout import atlases_root, catalog, is_hidden
 from app.atlas.reader import Atlas
 from app.atlas.schema import ATLAS_FORMAT
+from app.atlas.statistics import STATISTICS
 from app.errors import AtlasMissing, NotFound
 
 DEFAULT_DATASET = "demo"
+
+
+def is_current(meta: dict) -> bool:
+    """Whether an atlas is readable as it is: of this format, and holding every declared statistic (a new one
+    makes older atlases stale, as a new format does, so no reader asks a catalog for a column it lacks)."""
+    return meta.get("format") == ATLAS_FORMAT and meta.get("statistics") == [s.name for s in STATISTICS]
 
 
 class AtlasRegistry:
@@ -29,8 +36,8 @@ class AtlasRegistry:
         return self._scan(model_id)[0]
 
     def _scan(self, model_id: str) -> tuple[list[str], set[str]]:
-        """(datasets with a finished atlas of the current format, as `datasets` orders them; datasets whose
-        atlas has an older format)."""
+        """(datasets with a current atlas (`is_current`), as `datasets` orders them; datasets whose atlas is
+        of an older format or lacks a statistic)."""
         folder = self.root / model_id
         found, stale = [], set()
         for path in folder.iterdir() if folder.is_dir() else []:
@@ -39,7 +46,7 @@ class AtlasRegistry:
             if not catalog(path).is_file():
                 continue  # no catalog: not a finished atlas
             meta = self._opened(path).meta
-            if meta.get("format") == ATLAS_FORMAT:
+            if is_current(meta):
                 found.append((path.name != DEFAULT_DATASET, meta.get("first_built", meta["created"]), path.name))
             else:
                 stale.add(path.name)  # read by no one until it is rebuilt

@@ -75,6 +75,7 @@ def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, se
         "first_built": first_built or created,  # orders a model's atlases (app/atlas/registry.py)
         "fovea_version": __version__,
         "region_quantile": REGION_QUANTILE,
+        "statistics": [statistic.name for statistic in STATISTICS],  # an atlas without one is rebuilt
         # Where each layer's positions look, kept here so that a unit page never computes it under the
         # model's lock, behind whatever request holds the model.
         "receptive_fields": {info.name: asdict(plan.model.receptive_field(info.name)) for info in plan.layers},
