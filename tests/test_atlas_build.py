@@ -17,14 +17,14 @@ from app.demo.dataset import write_split
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import all_activations, brute_force_unit_stats
-from tests.conftest import card_toml
+from tests.conftest import DEMO_MODELS_ONLY, card_toml
 
 K = 5
 
 
 def _settings(tmp_path, **overrides) -> Settings:
     values = dict(data_dir=tmp_path / "data", device="cpu", index_batch_size=16, index_workers=0,
-                  auto_index_demo=False)
+                  auto_index_demo=False, **DEMO_MODELS_ONLY)
     return Settings(**(values | overrides))
 
 

@@ -14,6 +14,7 @@ from app.atlas.indexer import index_model
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import two_datasets
+from tests.conftest import DEMO_MODELS_ONLY
 from tests.test_api import assert_error
 
 BASE = "/api/models/shapes-cnn"
@@ -22,7 +23,8 @@ BASE = "/api/models/shapes-cnn"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("two-datasets")
-    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False)
+    settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
+                        **DEMO_MODELS_ONLY)
     two_datasets(root)
     model = load_store(settings).ready("shapes-cnn")
 

@@ -32,6 +32,7 @@ from app.errors import PayloadTooLarge
 from app.settings import Settings
 from app.uploads.decode import decode_rgb, read_header
 from app.uploads.store import UploadStore
+from tests.conftest import DEMO_MODELS_ONLY
 from tests.live_server import live_server_process
 from tests.test_allocator import glibc_only
 from tests.test_api import assert_error
@@ -189,7 +190,7 @@ def test_a_model_view_is_decoded_once_however_many_ask_at_once(tmp_path, monkeyp
         return real(*args)
 
     monkeypatch.setattr(upload_store, "decode_rgb", counted)
-    settings = Settings(data_dir=tmp_path / "data", device="cpu", auto_index_demo=False)  # the demo models
+    settings = Settings(data_dir=tmp_path / "data", device="cpu", auto_index_demo=False, **DEMO_MODELS_ONLY)
     with TestClient(create_app(settings)) as client:
         image_id = client.post("/api/images", files={"file": ("a.png", encode(gradient(300, 200), "PNG"))}).json()["id"]
         decodes.clear()

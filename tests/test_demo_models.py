@@ -12,13 +12,14 @@ from app.demo.train import accuracy
 from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.builders import weights_path
 from app.store.store import load_store
+from tests.conftest import DEMO_MODELS_ONLY
 
 DEMO_IDS = ("shapes-cnn", "shapes-mobilenet")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return load_store(Settings(data_dir=tmp_path_factory.mktemp("data"), device="cpu"))
+    return load_store(Settings(data_dir=tmp_path_factory.mktemp("data"), device="cpu", **DEMO_MODELS_ONLY))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from app.demo.dataset import write_split
 from app.engine.layout import choose_memory_format
 from app.settings import Settings
 from app.store.store import load_store
+from tests.conftest import DEMO_MODELS_ONLY
 
 EXAMPLE = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -68,7 +69,7 @@ def test_index_builds_in_both_layouts_rank_the_same_images(tmp_path):
     atlases = {}
     for layout in ("channels_last", "contiguous"):
         settings = Settings(data_dir=tmp_path / layout, device="cpu", index_batch_size=16, index_workers=0,
-                            auto_index_demo=False, memory_layout=layout)
+                            auto_index_demo=False, memory_layout=layout, **DEMO_MODELS_ONLY)
         model = load_store(settings).ready("shapes-cnn")
         assert model.memory_format == getattr(torch, layout if layout == "channels_last" else "contiguous_format")
         atlases[layout] = Atlas(index_model(model, dataset, settings, layers=["stem.0", "block3"], k=5))
