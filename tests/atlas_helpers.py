@@ -73,6 +73,20 @@ def demo_atlas(root: Path, settings: Settings, images: int) -> Path:
     return root
 
 
+def small_atlas(root: Path, images: int, layers: list[str], k: int):
+    """shapes-cnn's atlas of `layers` on `images` held-out demo scenes under `root`, and the settings of an app
+    that serves it (the demo models only): (settings, model, dataset, atlas)."""
+    from app.atlas.reader import Atlas
+    from tests.conftest import DEMO_MODELS_ONLY
+
+    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
+                        auto_index_demo=False, **DEMO_MODELS_ONLY)
+    write_split(root / "demo", "heldout", images)
+    dataset = scan_folder(root / "demo" / "heldout" / "images")
+    model = load_store(settings).ready("shapes-cnn")
+    return settings, model, dataset, Atlas(index_model(model, dataset, settings, layers=layers, k=k))
+
+
 def two_datasets(root: Path, images: int = 24) -> tuple[Path, Path]:
     """Two image folders of different demo scenes, `root/alpha` and `root/beta` (alternate files of one
     held-out split, class folders kept), for a model with atlases on two datasets."""

@@ -13,13 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.atlas.annotations import KINDS, Annotation, AnnotationKind, Annotations, scope_of
-from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
-from app.atlas.reader import Atlas
 from app.atlas.registry import AtlasRegistry
-from app.demo.dataset import write_split
-from app.settings import Settings
-from app.store.store import load_store
+from tests.atlas_helpers import small_atlas
 from tests.test_api import assert_error
 
 LABEL = AnnotationKind("concept-label", 1, "the concept a unit's region overlaps best", "application/json", "atlas")
@@ -108,13 +103,7 @@ def test_the_scope_is_the_weights_or_the_weights_and_one_build_of_an_atlas():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("annotated")
-    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
-                        auto_index_demo=False, model_dirs=[])
-    write_split(root / "demo", "heldout", 12)
-    model = load_store(settings).ready("shapes-cnn")
-    atlas = Atlas(index_model(model, scan_folder(root / "demo" / "heldout" / "images"), settings,
-                              layers=["block4"], k=2))
+    settings, model, _, atlas = small_atlas(tmp_path_factory.mktemp("annotated"), 12, ["block4"], 2)
     return settings, model, atlas
 
 

@@ -13,16 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
-from app.atlas.reader import Atlas
 from app.atlas.schema import SCHEMA
 from app.atlas.statistics import STATISTICS, UNIT_SORTS, FinishedLayer, border_peaks
-from app.demo.dataset import write_split
 from app.engine.accumulators import Histogram
-from app.settings import Settings
-from app.store.store import load_store
-from tests.atlas_helpers import all_activations, brute_force_unit_stats
+from tests.atlas_helpers import all_activations, brute_force_unit_stats, small_atlas
 from tests.test_api import assert_error
 
 K = 4
@@ -61,14 +55,8 @@ def test_the_catalog_has_a_column_per_declared_statistic_and_the_sorts_follow_th
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("statistics")
-    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
-                        auto_index_demo=False, model_dirs=[])
-    write_split(root / "demo", "heldout", 40)
-    dataset = scan_folder(root / "demo" / "heldout" / "images")
-    model = load_store(settings).ready("shapes-cnn")
     layers = ["stem.0", "block4", "avgpool"]
-    atlas = Atlas(index_model(model, dataset, settings, layers=layers, k=K))
+    settings, model, dataset, atlas = small_atlas(tmp_path_factory.mktemp("statistics"), 40, layers, K)
     return settings, model, dataset, layers, atlas
 
 

@@ -12,27 +12,17 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.api.links import layer_page, unit_page
-from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
 from app.atlas.kinds import CHANNEL, UNIT_KINDS
 from app.atlas.layout import catalog
 from app.atlas.reader import Atlas
-from app.demo.dataset import write_split
 from app.errors import InvalidInput, LayerNotFound
-from app.settings import Settings
-from app.store.store import load_store
+from tests.atlas_helpers import small_atlas
 from tests.test_api import assert_error
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kinds")
-    settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
-                        auto_index_demo=False, model_dirs=[])
-    write_split(root / "demo", "heldout", 20)
-    model = load_store(settings).ready("shapes-cnn")
-    atlas = Atlas(index_model(model, scan_folder(root / "demo" / "heldout" / "images"), settings,
-                              layers=["block3", "block4"], k=3))
+    settings, _, _, atlas = small_atlas(tmp_path_factory.mktemp("kinds"), 20, ["block3", "block4"], 3)
     return settings, atlas
 
 

@@ -119,19 +119,21 @@ def model_detail(model: LoadedModel) -> ModelDetail:
                        layers=[layer_out(info) for info in model.layers])
 
 
-class SortKey(BaseModel):
-    id: str
-    label: str
-    order: Literal["asc", "desc"]
-    format: Literal["number", "percent", "count"]
-    description: str
+class Statistic(BaseModel):
+    """A per-unit quantity as app/atlas/statistics.py declares it, or the unit index."""
 
-
-class StatisticInfo(BaseModel):
     id: str
     label: str
     description: str
-    format: Literal["number", "percent", "count"]
+    format: Literal["number", "percent", "count"] = Field(description="How to write a value: `percent` is a "
+                                                                      "fraction shown as %.")
+
+
+class SortKey(Statistic):
+    order: Literal["asc", "desc"] = Field(description="Its natural direction.")
+
+
+class StatisticInfo(Statistic):
     sortable: bool = Field(description="A sort key of a layer's units, and so also in each unit's summary on the "
                                        "layer grid, not only on its page.")
 
