@@ -34,7 +34,7 @@ def test_without_a_listener_nothing_is_reported_and_the_maps_are_the_same():
 def test_a_request_starts_starting_and_reads_what_its_worker_wrote():
     progress = RequestProgress()
     assert progress.snapshot() == {"task": STARTING, "done": 0, "total": 0, "seconds": pytest.approx(0, abs=1),
-                                   "task_seconds": pytest.approx(0, abs=1)}
+                                   "task_seconds": pytest.approx(0, abs=1), "note": ""}
     progress(MAPS)
     progress("scorecam", 64, 500)
     snapshot = progress.snapshot()
@@ -92,6 +92,7 @@ def test_a_task_is_timed_from_its_first_report(monkeypatch):
     now[0] = 104.0
     progress("scorecam", 64, 500)  # the same task: its clock keeps running
     now[0] = 105.5
-    assert progress.snapshot() == {"task": "scorecam", "done": 64, "total": 500, "seconds": 5.5, "task_seconds": 4.5}
+    assert progress.snapshot() == {"task": "scorecam", "done": 64, "total": 500, "seconds": 5.5, "task_seconds": 4.5,
+                                   "note": "Score-CAM: 64 of 500 masked images"}
     progress("ablationcam", 0, 10)
     assert progress.snapshot()["task_seconds"] == 0

@@ -24,6 +24,8 @@ class ProgressOut(BaseModel):
     total: int = Field(description="Images the task runs in all; 0 for a task that is not counted.")
     seconds: float = Field(description="Since the request arrived.")
     task_seconds: float = Field(description="Since the task began: with done and total, an estimate of what is left.")
+    note: str = Field(description="The task in words for people, e.g. `Score-CAM: 12 of 96 masked images`; empty "
+                                  "for a quick task.")
 
 
 class InputOut(BaseModel):
@@ -322,7 +324,10 @@ class MethodInfo(BaseModel):
     needs_input_gradient: bool
     needs_guided_gradient: bool
     extra_forwards: str = Field(description="The extra forward passes it costs, e.g. `none`.")
+    reruns: str | None = Field(description="What those passes run, in words (none: it costs no extra pass).")
+    counts: str | None = Field(description="What its progress counts, in words, e.g. `masked images`.")
     resolution: str = Field(description="`layer` or `input`: where the map is computed.")
+    default: bool = Field(description="Among the methods the image page opens with.")
 
 
 class MethodList(BaseModel):

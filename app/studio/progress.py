@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from app.engine.cam import METHODS
+
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"  # long enough to be unguessable when random; safe in a URL path
 STARTING = "starting"  # queued for a worker thread, reading the image
 WAITING = "waiting"  # for the model's lock: another request is using the model
@@ -40,7 +42,21 @@ class RequestProgress:
         now = time.monotonic()
         with self._lock:
             return {"task": self._task, "done": self._done, "total": self._total,
-                    "seconds": round(now - self._started, 3), "task_seconds": round(now - self._task_started, 3)}
+                    "seconds": round(now - self._started, 3), "task_seconds": round(now - self._task_started, 3),
+                    "note": describe_task(self._task, self._done, self._total)}
+
+
+def describe_task(task: str, done: int, total: int) -> str:
+    """A task in words for people; empty for the quick ones (starting, the shared pass)."""
+    if task == WAITING:
+        return "waiting for the model (another request is using it)"
+    count = f"{done:,} of {total:,}"
+    if task == SCORING:
+        return f"{count} images" if total else ""
+    method = METHODS.get(task)
+    if method is None or not total:
+        return ""
+    return f"{method.name}: {count} {method.counts or 'passes'}"
 
 
 class ProgressBoard:

@@ -3,15 +3,14 @@
 // the page shows and how its picker groups the layers, and when a map has nothing to show.
 
 import { COLORMAPS } from "./colormaps.js";
-import { DEFAULT_METHODS } from "./vocabularies.js";
-
-export { DEFAULT_METHODS };
 const DEFAULT_OPACITY = 0.6;
 
-/** The view a query asks for; unknown method ids are dropped, so an old link still opens. */
-export function camViewState(query, methodIds) {
+/** The view a query asks for, given the server's methods ([{ id, default }], /api/methods): unknown method ids
+ *  are dropped, so an old link still opens; no `methods` at all gives the server's default ones. */
+export function camViewState(query, registry) {
+  const methodIds = registry.map((m) => m.id);
   const asked = (query.methods ?? "").split(",").map((id) => id.trim()).filter((id) => methodIds.includes(id));
-  const methods = [...new Set(query.methods === undefined ? DEFAULT_METHODS.filter((id) => methodIds.includes(id)) : asked)];
+  const methods = [...new Set(query.methods === undefined ? registry.filter((m) => m.default).map((m) => m.id) : asked)];
   const target = /^\d+$/.test(query.target ?? "") ? Number(query.target) : null;
   const opacity = Number(query.opacity);
   return {

@@ -3,7 +3,6 @@
 
 import { getJson } from "./api.js";
 import { apiUrl } from "./urls.js";
-import { EXTRA_FORWARDS, PROGRESS_TASKS } from "./vocabularies.js";
 
 const POLL_MS = 500;
 
@@ -47,16 +46,10 @@ export async function getJsonFollowed(url, { signal, onProgress }) {
   }
 }
 
-/** What a progress answer means to a person; `methods`: id -> the registry entry. Empty for quick tasks. */
-export function describeProgress(progress, methods) {
-  const { task, total } = progress;
-  if (task === PROGRESS_TASKS.waiting) return "waiting for the model (another request is using it)";
-  const count = `${progress.done.toLocaleString("en")} of ${total.toLocaleString("en")}`;
-  if (task === PROGRESS_TASKS.scoring) return total ? `${count} images${timeLeft(progress)}` : "";
-  const method = methods.get(task);
-  if (!method || !total) return "";
-  const what = method.extra_forwards === EXTRA_FORWARDS.perChannel ? "masked images" : "channels ablated";
-  return `${method.name}: ${count} ${what}${timeLeft(progress)}`;
+/** What a progress answer means to a person: the server's words for its task (`note`, empty for quick tasks),
+ *  and, once the pace is known, about how long is left. */
+export function describeProgress(progress) {
+  return progress.note ? `${progress.note}${timeLeft(progress)}` : "";
 }
 
 // " · about 40 s left", from the task's pace so far; nothing while the pace is not yet known.
@@ -69,6 +62,6 @@ function timeLeft({ done, total, task_seconds: seconds }) {
 /** An `onProgress` for a panel that waits: while another request holds the model, it says so in `element`
  *  (a bare "…" would look like a hang). */
 export const noteWaiting = (element) => (progress) => {
-  const note = describeProgress(progress, new Map());
+  const note = describeProgress(progress);
   if (note) element.textContent = `${note[0].toUpperCase()}${note.slice(1)}.`;
 };

@@ -1,20 +1,8 @@
-// Every vocabulary the front end shares with the server, in one place: read from the API where an endpoint
-// lists it, and written out here (with where the server declares it) only where none does yet.
-//   From the API: the layer page's sorts (GET /api/statistics), the CAM methods (GET /api/methods).
-//   No endpoint yet: progress task names (app/studio/progress.py), the CAM methods' cost kinds
-//   (`extra_forwards`, app/engine/cam/base.py) and which methods the image page opens with.
+// Every vocabulary the front end shares with the server, in one place, read from the API: the layer page's
+// sorts and the statistics (GET /api/statistics), the CAM methods with their costs in words and which ones
+// the image page opens with (GET /api/methods). Progress answers carry their own words (`note`).
 
 import { camMethods, statistics } from "./data.js";
-
-/** The methods the image page opens with: three maps from one forward and one backward pass, cheap on any
- *  model and different enough to compare (ids of /api/methods, which marks no default). */
-export const DEFAULT_METHODS = Object.freeze(["gradcam", "gradcampp", "layercam"]);
-
-/** The task an /api/progress answer names, besides a running method's own id. */
-export const PROGRESS_TASKS = Object.freeze({ starting: "starting", waiting: "waiting", maps: "maps", scoring: "scoring" });
-
-/** What a CAM method costs beyond the shared pass (its `extra_forwards`). */
-export const EXTRA_FORWARDS = Object.freeze({ none: "none", perChannel: "per-channel" });
 
 let sortsMissing = false;
 

@@ -2,14 +2,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { camQuery, camViewState, DEFAULT_METHODS, hasNothingPositive, layerChoice, newImageQuery } from "../js/cam-view.js";
+import { camQuery, camViewState, hasNothingPositive, layerChoice, newImageQuery } from "../js/cam-view.js";
 import { withQuery } from "../js/urls.js";
 
-const IDS = ["gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "guided-gradcam"];
+// The server's methods (a stub of /api/methods: ids, and which ones the page opens with).
+const DEFAULTS = ["gradcam", "gradcampp", "layercam"];
+const IDS = ["gradcam", "gradcampp", "xgradcam", "layercam", "scorecam", "guided-gradcam"].map((id) => ({
+  id, default: DEFAULTS.includes(id) }));
 
 test("no query: the default methods, the top class, viridis at 0.6, ReLU, no metrics", () => {
   assert.deepEqual(camViewState({}, IDS),
-    { methods: DEFAULT_METHODS, target: null, colormap: "viridis", opacity: 0.6, relu: true, metrics: false });
+    { methods: DEFAULTS, target: null, colormap: "viridis", opacity: 0.6, relu: true, metrics: false });
 });
 
 test("a view round-trips through its query", () => {

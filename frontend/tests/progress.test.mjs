@@ -4,36 +4,29 @@ import { test } from "node:test";
 
 import { describeProgress, followProgress, progressToken } from "../js/progress.js";
 
-const METHODS = new Map([
-  ["gradcam", { name: "Grad-CAM", extra_forwards: "none" }],
-  ["scorecam", { name: "Score-CAM", extra_forwards: "per-channel" }],
-  ["ablationcam", { name: "Ablation-CAM", extra_forwards: "per-channel-after-layer" }],
-]);
+// Progress answers carry the server's words for their task (app/studio/progress.py `describe_task`, tested
+// in tests/test_progress_words.py); the page adds how long is left once the pace is known.
+const at = (note, done, total, taskSeconds) => ({ task: "scorecam", done, total, note, seconds: taskSeconds + 1,
+  task_seconds: taskSeconds });
 
-test("each task in words: waiting, a method's batches, scoring; quick steps say nothing", () => {
-  const say = (task, done = 0, total = 0) => describeProgress({ task, done, total, seconds: 1, task_seconds: 1 },
-    METHODS);
-  assert.equal(say("waiting"), "waiting for the model (another request is using it)");
-  assert.equal(say("scorecam", 128, 500), "Score-CAM: 128 of 500 masked images");
-  assert.equal(say("ablationcam", 64, 192), "Ablation-CAM: 64 of 192 channels ablated");
-  assert.equal(say("scoring", 1024, 25092), "1,024 of 25,092 images");
-  assert.equal(say("maps"), "");
-  assert.equal(say("scoring"), "");
-  assert.equal(say("starting"), "");
-  assert.equal(say("an-unknown-task", 1, 2), "");
+test("a task in the server's words; a quick task (no words) says nothing", () => {
+  assert.equal(describeProgress({ task: "waiting", done: 0, total: 0, seconds: 1, task_seconds: 1,
+    note: "waiting for the model (another request is using it)" }), "waiting for the model (another request is using it)");
+  assert.equal(describeProgress({ task: "maps", done: 0, total: 0, seconds: 1, task_seconds: 1, note: "" }), "");
+  assert.equal(describeProgress({ task: "maps", done: 0, total: 0, seconds: 1, task_seconds: 1 }), "");  // an older server
 });
 
 test("past two seconds into a task, its pace so far estimates what is left", () => {
-  const say = (done, total, taskSeconds) =>
-    describeProgress({ task: "scorecam", done, total, seconds: taskSeconds + 1, task_seconds: taskSeconds }, METHODS);
+  const say = (done, total, taskSeconds) => describeProgress(at(`Score-CAM: ${done} of ${total} masked images`, done,
+    total, taskSeconds));
   assert.equal(say(100, 500, 10), "Score-CAM: 100 of 500 masked images · about 40 s left");
-  assert.equal(say(100, 2048, 10), "Score-CAM: 100 of 2,048 masked images · about 3 min left");  // 195 s
+  assert.equal(say(100, 2048, 10), "Score-CAM: 100 of 2048 masked images · about 3 min left");  // 195 s
   assert.equal(say(499, 500, 10), "Score-CAM: 499 of 500 masked images · about 1 s left");
   assert.equal(say(100, 500, 1.5), "Score-CAM: 100 of 500 masked images");  // too early to tell
   assert.equal(say(0, 500, 10), "Score-CAM: 0 of 500 masked images");
   assert.equal(say(500, 500, 10), "Score-CAM: 500 of 500 masked images");
-  assert.equal(describeProgress({ task: "scoring", done: 36, total: 72, seconds: 9, task_seconds: 4 }, METHODS),
-    "36 of 72 images · about 4 s left");
+  assert.equal(describeProgress({ task: "scoring", done: 36, total: 72, seconds: 9, task_seconds: 4,
+    note: "36 of 72 images" }), "36 of 72 images · about 4 s left");
 });
 
 test("tokens are 32 hex digits, different each time, and match the server's pattern", () => {

@@ -23,6 +23,7 @@ from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
 from app.api.schemas import CamAnswer, MethodList
 from app.engine.cam import METHODS
+from app.engine.cam.registry import DEFAULT_METHODS
 from app.errors import RequestCancelled
 from app.settings import Settings
 from app.store.store import LoadedModel, ModelStore
@@ -47,7 +48,8 @@ REVALIDATE = "no-cache"
 @router.get("/methods", response_model=MethodList,
             summary="Every CAM method: id, name, description, paper, and what it costs")
 def list_methods() -> FastJSONResponse:
-    return FastJSONResponse({"methods": [method.describe() for method in METHODS.values()]})
+    return FastJSONResponse({"methods": [{**method.describe(), "default": method.id in DEFAULT_METHODS}
+                                         for method in METHODS.values()]})
 
 
 @router.get("/images/{image_id}/cam", response_model=CamAnswer, responses=ERRORS | NOT_MODIFIED,

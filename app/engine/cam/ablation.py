@@ -30,6 +30,7 @@ class AblationCAM(CamMethod):
                  "papers/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_"
                  "Localization_WACV_2020_paper.pdf")
     extra_forwards = PER_CHANNEL_AFTER_LAYER
+    counts = "channels ablated"
 
     def ablated_value(self, activations: torch.Tensor) -> float:
         """What an ablated channel is set to."""

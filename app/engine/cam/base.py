@@ -18,6 +18,9 @@ from torch.nn import functional as F
 NO_EXTRA_FORWARDS = "none"
 PER_CHANNEL = "per-channel"  # one masked input per distinct channel map, through the whole model
 PER_CHANNEL_AFTER_LAYER = "per-channel-after-layer"  # one ablated layer output per channel, layers after it only
+# What those passes run, in words for people (the front end shows it rather than decoding the vocabulary).
+RERUNS = {NO_EXTRA_FORWARDS: None, PER_CHANNEL: "the whole model",
+          PER_CHANNEL_AFTER_LAYER: "the layers after the explained layer"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class CamMethod:
     needs_input_gradient: ClassVar[bool] = False  # d score / d input
     needs_guided_gradient: ClassVar[bool] = False  # guided backpropagation to the input (a second backward)
     extra_forwards: ClassVar[str] = NO_EXTRA_FORWARDS
+    counts: ClassVar[str | None] = None  # what its extra passes are, as its progress counts them
     resolution: ClassVar[str] = "layer"  # the raw map's size: the layer's (h, w) or the input's (H, W)
 
     def compute(self, evidence: Evidence, rerun: Rerun) -> torch.Tensor:
@@ -100,7 +104,7 @@ class CamMethod:
         return {"id": self.id, "name": self.name, "description": self.description, "reference": self.reference,
                 "needs_gradients": self.needs_gradients, "needs_input_gradient": self.needs_input_gradient,
                 "needs_guided_gradient": self.needs_guided_gradient, "extra_forwards": self.extra_forwards,
-                "resolution": self.resolution}
+                "reruns": RERUNS[self.extra_forwards], "counts": self.counts, "resolution": self.resolution}
 
 
 def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:

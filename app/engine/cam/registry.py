@@ -15,3 +15,6 @@ METHODS: dict[str, CamMethod] = {method.id: method for method in (
     GradCAM(), GradCAMPlusPlus(), XGradCAM(), HiResCAM(), LayerCAM(), EigenCAM(), EigenGradCAM(), ScoreCAM(),
     AblationCAM(), Saliency(), GuidedGradCAM(),
 )}
+# What the image page opens with: three maps from one forward and one backward pass, cheap on any model and
+# different enough to compare.
+DEFAULT_METHODS = ("gradcam", "gradcampp", "layercam")

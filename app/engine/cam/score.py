@@ -42,6 +42,7 @@ class ScoreCAM(CamMethod):
     description = "Channels weighted by the target's probability on the image masked by each channel."
     reference = "Wang et al., Score-CAM, CVPR workshops 2020, https://arxiv.org/abs/1910.01279"
     extra_forwards = PER_CHANNEL
+    counts = "masked images"
 
     def channel_weights(self, logits: torch.Tensor, target: int) -> torch.Tensor:
         """(c, classes) logits of the c masked inputs -> (c,) channel weights."""

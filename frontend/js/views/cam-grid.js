@@ -8,7 +8,6 @@ import { html } from "../dom.js";
 import { decodeMaps, drawColorbar, drawHeatmap, loadImage } from "../maps.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
 import { apiUrl } from "../urls.js";
-import { EXTRA_FORWARDS } from "../vocabularies.js";
 
 /** `after`: a promise the first request waits for (the page's quick requests, which would otherwise queue
  *  for the model behind a slow method). */
@@ -30,7 +29,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     </div>
     <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
       <label class="chip" title="${m.description}${costNote(m, layer, channels)}"><input type="checkbox" name="method"
-        value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${m.extra_forwards === EXTRA_FORWARDS.none ? ""
+        value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${!m.reruns ? ""
         : html`<span class="cost" title="one pass per channel">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
     <div class="cam-legend"><span class="small muted legend-low"></span><canvas width="256" height="1" aria-hidden="true"></canvas>
       <span class="small muted">max</span><span class="small muted legend-note"></span></div>
@@ -92,7 +91,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     const computing = () => {
       const seconds = Math.floor((performance.now() - started) / 1000);
       status.innerHTML = html`Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…${
-        progressNote(progress, registry)}${seconds ? ` · ${seconds} s` : ""}`;
+        progressNote(progress)}${seconds ? ` · ${seconds} s` : ""}`;
     };
     computing();
     status.setAttribute("aria-busy", "true");  // screen readers announce the outcome, not every tick
@@ -159,7 +158,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     try {
       const body = await getJsonFollowed(apiUrl.cam(imageId, { ...params(), metrics: METRICS }), {
         signal: controller.signal,
-        onProgress: (found) => { note.innerHTML = html`Scoring faithfulness…${progressNote(found, registry)}`; },
+        onProgress: (found) => { note.innerHTML = html`Scoring faithfulness…${progressNote(found)}`; },
       });
       for (const shown of body.maps) {
         const badges = grid.querySelector(`.cam-card[data-method="${shown.method}"] .badges`);
@@ -220,17 +219,16 @@ const fileName = (imageId, layer, target, method) =>
   `${imageId}-${layer}-class${target}-${method}.png`.replace(/[^\w.-]+/g, "_");
 
 // " [bar] Score-CAM: 128 of 500 masked images", or nothing while there is nothing worth saying.
-function progressNote(progress, registry) {
-  const text = progress ? describeProgress(progress, registry) : "";
+function progressNote(progress) {
+  const text = progress ? describeProgress(progress) : "";
   if (!text) return "";
   return html` ${progress.total ? html`<progress max="${progress.total}" value="${progress.done}"></progress> ` : ""}${text}`;
 }
 
 // Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
 function costNote(method, layer, channels) {
-  if (method.extra_forwards === EXTRA_FORWARDS.none) return "";
-  const what = method.extra_forwards === EXTRA_FORWARDS.perChannel ? "the whole model" : `the layers after ${layer}`;
-  return `. Runs ${what} once per channel of ${layer}${channels ? ` (${channels} passes)` : ""}, in batches.`;
+  if (!method.reruns) return "";
+  return `. Runs ${method.reruns} once per channel of ${layer}${channels ? ` (${channels} passes)` : ""}, in batches.`;
 }
 
 /** One map's scores as badges, each saying which way is better. */

@@ -62,7 +62,7 @@ export async function mountImage(root, { params, query, signal }) {
   // The atlas fired units are ranked against: the one a link names, else the model's default.
   const atlas = atlases.find((a) => a.dataset === query.dataset) ?? atlases.find((a) => a.default) ?? atlases[0] ?? null;
   const { layer, groups, indexed } = layerChoice(model.layers, atlas, query.layer);
-  const cams = camViewState(query, methods.map((m) => m.id));
+  const cams = camViewState(query, methods);
   if (cams.target !== null && cams.target >= model.labels.length) cams.target = null;
   // A dataset named by the link stays in it; without one, the default atlas is used and the link stays short.
   const named = query.dataset && query.dataset === atlas?.dataset ? query.dataset : undefined;
