@@ -74,3 +74,28 @@ def test_page_paths_carry_a_kind_other_than_a_channel():
     assert unit_page("m", "features.3", 7, "demo", "feature") == "/m/m/features.3/feature/7?dataset=demo"
     assert layer_page("m", "features.3", "demo") == "/m/m/features.3?dataset=demo"
     assert layer_page("m", "features.3", "demo", "feature") == "/m/m/features.3/feature?dataset=demo"
+
+
+def test_an_atlas_from_before_kinds_is_stale_not_a_crash(built, tmp_path):
+    """A format-3 catalog (no `kind` column): the registry reads only its metadata, lists it as stale, and a
+    request for it answers 409 with the rebuild command (it was a sqlite3 error while listing the model's
+    atlases, found when the load bench opened last week's data directory)."""
+    settings, atlas = built
+    old = atlas.folder.parent / "old"
+    shutil.copytree(atlas.folder, old)
+    with sqlite3.connect(catalog(old)) as db:
+        db.executescript("""
+            CREATE TABLE layers_v3 AS SELECT idx, name, type, units, height, width FROM layers;
+            DROP TABLE layers; ALTER TABLE layers_v3 RENAME TO layers;
+            UPDATE meta SET value = '3' WHERE key = 'format';""")
+    db.close()
+    try:
+        with TestClient(create_app(settings)) as client:
+            listed = client.get("/api/models/shapes-cnn/atlases")
+            assert listed.status_code == 200 and [a["dataset"] for a in listed.json()["atlases"]] == [atlas.dataset]
+            assert_error(client.get("/api/models/shapes-cnn/layers/block4/units", params={"dataset": "old"}), 409,
+                         "atlas_missing", "built by an older Fovea")
+            current = client.get("/api/models/shapes-cnn/layers/block4/units/0", params={"dataset": atlas.dataset})
+            assert current.status_code == 200
+    finally:
+        shutil.rmtree(old)

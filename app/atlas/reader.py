@@ -29,11 +29,23 @@ class AtlasLayer:
     width: int
 
 
+def read_meta(folder: Path) -> dict:
+    """An atlas's metadata alone: what any atlas, of any format, can be asked before it is read (the registry
+    reads an older one's only to know it is stale)."""
+    db = sqlite3.connect(f"file:{catalog(folder)}?mode=ro", uri=True)
+    try:
+        return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+    finally:
+        db.close()
+
+
 class Atlas:
+    """A current atlas (app/atlas/registry.py `is_current`): an older one's tables may differ."""
+
     def __init__(self, folder: Path):
         self.folder = folder
+        self.meta = read_meta(folder)
         with self._connect() as db:
-            self.meta = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
             indexed = [AtlasLayer(*row) for row in db.execute(
                 "SELECT idx, name, kind, type, units, height, width FROM layers ORDER BY idx")]
         self.by_kind = {(layer.kind, layer.name): layer for layer in indexed}

@@ -8,7 +8,7 @@ from pathlib import Path
 from app.atlas.build import build_progress
 from app.atlas.datasets import is_dataset_name
 from app.atlas.layout import atlases_root, catalog, is_hidden
-from app.atlas.reader import Atlas
+from app.atlas.reader import Atlas, read_meta
 from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.statistics import STATISTICS
 from app.errors import AtlasMissing, NotFound
@@ -26,7 +26,8 @@ class AtlasRegistry:
     def __init__(self, data_dir: Path):
         self.root = atlases_root(data_dir)
         self.data_dir = data_dir
-        self._open: dict[Path, tuple[tuple[int, int], Atlas]] = {}
+        # Per folder, for the catalog file it has now: its metadata, and the Atlas once a current one is read.
+        self._open: dict[Path, tuple[tuple[int, int], dict, Atlas | None]] = {}
         self._lock = threading.Lock()
 
     def datasets(self, model_id: str) -> list[str]:
@@ -45,7 +46,7 @@ class AtlasRegistry:
                 continue
             if not catalog(path).is_file():
                 continue  # no catalog: not a finished atlas
-            meta = self._opened(path).meta
+            meta = self._meta(path)
             if is_current(meta):
                 found.append((path.name != DEFAULT_DATASET, meta.get("first_built", meta["created"]), path.name))
             else:
@@ -77,15 +78,24 @@ class AtlasRegistry:
             return []
         return [folder.name for folder in sorted(self.root.iterdir()) if dataset in self.datasets(folder.name)]
 
+    def _meta(self, folder: Path) -> dict:
+        return self._cached(folder, read=False)[0]
+
     def _opened(self, folder: Path) -> Atlas:
+        """The Atlas of a folder that `_scan` found current."""
+        return self._cached(folder, read=True)[1]
+
+    def _cached(self, folder: Path, read: bool) -> tuple[dict, Atlas | None]:
         stat = catalog(folder).stat()
         version = (stat.st_ino, stat.st_mtime_ns)  # a rebuild swaps in a new file
         with self._lock:
             cached = self._open.get(folder)
             if cached is None or cached[0] != version:
-                cached = (version, Atlas(folder))
-                self._open[folder] = cached
-            return cached[1]
+                cached = (version, read_meta(folder), None)
+            if read and cached[2] is None:
+                cached = (version, cached[1], Atlas(folder))
+            self._open[folder] = cached
+            return cached[1], cached[2]
 
     def _missing(self, model_id: str, dataset: str | None, available: list[str], stale: set[str]) -> AtlasMissing:
         wanted = dataset or DEFAULT_DATASET
