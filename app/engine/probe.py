@@ -22,10 +22,11 @@ def layer_output(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Te
     """(n, c, h, w) output of `layer` on `images`, computed without gradients and detached from any later
     in-place change."""
     with torch.no_grad():
-        return _run_to(model, layer, images).clone()
+        return run_to(model, layer, images).clone()
 
 
-def _run_to(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
+def run_to(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """`layer`'s output on `images`, in the caller's autograd mode, the forward pass abandoned at the layer."""
     captured: list[torch.Tensor] = []
 
     def stop(_name: str, output) -> None:
@@ -79,7 +80,7 @@ def receptive_field(model: nn.Module, layer: str, input_size: tuple[int, int],
     images = torch.randn((4, 3, *input_size), generator=generator).to(device).requires_grad_(True)
     try:
         with torch.enable_grad():
-            output = _run_to(model, layer, images)
+            output = run_to(model, layer, images)
             h, w = output.shape[2:]
             (gradient,) = torch.autograd.grad(output[:, :, h // 2, w // 2].sum(), images)
     except (RuntimeError, TypeError, IndexError, ValueError):  # no gradient path, or not a map

@@ -1,0 +1,60 @@
+"""The optimisation: a batch of parameterised images, each step transformed, normalised as the model takes
+its inputs, run only as far as the target layer (the rest of the model never runs), scored by the objective,
+and stepped by Adam. The model is not changed: its weights are frozen at load and only the images' parameters
+are optimised; the one hook that stops the pass at the layer lives for one call (app/engine/hooks.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from app.engine.featurevis.objectives import Objective
+from app.engine.featurevis.param import FourierImage, PixelImage
+from app.engine.featurevis.transforms import Transform, standard_transforms
+from app.engine.probe import run_to
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What a rendering depends on besides the model, layer and objective: recorded with each image."""
+
+    steps: int = 256
+    size: tuple[int, int] = (128, 128)
+    param: Literal["fft", "pixels"] = "fft"
+    learning_rate: float = 0.05
+    transforms: bool = True
+    seed: int = 0
+
+
+def render(model: nn.Module, layer: str, objective: Objective, batch: int, settings: RenderSettings,
+           to_input: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
+           progress: Progress | None = None, checkpoint: Callable[[], None] | None = None) -> torch.Tensor:
+    """(batch, 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`.
+    `to_input` maps such images to what the model takes (normalisation, memory format); `checkpoint()` runs
+    before each step and may raise to stop. The caller holds the model's lock."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    kind = FourierImage if settings.param == "fft" else PixelImage
+    image = kind(batch, settings.size, generator).to(device)
+    transform: Transform | None = standard_transforms() if settings.transforms else None
+    optimizer = torch.optim.Adam(image.parameters(), lr=settings.learning_rate)
+    for step in range(settings.steps):
+        if checkpoint is not None:
+            checkpoint()
+        optimizer.zero_grad(set_to_none=True)
+        pictures = image()
+        if transform is not None:
+            pictures = transform(pictures, generator)
+        with torch.enable_grad():
+            loss = objective(run_to(model, layer, to_input(pictures))).sum()
+        loss.backward()
+        optimizer.step()
+        if progress is not None:
+            progress(step + 1, settings.steps)
+    with torch.no_grad():
+        return image().detach().cpu()

@@ -1,0 +1,152 @@
+"""Feature visualisation's engine (app/engine/featurevis/): objectives, the Fourier parameterisation and its
+constants against hand-computed numbers; a batched rendering in which item i serves unit i; the forward pass
+stopped at the layer; the model unchanged and no hook left; the same seed, the same images."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from app.engine.featurevis import FourierImage, channel, direction, diversity, neuron, render
+from app.engine.featurevis.param import COLOR_CORRELATION, frequency_scale
+from app.engine.featurevis.render import RenderSettings
+from app.engine.hooks import hook_count
+
+A = torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2)  # item 0: channels 0-3, 4-7, 8-11; item 1: 12-23
+
+
+def test_objectives_by_hand():
+    assert channel([0, 2])(A).tolist() == [-1.5, -21.5]  # -mean(0..3), -mean(20..23)
+    assert neuron([1, 0])(A).tolist() == [-7.0, -15.0]  # the centre (1, 1) of a 2 x 2 map: its last value
+    vectors = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
+    assert direction(vectors)(A).tolist() == [-(1.5 - 9.5), -2 * 17.5]
+    total = channel([0, 2]) + 2 * neuron([1, 0])
+    assert total(A).tolist() == [-1.5 - 14.0, -21.5 - 30.0] and "channel" in total.name
+    assert (-channel([0, 2]))(A).tolist() == [1.5, 21.5]
+
+
+def test_diversity_is_the_cosine_similarity_of_gram_matrices_to_the_other_items():
+    same = torch.ones(3, 2, 2, 2)
+    assert diversity()(same).tolist() == pytest.approx([2.0, 2.0, 2.0])  # two others, each similarity 1
+    apart = torch.zeros(2, 2, 1, 1)
+    apart[0, 0], apart[1, 1] = 1.0, 1.0  # Gram matrices with disjoint support
+    assert diversity()(apart).tolist() == [0.0, 0.0]
+
+
+def test_the_spectrum_is_scaled_by_one_over_frequency_as_lucid_does():
+    scale = frequency_scale((4, 4))  # fy = 0, .25, -.5, -.25; fx = 0, .25, .5; f floored at 1/4
+    assert scale[0].tolist() == pytest.approx([4.0, 4.0, 2.0])
+    assert scale[1, 1] == pytest.approx(1 / math.sqrt(0.125)) and scale[2, 2] == pytest.approx(1 / math.sqrt(0.5))
+
+
+def test_the_colour_decorrelation_is_lucids_matrix_with_its_largest_column_of_norm_one():
+    svd_sqrt = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+    largest = math.sqrt(0.26 ** 2 + 0.27 ** 2 + 0.27 ** 2)  # the first column's norm
+    assert torch.allclose(COLOR_CORRELATION, svd_sqrt / largest)
+    assert COLOR_CORRELATION.norm(dim=0).max() == pytest.approx(1.0)
+
+
+def test_a_fourier_image_by_hand():
+    image = FourierImage(1, (4, 4), torch.Generator().manual_seed(0), decorrelate=False)
+    with torch.no_grad():
+        image.spectrum.zero_()
+        assert torch.equal(image(), torch.full((1, 3, 4, 4), 0.5))  # sigmoid(0)
+        image.spectrum[0, 1, 0, 0, 0] = 2.0  # the green channel's DC: 2 * scale 4 / sqrt(16) (ortho) / 4
+        assert torch.allclose(image()[0, 1], torch.full((4, 4), 1 / (1 + math.exp(-0.5))))
+
+
+class Picker(nn.Module):
+    """`pick` copies the input's channels (its 1 x 1 weights are the identity); `after` must never run."""
+
+    def __init__(self):
+        super().__init__()
+        self.pick = nn.Conv2d(3, 3, 1, bias=False)
+        self.after = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.pick.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+
+    def forward(self, x):
+        return self.after(self.pick(x))
+
+
+@pytest.fixture
+def picker() -> nn.Module:
+    torch.manual_seed(0)
+    return Picker().eval().requires_grad_(False)
+
+
+FAST = RenderSettings(steps=40, size=(16, 16), param="pixels", learning_rate=0.1, transforms=False)
+
+
+def test_item_i_serves_unit_i_and_the_pass_stops_at_the_layer(picker):
+    ran_after = []
+    handle = picker.after.register_forward_hook(lambda *_: ran_after.append(True))
+    try:
+        steps = []
+        images = render(picker, "pick", channel([0, 1, 2]), 3, FAST, to_input=lambda x: x,
+                        progress=lambda done, total: steps.append((done, total)))
+    finally:
+        handle.remove()
+    assert ran_after == [] and steps[-1] == (40, 40) and len(steps) == 40
+    means = images.mean(dim=(2, 3))  # (item, channel)
+    for unit in range(3):
+        assert means[unit, unit] > 0.9  # pushed towards 1 by the sigmoid's gradient
+        assert all(means[unit, unit] > means[other, unit] + 0.3 for other in range(3) if other != unit)
+
+
+def test_the_model_is_unchanged_and_no_hook_is_left(picker):
+    before = {key: value.clone() for key, value in picker.state_dict().items()}
+    render(picker, "pick", channel([0, 1]) + 0.1 * diversity(), 2,
+           RenderSettings(steps=3, size=(24, 24)), to_input=lambda x: (x - 0.5) / 0.25)
+    assert hook_count(picker) == 0 and not picker.training
+    assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
+    assert not any(p.requires_grad or p.grad is not None for p in picker.parameters())
+
+
+def test_the_same_seed_gives_the_same_images(picker):
+    settings = RenderSettings(steps=4, size=(24, 24), seed=7)  # Fourier images and random transforms
+    first = render(picker, "pick", neuron([0, 2]), 2, settings, to_input=lambda x: x)
+    again = render(picker, "pick", neuron([0, 2]), 2, settings, to_input=lambda x: x)
+    other = render(picker, "pick", neuron([0, 2]), 2, RenderSettings(steps=4, size=(24, 24), seed=8),
+                   to_input=lambda x: x)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == (2, 3, 24, 24) and 0 < first.min() and first.max() < 1
+
+
+def test_a_checkpoint_can_stop_the_work(picker):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def checkpoint():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        render(picker, "pick", channel([0]), 1, FAST, to_input=lambda x: x, checkpoint=checkpoint)
+    assert hook_count(picker) == 0
+
+
+def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path):
+    """Fourier images, Lucid's transforms, the model's own normalisation: after a short optimisation each
+    unit answers its own image more than the other units' images."""
+    from app.engine.probe import layer_output
+    from app.settings import Settings
+    from app.store.store import load_store
+    from tests.conftest import DEMO_MODELS_ONLY
+
+    model = load_store(Settings(data_dir=tmp_path, device="cpu", **DEMO_MODELS_ONLY)).ready("shapes-cnn")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.card.input.mean, model.card.input.std))
+    units = [3, 17, 42, 80]
+    with model.lock:
+        images = render(model.module, "block3", channel(units), len(units),
+                        RenderSettings(steps=24, size=(64, 64), learning_rate=0.05),
+                        to_input=lambda x: model.as_input((x - mean) / std))
+        answers = layer_output(model.module, "block3", model.as_input((images - mean) / std))[:, units].mean(dim=(2, 3))
+    for i in range(len(units)):  # answers[image, unit]
+        assert answers[i, i] > max(answers[j, i] for j in range(len(units)) if j != i), answers
