@@ -50,7 +50,7 @@ def test_the_colour_decorrelation_is_lucids_matrix_with_its_largest_column_of_no
 
 
 def test_a_fourier_image_by_hand():
-    image = FourierImage(1, (4, 4), torch.Generator().manual_seed(0), decorrelate=False)
+    image = FourierImage([0], (4, 4), decorrelate=False)
     with torch.no_grad():
         image.spectrum.zero_()
         assert torch.equal(image(), torch.full((1, 3, 4, 4), 0.5))  # sigmoid(0)
@@ -86,7 +86,7 @@ def test_item_i_serves_unit_i_and_the_pass_stops_at_the_layer(picker):
     handle = picker.after.register_forward_hook(lambda *_: ran_after.append(True))
     try:
         steps = []
-        images = render(picker, "pick", channel([0, 1, 2]), 3, FAST, to_input=lambda x: x,
+        images = render(picker, "pick", channel([0, 1, 2]), [0, 1, 2], FAST, to_input=lambda x: x,
                         progress=lambda done, total: steps.append((done, total)))
     finally:
         handle.remove()
@@ -99,7 +99,7 @@ def test_item_i_serves_unit_i_and_the_pass_stops_at_the_layer(picker):
 
 def test_the_model_is_unchanged_and_no_hook_is_left(picker):
     before = {key: value.clone() for key, value in picker.state_dict().items()}
-    render(picker, "pick", channel([0, 1]) + 0.1 * diversity(), 2,
+    render(picker, "pick", channel([0, 1]) + 0.1 * diversity(), [0, 1],
            RenderSettings(steps=3, size=(24, 24)), to_input=lambda x: (x - 0.5) / 0.25)
     assert hook_count(picker) == 0 and not picker.training
     assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
@@ -108,9 +108,9 @@ def test_the_model_is_unchanged_and_no_hook_is_left(picker):
 
 def test_the_same_seed_gives_the_same_images(picker):
     settings = RenderSettings(steps=4, size=(24, 24), seed=7)  # Fourier images and random transforms
-    first = render(picker, "pick", neuron([0, 2]), 2, settings, to_input=lambda x: x)
-    again = render(picker, "pick", neuron([0, 2]), 2, settings, to_input=lambda x: x)
-    other = render(picker, "pick", neuron([0, 2]), 2, RenderSettings(steps=4, size=(24, 24), seed=8),
+    first = render(picker, "pick", neuron([0, 2]), [0, 2], settings, to_input=lambda x: x)
+    again = render(picker, "pick", neuron([0, 2]), [0, 2], settings, to_input=lambda x: x)
+    other = render(picker, "pick", neuron([0, 2]), [0, 2], RenderSettings(steps=4, size=(24, 24), seed=8),
                    to_input=lambda x: x)
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.shape == (2, 3, 24, 24) and 0 < first.min() and first.max() < 1
@@ -128,7 +128,7 @@ def test_a_checkpoint_can_stop_the_work(picker):
             raise Stop
 
     with pytest.raises(Stop):
-        render(picker, "pick", channel([0]), 1, FAST, to_input=lambda x: x, checkpoint=checkpoint)
+        render(picker, "pick", channel([0]), [0], FAST, to_input=lambda x: x, checkpoint=checkpoint)
     assert hook_count(picker) == 0
 
 
@@ -144,9 +144,87 @@ def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path):
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.card.input.mean, model.card.input.std))
     units = [3, 17, 42, 80]
     with model.lock:
-        images = render(model.module, "block3", channel(units), len(units),
+        images = render(model.module, "block3", channel(units), units,
                         RenderSettings(steps=24, size=(64, 64), learning_rate=0.05),
                         to_input=lambda x: model.as_input((x - mean) / std))
         answers = layer_output(model.module, "block3", model.as_input((images - mean) / std))[:, units].mean(dim=(2, 3))
     for i in range(len(units)):  # answers[image, unit]
         assert answers[i, i] > max(answers[j, i] for j in range(len(units)) if j != i), answers
+
+
+def test_a_batch_of_units_renders_what_each_unit_renders_alone():
+    """Same seed: batching never mixes units (each item starts from its own seed, the transforms are drawn
+    alike for all, and nothing in the pass couples items)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3)).eval()
+    model.requires_grad_(False)
+    settings = RenderSettings(steps=6, size=(32, 32), seed=3)  # Fourier images and random transforms
+    units = [5, 0, 3]
+    batched = render(model, "3", channel(units), units, settings, to_input=lambda x: x)
+    for i, unit in enumerate(units):
+        alone = render(model, "3", channel([unit]), [unit], settings, to_input=lambda x: x)
+        assert torch.allclose(batched[i], alone[0], atol=1e-4), unit
+
+
+def test_the_pass_stopped_at_the_layer_gives_what_the_full_forward_gives(picker):
+    from app.engine.probe import run_to
+
+    x = torch.rand(2, 3, 8, 8)
+    full = []
+    handle = picker.pick.register_forward_hook(lambda _m, _i, output: full.append(output.clone()))
+    try:
+        picker(x)
+    finally:
+        handle.remove()
+    assert torch.equal(run_to(picker, "pick", x), full[0])
+
+
+def one_filter(weight: torch.Tensor) -> nn.Module:
+    """A hand-set unit: one convolution with the given (1, 3, k, k) weights, then a ReLU (`"1"`). Without the
+    ReLU a zero-mean filter's mean answer would not depend on any pixel away from the border."""
+    conv = nn.Conv2d(3, 1, weight.shape[-1], bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    return nn.Sequential(conv, nn.ReLU()).eval().requires_grad_(False)
+
+
+def test_a_red_detector_renders_red():
+    model = one_filter(torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1))  # red minus the other two
+    image = render(model, "1", channel([0]), [0], RenderSettings(steps=128, size=(48, 48)), to_input=lambda x: x)
+    red, green, blue = image[0].mean(dim=(1, 2)).tolist()
+    assert red > 0.6 and red > max(green, blue) + 0.2, (red, green, blue)
+
+
+@pytest.mark.parametrize("degrees", [0, 30, 45, 90, 135])
+def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
+    """A 7 x 7 Gabor filter of period 4 px (the same on every colour channel) at `degrees`: in the filter's
+    frequency band (periods 3.2 to 5.3 px), the rendered image's strongest frequency lies within 10 degrees
+    of the filter's orientation. (Below the band, the 1/f spectrum's slow shading dominates the image.)"""
+    angle = math.radians(degrees)
+    ys, xs = torch.meshgrid(torch.arange(7.0) - 3, torch.arange(7.0) - 3, indexing="ij")
+    along = xs * math.cos(angle) + ys * math.sin(angle)  # the coordinate the filter varies along
+    gabor = torch.cos(2 * math.pi * along / 4) * torch.exp(-(xs ** 2 + ys ** 2) / 8)
+    model = one_filter((gabor - gabor.mean()).expand(1, 3, 7, 7).clone())
+    image = render(model, "1", channel([0]), [0], RenderSettings(steps=96, size=(64, 64)), to_input=lambda x: x)
+    grey = image[0].mean(dim=0)
+    power = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean())).abs()
+    fy, fx = torch.meshgrid(torch.arange(64) - 32, torch.arange(64) - 32, indexing="ij")
+    power[(fx ** 2 + fy ** 2 < 12 ** 2) | (fx ** 2 + fy ** 2 > 20 ** 2)] = 0  # 64 / 16 = the filter's period
+    peak = int(power.argmax())
+    found = math.degrees(math.atan2(int(fy.flatten()[peak]), int(fx.flatten()[peak]))) % 180
+    assert min(abs(found - degrees), 180 - abs(found - degrees)) <= 10, found
+
+
+def test_no_hook_is_left_and_nothing_changes_when_an_objective_fails(picker):
+    def broken(_activations):
+        raise RuntimeError("an objective that fails")
+
+    from app.engine.featurevis.objectives import Objective
+
+    before = {key: value.clone() for key, value in picker.state_dict().items()}
+    with pytest.raises(RuntimeError, match="fails"):
+        render(picker, "pick", Objective(broken, "broken"), [0], FAST, to_input=lambda x: x)
+    with pytest.raises(RuntimeError, match="channels"):  # an input the model cannot take: it fails in the pass
+        render(picker, "after", channel([0]), [0], FAST, to_input=lambda x: x[:, :0])
+    assert hook_count(picker) == 0 and not picker.training
+    assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())

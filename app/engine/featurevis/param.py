@@ -19,12 +19,18 @@ COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm
 SPECTRUM_INIT_STD = 0.01  # Lucid's `sd` for the spectrum's initial values
 
 
+def initial(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """(len(seeds), *shape) starting values, item i drawn from its own seed: a unit starts from the same values
+    in any batch, so batching never changes what it renders."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+
+
 class PixelImage(torch.nn.Module):
     """(n, 3, h, w) logits of pixels; the image is their sigmoid."""
 
-    def __init__(self, batch: int, size: tuple[int, int], generator: torch.Generator):
+    def __init__(self, seeds: list[int], size: tuple[int, int]):
         super().__init__()
-        self.logits = torch.nn.Parameter(torch.randn(batch, 3, *size, generator=generator) * SPECTRUM_INIT_STD)
+        self.logits = torch.nn.Parameter(initial(seeds, (3, *size)) * SPECTRUM_INIT_STD)
 
     def forward(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
@@ -43,11 +49,10 @@ def frequency_scale(size: tuple[int, int], decay: float = 1.0) -> torch.Tensor:
 class FourierImage(torch.nn.Module):
     """(n, 3, h, w // 2 + 1) complex spectra, scaled by 1/f, inverse-FFT'd, colour-decorrelated, sigmoid."""
 
-    def __init__(self, batch: int, size: tuple[int, int], generator: torch.Generator, decay: float = 1.0,
-                 decorrelate: bool = True):
+    def __init__(self, seeds: list[int], size: tuple[int, int], decay: float = 1.0, decorrelate: bool = True):
         super().__init__()
         self.size, self.decorrelate = size, decorrelate
-        spectrum = torch.randn(batch, 3, size[0], size[1] // 2 + 1, 2, generator=generator) * SPECTRUM_INIT_STD
+        spectrum = initial(seeds, (3, size[0], size[1] // 2 + 1, 2)) * SPECTRUM_INIT_STD
         self.spectrum = torch.nn.Parameter(spectrum)
         self.register_buffer("scale", frequency_scale(size, decay))
 

@@ -32,15 +32,18 @@ class RenderSettings:
     seed: int = 0
 
 
-def render(model: nn.Module, layer: str, objective: Objective, batch: int, settings: RenderSettings,
+def render(model: nn.Module, layer: str, objective: Objective, items: list[int], settings: RenderSettings,
            to_input: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
            progress: Progress | None = None, checkpoint: Callable[[], None] | None = None) -> torch.Tensor:
-    """(batch, 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`.
-    `to_input` maps such images to what the model takes (normalisation, memory format); `checkpoint()` runs
-    before each step and may raise to stop. The caller holds the model's lock."""
-    generator = torch.Generator().manual_seed(settings.seed)
+    """(len(items), 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`. `items`
+    name the batch's items (the units rendered): each starts from values of its own seed (settings.seed and
+    the item), and the transforms are drawn alike for all, so an item renders the same alone or in any
+    batch. `to_input` maps images to what the model takes (normalisation, memory format); `checkpoint()`
+    runs before each step and may raise to stop. The caller holds the model's lock."""
+    generator = torch.Generator().manual_seed(settings.seed)  # the transforms': the same for every batch
+    seeds = [settings.seed * 1_000_003 + item for item in items]
     kind = FourierImage if settings.param == "fft" else PixelImage
-    image = kind(batch, settings.size, generator).to(device)
+    image = kind(seeds, settings.size).to(device)
     transform: Transform | None = standard_transforms() if settings.transforms else None
     optimizer = torch.optim.Adam(image.parameters(), lr=settings.learning_rate)
     for step in range(settings.steps):
