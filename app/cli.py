@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(index)
     index.set_defaults(handler=_index)
 
+    visualize = commands.add_parser("visualize", help="render feature visualisations of a model's units (resumes "
+                                                      "if interrupted)")
+    visualize.add_argument("model", help="model id")
+    visualize.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the model's defaults)")
+    visualize.add_argument("--units", nargs="+", type=int, metavar="UNIT", help="units of each layer (default: all)")
+    visualize.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    visualize.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
+    visualize.add_argument("--param", choices=["fft", "pixels"], default="fft", help="parameterisation (default fft)")
+    visualize.add_argument("--batch", type=int, default=32, help="units rendered together (default 32)")
+    visualize.add_argument("--seed", type=int, default=0)
+    _settings_flags(visualize)
+    visualize.set_defaults(handler=_visualize)
+
     demo = commands.add_parser("demo", help="generate the demo dataset or retrain the demo models")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
     generate = demo_commands.add_parser("generate", help="write demo images and concept masks to disk")
@@ -181,11 +194,30 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr with images per second and the time left."""
+def _visualize(args: argparse.Namespace, settings: Settings) -> int:
+    from app.atlas.visualize import variant, visualize_layer
+    from app.engine.featurevis.render import RenderSettings
+    from app.store.store import load_store
 
-    def __init__(self, width: int = 30):
-        self.width, self.started, self.first = width, time.perf_counter(), None
+    model = load_store(settings).ready(args.model)
+    layers = args.layers or [info.name for info in model.layers if info.default]
+    size = (args.size, args.size) if args.size else model.preprocessing.size
+    render_settings = RenderSettings(steps=args.steps, size=size, param=args.param, seed=args.seed)
+    print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}) into {settings.data_dir}",
+          file=sys.stderr)
+    for layer in layers:
+        print(f"{layer}:", file=sys.stderr)
+        visualize_layer(model, layer, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
+                        progress=ProgressBar(unit="units"))
+        print(file=sys.stderr)
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr with items per second and the time left."""
+
+    def __init__(self, width: int = 30, unit: str = "images"):
+        self.width, self.unit, self.started, self.first = width, unit, time.perf_counter(), None
 
     def __call__(self, done: int, total: int) -> None:
         if self.first is None:
@@ -195,7 +227,7 @@ class ProgressBar:
         left = (total - done) / rate if rate > 0 else float("nan")
         filled = int(self.width * done / max(total, 1))
         bar = "#" * filled + "." * (self.width - filled)
-        print(f"\r[{bar}] {done}/{total} images  {rate:6.1f} img/s  {left:5.0f} s left", end="",
+        print(f"\r[{bar}] {done}/{total} {self.unit}  {rate:6.1f}/s  {left:5.0f} s left", end="",
               file=sys.stderr, flush=True)
 
 

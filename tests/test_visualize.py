@@ -1,0 +1,106 @@
+"""`fovea visualize`: whole layers rendered into the `feature-visualisation` annotations (scoped to the
+weights, the render settings as the variant), served by the annotation route; a run killed part-way resumes
+from the units it finished and ends with the same images, byte for byte, as an uninterrupted run."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+
+import numpy
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.api.app import create_app
+from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
+from app.atlas.visualize import variant, visualize_layer
+from app.engine.featurevis.render import RenderSettings
+from app.engine.probe import layer_output
+from app.settings import Settings
+from app.store.store import load_store
+from tests.conftest import DEMO_MODELS_ONLY, DEMO_MODELS_ONLY_ARGS
+
+QUICK = RenderSettings(steps=3, size=(32, 32))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    settings = Settings(data_dir=tmp_path_factory.mktemp("fv-model"), device="cpu", **DEMO_MODELS_ONLY)
+    return load_store(settings).ready("shapes-cnn")
+
+
+def stored(data_dir, model, layer: str, settings: RenderSettings) -> dict[int, bytes]:
+    store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
+    scope = scope_of(FEATURE_VISUALISATION, model.weights_sha256, None)
+    name = variant(settings)
+    return {unit: store.read(scope, layer, unit, name) for unit in store.done(scope, layer, name)}
+
+
+def test_a_layer_is_rendered_into_the_annotations_and_served(model, tmp_path):
+    steps = []
+    rendered = visualize_layer(model, "block2", tmp_path, QUICK, units=[0, 5, 9], batch_size=2,
+                               progress=lambda done, total: steps.append((done, total)))
+    assert rendered == [0, 5, 9] and steps == [(0, 3), (2, 3), (3, 3)]
+    images = stored(tmp_path, model, "block2", QUICK)
+    picture = Image.open(io.BytesIO(images[5]))
+    assert picture.size == (32, 32) and picture.mode == "RGB"
+    assert picture.text["settings"] == variant(QUICK)
+    # The activation it reached, recorded with it: what the stored image (8 bits a channel) still gives.
+    pixels = torch.from_numpy(numpy.array(picture)).permute(2, 0, 1).float().unsqueeze(0) / 255
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.preprocessing.mean, model.preprocessing.std))
+    again = layer_output(model.module, "block2", model.as_input((pixels - mean) / std))[0, 5].mean()
+    assert float(picture.text["activation"]) == pytest.approx(float(again), rel=0.05, abs=1e-3)
+    assert visualize_layer(model, "block2", tmp_path, QUICK, units=[0, 5, 9]) == []  # all there: nothing to do
+    settings = Settings(data_dir=tmp_path, device="cpu", auto_index_demo=False, **DEMO_MODELS_ONLY)
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/api/annotations").json()["kinds"]
+        assert [k["name"] for k in listed] == ["feature-visualisation"]
+        # Scoped to the weights: served with no atlas built.
+        base = "/api/models/shapes-cnn/layers/block2/units"
+        answer = client.get(f"{base}/5/annotations/feature-visualisation", params={"variant": variant(QUICK)})
+        assert answer.status_code == 200 and answer.content == images[5]
+        assert answer.headers["content-type"] == "image/png"
+        missing = client.get(f"{base}/6/annotations/feature-visualisation", params={"variant": variant(QUICK)})
+        assert missing.status_code == 404 and "block2:6" in missing.json()["error"]["message"]
+        assert client.get(f"{base}/48/annotations/feature-visualisation").status_code == 404  # 48 channels
+
+
+def test_units_outside_the_layer_are_refused(model, tmp_path):
+    from app.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="units 0 to 47"):
+        visualize_layer(model, "block2", tmp_path, QUICK, units=[3, 48])
+
+
+def test_a_killed_run_resumes_to_the_images_of_an_uninterrupted_one(model, tmp_path):
+    """The CLI, killed (SIGKILL) once its first batch of two is stored, then run again to the end."""
+    units = ["0", "1", "2", "3", "4", "5"]
+    command = [sys.executable, "-m", "app", "visualize", "shapes-cnn", "--layers", "block3", "--units", *units,
+               "--steps", "3", "--size", "32", "--batch", "2", *DEMO_MODELS_ONLY_ARGS, "--device", "cpu"]
+    killed = tmp_path / "killed"
+    # The first batch's write ends the process from inside (as a kill -9 would, with no clean-up).
+    hook = ("import os, signal, app.atlas.annotations as a; w = a.Annotations.write\n"
+            "def write(self, scope, rows):\n n = w(self, scope, rows); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "a.Annotations.write = write\n")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(hook)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "FOVEA_DATA_DIR": str(killed)}
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    settings = RenderSettings(steps=3, size=(32, 32))
+    assert sorted(stored(killed, model, "block3", settings)) == [0, 1]  # one batch stored, the rest not
+    env = {**os.environ, "FOVEA_DATA_DIR": str(killed)}
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2/6 units" in resumed.stderr.replace("\r", "\n")  # it started from the stored batch
+    whole = tmp_path / "whole"
+    uninterrupted = subprocess.run(command, env={**os.environ, "FOVEA_DATA_DIR": str(whole)}, capture_output=True,
+                                   text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert stored(killed, model, "block3", settings) == stored(whole, model, "block3", settings)
+    assert len(stored(whole, model, "block3", settings)) == 6
