@@ -228,3 +228,34 @@ def test_no_hook_is_left_and_nothing_changes_when_an_objective_fails(picker):
         render(picker, "after", channel([0]), [0], FAST, to_input=lambda x: x[:, :0])
     assert hook_count(picker) == 0 and not picker.training
     assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_unit_dead_on_the_starting_image_wakes_with_the_redirected_relu(inplace):
+    """Behind a ReLU with a bias of -2, the unit is zero on the starting image (about 0.5 everywhere): the
+    ReLU's own gradient is zero and nothing moves; Lucid's redirected gradient moves it (relu.py)."""
+    conv = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 1.0, 1.0]).view(1, 3, 1, 1))
+        conv.bias.fill_(-2.0)
+    model = nn.Sequential(conv, nn.ReLU(inplace=inplace), nn.Conv2d(1, 1, 1)).eval().requires_grad_(False)
+    reached = {}
+    for redirect in (False, True):
+        settings = RenderSettings(steps=30, size=(16, 16), param="pixels", transforms=False, learning_rate=0.2,
+                                  redirect_relu=redirect)
+        image = render(model, "1", channel([0]), [0], settings, to_input=lambda x: x)
+        reached[redirect] = float(model[:2](image).mean())
+    assert reached[False] == 0.0 and reached[True] > 0.5, reached
+    assert hook_count(model) == 0
+
+
+def test_the_redirected_relu_changes_only_the_backward_pass():
+    from app.engine.featurevis.relu import redirected_relu
+
+    x = torch.tensor([[-1.0, 2.0], [-3.0, -0.5]], requires_grad=True)  # row 1: every input negative
+    out = redirected_relu(x)
+    assert torch.equal(out, x.clamp(min=0))
+    out.backward(torch.tensor([[1.0, 1.0], [-1.0, 1.0]]))
+    # Row 0: some gradient gets through, so the ReLU's own (0 where x < 0). Row 1: none does, so the incoming
+    # gradient, except where it would push a negative input lower (+1 on a negative input: descent lowers it).
+    assert x.grad.tolist() == [[0.0, 1.0], [-1.0, 0.0]]

@@ -27,7 +27,8 @@ def variant(settings: RenderSettings) -> str:
     """What names one set of renderings of a unit: every setting the image depends on."""
     height, width = settings.size
     return (f"{settings.param}-{height}x{width}-{settings.steps}steps-lr{settings.learning_rate:g}"
-            f"-{'transforms' if settings.transforms else 'plain'}-seed{settings.seed}")
+            f"-{'transforms' if settings.transforms else 'plain'}{'-redirect' if settings.redirect_relu else ''}"
+            f"-seed{settings.seed}")
 
 
 def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSettings, units: list[int] | None = None,

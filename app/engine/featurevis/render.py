@@ -6,6 +6,7 @@ are optimised; the one hook that stops the pass at the layer lives for one call 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from app.engine.featurevis.objectives import Objective
 from app.engine.featurevis.param import FourierImage, PixelImage
+from app.engine.featurevis.relu import redirected_relus
 from app.engine.featurevis.transforms import Transform, standard_transforms
 from app.engine.probe import run_to
 
@@ -29,6 +31,7 @@ class RenderSettings:
     param: Literal["fft", "pixels"] = "fft"
     learning_rate: float = 0.05
     transforms: bool = True
+    redirect_relu: bool = True  # Lucid's default: dead units still get a gradient (relu.py)
     seed: int = 0
 
 
@@ -53,7 +56,7 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
         pictures = image()
         if transform is not None:
             pictures = transform(pictures, generator)
-        with torch.enable_grad():
+        with torch.enable_grad(), redirected_relus(model) if settings.redirect_relu else nullcontext():
             loss = objective(run_to(model, layer, to_input(pictures))).sum()
         loss.backward()
         optimizer.step()
