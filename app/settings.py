@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     cam_ablation_batch_size: int = Field(
         default=128, ge=1, description="Ablated layer outputs per forward pass for Ablation-CAM."
     )
+    visualization_steps: int = Field(
+        default=128, ge=1, description="Optimisation steps of a feature visualisation rendered on request.")
+    visualization_max_steps: int = Field(
+        default=1024, ge=1, description="Most steps a request may ask a feature visualisation for (422 above).")
+    visualization_max_size: int = Field(
+        default=512, ge=16, description="Largest side in pixels a request may ask a feature visualisation for.")
     cam_max_channels: int = Field(
         default=2048, ge=1,
         description="Most channels a layer may have for Score-CAM and Ablation-CAM, which run the model once "

@@ -26,7 +26,9 @@ EXAMPLES = 12  # per operation and mode: about 30 operations, each with its seed
 @pytest.fixture(scope="module")
 def seeded_server(demo_atlas_root):
     root = demo_atlas_root
-    environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_MAX_SECONDS": "2"}
+    # Work per request bounded as a server's settings allow: short CAMs, small feature visualisations.
+    environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_CAM_MAX_SECONDS": "2", "FOVEA_VISUALIZATION_STEPS": "2",
+                   "FOVEA_VISUALIZATION_MAX_STEPS": "4", "FOVEA_VISUALIZATION_MAX_SIZE": "48"}
     with live_server(root / "data", *DEMO_MODELS_ONLY_ARGS, env=environment) as base:
         picture = io.BytesIO()
         Image.new("RGB", (40, 30), (200, 40, 40)).save(picture, format="PNG")

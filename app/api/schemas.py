@@ -495,3 +495,20 @@ class AnnotationKindInfo(BaseModel):
 
 class AnnotationKindList(BaseModel):
     kinds: list[AnnotationKindInfo]
+
+
+class Visualization(BaseModel):
+    """A unit's feature visualisation (activation maximisation), as stored for its settings."""
+
+    model: str
+    layer: str
+    unit: int
+    variant: str = Field(description="The settings' name, as `fovea visualize` stores them.")
+    steps: int
+    size: int = Field(description="Side of the square image in pixels.")
+    seed: int
+    param: str = Field(description="Parameterisation: `fft` (Lucid's decorrelated Fourier image) or `pixels`.")
+    activation: float = Field(description="The unit's spatial mean on the image, untransformed.")
+    dataset_best: float | None = Field(description="The largest spatial mean of any image of the model's default "
+                                                   "atlas (none without an atlas of the layer).")
+    png: str = Field(description="The image's address.")

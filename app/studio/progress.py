@@ -20,6 +20,7 @@ STARTING = "starting"  # queued for a worker thread, reading the image
 WAITING = "waiting"  # for the model's lock: another request is using the model
 MAPS = "maps"  # the shared pass and the methods that need nothing more
 SCORING = "scoring"  # scoring the maps' faithfulness (the images done of total)
+RENDERING = "rendering"  # a feature visualisation's optimisation (the steps done of total)
 # Between MAPS and SCORING, a method's id while it runs (a perturbation method: its images done of total).
 
 
@@ -53,6 +54,8 @@ def describe_task(task: str, done: int, total: int) -> str:
     count = f"{done:,} of {total:,}"
     if task == SCORING:
         return f"{count} images" if total else ""
+    if task == RENDERING:
+        return f"rendering: step {count}" if total else ""
     method = METHODS.get(task)
     if method is None or not total:
         return ""

@@ -13,7 +13,8 @@ from app.api.routers import (
     progress,
     statistics,
     units,
+    visualizations,
 )
 
-ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, activations.router,
-           datasets.router, images.router, cams.router, progress.router, pages.router)
+ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, visualizations.router,
+           activations.router, datasets.router, images.router, cams.router, progress.router, pages.router)

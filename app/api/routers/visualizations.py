@@ -1,0 +1,106 @@
+"""A unit's feature visualisation: `GET .../units/{unit}/visualization` (what it is: its settings, the
+activation it reaches, the dataset's best for comparison, and the PNG's address) and `.../visualization.png`.
+One that is not stored yet for the settings asked is rendered on request (a compute slot, the model's lock,
+followed with a progress token), stored as `fovea visualize` stores it, and kept."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from PIL import Image
+
+from app.api.caching import IMMUTABLE, image_doc
+from app.api.compute import COMPUTE
+from app.api.deps import AtlasesDep, ProgressBoardDep, ProgressToken, SettingsDep, get_layer, get_ready_model
+from app.api.errors import error_doc
+from app.api.indices import UnitIndex
+from app.api.schemas import Visualization
+from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
+from app.atlas.visualize import variant, visualize_layer
+from app.engine.featurevis.render import RenderSettings
+from app.engine.layers import LayerInfo
+from app.errors import AtlasMissing, InvalidInput, LayerNotFound, check_unit
+from app.settings import Settings
+from app.store.store import LoadedModel
+from app.studio.progress import RENDERING, WAITING
+
+router = APIRouter(prefix="/api/models/{model}/layers/{layer}/units/{unit}", tags=["units"])
+ERRORS = {404: error_doc("Unknown model, layer or unit (with the valid range)."),
+          409: error_doc("The model failed to load."),
+          422: error_doc("Steps or size over the visualization_max_steps or visualization_max_size setting.")}
+Steps = Annotated[int | None, Query(ge=1, description="Optimisation steps (default: the visualization_steps "
+                                                      "setting).")]
+Size = Annotated[int | None, Query(ge=16, description="Image side in pixels (default: the model's input size).")]
+Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the starting image and the transforms.")]
+
+
+@router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
+            summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
+def read_visualization(settings: SettingsDep, atlases: AtlasesDep, board: ProgressBoardDep,
+                       model: Annotated[LoadedModel, Depends(get_ready_model)],
+                       layer: Annotated[LayerInfo, Depends(get_layer)],
+                       unit: Annotated[UnitIndex, Path(description="Channel index.")],
+                       steps: Steps = None, size: Size = None, seed: Seed = 0,
+                       progress_token: ProgressToken = None) -> Visualization:
+    render_settings = _settings(settings, model, layer, unit, steps, size, seed)
+    png = _ensure(settings, board, model, layer, unit, render_settings, progress_token)
+    query = f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={seed}"
+    return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings),
+                         steps=render_settings.steps, size=render_settings.size[0], seed=seed,
+                         param=render_settings.param, activation=float(Image.open(io.BytesIO(png)).text["activation"]),
+                         dataset_best=_dataset_best(atlases, model, layer, unit),
+                         png=f"/api/models/{model.id}/layers/{layer.name}/units/{unit}/visualization.png{query}")
+
+
+@router.get("/visualization.png", response_class=Response, dependencies=[COMPUTE],
+            responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
+            summary="The unit's feature visualisation as a PNG")
+def read_visualization_png(settings: SettingsDep, board: ProgressBoardDep,
+                           model: Annotated[LoadedModel, Depends(get_ready_model)],
+                           layer: Annotated[LayerInfo, Depends(get_layer)],
+                           unit: Annotated[UnitIndex, Path(description="Channel index.")],
+                           steps: Steps = None, size: Size = None, seed: Seed = 0,
+                           progress_token: ProgressToken = None) -> Response:
+    render_settings = _settings(settings, model, layer, unit, steps, size, seed)
+    png = _ensure(settings, board, model, layer, unit, render_settings, progress_token)
+    return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
+              size: int | None, seed: int) -> RenderSettings:
+    """The render settings a request asks for, once its unit and its limits are checked."""
+    check_unit(layer.name, unit, layer.shape[0])
+    steps = steps or settings.visualization_steps
+    side = size or max(model.preprocessing.size)
+    if steps > settings.visualization_max_steps:
+        raise InvalidInput(f"steps={steps} is over the visualization_max_steps setting "
+                           f"({settings.visualization_max_steps})", steps=steps, limit=settings.visualization_max_steps)
+    if side > settings.visualization_max_size:
+        raise InvalidInput(f"size={side} is over the visualization_max_size setting "
+                           f"({settings.visualization_max_size})", size=side, limit=settings.visualization_max_size)
+    return RenderSettings(steps=steps, size=(side, side), seed=seed)
+
+
+def _ensure(settings: Settings, board, model: LoadedModel, layer: LayerInfo, unit: int,
+            render_settings: RenderSettings, token: str | None) -> bytes:
+    store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
+    scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings)
+    png = store.read(scope, layer.name, unit, name)
+    if png is None:
+        with board.follow(token) as progress:
+            progress(WAITING)
+            visualize_layer(model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1,
+                            steps_progress=lambda done, total: progress(RENDERING, done, total))
+        png = store.read(scope, layer.name, unit, name)
+    return png
+
+
+def _dataset_best(atlases, model: LoadedModel, layer: LayerInfo, unit: int) -> float | None:
+    """The largest spatial mean of any image of the model's default atlas, when it indexed the layer."""
+    try:
+        atlas = atlases.get(model.id)
+        return float(atlas.unit(atlas.layer(layer.name), unit)["mean_max"])
+    except (AtlasMissing, LayerNotFound):
+        return None
