@@ -95,3 +95,22 @@ def test_the_unit_page_lists_every_declared_statistic_and_the_grid_labels_by_the
         assert shown_percent and abs(int(shown_percent[1]) - first["border_peaks"] * 100) <= 0.5, label
         screenshot(page, "layer-sorted-by-border-peaks")
         assert page.errors == []
+
+
+def test_the_unit_page_shows_what_drives_the_unit_most(server):
+    """The feature visualisation, rendered on the first visit (its caption follows the steps), then kept: the
+    panel shows the image, the activation it reaches and the dataset's best."""
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(f"{server}/m/shapes-cnn/block3/12")
+        image = page.locator(".visualization img")
+        image.wait_for(timeout=120_000)
+        page.wait_for_function("document.querySelector('.visualization img').naturalWidth > 0")
+        caption = page.locator(".visualization figcaption").inner_text()
+        assert re.match(r"reaches \d+\.\d\d \(mean activation\); the dataset's best image: \d+\.\d\d", caption), caption
+        assert page.evaluate("document.querySelector('.visualization img').naturalWidth") == 112
+        screenshot(page, "unit-visualization")
+        page.keyboard.press("ArrowRight")  # the next unit's, in place
+        page.wait_for_function("document.querySelector('.visualization img')?.alt === 'Feature visualisation of "
+                               "block3:13'", timeout=120_000)
+        assert page.errors == []

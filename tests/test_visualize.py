@@ -104,3 +104,19 @@ def test_a_killed_run_resumes_to_the_images_of_an_uninterrupted_one(model, tmp_p
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     assert stored(killed, model, "block3", settings) == stored(whole, model, "block3", settings)
     assert len(stored(whole, model, "block3", settings)) == 6
+
+
+def test_a_rendering_stopped_by_its_checkpoint_stores_nothing(model, tmp_path):
+    """What a request whose client went away does (app/api/disconnect.py): the next step raises."""
+    from app.errors import RequestCancelled
+
+    steps = []
+
+    def checkpoint():
+        steps.append(1)
+        if len(steps) == 2:
+            raise RequestCancelled("the client closed the connection")
+
+    with pytest.raises(RequestCancelled):
+        visualize_layer(model, "block2", tmp_path, QUICK, units=[1], batch_size=1, checkpoint=checkpoint)
+    assert stored(tmp_path, model, "block2", QUICK) == {} and not model.lock.locked()

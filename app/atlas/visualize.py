@@ -33,9 +33,11 @@ def variant(settings: RenderSettings) -> str:
 
 def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSettings, units: list[int] | None = None,
                     batch_size: int = 32, progress: Progress | None = None,
-                    cancel: threading.Event | None = None, steps_progress: Progress | None = None) -> list[int]:
+                    cancel: threading.Event | None = None, steps_progress: Progress | None = None,
+                    checkpoint: Callable[[], None] | None = None) -> list[int]:
     """Render `units` of `layer` (default: all) that are not stored yet; returns the units rendered now.
-    `progress` hears the units done, `steps_progress` each batch's optimisation steps."""
+    `progress` hears the units done, `steps_progress` each batch's optimisation steps; `checkpoint()` runs
+    before each step and may raise to stop (the batch in progress is not stored)."""
     info = model.layer(layer)
     channels = info.shape[0]
     wanted = list(range(channels)) if units is None else units
@@ -61,7 +63,7 @@ def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSe
         batch = todo[start:start + batch_size]
         with model.lock:
             images = render(model.module, layer, channel(batch), batch, settings, to_input, device=model.device,
-                            progress=steps_progress)
+                            progress=steps_progress, checkpoint=checkpoint)
             with torch.no_grad():  # what each image reaches, untransformed, at the size it was rendered
                 reached = layer_output(model.module, layer, to_input(images.to(model.device)))
         answers = reached[torch.arange(len(batch)), torch.tensor(batch)].mean(dim=(1, 2)).tolist()

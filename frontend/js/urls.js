@@ -35,6 +35,8 @@ export const apiUrl = {
   units: (modelId, layer, query = {}) => withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units`, query),
   unit: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}`, query),
+  visualization: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization`, query),
   unitMaps: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/maps`, query),
   // With a model: the image as that model sees it (resized and cropped), which its maps cover exactly.

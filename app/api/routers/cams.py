@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ from app import __version__
 from app.api.caching import NOT_MODIFIED, not_modified
 from app.api.compute import COMPUTE
 from app.api.deps import ModelInputsDep, ProgressBoardDep, ProgressToken, SettingsDep, StoreDep
+from app.api.disconnect import client_gone
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
 from app.api.image_refs import ImageRef, get_image
@@ -33,7 +33,6 @@ from app.studio.progress import RequestProgress
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cams"])
-DISCONNECT_POLL_SECONDS = 0.1
 ERRORS = {
     404: {"model": ErrorResponse, "description": "Unknown image, model or layer (with the valid values)."},
     409: {"model": ErrorResponse, "description": "The model failed to load."},
@@ -77,26 +76,14 @@ async def read_cams(
     # gives up (a browser moving on from Score-CAM) stops the work at its next forward pass and frees the model.
     cam_request = CamRequest(layer=layer or "", methods=_split(methods), target=target, relu=relu, normalize=normalize,
                              metrics=_split(metrics))
-    cancelled = threading.Event()
-    watcher = asyncio.create_task(_watch_connection(request, cancelled))
     try:
-        with board.follow(progress_token) as progress:
-            return await run_in_threadpool(_answer, request, store, settings, model_inputs, image, model,
-                                           cam_request, cancelled, progress)
+        async with client_gone(request) as cancelled:
+            with board.follow(progress_token) as progress:
+                return await run_in_threadpool(_answer, request, store, settings, model_inputs, image, model,
+                                               cam_request, cancelled, progress)
     except RequestCancelled:
         log.info("CAM request stopped, its client went away: %s", request.url)
         raise
-    finally:
-        watcher.cancel()
-
-
-async def _watch_connection(request: Request, cancelled: threading.Event) -> None:
-    try:
-        while not await request.is_disconnected():
-            await asyncio.sleep(DISCONNECT_POLL_SECONDS)
-    except Exception:  # a connection that cannot be read is as good as gone
-        log.exception("watching a CAM request's connection failed; stopping the request")
-    cancelled.set()
 
 
 def _answer(request: Request, store: ModelStore, settings: Settings, model_inputs: InputCache, image: ImageRef,

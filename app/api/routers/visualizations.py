@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from app.api.caching import IMMUTABLE, image_doc
 from app.api.compute import COMPUTE
 from app.api.deps import AtlasesDep, ProgressBoardDep, ProgressToken, SettingsDep, get_layer, get_ready_model
+from app.api.disconnect import client_gone
 from app.api.errors import error_doc
 from app.api.indices import UnitIndex
 from app.api.schemas import Visualization
@@ -21,7 +23,7 @@ from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
 from app.atlas.visualize import variant, visualize_layer
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
-from app.errors import AtlasMissing, InvalidInput, LayerNotFound, check_unit
+from app.errors import AtlasMissing, InvalidInput, LayerNotFound, RequestCancelled, check_unit
 from app.settings import Settings
 from app.store.store import LoadedModel
 from app.studio.progress import RENDERING, WAITING
@@ -38,14 +40,14 @@ Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the startin
 
 @router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
             summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
-def read_visualization(settings: SettingsDep, atlases: AtlasesDep, board: ProgressBoardDep,
+async def read_visualization(request: Request, settings: SettingsDep, atlases: AtlasesDep, board: ProgressBoardDep,
                        model: Annotated[LoadedModel, Depends(get_ready_model)],
                        layer: Annotated[LayerInfo, Depends(get_layer)],
                        unit: Annotated[UnitIndex, Path(description="Channel index.")],
                        steps: Steps = None, size: Size = None, seed: Seed = 0,
                        progress_token: ProgressToken = None) -> Visualization:
     render_settings = _settings(settings, model, layer, unit, steps, size, seed)
-    png = _ensure(settings, board, model, layer, unit, render_settings, progress_token)
+    png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
     query = f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={seed}"
     return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings),
                          steps=render_settings.steps, size=render_settings.size[0], seed=seed,
@@ -57,14 +59,14 @@ def read_visualization(settings: SettingsDep, atlases: AtlasesDep, board: Progre
 @router.get("/visualization.png", response_class=Response, dependencies=[COMPUTE],
             responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
             summary="The unit's feature visualisation as a PNG")
-def read_visualization_png(settings: SettingsDep, board: ProgressBoardDep,
+async def read_visualization_png(request: Request, settings: SettingsDep, board: ProgressBoardDep,
                            model: Annotated[LoadedModel, Depends(get_ready_model)],
                            layer: Annotated[LayerInfo, Depends(get_layer)],
                            unit: Annotated[UnitIndex, Path(description="Channel index.")],
                            steps: Steps = None, size: Size = None, seed: Seed = 0,
                            progress_token: ProgressToken = None) -> Response:
     render_settings = _settings(settings, model, layer, unit, steps, size, seed)
-    png = _ensure(settings, board, model, layer, unit, render_settings, progress_token)
+    png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
     return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
 
 
@@ -83,18 +85,28 @@ def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: in
     return RenderSettings(steps=steps, size=(side, side), seed=seed)
 
 
-def _ensure(settings: Settings, board, model: LoadedModel, layer: LayerInfo, unit: int,
-            render_settings: RenderSettings, token: str | None) -> bytes:
+async def _ensure(request: Request, settings: Settings, board, model: LoadedModel, layer: LayerInfo, unit: int,
+                  render_settings: RenderSettings, token: str | None) -> bytes:
+    """The stored image, rendered first in a worker thread when there is none; a client that goes away stops
+    the rendering at its next step (nothing is stored)."""
     store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
     scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings)
-    png = store.read(scope, layer.name, unit, name)
+    png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
     if png is None:
-        with board.follow(token) as progress:
-            progress(WAITING)
-            visualize_layer(model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1,
-                            steps_progress=lambda done, total: progress(RENDERING, done, total))
-        png = store.read(scope, layer.name, unit, name)
+        async with client_gone(request) as gone:
+            with board.follow(token) as progress:
+                progress(WAITING)
+                await run_in_threadpool(
+                    visualize_layer, model, layer.name, settings.data_dir, render_settings, units=[unit],
+                    batch_size=1, steps_progress=lambda done, total: progress(RENDERING, done, total),
+                    checkpoint=lambda: _stop_if(gone))
+        png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
     return png
+
+
+def _stop_if(gone) -> None:
+    if gone.is_set():
+        raise RequestCancelled("the client closed the connection; the rendering stopped")
 
 
 def _dataset_best(atlases, model: LoadedModel, layer: LayerInfo, unit: int) -> float | None:

@@ -14,7 +14,8 @@ import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
-import { atlasQuery, pageUrl } from "../urls.js";
+import { describeProgress, getJsonFollowed } from "../progress.js";
+import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { formatStatistic, unitStatistics } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
@@ -103,6 +104,7 @@ export async function mountUnit(root, { params, query, signal }) {
     head.querySelector(".saturation-note")?.remove();
     countLine.insertAdjacentHTML("afterend", saturationNote(detail, modelId, state));
     root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
+    if (state.kind === "channel") showVisualization(root.querySelector(".visualization"), modelId, layer, unit, shown.signal);
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
         dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
@@ -205,6 +207,11 @@ function content(detail, statistics, modelId, layer, state) {
           </li>`)}</ol>
       </section>
       <aside class="unit-side">
+        ${state.kind === "channel" ? html`<section class="panel visualization"><h2>What drives it most</h2>
+          <p class="muted panel-note">An image optimised to make this unit fire (feature visualisation): what it
+            responds to, beyond the images the dataset happens to hold.</p>
+          <figure><div class="visualization-image"></div><figcaption class="muted small">rendering…</figcaption></figure>
+        </section>` : ""}
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
@@ -226,4 +233,25 @@ function saturationNote(detail, modelId, state) {
     reach exactly ${saturation.value.toFixed(3)}, the cap of a clamp such as ReLU6, so the top images are ordered
     by their ${saturation.tie_break} among those tied, and each peak marks the centre of the capped region.
     ${before ? html`For the values before the clamp, see <a href="${pageUrl.unit(modelId, before, detail.unit, unitQuery(state))}"><code>${before}:${detail.unit}</code></a>.` : ""}</p>`;
+}
+
+/** The unit's feature visualisation, rendered by the server on the first ask (a few seconds on a CPU; the
+ *  caption follows its steps), then kept. */
+async function showVisualization(panel, modelId, layer, unit, signal) {
+  if (!panel) return;
+  const caption = panel.querySelector("figcaption");
+  try {
+    const found = await getJsonFollowed(apiUrl.visualization(modelId, layer, unit), {
+      signal, onProgress: (progress) => { caption.textContent = describeProgress(progress) || "rendering…"; } });
+    const image = new Image();
+    image.alt = `Feature visualisation of ${layer}:${unit}`;
+    image.width = image.height = 224;
+    image.src = found.png;
+    panel.querySelector(".visualization-image").replaceChildren(image);
+    caption.textContent = `reaches ${found.activation.toFixed(2)} (mean activation)`
+      + (found.dataset_best !== null ? `; the dataset's best image: ${found.dataset_best.toFixed(2)}` : "")
+      + ` · ${found.steps} steps, ${found.size} px`;
+  } catch (error) {
+    if (error.name !== "AbortError") caption.textContent = `no visualisation: ${error.message}`;
+  }
 }
