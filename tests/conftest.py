@@ -150,8 +150,8 @@ def demo_server(tmp_path_factory):
     broken.mkdir()
     (broken / "broken.toml").write_text('id = "broken"\nname = "Broken card"\n[architecture]\n')
     # 400 demo images, not 2,000: the first start's atlases are built in a fifth of the time.
-    # Feature visualisations of 16 steps: the unit pages' renders stay short.
-    environment = {"FOVEA_DEMO_IMAGES": "400", "FOVEA_VISUALIZATION_STEPS": "16"}
+    # Feature visualisations of 4 steps: every unit page asks for one, and each holds the model while it renders.
+    environment = {"FOVEA_DEMO_IMAGES": "400", "FOVEA_VISUALIZATION_STEPS": "4"}
     with live_server(root / "data", "--model-dir", str(broken), env=environment) as base:
         yield base
 

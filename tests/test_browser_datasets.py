@@ -30,7 +30,8 @@ def server(tmp_path_factory):
     index_model(store.ready("shapes-cnn"), scan_folder(beta, name="beta"), settings,
                 layers=["block2", "block4"], k=4)
     index_model(store.ready("clamped"), scan_folder(root / "squares", name="squares"), settings, layers=["1"], k=4)
-    with live_server(root / "data", "--model-dir", str(cards), env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base:
+    environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4"}  # unit pages render one
+    with live_server(root / "data", "--model-dir", str(cards), env=environment) as base:
         yield base
 
 

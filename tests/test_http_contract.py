@@ -30,7 +30,8 @@ def settings_with_a_broken_model(root):
         "weights": {"file": "missing.safetensors"},
         "input": {"size": [16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
         "labels": {"names": ["red", "green", "blue"]}}))
-    return settings_in(root).model_copy(update={"model_dirs": [*DEMO_MODELS_ONLY["model_dirs"], cards]})
+    return settings_in(root).model_copy(update={"model_dirs": [*DEMO_MODELS_ONLY["model_dirs"], cards],
+                                                "visualization_steps": 2})  # every operation asked: keep it short
 
 
 @pytest.fixture(scope="module")
