@@ -6,6 +6,7 @@ followed with a progress token), stored as `fovea visualize` stores it, and kept
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -38,20 +39,37 @@ Size = Annotated[int | None, Query(ge=16, description="Image side in pixels (def
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the starting image and the transforms.")]
 
 
-@router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
-            summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
-async def read_visualization(request: Request, settings: SettingsDep, atlases: AtlasesDep, board: ProgressBoardDep,
+@dataclass(frozen=True)
+class Rendered:
+    """A unit's feature visualisation as a request asks for it: stored, or rendered first."""
+
+    model: LoadedModel
+    layer: LayerInfo
+    unit: int
+    settings: RenderSettings
+    png: bytes
+
+
+async def get_rendered(request: Request, settings: SettingsDep, board: ProgressBoardDep,
                        model: Annotated[LoadedModel, Depends(get_ready_model)],
                        layer: Annotated[LayerInfo, Depends(get_layer)],
                        unit: Annotated[UnitIndex, Path(description="Channel index.")],
                        steps: Steps = None, size: Size = None, seed: Seed = 0,
-                       progress_token: ProgressToken = None) -> Visualization:
+                       progress_token: ProgressToken = None) -> Rendered:
     render_settings = _settings(settings, model, layer, unit, steps, size, seed)
     png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
-    query = f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={seed}"
+    return Rendered(model, layer, unit, render_settings, png)
+
+
+@router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
+            summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
+async def read_visualization(atlases: AtlasesDep, found: Annotated[Rendered, Depends(get_rendered)]) -> Visualization:
+    model, layer, unit, render_settings = found.model, found.layer, found.unit, found.settings
+    query = f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
     return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings),
-                         steps=render_settings.steps, size=render_settings.size[0], seed=seed,
-                         param=render_settings.param, activation=float(Image.open(io.BytesIO(png)).text["activation"]),
+                         steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
+                         param=render_settings.param,
+                         activation=float(Image.open(io.BytesIO(found.png)).text["activation"]),
                          dataset_best=_dataset_best(atlases, model, layer, unit),
                          png=f"/api/models/{model.id}/layers/{layer.name}/units/{unit}/visualization.png{query}")
 
@@ -59,15 +77,8 @@ async def read_visualization(request: Request, settings: SettingsDep, atlases: A
 @router.get("/visualization.png", response_class=Response, dependencies=[COMPUTE],
             responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
             summary="The unit's feature visualisation as a PNG")
-async def read_visualization_png(request: Request, settings: SettingsDep, board: ProgressBoardDep,
-                           model: Annotated[LoadedModel, Depends(get_ready_model)],
-                           layer: Annotated[LayerInfo, Depends(get_layer)],
-                           unit: Annotated[UnitIndex, Path(description="Channel index.")],
-                           steps: Steps = None, size: Size = None, seed: Seed = 0,
-                           progress_token: ProgressToken = None) -> Response:
-    render_settings = _settings(settings, model, layer, unit, steps, size, seed)
-    png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
-    return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+async def read_visualization_png(found: Annotated[Rendered, Depends(get_rendered)]) -> Response:
+    return Response(found.png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
 
 
 def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
