@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--units", nargs="+", type=int, metavar="UNIT", help="units of each layer (default: all)")
     visualize.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
     visualize.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
-    visualize.add_argument("--param", choices=["fft", "pixels"], default="fft", help="parameterisation (default fft)")
+    visualize.add_argument("--param", choices=["fft", "maco", "pixels"], default="fft",
+                           help="parameterisation (default fft; maco takes its magnitudes from the model's atlas)")
     visualize.add_argument("--batch", type=int, default=32, help="units rendered together (default 32)")
     visualize.add_argument("--seed", type=int, default=0)
     _settings_flags(visualize)
@@ -195,6 +196,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _visualize(args: argparse.Namespace, settings: Settings) -> int:
+    from app.atlas.image_prior import render_prior
+    from app.atlas.registry import AtlasRegistry
     from app.atlas.visualize import variant, visualize_layer
     from app.engine.featurevis.render import RenderSettings
     from app.store.store import load_store
@@ -202,9 +205,10 @@ def _visualize(args: argparse.Namespace, settings: Settings) -> int:
     model = load_store(settings).ready(args.model)
     layers = args.layers or [info.name for info in model.layers if info.default]
     size = (args.size, args.size) if args.size else model.preprocessing.size
-    render_settings = RenderSettings(steps=args.steps, size=size, param=args.param, seed=args.seed)
-    print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}) into {settings.data_dir}",
-          file=sys.stderr)
+    prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
+    render_settings = RenderSettings(steps=args.steps, size=size, param=args.param, seed=args.seed, prior=prior)
+    print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "
+          f"into {settings.data_dir}", file=sys.stderr)
     for layer in layers:
         print(f"{layer}:", file=sys.stderr)
         visualize_layer(model, layer, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from app.engine.featurevis import FourierImage, channel, direction, diversity, neuron, render
-from app.engine.featurevis.param import COLOR_CORRELATION, frequency_scale
+from app.engine.featurevis.param import MacoImage, frequency_scale
+from app.engine.featurevis.prior import LUCID, ImagePrior, estimate_prior
 from app.engine.featurevis.render import RenderSettings
 from app.engine.hooks import hook_count
 
@@ -45,8 +46,49 @@ def test_the_spectrum_is_scaled_by_one_over_frequency_as_lucid_does():
 def test_the_colour_decorrelation_is_lucids_matrix_with_its_largest_column_of_norm_one():
     svd_sqrt = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
     largest = math.sqrt(0.26 ** 2 + 0.27 ** 2 + 0.27 ** 2)  # the first column's norm
-    assert torch.allclose(COLOR_CORRELATION, svd_sqrt / largest)
-    assert COLOR_CORRELATION.norm(dim=0).max() == pytest.approx(1.0)
+    assert torch.allclose(LUCID.color, svd_sqrt / largest)
+    assert LUCID.color.norm(dim=0).max() == pytest.approx(1.0)
+    assert LUCID.digest == "lucid" and LUCID.magnitude is None
+
+
+def test_a_prior_estimated_by_hand():
+    """Two 2 x 2 images: one pure red, one with green 1 in its top row. Pixel mean (1/2, 1/4, 0); the RGB
+    covariance is diag(1/4, 3/16, 0) (red and green never vary together here: red is 1 exactly where green
+    is 0, except... computed below from the eight pixels)."""
+    red = torch.zeros(3, 2, 2)
+    red[0] = 1.0
+    green_top = torch.zeros(3, 2, 2)
+    green_top[1, 0] = 1.0
+    prior = estimate_prior([red, green_top], "hand")
+    pixels = torch.cat([red.reshape(3, -1), green_top.reshape(3, -1)], dim=1).double()
+    covariance = torch.cov(pixels, correction=0)
+    assert torch.allclose((prior.color @ prior.color.T).double() / (prior.color @ prior.color.T).max(),
+                          covariance / covariance.max(), atol=1e-6)  # the square root, up to the scaling
+    assert prior.color.norm(dim=0).max() == pytest.approx(1.0)
+    assert (prior.color.sum(dim=0) >= 0).all()  # one sign per direction
+    # Mean magnitude, ortho: red's DC is 4 / 2 = 2 in channel 0 (half of it per image: 1); green_top's
+    # channel 1 has DC 1 and a vertical frequency of magnitude 1.
+    assert prior.magnitude[0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert prior.magnitude[1].tolist() == [[0.5, 0.0], [0.5, 0.0]]
+    assert prior.source == "2 images of hand"
+    assert prior.digest == estimate_prior([red, green_top], "again").digest != LUCID.digest
+
+
+def test_a_maco_image_keeps_the_priors_magnitude_and_optimises_only_the_phase():
+    torch.manual_seed(0)
+    magnitude = torch.rand(3, 8, 5) + 0.5
+    prior = ImagePrior(LUCID.color, magnitude, "test")
+    image = MacoImage([3, 4], (8, 8), prior)
+    assert [name for name, _ in image.named_parameters()] == ["phase"]
+    spectrum = torch.polar(image.magnitude.expand_as(image.phase), image.phase)
+    back = torch.fft.rfft2(torch.fft.irfft2(spectrum, s=(8, 8), norm="ortho"), norm="ortho").abs()
+    # Bins that are not their own conjugate (not the DC or Nyquist column) keep the prior's magnitude exactly.
+    assert torch.allclose(back[:, :, :, 1:4], magnitude[:, :, 1:4].expand(2, 3, 8, 3), atol=1e-5)
+    pictures = image()
+    assert pictures.shape == (2, 3, 8, 8) and 0 < pictures.min() and pictures.max() < 1
+    assert torch.equal(MacoImage([4], (8, 8), prior)(), pictures[1:])  # item i from its own seed
+    with pytest.raises(ValueError, match="magnitude spectrum"):
+        MacoImage([0], (16, 16), prior)
 
 
 def test_a_fourier_image_by_hand():
@@ -198,8 +240,8 @@ def test_a_red_detector_renders_red():
 @pytest.mark.parametrize("degrees", [0, 30, 45, 90, 135])
 def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
     """A 7 x 7 Gabor filter of period 4 px (the same on every colour channel) at `degrees`: in the filter's
-    frequency band (periods 3.2 to 5.3 px), the rendered image's strongest frequency lies within 10 degrees
-    of the filter's orientation. (Below the band, the 1/f spectrum's slow shading dominates the image.)"""
+    frequency band (periods 3.2 to 5.3 px), the rendered image's dominant orientation lies within 10 degrees
+    of the filter's. (Below the band, the 1/f spectrum's slow shading dominates the image.)"""
     angle = math.radians(degrees)
     ys, xs = torch.meshgrid(torch.arange(7.0) - 3, torch.arange(7.0) - 3, indexing="ij")
     along = xs * math.cos(angle) + ys * math.sin(angle)  # the coordinate the filter varies along
@@ -210,8 +252,11 @@ def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
     power = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean())).abs()
     fy, fx = torch.meshgrid(torch.arange(64) - 32, torch.arange(64) - 32, indexing="ij")
     power[(fx ** 2 + fy ** 2 < 12 ** 2) | (fx ** 2 + fy ** 2 > 20 ** 2)] = 0  # 64 / 16 = the filter's period
-    peak = int(power.argmax())
-    found = math.degrees(math.atan2(int(fy.flatten()[peak]), int(fx.flatten()[peak]))) % 180
+    # The band's dominant orientation: the circular mean of the frequencies' doubled angles (an orientation is
+    # defined modulo 180 degrees), weighted by squared power, so that one noisy bin cannot decide it.
+    doubled = 2 * torch.atan2(fy.float(), fx.float())
+    weight = power ** 2
+    found = math.degrees(math.atan2(float((weight * doubled.sin()).sum()), float((weight * doubled.cos()).sum()))) / 2 % 180
     assert min(abs(found - degrees), 180 - abs(found - degrees)) <= 10, found
 
 

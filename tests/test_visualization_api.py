@@ -30,6 +30,7 @@ def test_a_visualisation_is_rendered_on_request_then_kept(client, monkeypatch):
     body = client.get(f"{BASE}/7/visualization", params={"size": 32}).json()
     assert (body["unit"], body["steps"], body["size"], body["seed"], body["param"]) == (7, 4, 32, 0, "fft")
     assert body["dataset_best"] > 0 and isinstance(body["activation"], float)
+    assert body["colors"].startswith("12 images of dataset 'images-") and "-prior" in body["variant"]  # the atlas's
     png = client.get(body["png"])
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(png.content)).size == (32, 32)
@@ -40,8 +41,16 @@ def test_a_visualisation_is_rendered_on_request_then_kept(client, monkeypatch):
     assert client.get(f"{BASE}/7/visualization", params={"size": 32}).json() == body
 
 
+def test_maco_renders_with_the_magnitude_spectrum_of_the_atlas_images(client):
+    body = client.get(f"{BASE}/3/visualization", params={"size": 32, "param": "maco"}).json()
+    assert body["param"] == "maco" and body["variant"].startswith("maco-32x32-4steps-lr1-")
+    assert "param=maco" in body["png"] and client.get(body["png"]).status_code == 200
+    fft = client.get(f"{BASE}/3/visualization", params={"size": 32}).json()
+    assert fft["png"] != body["png"] and fft["variant"] != body["variant"]
+
+
 @pytest.mark.parametrize(("params", "status", "words"), [
-    ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
+    ({"param": "pixels"}, 422, "param"), ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
     ({"size": 8}, 422, "size"), ({"steps": 0}, 422, "steps"), ({"seed": -1}, 422, "seed")])
 def test_bad_requests_name_the_problem(client, params, status, words):
     assert_error(client.get(f"{BASE}/1/visualization", params=params), status, "invalid_input", words)

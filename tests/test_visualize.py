@@ -23,6 +23,7 @@ from app.engine.featurevis.render import RenderSettings
 from app.engine.probe import layer_output
 from app.settings import Settings
 from app.store.store import load_store
+from tests.atlas_helpers import small_atlas
 from tests.conftest import DEMO_MODELS_ONLY, DEMO_MODELS_ONLY_ARGS
 
 QUICK = RenderSettings(steps=3, size=(32, 32))
@@ -118,3 +119,22 @@ def test_a_rendering_stopped_by_its_checkpoint_stores_nothing(model, tmp_path):
     with pytest.raises(RequestCancelled):
         visualize_layer(model, "block2", tmp_path, QUICK, units=[1], batch_size=1, checkpoint=checkpoint)
     assert stored(tmp_path, model, "block2", QUICK) == {} and not model.lock.locked()
+
+
+def test_the_prior_comes_from_the_atlas_and_maco_needs_one(tmp_path):
+    """Without an atlas, Fourier images use Lucid's ImageNet colours and MACO is refused with the command
+    that makes an atlas; with one, both use its images' statistics, and the variant names them."""
+    from app.atlas.image_prior import render_prior
+    from app.atlas.registry import AtlasRegistry
+    from app.engine.featurevis.prior import LUCID
+    from app.errors import InvalidInput
+
+    settings, model, _, atlas = small_atlas(tmp_path, 8, ["block2"], 2)
+    empty = AtlasRegistry(tmp_path / "elsewhere")
+    assert render_prior(empty, model, (32, 32), "fft") is LUCID
+    with pytest.raises(InvalidInput, match="fovea index shapes-cnn"):
+        render_prior(empty, model, (32, 32), "maco")
+    prior = render_prior(AtlasRegistry(settings.data_dir), model, (32, 32), "maco")
+    assert prior.magnitude.shape == (3, 32, 17) and prior.source == f"8 images of dataset {atlas.dataset!r}"
+    assert f"-prior{prior.digest}-" in variant(RenderSettings(size=(32, 32), prior=prior))
+    assert "-prior" not in variant(RenderSettings(size=(32, 32), param="pixels", prior=prior))

@@ -507,7 +507,10 @@ class Visualization(BaseModel):
     steps: int
     size: int = Field(description="Side of the square image in pixels.")
     seed: int
-    param: str = Field(description="Parameterisation: `fft` (Lucid's decorrelated Fourier image) or `pixels`.")
+    param: str = Field(description="Parameterisation: `fft` (Lucid's decorrelated Fourier image) or `maco` "
+                                   "(phases only, the magnitude spectrum of the model's images).")
+    colors: str = Field(description="Where the colour space (and MACO's magnitudes) came from: the model's atlas "
+                                    "images, or Lucid's ImageNet constants without an atlas.")
     activation: float = Field(description="The unit's spatial mean on the image, untransformed.")
     dataset_best: float | None = Field(description="The largest spatial mean of any image of the model's default "
                                                    "atlas (none without an atlas of the layer).")

@@ -154,6 +154,12 @@ class Atlas:
         return self._query("SELECT MIN(id) AS id, label FROM images WHERE readable GROUP BY COALESCE(label, id) "
                            "ORDER BY label, id LIMIT ?", (limit,))
 
+    def spread(self, count: int) -> list[int]:
+        """Up to `count` readable image ids spread evenly over the dataset's file order."""
+        rows = self._query("SELECT id FROM images WHERE readable ORDER BY id")
+        step = max(len(rows) / max(count, 1), 1.0)
+        return [rows[int(i * step)]["id"] for i in range(min(count, len(rows)))]
+
     def image_path(self, image_id: int) -> Path:
         """The file of a dataset image; the relative path comes from the catalog, never from a request."""
         return self.dataset_root / self.image(image_id)["path"]

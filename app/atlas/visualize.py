@@ -26,9 +26,10 @@ Progress = Callable[[int, int], None]  # (units done, units in all)
 def variant(settings: RenderSettings) -> str:
     """What names one set of renderings of a unit: every setting the image depends on."""
     height, width = settings.size
-    return (f"{settings.param}-{height}x{width}-{settings.steps}steps-lr{settings.learning_rate:g}"
+    prior = "" if settings.param == "pixels" else f"-prior{settings.prior.digest}"  # pixels use no prior
+    return (f"{settings.param}-{height}x{width}-{settings.steps}steps-lr{settings.rate:g}"
             f"-{'transforms' if settings.transforms else 'plain'}{'-redirect' if settings.redirect_relu else ''}"
-            f"-seed{settings.seed}")
+            f"{prior}-seed{settings.seed}")
 
 
 def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSettings, units: list[int] | None = None,

@@ -6,8 +6,8 @@ followed with a progress token), stored as `fovea visualize` stores it, and kept
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, replace
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from PIL import Image
@@ -21,6 +21,7 @@ from app.api.errors import error_doc
 from app.api.indices import UnitIndex
 from app.api.schemas import Visualization
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
+from app.atlas.image_prior import render_prior
 from app.atlas.visualize import variant, visualize_layer
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
@@ -37,6 +38,9 @@ Steps = Annotated[int | None, Query(ge=1, description="Optimisation steps (defau
                                                       "setting).")]
 Size = Annotated[int | None, Query(ge=16, description="Image side in pixels (default: the model's input size).")]
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the starting image and the transforms.")]
+Param = Annotated[Literal["fft", "maco"], Query(
+    description="Parameterisation: Lucid's Fourier image (fft) or MACO's phase-only one (maco); both draw on the "
+                "colours (and MACO on the magnitude spectrum) of the model's atlas images.")]
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,11 @@ async def get_rendered(request: Request, settings: SettingsDep, board: ProgressB
                        model: Annotated[LoadedModel, Depends(get_ready_model)],
                        layer: Annotated[LayerInfo, Depends(get_layer)],
                        unit: Annotated[UnitIndex, Path(description="Channel index.")],
-                       steps: Steps = None, size: Size = None, seed: Seed = 0,
-                       progress_token: ProgressToken = None) -> Rendered:
-    render_settings = _settings(settings, model, layer, unit, steps, size, seed)
+                       atlases: AtlasesDep, steps: Steps = None, size: Size = None, seed: Seed = 0,
+                       param: Param = "fft", progress_token: ProgressToken = None) -> Rendered:
+    render_settings = _settings(settings, model, layer, unit, steps, size, seed, param)
+    prior = await run_in_threadpool(render_prior, atlases, model, render_settings.size, param)  # reads images once
+    render_settings = replace(render_settings, prior=prior)
     png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
     return Rendered(model, layer, unit, render_settings, png)
 
@@ -65,10 +71,11 @@ async def get_rendered(request: Request, settings: SettingsDep, board: ProgressB
             summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
 async def read_visualization(atlases: AtlasesDep, found: Annotated[Rendered, Depends(get_rendered)]) -> Visualization:
     model, layer, unit, render_settings = found.model, found.layer, found.unit, found.settings
-    query = f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
+    query = (f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
+             f"&param={render_settings.param}")
     return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings),
                          steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
-                         param=render_settings.param,
+                         param=render_settings.param, colors=render_settings.prior.source,
                          activation=float(Image.open(io.BytesIO(found.png)).text["activation"]),
                          dataset_best=_dataset_best(atlases, model, layer, unit),
                          png=f"/api/models/{model.id}/layers/{layer.name}/units/{unit}/visualization.png{query}")
@@ -82,7 +89,7 @@ async def read_visualization_png(found: Annotated[Rendered, Depends(get_rendered
 
 
 def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
-              size: int | None, seed: int) -> RenderSettings:
+              size: int | None, seed: int, param: str) -> RenderSettings:
     """The render settings a request asks for, once its unit and its limits are checked."""
     check_unit(layer.name, unit, layer.shape[0])
     steps = steps or settings.visualization_steps
@@ -93,7 +100,7 @@ def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: in
     if side > settings.visualization_max_size:
         raise InvalidInput(f"size={side} is over the visualization_max_size setting "
                            f"({settings.visualization_max_size})", size=side, limit=settings.visualization_max_size)
-    return RenderSettings(steps=steps, size=(side, side), seed=seed)
+    return RenderSettings(steps=steps, size=(side, side), seed=seed, param=param)
 
 
 async def _ensure(request: Request, settings: Settings, board, model: LoadedModel, layer: LayerInfo, unit: int,

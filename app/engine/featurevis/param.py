@@ -2,20 +2,23 @@
 
 `FourierImage` is Lucid's (Olah et al., "Feature Visualization", Distill 2017; lucid/optvis/param/spatial.py
 `fft_image` and color.py `to_valid_rgb`): each channel is an inverse real FFT of a spectrum scaled by 1/f, so
-that steps move low frequencies as much as high ones, and colours are decorrelated by the square root of the
-ImageNet colour covariance before a sigmoid. `PixelImage` (raw pixels through a sigmoid) is the plain baseline,
-and what the tests use where the arithmetic must be seen."""
+that steps move low frequencies as much as high ones, and colours are decorrelated by the square root of a
+colour covariance (prior.py: ImageNet's, Lucid's constants, or the model's own dataset's) before a sigmoid.
+`MacoImage` is MACO's (Fel et al., "Unlocking Feature Visualization for Deeper Networks with MAgnitude
+Constrained Optimization", NeurIPS 2023): only the spectrum's phase is optimised, its magnitude held at the
+dataset's mean, so the image keeps natural images' energy at every frequency. `PixelImage` (raw pixels
+through a sigmoid) is the plain baseline, and what the tests use where the arithmetic must be seen.
+
+Every parameterisation starts item i from values of its own seed, so a unit renders alike in any batch."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-# Square root of ImageNet's RGB colour covariance, by SVD (lucid/optvis/param/color.py,
-# `color_correlation_svd_sqrt`), scaled so its largest column has norm 1 (`max_norm_svd_sqrt`).
-COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
-                                           [0.27, 0.00, -0.05],
-                                           [0.27, -0.09, 0.03]])
-COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+from app.engine.featurevis.prior import LUCID, ImagePrior
+
 SPECTRUM_INIT_STD = 0.01  # Lucid's `sd` for the spectrum's initial values
 
 
@@ -46,19 +49,48 @@ def frequency_scale(size: tuple[int, int], decay: float = 1.0) -> torch.Tensor:
     return 1.0 / torch.clamp(frequencies, min=1.0 / max(height, width)) ** decay
 
 
-class FourierImage(torch.nn.Module):
-    """(n, 3, h, w // 2 + 1) complex spectra, scaled by 1/f, inverse-FFT'd, colour-decorrelated, sigmoid."""
+def recorrelate(image: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """(n, 3, h, w) values in the decorrelated colour space -> RGB logits: pixel = color @ value."""
+    return torch.einsum("nchw,dc->ndhw", image, color.to(image))
 
-    def __init__(self, seeds: list[int], size: tuple[int, int], decay: float = 1.0, decorrelate: bool = True):
+
+class FourierImage(torch.nn.Module):
+    """(n, 3, h, w // 2 + 1) complex spectra, scaled by 1/f, inverse-FFT'd, colour-recorrelated, sigmoid."""
+
+    def __init__(self, seeds: list[int], size: tuple[int, int], prior: ImagePrior = LUCID, decay: float = 1.0,
+                 decorrelate: bool = True):
         super().__init__()
         self.size, self.decorrelate = size, decorrelate
         spectrum = initial(seeds, (3, size[0], size[1] // 2 + 1, 2)) * SPECTRUM_INIT_STD
         self.spectrum = torch.nn.Parameter(spectrum)
         self.register_buffer("scale", frequency_scale(size, decay))
+        self.register_buffer("color", prior.color.clone())
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.spectrum) * self.scale
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4.0  # Lucid's scale of the result
-        if self.decorrelate:
-            image = torch.einsum("nchw,dc->ndhw", image, COLOR_CORRELATION.to(image))
-        return torch.sigmoid(image)
+        return torch.sigmoid(recorrelate(image, self.color) if self.decorrelate else image)
+
+
+class MacoImage(torch.nn.Module):
+    """(n, 3, h, w // 2 + 1) phases; the magnitude is the prior's. The inverse FFT is standardised per image
+    (zero mean, unit variance: only the phase moves, so this fixes the contrast MACO's magnitude implies),
+    recorrelated with the prior's colours, and squashed by a sigmoid, as the paper's reference code does."""
+
+    def __init__(self, seeds: list[int], size: tuple[int, int], prior: ImagePrior):
+        super().__init__()
+        if prior.magnitude is None or tuple(prior.magnitude.shape) != (3, size[0], size[1] // 2 + 1):
+            raise ValueError(f"MACO needs the magnitude spectrum of the dataset's images at {size[0]}x{size[1]}")
+        self.size = size
+        uniform = torch.stack([torch.rand((3, size[0], size[1] // 2 + 1),
+                                          generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+        self.phase = torch.nn.Parameter((uniform * 2.0 - 1.0) * math.pi)  # the paper's start: uniform phases
+        self.register_buffer("magnitude", prior.magnitude.clone())
+        self.register_buffer("color", prior.color.clone())
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        flat = image.flatten(1)
+        image = ((flat - flat.mean(dim=1, keepdim=True)) / (flat.std(dim=1, keepdim=True) + 1e-8)).view_as(image)
+        return torch.sigmoid(recorrelate(image, self.color))

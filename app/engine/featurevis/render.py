@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
 from app.engine.featurevis.objectives import Objective
-from app.engine.featurevis.param import FourierImage, PixelImage
+from app.engine.featurevis.param import FourierImage, MacoImage, PixelImage
+from app.engine.featurevis.prior import LUCID, ImagePrior
 from app.engine.featurevis.relu import redirected_relus
 from app.engine.featurevis.transforms import Transform, standard_transforms
 from app.engine.probe import run_to
@@ -28,11 +29,22 @@ class RenderSettings:
 
     steps: int = 256
     size: tuple[int, int] = (128, 128)
-    param: Literal["fft", "pixels"] = "fft"
-    learning_rate: float = 0.05
+    param: Literal["fft", "maco", "pixels"] = "fft"
+    learning_rate: float | None = None  # None: the parameterisation's own (LEARNING_RATES)
     transforms: bool = True
     redirect_relu: bool = True  # Lucid's default: dead units still get a gradient (relu.py)
     seed: int = 0
+    # The colours (and MACO's magnitudes) of the model's images; named in the variant by its digest.
+    prior: ImagePrior = field(default=LUCID, repr=False)
+
+    @property
+    def rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else LEARNING_RATES[self.param]
+
+
+# Adam's step size per parameterisation, chosen on the demo models' default layers at 128 steps
+# (docs/benchmarks.md, "Feature visualisation"); MACO's is the paper's 1.0, for phases in radians.
+LEARNING_RATES = {"fft": 0.2, "maco": 1.0, "pixels": 0.1}
 
 
 def render(model: nn.Module, layer: str, objective: Objective, items: list[int], settings: RenderSettings,
@@ -45,10 +57,9 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
     runs before each step and may raise to stop. The caller holds the model's lock."""
     generator = torch.Generator().manual_seed(settings.seed)  # the transforms': the same for every batch
     seeds = [settings.seed * 1_000_003 + item for item in items]
-    kind = FourierImage if settings.param == "fft" else PixelImage
-    image = kind(seeds, settings.size).to(device)
+    image = parameterisation(settings, seeds).to(device)
     transform: Transform | None = standard_transforms() if settings.transforms else None
-    optimizer = torch.optim.Adam(image.parameters(), lr=settings.learning_rate)
+    optimizer = torch.optim.Adam(image.parameters(), lr=settings.rate)
     for step in range(settings.steps):
         if checkpoint is not None:
             checkpoint()
@@ -64,3 +75,11 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
             progress(step + 1, settings.steps)
     with torch.no_grad():
         return image().detach().cpu()
+
+
+def parameterisation(settings: RenderSettings, seeds: list[int]) -> nn.Module:
+    if settings.param == "fft":
+        return FourierImage(seeds, settings.size, settings.prior)
+    if settings.param == "maco":
+        return MacoImage(seeds, settings.size, settings.prior)
+    return PixelImage(seeds, settings.size)
