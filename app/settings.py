@@ -126,6 +126,8 @@ class Settings(BaseSettings):
         default=1024, ge=1, description="Most steps a request may ask a feature visualisation for (422 above).")
     visualization_max_size: int = Field(
         default=512, ge=16, description="Largest side in pixels a request may ask a feature visualisation for.")
+    visualization_max_facets: int = Field(
+        default=8, ge=1, description="Most facets a request may ask of one unit (each is one more image rendered).")
     cam_max_channels: int = Field(
         default=2048, ge=1,
         description="Most channels a layer may have for Score-CAM and Ablation-CAM, which run the model once "

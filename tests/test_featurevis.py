@@ -304,3 +304,32 @@ def test_the_redirected_relu_changes_only_the_backward_pass():
     # Row 0: some gradient gets through, so the ReLU's own (0 where x < 0). Row 1: none does, so the incoming
     # gradient, except where it would push a negative input lower (+1 on a negative input: descent lowers it).
     assert x.grad.tolist() == [[0.0, 1.0], [-1.0, 0.0]]
+
+
+def test_facets_cluster_by_pattern_the_top_images_first():
+    from app.engine.featurevis.facets import cluster
+
+    vectors = torch.tensor([[1.0, 0.1], [0.0, 3.0], [2.0, 0.0], [0.1, 1.0], [5.0, 0.4]])  # two directions
+    labels = cluster(vectors, 2)
+    assert labels.tolist() == [0, 1, 0, 1, 0]  # by direction, not length; the top image's facet is 0
+    assert torch.equal(cluster(vectors, 2), labels)  # deterministic
+    assert cluster(vectors, 4).max() == 3 and len(set(cluster(vectors, 4).tolist())) == 4
+    assert cluster(torch.ones(3, 2), 3).tolist() == [0, 0, 0]  # one distinct pattern: one facet
+
+
+def test_a_negative_objective_renders_the_colour_the_unit_dislikes():
+    """Minimised before its ReLU (after it, any image that silences the unit is a minimum, and a silent unit
+    has no gradient left to follow)."""
+    model = one_filter(torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1))  # red minus the other two
+    image = render(model, "0", -channel([0]), [0], RenderSettings(steps=64, size=(32, 32)), to_input=lambda x: x)
+    red, green, blue = image[0].mean(dim=(1, 2)).tolist()
+    assert red < 0.4 and red < min(green, blue) - 0.2, (red, green, blue)
+
+
+@pytest.mark.parametrize("param", ["fft", "pixels"])
+def test_a_rendering_started_from_images_begins_at_them(param):
+    start = torch.rand(2, 3, 12, 12) * 0.9 + 0.05
+    model = one_filter(torch.ones(1, 3, 1, 1))
+    unchanged = render(model, "1", channel([0, 0]), [0, 1], RenderSettings(steps=0, size=(12, 12), param=param),
+                       to_input=lambda x: x, start=start)
+    assert torch.allclose(unchanged, start, atol=1e-5)

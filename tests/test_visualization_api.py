@@ -49,11 +49,37 @@ def test_maco_renders_with_the_magnitude_spectrum_of_the_atlas_images(client):
     assert fft["png"] != body["png"] and fft["variant"] != body["variant"]
 
 
+def test_the_negative_image_is_its_own_image(client):
+    positive = client.get(f"{BASE}/5/visualization", params={"size": 32}).json()
+    negative = client.get(f"{BASE}/5/visualization", params={"size": 32, "negative": "true"}).json()
+    assert negative["negative"] is True and positive["negative"] is False
+    assert negative["variant"] == positive["variant"] + "-negative" and negative["png"].endswith("&negative=true")
+    assert negative["activation"] <= positive["activation"]
+    assert client.get(negative["png"]).content != client.get(positive["png"]).content
+
+
+def test_facets_cluster_the_top_images_and_each_has_an_image(client):
+    body = client.get(f"{BASE}/9/visualization/facets", params={"size": 32, "facets": 2}).json()
+    assert body["asked"] == 2 and 1 <= len(body["facets"]) <= 2 and body["dataset"].startswith("images-")
+    ranks = sorted(member["rank"] for facet in body["facets"] for member in facet["members"])
+    assert ranks == [0, 1]  # the atlas keeps 2 top images per unit: each in one facet
+    assert body["facets"][0]["members"][0]["image"].startswith(body["dataset"] + ":")
+    for facet in body["facets"]:
+        png = client.get(facet["png"])
+        assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (32, 32)
+    beyond = client.get(f"{BASE}/9/visualization/facets/{len(body['facets'])}.png", params={"size": 32, "facets": 2})
+    assert_error(beyond, 404, "not_found", "facets")
+    assert_error(client.get(f"{BASE}/9/visualization/facets", params={"size": 32, "facets": 9}), 422, "invalid_input",
+                 "visualization_max_facets")
+
+
 @pytest.mark.parametrize(("params", "status", "words"), [
-    ({"param": "pixels"}, 422, "param"), ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
+    ({"param": "pixels"}, 422, "param"), ({"negative": "maybe"}, 422, "negative"), ({"facets": 0}, 422, "facets"), ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
     ({"size": 8}, 422, "size"), ({"steps": 0}, 422, "steps"), ({"seed": -1}, 422, "seed")])
 def test_bad_requests_name_the_problem(client, params, status, words):
-    assert_error(client.get(f"{BASE}/1/visualization", params=params), status, "invalid_input", words)
+    route = "visualization/facets" if "facets" in params else "visualization"
+    params = {"size": 32, **params}  # within the limits unless the case is about them
+    assert_error(client.get(f"{BASE}/1/{route}", params=params), status, "invalid_input", words)
 
 
 def test_a_unit_outside_the_layer_is_a_404(client):

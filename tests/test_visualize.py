@@ -138,3 +138,36 @@ def test_the_prior_comes_from_the_atlas_and_maco_needs_one(tmp_path):
     assert prior.magnitude.shape == (3, 32, 17) and prior.source == f"8 images of dataset {atlas.dataset!r}"
     assert f"-prior{prior.digest}-" in variant(RenderSettings(size=(32, 32), prior=prior))
     assert "-prior" not in variant(RenderSettings(size=(32, 32), param="pixels", prior=prior))
+
+
+def test_facets_partition_the_top_images_and_start_from_their_mean(tmp_path):
+    """Every top image is in exactly one facet (the top image's first); with no steps a facet's image is the
+    mean of its images as the model sees them; stored, a second ask renders nothing."""
+    import json
+
+    from app.atlas.visualize import visualize_facets
+
+    settings, model, _, atlas = small_atlas(tmp_path, 16, ["block2"], 6)
+    still = RenderSettings(steps=0, size=(112, 112))
+    facets = visualize_facets(model, atlas, "block2", 4, 3, settings.data_dir, still)
+    assert 1 <= len(facets) <= 3 and 0 in facets[0].members
+    assert sorted(rank for facet in facets for rank in facet.members) == list(range(6))
+    rows = atlas.top_images(atlas.layer("block2"), 4)
+    for facet in facets:
+        picture = Image.open(io.BytesIO(facet.png))
+        assert json.loads(picture.text["members"]) == facet.members
+        views = [numpy.asarray(model.preprocessing.view(atlas.load_image(rows[rank]["image"])), dtype=float)
+                 for rank in facet.members]
+        mean = numpy.clip(numpy.mean(views, axis=0), 0.02 * 255, 0.98 * 255)
+        assert numpy.abs(numpy.asarray(picture, dtype=float) - mean).max() <= 1.01  # PNG rounding
+    again = visualize_facets(model, atlas, "block2", 4, 3, settings.data_dir, still)
+    assert [facet.png for facet in again] == [facet.png for facet in facets]
+
+
+def test_the_negative_image_is_stored_beside_the_positive_one(model, tmp_path):
+    visualize_layer(model, "block2", tmp_path, QUICK, units=[2], negative=True)
+    store = Annotations(tmp_path, model.id, FEATURE_VISUALISATION)
+    scope = scope_of(FEATURE_VISUALISATION, model.weights_sha256, None)
+    assert variant(QUICK, negative=True) == variant(QUICK) + "-negative"
+    assert store.done(scope, "block2", variant(QUICK, negative=True)) == {2}
+    assert store.done(scope, "block2", variant(QUICK)) == set()

@@ -511,7 +511,37 @@ class Visualization(BaseModel):
                                    "(phases only, the magnitude spectrum of the model's images).")
     colors: str = Field(description="Where the colour space (and MACO's magnitudes) came from: the model's atlas "
                                     "images, or Lucid's ImageNet constants without an atlas.")
+    negative: bool = Field(description="The image that drives the unit lowest instead of highest.")
     activation: float = Field(description="The unit's spatial mean on the image, untransformed.")
     dataset_best: float | None = Field(description="The largest spatial mean of any image of the model's default "
                                                    "atlas (none without an atlas of the layer).")
     png: str = Field(description="The image's address.")
+
+
+class FacetMember(BaseModel):
+    rank: int = Field(description="Among the unit's top images (0 is its top image).")
+    image: str = Field(description="The image's id, `dataset:index`, as the image page takes it.")
+    value: float = Field(description="The unit's peak activation on the image.")
+
+
+class VisualizationFacet(BaseModel):
+    index: int
+    members: list[FacetMember]
+    activation: float = Field(description="The unit's spatial mean on the facet's image, untransformed.")
+    png: str = Field(description="The image's address.")
+
+
+class VisualizationFacets(BaseModel):
+    """A unit's facets (Nguyen et al. 2016): its top images clustered by the layer's activations on them, each
+    facet rendered from the mean of its images."""
+
+    model: str
+    layer: str
+    unit: int
+    dataset: str = Field(description="The atlas whose top images were clustered.")
+    asked: int = Field(description="The facets asked for; fewer come when the top images have fewer patterns.")
+    steps: int
+    size: int
+    seed: int
+    param: str
+    facets: list[VisualizationFacet]

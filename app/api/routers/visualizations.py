@@ -1,5 +1,6 @@
 """A unit's feature visualisation: `GET .../units/{unit}/visualization` (what it is: its settings, the
-activation it reaches, the dataset's best for comparison, and the PNG's address) and `.../visualization.png`.
+activation it reaches, the dataset's best for comparison, and the PNG's address) and `.../visualization.png`,
+its negative image (`negative=true`), and its facets (`.../visualization/facets` and each facet's PNG).
 One that is not stored yet for the settings asked is rendered on request (a compute slot, the model's lock,
 followed with a progress token), stored as `fovea visualize` stores it, and kept."""
 
@@ -19,13 +20,13 @@ from app.api.deps import AtlasesDep, ProgressBoardDep, ProgressToken, SettingsDe
 from app.api.disconnect import client_gone
 from app.api.errors import error_doc
 from app.api.indices import UnitIndex
-from app.api.schemas import Visualization
+from app.api.schemas import FacetMember, Visualization, VisualizationFacet, VisualizationFacets
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
 from app.atlas.image_prior import render_prior
-from app.atlas.visualize import variant, visualize_layer
+from app.atlas.visualize import Facet, variant, visualize_facets, visualize_layer
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
-from app.errors import AtlasMissing, InvalidInput, LayerNotFound, RequestCancelled, check_unit
+from app.errors import AtlasMissing, InvalidInput, LayerNotFound, NotFound, RequestCancelled, check_unit
 from app.settings import Settings
 from app.store.store import LoadedModel
 from app.studio.progress import RENDERING, WAITING
@@ -33,11 +34,14 @@ from app.studio.progress import RENDERING, WAITING
 router = APIRouter(prefix="/api/models/{model}/layers/{layer}/units/{unit}", tags=["units"])
 ERRORS = {404: error_doc("Unknown model, layer or unit (with the valid range)."),
           409: error_doc("The model failed to load."),
-          422: error_doc("Steps or size over the visualization_max_steps or visualization_max_size setting.")}
+          422: error_doc("Steps, size or facets over their visualization_max_* setting; MACO without an atlas.")}
 Steps = Annotated[int | None, Query(ge=1, description="Optimisation steps (default: the visualization_steps "
                                                       "setting).")]
 Size = Annotated[int | None, Query(ge=16, description="Image side in pixels (default: the model's input size).")]
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the starting image and the transforms.")]
+Negative = Annotated[bool, Query(description="The image that drives the unit lowest instead.")]
+Facets = Annotated[int, Query(ge=1, description="How many facets to cluster the top images into (at most the "
+                                                "visualization_max_facets setting).")]
 Param = Annotated[Literal["fft", "maco"], Query(
     description="Parameterisation: Lucid's Fourier image (fft) or MACO's phase-only one (maco); both draw on the "
                 "colours (and MACO on the magnitude spectrum) of the model's atlas images.")]
@@ -51,41 +55,113 @@ class Rendered:
     layer: LayerInfo
     unit: int
     settings: RenderSettings
-    png: bytes
 
 
-async def get_rendered(request: Request, settings: SettingsDep, board: ProgressBoardDep,
-                       model: Annotated[LoadedModel, Depends(get_ready_model)],
-                       layer: Annotated[LayerInfo, Depends(get_layer)],
-                       unit: Annotated[UnitIndex, Path(description="Channel index.")],
-                       atlases: AtlasesDep, steps: Steps = None, size: Size = None, seed: Seed = 0,
-                       param: Param = "fft", progress_token: ProgressToken = None) -> Rendered:
+async def get_request(settings: SettingsDep, atlases: AtlasesDep,
+                      model: Annotated[LoadedModel, Depends(get_ready_model)],
+                      layer: Annotated[LayerInfo, Depends(get_layer)],
+                      unit: Annotated[UnitIndex, Path(description="Channel index.")],
+                      steps: Steps = None, size: Size = None, seed: Seed = 0, param: Param = "fft") -> Rendered:
+    """The unit and render settings a request asks for, its limits checked, with the model's image prior."""
     render_settings = _settings(settings, model, layer, unit, steps, size, seed, param)
     prior = await run_in_threadpool(render_prior, atlases, model, render_settings.size, param)  # reads images once
-    render_settings = replace(render_settings, prior=prior)
-    png = await _ensure(request, settings, board, model, layer, unit, render_settings, progress_token)
-    return Rendered(model, layer, unit, render_settings, png)
+    return Rendered(model, layer, unit, replace(render_settings, prior=prior))
+
+
+RequestDep = Annotated[Rendered, Depends(get_request)]
+
+
+async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, asked: RequestDep,
+                  negative: Negative = False, progress_token: ProgressToken = None) -> bytes:
+    """The unit's image for the request: stored, or rendered first in a worker thread; a client that goes away
+    stops the rendering at its next step (nothing is stored)."""
+    model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
+    store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
+    scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings, negative)
+    png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
+    if png is None:
+        await _rendering(request, board, progress_token, lambda progress, stop: visualize_layer(
+            model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,
+            steps_progress=progress, checkpoint=stop))
+        png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
+    return png
+
+
+async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoardDep, atlases: AtlasesDep,
+                     asked: RequestDep, facets: Facets = 3, progress_token: ProgressToken = None) -> list[Facet]:
+    """The unit's facets in its default atlas: stored, or clustered and rendered first."""
+    if facets > settings.visualization_max_facets:
+        raise InvalidInput(f"facets={facets} is over the visualization_max_facets setting "
+                           f"({settings.visualization_max_facets})", facets=facets,
+                           limit=settings.visualization_max_facets)
+    atlas = atlases.get(asked.model.id)
+    indexed = atlas.layer(asked.layer.name)  # 404 naming the indexed layers
+    atlas.check_unit(indexed, asked.unit)
+    return await _rendering(request, board, progress_token, lambda progress, stop: visualize_facets(
+        asked.model, atlas, asked.layer.name, asked.unit, facets, settings.data_dir, asked.settings,
+        steps_progress=progress, checkpoint=stop))
 
 
 @router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
             summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
-async def read_visualization(atlases: AtlasesDep, found: Annotated[Rendered, Depends(get_rendered)]) -> Visualization:
-    model, layer, unit, render_settings = found.model, found.layer, found.unit, found.settings
-    query = (f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
-             f"&param={render_settings.param}")
-    return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings),
+async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annotated[bytes, Depends(get_png)],
+                             negative: Negative = False) -> Visualization:
+    model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
+    query = _query(render_settings) + ("&negative=true" if negative else "")
+    return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings, negative),
                          steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
-                         param=render_settings.param, colors=render_settings.prior.source,
-                         activation=float(Image.open(io.BytesIO(found.png)).text["activation"]),
-                         dataset_best=_dataset_best(atlases, model, layer, unit),
-                         png=f"/api/models/{model.id}/layers/{layer.name}/units/{unit}/visualization.png{query}")
+                         param=render_settings.param, colors=render_settings.prior.source, negative=negative,
+                         activation=_activation(png), dataset_best=_dataset_best(atlases, model, layer, unit),
+                         png=f"{_base(asked)}/visualization.png{query}")
 
 
 @router.get("/visualization.png", response_class=Response, dependencies=[COMPUTE],
             responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
             summary="The unit's feature visualisation as a PNG")
-async def read_visualization_png(found: Annotated[Rendered, Depends(get_rendered)]) -> Response:
-    return Response(found.png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+async def read_visualization_png(png: Annotated[bytes, Depends(get_png)]) -> Response:
+    return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get("/visualization/facets", response_model=VisualizationFacets, responses=ERRORS, dependencies=[COMPUTE],
+            summary="The unit's facets: its top images clustered, each cluster's visualisation started from its "
+                    "mean image")
+async def read_facets(atlases: AtlasesDep, asked: RequestDep, found: Annotated[list[Facet], Depends(get_facets)],
+                      facets: Facets = 3) -> VisualizationFacets:
+    atlas, render_settings = atlases.get(asked.model.id), asked.settings
+    rows = atlas.top_images(atlas.layer(asked.layer.name), asked.unit)
+    query = _query(render_settings) + f"&facets={facets}"
+    return VisualizationFacets(
+        model=asked.model.id, layer=asked.layer.name, unit=asked.unit, dataset=atlas.dataset, asked=facets,
+        steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
+        param=render_settings.param,
+        facets=[VisualizationFacet(
+            index=facet.index, activation=_activation(facet.png),
+            members=[FacetMember(rank=rank, image=f"{atlas.dataset}:{rows[rank]['image']}", value=rows[rank]["value"])
+                     for rank in facet.members],
+            png=f"{_base(asked)}/visualization/facets/{facet.index}.png{query}") for facet in found])
+
+
+@router.get("/visualization/facets/{index}.png", response_class=Response, dependencies=[COMPUTE],
+            responses={**image_doc("One facet's visualisation.", "image/png"), **ERRORS},
+            summary="One facet's visualisation as a PNG")
+async def read_facet_png(found: Annotated[list[Facet], Depends(get_facets)],
+                         index: Annotated[int, Path(ge=0, description="The facet's index.")]) -> Response:
+    if index >= len(found):
+        raise NotFound(f"the unit has {len(found)} facets: 0 to {len(found) - 1}", index=index)
+    return Response(found[index].png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+def _base(asked: Rendered) -> str:
+    return f"/api/models/{asked.model.id}/layers/{asked.layer.name}/units/{asked.unit}"
+
+
+def _query(render_settings: RenderSettings) -> str:
+    return (f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
+            f"&param={render_settings.param}")
+
+
+def _activation(png: bytes) -> float:
+    return float(Image.open(io.BytesIO(png)).text["activation"])
 
 
 def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
@@ -103,23 +179,14 @@ def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: in
     return RenderSettings(steps=steps, size=(side, side), seed=seed, param=param)
 
 
-async def _ensure(request: Request, settings: Settings, board, model: LoadedModel, layer: LayerInfo, unit: int,
-                  render_settings: RenderSettings, token: str | None) -> bytes:
-    """The stored image, rendered first in a worker thread when there is none; a client that goes away stops
-    the rendering at its next step (nothing is stored)."""
-    store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings)
-    png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
-    if png is None:
-        async with client_gone(request) as gone:
-            with board.follow(token) as progress:
-                progress(WAITING)
-                await run_in_threadpool(
-                    visualize_layer, model, layer.name, settings.data_dir, render_settings, units=[unit],
-                    batch_size=1, steps_progress=lambda done, total: progress(RENDERING, done, total),
-                    checkpoint=lambda: _stop_if(gone))
-        png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
-    return png
+async def _rendering(request: Request, board, token: str | None, job):
+    """`job(steps_progress, checkpoint)` in a worker thread, followed by the progress token; a client that goes
+    away stops it at its next step."""
+    async with client_gone(request) as gone:
+        with board.follow(token) as progress:
+            progress(WAITING)
+            return await run_in_threadpool(job, lambda done, total: progress(RENDERING, done, total),
+                                           lambda: _stop_if(gone))
 
 
 def _stop_if(gone) -> None:

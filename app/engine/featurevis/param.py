@@ -28,12 +28,27 @@ def initial(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
 
 
-class PixelImage(torch.nn.Module):
-    """(n, 3, h, w) logits of pixels; the image is their sigmoid."""
+START_MARGIN = 0.02  # a starting image is kept this far inside (0, 1), where the sigmoid still has a slope
 
-    def __init__(self, seeds: list[int], size: tuple[int, int]):
+
+def start_logits(images: torch.Tensor) -> torch.Tensor:
+    """What a sigmoid must be given to reproduce (n, 3, h, w) images in [0, 1]."""
+    return torch.logit(images.clamp(START_MARGIN, 1 - START_MARGIN))
+
+
+def decorrelated(images: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """The values in the decorrelated colour space that `recorrelate` and the sigmoid turn into `images`."""
+    return torch.einsum("nchw,dc->ndhw", start_logits(images), torch.linalg.inv(color.double()).to(images))
+
+
+class PixelImage(torch.nn.Module):
+    """(n, 3, h, w) logits of pixels; the image is their sigmoid. `start`: images to begin from, instead of
+    each seed's noise."""
+
+    def __init__(self, seeds: list[int], size: tuple[int, int], start: torch.Tensor | None = None):
         super().__init__()
-        self.logits = torch.nn.Parameter(initial(seeds, (3, *size)) * SPECTRUM_INIT_STD)
+        logits = initial(seeds, (3, *size)) * SPECTRUM_INIT_STD if start is None else start_logits(start)
+        self.logits = torch.nn.Parameter(logits)
 
     def forward(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
@@ -58,12 +73,17 @@ class FourierImage(torch.nn.Module):
     """(n, 3, h, w // 2 + 1) complex spectra, scaled by 1/f, inverse-FFT'd, colour-recorrelated, sigmoid."""
 
     def __init__(self, seeds: list[int], size: tuple[int, int], prior: ImagePrior = LUCID, decay: float = 1.0,
-                 decorrelate: bool = True):
+                 decorrelate: bool = True, start: torch.Tensor | None = None):
         super().__init__()
         self.size, self.decorrelate = size, decorrelate
-        spectrum = initial(seeds, (3, size[0], size[1] // 2 + 1, 2)) * SPECTRUM_INIT_STD
+        scale = frequency_scale(size, decay)
+        if start is None:
+            spectrum = initial(seeds, (3, size[0], size[1] // 2 + 1, 2)) * SPECTRUM_INIT_STD
+        else:  # forward() run backwards: the spectrum whose image is `start`
+            values = decorrelated(start, prior.color) if decorrelate else start_logits(start)
+            spectrum = torch.view_as_real(torch.fft.rfft2(values * 4.0, norm="ortho") / scale).contiguous()
         self.spectrum = torch.nn.Parameter(spectrum)
-        self.register_buffer("scale", frequency_scale(size, decay))
+        self.register_buffer("scale", scale)
         self.register_buffer("color", prior.color.clone())
 
     def forward(self) -> torch.Tensor:
@@ -77,14 +97,18 @@ class MacoImage(torch.nn.Module):
     (zero mean, unit variance: only the phase moves, so this fixes the contrast MACO's magnitude implies),
     recorrelated with the prior's colours, and squashed by a sigmoid, as the paper's reference code does."""
 
-    def __init__(self, seeds: list[int], size: tuple[int, int], prior: ImagePrior):
+    def __init__(self, seeds: list[int], size: tuple[int, int], prior: ImagePrior, start: torch.Tensor | None = None):
         super().__init__()
         if prior.magnitude is None or tuple(prior.magnitude.shape) != (3, size[0], size[1] // 2 + 1):
             raise ValueError(f"MACO needs the magnitude spectrum of the dataset's images at {size[0]}x{size[1]}")
         self.size = size
-        uniform = torch.stack([torch.rand((3, size[0], size[1] // 2 + 1),
-                                          generator=torch.Generator().manual_seed(seed)) for seed in seeds])
-        self.phase = torch.nn.Parameter((uniform * 2.0 - 1.0) * math.pi)  # the paper's start: uniform phases
+        if start is None:  # the paper's start: uniform phases
+            uniform = torch.stack([torch.rand((3, size[0], size[1] // 2 + 1),
+                                              generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+            phase = (uniform * 2.0 - 1.0) * math.pi
+        else:  # the phases of the start images (their magnitudes give way to the prior's)
+            phase = torch.fft.rfft2(decorrelated(start, prior.color), norm="ortho").angle()
+        self.phase = torch.nn.Parameter(phase)
         self.register_buffer("magnitude", prior.magnitude.clone())
         self.register_buffer("color", prior.color.clone())
 

@@ -49,15 +49,17 @@ LEARNING_RATES = {"fft": 0.2, "maco": 1.0, "pixels": 0.1}
 
 def render(model: nn.Module, layer: str, objective: Objective, items: list[int], settings: RenderSettings,
            to_input: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
-           progress: Progress | None = None, checkpoint: Callable[[], None] | None = None) -> torch.Tensor:
+           progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
+           start: torch.Tensor | None = None) -> torch.Tensor:
     """(len(items), 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`. `items`
     name the batch's items (the units rendered): each starts from values of its own seed (settings.seed and
     the item), and the transforms are drawn alike for all, so an item renders the same alone or in any
     batch. `to_input` maps images to what the model takes (normalisation, memory format); `checkpoint()`
-    runs before each step and may raise to stop. The caller holds the model's lock."""
+    runs before each step and may raise to stop; `start`: (len(items), 3, h, w) images in [0, 1] to begin
+    from instead of noise (a facet's mean image). The caller holds the model's lock."""
     generator = torch.Generator().manual_seed(settings.seed)  # the transforms': the same for every batch
     seeds = [settings.seed * 1_000_003 + item for item in items]
-    image = parameterisation(settings, seeds).to(device)
+    image = parameterisation(settings, seeds, start).to(device)
     transform: Transform | None = standard_transforms() if settings.transforms else None
     optimizer = torch.optim.Adam(image.parameters(), lr=settings.rate)
     for step in range(settings.steps):
@@ -77,9 +79,9 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
         return image().detach().cpu()
 
 
-def parameterisation(settings: RenderSettings, seeds: list[int]) -> nn.Module:
+def parameterisation(settings: RenderSettings, seeds: list[int], start: torch.Tensor | None = None) -> nn.Module:
     if settings.param == "fft":
-        return FourierImage(seeds, settings.size, settings.prior)
+        return FourierImage(seeds, settings.size, settings.prior, start=start)
     if settings.param == "maco":
-        return MacoImage(seeds, settings.size, settings.prior)
-    return PixelImage(seeds, settings.size)
+        return MacoImage(seeds, settings.size, settings.prior, start=start)
+    return PixelImage(seeds, settings.size, start=start)
