@@ -113,4 +113,23 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
         page.keyboard.press("ArrowRight")  # the next unit's, in place
         page.wait_for_function("document.querySelector('.visualization img')?.alt === 'Feature visualisation of "
                                "block3:13'", timeout=120_000)
-        assert page.errors == []
+
+        # Facets and the negative image are one click away, and the link keeps the view.
+        page.get_by_role("button", name="Facets").click()
+        page.wait_for_url(f"{server}/m/shapes-cnn/block3/13?dataset=demo&fv=facets")
+        page.wait_for_function("document.querySelectorAll('.facet > img').length > 0 && [...document.querySelectorAll("
+                               "'.facet > img')].every((image) => image.naturalWidth > 0)", timeout=120_000)
+        facets = page.locator(".facet").count()
+        assert 1 <= facets <= 3 and page.locator(".facet-members a").count() >= facets
+        assert page.get_by_role("button", name="Facets").get_attribute("aria-pressed") == "true"
+        screenshot(page, "unit-visualization-facets")
+        page.get_by_role("button", name="Negative").click()
+        page.wait_for_url(f"{server}/m/shapes-cnn/block3/13?dataset=demo&fv=negative")
+        page.wait_for_function("document.querySelector('.visualization img')?.alt === 'Negative feature "
+                               "visualisation of block3:13'", timeout=120_000)
+        assert page.locator(".visualization figcaption").inner_text().startswith("lowers it to")
+        fresh = watched_page(chromium)
+        fresh.goto(f"{server}/m/shapes-cnn/block3/13?dataset=demo&fv=facets")  # a shared link: the same view
+        fresh.wait_for_selector(".facet > img")
+        assert fresh.locator(".facet").count() == facets
+        assert page.errors == [] and fresh.errors == []

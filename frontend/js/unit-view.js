@@ -10,6 +10,9 @@ import { CHANNEL } from "./urls.js";
 // opacity keeps it; `outline=0` turns the outline off.
 export const UNIT_DEFAULTS = Object.freeze({ colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true });
 
+// What the feature-visualisation panel shows besides the image that drives the unit most (null).
+export const DRIVE_VIEWS = Object.freeze(["facets", "negative"]);
+
 export function unitViewState(query) {
   const opacity = Number(query.opacity);
   return {
@@ -22,6 +25,7 @@ export function unitViewState(query) {
     dataset: query.dataset || null, // the atlas shown; null: the model's default, named once it is known
     image: query.image || null, // the image page the user came from: the unit is shown on it too
     kind: query.kind || CHANNEL, // of the unit (from the page's path, urls.js)
+    drive: DRIVE_VIEWS.includes(query.fv) ? query.fv : null, // the visualisation panel's view
   };
 }
 
@@ -36,6 +40,7 @@ export function unitQuery(state) {
   if (state.dataset) query.dataset = state.dataset;
   if (state.image) query.image = state.image;
   if (state.kind && state.kind !== CHANNEL) query.kind = state.kind;
+  if (state.drive) query.fv = state.drive;
   return query;
 }
 

@@ -37,6 +37,8 @@ export const apiUrl = {
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}`, query),
   visualization: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization`, query),
+  visualizationFacets: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization/facets`, query),
   unitMaps: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/maps`, query),
   // With a model: the image as that model sees it (resized and cropped), which its maps cover exactly.

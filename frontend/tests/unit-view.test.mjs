@@ -21,7 +21,8 @@ test("an old link keeps its options; the new defaults apply only where the link 
 });
 
 test("a state's link gives the state back, with defaults left out of it", () => {
-  for (const query of [{}, { cmap: "turbo", opacity: "0.3", crop: "1", outline: "0" }, { opacity: "0" }]) {
+  for (const query of [{}, { cmap: "turbo", opacity: "0.3", crop: "1", outline: "0" }, { opacity: "0" },
+    { fv: "facets" }, { fv: "negative" }]) {
     const state = unitViewState(query);
     const search = pageUrl.unit("m", "l", 3, unitQuery(state)).split("?")[1] ?? "";
     assert.deepEqual(unitViewState(Object.fromEntries(new URLSearchParams(search))), state);
@@ -30,6 +31,14 @@ test("a state's link gives the state back, with defaults left out of it", () => 
   const full = { cmap: "gray", opacity: "0.2", mask: "1", crop: "1", outline: "0", dataset: "demo", image: "up1" };
   assert.equal(pageUrl.unit("m", "l", 3, unitQuery(unitViewState(full))),
     "/m/m/l/3?cmap=gray&crop=1&dataset=demo&image=up1&mask=1&opacity=0.2&outline=0");
+});
+
+test("the visualisation panel's view is kept in the link; an unknown one is the default", () => {
+  assert.equal(unitViewState({ fv: "facets" }).drive, "facets");
+  assert.equal(unitViewState({ fv: "negative" }).drive, "negative");
+  assert.equal(unitViewState({ fv: "nonsense" }).drive, null);
+  assert.equal(unitViewState({}).drive, null);
+  assert.equal(pageUrl.unit("m", "l", 3, unitQuery(unitViewState({ fv: "negative", dataset: "d" }))), "/m/m/l/3?dataset=d&fv=negative");
 });
 
 test("the link the server writes (app/api/links.py: unit_page) opens the default view of its dataset", () => {

@@ -104,7 +104,7 @@ export async function mountUnit(root, { params, query, signal }) {
     head.querySelector(".saturation-note")?.remove();
     countLine.insertAdjacentHTML("afterend", saturationNote(detail, modelId, state));
     root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
-    if (state.kind === "channel") showVisualization(root.querySelector(".visualization"), modelId, layer, unit, shown.signal);
+    mountVisualization(root.querySelector(".visualization"), { modelId, layer, unit, state, signal: shown.signal });
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
         dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
@@ -210,7 +210,10 @@ function content(detail, statistics, modelId, layer, state) {
         ${state.kind === "channel" ? html`<section class="panel visualization"><h2>What drives it most</h2>
           <p class="muted panel-note">An image optimised to make this unit fire (feature visualisation): what it
             responds to, beyond the images the dataset happens to hold.</p>
-          <figure><div class="visualization-image"></div><figcaption class="muted small">rendering…</figcaption></figure>
+          <div class="segmented" role="group" aria-label="Feature visualisation">${DRIVE_CHOICES.map(([value, label, title]) => html`
+            <button type="button" class="button" data-drive="${value}" title="${title}"
+              aria-pressed="${String((state.drive ?? "") === value)}">${label}</button>`)}</div>
+          <div class="visualization-body"></div>
         </section>` : ""}
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
@@ -235,23 +238,80 @@ function saturationNote(detail, modelId, state) {
     ${before ? html`For the values before the clamp, see <a href="${pageUrl.unit(modelId, before, detail.unit, unitQuery(state))}"><code>${before}:${detail.unit}</code></a>.` : ""}</p>`;
 }
 
-/** The unit's feature visualisation, rendered by the server on the first ask (a few seconds on a CPU; the
- *  caption follows its steps), then kept. */
-async function showVisualization(panel, modelId, layer, unit, signal) {
+// The visualisation panel's views: the image that drives the unit most, its facets, its negative image.
+const DRIVE_CHOICES = [
+  ["", "Most", "The image that drives the unit most"],
+  ["facets", "Facets", "Its top images clustered, one image per cluster, started from the cluster's mean image"],
+  ["negative", "Negative", "The image that drives the unit lowest"],
+];
+const FACETS = 3;
+
+/** The visualisation panel: its view buttons (kept in the URL, `fv`), and the view asked, rendered by the
+ *  server on the first ask (a few seconds on a CPU; the caption follows its steps), then kept. */
+function mountVisualization(panel, { modelId, layer, unit, state, signal }) {
   if (!panel) return;
-  const caption = panel.querySelector("figcaption");
+  let controller = null;
+  const show = () => {
+    controller?.abort();
+    controller = new AbortController();
+    signal.addEventListener("abort", () => controller.abort(), { once: true });
+    for (const button of panel.querySelectorAll("[data-drive]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.drive === (state.drive ?? "")));
+    }
+    const body = panel.querySelector(".visualization-body");
+    const view = state.drive === "facets" ? showFacets : showImage;
+    view(body, { modelId, layer, unit, negative: state.drive === "negative", signal: controller.signal });
+  };
+  panel.querySelector(".segmented").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-drive]");
+    if (!button || (state.drive ?? "") === button.dataset.drive) return;
+    state.drive = button.dataset.drive || null;
+    navigate(pageUrl.unit(modelId, layer, unit, unitQuery(state)), { replace: true });
+    show();
+  }, { signal });
+  show();
+}
+
+async function showImage(body, { modelId, layer, unit, negative, signal }) {
+  body.innerHTML = html`<figure><div class="visualization-image"></div>
+    <figcaption class="muted small">rendering…</figcaption></figure>`;
+  const caption = body.querySelector("figcaption");
   try {
-    const found = await getJsonFollowed(apiUrl.visualization(modelId, layer, unit), {
+    const found = await getJsonFollowed(apiUrl.visualization(modelId, layer, unit, negative ? { negative: true } : {}), {
       signal, onProgress: (progress) => { caption.textContent = describeProgress(progress) || "rendering…"; } });
     const image = new Image();
-    image.alt = `Feature visualisation of ${layer}:${unit}`;
+    image.alt = `${negative ? "Negative feature" : "Feature"} visualisation of ${layer}:${unit}`;
     image.width = image.height = 224;
     image.src = found.png;
-    panel.querySelector(".visualization-image").replaceChildren(image);
-    caption.textContent = `reaches ${found.activation.toFixed(2)} (mean activation)`
-      + (found.dataset_best !== null ? `; the dataset's best image: ${found.dataset_best.toFixed(2)}` : "")
+    body.querySelector(".visualization-image").replaceChildren(image);
+    caption.textContent = `${negative ? "lowers it to" : "reaches"} ${found.activation.toFixed(2)} (mean activation)`
+      + (found.dataset_best !== null && !negative ? `; the dataset's best image: ${found.dataset_best.toFixed(2)}` : "")
       + ` · ${found.steps} steps, ${found.size} px`;
   } catch (error) {
     if (error.name !== "AbortError") caption.textContent = `no visualisation: ${error.message}`;
+  }
+}
+
+async function showFacets(body, { modelId, layer, unit, signal }) {
+  body.innerHTML = html`<p class="muted small">clustering the top images…</p>`;
+  const note = body.querySelector("p");
+  try {
+    const found = await getJsonFollowed(apiUrl.visualizationFacets(modelId, layer, unit, { facets: FACETS }), {
+      signal, onProgress: (progress) => { note.textContent = describeProgress(progress) || "rendering…"; } });
+    body.innerHTML = html`<ol class="facets">${found.facets.map((facet) => html`
+      <li class="facet">
+        <img src="${facet.png}" width="96" height="96" alt="Facet ${facet.index + 1} of ${layer}:${unit}">
+        <div class="facet-text"><b>Facet ${facet.index + 1}</b>
+          <span class="muted small">${facet.members.length} top image${facet.members.length === 1 ? "" : "s"} ·
+            reaches ${facet.activation.toFixed(2)}</span>
+          <span class="facet-members">${facet.members.slice(0, 4).map((member) => html`
+            <a href="${pageUrl.image(member.image, { model: modelId, layer })}" title="Rank ${member.rank + 1}: ${member.value.toFixed(2)}">
+              <img src="${apiUrl.imageFile(member.image, modelId)}" width="28" height="28" alt="rank ${member.rank + 1}"></a>`)}</span>
+        </div>
+      </li>`)}</ol>
+      <p class="muted small">The ${found.asked} facets asked of the top images of <code>${found.dataset}</code>, clustered
+        by the layer's activations on them; each image starts from its facet's mean image.</p>`;
+  } catch (error) {
+    if (error.name !== "AbortError") note.textContent = `no facets: ${error.message}`;
   }
 }
