@@ -44,7 +44,7 @@ test("the visualisation panel's view is kept in the link; an unknown one is the 
 test("the link the server writes (app/api/links.py: unit_page) opens the default view of its dataset", () => {
   const state = unitViewState({ dataset: "demo" });
   assert.deepEqual(state, { colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true,
-    dataset: "demo", image: null, kind: "channel" });
+    dataset: "demo", image: null, kind: "channel", drive: null });
   assert.equal(pageUrl.unit("shapes-cnn", "block3", 5, unitQuery(state)), "/m/shapes-cnn/block3/5?dataset=demo");
 });
 
