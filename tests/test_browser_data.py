@@ -133,3 +133,23 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
         fresh.wait_for_selector(".facet > img")
         assert fresh.locator(".facet").count() == facets
         assert page.errors == [] and fresh.errors == []
+
+
+def test_the_layer_grid_shows_feature_visualisations_when_asked(server):
+    """The grid's toggle draws each cell's feature visualisation instead of its top image; the choice is in
+    the link, so a shared link opens on visualisations."""
+    with browser() as chromium:
+        page = watched_page(chromium, 900, 700)
+        page.goto(f"{server}/m/shapes-cnn/stem")
+        page.wait_for_selector(".unit-cell.is-drawn")
+        before = page.eval_on_selector(".unit-cell canvas", "canvas => canvas.toDataURL()")
+        page.select_option("select[name=show]", "visualizations")
+        page.wait_for_url(f"{server}/m/shapes-cnn/stem?dataset=demo&show=visualizations")
+        page.wait_for_function("document.querySelectorAll('.unit-cell.is-drawn').length >= 8", timeout=120_000)
+        assert page.eval_on_selector(".unit-cell canvas", "canvas => canvas.toDataURL()") != before
+        screenshot(page, "layer-grid-visualizations")
+        fresh = watched_page(chromium, 900, 700)
+        fresh.goto(f"{server}/m/shapes-cnn/stem?dataset=demo&show=visualizations")
+        assert fresh.locator("select[name=show]").input_value() == "visualizations"
+        fresh.wait_for_selector(".unit-cell.is-drawn")
+        assert page.errors == [] and fresh.errors == []

@@ -4,7 +4,7 @@
 
 import { CHANNEL, atlasQuery } from "./urls.js";
 
-export const LAYER_DEFAULTS = Object.freeze({ sort: "unit", order: "asc", scale: "unit" });
+export const LAYER_DEFAULTS = Object.freeze({ sort: "unit", order: "asc", scale: "unit", show: "images" });
 
 /** The view a query asks for. `sortIds`: the sorts the server offers (/api/statistics); a sort it does not
  *  offer (an old link, or no list at all) gives the default, by unit index. */
@@ -13,6 +13,8 @@ export function layerViewState(query, sortIds) {
     sort: sortIds.includes(query.sort) ? query.sort : LAYER_DEFAULTS.sort,
     order: query.order === "desc" ? "desc" : LAYER_DEFAULTS.order,
     scale: query.scale === "layer" ? "layer" : LAYER_DEFAULTS.scale,
+    // What each cell shows: the unit's top image with its map, or its feature visualisation.
+    show: query.show === "visualizations" ? "visualizations" : LAYER_DEFAULTS.show,
     dataset: query.dataset || null,  // the atlas shown; null: the model's default, named once it is known
     kind: query.kind || CHANNEL,  // of the units shown (from the page's path, urls.js)
   };
@@ -21,7 +23,7 @@ export function layerViewState(query, sortIds) {
 /** The layer page's URL query: its view options that differ from the defaults, and the dataset it shows. */
 export function layerQuery(state) {
   const query = {};
-  for (const key of ["sort", "order", "scale"]) if (state[key] !== LAYER_DEFAULTS[key]) query[key] = state[key];
+  for (const key of ["sort", "order", "scale", "show"]) if (state[key] !== LAYER_DEFAULTS[key]) query[key] = state[key];
   if (state.dataset) query.dataset = state.dataset;
   if (state.kind && state.kind !== CHANNEL) query.kind = state.kind;
   return query;

@@ -37,6 +37,8 @@ export const apiUrl = {
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}`, query),
   visualization: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization`, query),
+  visualizationPng: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization.png`, query),
   visualizationFacets: (modelId, layer, unit, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/visualization/facets`, query),
   unitMaps: (modelId, layer, unit, query = {}) =>

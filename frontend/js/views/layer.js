@@ -61,6 +61,9 @@ export async function mountLayer(root, { params, query, signal }) {
         <label>Colours <select name="scale">
           <option value="unit" ${state.scale === "unit" ? "selected" : ""}>each unit to its own maximum</option>
           <option value="layer" ${state.scale === "layer" ? "selected" : ""}>one scale for the layer</option></select></label>
+        <label>Show <select name="show">
+          <option value="images" ${state.show === "images" ? "selected" : ""}>top images</option>
+          <option value="visualizations" ${state.show === "visualizations" ? "selected" : ""}>feature visualisations</option></select></label>
       </div>
       <div class="scale-slot"></div>
       <div class="layer-bar-slot"></div>
@@ -99,6 +102,17 @@ export async function mountLayer(root, { params, query, signal }) {
     cell.classList.toggle("is-dead", unit.dead);
     link.href = pageUrl.unit(modelId, layer, unit.unit, atlasQuery(state));
     label.innerHTML = unitLabel(unit, state, sorts).text;
+    if (state.show === "visualizations") {
+      try {  // rendered by the server on the first ask; first start renders the demo models' default layers
+        const image = await loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit));
+        if (!current()) return;
+        canvas.getContext("2d").drawImage(image, 0, 0, canvas.width, canvas.height);
+        cell.classList.add("is-drawn");
+      } catch {
+        if (current()) cell.classList.add("is-missing");
+      }
+      return;
+    }
     if (unit.top_image === null) return;
     try {
       const image = await loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId));
@@ -116,7 +130,10 @@ export async function mountLayer(root, { params, query, signal }) {
     total: first.units_total, create: () => template.content.firstChild.cloneNode(true), bind, signal,
   });
 
-  renderColorScale(root.querySelector(".scale-slot"), layerMax === null
+  if (state.show === "visualizations") {
+    root.querySelector(".scale-slot").innerHTML = html`<p class="muted small">Each cell: the image optimised to
+      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for.</p>`;
+  } else renderColorScale(root.querySelector(".scale-slot"), layerMax === null
     ? { colormap: "viridis", from: "0", to: "the unit's maximum",
       note: "Each cell is scaled to its own unit's maximum (the number under it): cells do not compare. "
         + "Outlined: where each unit passes its 99.5% quantile." }
@@ -139,6 +156,10 @@ export async function mountLayer(root, { params, query, signal }) {
   }, { signal });
   root.querySelector("select[name=scale]").addEventListener("change", (event) => {
     state.scale = event.target.value;
+    resort();
+  }, { signal });
+  root.querySelector("select[name=show]").addEventListener("change", (event) => {
+    state.show = event.target.value;
     resort();
   }, { signal });
   return { title: `${layer} · ${model.name}`, crumbs };
