@@ -217,6 +217,9 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     page.wait_for_function("document.querySelectorAll('.fired-list .fired-map.is-drawn').length === 12")
     page.wait_for_function("document.querySelectorAll('.fired-list .fired-top.is-drawn').length === 12")
     assert len(set(page.eval_on_selector_all(".fired-map", "maps => maps.map((c) => c.toDataURL())"))) == 12
+    # Each unit's feature visualisation too, rendered once by the server.
+    page.wait_for_function("[...document.querySelectorAll('.fired-list .fired-vis')].filter((image) => "
+                           "image.complete && image.naturalWidth > 0).length === 12", timeout=120_000)
     page.wait_for_selector(".cam-card.is-drawn")
     screenshot(page, "image-fired-1280")
 

@@ -1,6 +1,7 @@
 // The units of a layer that fire on an image, ranked against their own dataset distribution, each drawn:
-// its map on this image, and small, its map on its top dataset image (what it fires on most). Both on the
-// unit's own scale, 0 to its maximum over the dataset, as on its page. One request brings every map.
+// its map on this image, and small, its map on its top dataset image (what it fires on most) and its feature
+// visualisation (what drives it most). Maps on the unit's own scale, 0 to its maximum over the dataset, as
+// on its page. One request brings every map; each visualisation is an image the server renders once.
 
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
@@ -30,7 +31,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
   strip.classList.remove("muted");
   strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
       how many of them this image's spatial mean exceeds. Each unit drawn on this image, and small, on the
-      dataset image it fires on most; both from 0 to the unit's maximum over the dataset.</p>
+      dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and the image that
+      drives it most (its feature visualisation, top left).</p>
     <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
       <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"
@@ -41,6 +43,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
           max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
+        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit)}" width="48" height="48"
+          loading="lazy" alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
       </a></li>`)}</ol>`;
 
   const maps = decodeMaps(body.maps);
