@@ -2,7 +2,7 @@
 through for a whole image (every input to it is negative where the objective looks), its gradient is
 redirected, passing the incoming gradient except where it would push an already negative input lower. A
 unit that is dead on the starting image then still gets a gradient that wakes it. Only the backward pass
-changes; the forward values are the ReLU's. Applied by hooks that live for one rendering."""
+changes; the forward values are the ReLU's. Applied for one rendering at a time."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ class _RedirectedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        relu_grad = torch.where(x < 0, torch.zeros_like(grad), grad)
-        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
-        passes = relu_grad.flatten(1).norm(dim=1) > 0  # per image: did any gradient get through?
-        return torch.where(passes.view(-1, *[1] * (grad.dim() - 1)), relu_grad, redirected)
+        negative = x < 0
+        # Per image: does any of the ReLU's own gradient get through? (amax over all but the batch dimension
+        # reads any memory layout in place; no branch, so no device sync on a GPU.)
+        passes = grad.masked_fill(negative, 0).abs().amax(dim=tuple(range(1, grad.dim()))) > 0
+        passes = passes.view(-1, *[1] * (grad.dim() - 1))
+        # The ReLU's gradient where it passes; elsewhere the redirected one, which blocks only the gradient
+        # that would push a negative input lower. masked_fill keeps the gradient's memory layout.
+        return grad.masked_fill(negative & (passes | (grad > 0)), 0)
 
 
 redirected_relu = _RedirectedReLU.apply
@@ -33,23 +37,14 @@ redirected_relu = _RedirectedReLU.apply
 
 @contextmanager
 def redirected_relus(model: nn.Module) -> Iterator[None]:
-    """While the block runs, every `nn.ReLU` module of `model` answers with the redirected ReLU (an in-place
-    one on a copy of its input, so the input's sign survives for the backward pass)."""
-    handles, inputs = [], {}
-
-    def keep_input(module, args):
-        inputs[module] = args[0]
-        return (args[0].clone(),) if module.inplace else None
-
-    def redirect(module, _args, _output):
-        return redirected_relu(inputs.pop(module))
-
+    """While the block runs, every `nn.ReLU` module of `model` answers with the redirected ReLU: its `forward`
+    is shadowed by an instance attribute, removed on the way out, so the ReLU runs once (not once as itself
+    and again redirected) and the module is as it was after. Its hooks, if any, still run."""
+    swapped = [module for module in model.modules() if isinstance(module, nn.ReLU) and "forward" not in vars(module)]
     try:
-        for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                handles.append(module.register_forward_pre_hook(keep_input))
-                handles.append(module.register_forward_hook(redirect))
+        for module in swapped:
+            module.forward = redirected_relu
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        for module in swapped:
+            vars(module).pop("forward", None)
