@@ -67,11 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("model", help="model id")
     visualize.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the model's defaults)")
     visualize.add_argument("--units", nargs="+", type=int, metavar="UNIT", help="units of each layer (default: all)")
-    visualize.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    visualize.add_argument("--steps", type=int, help="optimisation steps (default: FOVEA_VISUALIZATION_STEPS, as pages "
+                                                     "ask for, so they find what this renders)")
     visualize.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
     visualize.add_argument("--param", choices=["fft", "maco", "pixels"], default="fft",
                            help="parameterisation (default fft; maco takes its magnitudes from the model's atlas)")
     visualize.add_argument("--batch", type=int, default=32, help="units rendered together (default 32)")
+    visualize.add_argument("--facets", type=int, metavar="F",
+                           help="also render F facets of each unit, from its top images in the model's atlas")
     visualize.add_argument("--seed", type=int, default=0)
     _settings_flags(visualize)
     visualize.set_defaults(handler=_visualize)
@@ -196,24 +199,37 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _visualize(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
     from app.atlas.image_prior import render_prior
     from app.atlas.registry import AtlasRegistry
-    from app.atlas.visualize import variant, visualize_layer
-    from app.engine.featurevis.render import RenderSettings
+    from app.atlas.visualize import default_render_settings, variant, visualize_facets, visualize_layer
+    from app.engine.featurevis.prior import LUCID
     from app.store.store import load_store
 
     model = load_store(settings).ready(args.model)
     layers = args.layers or [info.name for info in model.layers if info.default]
-    size = (args.size, args.size) if args.size else model.preprocessing.size
+    defaults = default_render_settings(settings, model, LUCID)
+    size = (args.size, args.size) if args.size else defaults.size
     prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
-    render_settings = RenderSettings(steps=args.steps, size=size, param=args.param, seed=args.seed, prior=prior)
+    render_settings = replace(defaults, steps=args.steps or defaults.steps, size=size, param=args.param,
+                              seed=args.seed, prior=prior)
     print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "
           f"into {settings.data_dir}", file=sys.stderr)
+    atlas = AtlasRegistry(settings.data_dir).get(model.id) if args.facets else None  # 409 naming fovea index
     for layer in layers:
         print(f"{layer}:", file=sys.stderr)
         visualize_layer(model, layer, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
                         progress=ProgressBar(unit="units"))
         print(file=sys.stderr)
+        if atlas is not None:
+            print(f"{layer}, {args.facets} facets of each unit:", file=sys.stderr)
+            units = args.units or range(atlas.layer(layer).units)
+            bar = ProgressBar(unit="units")
+            for done, unit in enumerate(units, 1):  # each unit's facets are one batch, stored as it ends
+                visualize_facets(model, atlas, layer, unit, args.facets, settings.data_dir, render_settings)
+                bar(done, len(units))
+            print(file=sys.stderr)
     return 0
 
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     auto_index_demo: bool = Field(
         default=True, description="At start, build the demo models' atlases in the background if missing."
     )
+    auto_visualize_demo: bool = Field(
+        default=True, description="At start, render the demo models' default layers' feature visualisations in the "
+                                  "background (after their atlases) if missing.")
     demo_images: int = Field(
         default=2000, ge=1, le=2000,
         description="Held-out demo images that the demo atlases are built on (the first of the 2,000; fewer make a "

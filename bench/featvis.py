@@ -28,7 +28,8 @@ Differences that remain, by design of each tool (so the times compare what a use
     transforms hand the model at 128 px (140 px). By default (--lucent-input match) the bench passes
     `fixed_image_size` so Lucent's model sees the same 140 px; --lucent-input default leaves Lucent's 224.
   * Lucent runs the whole model each step; Fovea stops the forward pass at the layer (probe.run_to).
-  * Fovea redirects ReLU gradients (Lucid's default; Lucent does not): --no-redirect-relu turns it off.
+  * Fovea redirects ReLU gradients for its first 16 steps (Lucid all the way; Lucent not at all):
+    --redirect-steps N sets how many (0: none).
   * Lucent's transforms: random scale resizes the image (Fovea's scales inside a fixed frame), rotation
     pads with zeros (Fovea's reflects) and draws from -10..10 plus five extra 0s, as Lucid's list does.
   * Lucent's `render_vis` registers a forward hook on every module and never removes it, so a loop over
@@ -66,6 +67,7 @@ from app.engine.featurevis.objectives import channel  # noqa: E402
 from app.engine.featurevis.prior import LUCID, ImagePrior, estimate_prior  # noqa: E402
 from app.engine.featurevis.render import RenderSettings, render  # noqa: E402
 from app.engine.featurevis.transforms import standard_transforms  # noqa: E402
+from app.engine.layout import choose_memory_format  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LUCENT_RATE = 0.05  # Lucent's default Adam rate (render_vis)
@@ -114,11 +116,18 @@ def unit_means(model: torch.nn.Module, layer: str, images: torch.Tensor, units: 
 
 
 def fovea(model, layer: str, units: list[int], settings: RenderSettings) -> tuple[torch.Tensor, float]:
-    """Images of all units from one batched render, and its seconds (after a warm-up render)."""
+    """Images of all units from one batched render, and its seconds (after a warm-up render). Input batches
+    in the memory layout the product chooses for the model (app/engine/layout.py, `auto`: channels-last on
+    a CPU where the model gives the same answers), as the model store does."""
+    layout = choose_memory_format(model, normalise(torch.rand(2, 3, *settings.size)), "auto")
+
+    def to_input(images: torch.Tensor) -> torch.Tensor:
+        return normalise(images).contiguous(memory_format=layout)
+
     warm = dataclasses.replace(settings, steps=WARM_UP_STEPS)
-    render(model, layer, channel(units), units, warm, normalise)
+    render(model, layer, channel(units), units, warm, to_input)
     started = time.perf_counter()
-    images = render(model, layer, channel(units), units, settings, normalise)
+    images = render(model, layer, channel(units), units, settings, to_input)
     return images, time.perf_counter() - started
 
 
@@ -191,7 +200,7 @@ def lucent_part(args, model, units: list[int]) -> None:
     fovea_input = standard_transforms()(torch.zeros(1, 3, args.size, args.size), torch.Generator()).shape[-1]
     input_size = fovea_input if args.lucent_input == "match" else None
     settings = RenderSettings(steps=args.steps, size=(args.size, args.size), param="fft",
-                              learning_rate=LUCENT_RATE, redirect_relu=not args.no_redirect_relu,
+                              learning_rate=LUCENT_RATE, redirect_steps=args.redirect_steps,
                               seed=args.seed, prior=LUCID)
     ours, our_seconds = fovea(model, args.layer, units, settings)
     theirs, their_seconds = lucent(api, model, args.layer, units, args.steps, args.size, input_size, args.seed)
@@ -200,7 +209,7 @@ def lucent_part(args, model, units: list[int]) -> None:
     print(f"(1) {len(units)} units of resnet18 {args.layer}, {args.size} px, {args.steps} steps, fft + decorrelated "
           f"colour, Lucid transforms, Adam lr {LUCENT_RATE} on both (Fovea's fft default is "
           f"{RenderSettings().rate:g}); Fovea: one batch, model sees {fovea_input} px, redirected ReLU "
-          f"{'off' if args.no_redirect_relu else 'on'}; Lucent: one render_vis per unit, model sees {lucent_sees}")
+          f"for {args.redirect_steps} steps; Lucent: one render_vis per unit, model sees {lucent_sees}")
     print(f"    {'':8} {'seconds':>9} {'ms/unit/step':>13} {'median act':>11}")
     for label, seconds, acts in (("fovea", our_seconds, our_acts), ("lucent", their_seconds, their_acts)):
         print(f"    {label:8} {seconds:9.2f} {per_step(seconds, len(units), args.steps):13.2f} "
@@ -214,7 +223,7 @@ def maco_part(args, model, units: list[int]) -> None:
     rows = []
     for name in ("fft", "maco"):
         settings = RenderSettings(steps=args.steps, size=(args.size, args.size), param=name,
-                                  redirect_relu=not args.no_redirect_relu, seed=args.seed, prior=prior)
+                                  redirect_steps=args.redirect_steps, seed=args.seed, prior=prior)
         images, seconds = fovea(model, args.layer, units, settings)
         rows.append((name, settings.rate, seconds, unit_means(model, args.layer, images, units)))
     print(f"(2) Fovea fft vs maco: {len(units)} units of resnet18 {args.layer}, {args.size} px, {args.steps} steps, "
@@ -240,7 +249,8 @@ def main() -> None:
     parser.add_argument("--lucent-path", type=Path, default=Path("/work/bench-lucent"))
     parser.add_argument("--lucent-input", choices=["match", "default"], default="match",
                         help="match: Lucent's model sees the size Fovea's does; default: Lucent's 224 px")
-    parser.add_argument("--no-redirect-relu", action="store_true", help="Fovea without redirected ReLU gradients")
+    parser.add_argument("--redirect-steps", type=int, default=RenderSettings.redirect_steps,
+                        help="Fovea's steps with redirected ReLU gradients (default: the product's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU", flush=True)

@@ -23,6 +23,10 @@ from tinynet import tiny_net  # noqa: E402
 
 # TestClient's requests say `Host: testserver`: every app a test builds answers to it besides the default hosts.
 os.environ["FOVEA_ALLOWED_HOSTS"] = ",".join(["testserver", *Settings.model_fields["allowed_hosts"].default_factory()])
+# Apps and servers that tests start (in this process or as subprocesses) render no feature visualisations in
+# the background: every one that finds a demo atlas would spend its CPU on hundreds of units while other tests
+# time out waiting. tests/test_first_renders.py turns it on where it is the subject.
+os.environ["FOVEA_AUTO_VISUALIZE_DEMO"] = "false"
 
 
 # The bundled demo models without the bundled ImageNet model, whose load (layer discovery and the memory-format

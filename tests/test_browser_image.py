@@ -237,8 +237,9 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     screenshot(page, "unit-on-image-1280")
     page.locator(".on-image a").first.click()
     # The image page then writes its defaults into the address (replacing it): compare the query, not its order.
+    wanted = {"model": ["shapes-cnn"], "layer": ["block4"]}
     page.wait_for_url(lambda url: url.startswith(f"{server}/image/{image_id}?")
-                      and {"model": ["shapes-cnn"], "layer": ["block4"]}.items() <= parse_qs(urlsplit(url).query).items())
+                      and wanted.items() <= parse_qs(urlsplit(url).query).items())
 
     narrow = open_page(chromium, 390, errors)
     narrow.goto(f"{server}/image/{image_id}?model=shapes-cnn&layer=block4")

@@ -256,7 +256,8 @@ def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
     # defined modulo 180 degrees), weighted by squared power, so that one noisy bin cannot decide it.
     doubled = 2 * torch.atan2(fy.float(), fx.float())
     weight = power ** 2
-    found = math.degrees(math.atan2(float((weight * doubled.sin()).sum()), float((weight * doubled.cos()).sum()))) / 2 % 180
+    sine, cosine = float((weight * doubled.sin()).sum()), float((weight * doubled.cos()).sum())
+    found = math.degrees(math.atan2(sine, cosine)) / 2 % 180
     assert min(abs(found - degrees), 180 - abs(found - degrees)) <= 10, found
 
 
@@ -287,7 +288,7 @@ def test_a_unit_dead_on_the_starting_image_wakes_with_the_redirected_relu(inplac
     reached = {}
     for redirect in (False, True):
         settings = RenderSettings(steps=30, size=(16, 16), param="pixels", transforms=False, learning_rate=0.2,
-                                  redirect_relu=redirect)
+                                  redirect_steps=16 if redirect else 0)
         image = render(model, "1", channel([0]), [0], settings, to_input=lambda x: x)
         reached[redirect] = float(model[:2](image).mean())
     assert reached[False] == 0.0 and reached[True] > 0.5, reached

@@ -74,7 +74,8 @@ def test_facets_cluster_the_top_images_and_each_has_an_image(client):
 
 
 @pytest.mark.parametrize(("params", "status", "words"), [
-    ({"param": "pixels"}, 422, "param"), ({"negative": "maybe"}, 422, "negative"), ({"facets": 0}, 422, "facets"), ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
+    ({"param": "pixels"}, 422, "param"), ({"negative": "maybe"}, 422, "negative"), ({"facets": 0}, 422, "facets"),
+    ({"steps": 51}, 422, "visualization_max_steps"), ({"size": 65}, 422, "visualization_max_size"),
     ({"size": 8}, 422, "size"), ({"steps": 0}, 422, "steps"), ({"seed": -1}, 422, "seed")])
 def test_bad_requests_name_the_problem(client, params, status, words):
     route = "visualization/facets" if "facets" in params else "visualization"

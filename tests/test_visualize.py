@@ -171,3 +171,25 @@ def test_the_negative_image_is_stored_beside_the_positive_one(model, tmp_path):
     assert variant(QUICK, negative=True) == variant(QUICK) + "-negative"
     assert store.done(scope, "block2", variant(QUICK, negative=True)) == {2}
     assert store.done(scope, "block2", variant(QUICK)) == set()
+
+
+def test_the_command_renders_facets_with_the_pages_default_settings(tmp_path, monkeypatch):
+    """`fovea visualize --facets F` stores each unit's image and its facets under the variants a page reads
+    by default (the visualization_steps setting, the model's input size, the atlas's colours)."""
+    from app.atlas.image_prior import render_prior
+    from app.atlas.registry import AtlasRegistry
+    from app.atlas.visualize import default_render_settings, facet_variant
+    from app.cli import main
+
+    settings, model, _, atlas = small_atlas(tmp_path, 8, ["block2"], 4)
+    monkeypatch.setenv("FOVEA_VISUALIZATION_STEPS", "3")
+    code = main(["visualize", "shapes-cnn", "--layers", "block2", "--units", "1", "--facets", "2",
+                 "--data-dir", str(settings.data_dir), *DEMO_MODELS_ONLY_ARGS])
+    assert code == 0
+    paged = default_render_settings(Settings(), model, render_prior(  # what a page asks for, in this environment
+        AtlasRegistry(settings.data_dir), model, model.preprocessing.size, "fft"))
+    assert paged.steps == 3
+    store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
+    scope = scope_of(FEATURE_VISUALISATION, model.weights_sha256, None)
+    assert store.done(scope, "block2", variant(paged)) == {1}
+    assert store.read(scope, "block2", 1, facet_variant(paged, atlas.dataset, 2, 0)) is not None

@@ -17,6 +17,7 @@ from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
+from app.atlas.first_renders import start_first_run_rendering
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.registry import AtlasRegistry
 from app.engine.devices import resolve_device
@@ -48,13 +49,15 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
                                         settings.upload_max_pixels, settings.upload_max_decode_bytes,
                                         settings.upload_decode_concurrency)
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
+        app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
         if after_start is not None:
             after_start()
         try:
             yield
         finally:
-            if app.state.indexer is not None:
-                await run_in_threadpool(app.state.indexer.stop)
+            for job in (app.state.indexer, app.state.renderer):
+                if job is not None:
+                    await run_in_threadpool(job.stop)
 
     app = FastAPI(
         title="Fovea",

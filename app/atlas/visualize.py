@@ -24,9 +24,11 @@ from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations
 from app.atlas.reader import Atlas
 from app.engine.featurevis import channel, render
 from app.engine.featurevis.facets import cluster
+from app.engine.featurevis.prior import ImagePrior
 from app.engine.featurevis.render import RenderSettings
 from app.engine.probe import layer_output
 from app.errors import InvalidInput
+from app.settings import Settings
 from app.store.store import LoadedModel
 
 Progress = Callable[[int, int], None]  # (units done, units in all)
@@ -36,9 +38,17 @@ def variant(settings: RenderSettings, negative: bool = False) -> str:
     """What names one set of renderings of a unit: every setting the image depends on."""
     height, width = settings.size
     prior = "" if settings.param == "pixels" else f"-prior{settings.prior.digest}"  # pixels use no prior
+    redirect = f"-redirect{settings.redirect_steps}" if settings.redirect_steps else ""
     return (f"{settings.param}-{height}x{width}-{settings.steps}steps-lr{settings.rate:g}"
-            f"-{'transforms' if settings.transforms else 'plain'}{'-redirect' if settings.redirect_relu else ''}"
+            f"-{'transforms' if settings.transforms else 'plain'}{redirect}"
             f"{prior}-seed{settings.seed}{'-negative' if negative else ''}")
+
+
+def default_render_settings(settings: Settings, model: LoadedModel, prior: ImagePrior) -> RenderSettings:
+    """What a page asks for when it names no settings: the visualization_steps setting, the model's input
+    size, Lucid's Fourier image, seed 0."""
+    side = max(model.preprocessing.size)
+    return RenderSettings(steps=settings.visualization_steps, size=(side, side), seed=0, param="fft", prior=prior)
 
 
 def facet_variant(settings: RenderSettings, dataset: str, facets: int, index: int) -> str:

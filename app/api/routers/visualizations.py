@@ -23,7 +23,8 @@ from app.api.indices import UnitIndex
 from app.api.schemas import FacetMember, Visualization, VisualizationFacet, VisualizationFacets
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
 from app.atlas.image_prior import render_prior
-from app.atlas.visualize import Facet, variant, visualize_facets, visualize_layer
+from app.atlas.visualize import Facet, default_render_settings, variant, visualize_facets, visualize_layer
+from app.engine.featurevis.prior import LUCID
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
 from app.errors import AtlasMissing, InvalidInput, LayerNotFound, NotFound, RequestCancelled, check_unit
@@ -166,17 +167,18 @@ def _activation(png: bytes) -> float:
 
 def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
               size: int | None, seed: int, param: str) -> RenderSettings:
-    """The render settings a request asks for, once its unit and its limits are checked."""
+    """The render settings a request asks for (a page's defaults where it names none), once its unit and its
+    limits are checked; the prior is the caller's to add."""
     check_unit(layer.name, unit, layer.shape[0])
-    steps = steps or settings.visualization_steps
-    side = size or max(model.preprocessing.size)
+    defaults = default_render_settings(settings, model, LUCID)
+    steps, side = steps or defaults.steps, size or defaults.size[0]
     if steps > settings.visualization_max_steps:
         raise InvalidInput(f"steps={steps} is over the visualization_max_steps setting "
                            f"({settings.visualization_max_steps})", steps=steps, limit=settings.visualization_max_steps)
     if side > settings.visualization_max_size:
         raise InvalidInput(f"size={side} is over the visualization_max_size setting "
                            f"({settings.visualization_max_size})", size=side, limit=settings.visualization_max_size)
-    return RenderSettings(steps=steps, size=(side, side), seed=seed, param=param)
+    return replace(defaults, steps=steps, size=(side, side), seed=seed, param=param)
 
 
 async def _rendering(request: Request, board, token: str | None, job):

@@ -32,7 +32,10 @@ class RenderSettings:
     param: Literal["fft", "maco", "pixels"] = "fft"
     learning_rate: float | None = None  # None: the parameterisation's own (LEARNING_RATES)
     transforms: bool = True
-    redirect_relu: bool = True  # Lucid's default: dead units still get a gradient (relu.py)
+    # Lucid's redirected ReLU gradient (relu.py) for the first steps: units dead on the starting image get a
+    # gradient that wakes them. Lucid keeps it all the way; once units are awake it changes little and costs
+    # as much as the rest of a step on a CPU (resnet18 layer3, channels-last: 12 -> 24 ms per unit per step).
+    redirect_steps: int = 16
     seed: int = 0
     # The colours (and MACO's magnitudes) of the model's images; named in the variant by its digest.
     prior: ImagePrior = field(default=LUCID, repr=False)
@@ -69,7 +72,8 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
         pictures = image()
         if transform is not None:
             pictures = transform(pictures, generator)
-        with torch.enable_grad(), redirected_relus(model) if settings.redirect_relu else nullcontext():
+        redirect = step < settings.redirect_steps
+        with torch.enable_grad(), redirected_relus(model) if redirect else nullcontext():
             loss = objective(run_to(model, layer, to_input(pictures))).sum()
         loss.backward()
         optimizer.step()
