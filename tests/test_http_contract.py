@@ -18,7 +18,7 @@ from tests.test_uploads import encode, gradient
 
 BROKEN = "broken"  # a card whose weights file is missing: known, but never ready (409)
 VALID = {"model": "shapes-cnn", "layer": "block4", "unit": "0", "dataset": "demo", "image": "3",
-         "token": "no-such-request", "image_id": "demo:3", "name": "caption"}
+         "token": "no-such-request", "image_id": "demo:3", "name": "caption", "index": "0"}
 
 
 def settings_with_a_broken_model(root):

@@ -49,6 +49,15 @@ def test_maco_renders_with_the_magnitude_spectrum_of_the_atlas_images(client):
     assert fft["png"] != body["png"] and fft["variant"] != body["variant"]
 
 
+def test_render_false_answers_only_what_is_stored(client):
+    """Thumbnails ask with render=false: a 404 naming the way to render, never an optimisation."""
+    missing = client.get(f"{BASE}/11/visualization.png", params={"size": 32, "render": "false"})
+    assert_error(missing, 404, "not_found", "render=false")
+    client.get(f"{BASE}/11/visualization.png", params={"size": 32})
+    stored = client.get(f"{BASE}/11/visualization.png", params={"size": 32, "render": "false"})
+    assert stored.status_code == 200 and stored.headers["content-type"] == "image/png"
+
+
 def test_the_negative_image_is_its_own_image(client):
     positive = client.get(f"{BASE}/5/visualization", params={"size": 32}).json()
     negative = client.get(f"{BASE}/5/visualization", params={"size": 32, "negative": "true"}).json()

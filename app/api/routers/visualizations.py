@@ -33,7 +33,7 @@ from app.store.store import LoadedModel
 from app.studio.progress import RENDERING, WAITING
 
 router = APIRouter(prefix="/api/models/{model}/layers/{layer}/units/{unit}", tags=["units"])
-ERRORS = {404: error_doc("Unknown model, layer or unit (with the valid range)."),
+ERRORS = {404: error_doc("Unknown model, layer or unit (with the valid range); none stored with render=false."),
           409: error_doc("The model failed to load."),
           422: error_doc("Steps, size or facets over their visualization_max_* setting; MACO without an atlas.")}
 Steps = Annotated[int | None, Query(ge=1, description="Optimisation steps (default: the visualization_steps "
@@ -41,6 +41,8 @@ Steps = Annotated[int | None, Query(ge=1, description="Optimisation steps (defau
 Size = Annotated[int | None, Query(ge=16, description="Image side in pixels (default: the model's input size).")]
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the starting image and the transforms.")]
 Negative = Annotated[bool, Query(description="The image that drives the unit lowest instead.")]
+Render = Annotated[bool, Query(description="false: a 404 when none is stored, instead of rendering it (for "
+                                            "thumbnails that must not start an optimisation).")]
 Facets = Annotated[int, Query(ge=1, description="How many facets to cluster the top images into (at most the "
                                                 "visualization_max_facets setting).")]
 Param = Annotated[Literal["fft", "maco"], Query(
@@ -73,13 +75,16 @@ RequestDep = Annotated[Rendered, Depends(get_request)]
 
 
 async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, asked: RequestDep,
-                  negative: Negative = False, progress_token: ProgressToken = None) -> bytes:
-    """The unit's image for the request: stored, or rendered first in a worker thread; a client that goes away
-    stops the rendering at its next step (nothing is stored)."""
+                  negative: Negative = False, render: Render = True, progress_token: ProgressToken = None) -> bytes:
+    """The unit's image for the request: stored, or rendered first in a worker thread (unless `render` is
+    false: then a 404); a client that goes away stops the rendering at its next step (nothing is stored)."""
     model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
     store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
     scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings, negative)
     png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
+    if png is None and not render:
+        raise NotFound(f"no feature visualisation of {layer.name}:{unit} is stored for these settings "
+                       f"({name}); ask without render=false to render it", unit=unit, variant=name)
     if png is None:
         await _rendering(request, board, progress_token, lambda progress, stop: visualize_layer(
             model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,

@@ -32,7 +32,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
   strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
       how many of them this image's spatial mean exceeds. Each unit drawn on this image, and small, on the
       dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and the image that
-      drives it most (its feature visualisation, top left).</p>
+      drives it most (its feature visualisation, top left, once rendered).</p>
     <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
       <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"
@@ -43,7 +43,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
           max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
-        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit)}" width="48" height="48"
+        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { render: "false" })}" width="48" height="48"
           loading="lazy" alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
       </a></li>`)}</ol>`;
 
@@ -54,6 +54,10 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
     drawHeatmap(canvas, picture, map, { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: OPACITY });
     canvas.classList.add("is-drawn");
   }).catch(() => canvas.classList.add("is-missing"));
+  // A visualisation not rendered yet is left out: twelve optimisations would hold the model from this page's
+  // own work (its unit pages render it, and a first start renders the demo models' default layers).
+  strip.querySelectorAll(".fired-vis").forEach((image) => image.addEventListener("error", () => image.remove(),
+    { once: true, signal }));
   body.units.forEach((unit, index) => {
     const item = strip.querySelector(`li[data-unit="${unit.unit}"]`);
     draw(item.querySelector(".fired-map"), apiUrl.imageFile(imageId, modelId), mapAt(maps, index), unit);
