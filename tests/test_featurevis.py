@@ -276,15 +276,17 @@ def test_no_hook_is_left_and_nothing_changes_when_an_objective_fails(picker):
     assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
 
 
-@pytest.mark.parametrize("inplace", [False, True])
-def test_a_unit_dead_on_the_starting_image_wakes_with_the_redirected_relu(inplace):
-    """Behind a ReLU with a bias of -2, the unit is zero on the starting image (about 0.5 everywhere): the
-    ReLU's own gradient is zero and nothing moves; Lucid's redirected gradient moves it (relu.py)."""
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.ReLU(inplace=True), nn.ReLU6(), nn.ReLU6(inplace=True)],
+                         ids=["relu", "relu-inplace", "relu6", "relu6-inplace"])
+def test_a_unit_dead_on_the_starting_image_wakes_with_the_redirected_relu(activation):
+    """Behind a ReLU (or an EfficientNet-Lite's ReLU6) with a bias of -2, the unit is zero on the starting
+    image (about 0.5 everywhere): its own gradient is zero and nothing moves; Lucid's redirected gradient
+    moves it (relu.py)."""
     conv = nn.Conv2d(3, 1, 1)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([1.0, 1.0, 1.0]).view(1, 3, 1, 1))
         conv.bias.fill_(-2.0)
-    model = nn.Sequential(conv, nn.ReLU(inplace=inplace), nn.Conv2d(1, 1, 1)).eval().requires_grad_(False)
+    model = nn.Sequential(conv, activation, nn.Conv2d(1, 1, 1)).eval().requires_grad_(False)
     reached = {}
     for redirect in (False, True):
         settings = RenderSettings(steps=30, size=(16, 16), param="pixels", transforms=False, learning_rate=0.2,
@@ -305,6 +307,18 @@ def test_the_redirected_relu_changes_only_the_backward_pass():
     # Row 0: some gradient gets through, so the ReLU's own (0 where x < 0). Row 1: none does, so the incoming
     # gradient, except where it would push a negative input lower (+1 on a negative input: descent lowers it).
     assert x.grad.tolist() == [[0.0, 1.0], [-1.0, 0.0]]
+
+
+def test_the_redirected_relu6_blocks_only_what_pushes_further_out_of_range():
+    from app.engine.featurevis.relu import redirected_relu6
+
+    x = torch.tensor([[-1.0, 7.0, 3.0], [-1.0, 7.0, 8.0]], requires_grad=True)  # row 1: nothing in range
+    out = redirected_relu6(x)
+    assert torch.equal(out, x.clamp(0, 6))
+    out.backward(torch.tensor([[1.0, 1.0, 1.0], [-1.0, 1.0, -1.0]]))
+    # Row 0: the in-range input passes, so ReLU6's own gradient. Row 1: redirected: the negative input may
+    # be pushed up (-1), the capped ones may be pushed down (+1) but not further up (-1 is blocked).
+    assert x.grad.tolist() == [[0.0, 0.0, 1.0], [-1.0, 1.0, 0.0]]
 
 
 def test_facets_cluster_by_pattern_the_top_images_first():

@@ -51,8 +51,10 @@ class AnnotationKind:
 
 # Every kind, declared here in one place (as statistics.py declares the statistics): what the API serves. The
 # job that computes a kind imports its declaration from here and writes it with `Annotations`.
+# Version 2: ReLU6 gradients redirected too (EfficientNet-Lite units dead on the starting image now wake), a
+# change the variant's settings do not name.
 FEATURE_VISUALISATION = AnnotationKind(
-    "feature-visualisation", 1, "an image optimised to drive the unit (activation maximisation; its settings "
+    "feature-visualisation", 2, "an image optimised to drive the unit (activation maximisation; its settings "
     "are the variant, its reached activation is in the PNG's text)", "image/png", "weights")
 ANNOTATION_KINDS: tuple[AnnotationKind, ...] = (FEATURE_VISUALISATION,)
 KINDS: dict[str, AnnotationKind] = {kind.name: kind for kind in ANNOTATION_KINDS}
