@@ -24,11 +24,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of  # noqa: E402
+from app.atlas.annotations import FEATURE_VISUALISATION, Annotations  # noqa: E402
 from app.atlas.image_prior import render_prior  # noqa: E402
 from app.atlas.indexer import DEMO_DATASET, demo_dataset, index_model  # noqa: E402
 from app.atlas.registry import AtlasRegistry  # noqa: E402
-from app.atlas.visualize import default_render_settings, variant, visualize_layer  # noqa: E402
+from app.atlas.visualize import default_render_settings, render_scope, variant, visualize_layer  # noqa: E402
 from app.settings import BUILTIN_MODEL_DIR, Settings  # noqa: E402
 from app.store.store import load_store  # noqa: E402
 
@@ -39,7 +39,7 @@ def layer_quality(model, atlas, layer: str, data_dir: Path, settings) -> tuple[i
     """(units, reached / best per unit) of `layer`, rendering what is not stored yet."""
     visualize_layer(model, layer, data_dir, settings, batch_size=48)
     store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(settings)
+    scope, name = render_scope(model), variant(settings)
     indexed = atlas.layer(layer)
     ratios = []
     for unit in range(indexed.units):

@@ -497,18 +497,23 @@ class AnnotationKindList(BaseModel):
     kinds: list[AnnotationKindInfo]
 
 
-class Visualization(BaseModel):
-    """A unit's feature visualisation (activation maximisation), as stored for its settings."""
+class RenderedUnit(BaseModel):
+    """A unit and the settings its feature visualisations were rendered with."""
 
     model: str
     layer: str
     unit: int
-    variant: str = Field(description="The settings' name, as `fovea visualize` stores them.")
     steps: int
     size: int = Field(description="Side of the square image in pixels.")
     seed: int
     param: str = Field(description="Parameterisation: `fft` (Lucid's decorrelated Fourier image) or `maco` "
                                    "(phases only, the magnitude spectrum of the model's images).")
+
+
+class Visualization(RenderedUnit):
+    """A unit's feature visualisation (activation maximisation), as stored for its settings."""
+
+    variant: str = Field(description="The settings' name, as `fovea visualize` stores them.")
     colors: str = Field(description="Where the colour space (and MACO's magnitudes) came from: the model's atlas "
                                     "images, or Lucid's ImageNet constants without an atlas.")
     negative: bool = Field(description="The image that drives the unit lowest instead of highest.")
@@ -531,17 +536,10 @@ class VisualizationFacet(BaseModel):
     png: str = Field(description="The image's address.")
 
 
-class VisualizationFacets(BaseModel):
+class VisualizationFacets(RenderedUnit):
     """A unit's facets (Nguyen et al. 2016): its top images clustered by the layer's activations on them, each
     facet rendered from the mean of its images."""
 
-    model: str
-    layer: str
-    unit: int
     dataset: str = Field(description="The atlas whose top images were clustered.")
     asked: int = Field(description="The facets asked for; fewer come when the top images have fewer patterns.")
-    steps: int
-    size: int
-    seed: int
-    param: str
     facets: list[VisualizationFacet]

@@ -71,7 +71,7 @@ def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSe
     if outside:
         raise InvalidInput(f"{layer} has units 0 to {channels - 1}; not {outside[:5]}", layer=layer, units=outside)
     store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = _scope(model), variant(settings, negative)
+    scope, name = render_scope(model), variant(settings, negative)
     done = store.done(scope, layer, name)
     todo = [unit for unit in wanted if unit not in done]
     finished = len(wanted) - len(todo)
@@ -110,7 +110,7 @@ def visualize_facets(model: LoadedModel, atlas: Atlas, layer: str, unit: int, fa
     count = max(labels) + 1
     members = [[row["rank"] for row, label in zip(rows, labels) if label == index] for index in range(count)]
     store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    scope, names = _scope(model), [facet_variant(settings, atlas.dataset, facets, i) for i in range(count)]
+    scope, names = render_scope(model), [facet_variant(settings, atlas.dataset, facets, i) for i in range(count)]
     stored = [store.read(scope, layer, unit, name) for name in names]
     if any(png is None for png in stored):
         views = [TF.to_tensor(TF.resize(model.preprocessing.view(atlas.load_image(row["image"])), list(settings.size)))
@@ -124,7 +124,8 @@ def visualize_facets(model: LoadedModel, atlas: Atlas, layer: str, unit: int, fa
     return [Facet(index, ranks, png) for index, (ranks, png) in enumerate(zip(members, stored))]
 
 
-def _scope(model: LoadedModel) -> str:
+def render_scope(model: LoadedModel) -> str:
+    """What a unit's renderings are computed from: the model's weights."""
     return scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None)
 
 

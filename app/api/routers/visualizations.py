@@ -21,9 +21,9 @@ from app.api.disconnect import client_gone
 from app.api.errors import error_doc
 from app.api.indices import UnitIndex
 from app.api.schemas import FacetMember, Visualization, VisualizationFacet, VisualizationFacets
-from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
+from app.atlas.annotations import FEATURE_VISUALISATION, Annotations
 from app.atlas.image_prior import render_prior
-from app.atlas.visualize import Facet, default_render_settings, variant, visualize_facets, visualize_layer
+from app.atlas.visualize import Facet, default_render_settings, render_scope, variant, visualize_facets, visualize_layer
 from app.engine.featurevis.prior import LUCID
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
@@ -51,8 +51,8 @@ Param = Annotated[Literal["fft", "maco"], Query(
 
 
 @dataclass(frozen=True)
-class Rendered:
-    """A unit's feature visualisation as a request asks for it: stored, or rendered first."""
+class Asked:
+    """The unit and the render settings (its image prior included) a request asks for."""
 
     model: LoadedModel
     layer: LayerInfo
@@ -64,14 +64,14 @@ async def get_request(settings: SettingsDep, atlases: AtlasesDep,
                       model: Annotated[LoadedModel, Depends(get_ready_model)],
                       layer: Annotated[LayerInfo, Depends(get_layer)],
                       unit: Annotated[UnitIndex, Path(description="Channel index.")],
-                      steps: Steps = None, size: Size = None, seed: Seed = 0, param: Param = "fft") -> Rendered:
+                      steps: Steps = None, size: Size = None, seed: Seed = 0, param: Param = "fft") -> Asked:
     """The unit and render settings a request asks for, its limits checked, with the model's image prior."""
     render_settings = _settings(settings, model, layer, unit, steps, size, seed, param)
     prior = await run_in_threadpool(render_prior, atlases, model, render_settings.size, param)  # reads images once
-    return Rendered(model, layer, unit, replace(render_settings, prior=prior))
+    return Asked(model, layer, unit, replace(render_settings, prior=prior))
 
 
-RequestDep = Annotated[Rendered, Depends(get_request)]
+RequestDep = Annotated[Asked, Depends(get_request)]
 
 
 async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, asked: RequestDep,
@@ -80,7 +80,7 @@ async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardD
     false: then a 404); a client that goes away stops the rendering at its next step (nothing is stored)."""
     model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
     store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None), variant(render_settings, negative)
+    scope, name = render_scope(model), variant(render_settings, negative)
     png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
     if png is None and not render:
         raise NotFound(f"no feature visualisation of {layer.name}:{unit} is stored for these settings "
@@ -157,7 +157,7 @@ async def read_facet_png(found: Annotated[list[Facet], Depends(get_facets)],
     return Response(found[index].png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
 
 
-def _base(asked: Rendered) -> str:
+def _base(asked: Asked) -> str:
     return f"/api/models/{asked.model.id}/layers/{asked.layer.name}/units/{asked.unit}"
 
 
