@@ -50,3 +50,14 @@ def test_no_renderer_without_the_setting_or_a_demo_atlas(tmp_path):
     assert start_first_run_rendering(store, atlases, settings) is None  # no atlas, none being built
     off = settings.model_copy(update={"auto_visualize_demo": False, "auto_index_demo": True})
     assert start_first_run_rendering(store, atlases, off) is None
+
+
+def test_the_atlases_answer_says_where_the_background_rendering_is(shared_demo_atlas, tmp_path):
+    root = copy_demo_atlas(shared_demo_atlas, tmp_path)
+    settings = Settings(data_dir=root / "data", device="cpu", auto_index_demo=False, auto_visualize_demo=True,
+                        visualization_steps=2, **DEMO_MODELS_ONLY)
+    with TestClient(create_app(settings)) as client:
+        rendering = client.get("/api/models/shapes-cnn/atlases").json()["rendering"]
+        assert rendering["model"] == "shapes-cnn" and rendering["state"] in ("waiting", "rendering", "done")
+        assert set(rendering) == {"model", "layer", "state", "done", "total"}
+        assert client.get("/api/models/shapes-mobilenet/atlases").json()["rendering"] is None  # no demo atlas

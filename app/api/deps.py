@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Path, Request
 
 from app.api.errors import error_doc
 from app.atlas.background import BackgroundIndexer
+from app.atlas.first_renders import BackgroundRenderer
 from app.atlas.registry import AtlasRegistry
 from app.engine.layers import LayerInfo
 from app.lru import LruCache
@@ -56,6 +57,11 @@ async def get_indexer(request: Request) -> BackgroundIndexer | None:
     return request.app.state.indexer
 
 
+async def get_renderer(request: Request) -> BackgroundRenderer | None:
+    """The first run's background rendering of feature visualisations; None when off or with nothing to do."""
+    return request.app.state.renderer
+
+
 async def get_uploads(request: Request) -> UploadStore:
     return request.app.state.uploads
 
@@ -82,6 +88,7 @@ DeviceDep = Annotated[torch.device, Depends(get_device)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 AtlasesDep = Annotated[AtlasRegistry, Depends(get_atlases)]
 IndexerDep = Annotated[BackgroundIndexer | None, Depends(get_indexer)]
+RendererDep = Annotated[BackgroundRenderer | None, Depends(get_renderer)]
 UploadsDep = Annotated[UploadStore, Depends(get_uploads)]
 ProgressBoardDep = Annotated[ProgressBoard, Depends(get_progress_board)]
 ModelInputsDep = Annotated[InputCache, Depends(get_model_inputs)]

@@ -182,10 +182,22 @@ class AtlasOut(BaseModel):
     default: bool = Field(description="What a link without `?dataset=` shows.")
 
 
+class RenderStatusOut(BaseModel):
+    model: str
+    layer: str = Field(description="The default layer being rendered (empty before the first).")
+    state: Literal["waiting", "rendering", "done", "failed"] = Field(
+        description="`waiting` for the model's demo atlas, whose images give the colours.")
+    done: int = Field(description="Units of the layer rendered so far.")
+    total: int
+
+
 class AtlasList(BaseModel):
     model: str
     atlases: list[AtlasOut]
     build: BuildStatusOut | None = Field(description="The first run's background build of the model, if any.")
+    rendering: RenderStatusOut | None = Field(
+        description="The first run's background rendering of the model's default layers' feature visualisations, "
+                    "if any.")
 
 
 class UnitSummary(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, IndexerDep, get_layer, get_ready_model
+from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, IndexerDep, RendererDep, get_layer, get_ready_model
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
@@ -105,7 +105,7 @@ def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row) -> dict:
 @router.get("/atlases", response_model=AtlasList, responses={404: error_doc("Unknown model."), **MODEL_UNAVAILABLE},
             summary="The model's finished atlases, and any build in progress")
 def list_atlases(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
-                 indexer: IndexerDep) -> FastJSONResponse:
+                 indexer: IndexerDep, renderer: RendererDep) -> FastJSONResponse:
     atlases = []
     for position, name in enumerate(registry.datasets(model.id)):
         meta = registry.get(model.id, name).meta
@@ -113,8 +113,10 @@ def list_atlases(model: Annotated[LoadedModel, Depends(get_ready_model)], regist
                                                        "created", "seconds", "classes")},
                         "default": position == 0})  # what a link without ?dataset= shows
     status = indexer.status(model.id) if indexer else None
+    rendering = renderer.status.get(model.id) if renderer else None
     return FastJSONResponse({"model": model.id, "atlases": atlases,
-                             "build": None if status is None else status.__dict__})
+                             "build": None if status is None else status.__dict__,
+                             "rendering": None if rendering is None else rendering.__dict__})
 
 
 @router.get("/layers/{layer}/units", response_model=UnitPage, responses=ERRORS,

@@ -5,6 +5,7 @@
 // to its URL, is layer-view.js.
 
 import { renderColorScale } from "../color-scale.js";
+import { getJson } from "../api.js";
 import { forgetAtlases, layerUnits, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
 import { indexedOrder } from "../layer-nav.js";
@@ -132,7 +133,9 @@ export async function mountLayer(root, { params, query, signal }) {
 
   if (state.show === "visualizations") {
     root.querySelector(".scale-slot").innerHTML = html`<p class="muted small">Each cell: the image optimised to
-      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for.</p>`;
+      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for.
+      <span class="rendering-note"></span></p>`;
+    noteBackgroundRendering(root.querySelector(".rendering-note"), modelId, signal);
   } else renderColorScale(root.querySelector(".scale-slot"), layerMax === null
     ? { colormap: "viridis", from: "0", to: "the unit's maximum",
       note: "Each cell is scaled to its own unit's maximum (the number under it): cells do not compare. "
@@ -163,6 +166,20 @@ export async function mountLayer(root, { params, query, signal }) {
     resort();
   }, { signal });
   return { title: `${layer} · ${model.name}`, crumbs };
+}
+
+/** Where the first start's background rendering of this model's default layers is, while it runs (asked
+ *  afresh: the data layer's copy of the atlases answer may be older than the rendering). */
+async function noteBackgroundRendering(note, modelId, signal) {
+  try {
+    const { rendering } = await getJson(apiUrl.atlases(modelId), { signal });
+    if (rendering && (rendering.state === "rendering" || rendering.state === "waiting")) {
+      note.textContent = rendering.state === "waiting" ? "The server renders this model's default layers once its atlas is built."
+        : `The server is rendering this model's default layers: ${rendering.layer}, ${rendering.done} of ${rendering.total} units.`;
+    }
+  } catch {
+    // no note: the grid asks for each cell's image anyway
+  }
 }
 
 function unitLabel(unit, state, sorts) {
