@@ -128,6 +128,7 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
         page.wait_for_function("document.querySelector('.visualization img')?.alt === 'Negative feature "
                                "visualisation of block3:13'", timeout=120_000)
         assert page.locator(".visualization figcaption").inner_text().startswith("lowers it to")
+        screenshot(page, "unit-visualization-negative")
         fresh = watched_page(chromium)
         fresh.goto(f"{server}/m/shapes-cnn/block3/13?dataset=demo&fv=facets")  # a shared link: the same view
         fresh.wait_for_selector(".facet > img")

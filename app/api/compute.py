@@ -7,12 +7,11 @@ holds no thread."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
 
 import anyio
 from fastapi import Depends
 
-from app.api.deps import get_compute_limiter
+from app.api.deps import ComputeLimiterDep
 
 
 def compute_limiter(total: int) -> anyio.CapacityLimiter:
@@ -20,7 +19,7 @@ def compute_limiter(total: int) -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(total)
 
 
-async def compute_slot(limiter: Annotated[anyio.CapacityLimiter, Depends(get_compute_limiter)]) -> AsyncIterator[None]:
+async def compute_slot(limiter: ComputeLimiterDep) -> AsyncIterator[None]:
     borrower = object()  # the request's own token, whichever task FastAPI runs the exit in
     await limiter.acquire_on_behalf_of(borrower)
     try:

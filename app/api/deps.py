@@ -93,6 +93,7 @@ UploadsDep = Annotated[UploadStore, Depends(get_uploads)]
 ProgressBoardDep = Annotated[ProgressBoard, Depends(get_progress_board)]
 ModelInputsDep = Annotated[InputCache, Depends(get_model_inputs)]
 ModelViewsDep = Annotated[LruCache, Depends(get_model_views)]
+ComputeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_compute_limiter)]
 
 
 async def get_model(model: Annotated[str, Path(description="Model id, as in its card.")],

@@ -15,8 +15,15 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from app.api.caching import IMMUTABLE, image_doc
-from app.api.compute import COMPUTE
-from app.api.deps import AtlasesDep, ProgressBoardDep, ProgressToken, SettingsDep, get_layer, get_ready_model
+from app.api.deps import (
+    AtlasesDep,
+    ComputeLimiterDep,
+    ProgressBoardDep,
+    ProgressToken,
+    SettingsDep,
+    get_layer,
+    get_ready_model,
+)
 from app.api.disconnect import client_gone
 from app.api.errors import error_doc
 from app.api.indices import UnitIndex
@@ -74,7 +81,8 @@ async def get_request(settings: SettingsDep, atlases: AtlasesDep,
 RequestDep = Annotated[Asked, Depends(get_request)]
 
 
-async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, asked: RequestDep,
+async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, limiter: ComputeLimiterDep,
+                  asked: RequestDep,
                   negative: Negative = False, render: Render = True, progress_token: ProgressToken = None) -> bytes:
     """The unit's image for the request: stored, or rendered first in a worker thread (unless `render` is
     false: then a 404); a client that goes away stops the rendering at its next step (nothing is stored)."""
@@ -86,15 +94,16 @@ async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardD
         raise NotFound(f"no feature visualisation of {layer.name}:{unit} is stored for these settings "
                        f"({name}); ask without render=false to render it", unit=unit, variant=name)
     if png is None:
-        await _rendering(request, board, progress_token, lambda progress, stop: visualize_layer(
+        await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_layer(
             model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,
             steps_progress=progress, checkpoint=stop))
         png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
     return png
 
 
-async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoardDep, atlases: AtlasesDep,
-                     asked: RequestDep, facets: Facets = 3, progress_token: ProgressToken = None) -> list[Facet]:
+async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoardDep, limiter: ComputeLimiterDep,
+                     atlases: AtlasesDep, asked: RequestDep, facets: Facets = 3,
+                     progress_token: ProgressToken = None) -> list[Facet]:
     """The unit's facets in its default atlas: stored, or clustered and rendered first."""
     if facets > settings.visualization_max_facets:
         raise InvalidInput(f"facets={facets} is over the visualization_max_facets setting "
@@ -103,12 +112,12 @@ async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoa
     atlas = atlases.get(asked.model.id)
     indexed = atlas.layer(asked.layer.name)  # 404 naming the indexed layers
     atlas.check_unit(indexed, asked.unit)
-    return await _rendering(request, board, progress_token, lambda progress, stop: visualize_facets(
+    return await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_facets(
         asked.model, atlas, asked.layer.name, asked.unit, facets, settings.data_dir, asked.settings,
         steps_progress=progress, checkpoint=stop))
 
 
-@router.get("/visualization", response_model=Visualization, responses=ERRORS, dependencies=[COMPUTE],
+@router.get("/visualization", response_model=Visualization, responses=ERRORS,
             summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
 async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annotated[bytes, Depends(get_png)],
                              negative: Negative = False) -> Visualization:
@@ -121,14 +130,14 @@ async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annota
                          png=f"{_base(asked)}/visualization.png{query}")
 
 
-@router.get("/visualization.png", response_class=Response, dependencies=[COMPUTE],
+@router.get("/visualization.png", response_class=Response,
             responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
             summary="The unit's feature visualisation as a PNG")
 async def read_visualization_png(png: Annotated[bytes, Depends(get_png)]) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
 
 
-@router.get("/visualization/facets", response_model=VisualizationFacets, responses=ERRORS, dependencies=[COMPUTE],
+@router.get("/visualization/facets", response_model=VisualizationFacets, responses=ERRORS,
             summary="The unit's facets: its top images clustered, each cluster's visualisation started from its "
                     "mean image")
 async def read_facets(atlases: AtlasesDep, asked: RequestDep, found: Annotated[list[Facet], Depends(get_facets)],
@@ -147,7 +156,7 @@ async def read_facets(atlases: AtlasesDep, asked: RequestDep, found: Annotated[l
             png=f"{_base(asked)}/visualization/facets/{facet.index}.png{query}") for facet in found])
 
 
-@router.get("/visualization/facets/{index}.png", response_class=Response, dependencies=[COMPUTE],
+@router.get("/visualization/facets/{index}.png", response_class=Response,
             responses={**image_doc("One facet's visualisation.", "image/png"), **ERRORS},
             summary="One facet's visualisation as a PNG")
 async def read_facet_png(found: Annotated[list[Facet], Depends(get_facets)],
@@ -186,14 +195,16 @@ def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: in
     return replace(defaults, steps=steps, size=(side, side), seed=seed, param=param)
 
 
-async def _rendering(request: Request, board, token: str | None, job):
-    """`job(steps_progress, checkpoint)` in a worker thread, followed by the progress token; a client that goes
-    away stops it at its next step."""
+async def _rendering(request: Request, board, limiter, token: str | None, job):
+    """`job(steps_progress, checkpoint)` in a worker thread on a compute slot (app/api/compute.py: taken here,
+    not by the route, so that a stored image is answered without queueing behind model work), followed by
+    the progress token; a client that goes away stops it at its next step."""
     async with client_gone(request) as gone:
         with board.follow(token) as progress:
             progress(WAITING)
-            return await run_in_threadpool(job, lambda done, total: progress(RENDERING, done, total),
-                                           lambda: _stop_if(gone))
+            async with limiter:
+                return await run_in_threadpool(job, lambda done, total: progress(RENDERING, done, total),
+                                               lambda: _stop_if(gone))
 
 
 def _stop_if(gone) -> None:

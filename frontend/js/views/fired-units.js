@@ -44,7 +44,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
         <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { render: "false" })}" width="48" height="48"
-          loading="lazy" alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
+          alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
       </a></li>`)}</ol>`;
 
   const maps = decodeMaps(body.maps);
@@ -56,8 +56,10 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
   }).catch(() => canvas.classList.add("is-missing"));
   // A visualisation not rendered yet is left out: twelve optimisations would hold the model from this page's
   // own work (its unit pages render it, and a first start renders the demo models' default layers).
-  strip.querySelectorAll(".fired-vis").forEach((image) => image.addEventListener("error", () => image.remove(),
-    { once: true, signal }));
+  strip.querySelectorAll(".fired-vis").forEach((image) => {
+    image.addEventListener("load", () => image.classList.add("is-drawn"), { once: true, signal });
+    image.addEventListener("error", () => image.remove(), { once: true, signal });
+  });
   body.units.forEach((unit, index) => {
     const item = strip.querySelector(`li[data-unit="${unit.unit}"]`);
     draw(item.querySelector(".fired-map"), apiUrl.imageFile(imageId, modelId), mapAt(maps, index), unit);
