@@ -1,0 +1,73 @@
+"""Response shapes of the JSON API (they are also its OpenAPI documentation), one module per group of
+routes; every name is importable from here."""
+
+from app.api.schemas.atlas import (  # noqa: F401
+    AtlasList,
+    AtlasOut,
+    BuildStatusOut,
+    Crop,
+    EncodedMaps,
+    Histogram,
+    LabelCount,
+    LayerReceptiveField,
+    Position,
+    ReceptiveFieldOut,
+    RenderStatusOut,
+    SaturationOut,
+    SimilarUnit,
+    TopImage,
+    UnitActivation,
+    UnitDetail,
+    UnitMaps,
+    UnitPage,
+    UnitSummary,
+)
+from app.api.schemas.cams import (  # noqa: F401
+    CamAnswer,
+    ClassScore,
+    ConfidenceChangeOut,
+    Curve,
+    GroundTruth,
+    MapMetrics,
+    MethodInfo,
+    MethodList,
+    PointingOut,
+    ShownMap,
+)
+from app.api.schemas.images import (  # noqa: F401
+    DatasetImage,
+    DatasetSamples,
+    FiredUnit,
+    FiredUnits,
+    Predictions,
+    SampleImage,
+    UploadedImage,
+    ImageInfo,
+    UploadInfo,
+    UploadReceipt,
+)
+from app.api.schemas.models import (  # noqa: F401
+    Health,
+    InputOut,
+    LayerOut,
+    ModelDetail,
+    ModelSummary,
+    ProgressOut,
+    SortKey,
+    Statistic,
+    StatisticInfo,
+    StatisticList,
+    WeightsOut,
+    layer_out,
+    model_detail,
+    model_summary,
+)
+from app.api.schemas.visualizations import (  # noqa: F401
+    AnnotationKindInfo,
+    AnnotationKindList,
+    FacetMember,
+    RenderedUnit,
+    Visualization,
+    VisualizationFacet,
+    VisualizationFacets,
+)
