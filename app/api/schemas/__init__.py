@@ -39,10 +39,10 @@ from app.api.schemas.images import (  # noqa: F401
     DatasetSamples,
     FiredUnit,
     FiredUnits,
+    ImageInfo,
     Predictions,
     SampleImage,
     UploadedImage,
-    ImageInfo,
     UploadInfo,
     UploadReceipt,
 )
