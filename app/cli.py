@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(index)
     index.set_defaults(handler=_index)
 
+    dissect = commands.add_parser("dissect", help="label a model's units with concepts (Network Dissection, "
+                                                  "compositional labels, class selectivity): an atlas of a dataset "
+                                                  "with concept masks or classes (resumes if interrupted)")
+    dissect.add_argument("model", help="model id")
+    dissect.add_argument("--dataset", default="demo",
+                         help="`demo`, a folder in Broden's layout, Fovea's label-map layout (docs/concepts.md), or an "
+                              "ImageFolder (its classes only)")
+    dissect.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the model's defaults)")
+    dissect.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
+    _settings_flags(dissect)
+    dissect.set_defaults(handler=_dissect)
+
     visualize = commands.add_parser("visualize", help="render feature visualisations of a model's units (resumes "
                                                       "if interrupted)")
     visualize.add_argument("model", help="model id")
@@ -195,6 +207,39 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar())
     print(f"\natlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _dissect(args: argparse.Namespace, settings: Settings) -> int:
+    from app.atlas.concepts import open_concepts
+    from app.atlas.indexer import index_model, resolve_dataset
+    from app.atlas.reader import Atlas
+    from app.errors import InvalidInput
+    from app.store.store import load_store
+
+    model = load_store(settings).ready(args.model)
+    dataset = resolve_dataset(args.dataset, settings)
+    concepts = open_concepts(dataset.root)
+    if concepts is None and len(dataset.classes) < 2:
+        raise InvalidInput(f"{dataset.root} has neither concept labels (the demo's, Broden's or Fovea's label-map "
+                           f"layout: docs/concepts.md) nor classes (an ImageFolder's folders) to label units with")
+    what = f"{concepts.layout} concept labels" if concepts else "classes only"
+    print(f"dissecting {model.id} on {dataset.name} ({len(dataset)} images, {what})", file=sys.stderr)
+    started = time.perf_counter()
+    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
+                         dissect_progress=ProgressBar())
+    print(f"\natlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    atlas = Atlas(target)
+    categories = atlas.meta["dissection"]["categories"]
+    print(f"units labelled (IoU >= {settings.dissection_iou_threshold:g}), by the label's category:")
+    print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")
+    counts = atlas.query("SELECT uc.layer, c.category, COUNT(*) AS n FROM unit_concepts uc JOIN concepts c "
+                         "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ? GROUP BY uc.layer, c.category",
+                         (settings.dissection_iou_threshold,))
+    for layer in atlas.by_kind.values():
+        per = {row["category"]: row["n"] for row in counts if row["layer"] == layer.idx}
+        cells = "".join(f"{per.get(c, 0) / layer.units:11.0%}" for c in categories)
+        print(f"{layer.name[:23].ljust(24)}{layer.units:7d}{cells}{sum(per.values()) / layer.units:9.0%}")
     return 0
 
 

@@ -34,6 +34,13 @@ class LayerNotFound(NotFound):
     code = "layer_not_found"
 
 
+class ReadOnly(FoveaError):
+    """A write on a read-only deployment (the `read_only` setting)."""
+
+    status_code = 403
+    code = "read_only"
+
+
 class ModelUnavailable(FoveaError):
     """The model exists but failed to load; its card or weights need fixing."""
 

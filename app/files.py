@@ -1,4 +1,5 @@
-"""Atomic writes: a reader sees the old file (or folder) or the new one, never half of either."""
+"""Files: atomic writes (a reader sees the old file or folder or the new one, never half of either), and
+relative paths kept inside their folder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+
+from app.errors import InvalidInput
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -57,3 +60,11 @@ def replace_dir(staging: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, target)
+
+
+def path_inside(root: Path, relpath: str) -> Path:
+    """root / relpath, resolved; refused when it is not below root (absolute paths, '..', links out)."""
+    path = (root / relpath).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise InvalidInput(f"path {relpath!r} leads outside the dataset folder", path=str(relpath))
+    return path

@@ -97,6 +97,18 @@ class Settings(BaseSettings):
         default=16, ge=1,
         description="Activation values per image and unit that feed a unit's histogram and 99.5% quantile.",
     )
+    dissection_iou_threshold: float = Field(
+        default=0.04, ge=0, le=1,
+        description="Smallest IoU with which a unit is labelled with its best concept (Network Dissection's 0.04).",
+    )
+    dissection_label_size: int = Field(
+        default=112, ge=8, le=1024,
+        description="Longest side of the concept label maps units are compared with, in pixels of the model's view "
+                    "(larger is finer and slower; Broden's own maps are 112).",
+    )
+    read_only: bool = Field(
+        default=False, description="Refuse every write a visitor can make (notes on units): for a shared deployment.")
+    note_max_chars: int = Field(default=1000, ge=1, le=100_000, description="Longest note on a unit, in characters.")
     upload_max_bytes: int = Field(default=20 * 1024**2, gt=0, description="Largest upload accepted, in bytes (413).")
     upload_max_pixels: int = Field(
         default=40_000_000, gt=0,

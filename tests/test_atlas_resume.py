@@ -1,4 +1,5 @@
-"""An index build killed mid-way (SIGKILL, in a subprocess) resumes to the same atlas as an uninterrupted one.
+"""An index build killed mid-way (SIGKILL, in a subprocess) resumes to the same atlas as an uninterrupted one,
+dissection included (the demo split has concept labels).
 
 The kill comes at a fixed point, not after a delay: the build checkpoints after its first batch (with
 `index_checkpoint_seconds` 0 the first check always saves), and the process kills itself from its progress
@@ -21,7 +22,7 @@ from app.demo.dataset import write_split
 from tests.conftest import DEMO_MODELS_ONLY_ARGS
 
 LAYERS = ["stem.0", "block2", "block4"]
-VOLATILE_META = {"seconds", "created", "first_built"}
+VOLATILE_META = {"seconds", "dissection_seconds", "created", "first_built"}
 IMAGES, BATCH = 60, 20  # three batches: checkpointed, lost to the kill, never started
 # `fovea index` whose progress callback SIGKILLs the process when it reports image KILL_AT done.
 KILLED_AT = """
@@ -32,12 +33,12 @@ from app.cli import main
 run_index = indexer.run_index
 
 
-def killed_at(plan, data_dir, batches, checkpoint_seconds, progress, cancel):
+def killed_at(plan, data_dir, batches, checkpoint_seconds, progress, cancel, *rest):
     def report(done, total):
         progress(done, total)
         if done == KILL_AT:
             os.kill(os.getpid(), signal.SIGKILL)
-    return run_index(plan, data_dir, batches, checkpoint_seconds, report, cancel)
+    return run_index(plan, data_dir, batches, checkpoint_seconds, report, cancel, *rest)
 
 
 indexer.run_index = killed_at
@@ -58,7 +59,8 @@ def _index(data_dir: Path, images: Path, kill_at: int | None = None) -> subproce
 def _atlas_contents(folder: Path) -> dict:
     with sqlite3.connect(folder / "atlas.sqlite") as db:
         tables = {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
-                  for table in ("images", "layers", "units", "topk", "similar")}
+                  for table in ("images", "layers", "units", "topk", "similar", "concepts", "unit_concepts",
+                                "unit_dissection", "unit_classes")}
         meta = {key: value for key, value in db.execute("SELECT key, value FROM meta") if key not in VOLATILE_META}
     arrays = {}
     for path in sorted(folder.glob("*.np[yz]")):

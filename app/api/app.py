@@ -19,7 +19,9 @@ from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
 from app.atlas.first_renders import start_first_run_rendering
 from app.atlas.first_run import start_first_run_indexing
+from app.atlas.notes import Notes
 from app.atlas.registry import AtlasRegistry
+from app.atlas.search import Search
 from app.engine.devices import resolve_device
 from app.lru import LruCache
 from app.settings import FRONTEND_DIR, Settings
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
         app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,
                                         settings.upload_max_pixels, settings.upload_max_decode_bytes,
                                         settings.upload_decode_concurrency)
+        app.state.notes = Notes(settings.data_dir)
+        app.state.search = Search()
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
         app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
         if after_start is not None:
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     app.state.progress = ProgressBoard(settings.cam_max_followed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
+    app.add_middleware(BodyLimit, path_suffix="/notes", limit=4 * settings.note_max_chars + 1024)  # UTF-8 + JSON
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
     for router in ROUTERS:
         app.include_router(router)

@@ -9,13 +9,18 @@ _MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file i
 
 
 class BodyLimit:
-    """ASGI middleware: POST bodies to `path` larger than `limit` (+ multipart overhead) get a 413."""
+    """ASGI middleware: POST bodies to `path` (or to any path ending in `path_suffix`) larger than `limit`
+    (+ multipart overhead) get a 413."""
 
-    def __init__(self, app, path: str, limit: int):
-        self.app, self.path, self.limit = app, path, limit + _MULTIPART_OVERHEAD
+    def __init__(self, app, limit: int, path: str | None = None, path_suffix: str | None = None):
+        self.app, self.path, self.suffix, self.limit = app, path, path_suffix, limit + _MULTIPART_OVERHEAD
+
+    def _applies(self, path: str) -> bool:
+        path = path.rstrip("/")
+        return path == self.path if self.path is not None else path.endswith(self.suffix)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
+        if scope["type"] != "http" or scope["method"] != "POST" or not self._applies(scope["path"]):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:

@@ -14,7 +14,9 @@ from fastapi import Depends, Header, Path, Request
 from app.api.errors import error_doc
 from app.atlas.background import BackgroundIndexer
 from app.atlas.first_renders import BackgroundRenderer
+from app.atlas.notes import Notes
 from app.atlas.registry import AtlasRegistry
+from app.atlas.search import Search
 from app.engine.layers import LayerInfo
 from app.lru import LruCache
 from app.settings import Settings
@@ -83,6 +85,14 @@ async def get_compute_limiter(request: Request) -> anyio.CapacityLimiter:
     return request.app.state.compute
 
 
+async def get_notes(request: Request) -> Notes:
+    return request.app.state.notes
+
+
+async def get_search(request: Request) -> Search:
+    return request.app.state.search
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DeviceDep = Annotated[torch.device, Depends(get_device)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
@@ -94,6 +104,8 @@ ProgressBoardDep = Annotated[ProgressBoard, Depends(get_progress_board)]
 ModelInputsDep = Annotated[InputCache, Depends(get_model_inputs)]
 ModelViewsDep = Annotated[LruCache, Depends(get_model_views)]
 ComputeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_compute_limiter)]
+NotesDep = Annotated[Notes, Depends(get_notes)]
+SearchDep = Annotated[Search, Depends(get_search)]
 
 
 async def get_model(model: Annotated[str, Path(description="Model id, as in its card.")],

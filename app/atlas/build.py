@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.atlas.dissection import dissect
 from app.atlas.layout import atlas_dir, build_dir, layer_file
 from app.atlas.loader import Batch
 from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
@@ -43,7 +44,7 @@ class BuildCancelled(Exception):
 
 def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator[Batch]],
               checkpoint_seconds: float = 30.0, progress: Progress | None = None,
-              cancel: threading.Event | None = None) -> Path:
+              cancel: threading.Event | None = None, dissect_progress: Progress | None = None) -> Path:
     """Build (or resume) the atlas of `plan` and return its folder. `batches(start)` yields the batches
     from image id `start` on; setting `cancel` stops the build after the current batch."""
     work = build_dir(data_dir, plan.model.id, plan.dataset.name)
@@ -53,9 +54,7 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         shutil.rmtree(work, ignore_errors=True)
         start = 0
     work.mkdir(parents=True, exist_ok=True)
-    recorders = {info.name: LayerRecorder(info, plan.k, total, layer_file(work, i, "pooled.npy"),
-                                          plan.histogram_samples)
-                 for i, info in enumerate(plan.layers)}
+    recorders = {info.name: _recorder(plan, work, i, info) for i, info in enumerate(plan.layers)}
     images = ImageRecord(total)
     elapsed = 0.0
     if start > 0:
@@ -88,10 +87,17 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
             interval = max(checkpoint_seconds, 50 * (last_checkpoint - saving))
         if stopping and next_index < total:
             raise BuildCancelled(f"stopped at image {next_index} of {total}")
+    dissection = dissect(plan, recorders, images, dissect_progress)
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
-    write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started)
+    write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started, dissection=dissection)
     shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _recorder(plan: IndexPlan, work: Path, idx: int, info) -> LayerRecorder:
+    peaks = layer_file(work, idx, "peaks.npy") if plan.class_selectivity else None
+    return LayerRecorder(info, plan.k, len(plan.dataset), layer_file(work, idx, "pooled.npy"), plan.histogram_samples,
+                         peaks_path=peaks, dissect=plan.concepts is not None)
 
 
 def _resumable_start(work: Path, plan: IndexPlan) -> int | None:
@@ -107,7 +113,7 @@ def _resumable_start(work: Path, plan: IndexPlan) -> int | None:
 def _save_checkpoint(work: Path, plan: IndexPlan, next_index: int, recorders: dict[str, LayerRecorder],
                      images: ImageRecord, elapsed: float) -> None:
     for recorder in recorders.values():
-        recorder.pooled.flush()
+        recorder.flush()
     arrays = {f"image.{key}": value for key, value in images.state().items()}
     for i, recorder in enumerate(recorders.values()):
         arrays.update({f"layer{i}.{key}": value for key, value in recorder.state().items()})

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.atlas.concepts import is_concept_folder
+from app.atlas.concepts.broden import broden_images
 from app.errors import InvalidInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -33,18 +35,27 @@ class ImageDataset:
 
 
 def scan_folder(root: Path, name: str | None = None) -> ImageDataset:
-    """List every image below `root` (by file suffix; unreadable ones are found and counted at build time)."""
+    """List every image below `root` (by file suffix; unreadable ones are found and counted at build time),
+    or the images Broden's index lists. A concept dataset's own folder (app/atlas/concepts) stands for its
+    `images/` folder."""
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise InvalidInput(f"dataset folder {root} does not exist or is not a folder", path=str(root))
-    files = sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not _hidden(path.relative_to(root))
-    )
+    if (root / "images").is_dir() and is_concept_folder(root):
+        root = root / "images"  # a concept dataset given by its own folder: its images are the dataset
+    listed = broden_images(root.parent)
+    if listed is not None:
+        files = sorted(file for file in listed if (root / file).is_file())
+    else:
+        files = sorted(
+            path.relative_to(root).as_posix()
+            for path in root.rglob("*")
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not _hidden(path.relative_to(root))
+        )
     if not files:
         raise InvalidInput(f"no images (JPEG, PNG, WebP, ...) found under {root}", path=str(root))
-    labels = tuple(file.split("/")[0] if "/" in file else None for file in files)
+    # ImageFolder classes; Broden's first folders are its source datasets, not classes.
+    labels = tuple(file.split("/")[0] if "/" in file and listed is None else None for file in files)
     digest = hashlib.sha256()
     for file in files:
         digest.update(f"{file}\t{(root / file).stat().st_size}\n".encode())
@@ -69,3 +80,4 @@ def dataset_name(root: Path) -> str:
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
+

@@ -21,7 +21,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from app.engine.preprocess import Preprocessing
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
+from app.files import path_inside
 
 SCENES = "scenes.jsonl"
 
@@ -42,7 +43,7 @@ def class_mask(dataset_root: Path, relpath: str, class_name: str) -> np.ndarray 
     None when the dataset has no scene descriptions or none for this image, or when no shape of that kind
     is visible in it. InvalidInput when `relpath` leads outside `dataset_root`."""
     root = Path(dataset_root).resolve()
-    image = _inside(root, relpath)
+    image = path_inside(root, relpath)
     split = next((folder for folder in (root, root.parent) if (folder / SCENES).is_file()), None)
     if split is None:
         return None
@@ -52,7 +53,7 @@ def class_mask(dataset_root: Path, relpath: str, class_name: str) -> np.ndarray 
     ids = [number for number, kind in enumerate(scene.kinds, start=1) if kind == class_name]
     if not ids:
         return None
-    path = _inside(split, scene.mask)
+    path = path_inside(split, scene.mask)
     try:
         with Image.open(path) as instances:
             found = np.isin(np.asarray(instances), ids)
@@ -96,11 +97,3 @@ def _read_scenes(path: Path) -> dict[str, SceneMasks]:
                 kinds = tuple(shape["kind"] for shape in record["scene"]["shapes"])
                 found[record["image"]] = SceneMasks(mask=record["mask"], kinds=kinds)
     return found
-
-
-def _inside(root: Path, relpath: str) -> Path:
-    """root / relpath, resolved; refused when it is not below root (absolute paths, '..', links out)."""
-    path = (root / relpath).resolve()
-    if not path.is_relative_to(root) or path == root:
-        raise InvalidInput(f"path {relpath!r} leads outside the dataset folder", path=str(relpath))
-    return path

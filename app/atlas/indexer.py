@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from app.atlas.build import Progress, run_index
+from app.atlas.concepts import open_concepts
 from app.atlas.datasets import ImageDataset, scan_folder
 from app.atlas.loader import batches_from_disk
 from app.atlas.recording import IndexPlan
@@ -42,13 +43,17 @@ def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, lay
     if not chosen:
         raise InvalidInput(f"model {model.id!r} has no layers to index; name some with --layers")
     return IndexPlan(model=model, dataset=dataset, layers=tuple(chosen), k=k, batch_size=settings.index_batch_size,
-                     histogram_samples=settings.index_histogram_samples)
+                     histogram_samples=settings.index_histogram_samples, concepts=open_concepts(dataset.root),
+                     dissection_size=settings.dissection_label_size)
 
 
 def index_model(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
                 k: int | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> Path:
+                cancel: threading.Event | None = None, dissect_progress: Progress | None = None) -> Path:
+    """Build (or resume) the atlas; on a dataset with concept labels or classes, its units are labelled too
+    (`dissect_progress` follows that step, in images)."""
     plan = make_plan(model, dataset, settings, layers, k)
     batches = partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
                       workers=settings.index_workers)
-    return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress, cancel)
+    return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress, cancel,
+                     dissect_progress)

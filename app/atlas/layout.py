@@ -5,7 +5,9 @@
         layer-{idx:03d}.maps.npy             per layer: each unit's maps on its top-k images
         layer-{idx:03d}.histogram.npz        per layer: each unit's activation histogram
         layer-{idx:03d}.pooled.npy           per layer: every image's spatial mean per unit
-    atlases/{model}/.{dataset}.build/        an unfinished build: its checkpoint (app/atlas/build.py)
+    atlases/{model}/.{dataset}.build/        an unfinished build: its checkpoint (app/atlas/build.py), and per
+                                             layer its arrays so far, with `layer-{idx:03d}.peaks.npy` (each
+                                             image's spatial maxima, for class selectivity) kept only there
     atlases/{model}/.{dataset}.lock          held while a build writes the atlas (app/files.py)
     atlases/{model}/.annotations/{name}.v{version}.sqlite
                                              per-unit annotations of one kind (app/atlas/annotations.py)
@@ -20,6 +22,7 @@ from pathlib import Path
 
 CATALOG = "atlas.sqlite"
 LAYER_PARTS = ("maps.npy", "histogram.npz", "pooled.npy")
+BUILD_PARTS = ("peaks.npy",)  # in a build's folder only
 
 
 def atlases_root(data_dir: Path) -> Path:
@@ -53,7 +56,8 @@ def catalog(folder: Path) -> Path:
 
 
 def layer_file(folder: Path, idx: int, part: str) -> Path:
-    """One of a layer's array files (`part` one of LAYER_PARTS), named by the layer's index in the catalog."""
-    if part not in LAYER_PARTS:
+    """One of a layer's array files (`part` one of LAYER_PARTS, or BUILD_PARTS in a build's folder), named by
+    the layer's index in the catalog."""
+    if part not in LAYER_PARTS + BUILD_PARTS:
         raise ValueError(f"unknown layer file {part!r}")
     return folder / f"layer-{idx:03d}.{part}"

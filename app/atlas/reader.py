@@ -60,7 +60,7 @@ class Atlas:
         db.row_factory = sqlite3.Row
         return db
 
-    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         db = self._connect()
         try:
             return db.execute(sql, params).fetchall()
@@ -98,21 +98,21 @@ class Atlas:
             raise InvalidInput(f"cannot sort by {sort!r}; choose one of {', '.join(UNIT_SORTS)}", sort=sort)
         direction = "DESC" if descending else "ASC"
         # `sort` is one of UNIT_SORTS, never raw user text, so it can be part of the SQL.
-        return self._query(f"SELECT * FROM units WHERE layer = ? ORDER BY {sort} {direction}, unit ASC "
+        return self.query(f"SELECT * FROM units WHERE layer = ? ORDER BY {sort} {direction}, unit ASC "
                            "LIMIT ? OFFSET ?", (layer.idx, limit, offset))
 
     def unit(self, layer: AtlasLayer, unit: int) -> sqlite3.Row:
         self.check_unit(layer, unit)
-        return self._query("SELECT * FROM units WHERE layer = ? AND unit = ?", (layer.idx, unit))[0]
+        return self.query("SELECT * FROM units WHERE layer = ? AND unit = ?", (layer.idx, unit))[0]
 
     def top_images(self, layer: AtlasLayer, unit: int) -> list[sqlite3.Row]:
-        return self._query(
+        return self.query(
             "SELECT t.rank, t.image, t.value, t.y, t.x, i.path, i.label, i.prediction, i.confidence "
             "FROM topk t JOIN images i ON i.id = t.image WHERE t.layer = ? AND t.unit = ? ORDER BY t.rank",
             (layer.idx, unit))
 
     def similar(self, layer: AtlasLayer, unit: int) -> list[sqlite3.Row]:
-        return self._query("SELECT other, correlation FROM similar WHERE layer = ? AND unit = ? ORDER BY rank",
+        return self.query("SELECT other, correlation FROM similar WHERE layer = ? AND unit = ? ORDER BY rank",
                            (layer.idx, unit))
 
     def maps(self, layer: AtlasLayer, unit: int) -> np.ndarray:
@@ -142,7 +142,7 @@ class Atlas:
         return [{"label": label, "count": count} for label, count in counts.most_common()]
 
     def image(self, image_id: int) -> sqlite3.Row:
-        rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))
+        rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
         if not rows:
             raise NotFound(f"no image {image_id} in dataset {self.dataset!r}: valid ids are 0 to "
                            f"{self.meta['images'] - 1}", image=image_id, valid=[0, self.meta["images"] - 1])
@@ -151,12 +151,12 @@ class Atlas:
     def samples(self, limit: int) -> list[sqlite3.Row]:
         """Images to start from: the first readable image of each class, classes in name order; every image
         of a dataset without classes is a group of its own (so its first images come)."""
-        return self._query("SELECT MIN(id) AS id, label FROM images WHERE readable GROUP BY COALESCE(label, id) "
+        return self.query("SELECT MIN(id) AS id, label FROM images WHERE readable GROUP BY COALESCE(label, id) "
                            "ORDER BY label, id LIMIT ?", (limit,))
 
     def spread(self, count: int) -> list[int]:
         """Up to `count` readable image ids spread evenly over the dataset's file order."""
-        rows = self._query("SELECT id FROM images WHERE readable ORDER BY id")
+        rows = self.query("SELECT id FROM images WHERE readable ORDER BY id")
         step = max(len(rows) / max(count, 1), 1.0)
         return [rows[int(i * step)]["id"] for i in range(min(count, len(rows)))]
 

@@ -11,11 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.atlas.concepts import ConceptSource
 from app.atlas.datasets import ImageDataset
 from app.atlas.kinds import CHANNEL
 from app.atlas.schema import ATLAS_FORMAT
-from app.atlas.statistics import FinishedLayer
+from app.atlas.statistics import REGION_QUANTILE, FinishedLayer
 from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.dissection.top_activations import TopActivations
 from app.engine.layers import LayerInfo
 from app.store.store import LoadedModel
 
@@ -28,6 +30,13 @@ class IndexPlan:
     k: int
     batch_size: int
     histogram_samples: int  # activation values per image and unit that feed the histogram
+    concepts: ConceptSource | None = None  # the dataset's concept labels: the pass dissects the layers
+    dissection_size: int = 112  # the longest side of the label maps units are compared with
+
+    @property
+    def class_selectivity(self) -> bool:
+        """Whether the dataset's images have classes (an ImageFolder's folders) to score units against."""
+        return len(self.dataset.classes) >= 2
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed."""
@@ -44,6 +53,7 @@ class IndexPlan:
             "histogram_samples": self.histogram_samples,
             # Convolutions round differently in each layout: a resumed build must keep the layout it began in.
             "layout": "channels_last" if self.model.memory_format == torch.channels_last else "contiguous",
+            "concepts": self.concepts.layout if self.concepts else None,
         }
 
 
@@ -53,15 +63,19 @@ class LayerRecorder:
 
     kind = CHANNEL  # its units are the layer's channels
 
-    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path, histogram_samples: int):
+    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path, histogram_samples: int,
+                 peaks_path: Path | None = None, dissect: bool = False):
+        """`peaks_path`: where each image's spatial maxima go, for class selectivity; `dissect`: keep the top
+        activations Network Dissection thresholds and rebuilds regions from."""
         units, h, w = info.shape
         self.info = info
         self.histogram_samples = histogram_samples
         self.topk = TopK(units, k, (h, w))
         self.stats = ImageStats(units)
         self.histogram = Histogram(units)
-        mode = "r+" if pooled_path.exists() else "w+"
-        self.pooled = np.lib.format.open_memmap(pooled_path, mode=mode, dtype=np.float16, shape=(images, units))
+        self.pooled = _memmap(pooled_path, np.float16, (images, units))
+        self.peaks = _memmap(peaks_path, np.float32, (images, units)) if peaks_path else None
+        self.top_activations = TopActivations(units, (h, w), images, REGION_QUANTILE) if dissect else None
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         n, c, h, w = activations.shape
@@ -77,20 +91,41 @@ class LayerRecorder:
             sampled = sample_positions(image_ids, h * w, self.histogram_samples)
         self.histogram.update(flat, sampled)
         self.pooled[image_ids.numpy()] = means.astype(np.float16)
+        if self.peaks is not None:
+            self.peaks[image_ids.numpy()] = spatial_max.float().cpu().numpy()
+        if self.top_activations is not None:
+            self.top_activations.update(activations, image_ids, spatial_max)
 
     def finished(self) -> FinishedLayer:
         """What the statistics are computed from, once the pass is over."""
         return FinishedLayer(summary=self.stats.summary(), topk=self.topk.ordered(), histogram=self.histogram,
                              map_shape=tuple(self.info.shape[1:]))
 
+    def _accumulators(self) -> dict:
+        parts = {"topk": self.topk, "stats": self.stats, "histogram": self.histogram}
+        if self.top_activations is not None:
+            parts["top_activations"] = self.top_activations
+        return parts
+
+    def flush(self) -> None:
+        """The memory-mapped arrays to disk, before a checkpoint names them."""
+        for array in (self.pooled, self.peaks):
+            if array is not None:
+                array.flush()
+
     def state(self) -> dict[str, np.ndarray]:
-        parts = {"topk": self.topk.state(), "stats": self.stats.state(), "histogram": self.histogram.state()}
-        return {f"{part}.{key}": value for part, state in parts.items() for key, value in state.items()}
+        return {f"{part}.{key}": value for part, accumulator in self._accumulators().items()
+                for key, value in accumulator.state().items()}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
-        for part, accumulator in (("topk", self.topk), ("stats", self.stats), ("histogram", self.histogram)):
+        for part, accumulator in self._accumulators().items():
             prefix = f"{part}."
             accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+
+
+def _memmap(path: Path, dtype, shape: tuple[int, int]) -> np.memmap:
+    """A per-image array of the build, reopened when resuming."""
+    return np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=dtype, shape=shape)
 
 
 def _spatial_max(activations: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from app import __version__
+from app.atlas.dissection import Dissection
 from app.atlas.layout import catalog, layer_file
 from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
 from app.atlas.schema import SCHEMA, SIMILAR_PER_UNIT
@@ -24,7 +25,7 @@ HISTOGRAM_BINS = 40  # as drawn on the unit page; the quantile is taken from the
 
 
 def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
-                seconds: float) -> None:
+                seconds: float, dissection: Dissection | None = None) -> None:
     # Built in a staging folder renamed into place; one killed part-way leaves it behind, and the next
     # build of this atlas removes it (app/files.py).
     first_built = _first_built(target)
@@ -36,10 +37,12 @@ def write_atlas(target: Path, plan: IndexPlan, recorders: dict[str, LayerRecorde
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
             db.executescript(SCHEMA)
-            _write_meta(db, plan, images, seconds, first_built)
+            _write_meta(db, plan, images, seconds, first_built, dissection)
             _write_images(db, plan, images)
             written = [_write_layer(db, files, staging, idx, recorder, images.readable)
                        for idx, recorder in enumerate(recorders.values())]
+            if dissection is not None:
+                _write_dissection(db, dissection, list(recorders))
             for future in (f for layer in written for f in layer):
                 future.result()  # raises what the file thread raised
         db.close()
@@ -57,7 +60,7 @@ def _first_built(target: Path) -> str | None:
 
 
 def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, seconds: float,
-                first_built: str | None) -> None:
+                first_built: str | None, dissection: Dissection | None) -> None:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     unreadable = [plan.dataset.files[i] for i in np.flatnonzero(~images.readable)]
     meta = {
@@ -79,6 +82,8 @@ def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, se
         # Where each layer's positions look, kept here so that a unit page never computes it under the
         # model's lock, behind whatever request holds the model.
         "receptive_fields": {info.name: asdict(plan.model.receptive_field(info.name)) for info in plan.layers},
+        "dissection": dissection.meta() if dissection else None,
+        "dissection_seconds": round(dissection.seconds, 3) if dissection else None,
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, json.dumps(value)) for key, value in meta.items()])
 
@@ -117,6 +122,30 @@ def _write_layer(db: sqlite3.Connection, files: Executor, folder: Path, idx: int
                                  topk["values"][unit, rank], positions // width, positions % width])
     _insert_columns(db, "similar", similar_units(recorder.pooled, readable, idx, SIMILAR_PER_UNIT))
     return written
+
+
+def _write_dissection(db: sqlite3.Connection, dissection: Dissection, layers: list[str]) -> None:
+    db.executemany("INSERT INTO concepts VALUES (?, ?, ?, ?, ?, ?)",
+                   [(i, c.id, c.name, c.category, int(pixels), int(images)) for i, (c, pixels, images)
+                    in enumerate(zip(dissection.concepts, dissection.concept_pixels, dissection.concept_images))])
+    for idx, name in enumerate(layers):
+        labels = dissection.layers[name]
+        units = len(labels.thresholds)
+        if labels.concepts is not None:
+            concepts, ious = labels.concepts
+            unit, rank = np.nonzero(np.ones_like(concepts, dtype=bool))
+            _insert_columns(db, "unit_concepts", [np.full(len(unit), idx), unit, rank, concepts[unit, rank],
+                                                  ious[unit, rank]])
+            formulas = labels.formulas
+            _insert_columns(db, "unit_dissection", [
+                np.full(units, idx), np.arange(units), labels.thresholds, labels.region_pixels,
+                [f[0] if f else None for f in formulas], [f[1] if f else None for f in formulas]])
+        if labels.classes is not None:
+            classes, aucs = labels.classes
+            unit, rank = np.nonzero(~np.isnan(aucs))
+            _insert_columns(db, "unit_classes", [np.full(len(unit), idx), unit, rank,
+                                                 [dissection.classes[c] for c in classes[unit, rank]],
+                                                 aucs[unit, rank]])
 
 
 def _insert_columns(db: sqlite3.Connection, table: str, columns: list[np.ndarray]) -> None:

@@ -5,16 +5,20 @@ from app.api.routers import (
     activations,
     annotations,
     cams,
+    concepts,
     datasets,
     images,
     meta,
     models,
+    notes,
     pages,
     progress,
+    search,
     statistics,
     units,
     visualizations,
 )
 
 ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, visualizations.router,
-           activations.router, datasets.router, images.router, cams.router, progress.router, pages.router)
+           concepts.router, search.router, notes.router, activations.router, datasets.router, images.router,
+           cams.router, progress.router, pages.router)

@@ -6,14 +6,24 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, IndexerDep, RendererDep, get_layer, get_ready_model
+from app.api.deps import (
+    MODEL_UNAVAILABLE,
+    AtlasesDep,
+    IndexerDep,
+    RendererDep,
+    SettingsDep,
+    get_layer,
+    get_ready_model,
+)
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
 from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.labels import ConceptScore, has_labels, layer_labels, unit_labels
 from app.atlas.reader import Atlas, AtlasLayer
+from app.atlas.registry import AtlasRegistry
 from app.atlas.statistics import STATISTICS, UNIT_SORTS
 from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
@@ -90,7 +100,7 @@ def saturation(model: LoadedModel, layer: str, row) -> dict | None:
             "before_clamp": clamp_input(model.layers, layer)}
 
 
-def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row) -> dict:
+def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row, label: ConceptScore | None = None) -> dict:
     return {
         "unit": row["unit"],
         "kind": layer.kind,
@@ -99,7 +109,20 @@ def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row) -> dict:
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
         "page": unit_page(model_id, layer.name, row["unit"], dataset, layer.kind),
+        "label": label.json() if label else None,
     }
+
+
+def labels_for(registry: AtlasRegistry, model_id: str, atlas: Atlas, layer: AtlasLayer, unit: int,
+               iou_threshold: float) -> dict | None:
+    """The unit's labels from the atlas shown, or else from the first other atlas of the model that has
+    concept labels and the layer (a model dissected on Broden, browsed on ImageNet)."""
+    others = (registry.get(model_id, name) for name in registry.datasets(model_id) if name != atlas.dataset)
+    for candidate in (atlas, *others):
+        indexed = candidate.by_kind.get((layer.kind, layer.name))
+        if has_labels(candidate) and indexed is not None and unit < indexed.units:
+            return unit_labels(candidate, indexed, unit, iou_threshold)
+    return None
 
 
 @router.get("/atlases", response_model=AtlasList, responses={404: error_doc("Unknown model."), **MODEL_UNAVAILABLE},
@@ -126,6 +149,7 @@ def list_units(
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
+    settings: SettingsDep,
     sort: Annotated[Literal[UNIT_SORTS], Query(description="Statistic to sort by.")] = "unit",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
@@ -136,10 +160,11 @@ def list_units(
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
+    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
     page = {"model": model.id, "layer": layer.name, "kind": indexed.kind, "dataset": atlas.dataset,
             "units_total": indexed.units, "offset": offset, "sort": sort, "order": order,
             "map_shape": [indexed.height, indexed.width],
-            "units": [unit_summary(model.id, indexed, atlas.dataset, row) for row in rows]}
+            "units": [unit_summary(model.id, indexed, atlas.dataset, row, labels.get(row["unit"])) for row in rows]}
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
     return FastJSONResponse(page)
@@ -152,6 +177,8 @@ def read_unit(
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
+    registry: AtlasesDep,
+    settings: SettingsDep,
     unit: Annotated[UnitIndex, Path(description="Channel index.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
 ) -> FastJSONResponse:
@@ -183,6 +210,7 @@ def read_unit(
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
                      "page": unit_page(model.id, layer.name, r["other"], atlas.dataset, indexed.kind)}
                     for r in atlas.similar(indexed, unit)],
+        "labels": labels_for(registry, model.id, atlas, indexed, unit, settings.dissection_iou_threshold),
     })
 
 

@@ -34,6 +34,21 @@ from app.api.schemas.cams import (  # noqa: F401
     PointingOut,
     ShownMap,
 )
+from app.api.schemas.concepts import (  # noqa: F401
+    ClassAuc,
+    ConceptOut,
+    ConceptScoreOut,
+    ConceptSummary,
+    FormulaOut,
+    LabelChip,
+    LayerDetectors,
+    Note,
+    NoteIn,
+    NoteList,
+    SearchPage,
+    SearchResult,
+    UnitLabels,
+)
 from app.api.schemas.images import (  # noqa: F401
     DatasetImage,
     DatasetSamples,

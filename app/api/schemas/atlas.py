@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.concepts import LabelChip, UnitLabels
+
 
 class EncodedMaps(BaseModel):
     """Float maps as JSON (app/api/encoding.py): the front end draws heatmaps itself from the numbers."""
@@ -70,6 +72,7 @@ class UnitSummary(BaseModel):
     saturated: bool = Field(description="Several images reach the unit's maximum exactly: a clamp caps it.")
     top_image: int | None = Field(description="Dataset id of the image it fires on most.")
     page: str = Field(description="Path of the unit's page in the dashboard.")
+    label: LabelChip | None = Field(default=None, description="Its concept label on this atlas, if any.")
 
 
 class UnitPage(BaseModel):
@@ -161,6 +164,8 @@ class UnitDetail(UnitSummary):
     receptive_field: ReceptiveFieldOut
     class_histogram: list[LabelCount] = Field(description="Labels among the top images, most common first.")
     similar: list[SimilarUnit] = Field(description="Units whose responses correlate most with this one's.")
+    labels: UnitLabels | None = Field(description="What dissection measured: from this atlas, or else from another "
+                                                  "atlas of the model with concept labels; None when none has.")
 
 
 class UnitMaps(EncodedMaps):

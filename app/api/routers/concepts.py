@@ -1,0 +1,114 @@
+"""Concepts: a model's detectors summary on an atlas with concept labels (NetDissect's report: labelled
+units per layer and category, unique concepts), and a concept's mask on an atlas image as the model sees it
+(drawn over a unit's top images)."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
+from PIL import Image
+
+from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, SettingsDep, get_ready_model
+from app.api.encoding import FastJSONResponse
+from app.api.errors import ErrorResponse
+from app.api.indices import DatasetIndex
+from app.api.routers.units import DatasetQuery
+from app.api.schemas import ConceptSummary
+from app.atlas.concepts import concepts_of
+from app.atlas.ground_truth import mask_to_input
+from app.atlas.labels import has_labels
+from app.atlas.reader import Atlas
+from app.atlas.registry import AtlasRegistry
+from app.errors import NotFound
+from app.store.store import LoadedModel
+
+router = APIRouter(prefix="/api/models/{model}/concepts", tags=["concepts"])
+ERRORS = {404: {"model": ErrorResponse, "description": "Unknown model, atlas, concept or image, or an atlas "
+                                                       "without concept labels."},
+          **MODEL_UNAVAILABLE}
+MASK_COLOUR = (255, 255, 255)
+
+
+def labelled_atlas(registry: AtlasRegistry, model: LoadedModel, dataset: str | None) -> Atlas:
+    """The named atlas, or the model's first atlas with concept labels; a 404 that says how to make one."""
+    if dataset is not None:
+        atlas = registry.get(model.id, dataset)
+        if not has_labels(atlas):
+            raise NotFound(f"the {dataset!r} atlas of {model.id!r} has no concept labels: its images have no "
+                           f"concept masks or classes (docs/concepts.md)", model=model.id, dataset=dataset)
+        return atlas
+    for name in registry.datasets(model.id):
+        atlas = registry.get(model.id, name)
+        if has_labels(atlas):
+            return atlas
+    raise NotFound(f"no atlas of {model.id!r} has concept labels: run `fovea dissect {model.id} --dataset PATH` "
+                   f"on a dataset with concept masks or classes (docs/concepts.md)", model=model.id)
+
+
+@router.get("", response_model=ConceptSummary, responses=ERRORS,
+            summary="The model's detectors: labelled units per layer and category, unique concepts")
+def concept_summary(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
+                    settings: SettingsDep, dataset: DatasetQuery = None) -> FastJSONResponse:
+    atlas = labelled_atlas(registry, model, dataset)
+    threshold = settings.dissection_iou_threshold
+    meta = atlas.meta["dissection"]
+    labels = atlas.query("SELECT l.name AS layer, c.id, c.category FROM unit_concepts uc "
+                         "JOIN concepts c ON c.idx = uc.concept JOIN layers l ON l.idx = uc.layer "
+                         "WHERE uc.rank = 0 AND uc.iou >= ?", (threshold,))
+    layers = []
+    for layer in atlas.by_kind.values():
+        rows = [row for row in labels if row["layer"] == layer.name]
+        per_concept: dict[str, int] = {}
+        for row in rows:
+            per_concept[row["id"]] = per_concept.get(row["id"], 0) + 1
+        layers.append({
+            "layer": layer.name, "units": layer.units,
+            "labelled": {c: sum(row["category"] == c for row in rows) for c in meta["categories"]},
+            "unique": {c: len({row["id"] for row in rows if row["category"] == c}) for c in meta["categories"]},
+            "concepts": [{"id": concept, "units": count} for concept, count
+                         in sorted(per_concept.items(), key=lambda item: (-item[1], item[0]))],
+        })
+    totals: dict[str, int] = {}
+    for row in labels:
+        totals[row["id"]] = totals.get(row["id"], 0) + 1
+    concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
+                 "images": r["images"], "units": totals.get(r["id"], 0)}
+                for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
+    return FastJSONResponse({"model": model.id, "dataset": atlas.dataset, "layout": meta.get("layout"),
+                             "iou_threshold": threshold, "categories": meta["categories"],
+                             "classes": meta["classes"], "layers": layers, "concepts": concepts})
+
+
+@router.get("/{concept}/masks/{image}.png", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+            response_class=Response, summary="A concept's pixels on an atlas image, as the model sees the image")
+def concept_mask(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
+                 concept: Annotated[str, Path(description="`category:name`, e.g. `shape:square`.", max_length=200)],
+                 image: Annotated[DatasetIndex, Path(description="Dataset image id.")],
+                 dataset: DatasetQuery = None) -> Response:
+    atlas = labelled_atlas(registry, model, dataset)
+    known = {row["id"] for row in atlas.query("SELECT id FROM concepts")}
+    if concept not in known:
+        raise NotFound(f"no concept {concept!r} in the {atlas.dataset!r} atlas", concept=concept,
+                       concepts=sorted(known)[:50])
+    atlas.image(image)  # a 404 naming the range when the id is not the atlas's
+    source = concepts_of(atlas.dataset_root)
+    number = next((i for i, c in enumerate(source.concepts) if c.id == concept), None) if source else None
+    if number is None:
+        raise NotFound(f"the concept labels of {atlas.dataset!r} are no longer on disk at {atlas.dataset_root.parent}",
+                       concept=concept)
+    found = source.regions(atlas.image(image)["path"])
+    height, width = model.preprocessing.size
+    mask = np.zeros((height, width), dtype=bool)
+    if found is not None:
+        regions, region_concepts = found
+        inside = [i for i, concepts in enumerate(region_concepts) if number in concepts]
+        mask = mask_to_input(np.isin(regions, inside), model.preprocessing)
+    pixels = np.zeros((*mask.shape, 4), dtype=np.uint8)
+    pixels[mask] = (*MASK_COLOUR, 255)
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="RGBA").save(out, format="PNG", optimize=False)
+    return Response(out.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})

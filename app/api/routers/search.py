@@ -1,0 +1,71 @@
+"""`GET /api/search`: units of every model found by what is known of them (app/atlas/search.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import AtlasesDep, NotesDep, SearchDep, SettingsDep, StoreDep
+from app.api.encoding import FastJSONResponse
+from app.api.errors import ErrorResponse
+from app.api.links import unit_page
+from app.api.schemas import SearchPage
+from app.atlas.search import Document, rank, tokens
+from app.errors import InvalidInput
+
+router = APIRouter(prefix="/api", tags=["search"])
+MAX_WORDS = 12
+
+
+@router.get("/search", response_model=SearchPage,
+            responses={404: {"model": ErrorResponse, "description": "Unknown model."},
+                       422: {"model": ErrorResponse, "description": "No words and no filter, or too many words."}},
+            summary="Find units by label, compositional label, class, description, note or name")
+def search(
+    store: StoreDep, registry: AtlasesDep, index: SearchDep, notes: NotesDep, settings: SettingsDep,
+    q: Annotated[str, Query(max_length=200, description="Words, each matched as a prefix (`squ` finds `square`); "
+                                                        "all must match.")] = "",
+    model: Annotated[str | None, Query(max_length=100, description="Only this model's units.")] = None,
+    layer: Annotated[str | None, Query(max_length=200, description="Only this layer's units.")] = None,
+    category: Annotated[str | None, Query(max_length=100, description="Only units labelled with a concept of "
+                                                                      "this category, e.g. `shape`.")] = None,
+    concept: Annotated[str | None, Query(max_length=200, description="Only units labelled with this concept, "
+                                                                     "e.g. `shape:square`.")] = None,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> FastJSONResponse:
+    words = tokens(q)
+    if not words and not (category or concept):
+        raise InvalidInput("a search needs a word (letters or digits) or a category or concept filter", q=q)
+    if len(words) > MAX_WORDS:
+        raise InvalidInput(f"at most {MAX_WORDS} words in a search; got {len(words)}", words=len(words))
+    models = [store.get(model)] if model is not None else list(store)
+    threshold = settings.dissection_iou_threshold
+    hits: list[Document] = []
+    for loaded in (m for m in models if m.ready):
+        for name in registry.datasets(loaded.id):
+            found = index.index(registry.get(loaded.id, name), threshold)
+            matched = found.match(words) if words else range(len(found.documents))
+            hits += [found.documents[i] for i in matched]
+    note_index = index.notes_index(notes.all(), notes.version)
+    hits += [note_index.documents[i] for i in note_index.match(words)] if words else []
+    hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
+            and (category is None or h.category == category) and (concept is None or h.label == concept)
+            and (words or h.field == "label")]
+    ranked = rank(hits)
+    return FastJSONResponse({"query": q, "total": len(ranked), "offset": offset, "limit": limit,
+                             "results": [_result(registry, hit) for hit in ranked[offset:offset + limit]]})
+
+
+def _result(registry, hit: Document) -> dict:
+    dataset = hit.dataset
+    if dataset is None:  # a note: shown on the model's default atlas
+        datasets = registry.datasets(hit.model)
+        dataset = datasets[0] if datasets else None
+    image = None
+    if hit.top_image is not None and hit.dataset is not None:
+        image = f"/api/datasets/{hit.dataset}/images/{hit.top_image}?model={hit.model}"
+    return {"model": hit.model, "dataset": hit.dataset, "layer": hit.layer, "kind": hit.kind, "unit": hit.unit,
+            "field": hit.field, "text": hit.text, "score": hit.score, "label": hit.label,
+            "page": unit_page(hit.model, hit.layer, hit.unit, dataset or "demo", hit.kind), "image": image}

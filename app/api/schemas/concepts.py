@@ -1,0 +1,119 @@
+"""Answers of the concept routes: a unit's labels (Network Dissection, compositional labels, class
+selectivity), a model's detectors summary, search results and notes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ConceptScoreOut(BaseModel):
+    id: str = Field(description="`category:name`, e.g. `shape:square`.")
+    name: str
+    category: str
+    iou: float = Field(description="NetDissect IoU of the unit's top-0.005 region with the concept's pixels.")
+
+
+class FormulaOut(BaseModel):
+    text: str = Field(description="Concepts joined by AND, OR and AND NOT, applied left to right.")
+    iou: float
+
+
+class ClassAuc(BaseModel):
+    class_: str = Field(alias="class")
+    auc: float = Field(description="ROC AUC of the unit's spatial maximum, this class against the rest.")
+
+
+class UnitLabels(BaseModel):
+    dataset: str = Field(description="The atlas the labels were measured on.")
+    layout: str | None = Field(description="Of its concept labels (`demo`, `broden`, `label-maps`); None: "
+                                           "classes only.")
+    iou_threshold: float = Field(description="The smallest IoU that labels a unit (a setting).")
+    label: ConceptScoreOut | None = Field(description="The best concept, when its IoU reaches the threshold.")
+    concepts: list[ConceptScoreOut] = Field(description="The best concepts by IoU, best first.")
+    formula: FormulaOut | None = Field(description="The best formula of up to 3 concepts (beam search).")
+    classes: list[ClassAuc] = Field(description="The most selective classes, best first.")
+    threshold: float | None = Field(description="The activation the region is cut at (its top 0.005 quantile).")
+    region_pixels: int | None = Field(description="Pixels of the region over the dataset.")
+    description: str
+    described_by: str = Field(description="How the description was written.")
+
+
+class LabelChip(BaseModel):
+    id: str
+    name: str
+    category: str
+    iou: float
+
+
+class LayerDetectors(BaseModel):
+    layer: str
+    units: int
+    labelled: dict[str, int] = Field(description="Units labelled with a concept of each category.")
+    unique: dict[str, int] = Field(description="Distinct concepts of each category among the labels.")
+    concepts: list[dict] = Field(description="Each label concept of the layer with its number of units.")
+
+
+class ConceptOut(BaseModel):
+    id: str
+    name: str
+    category: str
+    pixels: int
+    images: int
+    units: int = Field(description="Units labelled with it, in all layers.")
+
+
+class ConceptSummary(BaseModel):
+    model: str
+    dataset: str
+    layout: str | None
+    iou_threshold: float
+    categories: list[str]
+    classes: list[str]
+    layers: list[LayerDetectors]
+    concepts: list[ConceptOut]
+
+
+class SearchResult(BaseModel):
+    model: str
+    dataset: str | None = Field(description="The atlas the match comes from (a note belongs to the unit).")
+    layer: str
+    kind: str
+    unit: int
+    field: Literal["note", "label", "formula", "concept", "class", "description", "unit"]
+    text: str = Field(description="What matched.")
+    score: float = Field(description="IoU for concepts and formulas, AUC for classes, 1 for notes and names.")
+    label: str | None = Field(description="The unit's label concept, if any.")
+    page: str = Field(description="Path of the unit's page.")
+    image: str | None = Field(description="URL of the unit's top image as the model sees it.")
+
+
+class SearchPage(BaseModel):
+    query: str
+    total: int
+    offset: int
+    limit: int
+    results: list[SearchResult]
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, description="The label or explanation; length bounded by `note_max_chars`.")
+    author: str = Field(default="anonymous", min_length=1, max_length=80)
+
+
+class Note(BaseModel):
+    id: int
+    model: str
+    layer: str
+    kind: str
+    unit: int
+    text: str
+    author: str
+    created: str
+
+
+class NoteList(BaseModel):
+    notes: list[Note]
+    writable: bool = Field(description="False on a read-only deployment (`FOVEA_READ_ONLY`).")
+    max_chars: int

@@ -1,0 +1,171 @@
+"""Labels of a build's units, once its pass is over: Network Dissection against the dataset's concept
+labels (pixel or image level), compositional labels by beam search, and class selectivity against an
+ImageFolder's classes (formulas: docs/concepts.md, code: app/engine/dissection/).
+
+The pass kept each unit's top activations (app/atlas/recording.py); here the label maps are read a chunk
+of images at a time, mapped into the model's view, grouped into signatures, and every unit's region pixels
+are counted per signature. IoU, labels and formulas are sums over those counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+from app.atlas.concepts import Concept, category_numbers
+from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
+from app.engine.dissection.auc import class_auc
+from app.engine.dissection.labels import beam_search, concept_iou
+from app.engine.dissection.region import count_region_pixels
+from app.engine.dissection.signatures import SignatureTable
+
+log = logging.getLogger(__name__)
+
+CONCEPTS_PER_UNIT = 5  # the best concepts kept per unit, by IoU
+CLASSES_PER_UNIT = 3  # the best classes kept per unit, by AUC
+FORMULA_LENGTH, BEAM = 3, 5  # Mu & Andreas 2020: formulas of up to 3 concepts, beam of 5
+CHUNK = 512  # images whose label maps are held at once
+
+
+@dataclass
+class LayerLabels:
+    thresholds: np.ndarray  # (units,) the top-0.005 quantile each region is cut at
+    region_pixels: np.ndarray | None  # (units,) pixels of each unit's region over the dataset
+    concepts: tuple[np.ndarray, np.ndarray] | None  # (units, CONCEPTS_PER_UNIT) concept indices and IoUs
+    formulas: list[tuple[str, float] | None] | None  # per unit: the best formula and its IoU
+    classes: tuple[np.ndarray, np.ndarray] | None  # (units, CLASSES_PER_UNIT) class indices and AUCs
+
+
+@dataclass
+class Dissection:
+    layout: str | None  # of the concept labels; None: classes only
+    concepts: list[Concept]
+    categories: list[str]
+    concept_pixels: np.ndarray  # (concepts,) labelled pixels over the dataset
+    concept_images: np.ndarray  # (concepts,) images with the concept
+    classes: list[str]
+    size: tuple[int, int] | None  # of the label maps in the model's view
+    layers: dict[str, LayerLabels]
+    seconds: float
+
+    def meta(self) -> dict:
+        return {"layout": self.layout, "categories": self.categories, "classes": self.classes,
+                "size": list(self.size) if self.size else None, "formula_length": FORMULA_LENGTH, "beam": BEAM}
+
+
+def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
+            progress: Callable[[int, int], None] | None = None) -> Dissection | None:
+    if plan.concepts is None and not plan.class_selectivity:
+        return None
+    started = time.perf_counter()
+    readable = np.flatnonzero(images.readable)
+    labels = {name: LayerLabels(thresholds=np.full(r.info.shape[0], np.nan), region_pixels=None, concepts=None,
+                                formulas=None, classes=None) for name, r in recorders.items()}
+    concepts, categories, size = [], [], None
+    concept_pixels = concept_images = np.zeros(0, dtype=np.int64)
+    if plan.concepts is not None:
+        source = plan.concepts
+        concepts, categories = list(source.concepts), list(source.categories)
+        size = _label_size(plan)
+        table = SignatureTable(category_numbers(concepts, categories), len(categories))
+        counts = {name: np.zeros((r.info.shape[0], 0), dtype=np.int64) for name, r in recorders.items()}
+        above = {}
+        for name, recorder in recorders.items():
+            labels[name].thresholds = recorder.top_activations.thresholds()
+            above[name] = recorder.top_activations.above(labels[name].thresholds)
+        pixels = np.zeros(0, dtype=np.int64)
+        present = []  # per image, the signatures in it: how many images have each concept
+        with ThreadPoolExecutor(2) as pool:
+            for start in range(0, len(readable), CHUNK):
+                chunk = readable[start:start + CHUNK]
+                loaded = list(pool.map(lambda i: _signature_map(plan, table, int(i), size), chunk))
+                stacked = np.stack([signature_map for signature_map, _ in loaded])
+                present += [signatures for _, signatures in loaded]
+                signatures = len(table)
+                pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
+                rows = np.full(len(plan.dataset), -1, dtype=np.int64)
+                rows[chunk] = np.arange(len(chunk))
+                for name, recorder in recorders.items():
+                    counted = count_region_pixels(above[name], labels[name].thresholds, recorder.info.shape[1:],
+                                                  stacked, rows, signatures, recorder.info.shape[0])
+                    counts[name] = _grow(counts[name], signatures) + counted
+                if progress:
+                    progress(min(start + CHUNK, len(readable)), len(readable))
+        signatures = len(table)
+        concept_table, labelled = table.concepts(), table.labelled()
+        concept_pixels = pixels @ concept_table
+        concept_images = np.zeros(len(concepts), dtype=np.int64)
+        for image_signatures in present:
+            concept_images += concept_table[image_signatures].any(axis=0)
+        categories_of = category_numbers(concepts, categories)
+        for name, layer_counts in counts.items():
+            layer_counts = _grow(layer_counts, signatures)
+            iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, categories_of)
+            order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
+            labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
+            labels[name].region_pixels = layer_counts.sum(axis=1)
+            names = [concept.id for concept in concepts]
+            labels[name].formulas = [_formula(row, pixels, concept_table, names) for row in layer_counts]
+    if plan.class_selectivity:
+        classes = plan.dataset.classes
+        class_of = {c: i for i, c in enumerate(classes)}
+        image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
+        known = image_classes >= 0
+        for name, recorder in recorders.items():
+            peaks = np.asarray(recorder.peaks[readable[known]], dtype=np.float64)
+            auc = class_auc(peaks, image_classes[known], len(classes))
+            order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
+            labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
+    seconds = time.perf_counter() - started
+    log.info("dissected %d layers of %s in %.1f s", len(recorders), plan.model.id, seconds)
+    return Dissection(layout=plan.concepts.layout if plan.concepts else None, concepts=concepts,
+                      categories=categories, concept_pixels=concept_pixels, concept_images=concept_images,
+                      classes=plan.dataset.classes if plan.class_selectivity else [], size=size, layers=labels,
+                      seconds=seconds)
+
+
+def _label_size(plan: IndexPlan) -> tuple[int, int]:
+    """The label maps' size: the model's input, scaled down so the longer side is at most the setting."""
+    h, w = plan.model.preprocessing.size
+    scale = min(1.0, plan.dissection_size / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _signature_map(plan: IndexPlan, table: SignatureTable, image_id: int,
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One image's signature map in the model's view (resized and cropped as the image is, NEAREST) at
+    `size`, and the signatures present in it; an image without labels is one region with no concepts."""
+    found = plan.concepts.regions(plan.dataset.files[image_id])
+    if found is None:
+        with Image.open(plan.dataset.path(image_id)) as picture:
+            regions, region_concepts = np.zeros((picture.height, picture.width), dtype=np.int64), [[]]
+    else:
+        regions, region_concepts = found
+    picture = Image.fromarray(regions.astype(np.int32), mode="I")
+    view = plan.model.preprocessing.fit(picture, InterpolationMode.NEAREST)
+    if (view.height, view.width) != size:
+        view = view.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    regions = np.asarray(view, dtype=np.int64)
+    ids = table.intern(region_concepts)
+    present = np.bincount(regions.ravel(), minlength=len(ids)) > 0
+    return ids[regions], ids[present]
+
+
+def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
+    """Pad the signature axis (the last) with zeros to `signatures` columns: the table grows as images come."""
+    missing = signatures - counts.shape[-1]
+    return counts if missing == 0 else np.pad(counts, [(0, 0)] * (counts.ndim - 1) + [(0, missing)])
+
+
+def _formula(region: np.ndarray, pixels: np.ndarray, concept_table: np.ndarray,
+             names: list[str]) -> tuple[str, float] | None:
+    if region.sum() == 0:
+        return None
+    formula, iou = beam_search(region, pixels, concept_table, FORMULA_LENGTH, BEAM)
+    return formula.name(names), iou

@@ -1,0 +1,109 @@
+"""Reading a unit's labels from its atlas (written by app/atlas/dissection.py): its best concepts by IoU, its
+label (the best, when it reaches the IoU threshold setting), its compositional label, its most selective
+classes, and a one-sentence description built from those numbers by a fixed template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.atlas.reader import Atlas, AtlasLayer
+
+DESCRIBED_BY = ("a fixed template over the measured numbers (NetDissect IoU, compositional IoU, ROC AUC), "
+                "not a language model")
+
+
+@dataclass(frozen=True)
+class ConceptScore:
+    id: str  # category:name
+    name: str
+    category: str
+    iou: float
+
+    def json(self) -> dict:
+        return {"id": self.id, "name": self.name, "category": self.category, "iou": self.iou}
+
+
+def has_labels(atlas: Atlas) -> bool:
+    return bool(atlas.meta.get("dissection"))
+
+
+def layer_labels(atlas: Atlas, layer: AtlasLayer, iou_threshold: float) -> dict[int, ConceptScore]:
+    """Each labelled unit's label: its best concept, where the IoU reaches the threshold."""
+    if not has_labels(atlas):
+        return {}
+    rows = atlas.query("SELECT uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc "
+                       "JOIN concepts c ON c.idx = uc.concept WHERE uc.layer = ? AND uc.rank = 0 AND uc.iou >= ?",
+                       (layer.idx, iou_threshold))
+    return {row["unit"]: ConceptScore(row["id"], row["name"], row["category"], row["iou"]) for row in rows}
+
+
+_CONCEPTS = ("SELECT uc.layer, uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc "
+             "JOIN concepts c ON c.idx = uc.concept")
+_REGIONS = "SELECT layer, unit, threshold, region_pixels, formula, formula_iou FROM unit_dissection"
+_CLASSES = "SELECT layer, unit, class, auc FROM unit_classes"
+
+
+def unit_labels(atlas: Atlas, layer: AtlasLayer, unit: int, iou_threshold: float) -> dict | None:
+    """Everything the dissection measured of one unit, or None when the atlas has no labels."""
+    if not has_labels(atlas):
+        return None
+    params = (layer.idx, unit)
+    return _labels(atlas, iou_threshold,
+                   atlas.query(_CONCEPTS + " WHERE uc.layer = ? AND uc.unit = ? ORDER BY uc.rank", params),
+                   atlas.query(_REGIONS + " WHERE layer = ? AND unit = ?", params),
+                   atlas.query(_CLASSES + " WHERE layer = ? AND unit = ? ORDER BY rank", params))
+
+
+def all_unit_labels(atlas: Atlas, iou_threshold: float) -> dict[tuple[int, int], dict]:
+    """unit_labels of every unit of the atlas, by (layer index, unit), in three queries."""
+    if not has_labels(atlas):
+        return {}
+    grouped: dict[tuple[int, int], tuple[list, list, list]] = {}
+    for part, sql in enumerate((_CONCEPTS + " ORDER BY uc.layer, uc.unit, uc.rank", _REGIONS,
+                                _CLASSES + " ORDER BY layer, unit, rank")):
+        for row in atlas.query(sql):
+            grouped.setdefault((row["layer"], row["unit"]), ([], [], []))[part].append(row)
+    return {key: _labels(atlas, iou_threshold, *parts) for key, parts in grouped.items()}
+
+
+def _labels(atlas: Atlas, iou_threshold: float, concept_rows, region_rows, class_rows) -> dict:
+    concepts = [ConceptScore(r["id"], r["name"], r["category"], r["iou"]) for r in concept_rows]
+    label = concepts[0] if concepts and concepts[0].iou >= iou_threshold else None
+    region = region_rows[0] if region_rows else None
+    labels = {
+        "dataset": atlas.dataset,
+        "layout": atlas.meta["dissection"].get("layout"),
+        "iou_threshold": iou_threshold,
+        "label": label.json() if label else None,
+        "concepts": [c.json() for c in concepts],
+        "formula": {"text": region["formula"], "iou": region["formula_iou"]} if region and region["formula"] else None,
+        "classes": [{"class": r["class"], "auc": r["auc"]} for r in class_rows],
+        "threshold": region["threshold"] if region else None,
+        "region_pixels": region["region_pixels"] if region else None,
+    }
+    labels["description"] = describe(labels)
+    labels["described_by"] = DESCRIBED_BY
+    return labels
+
+
+def describe(labels: dict) -> str:
+    """One sentence from the measured numbers, e.g. "square (IoU 0.31), mostly red (0.12); top class square,
+    AUC 0.97". Concepts below the threshold are left out; with nothing measured above it, says so."""
+    threshold = labels["iou_threshold"]
+    parts = []
+    concepts = [c for c in labels["concepts"] if c["iou"] >= threshold]
+    if concepts:
+        first = concepts[0]
+        parts.append(f"{first['name']} (IoU {first['iou']:.2f})")
+        other = next((c for c in concepts[1:] if c["category"] != first["category"]), None)
+        if other:
+            parts[-1] += f", mostly {other['name']} ({other['iou']:.2f})"
+    formula = labels["formula"]
+    if formula and concepts and formula["iou"] > concepts[0]["iou"] * 1.1:
+        parts.append(f"better as {formula['text']} (IoU {formula['iou']:.2f})")
+    if labels["classes"] and labels["classes"][0]["auc"] >= 0.5:
+        best = labels["classes"][0]
+        parts.append(f"top class {best['class']}, AUC {best['auc']:.2f}")
+    if not parts:
+        return f"no concept reaches IoU {threshold:g}"
+    return "; ".join(parts)

@@ -1,0 +1,68 @@
+"""Notes: labels users write on units (Neuronpedia's explanations), beside the measured ones. One SQLite file
+under the data directory, keyed by (model, layer, kind, unit); who wrote each and when. Text is stored as
+given (the front end escapes what it shows) and bounded by the settings; a read-only deployment refuses
+writes before they get here (app/api/routers/notes.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from app.atlas.kinds import CHANNEL
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY,
+    model TEXT NOT NULL, layer TEXT NOT NULL, kind TEXT NOT NULL, unit INTEGER NOT NULL,
+    text TEXT NOT NULL, author TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_by_unit ON notes (model, layer, kind, unit);
+"""
+
+
+class Notes:
+    def __init__(self, data_dir: Path):
+        self.path = data_dir / "notes.sqlite"
+        self._lock = threading.Lock()
+        self.version = 0  # bumped by every write: what a search index of the notes is keyed by
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def add(self, model: str, layer: str, unit: int, text: str, author: str, kind: str = CHANNEL) -> dict:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            db = self._connect()
+            try:
+                with db:
+                    cursor = db.execute("INSERT INTO notes (model, layer, kind, unit, text, author, created) "
+                                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        (model, layer, kind, unit, text, author, created))
+            finally:
+                db.close()
+            self.version += 1
+        return {"id": cursor.lastrowid, "model": model, "layer": layer, "kind": kind, "unit": unit, "text": text,
+                "author": author, "created": created}
+
+    def for_unit(self, model: str, layer: str, unit: int, kind: str = CHANNEL) -> list[dict]:
+        return self._read("SELECT * FROM notes WHERE model = ? AND layer = ? AND kind = ? AND unit = ? ORDER BY id",
+                          (model, layer, kind, unit))
+
+    def all(self) -> list[dict]:
+        return self._read("SELECT * FROM notes ORDER BY id", ())
+
+    def _read(self, sql: str, params: tuple) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        db = self._connect()
+        try:
+            return [dict(row) for row in db.execute(sql, params)]
+        finally:
+            db.close()

@@ -1,0 +1,138 @@
+"""Search over what is known of every unit: labels, other concepts, compositional labels, selective classes,
+descriptions, notes and unit names ("block4:167"), across every model's atlases.
+
+Each atlas's units become documents (one per field) in an inverted index of lower-case word tokens, built
+once per atlas build and threshold; a query's words match as prefixes ("squ" finds "square"), all of them
+in one document. A unit is listed once, for its best field (labels first, then formulas, other concepts,
+classes, descriptions, unit names; notes before all), ranked within a field by its measured score."""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.atlas.labels import all_unit_labels, describe
+from app.atlas.reader import Atlas
+
+FIELDS = ("note", "label", "formula", "concept", "class", "description", "unit")  # ranked in this order
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Document:
+    model: str
+    dataset: str | None  # None for a note (it belongs to the unit, on any atlas)
+    layer: str
+    kind: str
+    unit: int
+    field: str
+    text: str
+    score: float  # IoU, AUC, or 1 for a note or a unit's name
+    label: str | None  # the unit's label concept, for the category and concept filters
+    category: str | None
+    top_image: int | None
+
+
+class TokenIndex:
+    def __init__(self, documents: list[Document]):
+        self.documents = documents
+        postings: dict[str, set[int]] = {}
+        for i, document in enumerate(documents):
+            for token in set(tokens(document.text)):
+                postings.setdefault(token, set()).add(i)
+        self._vocabulary = sorted(postings)
+        self._postings = postings
+
+    def match(self, words: list[str]) -> set[int]:
+        """Documents in which every word is the prefix of some token."""
+        found: set[int] | None = None
+        for word in words:
+            start = bisect.bisect_left(self._vocabulary, word)
+            stop = bisect.bisect_left(self._vocabulary, word + "\uffff")
+            hits = set().union(*(self._postings[token] for token in self._vocabulary[start:stop]))
+            found = hits if found is None else found & hits
+            if not found:
+                return set()
+        return found if found is not None else set(range(len(self.documents)))
+
+
+def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
+    documents = []
+    top_images = {(row["layer"], row["unit"]): row["top_image"] for row in atlas.query(
+        "SELECT layer, unit, top_image FROM units")}
+    every = all_unit_labels(atlas, iou_threshold)
+    for layer in atlas.by_kind.values():
+        for unit in range(layer.units):
+            top = top_images.get((layer.idx, unit))
+            base = dict(model=atlas.model, dataset=atlas.dataset, layer=layer.name, kind=layer.kind, unit=unit,
+                        top_image=top)
+            labels = every.get((layer.idx, unit))
+            label = (labels or {}).get("label")
+            base.update(label=label["id"] if label else None, category=label["category"] if label else None)
+            documents.append(Document(**base, field="unit", text=f"{layer.name}:{unit} {layer.name} {unit}",
+                                      score=1.0))
+            if labels is None:
+                continue
+            for rank, concept in enumerate(labels["concepts"]):
+                if concept["iou"] >= iou_threshold:
+                    documents.append(Document(**base, field="label" if rank == 0 else "concept",
+                                              text=f"{concept['id']} {concept['name']}", score=concept["iou"]))
+            if labels["formula"]:
+                documents.append(Document(**base, field="formula", text=labels["formula"]["text"],
+                                          score=labels["formula"]["iou"]))
+            for selective in labels["classes"]:
+                if selective["auc"] >= 0.5:
+                    documents.append(Document(**base, field="class", text=f"class {selective['class']}",
+                                              score=selective["auc"]))
+            documents.append(Document(**base, field="description", text=describe(labels), score=0.0))
+    return documents
+
+
+class Search:
+    """Indexes cached per atlas build and IoU threshold (a rebuilt atlas is a new key); notes re-indexed when
+    they change. Safe from several threads."""
+
+    def __init__(self):
+        self._indexes: dict[tuple, TokenIndex] = {}
+        self._lock = threading.Lock()
+
+    def index(self, atlas: Atlas, iou_threshold: float) -> TokenIndex:
+        key = (str(atlas.folder), atlas.meta["created"], iou_threshold)
+        with self._lock:
+            found = self._indexes.get(key)
+        if found is None:
+            found = TokenIndex(atlas_documents(atlas, iou_threshold))
+            with self._lock:
+                self._indexes[key] = found
+        return found
+
+    def notes_index(self, notes: list[dict], version: int) -> TokenIndex:
+        key = ("notes", version)
+        with self._lock:
+            found = self._indexes.get(key)
+        if found is None:
+            found = TokenIndex([Document(model=n["model"], dataset=None, layer=n["layer"], kind=n["kind"],
+                                         unit=n["unit"], field="note", text=n["text"], score=1.0, label=None,
+                                         category=None, top_image=None) for n in notes])
+            with self._lock:
+                self._indexes = {k: v for k, v in self._indexes.items() if k[0] != "notes"}
+                self._indexes[key] = found
+        return found
+
+
+def rank(hits: Iterable[Document]) -> list[Document]:
+    """One hit per unit (and dataset), its best field first; then by field, score (high first) and name."""
+    best: dict[tuple, Document] = {}
+    for hit in hits:
+        key = (hit.model, hit.layer, hit.kind, hit.unit)
+        current = best.get(key)
+        if current is None or (FIELDS.index(hit.field), -hit.score) < (FIELDS.index(current.field), -current.score):
+            best[key] = hit
+    return sorted(best.values(), key=lambda d: (FIELDS.index(d.field), -d.score, d.model, d.layer, d.unit))

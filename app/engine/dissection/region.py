@@ -1,0 +1,104 @@
+"""A unit's region on an image: its map upsampled bilinearly to the label maps' size (as
+`F.interpolate(..., mode="bilinear", align_corners=False)` does) and thresholded, rebuilt exactly from the
+kept top activations (`top_activations.py`) and counted pixel by pixel against the labels' signatures.
+
+Upsampling partitions the output pixels into cells: output row Y reads map rows `low[Y]` and `high[Y]`, so
+the rows with the same `low` form one cell row. A cell's pixels interpolate its four corners only, so a cell
+with no corner above the threshold has no pixel above it, and a cell with one has all four corners in that
+corner's kept 3 x 3 neighbourhood. Only those cells are evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Axis:
+    """torch's bilinear geometry along one axis (align_corners=False), in float32 as its CPU kernel computes."""
+
+    low: torch.Tensor  # (out,) the lower source index of each output index
+    high: torch.Tensor  # (out,) the upper one (equal to low at the last source index)
+    weight_low: torch.Tensor  # (out,) float32
+    weight_high: torch.Tensor
+    start: np.ndarray  # (in,) the first output index whose `low` is each source index
+    stop: np.ndarray  # (in,) one past the last (start == stop: no output index)
+
+    @property
+    def span(self) -> int:
+        """The most output indices of one cell."""
+        return int((self.stop - self.start).max())
+
+
+def axis(size_in: int, size_out: int) -> Axis:
+    scale = torch.tensor(size_in, dtype=torch.float32) / size_out
+    source = (scale * (torch.arange(size_out, dtype=torch.float32) + 0.5) - 0.5).clamp(min=0)
+    low = source.to(torch.int64)  # truncation is floor for source >= 0
+    high = low + (low < size_in - 1).to(torch.int64)
+    weight_high = source - low.to(torch.float32)
+    counts = np.bincount(low.numpy(), minlength=size_in)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return Axis(low, high, 1 - weight_high, weight_high, start, start + counts)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The reference: (..., h, w) maps upsampled as the dissection defines it."""
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    up = torch.nn.functional.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    return up.reshape(*maps.shape[:-2], *size)
+
+
+def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, map_shape: tuple[int, int],
+                        signature_maps: np.ndarray, rows: np.ndarray, signatures: int, units: int) -> np.ndarray:
+    """(units, signatures) int64: how many pixels of each unit's region carry each signature, over the images
+    whose (n, H, W) signature maps are given; `rows[image id]` is an image's row in `signature_maps` (-1:
+    not given). `above` are the kept entries above their unit's threshold (TopActivations.above), sorted by
+    unit, then image."""
+    h, w = map_shape
+    _, height, width = signature_maps.shape
+    ys, xs = axis(h, height), axis(w, width)
+    counts = np.zeros((units, signatures), dtype=np.int64)
+    _count(above["unit"].astype(np.int64), above["image"].astype(np.int64), above["y"].astype(np.int64),
+           above["x"].astype(np.int64), np.ascontiguousarray(above["neighbourhood"], dtype=np.float32),
+           np.asarray(thresholds, dtype=np.float64), ys.start, ys.stop, xs.start, xs.stop,
+           ys.weight_low.numpy(), ys.weight_high.numpy(), xs.weight_low.numpy(), xs.weight_high.numpy(),
+           np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64), counts)
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _count(unit, image, y, x, neighbourhood, thresholds, row_start, row_stop, column_start, column_stop,
+           wy0, wy1, wx0, wx1, signature_maps, rows, counts):  # pragma: no cover - compiled; tested through its caller
+    h, w = len(row_start), len(column_start)
+    seen = np.zeros((h, w), dtype=np.int64)  # the group (unit, image) that last evaluated each cell
+    group = 0
+    for e in range(len(unit)):
+        row = rows[image[e]]
+        if row < 0:
+            continue
+        if e == 0 or unit[e] != unit[e - 1] or image[e] != image[e - 1]:
+            group += 1
+        u, t = unit[e], thresholds[unit[e]]
+        for cy in range(y[e] - 1, y[e] + 1):
+            if cy < 0 or row_start[cy] == row_stop[cy]:
+                continue
+            for cx in range(x[e] - 1, x[e] + 1):
+                if cx < 0 or column_start[cx] == column_stop[cx] or seen[cy, cx] == group:
+                    continue
+                seen[cy, cx] = group
+                # The cell's corners, from this entry's 3 x 3 neighbourhood (row-major, centred on it).
+                top, bottom = cy - y[e] + 1, min(cy + 1, h - 1) - y[e] + 1
+                left, right = cx - x[e] + 1, min(cx + 1, w - 1) - x[e] + 1
+                v00, v01 = neighbourhood[e, top * 3 + left], neighbourhood[e, top * 3 + right]
+                v10, v11 = neighbourhood[e, bottom * 3 + left], neighbourhood[e, bottom * 3 + right]
+                for out_y in range(row_start[cy], row_stop[cy]):
+                    for out_x in range(column_start[cx], column_stop[cx]):
+                        # The kernel's order of operations, in float32: along the width, then the height.
+                        value = ((v00 * wx0[out_x] + v01 * wx1[out_x]) * wy0[out_y]
+                                 + (v10 * wx0[out_x] + v11 * wx1[out_x]) * wy1[out_y])
+                        if value > t:
+                            counts[u, signature_maps[row, out_y, out_x]] += 1

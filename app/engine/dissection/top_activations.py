@@ -1,0 +1,197 @@
+"""Each unit's largest activation values over a dataset, where they are, and their 3 x 3 neighbourhoods.
+
+Network Dissection thresholds a unit at the top 0.005 quantile of all its activation values and upsamples
+its maps bilinearly to the concept masks. Both need far less than every map: the quantile is read off the
+largest values, and a pixel of the upsampled map can exceed the threshold only in a cell (the square between
+four neighbouring map positions) with a corner above it, whose four corners lie in that corner's 3 x 3
+neighbourhood. Keeping the largest values with their neighbourhoods is therefore exact, in memory
+proportional to 0.005 of the positions, where NetDissect caches every map of every image on disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+
+NEIGHBOURS = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # row-major 3 x 3
+
+
+def values_needed(positions: int, quantile: float) -> int:
+    """How many of the largest of `positions` values the `quantile` (numpy's linear interpolation) reads:
+    those from the lower of the two order statistics it interpolates between."""
+    return max(positions - math.floor(quantile * (positions - 1)), 1)
+
+
+def linear_quantile(descending: np.ndarray, positions: int, quantile: float) -> np.ndarray:
+    """`np.quantile(values, quantile)` per row, from each row's largest values sorted in descending order
+    (at least `values_needed`) out of `positions` values in all. Float64, as numpy computes it."""
+    p = quantile * (positions - 1)
+    below = math.floor(p)
+    fraction = p - below
+    low = descending[:, positions - 1 - below].astype(np.float64)
+    high = descending[:, max(positions - 2 - below, 0)].astype(np.float64)
+    # numpy's lerp: from the nearer end, so that a fraction of 0 or 1 returns the order statistic exactly.
+    return np.where(fraction >= 0.5, high - (high - low) * (1 - fraction), low + (high - low) * fraction)
+
+
+class TopActivations:
+    """Per unit, at least the `keep` largest activation values seen, each with its image, its position
+    (y * w + x) and the 3 x 3 neighbourhood around it (clamped at the map's edges). Fed inside the index
+    pass's hook; its state round-trips exactly through `state` and `load`, so a resumed build ends the same.
+
+    A unit's entries go into a buffer of twice `keep`, cut back to the best `keep` when it fills; a value
+    enters only above the unit's floor (the smallest kept at the last cut) and a map is read only when its
+    maximum is above it, so after the first images a batch costs what it brings. Ties at the floor are
+    kept in any order: only values above the final threshold are ever used, and all of them are kept."""
+
+    def __init__(self, units: int, map_shape: tuple[int, int], images: int, quantile: float):
+        h, w = map_shape
+        self.map_shape = map_shape
+        self.quantile = quantile
+        self.keep = values_needed(images * h * w, quantile)
+        capacity = 2 * self.keep
+        self.seen = 0  # values per unit so far (readable images x positions)
+        self.fill = np.zeros(units, dtype=np.int64)
+        self.floor = np.full(units, -np.inf, dtype=np.float32)
+        self.values = np.full((units, capacity), -np.inf, dtype=np.float32)
+        self.images = np.full((units, capacity), -1, dtype=np.int64)
+        self.positions = np.full((units, capacity), -1, dtype=np.int64)
+        self.neighbourhoods = np.zeros((units, capacity, 9), dtype=np.float32)
+
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor) -> None:
+        """`activations` (n, c, h, w) of images `image_ids`, any strides and device, with their spatial
+        maxima (n, c)."""
+        n, c, h, w = activations.shape
+        self.seen += n * h * w
+        if n * h * w >= self.keep and (self.fill == 0).any():
+            self._first_floor(activations)
+        readable = (maxima.float().cpu().numpy() > self.floor).any(axis=1)  # images with a map to read
+        if not readable.any():
+            return
+        activations = activations.detach().float().cpu()
+        # The maps as they lie in memory (channels-last or contiguous), read in that order.
+        channels_last = activations.is_contiguous(memory_format=torch.channels_last) and not activations.is_contiguous()
+        memory = activations.permute(0, 2, 3, 1) if channels_last else activations
+        _scan(memory.numpy(), channels_last, np.flatnonzero(readable), image_ids.numpy(), self.keep, self.fill,
+              self.floor, self.values, self.images, self.positions, self.neighbourhoods)
+
+    def _first_floor(self, activations: torch.Tensor) -> None:
+        """A fresh unit's floor from its first batch, just below the batch's keep-th largest value, so that
+        the first batch appends about `keep` entries rather than all of its values."""
+        n, c, h, w = activations.shape
+        fresh = torch.from_numpy(np.flatnonzero(self.fill == 0)).to(activations.device)
+        flat = activations.detach()[:, fresh].transpose(0, 1).reshape(len(fresh), n * h * w).float()
+        kth = flat.kthvalue(n * h * w - self.keep + 1, dim=1).values.cpu().numpy()
+        self.floor[fresh.cpu().numpy()] = np.nextafter(kth, np.float32(-np.inf))
+
+    def _best(self) -> np.ndarray:
+        """(units, keep) slots of each unit's best entries, by value descending."""
+        return np.argsort(-self.values, axis=1, kind="stable")[:, : self.keep]
+
+    def thresholds(self) -> np.ndarray:
+        """(units,) float64: each unit's `quantile` of every value seen, exactly as np.quantile computes it."""
+        if self.seen == 0:
+            return np.full(len(self.values), np.nan)
+        return linear_quantile(np.take_along_axis(self.values, self._best(), axis=1), self.seen, self.quantile)
+
+    def maxima(self) -> np.ndarray:
+        """(units,) the largest value seen."""
+        return self.values.max(axis=1).astype(np.float64)
+
+    def above(self, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+        """The kept entries strictly above their unit's threshold: unit, image, y, x, value and the 3 x 3
+        neighbourhood (entries, 9), ordered by unit, then by image."""
+        unit, slot = np.nonzero(self.values > thresholds[:, None])
+        image = self.images[unit, slot]
+        order = np.lexsort((image, unit))
+        unit, slot, image = unit[order], slot[order], image[order]
+        w = self.map_shape[1]
+        positions = self.positions[unit, slot]
+        return {"unit": unit, "image": image, "y": positions // w, "x": positions % w,
+                "value": self.values[unit, slot], "neighbourhood": self.neighbourhoods[unit, slot]}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"seen": np.array(self.seen), "fill": self.fill, "floor": self.floor, "values": self.values,
+                "images": self.images, "positions": self.positions, "neighbourhoods": self.neighbourhoods}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.seen = int(state["seen"])
+        for key in ("fill", "floor", "values", "images", "positions", "neighbourhoods"):
+            setattr(self, key, np.array(state[key]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(memory, channels_last, batch_rows, images, keep, fill, floor, values, image_of, position_of,
+          neighbourhoods):  # pragma: no cover - compiled; tested through TopActivations
+    """Append every value above its unit's floor, with its neighbourhood, from the images `batch_rows` of
+    `memory`: (n, h, w, c) when channels-last, else (n, c, h, w), read in memory order."""
+    if channels_last:
+        _, h, w, c = memory.shape
+    else:
+        _, c, h, w = memory.shape
+    for b in batch_rows:
+        if channels_last:
+            for y in range(h):
+                for x in range(w):
+                    for u in range(c):
+                        if memory[b, y, x, u] > floor[u]:
+                            _append(memory, True, b, images[b], u, y, x, h, w, keep, fill, floor, values, image_of,
+                                    position_of, neighbourhoods)
+        else:
+            for u in range(c):
+                for y in range(h):
+                    for x in range(w):
+                        if memory[b, u, y, x] > floor[u]:
+                            _append(memory, False, b, images[b], u, y, x, h, w, keep, fill, floor, values, image_of,
+                                    position_of, neighbourhoods)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _read(memory, channels_last, b, u, y, x):  # pragma: no cover - compiled
+    return memory[b, y, x, u] if channels_last else memory[b, u, y, x]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append(memory, channels_last, b, image, u, y, x, h, w, keep, fill, floor, values, image_of, position_of,
+            neighbourhoods):  # pragma: no cover - compiled; tested through TopActivations
+    value = _read(memory, channels_last, b, u, y, x)
+    if fill[u] == values.shape[1]:
+        _cut(u, keep, fill, floor, values, image_of, position_of, neighbourhoods)
+        if value <= floor[u]:
+            return
+    slot = fill[u]
+    values[u, slot] = value
+    image_of[u, slot] = image
+    position_of[u, slot] = y * w + x
+    for dy in range(3):
+        for dx in range(3):
+            neighbourhoods[u, slot, dy * 3 + dx] = _read(memory, channels_last, b, u, min(max(y + dy - 1, 0), h - 1),
+                                                         min(max(x + dx - 1, 0), w - 1))
+    fill[u] = slot + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _cut(u, keep, fill, floor, values, image_of, position_of,
+         neighbourhoods):  # pragma: no cover - compiled; tested through TopActivations
+    """Keep unit u's best `keep` entries (in no order) at the front of its buffer, in linear time; its
+    floor becomes the smallest of them."""
+    n = fill[u]
+    kth = np.partition(values[u, :n].copy(), n - keep)[n - keep]  # the keep-th largest
+    ties = keep - np.sum(values[u, :n] > kth)  # entries equal to it that are kept
+    write = 0
+    for i in range(n):  # compacting leftwards: `write` never passes `i`
+        value = values[u, i]
+        if value > kth or (value == kth and ties > 0):
+            if value == kth:
+                ties -= 1
+            values[u, write] = value
+            image_of[u, write] = image_of[u, i]
+            position_of[u, write] = position_of[u, i]
+            neighbourhoods[u, write] = neighbourhoods[u, i]
+            write += 1
+    values[u, keep:n] = -np.inf
+    fill[u] = keep
+    floor[u] = kth
