@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     app.state.progress = ProgressBoard(settings.cam_max_followed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
-    app.add_middleware(BodyLimit, path_suffix="/notes", limit=4 * settings.note_max_chars + 1024)  # UTF-8 + JSON
+    # A note's JSON: up to 4 bytes per character in UTF-8, 6 escaped, plus its author and keys.
+    app.add_middleware(BodyLimit, path_suffix="/notes", limit=6 * settings.note_max_chars + 2048, multipart=False)
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
     for router in ROUTERS:
         app.include_router(router)

@@ -10,10 +10,12 @@ _MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file i
 
 class BodyLimit:
     """ASGI middleware: POST bodies to `path` (or to any path ending in `path_suffix`) larger than `limit`
-    (+ multipart overhead) get a 413."""
+    (+ the multipart overhead when `multipart`) get a 413."""
 
-    def __init__(self, app, limit: int, path: str | None = None, path_suffix: str | None = None):
-        self.app, self.path, self.suffix, self.limit = app, path, path_suffix, limit + _MULTIPART_OVERHEAD
+    def __init__(self, app, limit: int, path: str | None = None, path_suffix: str | None = None,
+                 multipart: bool = True):
+        self.app, self.path, self.suffix = app, path, path_suffix
+        self.limit = limit + (_MULTIPART_OVERHEAD if multipart else 0)
 
     def _applies(self, path: str) -> bool:
         path = path.rstrip("/")

@@ -19,6 +19,12 @@ export function postFile(url, file, { signal } = {}) {
   return request(url, { method: "POST", body: form, signal });
 }
 
+/** POST a JSON body; the JSON answer, or an ApiError with the server's message. */
+export function postJson(url, body, { signal } = {}) {
+  return request(url, { method: "POST", body: JSON.stringify(body), signal,
+    headers: { "Content-Type": "application/json" } });
+}
+
 async function request(url, init) {
   let response;
   try {

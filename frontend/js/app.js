@@ -5,14 +5,17 @@
 import { ApiError } from "./api.js";
 import { html } from "./dom.js";
 import { startRouter } from "./router.js";
+import { mountConcepts } from "./views/concepts.js";
 import { mountHome } from "./views/home.js";
 import { mountImage, mountUpload } from "./views/image.js";
 import { mountLayer } from "./views/layer.js";
 import { mountModel } from "./views/model.js";
+import { mountSearch } from "./views/search.js";
+import { mountSearchBox } from "./views/search-box.js";
 import { mountUnit } from "./views/unit.js";
 
 const VIEWS = { home: mountHome, model: mountModel, layer: mountLayer, unit: mountUnit, image: mountImage,
-  upload: mountUpload };
+  upload: mountUpload, search: mountSearch, concepts: mountConcepts };
 const root = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 const announcer = document.getElementById("announcer");
@@ -85,4 +88,5 @@ function settle(cause, scroll, title, control) {
   if (scroll !== null) window.scrollTo(0, scroll);
 }
 
+mountSearchBox(document.getElementById("search-box"));
 startRouter(render);

@@ -177,4 +177,15 @@ export const layerUnits = (modelId, layer, query, { signal } = {}) =>
   units.load(apiUrl.units(modelId, layer, query), { signal, keep: false });
 
 /** For views that need more: the pools themselves (subscribe, refresh). */
+/** Search results: asked afresh (notes and atlases change), shared only while on their way. */
+export const searchUnits = (query, { signal } = {}) => meta.load(apiUrl.search(query), { signal, keep: false });
+
+/** A model's detectors summary on an atlas with concept labels. */
+export const conceptSummary = (modelId, query, { signal } = {}) =>
+  meta.load(apiUrl.concepts(modelId, query), { signal, life: LIFE.unit });
+
+/** The notes on a unit, asked afresh each time (anyone may have written one). */
+export const unitNotes = (modelId, layer, unit, { signal } = {}) =>
+  meta.load(apiUrl.notes(modelId, layer, unit), { signal, keep: false });
+
 export const pools = { meta, units };

@@ -147,3 +147,22 @@ export function loadImage(url) {
   }
   return image;
 }
+
+/** Tint the pixels a mask image covers (opaque where the concept is), over what the canvas shows, cropped to
+ *  the same `region` as the heatmap (fractions of the model's view). */
+export function drawMaskTint(canvas, mask, { region = null, colour = "rgba(255, 64, 200, 0.5)" } = {}) {
+  const tint = document.createElement("canvas");
+  tint.width = canvas.width;
+  tint.height = canvas.height;
+  const context = tint.getContext("2d");
+  const sx = region ? region.x * mask.naturalWidth : 0;
+  const sy = region ? region.y * mask.naturalHeight : 0;
+  const sw = region ? region.w * mask.naturalWidth : mask.naturalWidth;
+  const sh = region ? region.h * mask.naturalHeight : mask.naturalHeight;
+  context.imageSmoothingEnabled = false;
+  context.drawImage(mask, sx, sy, sw, sh, 0, 0, tint.width, tint.height);
+  context.globalCompositeOperation = "source-in";  // the colour, where the mask is opaque
+  context.fillStyle = colour;
+  context.fillRect(0, 0, tint.width, tint.height);
+  canvas.getContext("2d").drawImage(tint, 0, 0);
+}

@@ -26,6 +26,7 @@ export function unitViewState(query) {
     image: query.image || null, // the image page the user came from: the unit is shown on it too
     kind: query.kind || CHANNEL, // of the unit (from the page's path, urls.js)
     drive: DRIVE_VIEWS.includes(query.fv) ? query.fv : null, // the visualisation panel's view
+    concept: query.concept === "1", // the label concept's pixels tinted over the top images
   };
 }
 
@@ -41,6 +42,7 @@ export function unitQuery(state) {
   if (state.image) query.image = state.image;
   if (state.kind && state.kind !== CHANNEL) query.kind = state.kind;
   if (state.drive) query.fv = state.drive;
+  if (state.concept) query.concept = true;
   return query;
 }
 

@@ -25,6 +25,10 @@ export const pageUrl = {
   // An upload id, or a dataset image written `dataset:id`.
   image: (imageId, query = {}) => withQuery(`/image/${encImage(imageId)}`, query),
   upload: () => "/image",
+  // Units found by words or label filters (q, model, layer, category, concept, offset).
+  search: (query = {}) => withQuery("/search", query),
+  // A model's detectors: its units labelled with concepts, per layer and category.
+  concepts: (modelId, query = {}) => withQuery(`/m/${enc(modelId)}/concepts`, query),
 };
 
 export const apiUrl = {
@@ -54,6 +58,11 @@ export const apiUrl = {
   progress: (token) => `/api/progress/${enc(token)}`,
   firedUnits: (imageId, query = {}) => withQuery(`/api/images/${encImage(imageId)}/units`, query),
   datasetSamples: (dataset) => `/api/datasets/${enc(dataset)}/samples`,
+  search: (query = {}) => withQuery("/api/search", query),
+  concepts: (modelId, query = {}) => withQuery(`/api/models/${enc(modelId)}/concepts`, query),
+  conceptMask: (modelId, concept, image, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/concepts/${enc(concept)}/masks/${image}.png`, query),
+  notes: (modelId, layer, unit) => `/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/notes`,
   datasetImage: (dataset, imageId, model = null) =>
     `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,
 };
@@ -77,6 +86,9 @@ export function parseRoute(pathname, search = "") {
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { view: "home", params: {}, query };
   if (parts[0] === "m" && parts.length === 2) return { view: "model", params: { model: parts[1] }, query };
+  if (parts[0] === "m" && parts.length === 3 && parts[2] === "concepts") {
+    return { view: "concepts", params: { model: parts[1] }, query };
+  }
   if (parts[0] === "m" && parts.length === 3) {
     return { view: "layer", params: { model: parts[1], layer: parts[2] }, query };
   }
@@ -90,6 +102,7 @@ export function parseRoute(pathname, search = "") {
     return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[4]) },
       query: { ...query, kind: parts[3] } };
   }
+  if (parts[0] === "search" && parts.length === 1) return { view: "search", params: {}, query };
   if (parts[0] === "image" && parts.length === 1) return { view: "upload", params: {}, query };
   if (parts[0] === "image" && parts.length === 2) return { view: "image", params: { image: parts[1] }, query };
   return { view: "notfound", params: { path: pathname }, query };

@@ -44,8 +44,14 @@ test("the visualisation panel's view is kept in the link; an unknown one is the 
 test("the link the server writes (app/api/links.py: unit_page) opens the default view of its dataset", () => {
   const state = unitViewState({ dataset: "demo" });
   assert.deepEqual(state, { colormap: "viridis", opacity: 0.75, mask: false, crop: false, outline: true,
-    dataset: "demo", image: null, kind: "channel", drive: null });
+    dataset: "demo", image: null, kind: "channel", drive: null, concept: false });
   assert.equal(pageUrl.unit("shapes-cnn", "block3", 5, unitQuery(state)), "/m/shapes-cnn/block3/5?dataset=demo");
+});
+
+test("the label concept's pixels are kept in the link", () => {
+  const state = unitViewState({ dataset: "demo", concept: "1" });
+  assert.equal(state.concept, true);
+  assert.equal(pageUrl.unit("shapes-cnn", "block4", 167, unitQuery(state)), "/m/shapes-cnn/block4/167?concept=1&dataset=demo");
 });
 
 test("the arrow keys stop at either end of the layer", () => {

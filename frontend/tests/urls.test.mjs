@@ -60,3 +60,12 @@ test("a unit is (model, layer, kind, index): a kind other than a channel is a pa
   assert.equal(apiUrl.unit("m", "l", 7, atlasQuery({ dataset: "demo", kind: "feature" })), "/api/models/m/layers/l/units/7?dataset=demo&kind=feature");
   assert.equal(apiUrl.unit("m", "l", 7, atlasQuery({ dataset: "demo", kind: "channel" })), "/api/models/m/layers/l/units/7?dataset=demo");
 });
+
+test("the search page and a model's concepts page", () => {
+  assert.equal(pageUrl.search({ q: "red square", model: "shapes-cnn" }), "/search?model=shapes-cnn&q=red+square");
+  assert.deepEqual(parseRoute("/search", "?q=square"), { view: "search", params: {}, query: { q: "square" } });
+  assert.equal(pageUrl.concepts("shapes-cnn", { dataset: "demo" }), "/m/shapes-cnn/concepts?dataset=demo");
+  assert.deepEqual(parseRoute("/m/shapes-cnn/concepts").view, "concepts");
+  assert.equal(apiUrl.conceptMask("m", "shape:square", 7, { dataset: "demo" }),
+    "/api/models/m/concepts/shape%3Asquare/masks/7.png?dataset=demo");
+});

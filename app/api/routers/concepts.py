@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 from PIL import Image
 
-from app.api.deps import MODEL_UNAVAILABLE, AtlasesDep, SettingsDep, get_ready_model
+from app.api.deps import AtlasesDep, SettingsDep, get_ready_model
 from app.api.encoding import FastJSONResponse
 from app.api.errors import ErrorResponse
 from app.api.indices import DatasetIndex
@@ -27,9 +27,10 @@ from app.errors import NotFound
 from app.store.store import LoadedModel
 
 router = APIRouter(prefix="/api/models/{model}/concepts", tags=["concepts"])
-ERRORS = {404: {"model": ErrorResponse, "description": "Unknown model, atlas, concept or image, or an atlas "
-                                                       "without concept labels."},
-          **MODEL_UNAVAILABLE}
+ERRORS = {404: {"model": ErrorResponse, "description": "Unknown model, concept or image, or an atlas without "
+                                                       "concept labels."},
+          409: {"model": ErrorResponse, "description": "The model failed to load, or it has no atlas of that dataset "
+                                                       "(with the command that builds one)."}}
 MASK_COLOUR = (255, 255, 255)
 
 

@@ -19,6 +19,7 @@ from app.api.deps import (
     ModelViewsDep,
     ProgressBoardDep,
     ProgressToken,
+    SettingsDep,
     StoreDep,
     UploadsDep,
 )
@@ -30,6 +31,7 @@ from app.api.links import unit_page
 from app.api.routers.units import DatasetQuery, get_atlas
 from app.api.schemas import FiredUnits, ImageInfo, Predictions, UploadReceipt
 from app.atlas.fired import rank_fired_units
+from app.atlas.labels import layer_labels
 from app.errors import InvalidInput, PayloadTooLarge
 from app.studio.progress import WAITING
 from app.uploads.decode import MEDIA_TYPES
@@ -116,6 +118,7 @@ def read_predictions(
             summary="The units of a layer that fire on the image, against their own dataset distribution")
 def read_fired_units(
     store: StoreDep,
+    settings: SettingsDep,
     atlases: AtlasesDep,
     indexer: IndexerDep,
     board: ProgressBoardDep,
@@ -143,11 +146,13 @@ def read_fired_units(
                               indexed.units if unit is not None else limit)
     rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
     spatial_max = activations.amax(dim=(1, 2))
+    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
     body = {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,
             "images": int(atlas.meta["images"]), "units_total": indexed.units,
             "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
-                       "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset)} for row in rows]}
+                       "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset),
+                       "label": labels[row["unit"]].json() if row["unit"] in labels else None} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]
         for row in body["units"]:

@@ -20,5 +20,6 @@ def _shell(request: Request) -> HTMLResponse:
 
 router.add_api_route("/", _shell, methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/m/{path:path}", _shell, methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/search", _shell, methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/image", _shell, methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/image/{path:path}", _shell, methods=["GET"], response_class=HTMLResponse)

@@ -63,9 +63,12 @@ def _result(registry, hit: Document) -> dict:
     if dataset is None:  # a note: shown on the model's default atlas
         datasets = registry.datasets(hit.model)
         dataset = datasets[0] if datasets else None
-    image = None
-    if hit.top_image is not None and hit.dataset is not None:
-        image = f"/api/datasets/{hit.dataset}/images/{hit.top_image}?model={hit.model}"
+    top_image = hit.top_image
+    if top_image is None and dataset is not None:  # a note: the unit's top image on that atlas
+        indexed = registry.get(hit.model, dataset).layers.get(hit.layer)
+        if indexed is not None and hit.unit < indexed.units:
+            top_image = registry.get(hit.model, dataset).unit(indexed, hit.unit)["top_image"]
+    image = f"/api/datasets/{dataset}/images/{top_image}?model={hit.model}" if top_image is not None else None
     return {"model": hit.model, "dataset": hit.dataset, "layer": hit.layer, "kind": hit.kind, "unit": hit.unit,
             "field": hit.field, "text": hit.text, "score": hit.score, "label": hit.label,
             "page": unit_page(hit.model, hit.layer, hit.unit, dataset or "demo", hit.kind), "image": image}

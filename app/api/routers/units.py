@@ -134,6 +134,7 @@ def list_atlases(model: Annotated[LoadedModel, Depends(get_ready_model)], regist
         meta = registry.get(model.id, name).meta
         atlases.append({**{key: meta[key] for key in ("dataset", "images", "readable", "unreadable", "layers", "k",
                                                        "created", "seconds", "classes")},
+                        "labels": bool(meta.get("dissection")),
                         "default": position == 0})  # what a link without ?dataset= shows
     status = indexer.status(model.id) if indexer else None
     rendering = renderer.status.get(model.id) if renderer else None

@@ -40,6 +40,7 @@ class AtlasOut(BaseModel):
     created: str
     seconds: float = Field(description="How long the build took.")
     classes: list[str]
+    labels: bool = Field(description="Its units have concept labels or class selectivity (`fovea dissect`).")
     default: bool = Field(description="What a link without `?dataset=` shows.")
 
 

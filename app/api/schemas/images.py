@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from app.api.schemas.atlas import EncodedMaps
 from app.api.schemas.cams import ClassScore
+from app.api.schemas.concepts import LabelChip
 
 
 class SampleImage(BaseModel):
@@ -78,6 +79,7 @@ class FiredUnit(BaseModel):
     link: str
     max_max: float | None = Field(None, description="Only with `maps=true`: the unit's maximum over the dataset.")
     top_image: int | None = Field(None, description="Only with `maps=true`.")
+    label: LabelChip | None = Field(None, description="Its concept label on the atlas, if any.")
 
 
 class FiredUnits(BaseModel):

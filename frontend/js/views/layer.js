@@ -187,5 +187,7 @@ function unitLabel(unit, state, sorts) {
   // The cell is narrow: the value, named in full by its tooltip and by the sort menu above the grid.
   const stat = state.sort === "unit" || state.sort === "max_max" || !sort ? `max ${unit.max_max.toFixed(2)}`
     : html`<span title="${sort.label}">${formatStatistic(unit[state.sort], sort.format, 2)}</span>`;
-  return html`<b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}`;
+  // On the image, top left: the cell's height stays what the virtual grid lays out.
+  const label = unit.label ? html`<span class="chip small" title="${unit.label.id}, IoU ${unit.label.iou.toFixed(2)}">${unit.label.name}</span>` : "";
+  return html`<b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}${label}`;
 }

@@ -37,6 +37,7 @@ export async function mountModel(root, { params, query, signal }) {
           <label class="toggle"><input type="checkbox" name="all" ${state.all ? "checked" : ""}> all layers</label>
           ${atlas ? html`<span class="muted">${datasetPicker(atlases, atlas.dataset)}: ${atlas.layers.length} layers
             indexed on ${formatCount(atlas.images)} images</span>` : ""}
+          ${atlases.some((a) => a.labels) ? html`<a class="button" href="${pageUrl.concepts(model.id, atlas?.labels ? { dataset: atlas.dataset } : {})}">Concept detectors</a>` : ""}
         </div>
         ${naming(model.layers)}
         <p class="muted layers-count" aria-live="polite"></p>

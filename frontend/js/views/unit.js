@@ -9,9 +9,10 @@ import { html } from "../dom.js";
 import { renderColorScale } from "../color-scale.js";
 import { COLORMAPS } from "../colormaps.js";
 import { mountCopyLink } from "../copy-link.js";
-import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps } from "../data.js";
+import { postJson } from "../api.js";
+import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps, unitNotes } from "../data.js";
 import { indexedOrder } from "../layer-nav.js";
-import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
+import { decodeMaps, drawHeatmap, drawMaskTint, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
@@ -72,6 +73,8 @@ export async function mountUnit(root, { params, query, signal }) {
         <label class="toggle"><input type="checkbox" name="mask" ${state.mask ? "checked" : ""}> region mask (99.5% quantile)</label>
         <label class="toggle"><input type="checkbox" name="crop" ${state.crop ? "checked" : ""}> crop to receptive field</label>
         <label class="toggle"><input type="checkbox" name="outline" ${state.outline ? "checked" : ""}> outline the region</label>
+        <label class="toggle concept-toggle" hidden><input type="checkbox" name="concept" ${state.concept ? "checked" : ""}>
+          <span>the label's pixels</span></label>
       </div>
       <div class="scale-slot"></div>
       <div class="layer-bar-slot"></div>
@@ -84,7 +87,7 @@ export async function mountUnit(root, { params, query, signal }) {
   const controls = {
     colormap: root.querySelector("select[name=colormap]"), opacity: root.querySelector("input[name=opacity]"),
     mask: root.querySelector("input[name=mask]"), crop: root.querySelector("input[name=crop]"),
-    outline: root.querySelector("input[name=outline]"),
+    outline: root.querySelector("input[name=outline]"), concept: root.querySelector("input[name=concept]"),
   };
 
   // The unit's own parts of the page: its title, badge, steps, count, saturation note and content.
@@ -102,9 +105,16 @@ export async function mountUnit(root, { params, query, signal }) {
           ${next !== null ? html`<a class="button" href="${pageUrl.unit(modelId, layer, next, unitQuery(state))}" data-unit="${next}" rel="next" title="Next unit (→)">${next} →</a>` : ""}`);
     countLine.firstChild.data = countLine.firstChild.data.replace(/^unit \d+ of \d+/, `unit ${unit} of ${detail.units_total}`);
     head.querySelector(".saturation-note")?.remove();
+    head.querySelector(".unit-labels")?.remove();
     countLine.insertAdjacentHTML("afterend", saturationNote(detail, modelId, state));
+    countLine.insertAdjacentHTML("afterend", labelLine(detail, modelId));
+    const label = maskableLabel(detail);
+    const toggle = head.querySelector(".concept-toggle");
+    toggle.hidden = !label;
+    if (label) toggle.querySelector("span").textContent = `the pixels of ${label.id}`;
     root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
     mountVisualization(root.querySelector(".visualization"), { modelId, layer, unit, state, signal: shown.signal });
+    mountNotes(root.querySelector(".notes"), { modelId, layer, unit, signal: shown.signal });
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
         dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
@@ -114,14 +124,18 @@ export async function mountUnit(root, { params, query, signal }) {
     const { detail, decoded, signal: drawn } = shown;
     const stats = detail.stats;
     const high = Math.max(decoded.range[1], 1e-6);
+    const label = state.concept ? maskableLabel(detail) : null;
     detail.top.forEach((item, index) => {
       const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
-      loadImage(item.url).then((image) => {
+      const region = state.crop ? item.crop : null;
+      const mask = label ? loadImage(apiUrl.conceptMask(modelId, label.id, item.image, { dataset: detail.dataset })) : null;
+      Promise.all([loadImage(item.url), mask]).then(([image, maskImage]) => {
         if (drawn.aborted || shown.detail !== detail) return;
         drawHeatmap(canvas, image, mapAt(decoded, index), {
           low: 0, high, colormap: state.colormap, opacity: state.opacity, gamma: HEAT_GAMMA, mask: state.mask,
-          threshold: stats.quantile_995, outline: state.outline ? stats.quantile_995 : null, region: state.crop ? item.crop : null,
+          threshold: stats.quantile_995, outline: state.outline ? stats.quantile_995 : null, region,
         });
+        if (maskImage) drawMaskTint(canvas, maskImage, { region });
       }).catch(() => canvas.classList.add("is-missing"));
     });
     renderColorScale(root.querySelector(".scale-slot"), {
@@ -147,6 +161,7 @@ export async function mountUnit(root, { params, query, signal }) {
   controls.mask.addEventListener("change", (e) => { state.mask = e.target.checked; update(); }, { signal });
   controls.crop.addEventListener("change", (e) => { state.crop = e.target.checked; update(); }, { signal });
   controls.outline.addEventListener("change", (e) => { state.outline = e.target.checked; update(); }, { signal });
+  controls.concept.addEventListener("change", (e) => { state.concept = e.target.checked; update(); }, { signal });
   mountCopyLink(root.querySelector(".copy-link"), { signal });
   onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.unit(modelId, layer, shown.unit, unitQuery({ ...state, dataset }))));
   mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: shown.detail.units_total,
@@ -175,7 +190,7 @@ export async function mountUnit(root, { params, query, signal }) {
     Object.assign(state, unitViewState(route.query));
     controls.colormap.value = state.colormap;
     controls.opacity.value = String(state.opacity);
-    for (const name of ["mask", "crop", "outline"]) controls[name].checked = state[name];
+    for (const name of ["mask", "crop", "outline", "concept"]) controls[name].checked = state[name];
     shown = next;
     fill();
     draw();
@@ -207,6 +222,7 @@ function content(detail, statistics, modelId, layer, state) {
           </li>`)}</ol>
       </section>
       <aside class="unit-side">
+        ${labelsPanel(detail.labels, modelId)}
         ${state.kind === "channel" ? html`<section class="panel visualization"><h2>What drives it most</h2>
           <p class="muted panel-note">An image optimised to make this unit fire (feature visualisation): what it
             responds to, beyond the images the dataset happens to hold.</p>
@@ -218,12 +234,85 @@ function content(detail, statistics, modelId, layer, state) {
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
+        ${state.kind === "channel" ? html`<section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>` : ""}
         <section class="panel"><h2>Most correlated units</h2>
           <ol class="similar">${detail.similar.map((s) => html`<li>
             <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
             <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
         </section>
       </aside>`;
+}
+
+/** The label concept whose pixels can be drawn over the top images: measured on the atlas shown (its image
+ *  ids are the gallery's). */
+function maskableLabel(detail) {
+  const labels = detail.labels;
+  return labels?.label && labels.layout && labels.dataset === detail.dataset ? labels.label : null;
+}
+
+/** Under the title: the unit's label and its description, or nothing when no atlas of the model has labels. */
+function labelLine(detail, modelId) {
+  const labels = detail.labels;
+  if (!labels) return "";
+  const elsewhere = labels.dataset !== detail.dataset ? html` <span class="muted small">(measured on <code>${labels.dataset}</code>)</span>` : "";
+  return html`<p class="unit-labels">${labels.label ? html`<a class="chip chip-label" href="${pageUrl.search({ concept: labels.label.id, model: modelId })}"
+      title="Other units labelled ${labels.label.id}">${labels.label.name}</a>
+    <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>` : html`<span class="chip chip-faint">no label</span>`}
+    <span class="description">${labels.description}</span>${elsewhere}
+    <span class="muted small" title="${labels.described_by}">· written from the measured numbers by a template</span></p>`;
+}
+
+/** The side panel of everything dissection measured of the unit. */
+function labelsPanel(labels, modelId) {
+  if (!labels) return "";
+  const concepts = labels.concepts.filter((c) => c.iou > 0);
+  return html`<section class="panel concept-labels"><h2>Concept labels</h2>
+    <p class="muted panel-note">Network Dissection on <code>${labels.dataset}</code>: the overlap (IoU) of the unit's
+      strongest 0.5% of activations with each concept's pixels; labelled from IoU ${labels.iou_threshold}.
+      <a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a></p>
+    ${concepts.length ? html`<ol class="concept-scores">${concepts.map((c) => html`<li>
+      <a href="${pageUrl.search({ concept: c.id, model: modelId })}" class="chip ${c.iou >= labels.iou_threshold ? "" : "chip-faint"}">${c.name}</a>
+      <span class="muted small">${c.category}</span> <span class="bar" style="--value: ${Math.min(c.iou / 0.3, 1)}"></span>
+      <span class="small">${c.iou.toFixed(3)}</span></li>`)}</ol>` : html`<p class="muted small">Its region overlaps no concept.</p>`}
+    ${labels.formula ? html`<p class="small"><b>Best formula</b> <code>${labels.formula.text}</code> IoU ${labels.formula.iou.toFixed(3)}</p>` : ""}
+    ${labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
+      html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : ""}
+  </section>`;
+}
+
+/** The notes panel: what people wrote on the unit, and a form to add one unless the server is read-only. */
+async function mountNotes(panel, { modelId, layer, unit, signal }) {
+  if (!panel) return;
+  const body = panel.querySelector(".notes-body");
+  const show = async () => {
+    const found = await unitNotes(modelId, layer, unit, { signal });
+    body.innerHTML = html`
+      ${found.notes.length ? html`<ol class="note-list">${found.notes.map((note) => html`<li>
+        <p>${note.text}</p><p class="muted small">${note.author} · ${note.created.replace("T", " ").replace("Z", " UTC")}</p></li>`)}</ol>`
+        : html`<p class="muted small">No notes yet.</p>`}
+      ${found.writable ? html`<form class="note-form">
+        <label>Your label or note <textarea name="text" rows="2" maxlength="${found.max_chars}" required></textarea></label>
+        <label>Your name <input name="author" maxlength="80" placeholder="anonymous"></label>
+        <button type="submit" class="button">Add note</button>
+        <p class="error-text small" role="alert"></p></form>`
+        : html`<p class="muted small">This Fovea is read-only: notes cannot be added here.</p>`}`;
+    body.querySelector(".note-form")?.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const form = event.target;
+      try {
+        await postJson(apiUrl.notes(modelId, layer, unit), { text: form.text.value,
+          author: form.author.value.trim() || "anonymous" }, { signal });
+        await show();
+      } catch (error) {
+        if (error.name !== "AbortError") form.querySelector(".error-text").textContent = error.message;
+      }
+    }, { signal });
+  };
+  try {
+    await show();
+  } catch (error) {
+    if (error.name !== "AbortError") body.innerHTML = html`<p class="error-text small">${error.message}</p>`;
+  }
 }
 
 /** A saturated unit: many images tie at its cap, so their order and peaks need a word, and the values

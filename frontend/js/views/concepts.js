@@ -1,0 +1,62 @@
+// A model's detectors page (/m/{model}/concepts): NetDissect's summary of an atlas with concept labels, per
+// layer the units labelled with a concept of each category and the distinct concepts, each count a link to
+// those units (the search page, filtered); then every concept with its labelled units.
+
+import { conceptSummary, modelAtlases, modelCard } from "../data.js";
+import { html } from "../dom.js";
+import { navigate } from "../router.js";
+import { pageUrl } from "../urls.js";
+import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
+
+export async function mountConcepts(root, { params, query, signal }) {
+  const modelId = params.model;
+  const [model, atlases] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal })]);
+  const meta = { title: `Concepts · ${model.name}`, crumbs: [
+    { label: model.name, href: pageUrl.model(modelId, { dataset: query.dataset }) },
+    { label: "concepts", href: pageUrl.concepts(modelId, { dataset: query.dataset }) }] };
+  let summary;
+  try {
+    summary = await conceptSummary(modelId, { dataset: query.dataset }, { signal });
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    root.innerHTML = html`<section class="page-head"><h1>Concepts of ${model.name}</h1>
+      <p class="note" role="note">${error.message}</p></section>`;
+    return meta;
+  }
+  if (!query.dataset) navigate(pageUrl.concepts(modelId, { dataset: summary.dataset }), { replace: true });
+  const filtered = (extra) => pageUrl.search({ model: modelId, ...extra });
+  const totals = Object.fromEntries(summary.categories.map((c) => [c, summary.layers.reduce((n, l) => n + l.labelled[c], 0)]));
+  root.innerHTML = html`
+    <section class="page-head">
+      <h1>Concepts of ${model.name}</h1>
+      <p class="muted">${datasetPicker(atlases, summary.dataset)} · concept labels from the ${summary.layout ?? "class"} layout ·
+        a unit is labelled with its best concept when the IoU of its top-0.005 region with the concept's pixels reaches
+        ${summary.iou_threshold} (Network Dissection).</p>
+    </section>
+    <section class="panel">
+      <h2>Units labelled, per layer and category</h2>
+      <table class="concept-table">
+        <thead><tr><th scope="col">layer</th><th scope="col">units</th>${summary.categories.map((c) =>
+          html`<th scope="col">${c}</th>`)}<th scope="col">distinct concepts</th></tr></thead>
+        <tbody>${summary.layers.map((layer) => html`<tr>
+          <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset })}"><code>${layer.layer}</code></a></th>
+          <td>${layer.units}</td>
+          ${summary.categories.map((c) => html`<td>${layer.labelled[c]
+            ? html`<a href="${filtered({ layer: layer.layer, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
+              <span class="muted small">${Math.round(100 * layer.labelled[c] / layer.units)}%</span>` : html`<span class="muted">0</span>`}</td>`)}
+          <td>${layer.concepts.length}</td></tr>`)}</tbody>
+        <tfoot><tr><th scope="row">all</th><td>${summary.layers.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
+          html`<td>${totals[c] ? html`<a href="${filtered({ category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
+      </table>
+    </section>
+    <section class="panel">
+      <h2>Concepts</h2>
+      <ul class="concept-list">${summary.concepts.map((c) => html`<li>
+        ${c.units ? html`<a href="${filtered({ concept: c.id })}"><span class="chip">${c.name}</span></a>` : html`<span class="chip chip-faint">${c.name}</span>`}
+        <span class="muted small">${c.category} · ${c.units} unit${c.units === 1 ? "" : "s"} · ${c.images} images</span></li>`)}</ul>
+      ${summary.classes.length ? html`<p class="muted small">Class selectivity (ROC AUC of each unit's maximum) is measured against the
+        ${summary.classes.length} classes of the dataset's folders: search a class name to find its selective units.</p>` : ""}
+    </section>`;
+  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.concepts(modelId, { dataset })));
+  return meta;
+}

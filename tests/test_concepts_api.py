@@ -1,0 +1,142 @@
+"""The concept routes (issue 17): labels in unit answers and grids, search ranking, paging and filters, bad
+queries answered with a 4xx, the concepts summary, concept masks, and notes (refused when read-only)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.api.app import create_app
+from app.atlas.concepts import open_concepts
+from app.atlas.concepts.demo import CONCEPTS
+from app.atlas.search import Document, TokenIndex, rank, tokens
+from tests.atlas_helpers import small_atlas
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labelled")
+    settings, model, dataset, atlas = small_atlas(root, images=60, layers=["block3", "block4"], k=4)
+    return settings, atlas
+
+
+def client(settings, **overrides):
+    return TestClient(create_app(settings.model_copy(update=overrides)), base_url="http://127.0.0.1")
+
+
+def test_a_unit_answer_carries_its_labels_and_the_grid_its_label_chips(labelled):
+    settings, atlas = labelled
+    with client(settings) as api:
+        grid = api.get("/api/models/shapes-cnn/layers/block4/units").json()
+        chips = [u["label"] for u in grid["units"] if u["label"]]
+        assert chips and all(chip["iou"] >= settings.dissection_iou_threshold for chip in chips)
+        unit = next(u["unit"] for u in grid["units"] if u["label"])
+        labels = api.get(f"/api/models/shapes-cnn/layers/block4/units/{unit}").json()["labels"]
+        assert labels["label"] == next(u["label"] for u in grid["units"] if u["unit"] == unit)
+        assert labels["concepts"][0]["id"] == labels["label"]["id"]
+        assert [c["iou"] for c in labels["concepts"]] == sorted((c["iou"] for c in labels["concepts"]), reverse=True)
+        assert labels["description"].startswith(f"{labels['label']['name']} (IoU ")
+        assert labels["classes"] and 0 <= labels["classes"][0]["auc"] <= 1
+        assert labels["layout"] == "demo" and labels["dataset"] == grid["dataset"]
+    with client(settings, dissection_iou_threshold=1.0) as api:  # read when asked: no rebuild
+        unit_answer = api.get(f"/api/models/shapes-cnn/layers/block4/units/{unit}").json()
+        assert unit_answer["labels"]["label"] is None and unit_answer["label"] is None
+
+
+def test_search_ranks_labels_by_iou_and_pages(labelled):
+    settings, _ = labelled
+    with client(settings) as api:
+        whole = api.get("/api/search", params={"q": "shape", "limit": 100}).json()
+        labels = [r for r in whole["results"] if r["field"] == "label"]
+        assert labels and [r["score"] for r in labels] == sorted((r["score"] for r in labels), reverse=True)
+        fields = [r["field"] for r in whole["results"]]
+        assert fields == sorted(fields, key=["note", "label", "formula", "concept", "class", "description",
+                                             "unit"].index)
+        first, second = (api.get("/api/search", params={"q": "shape", "limit": 5, "offset": offset}).json()
+                         for offset in (0, 5))
+        assert [r["unit"] for r in first["results"] + second["results"]] == [r["unit"] for r in whole["results"][:10]]
+        assert first["total"] == whole["total"]
+        by_name = api.get("/api/search", params={"q": "block4:3"}).json()["results"]
+        assert ("block4", 3, "unit") in [(r["layer"], r["unit"], r["field"]) for r in by_name]
+        only = api.get("/api/search", params={"category": "shape", "layer": "block4"}).json()
+        assert only["total"] > 0 and all(r["label"].startswith("shape:") and r["layer"] == "block4"
+                                         for r in only["results"])
+
+
+@pytest.mark.parametrize("params, status", [
+    ({"q": ""}, 422), ({"q": "  ,; "}, 422), ({"q": "x" * 201}, 422), ({"q": " ".join("abcdefghijklm")}, 422),
+    ({"q": "square", "limit": 0}, 422), ({"q": "square", "limit": 101}, 422), ({"q": "square", "offset": -1}, 422),
+    ({"q": "square", "model": "nope"}, 404)])
+def test_bad_queries_get_a_4xx_that_names_the_problem(labelled, params, status):
+    settings, _ = labelled
+    with client(settings) as api:
+        answer = api.get("/api/search", params=params)
+        assert answer.status_code == status
+        assert answer.json()["error"]["message"]
+
+
+def test_token_prefix_matching_and_one_hit_per_unit():
+    documents = [Document("m", "d", "l", "channel", 1, field, text, score, "shape:square", "shape", None)
+                 for field, text, score in (("label", "shape:square square", 0.2),
+                                            ("description", "square (IoU 0.20)", 0.0))]
+    documents.append(Document("m", "d", "l", "channel", 2, "label", "colour:red red", 0.3, "colour:red", "colour",
+                              None))
+    index = TokenIndex(documents)
+    assert index.match(tokens("SQU")) == {0, 1}
+    assert index.match(tokens("squ red")) == set()
+    assert [d.unit for d in rank(documents[i] for i in index.match(tokens("s")))] == [1]  # best field kept
+    assert [(d.unit, d.field) for d in rank(documents)] == [(2, "label"), (1, "label")]
+
+
+def test_the_concepts_summary_and_a_concept_mask(labelled):
+    settings, atlas = labelled
+    with client(settings) as api:
+        summary = api.get("/api/models/shapes-cnn/concepts").json()
+        assert summary["layout"] == "demo" and summary["categories"] == ["shape", "colour", "texture", "region"]
+        block4 = next(layer for layer in summary["layers"] if layer["layer"] == "block4")
+        assert sum(block4["labelled"].values()) == sum(c["units"] for c in block4["concepts"])
+        image = 0
+        regions, concepts = _demo_regions(atlas, image)
+        shape = next(c for c in concepts[1])  # the first shape's kind
+        concept = _concept_id(shape)
+        mask = api.get(f"/api/models/shapes-cnn/concepts/{concept}/masks/{image}.png")
+        assert mask.status_code == 200 and mask.headers["content-type"] == "image/png"
+        pixels = np.asarray(Image.open(io.BytesIO(mask.content)))
+        expected = np.isin(regions, [i for i, cs in enumerate(concepts) if shape in cs])
+        assert pixels.shape == (112, 112, 4) and np.array_equal(pixels[..., 3] > 0, expected)
+        assert api.get("/api/models/shapes-cnn/concepts/shape:nope/masks/0.png").status_code == 404
+        assert api.get(f"/api/models/shapes-cnn/concepts/{concept}/masks/9999.png").status_code == 404
+        assert api.get("/api/models/shapes-cnn/concepts", params={"dataset": "nope"}).status_code == 409  # no atlas
+
+
+def _demo_regions(atlas, image):
+    return open_concepts(atlas.dataset_root).regions(atlas.image(image)["path"])
+
+
+def _concept_id(number):
+    return CONCEPTS[number].id
+
+
+def test_notes_are_written_read_searched_and_refused_when_read_only(labelled):
+    settings, _ = labelled
+    path = "/api/models/shapes-cnn/layers/block4/units/7/notes"
+    with client(settings) as api:
+        written = api.post(path, json={"text": "  fires on arrow tips ", "author": "ada"})
+        assert written.status_code == 201 and written.json()["text"] == "fires on arrow tips"
+        listed = api.get(path).json()
+        assert [n["text"] for n in listed["notes"]] == ["fires on arrow tips"] and listed["writable"]
+        found = api.get("/api/search", params={"q": "arrow tips"}).json()["results"]
+        assert found[0]["field"] == "note" and found[0]["unit"] == 7 and found[0]["image"]
+        assert api.post(path, json={"text": "x" * 1001}).status_code == 422
+        assert api.post(path, json={"text": "   "}).status_code == 422
+        assert api.post(path, content=b"{" + b" " * 70_000 + b"}",
+                        headers={"content-type": "application/json"}).status_code == 413
+        assert api.post("/api/models/shapes-cnn/layers/block4/units/999/notes", json={"text": "a"}).status_code == 422
+    with client(settings, read_only=True) as api:
+        refused = api.post(path, json={"text": "another"})
+        assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]
+        assert api.get(path).json()["writable"] is False
