@@ -79,6 +79,7 @@ def test_unknown_routes_and_methods_use_the_error_shape(client):
 # Every route outside /api, by its path as the app declares it. The pages each with URLs that must serve the
 # shell; FastAPI's own documentation routes; the static files with one to fetch.
 PAGES = {"/": ["/"], "/m/{path:path}": ["/m/tiny", "/m/anything-at-all"], "/image": ["/image"],
+         "/search": ["/search", "/search?q=square"],
          "/image/{path:path}": ["/image/0123456789abcdef0123?model=tiny"]}
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 STATIC = {"/static": "/static/js/app.js"}

@@ -48,7 +48,7 @@ def test_home_model_reload_back_forward(server):
         default_rows = page.locator("tr[data-layer]").count()
         assert page.locator('tr[data-layer="block4"] td').nth(3).inner_text() == "7×7"
 
-        page.fill("input[name=q]", "block3")
+        page.fill("main input[name=q]", "block3")  # the layer filter, not the top bar's search
         page.wait_for_url(server + "/m/shapes-cnn?q=block3")
         assert 0 < page.locator("tr[data-layer]").count() < default_rows
         page.check("input[name=all]")
@@ -58,7 +58,7 @@ def test_home_model_reload_back_forward(server):
 
         page.reload()
         page.locator("tr[data-layer]").first.wait_for()
-        assert page.input_value("input[name=q]") == "block3"
+        assert page.input_value("main input[name=q]") == "block3"
         assert page.is_checked("input[name=all]")
         assert page.locator("tr[data-layer]").count() == filtered_all
 

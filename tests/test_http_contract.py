@@ -18,7 +18,7 @@ from tests.test_uploads import encode, gradient
 
 BROKEN = "broken"  # a card whose weights file is missing: known, but never ready (409)
 VALID = {"model": "shapes-cnn", "layer": "block4", "unit": "0", "dataset": "demo", "image": "3",
-         "token": "no-such-request", "image_id": "demo:3", "name": "caption", "index": "0"}
+         "token": "no-such-request", "image_id": "demo:3", "name": "caption", "index": "0", "concept": "shape:square"}
 
 
 def settings_with_a_broken_model(root):
@@ -91,7 +91,8 @@ def test_every_status_an_operation_answers_is_declared(client):
 
 
 # Operations other than GET, each with the test here that requests its every answer.
-NOT_GET = {("post", "/api/images"): "test_every_upload_answer_is_declared"}
+NOT_GET = {("post", "/api/images"): "test_every_upload_answer_is_declared",
+           ("post", "/api/models/{model}/layers/{layer}/units/{unit}/notes"): "test_every_note_answer_is_declared"}
 
 
 def test_every_operation_is_requested_here(client):
@@ -117,6 +118,27 @@ def test_every_upload_answer_is_declared(client):
         "too large": upload(client, b"\0" * 300_000),
     }
     assert [answer.status_code for answer in answers.values()] == [201, 200, 400, 400, 422, 415, 413]
+    for why, answer in answers.items():
+        assert answer.status_code in declared(operation), (why, answer.status_code)
+        if answer.status_code >= 400:
+            assert_error(answer, answer.status_code, answer.json()["error"]["code"])
+
+
+def test_every_note_answer_is_declared(client):
+    operation = client.get("/openapi.json").json()["paths"]["/api/models/{model}/layers/{layer}/units/{unit}/notes"]
+    operation = operation["post"]
+    notes = "/api/models/shapes-cnn/layers/block4/units/0/notes"
+    answers = {
+        "new": client.post(notes, json={"text": "corners", "author": "ada"}),
+        "empty": client.post(notes, json={"text": ""}),
+        "too long": client.post(notes, json={"text": "x" * 5000}),
+        "too large": client.post(notes, content=b"{" + b" " * 100_000 + b"}",
+                                 headers={"content-type": "application/json"}),
+        "unknown model": client.post("/api/models/nope/layers/block4/units/0/notes", json={"text": "a"}),
+        "broken model": client.post(f"/api/models/{BROKEN}/layers/block4/units/0/notes", json={"text": "a"}),
+        "unit out of range": client.post("/api/models/shapes-cnn/layers/block4/units/999/notes", json={"text": "a"}),
+    }
+    assert [answer.status_code for answer in answers.values()] == [201, 422, 422, 413, 404, 409, 422]
     for why, answer in answers.items():
         assert answer.status_code in declared(operation), (why, answer.status_code)
         if answer.status_code >= 400:

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from app.atlas.concepts import Concept, category_numbers
+from app.atlas.concepts.label_layers import nearest
 from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import beam_search, concept_iou
@@ -91,10 +93,11 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
                 pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
                 rows = np.full(len(plan.dataset), -1, dtype=np.int64)
                 rows[chunk] = np.arange(len(chunk))
-                for name, recorder in recorders.items():
-                    counted = count_region_pixels(above[name], labels[name].thresholds, recorder.info.shape[1:],
-                                                  stacked, rows, signatures, recorder.info.shape[0])
-                    counts[name] = _grow(counts[name], signatures) + counted
+                # Layers at once: the counting kernel lets go of the GIL.
+                counted = pool.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
+                                           signature_maps=stacked, rows=rows, signatures=signatures), list(recorders))
+                for name, layer_counts in zip(list(recorders), counted):
+                    counts[name] = _grow(counts[name], signatures) + layer_counts
                 if progress:
                     progress(min(start + CHUNK, len(readable)), len(readable))
         signatures = len(table)
@@ -147,14 +150,21 @@ def _signature_map(plan: IndexPlan, table: SignatureTable, image_id: int,
             regions, region_concepts = np.zeros((picture.height, picture.width), dtype=np.int64), [[]]
     else:
         regions, region_concepts = found
-    picture = Image.fromarray(regions.astype(np.int32), mode="I")
-    view = plan.model.preprocessing.fit(picture, InterpolationMode.NEAREST)
-    if (view.height, view.width) != size:
-        view = view.resize((size[1], size[0]), Image.Resampling.NEAREST)
-    regions = np.asarray(view, dtype=np.int64)
+    preprocessing = plan.model.preprocessing
+    if preprocessing.resize is not None or regions.shape != preprocessing.size:  # else the view is the image
+        picture = Image.fromarray(regions.astype(np.int32), mode="I")
+        regions = np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST), dtype=np.int64)
+    if regions.shape != size:
+        regions = nearest(regions, size)
     ids = table.intern(region_concepts)
     present = np.bincount(regions.ravel(), minlength=len(ids)) > 0
     return ids[regions], ids[present]
+
+
+def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signature_maps: np.ndarray, rows: np.ndarray,
+                 signatures: int) -> np.ndarray:
+    units, h, w = recorders[name].info.shape
+    return count_region_pixels(above[name], labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
 
 
 def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:

@@ -31,7 +31,7 @@ def regions_of(layers: list[np.ndarray], numbers: dict[int, int], image_level: l
             raise ValueError("an image with no label layers needs a shape")
         return np.zeros(shape, dtype=np.int64), [list(image_level)]
     height, width = layers[0].shape
-    stacked = np.stack([layer if layer.shape == (height, width) else _nearest(layer, (height, width))
+    stacked = np.stack([layer if layer.shape == (height, width) else nearest(layer, (height, width))
                         for layer in layers]).reshape(len(layers), -1)
     combinations, inverse = np.unique(stacked.T, axis=0, return_inverse=True)
     concepts = [sorted({numbers[int(n)] for n in row if int(n) in numbers} | set(image_level))
@@ -39,7 +39,9 @@ def regions_of(layers: list[np.ndarray], numbers: dict[int, int], image_level: l
     return inverse.reshape(height, width), concepts
 
 
-def _nearest(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def nearest(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A label map resized to `size` (h, w) with nearest neighbours, each output pixel reading the input pixel
+    under its centre."""
     rows = (np.arange(size[0]) + 0.5) * layer.shape[0] / size[0]
     columns = (np.arange(size[1]) + 0.5) * layer.shape[1] / size[1]
     return layer[rows.astype(np.int64)[:, None], columns.astype(np.int64)[None, :]]

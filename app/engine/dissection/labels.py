@@ -62,35 +62,38 @@ def beam_search(region: np.ndarray, pixels: np.ndarray, concepts: np.ndarray, le
     """The formula of up to `length` concepts with the best plain IoU against one unit's `region`
     (signatures,) counts, by beam search (Mu & Andreas 2020): start from the `beam` best single concepts,
     extend each by every concept and operator, keep the `beam` best, `length - 1` times. Ties keep the
-    shorter formula, then the lower concept indices."""
+    shorter formula, then the earlier candidate (lower concept index, AND before OR before AND NOT).
+
+    Every extension of a formula F by a concept c is scored from two products over signatures: with
+    a = |F AND c| counts, |F OR c| = |F| + |c| - a and |F AND NOT c| = |F| - a, for the region's pixels and
+    for all pixels alike."""
+    table = concepts.astype(np.float64)
     region = region.astype(np.float64)
     pixels = pixels.astype(np.float64)
     total = region.sum()
+    concept_region, concept_pixels = region @ table, pixels @ table
 
-    def score(truth: np.ndarray) -> np.ndarray:  # truth (formulas, signatures) -> IoU (formulas,)
-        intersection = truth @ region
-        union = total + truth @ pixels - intersection
+    def iou(intersection, size):
+        union = total + size - intersection
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(union > 0, intersection / union, 0.0)
 
-    singles = score(concepts.T.astype(np.float64))
-    order = np.argsort(-singles, kind="stable")[:beam]
-    frontier = [(Formula((int(c),), ()), float(singles[c])) for c in order]
-    best = frontier[0]
-    table = concepts.astype(bool)
+    singles = iou(concept_region, concept_pixels)
+    frontier = [Formula((int(c),), ()) for c in np.argsort(-singles, kind="stable")[:beam]]
+    best = (frontier[0], float(singles[frontier[0].terms[0]]))
+    truth = table[:, [f.terms[0] for f in frontier]].T.astype(bool)  # (beam, signatures)
     for _ in range(length - 1):
-        candidates: list[Formula] = []
-        truths = []
-        for formula, _ in frontier:
-            base = formula.truth(table)
-            for operator in OPERATORS:
-                extended = _apply(operator, base[:, None], table)  # (signatures, concepts)
-                truths.append(extended.T)
-                candidates += [Formula(formula.terms + (c,), formula.operators + (operator,))
-                               for c in range(table.shape[1])]
-        scores = score(np.concatenate(truths).astype(np.float64))
-        keep = np.argsort(-scores, kind="stable")[:beam]
-        frontier = [(candidates[i], float(scores[i])) for i in keep]
-        if frontier[0][1] > best[1]:
-            best = frontier[0]
+        in_region, in_all = truth @ region, truth @ pixels  # (beam,)
+        both_region, both_all = (truth * region) @ table, (truth * pixels) @ table  # (beam, concepts)
+        scores = np.stack([  # (beam, operator, concept), operators as in OPERATORS
+            iou(both_region, both_all),
+            iou(in_region[:, None] + concept_region - both_region, in_all[:, None] + concept_pixels - both_all),
+            iou(in_region[:, None] - both_region, in_all[:, None] - both_all)], axis=1)
+        order = np.argsort(-scores, axis=None, kind="stable")[:beam]
+        kept = [np.unravel_index(i, scores.shape) for i in order]
+        frontier = [Formula(frontier[b].terms + (int(c),), frontier[b].operators + (OPERATORS[o],))
+                    for b, o, c in kept]
+        truth = np.stack([_apply(OPERATORS[o], truth[b], table[:, c].astype(bool)) for b, o, c in kept])
+        if scores[kept[0]] > best[1]:
+            best = (frontier[0], float(scores[kept[0]]))
     return best

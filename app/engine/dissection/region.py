@@ -59,37 +59,36 @@ def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, ma
     not given). `above` are the kept entries above their unit's threshold (TopActivations.above), sorted by
     unit, then image."""
     h, w = map_shape
-    _, height, width = signature_maps.shape
+    n, height, width = signature_maps.shape
     ys, xs = axis(h, height), axis(w, width)
     counts = np.zeros((units, signatures), dtype=np.int64)
     _count(above["unit"].astype(np.int64), above["image"].astype(np.int64), above["y"].astype(np.int64),
            above["x"].astype(np.int64), np.ascontiguousarray(above["neighbourhood"], dtype=np.float32),
            np.asarray(thresholds, dtype=np.float64), ys.start, ys.stop, xs.start, xs.stop,
            ys.weight_low.numpy(), ys.weight_high.numpy(), xs.weight_low.numpy(), xs.weight_high.numpy(),
-           np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64), counts)
+           np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64),
+           np.full((n, h, w), -1, dtype=np.int64), counts)
     return counts
 
 
 @numba.njit(cache=True, nogil=True)
 def _count(unit, image, y, x, neighbourhood, thresholds, row_start, row_stop, column_start, column_stop,
-           wy0, wy1, wx0, wx1, signature_maps, rows, counts):  # pragma: no cover - compiled; tested through its caller
+           wy0, wy1, wx0, wx1, signature_maps, rows, seen,
+           counts):  # pragma: no cover - compiled; tested through its caller
+    """`seen[row, cy, cx]`: the unit that last evaluated the cell on that image (entries come unit by unit)."""
     h, w = len(row_start), len(column_start)
-    seen = np.zeros((h, w), dtype=np.int64)  # the group (unit, image) that last evaluated each cell
-    group = 0
     for e in range(len(unit)):
         row = rows[image[e]]
         if row < 0:
             continue
-        if e == 0 or unit[e] != unit[e - 1] or image[e] != image[e - 1]:
-            group += 1
         u, t = unit[e], thresholds[unit[e]]
         for cy in range(y[e] - 1, y[e] + 1):
             if cy < 0 or row_start[cy] == row_stop[cy]:
                 continue
             for cx in range(x[e] - 1, x[e] + 1):
-                if cx < 0 or column_start[cx] == column_stop[cx] or seen[cy, cx] == group:
+                if cx < 0 or column_start[cx] == column_stop[cx] or seen[row, cy, cx] == u:
                     continue
-                seen[cy, cx] = group
+                seen[row, cy, cx] = u
                 # The cell's corners, from this entry's 3 x 3 neighbourhood (row-major, centred on it).
                 top, bottom = cy - y[e] + 1, min(cy + 1, h - 1) - y[e] + 1
                 left, right = cx - x[e] + 1, min(cx + 1, w - 1) - x[e] + 1
