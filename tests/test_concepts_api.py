@@ -4,6 +4,7 @@ queries answered with a 4xx, the concepts summary, concept masks, and notes (ref
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -90,6 +91,14 @@ def test_token_prefix_matching_and_one_hit_per_unit():
     assert index.match(tokens("squ red")) == set()
     assert [d.unit for d in rank(documents[i] for i in index.match(tokens("s")))] == [1]  # best field kept
     assert [(d.unit, d.field) for d in rank(documents)] == [(2, "label"), (1, "label")]
+
+
+def test_a_formula_is_not_found_by_the_concepts_it_excludes(labelled):
+    settings, atlas = labelled
+    with client(settings) as api:
+        for hit in api.get("/api/search", params={"q": "colour", "limit": 100}).json()["results"]:
+            if hit["field"] == "formula":
+                assert re.search(r"(^|\(|AND |OR )colour:", hit["text"]), hit["text"]
 
 
 def test_the_concepts_summary_and_a_concept_mask(labelled):

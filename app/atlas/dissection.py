@@ -69,68 +69,77 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
     readable = np.flatnonzero(images.readable)
     labels = {name: LayerLabels(thresholds=np.full(r.info.shape[0], np.nan), region_pixels=None, concepts=None,
                                 formulas=None, classes=None) for name, r in recorders.items()}
-    concepts, categories, size = [], [], None
-    concept_pixels = concept_images = np.zeros(0, dtype=np.int64)
-    if plan.concepts is not None:
-        source = plan.concepts
-        concepts, categories = list(source.concepts), list(source.categories)
-        size = _label_size(plan)
-        table = SignatureTable(category_numbers(concepts, categories), len(categories))
-        counts = {name: np.zeros((r.info.shape[0], 0), dtype=np.int64) for name, r in recorders.items()}
-        above = {}
-        for name, recorder in recorders.items():
-            labels[name].thresholds = recorder.top_activations.thresholds()
-            above[name] = recorder.top_activations.above(labels[name].thresholds)
-        pixels = np.zeros(0, dtype=np.int64)
-        present = []  # per image, the signatures in it: how many images have each concept
-        with ThreadPoolExecutor(2) as pool:
-            for start in range(0, len(readable), CHUNK):
-                chunk = readable[start:start + CHUNK]
-                loaded = list(pool.map(lambda i: _signature_map(plan, table, int(i), size), chunk))
-                stacked = np.stack([signature_map for signature_map, _ in loaded])
-                present += [signatures for _, signatures in loaded]
-                signatures = len(table)
-                pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
-                rows = np.full(len(plan.dataset), -1, dtype=np.int64)
-                rows[chunk] = np.arange(len(chunk))
-                # Layers at once: the counting kernel lets go of the GIL.
-                counted = pool.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
-                                           signature_maps=stacked, rows=rows, signatures=signatures), list(recorders))
-                for name, layer_counts in zip(list(recorders), counted):
-                    counts[name] = _grow(counts[name], signatures) + layer_counts
-                if progress:
-                    progress(min(start + CHUNK, len(readable)), len(readable))
-        signatures = len(table)
-        concept_table, labelled = table.concepts(), table.labelled()
-        concept_pixels = pixels @ concept_table
-        concept_images = np.zeros(len(concepts), dtype=np.int64)
-        for image_signatures in present:
-            concept_images += concept_table[image_signatures].any(axis=0)
-        categories_of = category_numbers(concepts, categories)
-        for name, layer_counts in counts.items():
-            layer_counts = _grow(layer_counts, signatures)
-            iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, categories_of)
-            order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
-            labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
-            labels[name].region_pixels = layer_counts.sum(axis=1)
-            names = [concept.id for concept in concepts]
-            labels[name].formulas = [_formula(row, pixels, concept_table, names) for row in layer_counts]
+    found = _concept_labels(plan, recorders, readable, labels, progress) if plan.concepts is not None else {}
     if plan.class_selectivity:
-        classes = plan.dataset.classes
-        class_of = {c: i for i, c in enumerate(classes)}
-        image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
-        known = image_classes >= 0
-        for name, recorder in recorders.items():
-            peaks = np.asarray(recorder.peaks[readable[known]], dtype=np.float64)
-            auc = class_auc(peaks, image_classes[known], len(classes))
-            order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
-            labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
+        _class_selectivity(plan, recorders, readable, labels)
     seconds = time.perf_counter() - started
     log.info("dissected %d layers of %s in %.1f s", len(recorders), plan.model.id, seconds)
-    return Dissection(layout=plan.concepts.layout if plan.concepts else None, concepts=concepts,
-                      categories=categories, concept_pixels=concept_pixels, concept_images=concept_images,
-                      classes=plan.dataset.classes if plan.class_selectivity else [], size=size, layers=labels,
-                      seconds=seconds)
+    empty = np.zeros(0, dtype=np.int64)
+    return Dissection(layout=plan.concepts.layout if plan.concepts else None,
+                      concepts=list(plan.concepts.concepts) if plan.concepts else [],
+                      categories=list(plan.concepts.categories) if plan.concepts else [],
+                      concept_pixels=found.get("pixels", empty), concept_images=found.get("images", empty),
+                      classes=plan.dataset.classes if plan.class_selectivity else [], size=found.get("size"),
+                      layers=labels, seconds=seconds)
+
+
+def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
+                    labels: dict[str, LayerLabels], progress) -> dict:
+    """Network Dissection and formulas into `labels`; the concepts' pixels and images, and the label size."""
+    concepts, categories = list(plan.concepts.concepts), list(plan.concepts.categories)
+    size = _label_size(plan)
+    table = SignatureTable(category_numbers(concepts, categories), len(categories))
+    counts = {name: np.zeros((r.info.shape[0], 0), dtype=np.int64) for name, r in recorders.items()}
+    above = {}
+    for name, recorder in recorders.items():
+        labels[name].thresholds = recorder.top_activations.thresholds()
+        above[name] = recorder.top_activations.above(labels[name].thresholds)
+    pixels = np.zeros(0, dtype=np.int64)
+    present = []  # per image, the signatures in it: how many images have each concept
+    with ThreadPoolExecutor(2) as pool:
+        for start in range(0, len(readable), CHUNK):
+            chunk = readable[start:start + CHUNK]
+            loaded = list(pool.map(partial(_signature_map, plan, table, size=size), chunk))
+            stacked = np.stack([signature_map for signature_map, _ in loaded])
+            present += [signatures for _, signatures in loaded]
+            signatures = len(table)
+            pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
+            rows = np.full(len(plan.dataset), -1, dtype=np.int64)
+            rows[chunk] = np.arange(len(chunk))
+            # Layers at once: the counting kernel lets go of the GIL.
+            counted = pool.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
+                                       signature_maps=stacked, rows=rows, signatures=signatures), list(recorders))
+            for name, layer_counts in zip(list(recorders), counted):
+                counts[name] = _grow(counts[name], signatures) + layer_counts
+            if progress:
+                progress(min(start + CHUNK, len(readable)), len(readable))
+    concept_table, labelled = table.concepts(), table.labelled()
+    images = np.zeros(len(concepts), dtype=np.int64)
+    for image_signatures in present:
+        images += concept_table[image_signatures].any(axis=0)
+    names = [concept.id for concept in concepts]
+    for name, layer_counts in counts.items():
+        layer_counts = _grow(layer_counts, len(table))
+        iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, category_numbers(concepts, categories))
+        order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
+        labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
+        labels[name].region_pixels = layer_counts.sum(axis=1)
+        labels[name].formulas = [_formula(row, pixels, concept_table, names) for row in layer_counts]
+    return {"pixels": pixels @ concept_table, "images": images, "size": size}
+
+
+def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
+                       labels: dict[str, LayerLabels]) -> None:
+    """Each unit's most selective classes by ROC AUC of its spatial maximum, into `labels`."""
+    classes = plan.dataset.classes
+    class_of = {c: i for i, c in enumerate(classes)}
+    image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
+    known = image_classes >= 0
+    for name, recorder in recorders.items():
+        peaks = np.asarray(recorder.peaks[readable[known]], dtype=np.float64)
+        auc = class_auc(peaks, image_classes[known], len(classes))
+        order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
+        labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
 
 
 def _label_size(plan: IndexPlan) -> tuple[int, int]:
@@ -140,10 +149,11 @@ def _label_size(plan: IndexPlan) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _signature_map(plan: IndexPlan, table: SignatureTable, image_id: int,
-                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _signature_map(plan: IndexPlan, table: SignatureTable, image_id, size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """One image's signature map in the model's view (resized and cropped as the image is, NEAREST) at
     `size`, and the signatures present in it; an image without labels is one region with no concepts."""
+    image_id = int(image_id)
     found = plan.concepts.regions(plan.dataset.files[image_id])
     if found is None:
         with Image.open(plan.dataset.path(image_id)) as picture:

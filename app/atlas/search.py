@@ -19,6 +19,8 @@ from app.atlas.reader import Atlas
 
 FIELDS = ("note", "label", "formula", "concept", "class", "description", "unit")  # ranked in this order
 _TOKEN = re.compile(r"[a-z0-9]+")
+# "AND NOT c" in a formula: the unit does not fire on c, so a search for c should not find it there.
+_NEGATED = re.compile(r"AND NOT [^()]+?(?=\)| AND | OR |$)")
 
 
 def tokens(text: str) -> list[str]:
@@ -38,6 +40,7 @@ class Document:
     label: str | None  # the unit's label concept, for the category and concept filters
     category: str | None
     top_image: int | None
+    words: str | None = None  # what a query matches, when not all of `text`
 
 
 class TokenIndex:
@@ -45,7 +48,7 @@ class TokenIndex:
         self.documents = documents
         postings: dict[str, set[int]] = {}
         for i, document in enumerate(documents):
-            for token in set(tokens(document.text)):
+            for token in set(tokens(document.text if document.words is None else document.words)):
                 postings.setdefault(token, set()).add(i)
         self._vocabulary = sorted(postings)
         self._postings = postings
@@ -85,8 +88,9 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
                     documents.append(Document(**base, field="label" if rank == 0 else "concept",
                                               text=f"{concept['id']} {concept['name']}", score=concept["iou"]))
             if labels["formula"]:
-                documents.append(Document(**base, field="formula", text=labels["formula"]["text"],
-                                          score=labels["formula"]["iou"]))
+                formula = labels["formula"]["text"]
+                documents.append(Document(**base, field="formula", text=formula, score=labels["formula"]["iou"],
+                                          words=_NEGATED.sub("", formula)))
             for selective in labels["classes"]:
                 if selective["auc"] >= 0.5:
                     documents.append(Document(**base, field="class", text=f"class {selective['class']}",

@@ -37,8 +37,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
       <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"
           aria-label="unit ${u.unit} on this image"></canvas>
-        <span class="fired-name" title="${layer}:${u.unit}">unit <b>${u.unit}</b>${u.label
-          ? html` <span class="chip small" title="${u.label.id}, IoU ${u.label.iou.toFixed(2)}">${u.label.name}</span>` : ""}</span>
+        ${u.label ? html`<span class="chip small fired-label" title="${u.label.id}, IoU ${u.label.iou.toFixed(2)}">${u.label.name}</span>` : ""}
+        <span class="fired-name" title="${layer}:${u.unit}">unit <b>${u.unit}</b></span>
         <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${(u.percentile * 100).toFixed(1)}%</span>
         <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·
           max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
