@@ -231,16 +231,33 @@ def _dissect(args: argparse.Namespace, settings: Settings) -> int:
     print(f"\natlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     atlas = Atlas(target)
     categories = atlas.meta["dissection"]["categories"]
-    print(f"units labelled (IoU >= {settings.dissection_iou_threshold:g}), by the label's category:")
+    if categories:
+        _print_labelled(atlas, categories, settings.dissection_iou_threshold)
+    if atlas.meta["dissection"]["classes"]:
+        _print_selective(atlas)
+    return 0
+
+
+def _print_labelled(atlas, categories: list[str], threshold: float) -> None:
+    print(f"units labelled (IoU >= {threshold:g}), by the label's category:")
     print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")
     counts = atlas.query("SELECT uc.layer, c.category, COUNT(*) AS n FROM unit_concepts uc JOIN concepts c "
                          "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ? GROUP BY uc.layer, c.category",
-                         (settings.dissection_iou_threshold,))
+                         (threshold,))
     for layer in atlas.by_kind.values():
         per = {row["category"]: row["n"] for row in counts if row["layer"] == layer.idx}
         cells = "".join(f"{per.get(c, 0) / layer.units:11.0%}" for c in categories)
         print(f"{layer.name[:23].ljust(24)}{layer.units:7d}{cells}{sum(per.values()) / layer.units:9.0%}")
-    return 0
+
+
+def _print_selective(atlas) -> None:
+    print("class selectivity: units whose most selective class reaches each ROC AUC")
+    print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in (0.75, 0.9, 0.99)))
+    for layer in atlas.by_kind.values():
+        best = [row["auc"] for row in atlas.query("SELECT auc FROM unit_classes WHERE layer = ? AND rank = 0",
+                                                  (layer.idx,))]
+        cells = "".join(f"{sum(a >= at for a in best) / layer.units:10.0%}" for at in (0.75, 0.9, 0.99))
+        print(f"{layer.name[:23].ljust(24)}{layer.units:7d}{cells}")
 
 
 def _visualize(args: argparse.Namespace, settings: Settings) -> int:

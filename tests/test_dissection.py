@@ -5,6 +5,7 @@ dataset, the demo) labelled as they must be."""
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -409,3 +410,24 @@ def test_the_demo_square_unit_is_labelled_shape_square(tmp_path):
     assert labels[167][0][0] == "shape:square"
     top_class = catalog_rows(atlas, "SELECT class, auc FROM unit_classes WHERE unit = 167 AND rank = 0")
     assert top_class and 0.5 < top_class[0][1] <= 1
+
+
+def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_without_labels(tmp_path, capsys):
+    from app.cli import main
+
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    write_concept_card(cards)
+    root = write_label_map_dataset(tmp_path / "concept-set", count=24)
+    flags = ["--data-dir", str(tmp_path / "data"), "--model-dir", str(cards), "--no-builtin-models",
+             "--device", "cpu"]
+    assert main(["dissect", "concepts", "--dataset", str(root), "--layers", "detectors", "--k", "4", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "units labelled (IoU >= 0.04)" in out and "colour" in out and "texture" in out
+    assert re.search(r"detectors\s+3\s+33%\s+67%\s+100%", out), out  # red: colour; stripes, bright: texture
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(flat / f"{i}.png")
+    assert main(["dissect", "concepts", "--dataset", str(flat), *flags]) == 1
+    assert "neither concept labels" in capsys.readouterr().err

@@ -104,8 +104,8 @@ def describe(labels: dict) -> str:
     if labels["classes"] and labels["classes"][0]["auc"] >= 0.5:
         best = labels["classes"][0]
         parts.append(f"top class {best['class']}, AUC {best['auc']:.2f}")
-    if not concepts:
+    if not concepts and labels["layout"] is not None:  # a dataset of classes only has no concepts to name
         closest = next((c for c in labels["concepts"] if c["iou"] > 0), None)
         parts.insert(0, f"no concept reaches IoU {threshold:g}"
                         + (f" (closest: {closest['name']}, {closest['iou']:.3f})" if closest else ""))
-    return "; ".join(parts)
+    return "; ".join(parts) or "no class or concept measured"
