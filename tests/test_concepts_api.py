@@ -144,7 +144,7 @@ def test_notes_are_written_read_searched_and_refused_when_read_only(labelled):
         assert api.post(path, json={"text": "   "}).status_code == 422
         assert api.post(path, content=b"{" + b" " * 70_000 + b"}",
                         headers={"content-type": "application/json"}).status_code == 413
-        assert api.post("/api/models/shapes-cnn/layers/block4/units/999/notes", json={"text": "a"}).status_code == 422
+        assert api.post("/api/models/shapes-cnn/layers/block4/units/999/notes", json={"text": "a"}).status_code == 404
     with client(settings, read_only=True) as api:
         refused = api.post(path, json={"text": "another"})
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]

@@ -25,6 +25,7 @@ from app.engine.dissection.labels import Formula, beam_search, concept_iou
 from app.engine.dissection.region import count_region_pixels, upsample
 from app.engine.dissection.signatures import SignatureTable
 from app.engine.dissection.top_activations import TopActivations
+from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.checkpoints import sha256_file
 from app.store.store import load_store
@@ -431,3 +432,30 @@ def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_witho
         Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(flat / f"{i}.png")
     assert main(["dissect", "concepts", "--dataset", str(flat), *flags]) == 1
     assert "neither concept labels" in capsys.readouterr().err
+
+
+def test_a_broken_label_file_leaves_its_image_unlabelled_and_is_counted(tmp_path):
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    write_concept_card(cards)
+    root = write_label_map_dataset(tmp_path / "concept-set", count=12)
+    (root / "labels" / "colour" / "003.png").write_bytes(b"not a png")
+    settings = Settings(data_dir=tmp_path / "data", model_dirs=[cards], builtin_models=False, device="cpu",
+                        index_workers=0, auto_index_demo=False)
+    atlas = index_model(load_store(settings).ready("concepts"), scan_folder(root), settings, layers=["detectors"],
+                        k=2)
+    meta = catalog_rows(atlas, "SELECT value FROM meta WHERE key = 'dissection'")[0][0]
+    assert '"unreadable_labels": 1' in meta and "003.png" in meta
+    assert unit_concepts(atlas, "detectors")[0]
+
+
+def test_a_layout_with_no_concept_is_refused_and_an_index_cannot_list_files_outside(tmp_path):
+    root = write_label_map_dataset(tmp_path / "empty", count=2)
+    (root / "concepts.csv").write_text("number,name,category\n")
+    with pytest.raises(InvalidInput, match="lists no concept"):
+        open_concepts(root / "images")
+    broden = write_broden(tmp_path / "broden", count=4)
+    (tmp_path / "secret.jpg").write_bytes((broden / "images" / "toy" / "000.jpg").read_bytes())
+    with open(broden / "index.csv", "a", newline="") as out:
+        csv.writer(out).writerow(["../../secret.jpg", "train", 32, 32, 32, 32, "", "", 3])
+    assert scan_folder(broden).files == tuple(f"toy/{i:03d}.jpg" for i in range(4))

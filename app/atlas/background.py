@@ -9,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from app.atlas.build import BuildCancelled
 from app.atlas.datasets import ImageDataset
+from app.atlas.recording import BuildCancelled
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ class BuildStatus:
     model: str
     dataset: str
     state: str = "queued"  # queued, building, done, failed
-    done: int = 0
+    step: str = "images"  # while building: the pass over the images, then labelling its units
+    done: int = 0  # of the step, in images
     total: int = 0
     error: str | None = None
 
@@ -56,15 +58,17 @@ class BackgroundIndexer:
             status.state = "building"
             last_log = 0.0
 
-            def progress(done: int, total: int, status=status) -> None:
+            def progress(done: int, total: int, status=status, step: str = "images") -> None:
                 nonlocal last_log
-                status.done, status.total = done, total
+                status.step, status.done, status.total = step, done, total
                 if time.monotonic() - last_log > 5 or done == total:
                     last_log = time.monotonic()
-                    log.info("indexing %s on %s: %d of %d images", status.model, status.dataset, done, total)
+                    log.info("%s %s on %s: %d of %d images", "indexing" if step == "images" else "labelling units of",
+                             status.model, status.dataset, done, total)
 
             try:
-                self._build(model_id, dataset(), progress=progress, cancel=self._cancel)
+                self._build(model_id, dataset(), progress=progress, cancel=self._cancel,
+                            dissect_progress=partial(progress, step="labels"))
                 status.state = "done"
                 log.info("atlas of %s on %s is ready", status.model, status.dataset)
             except BuildCancelled:

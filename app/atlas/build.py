@@ -21,7 +21,7 @@ import torch
 from app.atlas.dissection import dissect
 from app.atlas.layout import atlas_dir, build_dir, layer_file
 from app.atlas.loader import Batch
-from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
+from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
 from app.atlas.writer import write_atlas
 from app.engine.hooks import forward_hooks
 from app.files import atomic_write
@@ -36,10 +36,6 @@ def build_progress(data_dir: Path, model_id: str, dataset_name: str) -> tuple[in
         return state["next_index"], state["images"]
     except (OSError, ValueError, KeyError):
         return None
-
-
-class BuildCancelled(Exception):
-    """The build was asked to stop; it resumes from its last checkpoint next time."""
 
 
 def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator[Batch]],
@@ -87,7 +83,11 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
             interval = max(checkpoint_seconds, 50 * (last_checkpoint - saving))
         if stopping and next_index < total:
             raise BuildCancelled(f"stopped at image {next_index} of {total}")
-    dissection = dissect(plan, recorders, images, dissect_progress)
+    labelling = plan.concepts is not None or plan.class_selectivity
+    if labelling and start < total and time.perf_counter() - last_checkpoint >= interval:
+        # The labels take a while after the pass: a build stopped during them resumes here, not mid-pass.
+        _save_checkpoint(work, plan, total, recorders, images, time.perf_counter() - started)
+    dissection = dissect(plan, recorders, images, dissect_progress, cancel)
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
     write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started, dissection=dissection)
     shutil.rmtree(work, ignore_errors=True)

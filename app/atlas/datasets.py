@@ -11,6 +11,7 @@ from pathlib import Path
 from app.atlas.concepts import is_concept_folder
 from app.atlas.concepts.broden import broden_images
 from app.errors import InvalidInput
+from app.files import path_inside
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -45,7 +46,7 @@ def scan_folder(root: Path, name: str | None = None) -> ImageDataset:
         root = root / "images"  # a concept dataset given by its own folder: its images are the dataset
     listed = broden_images(root.parent)
     if listed is not None:
-        files = sorted(file for file in listed if (root / file).is_file())
+        files = sorted(file for file in listed if _listed_inside(root, file))
     else:
         files = sorted(
             path.relative_to(root).as_posix()
@@ -66,6 +67,14 @@ def scan_folder(root: Path, name: str | None = None) -> ImageDataset:
         labels=labels,
         fingerprint=digest.hexdigest(),
     )
+
+
+def _listed_inside(root: Path, file: str) -> bool:
+    """A file an index lists, present and inside `root` (an index's `../x` or `/etc/x` is left out)."""
+    try:
+        return path_inside(root, file).is_file()
+    except InvalidInput:
+        return False
 
 
 def is_dataset_name(name: str) -> bool:

@@ -9,6 +9,7 @@ are counted per signature. IoU, labels and formulas are sums over those counts."
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,12 @@ from torchvision.transforms import InterpolationMode
 
 from app.atlas.concepts import Concept, category_numbers
 from app.atlas.concepts.label_layers import nearest
-from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
+from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import beam_search, concept_iou
 from app.engine.dissection.region import count_region_pixels
 from app.engine.dissection.signatures import SignatureTable
+from app.errors import FoveaError
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +55,29 @@ class Dissection:
     concept_images: np.ndarray  # (concepts,) images with the concept
     classes: list[str]
     size: tuple[int, int] | None  # of the label maps in the model's view
+    unreadable_labels: list[str]  # images whose label files could not be read (taken as unlabelled)
     layers: dict[str, LayerLabels]
     seconds: float
 
     def meta(self) -> dict:
         return {"layout": self.layout, "categories": self.categories, "classes": self.classes,
-                "size": list(self.size) if self.size else None, "formula_length": FORMULA_LENGTH, "beam": BEAM}
+                "size": list(self.size) if self.size else None, "formula_length": FORMULA_LENGTH, "beam": BEAM,
+                "unreadable_labels": len(self.unreadable_labels),
+                "unreadable_label_examples": self.unreadable_labels[:20]}
 
 
 def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
-            progress: Callable[[int, int], None] | None = None) -> Dissection | None:
+            progress: Callable[[int, int], None] | None = None,
+            cancel: threading.Event | None = None) -> Dissection | None:
+    """The labels of the pass's units; None when the dataset has neither concept labels nor classes.
+    Setting `cancel` stops it between chunks of images (BuildCancelled)."""
     if plan.concepts is None and not plan.class_selectivity:
         return None
     started = time.perf_counter()
     readable = np.flatnonzero(images.readable)
     labels = {name: LayerLabels(thresholds=np.full(r.info.shape[0], np.nan), region_pixels=None, concepts=None,
                                 formulas=None, classes=None) for name, r in recorders.items()}
-    found = _concept_labels(plan, recorders, readable, labels, progress) if plan.concepts is not None else {}
+    found = _concept_labels(plan, recorders, readable, labels, progress, cancel) if plan.concepts is not None else {}
     if plan.class_selectivity:
         _class_selectivity(plan, recorders, readable, labels)
     seconds = time.perf_counter() - started
@@ -80,11 +88,11 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
                       categories=list(plan.concepts.categories) if plan.concepts else [],
                       concept_pixels=found.get("pixels", empty), concept_images=found.get("images", empty),
                       classes=plan.dataset.classes if plan.class_selectivity else [], size=found.get("size"),
-                      layers=labels, seconds=seconds)
+                      unreadable_labels=found.get("unreadable", []), layers=labels, seconds=seconds)
 
 
 def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
-                    labels: dict[str, LayerLabels], progress) -> dict:
+                    labels: dict[str, LayerLabels], progress, cancel: threading.Event | None) -> dict:
     """Network Dissection and formulas into `labels`; the concepts' pixels and images, and the label size."""
     concepts, categories = list(plan.concepts.concepts), list(plan.concepts.categories)
     size = _label_size(plan)
@@ -93,22 +101,27 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
     above = {}
     for name, recorder in recorders.items():
         labels[name].thresholds = recorder.top_activations.thresholds()
-        above[name] = recorder.top_activations.above(labels[name].thresholds)
+        above[name] = _by_image(recorder.top_activations.above(labels[name].thresholds))
     pixels = np.zeros(0, dtype=np.int64)
     present = []  # per image, the signatures in it: how many images have each concept
+    unreadable = []  # images whose label files could not be read
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, len(readable), CHUNK):
             chunk = readable[start:start + CHUNK]
+            if cancel is not None and cancel.is_set():
+                raise BuildCancelled("stopped while labelling units; the pass resumes from its last checkpoint")
             loaded = list(pool.map(partial(_signature_map, plan, table, size=size), chunk))
-            stacked = np.stack([signature_map for signature_map, _ in loaded])
-            present += [signatures for _, signatures in loaded]
+            stacked = np.stack([signature_map for signature_map, _, _ in loaded])
+            present += [signatures for _, signatures, _ in loaded]
+            unreadable += [plan.dataset.files[i] for i, (_, _, ok) in zip(chunk, loaded) if not ok]
             signatures = len(table)
             pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
             rows = np.full(len(plan.dataset), -1, dtype=np.int64)
             rows[chunk] = np.arange(len(chunk))
             # Layers at once: the counting kernel lets go of the GIL.
             counted = pool.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
-                                       signature_maps=stacked, rows=rows, signatures=signatures), list(recorders))
+                                       signature_maps=stacked, rows=rows, chunk=chunk, signatures=signatures),
+                               list(recorders))
             for name, layer_counts in zip(list(recorders), counted):
                 counts[name] = _grow(counts[name], signatures) + layer_counts
             if progress:
@@ -125,7 +138,7 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
         labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
         labels[name].region_pixels = layer_counts.sum(axis=1)
         labels[name].formulas = [_formula(row, pixels, concept_table, names) for row in layer_counts]
-    return {"pixels": pixels @ concept_table, "images": images, "size": size}
+    return {"pixels": pixels @ concept_table, "images": images, "size": size, "unreadable": unreadable}
 
 
 def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
@@ -150,31 +163,46 @@ def _label_size(plan: IndexPlan) -> tuple[int, int]:
 
 
 def _signature_map(plan: IndexPlan, table: SignatureTable, image_id, size: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, bool]:
     """One image's signature map in the model's view (resized and cropped as the image is, NEAREST) at
-    `size`, and the signatures present in it; an image without labels is one region with no concepts."""
+    `size`, the signatures present in it, and whether its labels could be read. An image without labels,
+    or whose label files are broken, is one region with no concepts: a bad file is counted, never fatal."""
     image_id = int(image_id)
-    found = plan.concepts.regions(plan.dataset.files[image_id])
+    try:
+        found = plan.concepts.regions(plan.dataset.files[image_id])
+        readable = True
+    except (OSError, ValueError, FoveaError) as problem:  # unreadable PNG, a label file gone, a bad index row
+        log.warning("labels of %s unreadable, taken as unlabelled: %s", plan.dataset.files[image_id], problem)
+        found, readable = None, False
     if found is None:
-        with Image.open(plan.dataset.path(image_id)) as picture:
-            regions, region_concepts = np.zeros((picture.height, picture.width), dtype=np.int64), [[]]
+        regions, region_concepts = np.zeros(size, dtype=np.int64), [[]]
     else:
         regions, region_concepts = found
     preprocessing = plan.model.preprocessing
-    if preprocessing.resize is not None or regions.shape != preprocessing.size:  # else the view is the image
-        picture = Image.fromarray(regions.astype(np.int32), mode="I")
+    if found is not None and (preprocessing.resize is not None or regions.shape != preprocessing.size):
+        picture = Image.fromarray(regions.astype(np.int32), mode="I")  # else the view is the image itself
         regions = np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST), dtype=np.int64)
     if regions.shape != size:
         regions = nearest(regions, size)
     ids = table.intern(region_concepts)
     present = np.bincount(regions.ravel(), minlength=len(ids)) > 0
-    return ids[regions], ids[present]
+    return ids[regions], ids[present], readable
+
+
+def _by_image(entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Entries sorted by image, then unit, in the kernel's types: a chunk of images is then one slice."""
+    order = np.lexsort((entries["unit"], entries["image"]))
+    types = {"neighbourhood": np.float32, "value": np.float32}
+    return {key: np.ascontiguousarray(value[order], dtype=types.get(key, np.int64)) for key, value in entries.items()}
 
 
 def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signature_maps: np.ndarray, rows: np.ndarray,
-                 signatures: int) -> np.ndarray:
+                 chunk: np.ndarray, signatures: int) -> np.ndarray:
     units, h, w = recorders[name].info.shape
-    return count_region_pixels(above[name], labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
+    entries = above[name]
+    start, stop = np.searchsorted(entries["image"], [chunk[0], chunk[-1] + 1])
+    part = {key: value[start:stop] for key, value in entries.items()}
+    return count_region_pixels(part, labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
 
 
 def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
@@ -185,7 +213,7 @@ def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
 
 def _formula(region: np.ndarray, pixels: np.ndarray, concept_table: np.ndarray,
              names: list[str]) -> tuple[str, float] | None:
-    if region.sum() == 0:
+    if region.sum() == 0 or not names:
         return None
     formula, iou = beam_search(region, pixels, concept_table, FORMULA_LENGTH, BEAM)
     return formula.name(names), iou

@@ -22,6 +22,10 @@ from app.engine.layers import LayerInfo
 from app.store.store import LoadedModel
 
 
+class BuildCancelled(Exception):
+    """The build was asked to stop; it resumes from its last checkpoint next time."""
+
+
 @dataclass(frozen=True)
 class IndexPlan:
     model: LoadedModel

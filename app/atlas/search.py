@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from app.atlas.labels import all_unit_labels, describe
+from app.atlas.labels import all_unit_labels
+from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
 
 FIELDS = ("note", "label", "formula", "concept", "class", "description", "unit")  # ranked in this order
@@ -95,7 +96,8 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
                 if selective["auc"] >= 0.5:
                     documents.append(Document(**base, field="class", text=f"class {selective['class']}",
                                               score=selective["auc"]))
-            documents.append(Document(**base, field="description", text=describe(labels), score=0.0))
+            documents.append(Document(**base, field="description", text=labels["description"], score=0.0,
+                                      words=_NEGATED.sub("", labels["description"])))
     return documents
 
 
@@ -117,14 +119,16 @@ class Search:
                 self._indexes[key] = found
         return found
 
-    def notes_index(self, notes: list[dict], version: int) -> TokenIndex:
-        key = ("notes", version)
+    def notes_index(self, notes: Notes) -> TokenIndex:
+        """The notes' index, read again only after a note was written (the version is read before the notes,
+        so a note written meanwhile leaves the index a version behind, and the next search reads it)."""
+        key = ("notes", notes.version)
         with self._lock:
             found = self._indexes.get(key)
         if found is None:
             found = TokenIndex([Document(model=n["model"], dataset=None, layer=n["layer"], kind=n["kind"],
                                          unit=n["unit"], field="note", text=n["text"], score=1.0, label=None,
-                                         category=None, top_image=None) for n in notes])
+                                         category=None, top_image=None) for n in notes.all()])
             with self._lock:
                 self._indexes = {k: v for k, v in self._indexes.items() if k[0] != "notes"}
                 self._indexes[key] = found

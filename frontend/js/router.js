@@ -68,7 +68,8 @@ export function navigate(url, { replace = false, rerender = !replace } = {}) {
 }
 
 function isPage(pathname) {
-  return pathname === "/" || pathname.startsWith("/m/") || pathname === "/image" || pathname.startsWith("/image/");
+  return pathname === "/" || pathname.startsWith("/m/") || pathname === "/image" || pathname.startsWith("/image/")
+    || pathname === "/search";
 }
 
 // Keys are never integer-like: objects keep those first, and the oldest-first order would break.

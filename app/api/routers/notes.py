@@ -12,25 +12,18 @@ from app.api.errors import ErrorResponse
 from app.api.indices import UnitIndex
 from app.api.schemas import Note, NoteIn, NoteList
 from app.engine.layers import LayerInfo
-from app.errors import InvalidInput, ReadOnly
+from app.errors import InvalidInput, ReadOnly, check_unit
 from app.store.store import LoadedModel
 
 router = APIRouter(prefix="/api/models/{model}/layers/{layer}/units/{unit}/notes", tags=["notes"])
 ERRORS = {404: {"model": ErrorResponse, "description": "Unknown model, layer or unit."}, **MODEL_UNAVAILABLE}
 
 
-def _check_unit(layer: LayerInfo, unit: int) -> None:
-    units = layer.shape[0]
-    if unit >= units:
-        raise InvalidInput(f"unit {unit} is out of range: {layer.name} has units 0 to {units - 1}", unit=unit,
-                           units=units)
-
-
 @router.get("", response_model=NoteList, responses=ERRORS, summary="Notes written on a unit, oldest first")
 def read_notes(model: Annotated[LoadedModel, Depends(get_ready_model)],
                layer: Annotated[LayerInfo, Depends(get_layer)], notes: NotesDep, settings: SettingsDep,
                unit: Annotated[UnitIndex, Path(description="Channel index.")]) -> FastJSONResponse:
-    _check_unit(layer, unit)
+    check_unit(layer.name, unit, layer.shape[0])
     return FastJSONResponse({"notes": notes.for_unit(model.id, layer.name, unit), "writable": not settings.read_only,
                              "max_chars": settings.note_max_chars})
 
@@ -45,7 +38,7 @@ def write_note(model: Annotated[LoadedModel, Depends(get_ready_model)],
                unit: Annotated[UnitIndex, Path(description="Channel index.")], note: NoteIn) -> FastJSONResponse:
     if settings.read_only:
         raise ReadOnly("this Fovea is read-only (FOVEA_READ_ONLY): notes cannot be written")
-    _check_unit(layer, unit)
+    check_unit(layer.name, unit, layer.shape[0])
     text, author = note.text.strip(), note.author.strip()
     if not text or not author:
         raise InvalidInput("a note needs some text and an author that are not only spaces")

@@ -48,7 +48,7 @@ def search(
             found = index.index(registry.get(loaded.id, name), threshold)
             matched = found.match(words) if words else range(len(found.documents))
             hits += [found.documents[i] for i in matched]
-    note_index = index.notes_index(notes.all(), notes.version)
+    note_index = index.notes_index(notes)
     hits += [note_index.documents[i] for i in note_index.match(words)] if words else []
     hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
             and (category is None or h.category == category) and (concept is None or h.label == concept)

@@ -49,7 +49,8 @@ def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: 
     except AtlasMissing as missing:
         status = indexer.status(model.id) if indexer else None
         if status is not None and status.state in ("queued", "building"):
-            where = (f"{status.done} of {status.total} images" if status.total
+            step = "labelling units, " if status.step == "labels" else ""
+            where = (f"{step}{status.done} of {status.total} images" if status.total
                      else "waiting for its turn" if status.state == "queued" else "preparing the images")
             raise AtlasMissing(f"the {status.dataset!r} atlas of {model.id!r} is being built: {where}",
                                model=model.id, dataset=status.dataset, building=True, done=status.done,

@@ -25,7 +25,9 @@ class BuildStatusOut(BaseModel):
     model: str
     dataset: str
     state: Literal["queued", "building", "done", "failed"]
-    done: int = Field(description="Images indexed so far.")
+    step: Literal["images", "labels"] = Field(description="While building: the pass over the images, then "
+                                                          "labelling the units (datasets with concepts or classes).")
+    done: int = Field(description="Images of the step so far.")
     total: int
     error: str | None
 

@@ -52,6 +52,8 @@ class BrodenConcepts:
                     continue
                 self._numbers[number] = len(self.concepts)
                 self.concepts.append(Concept(row["name"], max(counts)[1]))
+        if not self.concepts:
+            raise InvalidInput(f"{self.folder / 'label.csv'} names no label with a category such as color(12)")
         with open(self.folder / "index.csv", newline="", encoding="utf-8") as rows:
             reader = csv.DictReader(rows)
             self.categories = [c for c in (reader.fieldnames or []) if c not in META_COLUMNS]

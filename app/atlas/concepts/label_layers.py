@@ -10,13 +10,13 @@ from PIL import Image
 
 
 def read_label_png(path: Path) -> np.ndarray:
-    """(H, W) int64 label numbers; 0 is unlabelled."""
+    """(H, W) int64 label numbers; 0 is unlabelled. Grey values, palette indices, or R + 256 G."""
     with Image.open(path) as picture:
         if picture.mode in ("RGB", "RGBA"):
             pixels = np.asarray(picture.convert("RGB"), dtype=np.int64)
             return pixels[:, :, 0] + 256 * pixels[:, :, 1]
-        if picture.mode == "P":
-            picture = picture.convert("L")  # a palette image's indices are not its labels: use its grey values
+        # A palette image (VOC's and ADE's masks) stores each pixel's label as its palette index: read the
+        # indices, not the colours they are drawn with.
         return np.asarray(picture, dtype=np.int64)
 
 

@@ -46,6 +46,8 @@ class LabelMapConcepts:
                                        f"name and a category")
                 self._numbers[number] = len(self.concepts)
                 self.concepts.append(Concept(name, category))
+        if not self.concepts:
+            raise InvalidInput(f"{self.folder / 'concepts.csv'} lists no concept: one per line, number,name,category")
         self.categories = list(dict.fromkeys(concept.category for concept in self.concepts))
         self._image_level: dict[str, list[int]] = {}
         if (self.folder / "image-labels.csv").is_file():

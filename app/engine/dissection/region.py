@@ -62,8 +62,9 @@ def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, ma
     n, height, width = signature_maps.shape
     ys, xs = axis(h, height), axis(w, width)
     counts = np.zeros((units, signatures), dtype=np.int64)
-    _count(above["unit"].astype(np.int64), above["image"].astype(np.int64), above["y"].astype(np.int64),
-           above["x"].astype(np.int64), np.ascontiguousarray(above["neighbourhood"], dtype=np.float32),
+    index = {key: np.asarray(above[key], dtype=np.int64) for key in ("unit", "image", "y", "x")}  # no copy if so
+    _count(index["unit"], index["image"], index["y"], index["x"],
+           np.ascontiguousarray(above["neighbourhood"], dtype=np.float32),
            np.asarray(thresholds, dtype=np.float64), ys.start, ys.stop, xs.start, xs.stop,
            ys.weight_low.numpy(), ys.weight_high.numpy(), xs.weight_low.numpy(), xs.weight_high.numpy(),
            np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64),

@@ -19,6 +19,8 @@ export function mountSearchBox(form) {
 
   const options = () => [...list.querySelectorAll("[role=option]")];
   const close = () => {
+    clearTimeout(timer);
+    controller?.abort();
     list.hidden = true;
     input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
@@ -85,7 +87,7 @@ export function mountSearchBox(form) {
     const option = event.target.closest("[role=option]");
     if (option) open(option.dataset.href);
   });
-  input.addEventListener("blur", () => setTimeout(close, 100));
+  input.addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== input) close(); }, 100));
   document.addEventListener("keydown", (event) => {
     if (event.key !== "/" || event.target.closest("input, textarea, select, [contenteditable]")) return;
     event.preventDefault();

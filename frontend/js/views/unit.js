@@ -128,7 +128,9 @@ export async function mountUnit(root, { params, query, signal }) {
     detail.top.forEach((item, index) => {
       const canvas = root.querySelector(`.gallery-item[data-rank="${item.rank}"] canvas`);
       const region = state.crop ? item.crop : null;
-      const mask = label ? loadImage(apiUrl.conceptMask(modelId, label.id, item.image, { dataset: detail.dataset })) : null;
+      // A mask that fails to load (labels gone from disk) leaves the image drawn without it.
+      const mask = label ? loadImage(apiUrl.conceptMask(modelId, label.id, item.image, { dataset: detail.dataset }))
+        .catch(() => null) : null;
       Promise.all([loadImage(item.url), mask]).then(([image, maskImage]) => {
         if (drawn.aborted || shown.detail !== detail) return;
         drawHeatmap(canvas, image, mapAt(decoded, index), {
