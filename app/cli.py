@@ -232,32 +232,34 @@ def _dissect(args: argparse.Namespace, settings: Settings) -> int:
     atlas = Atlas(target)
     categories = atlas.meta["dissection"]["categories"]
     if categories:
-        _print_labelled(atlas, categories, settings.dissection_iou_threshold)
+        _print_labelled(atlas, settings.dissection_iou_threshold)
     if atlas.meta["dissection"]["classes"]:
         _print_selective(atlas)
     return 0
 
 
-def _print_labelled(atlas, categories: list[str], threshold: float) -> None:
+def _print_labelled(atlas, threshold: float) -> None:
+    from app.atlas.labels import detector_summary
+
+    summary = detector_summary(atlas, threshold)
+    categories = summary["categories"]
     print(f"units labelled (IoU >= {threshold:g}), by the label's category:")
     print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")
-    counts = atlas.query("SELECT uc.layer, c.category, COUNT(*) AS n FROM unit_concepts uc JOIN concepts c "
-                         "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ? GROUP BY uc.layer, c.category",
-                         (threshold,))
-    for layer in atlas.by_kind.values():
-        per = {row["category"]: row["n"] for row in counts if row["layer"] == layer.idx}
-        cells = "".join(f"{per.get(c, 0) / layer.units:11.0%}" for c in categories)
-        print(f"{layer.name[:23].ljust(24)}{layer.units:7d}{cells}{sum(per.values()) / layer.units:9.0%}")
+    for layer in summary["layers"]:
+        cells = "".join(f"{layer['labelled'][c] / layer['units']:11.0%}" for c in categories)
+        print(f"{layer['layer'][:23].ljust(24)}{layer['units']:7d}{cells}"
+              f"{sum(layer['labelled'].values()) / layer['units']:9.0%}")
 
 
 def _print_selective(atlas) -> None:
+    from app.atlas.labels import class_selectivity_summary
+
+    levels = (0.75, 0.9, 0.99)
     print("class selectivity: units whose most selective class reaches each ROC AUC")
-    print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in (0.75, 0.9, 0.99)))
-    for layer in atlas.by_kind.values():
-        best = [row["auc"] for row in atlas.query("SELECT auc FROM unit_classes WHERE layer = ? AND rank = 0",
-                                                  (layer.idx,))]
-        cells = "".join(f"{sum(a >= at for a in best) / layer.units:10.0%}" for at in (0.75, 0.9, 0.99))
-        print(f"{layer.name[:23].ljust(24)}{layer.units:7d}{cells}")
+    print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in levels))
+    for layer in class_selectivity_summary(atlas, levels):
+        cells = "".join(f"{count / layer['units']:10.0%}" for count in layer["reaching"])
+        print(f"{layer['layer'][:23].ljust(24)}{layer['units']:7d}{cells}")
 
 
 def _visualize(args: argparse.Namespace, settings: Settings) -> int:

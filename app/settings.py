@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         description="Longest side of the concept label maps units are compared with, in pixels of the model's view "
                     "(larger is finer and slower; Broden's own maps are 112).",
     )
+    dissection_max_bytes: int = Field(
+        default=8 * 1024**3, gt=0,
+        description="Most memory an index pass may give the activations dissection keeps (about 0.01 of every "
+                    "position of the dissected layers, 48 bytes each); a dataset that needs more is refused before the "
+                    "pass, naming fewer layers.")
     read_only: bool = Field(
         default=False, description="Refuse every write a visitor can make (notes on units): for a shared deployment.")
     note_max_chars: int = Field(default=1000, ge=1, le=100_000, description="Longest note on a unit, in characters.")

@@ -21,7 +21,7 @@ from app.atlas.concepts import open_concepts
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import demo_dataset, index_model
 from app.engine.dissection.auc import class_auc
-from app.engine.dissection.labels import Formula, beam_search, concept_iou
+from app.engine.dissection.labels import Formula, Formulas, beam_search, concept_iou
 from app.engine.dissection.region import count_region_pixels, upsample
 from app.engine.dissection.signatures import SignatureTable
 from app.engine.dissection.top_activations import TopActivations
@@ -179,12 +179,12 @@ def test_beam_search_finds_a_planted_and_concept():
     concepts = table.concepts()
     pixels = np.full(len(table), 100.0)
     region = np.where(concepts[:, 1] & concepts[:, 3], 100.0, 0.0)
-    formula, iou = beam_search(region, pixels, concepts, length=3, beam=5)
+    formula, iou = beam_search(region, Formulas.of(concepts, pixels), length=3, beam=5)
     assert formula.terms[:2] in ((1, 3), (3, 1)) and formula.operators[0] == "AND"
     assert iou == 1.0
     assert len(ids) == 16
     # A single concept stays single: no formula beats it, and ties keep the shorter one.
-    formula, iou = beam_search(np.where(concepts[:, 2], 100.0, 0.0), pixels, concepts)
+    formula, iou = beam_search(np.where(concepts[:, 2], 100.0, 0.0), Formulas.of(concepts, pixels))
     assert formula == Formula((2,), ()) and iou == 1.0
 
 
@@ -194,7 +194,7 @@ def test_a_planted_and_not_concept_and_formula_names():
     table.intern(combinations)
     concepts = table.concepts()
     region = np.where(concepts[:, 0] & ~concepts[:, 2], 50.0, 0.0)
-    formula, iou = beam_search(region, np.full(len(table), 50.0), concepts)
+    formula, iou = beam_search(region, Formulas.of(concepts, np.full(len(table), 50.0)))
     assert (formula.terms, formula.operators, iou) == ((0, 2), ("AND NOT",), 1.0)
     names = ["red", "square", "dots"]
     assert Formula((0, 1, 2), ("OR", "AND NOT")).name(names) == "(red OR square) AND NOT dots"
@@ -459,3 +459,27 @@ def test_a_layout_with_no_concept_is_refused_and_an_index_cannot_list_files_outs
     with open(broden / "index.csv", "a", newline="") as out:
         csv.writer(out).writerow(["../../secret.jpg", "train", 32, 32, 32, 32, "", "", 3])
     assert scan_folder(broden).files == tuple(f"toy/{i:03d}.jpg" for i in range(4))
+
+
+def test_beam_search_finds_a_planted_or_then_and_not():
+    """A planted (a OR b) AND NOT c: "a OR b" scores below "a AND NOT c" at the second step and must stay in
+    a beam of 3 (no slot spent on "a OR a", nor on "b OR a" beside "a OR b")."""
+    combinations = [[c for c in range(4) if bits >> c & 1] for bits in range(16)]
+    table = SignatureTable([0, 1, 2, 3], categories=4)
+    table.intern(combinations)
+    concepts = table.concepts()
+    region = np.where((concepts[:, 0] | concepts[:, 1]) & ~concepts[:, 2], 10.0, 0.0)
+    formula, iou = beam_search(region, Formulas.of(concepts, np.full(len(table), 10.0)), beam=3)
+    assert iou == 1.0 and set(formula.terms) == {0, 1, 2} and formula.operators == ("OR", "AND NOT")
+
+
+def test_a_dissection_over_the_memory_setting_is_refused_before_the_pass(tmp_path):
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    write_concept_card(cards)
+    root = write_label_map_dataset(tmp_path / "concept-set", count=4)
+    settings = Settings(data_dir=tmp_path / "data", model_dirs=[cards], builtin_models=False, device="cpu",
+                        index_workers=0, auto_index_demo=False, dissection_max_bytes=1000)
+    with pytest.raises(InvalidInput, match="dissection_max_bytes.*detectors"):
+        index_model(load_store(settings).ready("concepts"), scan_folder(root), settings, layers=["detectors"], k=2)
+    assert not (tmp_path / "data" / "atlases").exists()

@@ -24,7 +24,7 @@ from app.atlas.concepts import Concept, category_numbers
 from app.atlas.concepts.label_layers import nearest
 from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
 from app.engine.dissection.auc import class_auc
-from app.engine.dissection.labels import beam_search, concept_iou
+from app.engine.dissection.labels import Formulas, beam_search, concept_iou
 from app.engine.dissection.region import count_region_pixels
 from app.engine.dissection.signatures import SignatureTable
 from app.errors import FoveaError
@@ -131,13 +131,14 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
     for image_signatures in present:
         images += concept_table[image_signatures].any(axis=0)
     names = [concept.id for concept in concepts]
+    formulas = Formulas.of(concept_table, pixels) if names else None
     for name, layer_counts in counts.items():
         layer_counts = _grow(layer_counts, len(table))
         iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, category_numbers(concepts, categories))
         order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
         labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
         labels[name].region_pixels = layer_counts.sum(axis=1)
-        labels[name].formulas = [_formula(row, pixels, concept_table, names) for row in layer_counts]
+        labels[name].formulas = [_formula(row, formulas, names) for row in layer_counts]
     return {"pixels": pixels @ concept_table, "images": images, "size": size, "unreadable": unreadable}
 
 
@@ -211,9 +212,8 @@ def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
     return counts if missing == 0 else np.pad(counts, [(0, 0)] * (counts.ndim - 1) + [(0, missing)])
 
 
-def _formula(region: np.ndarray, pixels: np.ndarray, concept_table: np.ndarray,
-             names: list[str]) -> tuple[str, float] | None:
-    if region.sum() == 0 or not names:
+def _formula(region: np.ndarray, formulas: Formulas | None, names: list[str]) -> tuple[str, float] | None:
+    if region.sum() == 0 or formulas is None:
         return None
-    formula, iou = beam_search(region, pixels, concept_table, FORMULA_LENGTH, BEAM)
+    formula, iou = beam_search(region, formulas, FORMULA_LENGTH, BEAM)
     return formula.name(names), iou

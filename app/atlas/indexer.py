@@ -11,7 +11,9 @@ from app.atlas.concepts import open_concepts
 from app.atlas.datasets import ImageDataset, scan_folder
 from app.atlas.loader import batches_from_disk
 from app.atlas.recording import IndexPlan
+from app.atlas.statistics import REGION_QUANTILE
 from app.demo.dataset import SPLIT_SIZES, write_split
+from app.engine.dissection.top_activations import bytes_needed
 from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.store import LoadedModel
@@ -42,9 +44,24 @@ def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, lay
     chosen = [model.layer(name) for name in layers] if layers else [info for info in model.layers if info.default]
     if not chosen:
         raise InvalidInput(f"model {model.id!r} has no layers to index; name some with --layers")
+    concepts = open_concepts(dataset.root)
+    if concepts is not None:
+        _check_dissection_memory(model, dataset, chosen, settings)
     return IndexPlan(model=model, dataset=dataset, layers=tuple(chosen), k=k, batch_size=settings.index_batch_size,
-                     histogram_samples=settings.index_histogram_samples, concepts=open_concepts(dataset.root),
+                     histogram_samples=settings.index_histogram_samples, concepts=concepts,
                      dissection_size=settings.dissection_label_size)
+
+
+def _check_dissection_memory(model: LoadedModel, dataset: ImageDataset, layers: list, settings: Settings) -> None:
+    needed = {info.name: bytes_needed(info.shape[0], tuple(info.shape[1:]), len(dataset), REGION_QUANTILE)
+              for info in layers}
+    if sum(needed.values()) > settings.dissection_max_bytes:
+        largest = sorted(needed, key=needed.get, reverse=True)[:3]
+        raise InvalidInput(f"dissecting {len(layers)} layers of {model.id} on {len(dataset)} images keeps "
+                           f"{sum(needed.values()) / 1024**3:.1f} GiB of activations, over the dissection_max_bytes "
+                           f"setting ({settings.dissection_max_bytes / 1024**3:.1f} GiB); the largest: "
+                           f"{', '.join(largest)}. Name fewer layers with --layers, or raise the setting",
+                           needed=sum(needed.values()), limit=settings.dissection_max_bytes)
 
 
 def index_model(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,

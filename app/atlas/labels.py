@@ -4,6 +4,7 @@ classes, and a one-sentence description built from those numbers by a fixed temp
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from app.atlas.reader import Atlas, AtlasLayer
@@ -109,3 +110,38 @@ def describe(labels: dict) -> str:
         parts.insert(0, f"no concept reaches IoU {threshold:g}"
                         + (f" (closest: {closest['name']}, {closest['iou']:.3f})" if closest else ""))
     return "; ".join(parts) or "no class or concept measured"
+
+
+def detector_summary(atlas: Atlas, iou_threshold: float) -> dict:
+    """NetDissect's summary of an atlas with labels: per layer, its units labelled with a concept of each
+    category, the distinct concepts of each category, and each label concept's units; per concept, its pixels,
+    images and labelled units in all layers."""
+    meta = atlas.meta["dissection"]
+    categories = meta["categories"]
+    labels = atlas.query("SELECT uc.layer, c.id, c.category FROM unit_concepts uc JOIN concepts c "
+                         "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ?", (iou_threshold,))
+    layers = []
+    for layer in atlas.by_kind.values():
+        rows = [row for row in labels if row["layer"] == layer.idx]
+        per_concept = Counter(row["id"] for row in rows)
+        layers.append({
+            "layer": layer.name, "units": layer.units,
+            "labelled": {c: sum(row["category"] == c for row in rows) for c in categories},
+            "unique": {c: len({row["id"] for row in rows if row["category"] == c}) for c in categories},
+            "concepts": [{"id": concept, "units": count}
+                         for concept, count in sorted(per_concept.items(), key=lambda item: (-item[1], item[0]))],
+        })
+    totals = Counter(row["id"] for row in labels)
+    concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
+                 "images": r["images"], "units": totals.get(r["id"], 0)}
+                for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
+    return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
+            "categories": categories, "classes": meta["classes"], "layers": layers, "concepts": concepts}
+
+
+def class_selectivity_summary(atlas: Atlas, levels: tuple[float, ...]) -> list[dict]:
+    """Per layer, how many units' most selective class reaches each ROC AUC of `levels`."""
+    best = atlas.query("SELECT layer, auc FROM unit_classes WHERE rank = 0")
+    return [{"layer": layer.name, "units": layer.units,
+             "reaching": [sum(row["auc"] >= level for row in best if row["layer"] == layer.idx) for level in levels]}
+            for layer in atlas.by_kind.values()]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from app.atlas.labels import all_unit_labels
 from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
+from app.lru import LruCache
 
 FIELDS = ("note", "label", "formula", "concept", "class", "description", "unit")  # ranked in this order
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -102,36 +103,31 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
 
 
 class Search:
-    """Indexes cached per atlas build and IoU threshold (a rebuilt atlas is a new key); notes re-indexed when
-    they change. Safe from several threads."""
+    """Indexes cached per atlas build and IoU threshold (a rebuilt atlas is a new key; a bounded number are
+    kept, and concurrent first searches build one once); notes re-indexed when they change. Safe from
+    several threads."""
 
-    def __init__(self):
-        self._indexes: dict[tuple, TokenIndex] = {}
+    def __init__(self, atlases_kept: int = 32):
+        self._indexes = LruCache(atlases_kept)
+        self._notes: tuple[int, TokenIndex] | None = None
         self._lock = threading.Lock()
 
     def index(self, atlas: Atlas, iou_threshold: float) -> TokenIndex:
         key = (str(atlas.folder), atlas.meta["created"], iou_threshold)
-        with self._lock:
-            found = self._indexes.get(key)
-        if found is None:
-            found = TokenIndex(atlas_documents(atlas, iou_threshold))
-            with self._lock:
-                self._indexes[key] = found
-        return found
+        return self._indexes.get(key, lambda: TokenIndex(atlas_documents(atlas, iou_threshold)))
 
     def notes_index(self, notes: Notes) -> TokenIndex:
         """The notes' index, read again only after a note was written (the version is read before the notes,
         so a note written meanwhile leaves the index a version behind, and the next search reads it)."""
-        key = ("notes", notes.version)
+        version = notes.version
         with self._lock:
-            found = self._indexes.get(key)
-        if found is None:
-            found = TokenIndex([Document(model=n["model"], dataset=None, layer=n["layer"], kind=n["kind"],
-                                         unit=n["unit"], field="note", text=n["text"], score=1.0, label=None,
-                                         category=None, top_image=None) for n in notes.all()])
-            with self._lock:
-                self._indexes = {k: v for k, v in self._indexes.items() if k[0] != "notes"}
-                self._indexes[key] = found
+            if self._notes is not None and self._notes[0] == version:
+                return self._notes[1]
+        found = TokenIndex([Document(model=n["model"], dataset=None, layer=n["layer"], kind=n["kind"], unit=n["unit"],
+                                     field="note", text=n["text"], score=1.0, label=None, category=None,
+                                     top_image=None) for n in notes.all()])
+        with self._lock:
+            self._notes = (version, found)
         return found
 
 

@@ -20,7 +20,7 @@ from app.api.routers.units import DatasetQuery
 from app.api.schemas import ConceptSummary
 from app.atlas.concepts import concepts_of
 from app.atlas.ground_truth import mask_to_input
-from app.atlas.labels import has_labels
+from app.atlas.labels import detector_summary, has_labels
 from app.atlas.reader import Atlas
 from app.atlas.registry import AtlasRegistry
 from app.errors import NotFound
@@ -55,33 +55,7 @@ def labelled_atlas(registry: AtlasRegistry, model: LoadedModel, dataset: str | N
 def concept_summary(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
                     settings: SettingsDep, dataset: DatasetQuery = None) -> FastJSONResponse:
     atlas = labelled_atlas(registry, model, dataset)
-    threshold = settings.dissection_iou_threshold
-    meta = atlas.meta["dissection"]
-    labels = atlas.query("SELECT l.name AS layer, c.id, c.category FROM unit_concepts uc "
-                         "JOIN concepts c ON c.idx = uc.concept JOIN layers l ON l.idx = uc.layer "
-                         "WHERE uc.rank = 0 AND uc.iou >= ?", (threshold,))
-    layers = []
-    for layer in atlas.by_kind.values():
-        rows = [row for row in labels if row["layer"] == layer.name]
-        per_concept: dict[str, int] = {}
-        for row in rows:
-            per_concept[row["id"]] = per_concept.get(row["id"], 0) + 1
-        layers.append({
-            "layer": layer.name, "units": layer.units,
-            "labelled": {c: sum(row["category"] == c for row in rows) for c in meta["categories"]},
-            "unique": {c: len({row["id"] for row in rows if row["category"] == c}) for c in meta["categories"]},
-            "concepts": [{"id": concept, "units": count} for concept, count
-                         in sorted(per_concept.items(), key=lambda item: (-item[1], item[0]))],
-        })
-    totals: dict[str, int] = {}
-    for row in labels:
-        totals[row["id"]] = totals.get(row["id"], 0) + 1
-    concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
-                 "images": r["images"], "units": totals.get(r["id"], 0)}
-                for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
-    return FastJSONResponse({"model": model.id, "dataset": atlas.dataset, "layout": meta.get("layout"),
-                             "iou_threshold": threshold, "categories": meta["categories"],
-                             "classes": meta["classes"], "layers": layers, "concepts": concepts})
+    return FastJSONResponse({"model": model.id, **detector_summary(atlas, settings.dissection_iou_threshold)})
 
 
 @router.get("/{concept}/masks/{image}.png", responses={**ERRORS, 200: {"content": {"image/png": {}}}},

@@ -40,11 +40,12 @@ class UnitLabels(BaseModel):
     described_by: str = Field(description="How the description was written.")
 
 
-class LabelChip(BaseModel):
+LabelChip = ConceptScoreOut  # a unit's label as the grid and the image page show it
+
+
+class ConceptCount(BaseModel):
     id: str
-    name: str
-    category: str
-    iou: float
+    units: int = Field(description="Units of the layer labelled with it.")
 
 
 class LayerDetectors(BaseModel):
@@ -52,7 +53,7 @@ class LayerDetectors(BaseModel):
     units: int
     labelled: dict[str, int] = Field(description="Units labelled with a concept of each category.")
     unique: dict[str, int] = Field(description="Distinct concepts of each category among the labels.")
-    concepts: list[dict] = Field(description="Each label concept of the layer with its number of units.")
+    concepts: list[ConceptCount] = Field(description="Each label concept of the layer with its number of units.")
 
 
 class ConceptOut(BaseModel):

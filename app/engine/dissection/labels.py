@@ -57,21 +57,36 @@ def _apply(operator: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return left & ~right
 
 
-def beam_search(region: np.ndarray, pixels: np.ndarray, concepts: np.ndarray, length: int = 3,
-                beam: int = 5) -> tuple[Formula, float]:
+@dataclass(frozen=True)
+class Formulas:
+    """What every unit's beam search shares: the (signatures, concepts) table as numbers, each signature's
+    pixels over the dataset, and each concept's pixels."""
+
+    table: np.ndarray  # float64
+    pixels: np.ndarray  # float64
+    concept_pixels: np.ndarray
+
+    @classmethod
+    def of(cls, concepts: np.ndarray, pixels: np.ndarray) -> Formulas:
+        table = concepts.astype(np.float64)
+        pixels = pixels.astype(np.float64)
+        return cls(table, pixels, pixels @ table)
+
+
+def beam_search(region: np.ndarray, formulas: Formulas, length: int = 3, beam: int = 5) -> tuple[Formula, float]:
     """The formula of up to `length` concepts with the best plain IoU against one unit's `region`
     (signatures,) counts, by beam search (Mu & Andreas 2020): start from the `beam` best single concepts,
-    extend each by every concept and operator, keep the `beam` best, `length - 1` times. Ties keep the
-    shorter formula, then the earlier candidate (lower concept index, AND before OR before AND NOT).
+    extend each by every concept not already in it and every operator, keep the `beam` best formulas that
+    differ in what they cover, `length - 1` times. Ties keep the shorter formula, then the earlier candidate
+    (lower concept index, AND before OR before AND NOT).
 
     Every extension of a formula F by a concept c is scored from two products over signatures: with
     a = |F AND c| counts, |F OR c| = |F| + |c| - a and |F AND NOT c| = |F| - a, for the region's pixels and
     for all pixels alike."""
-    table = concepts.astype(np.float64)
+    table, pixels, concept_pixels = formulas.table, formulas.pixels, formulas.concept_pixels
     region = region.astype(np.float64)
-    pixels = pixels.astype(np.float64)
     total = region.sum()
-    concept_region, concept_pixels = region @ table, pixels @ table
+    concept_region = region @ table
 
     def iou(intersection, size):
         union = total + size - intersection
@@ -89,11 +104,26 @@ def beam_search(region: np.ndarray, pixels: np.ndarray, concepts: np.ndarray, le
             iou(both_region, both_all),
             iou(in_region[:, None] + concept_region - both_region, in_all[:, None] + concept_pixels - both_all),
             iou(in_region[:, None] - both_region, in_all[:, None] - both_all)], axis=1)
-        order = np.argsort(-scores, axis=None, kind="stable")[:beam]
-        kept = [np.unravel_index(i, scores.shape) for i in order]
+        for b, formula in enumerate(frontier):
+            scores[b, :, list(formula.terms)] = -1.0  # a concept already in F adds nothing
+        kept, covers, seen = [], [], set()
+        for index in np.argsort(-scores, axis=None, kind="stable"):
+            b, o, c = np.unravel_index(index, scores.shape)
+            if scores[b, o, c] < 0:
+                break
+            covered = _apply(OPERATORS[o], truth[b], table[:, c].astype(bool))
+            key = np.packbits(covered).tobytes()  # "a OR b" and "b OR a" cover the same: keep one
+            if key not in seen:
+                seen.add(key)
+                kept.append((b, o, c))
+                covers.append(covered)
+            if len(kept) == beam:
+                break
+        if not kept:
+            break
         frontier = [Formula(frontier[b].terms + (int(c),), frontier[b].operators + (OPERATORS[o],))
                     for b, o, c in kept]
-        truth = np.stack([_apply(OPERATORS[o], truth[b], table[:, c].astype(bool)) for b, o, c in kept])
+        truth = np.stack(covers)
         if scores[kept[0]] > best[1]:
             best = (frontier[0], float(scores[kept[0]]))
     return best

@@ -37,6 +37,15 @@ def linear_quantile(descending: np.ndarray, positions: int, quantile: float) -> 
     return np.where(fraction >= 0.5, high - (high - low) * (1 - fraction), low + (high - low) * fraction)
 
 
+ENTRY_BYTES = 4 + 4 + 4 + 9 * 4  # value, image, position, neighbourhood
+
+
+def bytes_needed(units: int, map_shape: tuple[int, int], images: int, quantile: float) -> int:
+    """What a TopActivations of these dimensions holds: a buffer of twice the values kept, per unit."""
+    h, w = map_shape
+    return units * 2 * values_needed(images * h * w, quantile) * ENTRY_BYTES
+
+
 class TopActivations:
     """Per unit, at least the `keep` largest activation values seen, each with its image, its position
     (y * w + x) and the 3 x 3 neighbourhood around it (clamped at the map's edges). Fed inside the index
@@ -52,13 +61,13 @@ class TopActivations:
         self.map_shape = map_shape
         self.quantile = quantile
         self.keep = values_needed(images * h * w, quantile)
-        capacity = 2 * self.keep
+        capacity = 2 * self.keep  # bytes_needed counts this
         self.seen = 0  # values per unit so far (readable images x positions)
         self.fill = np.zeros(units, dtype=np.int64)
         self.floor = np.full(units, -np.inf, dtype=np.float32)
         self.values = np.full((units, capacity), -np.inf, dtype=np.float32)
-        self.images = np.full((units, capacity), -1, dtype=np.int64)
-        self.positions = np.full((units, capacity), -1, dtype=np.int64)
+        self.images = np.full((units, capacity), -1, dtype=np.int32)
+        self.positions = np.full((units, capacity), -1, dtype=np.int32)
         self.neighbourhoods = np.zeros((units, capacity, 9), dtype=np.float32)
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor, maxima: torch.Tensor) -> None:
@@ -74,8 +83,8 @@ class TopActivations:
         # (n, h, w, c) as a view: contiguous for channels-last maps (the CPU's layout, app/engine/layout.py),
         # strided otherwise.
         memory = activations.detach().float().cpu().permute(0, 2, 3, 1).numpy()
-        _scan(memory, np.flatnonzero(readable), image_ids.numpy(), self.keep, self.fill, self.floor, self.values,
-              self.images, self.positions, self.neighbourhoods)
+        _scan(memory, np.flatnonzero(readable), image_ids.numpy().astype(np.int32), self.keep, self.fill, self.floor,
+              self.values, self.images, self.positions, self.neighbourhoods)
 
     def _first_floor(self, activations: torch.Tensor) -> None:
         """A fresh unit's floor from its first batch, just below the batch's keep-th largest value, so that
