@@ -6,7 +6,7 @@
 // it. `subscribe` hears every fresh answer for a URL, `refresh` asks the server again.
 // `createDataLayer` is pure apart from the `fetchJson` it is given, and is unit-tested under node.
 
-import { getJson } from "./api.js";
+import { getJson, postJson } from "./api.js";
 import { LruCache } from "./lru.js";
 import { apiUrl } from "./urls.js";
 
@@ -187,5 +187,9 @@ export const conceptSummary = (modelId, query, { signal } = {}) =>
 /** The notes on a unit, asked afresh each time (anyone may have written one). */
 export const unitNotes = (modelId, layer, unit, { signal } = {}) =>
   meta.load(apiUrl.notes(modelId, layer, unit), { signal, keep: false });
+
+/** Write a note on a unit ({ text, author }); the answer is the note as stored. */
+export const addNote = (modelId, layer, unit, note, { signal } = {}) =>
+  postJson(apiUrl.notes(modelId, layer, unit), note, { signal });
 
 export const pools = { meta, units };

@@ -9,8 +9,7 @@ import { html } from "../dom.js";
 import { renderColorScale } from "../color-scale.js";
 import { COLORMAPS } from "../colormaps.js";
 import { mountCopyLink } from "../copy-link.js";
-import { postJson } from "../api.js";
-import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps, unitNotes } from "../data.js";
+import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps } from "../data.js";
 import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, drawMaskTint, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
@@ -22,6 +21,8 @@ import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
+import { labelLine, labelsPanel, maskableLabel } from "./unit-labels.js";
+import { mountNotes } from "./unit-notes.js";
 import { mountUnitOnImage } from "./unit-on-image.js";
 
 const HEAT_GAMMA = 1;
@@ -243,78 +244,6 @@ function content(detail, statistics, modelId, layer, state) {
             <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
         </section>
       </aside>`;
-}
-
-/** The label concept whose pixels can be drawn over the top images: measured on the atlas shown (its image
- *  ids are the gallery's). */
-function maskableLabel(detail) {
-  const labels = detail.labels;
-  return labels?.label && labels.layout && labels.dataset === detail.dataset ? labels.label : null;
-}
-
-/** Under the title: the unit's label and its description, or nothing when no atlas of the model has labels. */
-function labelLine(detail, modelId) {
-  const labels = detail.labels;
-  if (!labels) return "";
-  const elsewhere = labels.dataset !== detail.dataset ? html` <span class="muted small">(measured on <code>${labels.dataset}</code>)</span>` : "";
-  return html`<p class="unit-labels">${labels.label ? html`<a class="chip chip-label" href="${pageUrl.search({ concept: labels.label.id, model: modelId })}"
-      title="Other units labelled ${labels.label.id}">${labels.label.name}</a>
-    <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>` : html`<span class="chip chip-faint">no label</span>`}
-    <span class="description">${labels.description}</span>${elsewhere}
-    <span class="muted small" title="${labels.described_by}">· written from the measured numbers by a template</span></p>`;
-}
-
-/** The side panel of everything dissection measured of the unit. */
-function labelsPanel(labels, modelId) {
-  if (!labels) return "";
-  const concepts = labels.concepts.filter((c) => c.iou > 0);
-  return html`<section class="panel concept-labels"><h2>Concept labels</h2>
-    <p class="muted panel-note">Network Dissection on <code>${labels.dataset}</code>: the overlap (IoU) of the unit's
-      strongest 0.5% of activations with each concept's pixels; labelled from IoU ${labels.iou_threshold}.
-      <a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a></p>
-    ${concepts.length ? html`<ol class="concept-scores">${concepts.map((c) => html`<li>
-      <a href="${pageUrl.search({ concept: c.id, model: modelId })}" class="chip ${c.iou >= labels.iou_threshold ? "" : "chip-faint"}">${c.name}</a>
-      <span class="muted small">${c.category}</span> <span class="bar" style="--value: ${Math.min(c.iou / 0.3, 1)}"></span>
-      <span class="small">${c.iou.toFixed(3)}</span></li>`)}</ol>` : html`<p class="muted small">Its region overlaps no concept.</p>`}
-    ${labels.formula ? html`<p class="small"><b>Best formula</b> <code>${labels.formula.text}</code> IoU ${labels.formula.iou.toFixed(3)}</p>` : ""}
-    ${labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
-      html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : ""}
-  </section>`;
-}
-
-/** The notes panel: what people wrote on the unit, and a form to add one unless the server is read-only. */
-async function mountNotes(panel, { modelId, layer, unit, signal }) {
-  if (!panel) return;
-  const body = panel.querySelector(".notes-body");
-  const show = async () => {
-    const found = await unitNotes(modelId, layer, unit, { signal });
-    body.innerHTML = html`
-      ${found.notes.length ? html`<ol class="note-list">${found.notes.map((note) => html`<li>
-        <p>${note.text}</p><p class="muted small">${note.author} · ${note.created.replace("T", " ").replace("Z", " UTC")}</p></li>`)}</ol>`
-        : html`<p class="muted small">No notes yet.</p>`}
-      ${found.writable ? html`<form class="note-form">
-        <label>Your label or note <textarea name="text" rows="2" maxlength="${found.max_chars}" required></textarea></label>
-        <label>Your name <input name="author" maxlength="80" placeholder="anonymous"></label>
-        <button type="submit" class="button">Add note</button>
-        <p class="error-text small" role="alert"></p></form>`
-        : html`<p class="muted small">This Fovea is read-only: notes cannot be added here.</p>`}`;
-    body.querySelector(".note-form")?.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const form = event.target;
-      try {
-        await postJson(apiUrl.notes(modelId, layer, unit), { text: form.text.value,
-          author: form.author.value.trim() || "anonymous" }, { signal });
-        await show();
-      } catch (error) {
-        if (error.name !== "AbortError") form.querySelector(".error-text").textContent = error.message;
-      }
-    }, { signal });
-  };
-  try {
-    await show();
-  } catch (error) {
-    if (error.name !== "AbortError") body.innerHTML = html`<p class="error-text small">${error.message}</p>`;
-  }
 }
 
 /** A saturated unit: many images tie at its cap, so their order and peaks need a word, and the values

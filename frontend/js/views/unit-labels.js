@@ -1,0 +1,43 @@
+// The unit page's concept labels (docs/concepts.md): the line under its title (label, score, the description
+// and how it was written), the side panel of everything dissection measured, and which label's pixels can be
+// tinted over the top images.
+
+import { html } from "../dom.js";
+import { pageUrl } from "../urls.js";
+
+/** The label concept whose pixels can be drawn over the top images: measured on the atlas shown (its image
+ *  ids are the gallery's). */
+export function maskableLabel(detail) {
+  const labels = detail.labels;
+  return labels?.label && labels.layout && labels.dataset === detail.dataset ? labels.label : null;
+}
+
+/** Under the title: the unit's label and its description, or nothing when no atlas of the model has labels. */
+export function labelLine(detail, modelId) {
+  const labels = detail.labels;
+  if (!labels) return "";
+  const elsewhere = labels.dataset !== detail.dataset ? html` <span class="muted small">(measured on <code>${labels.dataset}</code>)</span>` : "";
+  return html`<p class="unit-labels">${labels.label ? html`<a class="chip chip-label" href="${pageUrl.search({ concept: labels.label.id, model: modelId })}"
+      title="Other units labelled ${labels.label.id}">${labels.label.name}</a>
+    <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>` : html`<span class="chip chip-faint">no label</span>`}
+    <span class="description">${labels.description}</span>${elsewhere}
+    <span class="muted small" title="${labels.described_by}">· written from the measured numbers by a template</span></p>`;
+}
+
+/** The side panel of everything dissection measured of the unit. */
+export function labelsPanel(labels, modelId) {
+  if (!labels) return "";
+  const concepts = labels.concepts.filter((c) => c.iou > 0);
+  return html`<section class="panel concept-labels"><h2>Concept labels</h2>
+    <p class="muted panel-note">Network Dissection on <code>${labels.dataset}</code>: the overlap (IoU) of the unit's
+      strongest 0.5% of activations with each concept's pixels; labelled from IoU ${labels.iou_threshold}.
+      <a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a></p>
+    ${concepts.length ? html`<ol class="concept-scores">${concepts.map((c) => html`<li>
+      <a href="${pageUrl.search({ concept: c.id, model: modelId })}" class="chip ${c.iou >= labels.iou_threshold ? "" : "chip-faint"}">${c.name}</a>
+      <span class="muted small">${c.category}</span> <span class="bar" style="--value: ${Math.min(c.iou / 0.3, 1)}"></span>
+      <span class="small">${c.iou.toFixed(3)}</span></li>`)}</ol>` : html`<p class="muted small">Its region overlaps no concept.</p>`}
+    ${labels.formula ? html`<p class="small"><b>Best formula</b> <code>${labels.formula.text}</code> IoU ${labels.formula.iou.toFixed(3)}</p>` : ""}
+    ${labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
+      html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : ""}
+  </section>`;
+}
