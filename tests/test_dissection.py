@@ -8,6 +8,8 @@ import csv
 import re
 import shutil
 import sqlite3
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,11 @@ from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
+from app.atlas.build import BuildCancelled, run_index
 from app.atlas.concepts import open_concepts
 from app.atlas.datasets import scan_folder
-from app.atlas.indexer import demo_dataset, index_model
+from app.atlas.indexer import demo_dataset, index_model, make_plan
+from app.atlas.loader import batches_from_disk
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import Formula, Formulas, beam_search, concept_iou
 from app.engine.dissection.region import count_region_pixels, upsample
@@ -483,3 +487,39 @@ def test_a_dissection_over_the_memory_setting_is_refused_before_the_pass(tmp_pat
     with pytest.raises(InvalidInput, match="dissection_max_bytes.*detectors"):
         index_model(load_store(settings).ready("concepts"), scan_folder(root), settings, layers=["detectors"], k=2)
     assert not (tmp_path / "data" / "atlases").exists()
+
+
+def test_a_build_stopped_while_labelling_resumes_there_to_the_same_atlas(tmp_path):
+    """Stopped once the pass is over (the labelling step checks between chunks), the next run resumes from the
+    last checkpoint (the pass's end when it would otherwise lose more than the checkpoint interval) and ends
+    with the atlas of an uninterrupted build."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    write_concept_card(cards)
+    root = write_label_map_dataset(tmp_path / "concept-set", count=20)
+
+    def build(data: str, cancel_at_end: bool):
+        settings = Settings(data_dir=tmp_path / data, model_dirs=[cards], builtin_models=False, device="cpu",
+                            index_workers=0, auto_index_demo=False, index_batch_size=8)
+        plan = make_plan(load_store(settings).ready("concepts"), scan_folder(root), settings, layers=["detectors"],
+                         k=2)
+        batches = partial(batches_from_disk, plan.dataset, plan.model.preprocessing, plan.batch_size, workers=0)
+        cancel, seen = threading.Event(), []
+
+        def progress(done, total):
+            seen.append(done)
+            if cancel_at_end and done == total:
+                cancel.set()
+        return lambda: run_index(plan, settings.data_dir, batches, 0.0, progress, cancel), seen
+
+    whole, _ = build("whole", False)
+    stopped, first = build("stopped", True)
+    expected = whole()
+    with pytest.raises(BuildCancelled, match="labelling"):
+        stopped()
+    resumed, second = build("stopped", False)
+    atlas = resumed()
+    assert first[-1] == 20 and second[0] > 0  # resumed from a checkpoint, not from the first image
+    for table in ("concepts", "unit_concepts", "unit_dissection", "units", "topk"):
+        assert catalog_rows(atlas, f"SELECT * FROM {table} ORDER BY 1, 2") == \
+            catalog_rows(expected, f"SELECT * FROM {table} ORDER BY 1, 2"), table
