@@ -120,3 +120,18 @@ def test_a_note_written_on_a_unit_page_is_shown_and_found_by_search(server):
         assert page.errors == []
     found = httpx.get(f"{server}/api/search", params={"q": word}).json()
     assert [(r["layer"], r["unit"], r["field"]) for r in found["results"]] == [("block4", 167, "note")]
+
+
+def test_the_image_page_shows_the_label_of_each_fired_unit(server):
+    labelled = {u["unit"]: u["label"]["name"] for u in httpx.get(
+        f"{server}/api/models/shapes-cnn/layers/block4/units").json()["units"] if u["label"]}
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(server + "/image/demo:5?model=shapes-cnn&layer=block4")
+        page.locator(".fired-list li").first.wait_for()
+        shown = {int(li.get_attribute("data-unit")): li.locator(".fired-label").all_inner_texts()
+                 for li in page.locator(".fired-list li").all()}
+        assert any(shown.values())
+        assert all(names == ([labelled[unit]] if unit in labelled else []) for unit, names in shown.items())
+        screenshot(page, "image-fired-labels")
+        assert page.errors == []
