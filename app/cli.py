@@ -91,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(visualize)
     visualize.set_defaults(handler=_visualize)
 
+    dictionary = commands.add_parser(
+        "dictionary", help="learn a dictionary of a layer's features (a sparse autoencoder or NMF) on an atlas "
+                           "dataset's activations, then index its features as units (resumes if interrupted)")
+    dictionary.add_argument("model", help="model id")
+    dictionary.add_argument("--layer", required=True, help="the layer whose activations it learns from")
+    dictionary.add_argument("--method", choices=["sae", "nmf"], default="sae",
+                            help="sae: a TopK sparse autoencoder (default); nmf: non-negative matrix factorisation "
+                                 "(a layer after a ReLU)")
+    dictionary.add_argument("--size", type=int, help="features (default: twice the layer's channels)")
+    dictionary.add_argument("--sparsity", type=int, metavar="K",
+                            help="the SAE's active features per position (default: channels / 8, at least 4)")
+    dictionary.add_argument("--steps", type=int, help="optimisation steps (FOVEA_DICTIONARY_STEPS, default 2000)")
+    dictionary.add_argument("--name", help="its kind of unit in links (default: METHOD-SIZE, e.g. sae-384)")
+    dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
+    dictionary.add_argument("--seed", type=int, default=0)
+    _settings_flags(dictionary)
+    dictionary.set_defaults(handler=_dictionary)
+
     demo = commands.add_parser("demo", help="generate the demo dataset or retrain the demo models")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
     generate = demo_commands.add_parser("generate", help="write demo images and concept masks to disk")
@@ -294,6 +312,52 @@ def _visualize(args: argparse.Namespace, settings: Settings) -> int:
                 visualize_facets(model, atlas, layer, unit, args.facets, settings.data_dir, render_settings)
                 bar(done, len(units))
             print(file=sys.stderr)
+    return 0
+
+
+def _dictionary(args: argparse.Namespace, settings: Settings) -> int:
+    from app.atlas.dictionaries import DictionaryRequest, check_request, train_dictionary
+    from app.atlas.indexer import index_model, resolve_dataset
+    from app.atlas.registry import AtlasRegistry
+    from app.errors import AtlasMissing
+    from app.store.store import load_store
+
+    model = load_store(settings).ready(args.model)
+    channels = model.layer(args.layer).shape[0]
+    request = DictionaryRequest(layer=args.layer, method=args.method, size=args.size or 2 * channels,
+                                sparsity=args.sparsity or max(4, channels // 8),
+                                steps=args.steps or settings.dictionary_steps,
+                                max_vectors=settings.dictionary_max_vectors, seed=args.seed, name=args.name)
+    check_request(model, request, settings.dictionary_max_size)
+    dataset = resolve_dataset(args.dataset, settings)
+    sparsity = f", {request.sparsity} active" if request.method == "sae" else ""
+    print(f"learning {request.kind} of {model.id} {request.layer}: {request.method}, {request.size} features"
+          f"{sparsity}, on {dataset.name} ({len(dataset)} images)", file=sys.stderr)
+    bars = {"vectors": ProgressBar(unit="images"), "steps": ProgressBar(unit="steps")}
+    shown = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if shown and shown[-1] != phase:
+            print(file=sys.stderr)
+        if not shown or shown[-1] != phase:
+            shown.append(phase)
+        bars[phase](done, total)
+
+    stored = train_dictionary(model, dataset, request, settings.data_dir, settings.index_checkpoint_seconds,
+                              workers=settings.index_workers, batch_size=settings.index_batch_size,
+                              progress=progress)
+    figures = stored.meta["figures"]
+    print(f"\n{stored.kind}: {figures['variance_explained']:.1%} of the variance explained on "
+          f"{figures['vectors']:,} held-out positions, {figures['mean_active']:.1f} features active per position, "
+          f"{figures['dead_features']} dead of {request.size}; {stored.meta['seconds']:.1f} s", file=sys.stderr)
+    try:  # the atlas it learned on, rebuilt with its features: the same layers and k as before
+        meta = AtlasRegistry(settings.data_dir).get(model.id, dataset.name).meta
+        layers, k = meta["layers"], meta["k"]
+    except AtlasMissing:
+        layers, k = None, None
+    print(f"indexing its features in the {dataset.name!r} atlas", file=sys.stderr)
+    target = index_model(model, dataset, settings, layers=layers, k=k, progress=ProgressBar())
+    print(f"\natlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}", file=sys.stderr)
     return 0
 
 

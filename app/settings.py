@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         description="Steps of the deletion and insertion curves (each step changes 1/steps of the pixels).",
     )
     cam_metric_batch_size: int = Field(default=32, ge=1, description="Images per forward pass for CAM metrics.")
+    dictionary_max_vectors: int = Field(
+        default=262_144, ge=1,
+        description="Activation vectors (spatial positions) a dictionary learns from at most, spread evenly over "
+                    "the dataset's training images.",
+    )
+    dictionary_steps: int = Field(default=2000, ge=1, description="Optimisation steps of `fovea dictionary`.")
+    dictionary_max_size: int = Field(default=16_384, ge=1, description="Most features a dictionary may have.")
     index_checkpoint_seconds: float = Field(
         default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
     )

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.api.links import layer_page, unit_page
-from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.kinds import CHANNEL
 from app.atlas.layout import catalog
 from app.atlas.reader import Atlas
 from app.errors import InvalidInput, LayerNotFound
@@ -34,11 +34,10 @@ def test_the_atlas_records_each_layer_as_channels(built):
     assert atlas.layer("block4") is atlas.layer("block4", CHANNEL) is atlas.by_kind[CHANNEL, "block4"]
 
 
-def test_a_layer_is_looked_up_by_kind(built, tmp_path, monkeypatch):
+def test_a_layer_is_looked_up_by_kind(built, tmp_path):
     _, atlas = built
     copy = tmp_path / "copy"
     shutil.copytree(atlas.folder, copy)
-    monkeypatch.setitem(UNIT_KINDS, "feature", "a direction in the layer's channel space")
     with sqlite3.connect(catalog(copy)) as db:  # as a later kind will write: the same layer, other units
         db.execute("INSERT INTO layers (idx, name, kind, type, units, height, width) "
                    "SELECT 9, name, 'feature', type, 32, height, width FROM layers WHERE name = 'block4'")
@@ -47,10 +46,13 @@ def test_a_layer_is_looked_up_by_kind(built, tmp_path, monkeypatch):
     feature = reopened.layer("block4", "feature")
     assert (feature.idx, feature.kind, feature.units) == (9, "feature", 32)
     assert reopened.layer("block4").kind == CHANNEL and list(reopened.layers) == ["block3", "block4"]
-    with pytest.raises(LayerNotFound, match="no feature units"):
+    assert reopened.kinds("block4") == [CHANNEL, "feature"] and reopened.kinds("block3") == [CHANNEL]
+    with pytest.raises(LayerNotFound, match="no feature units.*its kinds: channel$"):
         reopened.layer("block3", "feature")
-    with pytest.raises(InvalidInput, match="kinds are channel, feature"):
+    with pytest.raises(LayerNotFound, match="no neuron units.*its kinds: channel, feature$"):
         reopened.layer("block4", "neuron")
+    with pytest.raises(InvalidInput, match="not a kind of unit"):
+        reopened.layer("block4", "Neuron!")
 
 
 def test_the_api_takes_the_kind_and_names_it(built):
@@ -64,8 +66,10 @@ def test_the_api_takes_the_kind_and_names_it(built):
         unit = client.get(f"{base}/2", params=query).json()
         assert unit["kind"] == CHANNEL and unit["page"] == f"/m/shapes-cnn/block4/2?dataset={atlas.dataset}"
         assert client.get(f"{base}/2", params={**query, "kind": CHANNEL}).json() == unit
-        for path in (base, f"{base}/2", f"{base}/2/maps"):
-            assert_error(client.get(path, params={**query, "kind": "neuron"}), 422, "invalid_input", "kind", "channel")
+        for path in (base, f"{base}/2", f"{base}/2/maps"):  # a kind this layer lacks; no kind at all
+            assert_error(client.get(path, params={**query, "kind": "neuron"}), 404, "layer_not_found", "neuron",
+                         "its kinds: channel")
+            assert client.get(path, params={**query, "kind": "Neuron!"}).status_code == 422
 
 
 def test_page_paths_carry_a_kind_other_than_a_channel():

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.atlas.dictionaries import layer_key
 from app.atlas.dissection import dissect
 from app.atlas.layout import atlas_dir, build_dir, layer_file
 from app.atlas.loader import Batch
-from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
+from app.atlas.recording import BuildCancelled, FeatureRecorder, ImageRecord, IndexPlan, LayerRecorder
 from app.atlas.writer import write_atlas
 from app.engine.hooks import forward_hooks
 from app.files import atomic_write
@@ -50,7 +51,10 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         shutil.rmtree(work, ignore_errors=True)
         start = 0
     work.mkdir(parents=True, exist_ok=True)
-    recorders = {info.name: _recorder(plan, work, i, info) for i, info in enumerate(plan.layers)}
+    recorders = _recorders(plan, work)
+    by_module: dict[str, list[LayerRecorder]] = {}
+    for recorder in recorders.values():
+        by_module.setdefault(recorder.info.name, []).append(recorder)
     images = ImageRecord(total)
     elapsed = 0.0
     if start > 0:
@@ -60,7 +64,8 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
     model, current_ids = plan.model, torch.zeros(0, dtype=torch.int64)
 
     def record(name: str, output) -> None:
-        recorders[name].update(output, current_ids)
+        for recorder in by_module[name]:
+            recorder.update(output, current_ids)
 
     next_index = start
     if progress:
@@ -68,7 +73,7 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
     for batch in batches(start):
         if len(batch.image_ids):
             current_ids = batch.image_ids
-            with model.lock, torch.no_grad(), forward_hooks(model.module, list(recorders), record):
+            with model.lock, torch.no_grad(), forward_hooks(model.module, list(by_module), record):
                 logits = model.module(model.as_input(batch.images))
             images.update(batch.image_ids, logits)
         next_index = min(next_index + plan.batch_size, total)
@@ -94,10 +99,19 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
     return target
 
 
-def _recorder(plan: IndexPlan, work: Path, idx: int, info) -> LayerRecorder:
-    peaks = layer_file(work, idx, "peaks.npy") if plan.class_selectivity else None
-    return LayerRecorder(info, plan.k, len(plan.dataset), layer_file(work, idx, "pooled.npy"), plan.histogram_samples,
-                         peaks_path=peaks, dissect=plan.concepts is not None)
+def _recorders(plan: IndexPlan, work: Path) -> dict[str, LayerRecorder]:
+    """The pass's recorders by key (`layer_key`): each layer's channels, then each dictionary's features; their
+    order numbers their files and the atlas's layers."""
+    def files(idx: int) -> dict:
+        return dict(k=plan.k, images=len(plan.dataset), pooled_path=layer_file(work, idx, "pooled.npy"),
+                    histogram_samples=plan.histogram_samples, dissect=plan.concepts is not None,
+                    peaks_path=layer_file(work, idx, "peaks.npy") if plan.class_selectivity else None)
+
+    recorders = {info.name: LayerRecorder(info, **files(i)) for i, info in enumerate(plan.layers)}
+    for i, stored in enumerate(plan.dictionaries, len(recorders)):
+        recorders[layer_key(stored.layer, stored.kind)] = FeatureRecorder(
+            plan.model.layer(stored.layer), stored, plan.model.device, **files(i))
+    return recorders
 
 
 def _resumable_start(work: Path, plan: IndexPlan) -> int | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from app.atlas.build import Progress, run_index
 from app.atlas.concepts import open_concepts
 from app.atlas.datasets import ImageDataset, scan_folder
+from app.atlas.dictionaries import DictionaryStore
 from app.atlas.loader import batches_from_disk
 from app.atlas.recording import IndexPlan
 from app.atlas.statistics import REGION_QUANTILE
@@ -45,19 +46,24 @@ def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, lay
     if not chosen:
         raise InvalidInput(f"model {model.id!r} has no layers to index; name some with --layers")
     concepts = open_concepts(dataset.root)
+    dictionaries = tuple(DictionaryStore(settings.data_dir).of_model(model))  # every one: its features are units
     if concepts is not None:
-        _check_dissection_memory(model, dataset, chosen, settings)
+        feature_shapes = [(stored.dictionary.size, *model.layer(stored.layer).shape[1:]) for stored in dictionaries]
+        _check_dissection_memory(model, dataset, [info.shape for info in chosen] + feature_shapes,
+                                 [info.name for info in chosen] + [f"{d.layer} {d.kind}" for d in dictionaries],
+                                 settings)
     return IndexPlan(model=model, dataset=dataset, layers=tuple(chosen), k=k, batch_size=settings.index_batch_size,
                      histogram_samples=settings.index_histogram_samples, concepts=concepts,
-                     dissection_size=settings.dissection_label_size)
+                     dissection_size=settings.dissection_label_size, dictionaries=dictionaries)
 
 
-def _check_dissection_memory(model: LoadedModel, dataset: ImageDataset, layers: list, settings: Settings) -> None:
-    needed = {info.name: bytes_needed(info.shape[0], tuple(info.shape[1:]), len(dataset), REGION_QUANTILE)
-              for info in layers}
+def _check_dissection_memory(model: LoadedModel, dataset: ImageDataset, shapes: list[tuple[int, int, int]],
+                             names: list[str], settings: Settings) -> None:
+    needed = {name: bytes_needed(shape[0], tuple(shape[1:]), len(dataset), REGION_QUANTILE)
+              for name, shape in zip(names, shapes)}
     if sum(needed.values()) > settings.dissection_max_bytes:
         largest = sorted(needed, key=needed.get, reverse=True)[:3]
-        raise InvalidInput(f"dissecting {len(layers)} layers of {model.id} on {len(dataset)} images keeps "
+        raise InvalidInput(f"dissecting {len(names)} layers of {model.id} on {len(dataset)} images keeps "
                            f"{sum(needed.values()) / 1024**3:.1f} GiB of activations, over the dissection_max_bytes "
                            f"setting ({settings.dissection_max_bytes / 1024**3:.1f} GiB); the largest: "
                            f"{', '.join(largest)}. Name fewer layers with --layers, or raise the setting",

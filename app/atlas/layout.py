@@ -11,6 +11,9 @@
     atlases/{model}/.{dataset}.lock          held while a build writes the atlas (app/files.py)
     atlases/{model}/.annotations/{name}.v{version}.sqlite
                                              per-unit annotations of one kind (app/atlas/annotations.py)
+    atlases/{model}/.dictionaries/{layer}.{kind}.safetensors
+                                             a dictionary of a layer, a kind of unit (app/atlas/dictionaries.py),
+                                             and `.{layer}.{kind}.build/` while it is learned
 
 Model ids and dataset names are checked before they get here (app/atlas/datasets.py `is_dataset_name`, the
 model store's ids); layer file names come from the catalog's own index, and annotation file names from
@@ -61,3 +64,18 @@ def layer_file(folder: Path, idx: int, part: str) -> Path:
     if part not in LAYER_PARTS + BUILD_PARTS:
         raise ValueError(f"unknown layer file {part!r}")
     return folder / f"layer-{idx:03d}.{part}"
+
+
+def dictionaries_dir(data_dir: Path, model_id: str) -> Path:
+    return model_atlases(data_dir, model_id) / ".dictionaries"
+
+
+def dictionary_file(data_dir: Path, model_id: str, layer: str, kind: str) -> Path:
+    """A stored dictionary (app/atlas/dictionaries.py). `layer` is one of the model's own module names and
+    `kind` a checked kind name (app/atlas/kinds.py), never raw request text."""
+    return dictionaries_dir(data_dir, model_id) / f"{layer}.{kind}.safetensors"
+
+
+def dictionary_build_dir(data_dir: Path, model_id: str, layer: str, kind: str) -> Path:
+    """An unfinished dictionary's sampled vectors and training checkpoint."""
+    return dictionaries_dir(data_dir, model_id) / f".{layer}.{kind}.build"

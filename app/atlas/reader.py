@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.kinds import CHANNEL, KIND_DESCRIPTION, is_kind_name
 from app.atlas.layout import catalog, layer_file
 from app.atlas.statistics import UNIT_SORTS
 from app.engine.probe import ReceptiveField
@@ -68,13 +68,14 @@ class Atlas:
             db.close()
 
     def layer(self, name: str, kind: str = CHANNEL) -> AtlasLayer:
-        if kind not in UNIT_KINDS:
-            raise InvalidInput(f"unknown kind of unit {kind!r}; kinds are {', '.join(UNIT_KINDS)}", kind=kind,
-                               valid=list(UNIT_KINDS))
+        if not is_kind_name(kind):
+            raise InvalidInput(f"{kind!r} is not a kind of unit: {KIND_DESCRIPTION}", kind=kind)
         if kind != CHANNEL:
             if (kind, name) not in self.by_kind:
+                kinds = self.kinds(name)
                 raise LayerNotFound(f"layer {name!r} has no {kind} units in the {self.dataset!r} atlas of "
-                                    f"{self.model!r}", layer=name, kind=kind)
+                                    f"{self.model!r}; its kinds: {', '.join(kinds) or 'none'}", layer=name,
+                                    kind=kind, kinds=kinds)
             return self.by_kind[kind, name]
         if name not in self.layers:
             close, _ = did_you_mean(name, self.layers)
@@ -82,6 +83,10 @@ class Atlas:
                 f"layer {name!r} is not in the {self.dataset!r} atlas of {self.model!r}; indexed layers: "
                 f"{', '.join(self.layers)}", layer=name, indexed=list(self.layers), suggestions=close)
         return self.layers[name]
+
+    def kinds(self, name: str) -> list[str]:
+        """The kinds of unit indexed at a layer: its channels first, then its dictionaries by name."""
+        return sorted((kind for kind, layer in self.by_kind if layer == name), key=lambda kind: (kind != CHANNEL, kind))
 
     def receptive_field(self, layer: AtlasLayer) -> ReceptiveField | None:
         """Where the layer's positions look, as computed when the atlas was built (None in older atlases)."""

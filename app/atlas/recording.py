@@ -4,7 +4,7 @@ feeds (top-k, statistics, histogram, pooled activations), with their exact state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,12 @@ import torch.nn.functional as F
 
 from app.atlas.concepts import ConceptSource
 from app.atlas.datasets import ImageDataset
+from app.atlas.dictionaries import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.statistics import REGION_QUANTILE, FinishedLayer
 from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.dictionary import encode_maps
 from app.engine.dissection.top_activations import TopActivations
 from app.engine.layers import LayerInfo
 from app.store.store import LoadedModel
@@ -36,6 +38,7 @@ class IndexPlan:
     histogram_samples: int  # activation values per image and unit that feed the histogram
     concepts: ConceptSource | None = None  # the dataset's concept labels: the pass dissects the layers
     dissection_size: int = 112  # the longest side of the label maps units are compared with
+    dictionaries: tuple[StoredDictionary, ...] = ()  # their features are indexed too, each a kind of unit
 
     @property
     def class_selectivity(self) -> bool:
@@ -58,6 +61,7 @@ class IndexPlan:
             # Convolutions round differently in each layout: a resumed build must keep the layout it began in.
             "layout": "channels_last" if self.model.memory_format == torch.channels_last else "contiguous",
             "concepts": self.concepts.layout if self.concepts else None,
+            "dictionaries": [[d.layer, d.kind, d.digest] for d in self.dictionaries],
         }
 
 
@@ -125,6 +129,20 @@ class LayerRecorder:
         for part, accumulator in self._accumulators().items():
             prefix = f"{part}."
             accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+
+
+class FeatureRecorder(LayerRecorder):
+    """The same accumulators for a dictionary's features: the layer's maps are encoded, every position on its
+    own, before they are recorded, so each feature has the atlas a channel has."""
+
+    def __init__(self, info: LayerInfo, stored: StoredDictionary, device: torch.device, *args, **kwargs):
+        channels, h, w = info.shape
+        super().__init__(replace(info, shape=(stored.dictionary.size, h, w)), *args, **kwargs)
+        self.kind = stored.kind
+        self.dictionary = stored.dictionary.to(device)
+
+    def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
+        super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)
 
 
 def _memmap(path: Path, dtype, shape: tuple[int, int]) -> np.memmap:

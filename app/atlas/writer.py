@@ -81,7 +81,8 @@ def _write_meta(db: sqlite3.Connection, plan: IndexPlan, images: ImageRecord, se
         "statistics": [statistic.name for statistic in STATISTICS],  # an atlas without one is rebuilt
         # Where each layer's positions look, kept here so that a unit page never computes it under the
         # model's lock, behind whatever request holds the model.
-        "receptive_fields": {info.name: asdict(plan.model.receptive_field(info.name)) for info in plan.layers},
+        "receptive_fields": {name: asdict(plan.model.receptive_field(name)) for name in
+                             dict.fromkeys([info.name for info in plan.layers] + [d.layer for d in plan.dictionaries])},
         "dissection": dissection.meta() if dissection else None,
         "dissection_seconds": round(dissection.seconds, 3) if dissection else None,
     }

@@ -20,7 +20,7 @@ from app.api.errors import ErrorResponse, error_doc
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
-from app.atlas.kinds import CHANNEL, UNIT_KINDS
+from app.atlas.kinds import CHANNEL, KIND_DESCRIPTION, KIND_PATTERN
 from app.atlas.labels import ConceptScore, has_labels, layer_labels, unit_labels
 from app.atlas.reader import Atlas, AtlasLayer
 from app.atlas.registry import AtlasRegistry
@@ -38,8 +38,7 @@ ERRORS = {
     422: {"model": ErrorResponse, "description": "A parameter out of range."},
 }
 DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: `demo`, else the newest.")]
-KindQuery = Annotated[Literal[tuple(UNIT_KINDS)], Query(description="Kind of unit: " + "; ".join(
-    f"`{kind}`: {meaning}" for kind, meaning in UNIT_KINDS.items()) + ".")]
+KindQuery = Annotated[str, Query(pattern=KIND_PATTERN, description=f"Kind of unit: {KIND_DESCRIPTION}.")]
 
 
 def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: AtlasesDep, indexer: IndexerDep,

@@ -1,0 +1,341 @@
+"""Dictionaries of a model's layers (`fovea dictionary`): learned on the activations of an atlas dataset, stored
+beside the model's atlases, and indexed as a kind of unit by every later index pass (app/atlas/build.py).
+
+Training is a long job in two phases, each resumable after a kill: the collection of activation vectors (every
+spatial position a sample, a fixed, deterministic subset of positions per image, up to a budget), then the
+optimisation. Images whose id is a multiple of HELD_OUT_EVERY are held out of training and give the figures.
+A stored dictionary names the weights it was learned on; on other weights it is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from app.atlas.datasets import ImageDataset
+from app.atlas.kinds import CHANNEL, is_kind_name
+from app.atlas.layout import dictionaries_dir, dictionary_build_dir, dictionary_file
+from app.atlas.loader import batches_from_disk
+from app.engine.accumulators import sample_positions
+from app.engine.dictionary import METHODS, Dictionary, NmfTrainer, SaeTrainer, evaluate, from_tensors
+from app.engine.probe import run_to
+from app.errors import FoveaError, InvalidInput, NotFound
+from app.files import atomic_write
+from app.store.store import LoadedModel
+
+log = logging.getLogger(__name__)
+
+HELD_OUT_EVERY = 10
+FORMAT = 1  # of the stored file
+Progress = Callable[[str, int, int], None]  # (phase: "vectors" | "steps", done, total)
+
+
+class DictionaryRefused(FoveaError):
+    """A stored dictionary that does not fit the model as it is loaded (other weights)."""
+
+    status_code = 409
+    code = "dictionary_refused"
+
+
+@dataclass(frozen=True)
+class DictionaryRequest:
+    """What `fovea dictionary` asks for."""
+
+    layer: str
+    method: str  # "sae" or "nmf"
+    size: int  # features
+    sparsity: int  # active features per position (the SAE's k; NMF's codes are not capped)
+    steps: int
+    max_vectors: int  # training vectors at most (every spatial position of an image is one)
+    batch_size: int = 4096
+    seed: int = 0
+    name: str | None = None  # its unit kind; default f"{method}-{size}"
+
+    @property
+    def kind(self) -> str:
+        return self.name or f"{self.method}-{self.size}"
+
+
+@dataclass(frozen=True)
+class StoredDictionary:
+    model: str
+    layer: str
+    kind: str
+    meta: dict  # the request, weights, dataset, figures, seconds, digest
+    dictionary: Dictionary
+
+    @property
+    def digest(self) -> str:
+        return self.meta["digest"]
+
+    def summary(self) -> dict:
+        """What the API and the atlas say of it."""
+        keys = ("method", "size", "sparsity", "steps", "dataset", "figures", "seconds", "digest", "created")
+        return {"layer": self.layer, "kind": self.kind, "channels": self.dictionary.channels,
+                **{key: self.meta.get(key) for key in keys}}
+
+
+def weights_id(model: LoadedModel) -> str | None:
+    return model.weights_sha256 or model.card.weights.torchvision
+
+
+def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_size: int) -> None:
+    info = model.layer(request.layer)  # 404 with suggestions
+    if request.method not in METHODS:
+        raise InvalidInput(f"unknown method {request.method!r}; methods are {', '.join(METHODS)}",
+                           method=request.method, valid=list(METHODS))
+    if not is_kind_name(request.kind) or request.kind == CHANNEL:
+        raise InvalidInput(f"a dictionary's name must be lowercase letters, digits and dashes, starting with a "
+                           f"letter (at most 32), and not {CHANNEL!r}; got {request.kind!r}", name=request.kind)
+    if not 1 <= request.size <= settings_max_size:
+        raise InvalidInput(f"size must be between 1 and {settings_max_size} features (the dictionary_max_size "
+                           f"setting); got {request.size}", size=request.size)
+    if request.method == "sae" and not 1 <= request.sparsity <= request.size:
+        raise InvalidInput(f"sparsity must be between 1 and the size ({request.size}); got {request.sparsity}",
+                           sparsity=request.sparsity)
+    if request.steps < 1 or request.max_vectors < 1:
+        raise InvalidInput("steps and the vector budget must be positive", steps=request.steps)
+    if len(info.shape) != 3:
+        raise InvalidInput(f"layer {request.layer!r} has no channel maps (shape {list(info.shape)})")
+
+
+def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest, data_dir: Path,
+                     checkpoint_seconds: float = 30.0, workers: int = 0, batch_size: int = 64,
+                     progress: Progress | None = None) -> StoredDictionary:
+    """Learn (or resume learning) the dictionary and store it; returns what was stored."""
+    work = dictionary_build_dir(data_dir, model.id, request.layer, request.kind)
+    identity = {"format": FORMAT, "model": model.id, "weights": weights_id(model), "dataset": dataset.name,
+                "fingerprint": dataset.fingerprint, "request": asdict(request), "batch_size": batch_size,
+                "layout": str(model.memory_format)}
+    state = _read_state(work)
+    if state.get("identity") != identity:
+        shutil.rmtree(work, ignore_errors=True)
+        state = {"identity": identity, "phase": "vectors", "next_index": 0}
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter() - state.get("elapsed", 0.0)
+    vectors = _Vectors(work, model, dataset, request)
+    if state["phase"] == "vectors":
+        batches = partial(batches_from_disk, dataset, model.preprocessing, batch_size, workers=workers)
+        vectors.collect(batches, state["next_index"], checkpoint_seconds, progress,
+                        lambda next_index: _write_state(work, {**state, "next_index": next_index,
+                                                               "elapsed": time.perf_counter() - started}))
+        state = {"identity": identity, "phase": "steps", "elapsed": time.perf_counter() - started}
+        _write_state(work, state)
+    train, held_out = (torch.from_numpy(np.asarray(part)).to(model.device) for part in vectors.readable())
+    if len(train) < 2:
+        raise InvalidInput(f"too few readable images in {dataset.name!r} to learn a dictionary from")
+    trainer = _trainer(request, train)
+    if (work / "trainer.safetensors").is_file():
+        trainer.load(load_file(work / "trainer.safetensors", device=str(model.device)))
+    last = time.perf_counter()
+
+    def after_step(step: int) -> None:
+        nonlocal last
+        if progress:
+            progress("steps", step, request.steps)
+        if step < request.steps and time.perf_counter() - last >= checkpoint_seconds:
+            atomic_write(work / "trainer.safetensors",
+                         lambda tmp: save_file({k: v.contiguous() for k, v in trainer.state().items()}, tmp))
+            _write_state(work, {**state, "elapsed": time.perf_counter() - started})
+            last = time.perf_counter()
+
+    if progress:
+        progress("steps", trainer.step, request.steps)
+    trainer.run(request.steps, after_step)
+    dictionary = trainer.dictionary()
+    figures = evaluate(dictionary, held_out)
+    meta = {"format": FORMAT, "model": model.id, "layer": request.layer, "kind": request.kind,
+            "method": request.method, "size": request.size,
+            "sparsity": request.sparsity if request.method == "sae" else None, "steps": request.steps,
+            "seed": request.seed, "weights": weights_id(model), "dataset": dataset.name,
+            "vectors": len(train), "held_out_vectors": len(held_out), "figures": figures.as_dict(),
+            "seconds": round(time.perf_counter() - started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stored = save_dictionary(data_dir, model.id, dictionary, meta)
+    shutil.rmtree(work, ignore_errors=True)
+    return stored
+
+
+def _trainer(request: DictionaryRequest, vectors: torch.Tensor):
+    if request.method == "sae":
+        return SaeTrainer(vectors, request.size, request.sparsity, request.steps, request.batch_size,
+                          seed=request.seed)
+    try:
+        return NmfTrainer(vectors, request.size, request.steps, seed=request.seed)
+    except ValueError as problem:  # negative activations
+        raise InvalidInput(f"layer {request.layer!r}: {problem}", layer=request.layer) from None
+
+
+class _Vectors:
+    """The sampled activation vectors of a dataset at one layer, in two memory-mapped arrays (training and
+    held-out) of the build folder: image i's vectors are rows [slot(i) * per_image, ...) of its split's."""
+
+    def __init__(self, work: Path, model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest):
+        channels, h, w = model.layer(request.layer).shape
+        self.model, self.layer, self.positions = model, request.layer, h * w
+        ids = np.arange(len(dataset))
+        self.held = ids % HELD_OUT_EVERY == 0
+        training_images = max(int((~self.held).sum()), 1)
+        self.per_image = min(self.positions, max(1, math.ceil(request.max_vectors / training_images)))
+        self.slot = np.zeros(len(dataset), dtype=np.int64)
+        for part in (self.held, ~self.held):
+            self.slot[part] = np.arange(int(part.sum()))
+        shape = lambda part: (int(part.sum()) * self.per_image, channels)  # noqa: E731
+        self.train = _memmap(work / "train.npy", shape(~self.held))
+        self.held_out = _memmap(work / "held-out.npy", shape(self.held))
+        self.filled = np.lib.format.open_memmap(work / "filled.npy", mode="r+" if (work / "filled.npy").exists()
+                                                else "w+", dtype=bool, shape=(len(dataset),))
+
+    def collect(self, batches, start: int, checkpoint_seconds: float, progress: Progress | None,
+                checkpoint: Callable[[int], None]) -> None:
+        total, last = len(self.filled), time.perf_counter()
+        next_index = start
+        if progress:
+            progress("vectors", start, total)
+        for batch in batches(start):
+            if len(batch.image_ids):
+                with self.model.lock, torch.no_grad():
+                    maps = run_to(self.model.module, self.layer, self.model.as_input(batch.images))
+                n, c = maps.shape[:2]
+                where = sample_positions(batch.image_ids, self.positions, self.per_image).to(maps.device)
+                picked = maps.reshape(n, c, -1).gather(2, where.unsqueeze(1).expand(n, c, -1))
+                picked = picked.permute(0, 2, 1).float().cpu().numpy()  # (n, per_image, c)
+                for image, rows in zip(batch.image_ids.tolist(), picked):
+                    target = self.held_out if self.held[image] else self.train
+                    start_row = self.slot[image] * self.per_image
+                    target[start_row:start_row + self.per_image] = rows
+                    self.filled[image] = True
+            next_index = min(next_index + len(batch.image_ids) + len(batch.unreadable), total)
+            if progress:
+                progress("vectors", next_index, total)
+            if time.perf_counter() - last >= checkpoint_seconds and next_index < total:
+                self.flush()
+                checkpoint(next_index)
+                last = time.perf_counter()
+        self.flush()
+
+    def flush(self) -> None:
+        for array in (self.train, self.held_out, self.filled):
+            array.flush()
+
+    def readable(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training vectors, held-out vectors) of the images that could be read."""
+        def rows(part: np.ndarray) -> np.ndarray:
+            images = np.flatnonzero(part & self.filled)
+            return (self.slot[images, None] * self.per_image + np.arange(self.per_image)).ravel()
+        return self.train[rows(~self.held)], self.held_out[rows(self.held)]
+
+
+def _memmap(path: Path, shape: tuple[int, int]) -> np.memmap:
+    return np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=np.float32, shape=shape)
+
+
+def _read_state(work: Path) -> dict:
+    try:
+        return json.loads((work / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(work: Path, state: dict) -> None:
+    atomic_write(work / "state.json", lambda tmp: tmp.write_text(json.dumps(state)))
+
+
+# -- storage -------------------------------------------------------------------------------------------------
+
+def digest_of(dictionary: Dictionary) -> str:
+    """A short checksum of the dictionary's numbers: what an atlas records of the dictionary it indexed."""
+    hasher = hashlib.sha256()
+    for key, tensor in sorted(dictionary.tensors().items()):
+        hasher.update(key.encode())
+        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return hasher.hexdigest()[:16]
+
+
+def save_dictionary(data_dir: Path, model_id: str, dictionary: Dictionary, meta: dict) -> StoredDictionary:
+    meta = {**meta, "digest": digest_of(dictionary)}
+    tensors = {key: value.detach().cpu().contiguous() for key, value in dictionary.tensors().items()}
+    path = dictionary_file(data_dir, model_id, meta["layer"], meta["kind"])
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"fovea": json.dumps(meta)}))
+    return StoredDictionary(model_id, meta["layer"], meta["kind"], meta, dictionary)
+
+
+def read_dictionary(path: Path) -> StoredDictionary:
+    """A stored dictionary: safetensors (plain numbers, nothing executed) and its JSON metadata."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as opened:
+        meta = json.loads(opened.metadata()["fovea"])
+        tensors = {key: opened.get_tensor(key) for key in opened.keys()}
+    if meta.get("format") != FORMAT or meta.get("method") not in METHODS:
+        raise ValueError(f"not a dictionary of this Fovea (format {meta.get('format')}, method {meta.get('method')})")
+    return StoredDictionary(meta["model"], meta["layer"], meta["kind"], meta, from_tensors(meta["method"], tensors))
+
+
+class DictionaryStore:
+    """The dictionaries stored for each model, read once per file version."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._read: dict[Path, tuple[tuple[int, int], StoredDictionary | None]] = {}
+        self._refused: set[Path] = set()  # logged once
+
+    def of_model(self, model: LoadedModel) -> list[StoredDictionary]:
+        """The model's usable dictionaries, by layer then kind; one learned on other weights is skipped (and
+        logged once per file version)."""
+        usable = []
+        folder = dictionaries_dir(self.data_dir, model.id)
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            stored = self._load(path)
+            if stored is None:
+                continue
+            if stored.meta.get("weights") != weights_id(model):
+                if path not in self._refused:
+                    log.warning("dictionary %s was learned on other weights of %s: skipped", path.name, model.id)
+                    self._refused.add(path)
+                continue
+            usable.append(stored)
+        return usable
+
+    def get(self, model: LoadedModel, layer: str, kind: str) -> StoredDictionary:
+        path = dictionary_file(self.data_dir, model.id, layer, kind)
+        stored = self._load(path) if path.is_file() else None
+        if stored is None:
+            raise NotFound(f"no dictionary {kind!r} of layer {layer!r} for model {model.id!r}: learn one with "
+                           f"`fovea dictionary {model.id} --layer {layer}`", layer=layer, kind=kind)
+        if stored.meta.get("weights") != weights_id(model):
+            raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} was learned on other weights of "
+                                    f"{model.id!r}; learn it again with `fovea dictionary {model.id} --layer {layer} "
+                                    f"--name {kind}`", layer=layer, kind=kind)
+        return stored
+
+    def _load(self, path: Path) -> StoredDictionary | None:
+        stat = path.stat()
+        version = (stat.st_ino, stat.st_mtime_ns)
+        cached = self._read.get(path)
+        if cached is None or cached[0] != version:
+            try:
+                stored = read_dictionary(path)
+            except (OSError, ValueError, KeyError) as problem:
+                log.warning("dictionary %s unreadable, skipped: %s", path.name, problem)
+                stored = None
+            cached = (version, stored)
+            self._read[path] = cached
+        return cached[1]
+
+
+def layer_key(layer: str, kind: str) -> str:
+    """A recorder's key in an index pass: the layer's name for its channels, `layer#kind` for another kind."""
+    return layer if kind == CHANNEL else f"{layer}#{kind}"
+

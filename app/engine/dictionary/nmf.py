@@ -1,0 +1,100 @@
+"""Non-negative matrix factorisation of non-negative activations, X ~ H W with H, W >= 0 (as Olah et al.'s
+"Building Blocks of Interpretability" and CRAFT factor CNN activations): W's rows are the features, H the
+codes. Fitted by Lee and Seung's multiplicative updates on the whole sample (two matrix products per update,
+on the GPU when there is one); a new vector is encoded by non-negative least squares against the fixed W,
+solved by accelerated projected gradient (FISTA) from the clipped least-squares solution, for a fixed number
+of iterations, so that a vector's code never depends on what else is in its batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+ENCODE_ITERATIONS = 60
+EPSILON = 1e-12
+
+
+class NMF:
+    method = "nmf"
+
+    def __init__(self, components: torch.Tensor, iterations: int = ENCODE_ITERATIONS):
+        self.components = components  # (size, channels), unit rows
+        self.iterations = int(iterations)
+        self.size, self.channels = components.shape
+        gram = components @ components.T
+        self._gram = gram
+        self._pseudo_inverse = torch.linalg.pinv(components)  # (channels, size)
+        self._step = 1.0 / torch.linalg.matrix_norm(gram.double(), ord=2).clamp_min(EPSILON).item()
+
+    def encode(self, vectors: torch.Tensor) -> torch.Tensor:
+        """argmin_{h >= 0} |x - h W|^2 per row, by FISTA with step 1 / |W W^T|_2."""
+        target = vectors @ self.components.T  # x W^T
+        codes = (vectors @ self._pseudo_inverse).clamp_min(0)
+        momentum, previous, t = codes, codes, 1.0
+        for _ in range(self.iterations):
+            codes = (momentum - self._step * (momentum @ self._gram - target)).clamp_min(0)
+            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            momentum = codes + ((t - 1) / t_next) * (codes - previous)
+            previous, t = codes, t_next
+        return codes
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes @ self.components
+
+    def directions(self) -> torch.Tensor:
+        return self.components
+
+    def drivers(self) -> torch.Tensor:
+        return self.components
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"components": self.components, "iterations": torch.tensor(self.iterations)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> NMF:
+        return cls(tensors["components"], int(tensors["iterations"]))
+
+    def to(self, device: torch.device) -> NMF:
+        return NMF(self.components.to(device), self.iterations)
+
+
+class NmfTrainer:
+    """Multiplicative updates on (N, channels) non-negative vectors, one step being an update of H then of W;
+    `state()` holds both, so a resumed fit ends where an uninterrupted one does."""
+
+    def __init__(self, vectors: torch.Tensor, size: int, steps: int, seed: int = 0):
+        lowest = vectors.min().item() if len(vectors) else 0.0
+        if lowest < 0:
+            raise ValueError(f"NMF needs non-negative activations, and this layer has values down to {lowest:.3g}; "
+                             "choose a layer after a ReLU, or the sparse autoencoder (--method sae)")
+        self.vectors, self.steps = vectors, steps
+        generator = torch.Generator().manual_seed(seed)
+        # Random positive factors whose product has the data's mean (scikit-learn's 'random' init).
+        level = (vectors.double().mean().clamp_min(EPSILON) / size).sqrt().item()
+        device = vectors.device
+        self.codes = (torch.rand(len(vectors), size, generator=generator) * level).to(device, vectors.dtype)
+        self.components = (torch.rand(size, vectors.shape[1], generator=generator) * level).to(device, vectors.dtype)
+        self.step = 0
+
+    def run(self, until: int, after_step: Callable[[int], None] | None = None) -> None:
+        x, h, w = self.vectors, self.codes, self.components
+        while self.step < min(until, self.steps):
+            h.mul_((x @ w.T) / (h @ (w @ w.T)).clamp_min(EPSILON))
+            w.mul_((h.T @ x) / ((h.T @ h) @ w).clamp_min(EPSILON))
+            self.step += 1
+            if after_step:
+                after_step(self.step)
+
+    def dictionary(self) -> NMF:
+        """The components as unit rows (an all-zero component stays zero: a dead feature)."""
+        return NMF(F.normalize(self.components, dim=1).clone())
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"codes": self.codes, "components": self.components, "step": torch.tensor(self.step)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.codes.copy_(state["codes"])
+        self.components.copy_(state["components"])
+        self.step = int(state["step"])
