@@ -17,6 +17,7 @@ from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
+from app.atlas.dictionaries import DictionaryStore
 from app.atlas.first_renders import start_first_run_rendering
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.notes import Notes
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = await run_in_threadpool(load_store, settings)
         app.state.atlases = AtlasRegistry(settings.data_dir)
+        app.state.dictionaries = DictionaryStore(settings.data_dir)
         app.state.model_inputs = InputCache()
         app.state.model_views = LruCache(settings.model_view_cache_bytes, weigh=len)
         app.state.compute = compute_limiter(settings.compute_concurrency)

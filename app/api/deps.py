@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Path, Request
 
 from app.api.errors import error_doc
 from app.atlas.background import BackgroundIndexer
+from app.atlas.dictionaries import DictionaryStore
 from app.atlas.first_renders import BackgroundRenderer
 from app.atlas.notes import Notes
 from app.atlas.registry import AtlasRegistry
@@ -81,6 +82,10 @@ async def get_model_views(request: Request) -> LruCache:
     return request.app.state.model_views
 
 
+async def get_dictionaries(request: Request) -> DictionaryStore:
+    return request.app.state.dictionaries
+
+
 async def get_compute_limiter(request: Request) -> anyio.CapacityLimiter:
     return request.app.state.compute
 
@@ -106,6 +111,7 @@ ModelViewsDep = Annotated[LruCache, Depends(get_model_views)]
 ComputeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_compute_limiter)]
 NotesDep = Annotated[Notes, Depends(get_notes)]
 SearchDep = Annotated[Search, Depends(get_search)]
+DictionariesDep = Annotated[DictionaryStore, Depends(get_dictionaries)]
 
 
 async def get_model(model: Annotated[str, Path(description="Model id, as in its card.")],

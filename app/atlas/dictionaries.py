@@ -79,6 +79,20 @@ class StoredDictionary:
     def digest(self) -> str:
         return self.meta["digest"]
 
+    def composition(self, feature: int, count: int) -> list[tuple[int, float]]:
+        """(channel, weight) of the `count` largest weights by magnitude in the feature's unit direction."""
+        row = self.dictionary.directions()[feature].detach().float().cpu()
+        order = torch.argsort(row.abs(), descending=True, stable=True)[:count]
+        return [(int(c), float(row[c])) for c in order]
+
+    def nearest(self, feature: int, count: int) -> list[tuple[int, float]]:
+        """(feature, cosine) of the `count` other features whose directions are closest to this one's."""
+        directions = torch.nn.functional.normalize(self.dictionary.directions().detach().float().cpu(), dim=1)
+        cosines = directions @ directions[feature]
+        cosines[feature] = -float("inf")
+        order = torch.argsort(cosines, descending=True, stable=True)[:count]
+        return [(int(f), float(cosines[f])) for f in order if torch.isfinite(cosines[f])]
+
     def summary(self) -> dict:
         """What the API and the atlas say of it."""
         keys = ("method", "size", "sparsity", "steps", "dataset", "figures", "seconds", "digest", "created")

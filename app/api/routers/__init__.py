@@ -7,6 +7,7 @@ from app.api.routers import (
     cams,
     concepts,
     datasets,
+    dictionaries,
     images,
     meta,
     models,
@@ -19,6 +20,7 @@ from app.api.routers import (
     visualizations,
 )
 
-ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, visualizations.router,
+ROUTERS = (meta.router, models.router, units.router, statistics.router, annotations.router, dictionaries.router,
+           visualizations.router,
            concepts.router, search.router, notes.router, activations.router, datasets.router, images.router,
            cams.router, progress.router, pages.router)

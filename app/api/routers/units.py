@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from app.api.deps import (
     MODEL_UNAVAILABLE,
     AtlasesDep,
+    DictionariesDep,
     IndexerDep,
     RendererDep,
     SettingsDep,
@@ -17,6 +18,7 @@ from app.api.deps import (
 )
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse, error_doc
+from app.api.features import feature_json
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
@@ -162,7 +164,8 @@ def list_units(
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
     labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
-    page = {"model": model.id, "layer": layer.name, "kind": indexed.kind, "dataset": atlas.dataset,
+    page = {"model": model.id, "layer": layer.name, "kind": indexed.kind, "kinds": atlas.kinds(layer.name),
+            "dataset": atlas.dataset,
             "units_total": indexed.units, "offset": offset, "sort": sort, "order": order,
             "map_shape": [indexed.height, indexed.width],
             "units": [unit_summary(model.id, indexed, atlas.dataset, row, labels.get(row["unit"])) for row in rows]}
@@ -180,7 +183,8 @@ def read_unit(
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     registry: AtlasesDep,
     settings: SettingsDep,
-    unit: Annotated[UnitIndex, Path(description="Channel index.")],
+    dictionaries: DictionariesDep,
+    unit: Annotated[UnitIndex, Path(description="The unit's index: a channel, or a feature of a dictionary.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
 ) -> FastJSONResponse:
     row = atlas.unit(indexed, unit)
@@ -212,6 +216,7 @@ def read_unit(
                      "page": unit_page(model.id, layer.name, r["other"], atlas.dataset, indexed.kind)}
                     for r in atlas.similar(indexed, unit)],
         "labels": labels_for(registry, model.id, atlas, indexed, unit, settings.dissection_iou_threshold),
+        "feature": feature_json(model, atlas, indexed, unit, dictionaries),
     })
 
 

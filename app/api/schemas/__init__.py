@@ -49,6 +49,14 @@ from app.api.schemas.concepts import (  # noqa: F401
     SearchResult,
     UnitLabels,
 )
+from app.api.schemas.dictionaries import (  # noqa: F401
+    DictionaryFigures,
+    DictionaryList,
+    DictionaryOut,
+    FeatureChannel,
+    FeatureOut,
+    NearbyFeature,
+)
 from app.api.schemas.images import (  # noqa: F401
     DatasetImage,
     DatasetSamples,

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.concepts import LabelChip, UnitLabels
+from app.api.schemas.dictionaries import FeatureOut
 
 
 class EncodedMaps(BaseModel):
@@ -82,6 +83,8 @@ class UnitPage(BaseModel):
     model: str
     layer: str
     kind: str = Field(description="What the listed units are, e.g. `channel`.")
+    kinds: list[str] = Field(description="Every kind of unit the atlas has at this layer: `channel`, then its "
+                                         "dictionaries.")
     dataset: str
     units_total: int
     offset: int
@@ -169,6 +172,8 @@ class UnitDetail(UnitSummary):
     similar: list[SimilarUnit] = Field(description="Units whose responses correlate most with this one's.")
     labels: UnitLabels | None = Field(description="What dissection measured: from this atlas, or else from another "
                                                   "atlas of the model with concept labels; None when none has.")
+    feature: FeatureOut | None = Field(None, description="Only for a dictionary's feature: its dictionary, the "
+                                                         "channels that compose it and the nearest features.")
 
 
 class UnitMaps(EncodedMaps):

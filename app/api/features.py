@@ -1,0 +1,46 @@
+"""What the API says of dictionaries and of their features, for the units and dictionaries routes: a
+dictionary's summary with its grid's page, and what only a feature has on its unit page (the channels that
+compose it, its nearest features)."""
+
+from __future__ import annotations
+
+from app.api.links import layer_page, unit_page
+from app.atlas.dictionaries import DictionaryRefused, DictionaryStore, StoredDictionary
+from app.atlas.kinds import CHANNEL
+from app.atlas.reader import Atlas, AtlasLayer
+from app.store.store import LoadedModel
+
+PER_LIST = 8  # channels in a composition, nearest features
+
+
+def indexed_digests(atlas: Atlas) -> dict[tuple[str, str], str]:
+    """(layer, kind) -> the digest of the dictionary whose features the atlas recorded."""
+    return {(layer, kind): digest for layer, kind, digest in atlas.meta.get("dictionaries") or []}
+
+
+def dictionary_json(model_id: str, stored: StoredDictionary, atlas: Atlas | None) -> dict:
+    indexed = atlas is not None and indexed_digests(atlas).get((stored.layer, stored.kind)) == stored.digest
+    dataset = atlas.dataset if atlas is not None else stored.meta["dataset"]
+    return {**stored.summary(), "indexed": indexed, "page": layer_page(model_id, stored.layer, dataset, stored.kind)}
+
+
+def feature_json(model: LoadedModel, atlas: Atlas, layer: AtlasLayer, unit: int,
+                 dictionaries: DictionaryStore) -> dict | None:
+    """What the unit page shows of a feature; None for a channel. 409 when the atlas recorded another version
+    of the dictionary than the one stored (learned again since): the rebuild makes them agree."""
+    if layer.kind == CHANNEL:
+        return None
+    stored = dictionaries.get(model, layer.name, layer.kind)
+    if indexed_digests(atlas).get((layer.name, layer.kind)) != stored.digest:
+        raise DictionaryRefused(f"the {atlas.dataset!r} atlas holds another version of dictionary {layer.kind!r} than "
+                                f"the one stored: rebuild it with `fovea index {model.id} --dataset ...`",
+                                layer=layer.name, kind=layer.kind)
+    return {
+        "dictionary": dictionary_json(model.id, stored, atlas),
+        "composition": [{"unit": channel, "weight": weight, "page": unit_page(model.id, layer.name, channel,
+                                                                               atlas.dataset)}
+                        for channel, weight in stored.composition(unit, PER_LIST)],
+        "nearest": [{"unit": other, "cosine": cosine, "page": unit_page(model.id, layer.name, other, atlas.dataset,
+                                                                         layer.kind)}
+                    for other, cosine in stored.nearest(unit, PER_LIST)],
+    }
