@@ -1,0 +1,174 @@
+"""Dictionaries as a kind of unit (app/atlas/dictionaries.py): learned on an atlas dataset's activations by
+`fovea dictionary`, resumed after a kill, refused on other weights, and indexed so that each feature has the
+atlas a channel has, equal to the projection computed directly; then served by the API as units are."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors import safe_open
+
+from app.api.app import create_app
+from app.atlas.dictionaries import (
+    DictionaryRefused,
+    DictionaryRequest,
+    DictionaryStore,
+    read_dictionary,
+    train_dictionary,
+)
+from app.atlas.indexer import index_model
+from app.atlas.layout import dictionary_file
+from app.atlas.reader import Atlas
+from app.engine.dictionary import encode_maps
+from tests.atlas_helpers import all_activations, brute_force_unit_stats, small_atlas
+from tests.conftest import DEMO_MODELS_ONLY_ARGS
+from tests.test_api import assert_error
+
+IMAGES, K = 30, 4
+SAE = DictionaryRequest(layer="block4", method="sae", size=48, sparsity=4, steps=30, max_vectors=600,
+                        batch_size=256)
+NMF = DictionaryRequest(layer="block3", method="nmf", size=24, sparsity=0, steps=30, max_vectors=600)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """shapes-cnn's atlas of block3 and block4 on 30 demo scenes, a sparse autoencoder of block4 and NMF of
+    block3 learned on it, and the atlas rebuilt with their features."""
+    root = tmp_path_factory.mktemp("dictionaries")
+    settings, model, dataset, _ = small_atlas(root, IMAGES, ["block3", "block4"], K)
+    stored = [train_dictionary(model, dataset, request, settings.data_dir, batch_size=16) for request in (SAE, NMF)]
+    atlas = Atlas(index_model(model, dataset, settings, layers=["block3", "block4"], k=K))
+    return settings, model, dataset, atlas, stored
+
+
+def test_the_stored_dictionary_has_its_figures_and_fits_the_weights_it_learned_on(built):
+    settings, model, _, _, (sae, nmf) = built
+    for stored, request in ((sae, SAE), (nmf, NMF)):
+        assert (stored.layer, stored.kind) == (request.layer, request.kind)
+        figures = stored.meta["figures"]
+        assert figures["vectors"] > 0 and 0 < figures["variance_explained"] <= 1
+        assert 0 <= figures["dead_features"] <= request.size
+        assert stored.meta["weights"] == model.weights_sha256
+    assert sae.meta["figures"]["mean_active"] <= SAE.sparsity
+    # Every tenth image is held out: 3 of 30 scenes. Each image gives ceil(600 / 27) = 23 of block4's 49 positions.
+    assert sae.meta["held_out_vectors"] == 3 * 23 and sae.meta["vectors"] == 27 * 23
+    path = dictionary_file(settings.data_dir, model.id, "block4", SAE.kind)
+    with safe_open(path, framework="pt") as opened:  # plain tensors and JSON: nothing is unpickled
+        assert set(opened.keys()) == {"encoder", "encoder_bias", "decoder", "pre_bias", "scale", "k"}
+    assert read_dictionary(path).digest == sae.digest
+    assert [d.kind for d in DictionaryStore(settings.data_dir).of_model(model)] == [NMF.kind, SAE.kind]
+
+
+def test_each_feature_s_atlas_equals_the_projection_computed_directly(built):
+    _, model, dataset, atlas, stored = built
+    activations, _ = all_activations(model, dataset, ["block3", "block4"], atlas.meta["batch_size"])
+    assert atlas.meta["dictionaries"] == [[d.layer, d.kind, d.digest] for d in reversed(stored)]  # by file name
+    for dictionary in stored:
+        maps = activations[dictionary.layer]
+        batch = atlas.meta["batch_size"]  # encoded batch by batch, as the build's hook does
+        features = torch.cat([encode_maps(dictionary.dictionary, torch.from_numpy(maps[start:start + batch]))
+                              for start in range(0, len(maps), batch)]).contiguous().numpy()
+        expected = brute_force_unit_stats(features, K)
+        layer = atlas.layer(dictionary.layer, dictionary.kind)
+        assert (layer.kind, layer.units) == (dictionary.kind, dictionary.dictionary.size)
+        for unit in range(layer.units):
+            top = atlas.top_images(layer, unit)
+            assert [row["image"] for row in top] == expected["topk"][unit].tolist(), (dictionary.kind, unit)
+            assert np.allclose([row["value"] for row in top], expected["values"][unit], rtol=1e-6, atol=0)
+            brute_maps = features[expected["topk"][unit], unit].astype(np.float16).astype(np.float32)
+            assert np.array_equal(np.asarray(atlas.maps(layer, unit), dtype=np.float32), brute_maps)
+            row = atlas.unit(layer, unit)
+            for key in ("max_max", "max_mean", "fraction_active"):
+                assert row[key] == pytest.approx(expected[key][unit], rel=1e-6, abs=1e-9), (dictionary.kind, key)
+        pooled = np.load(atlas.folder / f"layer-{layer.idx:03d}.pooled.npy")
+        assert np.allclose(pooled, expected["spatial_mean"], rtol=1e-3, atol=1e-3)
+    assert atlas.kinds("block4") == ["channel", SAE.kind] and atlas.kinds("block3") == ["channel", NMF.kind]
+
+
+def test_a_dictionary_learned_on_other_weights_is_refused(built):
+    settings, model, _, _, (sae, _) = built
+    other = DictionaryStore(settings.data_dir)
+    original = model.weights_sha256
+    try:
+        model.weights_sha256 = "0" * 64  # as if the card's weights had changed since
+        assert other.of_model(model) == []  # skipped by the index pass
+        with pytest.raises(DictionaryRefused, match="learned on other weights"):
+            other.get(model, "block4", SAE.kind)
+    finally:
+        model.weights_sha256 = original
+    assert other.get(model, "block4", SAE.kind).digest == sae.digest
+
+
+def test_a_killed_training_resumes_to_the_dictionary_of_an_uninterrupted_one(built, tmp_path):
+    """The command killed (SIGKILL) as it saves its first training checkpoint, then run again to the end."""
+    settings, model, dataset, _, (sae, _) = built
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "app", "dictionary", "shapes-cnn", "--layer", "block4", "--size", "48",
+               "--sparsity", "4", "--steps", "30", "--dataset", str(dataset.root), "--data-dir", str(killed),
+               "--device", "cpu", *DEMO_MODELS_ONLY_ARGS]
+    hook = ("import os, signal, app.atlas.dictionaries as d\nsaved = d.atomic_write\n"
+            "def write(path, fn):\n saved(path, fn)\n"
+            " if path.name == 'trainer.safetensors': os.kill(os.getpid(), signal.SIGKILL)\n"
+            "d.atomic_write = write\n")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(hook)
+    env = {**os.environ, "FOVEA_INDEX_CHECKPOINT_SECONDS": "0", "FOVEA_INDEX_WORKERS": "0",
+           "FOVEA_INDEX_BATCH_SIZE": "16", "FOVEA_DICTIONARY_MAX_VECTORS": "600", "FOVEA_AUTO_INDEX_DEMO": "false"}
+    first = subprocess.run(command, env={**env, "PYTHONPATH": str(tmp_path / "hook")}, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    build = dictionary_file(killed, "shapes-cnn", "block4", "sae-48").parent / ".block4.sae-48.build"
+    assert (build / "trainer.safetensors").is_file() and not dictionary_file(killed, "shapes-cnn", "block4",
+                                                                              "sae-48").exists()
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1/30 steps" in resumed.stderr.replace("\r", "\n")  # it went on from the first step's checkpoint
+    assert "sae-48: " in resumed.stderr and not build.exists()
+    again = read_dictionary(dictionary_file(killed, "shapes-cnn", "block4", "sae-48"))
+    # The same request, uninterrupted, in this process (SAE's batch size as the command's, 4096 -> all vectors).
+    whole = train_dictionary(model, dataset, DictionaryRequest(**{**SAE.__dict__, "batch_size": 4096}),
+                             tmp_path / "whole", batch_size=16)
+    assert again.digest == whole.digest
+    atlas = Atlas(killed / "atlases" / "shapes-cnn" / dataset.name)  # the command indexed the features
+    assert atlas.kinds("block4") == ["channel", "sae-48"]
+
+
+def test_features_are_served_as_units_with_their_composition(built):
+    settings, _, _, atlas, (sae, _) = built
+    base = "/api/models/shapes-cnn/layers/block4/units"
+    query = {"dataset": atlas.dataset, "kind": SAE.kind}
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/api/models/shapes-cnn/dictionaries", params={"dataset": atlas.dataset}).json()
+        assert [(d["layer"], d["kind"], d["indexed"]) for d in listed["dictionaries"]] == [
+            ("block3", NMF.kind, True), ("block4", SAE.kind, True)]
+        assert listed["dictionaries"][1]["page"] == f"/m/shapes-cnn/block4/{SAE.kind}?dataset={atlas.dataset}"
+        page = client.get(base, params={**query, "sort": "max_max", "order": "desc"}).json()
+        assert page["kind"] == SAE.kind and page["units_total"] == SAE.size and len(page["units"]) == SAE.size
+        assert page["kinds"] == ["channel", SAE.kind]
+        unit = client.get(f"{base}/3", params=query).json()
+        assert unit["page"] == f"/m/shapes-cnn/block4/{SAE.kind}/3?dataset={atlas.dataset}"
+        decoder = sae.dictionary.directions()[3]
+        composition = unit["feature"]["composition"]
+        assert [c["unit"] for c in composition] == decoder.abs().argsort(descending=True)[:8].tolist()
+        assert composition[0]["weight"] == pytest.approx(decoder[composition[0]["unit"]].item())
+        assert composition[0]["page"] == f"/m/shapes-cnn/block4/{composition[0]['unit']}?dataset={atlas.dataset}"
+        cosines = torch.nn.functional.normalize(sae.dictionary.directions(), dim=1) @ \
+            torch.nn.functional.normalize(decoder, dim=0)
+        cosines[3] = -2
+        assert [n["unit"] for n in unit["feature"]["nearest"]] == cosines.argsort(descending=True)[:8].tolist()
+        assert all(s["page"].startswith(f"/m/shapes-cnn/block4/{SAE.kind}/") for s in unit["similar"])
+        channel = client.get(f"{base}/3", params={"dataset": atlas.dataset}).json()
+        assert channel["feature"] is None and channel["kind"] == "channel"
+        maps = client.get(f"{base}/3/maps", params=query).json()
+        assert maps["shape"][0] == K
+        assert_error(client.get(f"{base}/{SAE.size}", params=query), 404, "not_found", f"0 to {SAE.size - 1}")
+        assert_error(client.get(f"{base}/3", params={**query, "kind": "sae-1000"}), 404, "layer_not_found",
+                     "its kinds: channel, sae-48")
+        assert client.get(f"{base}/3", params={**query, "kind": "SAE 48"}).status_code == 422
