@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--facets", type=int, metavar="F",
                            help="also render F facets of each unit, from its top images in the model's atlas")
     visualize.add_argument("--seed", type=int, default=0)
+    visualize.add_argument("--kind", default="channel",
+                           help="`channel` (default) or a dictionary's name: its features (`fovea dictionary`)")
     _settings_flags(visualize)
     visualize.set_defaults(handler=_visualize)
 
@@ -265,8 +267,13 @@ def _print_labelled(atlas, threshold: float) -> None:
     print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")
     for layer in summary["layers"]:
         cells = "".join(f"{layer['labelled'][c] / layer['units']:11.0%}" for c in categories)
-        print(f"{layer['layer'][:23].ljust(24)}{layer['units']:7d}{cells}"
+        print(f"{_layer_name(layer)[:23].ljust(24)}{layer['units']:7d}{cells}"
               f"{sum(layer['labelled'].values()) / layer['units']:9.0%}")
+
+
+def _layer_name(row: dict) -> str:
+    """A summary row's layer, with its kind when its units are a dictionary's features."""
+    return row["layer"] if row["kind"] == "channel" else f"{row['layer']} {row['kind']}"
 
 
 def _print_selective(atlas) -> None:
@@ -277,15 +284,17 @@ def _print_selective(atlas) -> None:
     print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in levels))
     for layer in class_selectivity_summary(atlas, levels):
         cells = "".join(f"{count / layer['units']:10.0%}" for count in layer["reaching"])
-        print(f"{layer['layer'][:23].ljust(24)}{layer['units']:7d}{cells}")
+        print(f"{_layer_name(layer)[:23].ljust(24)}{layer['units']:7d}{cells}")
 
 
 def _visualize(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
+    from app.atlas.dictionaries import DictionaryStore
     from app.atlas.image_prior import render_prior
+    from app.atlas.kinds import CHANNEL
     from app.atlas.registry import AtlasRegistry
-    from app.atlas.visualize import default_render_settings, variant, visualize_facets, visualize_layer
+    from app.atlas.visualize import Target, default_render_settings, variant, visualize_facets, visualize_layer
     from app.engine.featurevis.prior import LUCID
     from app.store.store import load_store
 
@@ -299,17 +308,19 @@ def _visualize(args: argparse.Namespace, settings: Settings) -> int:
     print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "
           f"into {settings.data_dir}", file=sys.stderr)
     atlas = AtlasRegistry(settings.data_dir).get(model.id) if args.facets else None  # 409 naming fovea index
+    dictionaries = DictionaryStore(settings.data_dir)
     for layer in layers:
-        print(f"{layer}:", file=sys.stderr)
-        visualize_layer(model, layer, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
+        target = Target(layer, None if args.kind == CHANNEL else dictionaries.get(model, layer, args.kind))
+        print(f"{layer} ({target.kind}):", file=sys.stderr)
+        visualize_layer(model, target, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
                         progress=ProgressBar(unit="units"))
         print(file=sys.stderr)
         if atlas is not None:
             print(f"{layer}, {args.facets} facets of each unit:", file=sys.stderr)
-            units = args.units or range(atlas.layer(layer).units)
+            units = args.units or range(atlas.layer(layer, target.kind).units)
             bar = ProgressBar(unit="units")
             for done, unit in enumerate(units, 1):  # each unit's facets are one batch, stored as it ends
-                visualize_facets(model, atlas, layer, unit, args.facets, settings.data_dir, render_settings)
+                visualize_facets(model, atlas, target, unit, args.facets, settings.data_dir, render_settings)
                 bar(done, len(units))
             print(file=sys.stderr)
     return 0

@@ -172,3 +172,37 @@ def test_features_are_served_as_units_with_their_composition(built):
         assert_error(client.get(f"{base}/3", params={**query, "kind": "sae-1000"}), 404, "layer_not_found",
                      "its kinds: channel, sae-48")
         assert client.get(f"{base}/3", params={**query, "kind": "SAE 48"}).status_code == 422
+
+
+def test_a_feature_is_visualised_found_on_an_image_and_mapped_as_a_unit_is(built):
+    """Its feature visualisation (the direction objective), its rank among the features that fire on an image,
+    its live map on a dataset image (equal to the atlas's top map), its labels in the detectors summary and in
+    search."""
+    settings, _, _, atlas, (sae, _) = built
+    layer = atlas.layer("block4", SAE.kind)
+    top = atlas.top_images(layer, 3)[0]
+    with TestClient(create_app(settings)) as client:
+        base = "/api/models/shapes-cnn/layers/block4/units/3"
+        shown = client.get(f"{base}/visualization", params={"kind": SAE.kind, "steps": 3, "size": 32})
+        assert shown.status_code == 200, shown.text
+        answer = shown.json()
+        assert answer["kind"] == SAE.kind and answer["variant"].endswith(f"-dictionary{sae.digest}")
+        assert f"kind={SAE.kind}" in answer["png"] and client.get(answer["png"]).status_code == 200
+        channel = client.get(f"{base}/visualization", params={"steps": 3, "size": 32, "render": "false"})
+        assert channel.status_code == 404  # the channel's own image is another, not rendered
+        live = client.get(f"{base}/activation", params={"kind": SAE.kind, "image": top["image"],
+                                                        "dataset": atlas.dataset}).json()
+        assert live["kind"] == SAE.kind and live["max"] == pytest.approx(top["value"], rel=1e-5)
+        fired = client.get(f"/api/images/{atlas.dataset}:{top['image']}/units",
+                           params={"model": "shapes-cnn", "layer": "block4", "kind": SAE.kind, "unit": 3,
+                                   "dataset": atlas.dataset}).json()
+        assert fired["kind"] == SAE.kind and fired["units_total"] == SAE.size
+        assert fired["units"][0]["unit"] == 3 and f"/block4/{SAE.kind}/3?" in fired["units"][0]["link"]
+        summary = client.get("/api/models/shapes-cnn/concepts", params={"dataset": atlas.dataset}).json()
+        rows = {(row["layer"], row["kind"]): row for row in summary["layers"]}
+        assert rows["block4", SAE.kind]["units"] == SAE.size and rows["block3", NMF.kind]["units"] == NMF.size
+        best = atlas.query("SELECT AVG(iou) FROM unit_concepts WHERE layer = ? AND rank = 0", (layer.idx,))[0][0]
+        assert rows["block4", SAE.kind]["best_iou_mean"] == pytest.approx(best)
+        found = client.get("/api/search", params={"q": f"block4 {SAE.kind} 3", "kind": SAE.kind}).json()
+        assert [(r["layer"], r["kind"], r["unit"]) for r in found["results"]][:1] == [("block4", SAE.kind, 3)]
+        assert {r["kind"] for r in found["results"]} == {SAE.kind}

@@ -4,10 +4,13 @@ compose it, its nearest features)."""
 
 from __future__ import annotations
 
+import torch
+
 from app.api.links import layer_page, unit_page
 from app.atlas.dictionaries import DictionaryRefused, DictionaryStore, StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
+from app.engine.dictionary import encode_maps
 from app.store.store import LoadedModel
 
 PER_LIST = 8  # channels in a composition, nearest features
@@ -24,17 +27,33 @@ def dictionary_json(model_id: str, stored: StoredDictionary, atlas: Atlas | None
     return {**stored.summary(), "indexed": indexed, "page": layer_page(model_id, stored.layer, dataset, stored.kind)}
 
 
+def dictionary_of(dictionaries: DictionaryStore, model: LoadedModel, atlas: Atlas, layer: str,
+                  kind: str) -> StoredDictionary | None:
+    """The dictionary whose features are units of `kind` at `layer` (None for channels), the very one the atlas
+    indexed: 409 when it recorded another version (learned again since; the rebuild makes them agree)."""
+    if kind == CHANNEL:
+        return None
+    stored = dictionaries.get(model, layer, kind)
+    if indexed_digests(atlas).get((layer, kind)) != stored.digest:
+        raise DictionaryRefused(f"the {atlas.dataset!r} atlas holds another version of dictionary {kind!r} than "
+                                f"the one stored: rebuild it with `fovea index {model.id} --dataset ...`",
+                                layer=layer, kind=kind)
+    return stored
+
+
+def unit_maps(stored: StoredDictionary | None, activations: torch.Tensor) -> torch.Tensor:
+    """A layer's (c, h, w) output on one image as its units' maps: the channels, or the dictionary's features."""
+    if stored is None:
+        return activations
+    return encode_maps(stored.dictionary.to(activations.device), activations[None].float())[0]
+
+
 def feature_json(model: LoadedModel, atlas: Atlas, layer: AtlasLayer, unit: int,
                  dictionaries: DictionaryStore) -> dict | None:
-    """What the unit page shows of a feature; None for a channel. 409 when the atlas recorded another version
-    of the dictionary than the one stored (learned again since): the rebuild makes them agree."""
-    if layer.kind == CHANNEL:
+    """What the unit page shows of a feature; None for a channel."""
+    stored = dictionary_of(dictionaries, model, atlas, layer.name, layer.kind)
+    if stored is None:
         return None
-    stored = dictionaries.get(model, layer.name, layer.kind)
-    if indexed_digests(atlas).get((layer.name, layer.kind)) != stored.digest:
-        raise DictionaryRefused(f"the {atlas.dataset!r} atlas holds another version of dictionary {layer.kind!r} than "
-                                f"the one stored: rebuild it with `fovea index {model.id} --dataset ...`",
-                                layer=layer.name, kind=layer.kind)
     return {
         "dictionary": dictionary_json(model.id, stored, atlas),
         "composition": [{"unit": channel, "weight": weight, "page": unit_page(model.id, layer.name, channel,

@@ -113,19 +113,22 @@ def describe(labels: dict) -> str:
 
 
 def detector_summary(atlas: Atlas, iou_threshold: float) -> dict:
-    """NetDissect's summary of an atlas with labels: per layer, its units labelled with a concept of each
-    category, the distinct concepts of each category, and each label concept's units; per concept, its pixels,
-    images and labelled units in all layers."""
+    """NetDissect's summary of an atlas with labels: per layer and kind of unit (channels, each dictionary's
+    features), its units labelled with a concept of each category, the distinct concepts of each category, each
+    label concept's units, and the mean of every unit's best IoU (what compares a dictionary with the channels);
+    per concept, its pixels, images and labelled units in all layers."""
     meta = atlas.meta["dissection"]
     categories = meta["categories"]
     labels = atlas.query("SELECT uc.layer, c.id, c.category FROM unit_concepts uc JOIN concepts c "
                          "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ?", (iou_threshold,))
+    best = dict(atlas.query("SELECT layer, AVG(iou) FROM unit_concepts WHERE rank = 0 GROUP BY layer"))
     layers = []
     for layer in atlas.by_kind.values():
         rows = [row for row in labels if row["layer"] == layer.idx]
         per_concept = Counter(row["id"] for row in rows)
         layers.append({
-            "layer": layer.name, "units": layer.units,
+            "layer": layer.name, "kind": layer.kind, "units": layer.units, "labelled_units": len(rows),
+            "best_iou_mean": best.get(layer.idx),
             "labelled": {c: sum(row["category"] == c for row in rows) for c in categories},
             "unique": {c: len({row["id"] for row in rows if row["category"] == c}) for c in categories},
             "concepts": [{"id": concept, "units": count}
@@ -142,6 +145,6 @@ def detector_summary(atlas: Atlas, iou_threshold: float) -> dict:
 def class_selectivity_summary(atlas: Atlas, levels: tuple[float, ...]) -> list[dict]:
     """Per layer, how many units' most selective class reaches each ROC AUC of `levels`."""
     best = atlas.query("SELECT layer, auc FROM unit_classes WHERE rank = 0")
-    return [{"layer": layer.name, "units": layer.units,
+    return [{"layer": layer.name, "kind": layer.kind, "units": layer.units,
              "reaching": [sum(row["auc"] >= level for row in best if row["layer"] == layer.idx) for level in levels]}
             for layer in atlas.by_kind.values()]

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from app.atlas.kinds import CHANNEL
 from app.atlas.labels import all_unit_labels
 from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
@@ -81,7 +82,8 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
             labels = every.get((layer.idx, unit))
             label = (labels or {}).get("label")
             base.update(label=label["id"] if label else None, category=label["category"] if label else None)
-            documents.append(Document(**base, field="unit", text=f"{layer.name}:{unit} {layer.name} {unit}",
+            kind = "" if layer.kind == CHANNEL else f" {layer.kind} feature"
+            documents.append(Document(**base, field="unit", text=f"{layer.name}:{unit} {layer.name}{kind} {unit}",
                                       score=1.0))
             if labels is None:
                 continue

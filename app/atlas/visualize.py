@@ -6,7 +6,11 @@ run that is killed resumes from the units it finished, and ends with the images 
 
 Besides the image that drives a unit most: its negative image (the unit minimised), and its facets (its top
 images clustered by the layer's activations on them, one image per facet started from the facet's mean
-image, rendered together in one batch)."""
+image, rendered together in one batch).
+
+A dictionary's feature is rendered through the direction objective: the direction in channel space whose dot
+product drives it (app/engine/dictionary `drivers`); its images are kept under its kind, their variant naming
+the dictionary's digest (a dictionary learned again renders anew)."""
 
 from __future__ import annotations
 
@@ -21,9 +25,13 @@ from PIL import Image, PngImagePlugin
 from torchvision.transforms import functional as TF
 
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations, scope_of
+from app.atlas.dictionaries import StoredDictionary
+from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas
-from app.engine.featurevis import channel, render
+from app.engine.dictionary import encode_maps
+from app.engine.featurevis import channel, direction, render
 from app.engine.featurevis.facets import cluster
+from app.engine.featurevis.objectives import Objective
 from app.engine.featurevis.prior import ImagePrior
 from app.engine.featurevis.render import RenderSettings
 from app.engine.probe import layer_output
@@ -32,6 +40,35 @@ from app.settings import Settings
 from app.store.store import LoadedModel
 
 Progress = Callable[[int, int], None]  # (units done, units in all)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a layer's renderings drive: its channels, or the features of one of its dictionaries."""
+
+    layer: str
+    dictionary: StoredDictionary | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.dictionary.kind if self.dictionary else CHANNEL
+
+    def units(self, model: LoadedModel) -> int:
+        return self.dictionary.dictionary.size if self.dictionary else model.layer(self.layer).shape[0]
+
+    def objective(self, units: list[int]) -> Objective:
+        if self.dictionary is None:
+            return channel(units)
+        return direction(self.dictionary.dictionary.drivers()[units].detach())
+
+    def reached(self, activations: torch.Tensor, units: list[int]) -> list[float]:
+        """Each item's spatial mean on its unit (item i serving units[i])."""
+        if self.dictionary is not None:
+            activations = encode_maps(self.dictionary.dictionary.to(activations.device), activations.float())
+        return activations[torch.arange(len(units)), torch.tensor(units)].mean(dim=(1, 2)).tolist()
+
+    def name(self, variant_name: str) -> str:
+        return variant_name if self.dictionary is None else f"{variant_name}-dictionary{self.dictionary.digest}"
 
 
 def variant(settings: RenderSettings, negative: bool = False) -> str:
@@ -56,23 +93,24 @@ def facet_variant(settings: RenderSettings, dataset: str, facets: int, index: in
     return f"{variant(settings)}-facets{facets}-of-{dataset}-{index}"
 
 
-def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSettings, units: list[int] | None = None,
-                    batch_size: int = 32, progress: Progress | None = None,
+def visualize_layer(model: LoadedModel, layer: str | Target, data_dir, settings: RenderSettings,
+                    units: list[int] | None = None, batch_size: int = 32, progress: Progress | None = None,
                     cancel: threading.Event | None = None, steps_progress: Progress | None = None,
                     checkpoint: Callable[[], None] | None = None, negative: bool = False) -> list[int]:
-    """Render `units` of `layer` (default: all) that are not stored yet; returns the units rendered now.
-    `progress` hears the units done, `steps_progress` each batch's optimisation steps; `checkpoint()` runs
-    before each step and may raise to stop (the batch in progress is not stored). `negative`: the images
-    that drive each unit lowest instead."""
-    info = model.layer(layer)
-    channels = info.shape[0]
-    wanted = list(range(channels)) if units is None else units
-    outside = [unit for unit in wanted if not 0 <= unit < channels]
+    """Render `units` of `layer` (its channels, or a Target's features; default: all) that are not stored yet;
+    returns the units rendered now. `progress` hears the units done, `steps_progress` each batch's optimisation
+    steps; `checkpoint()` runs before each step and may raise to stop (the batch in progress is not stored).
+    `negative`: the images that drive each unit lowest instead."""
+    target = layer if isinstance(layer, Target) else Target(layer)
+    count = target.units(model)
+    wanted = list(range(count)) if units is None else units
+    outside = [unit for unit in wanted if not 0 <= unit < count]
     if outside:
-        raise InvalidInput(f"{layer} has units 0 to {channels - 1}; not {outside[:5]}", layer=layer, units=outside)
+        raise InvalidInput(f"{target.layer} has units 0 to {count - 1}; not {outside[:5]}", layer=target.layer,
+                           units=outside)
     store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = render_scope(model), variant(settings, negative)
-    done = store.done(scope, layer, name)
+    scope, name = render_scope(model), target.name(variant(settings, negative))
+    done = store.done(scope, target.layer, name, target.kind)
     todo = [unit for unit in wanted if unit not in done]
     finished = len(wanted) - len(todo)
     if progress is not None:
@@ -81,14 +119,16 @@ def visualize_layer(model: LoadedModel, layer: str, data_dir, settings: RenderSe
         if cancel is not None and cancel.is_set():
             break
         batch = todo[start:start + batch_size]
-        objective = -channel(batch) if negative else channel(batch)
-        images, answers = _render(model, layer, objective, batch, batch, settings, steps_progress, checkpoint)
-        store.write(scope, [Annotation(layer, unit, _png(image, {"activation": f"{answer:.6g}", "settings": name}),
-                                       variant=name) for unit, image, answer in zip(batch, images, answers)])
+        objective = -target.objective(batch) if negative else target.objective(batch)
+        images, answers = _render(model, target, objective, batch, batch, settings, steps_progress, checkpoint)
+        store.write(scope, [Annotation(target.layer, unit, _png(image, {"activation": f"{answer:.6g}",
+                                                                         "settings": name}),
+                                       variant=name, kind=target.kind)
+                            for unit, image, answer in zip(batch, images, answers)])
         finished += len(batch)
         if progress is not None:
             progress(finished, len(wanted))
-    return [unit for unit in todo if unit in store.done(scope, layer, name)]
+    return [unit for unit in todo if unit in store.done(scope, target.layer, name, target.kind)]
 
 
 @dataclass(frozen=True)
@@ -98,29 +138,32 @@ class Facet:
     png: bytes
 
 
-def visualize_facets(model: LoadedModel, atlas: Atlas, layer: str, unit: int, facets: int, data_dir,
+def visualize_facets(model: LoadedModel, atlas: Atlas, layer: str | Target, unit: int, facets: int, data_dir,
                      settings: RenderSettings, steps_progress: Progress | None = None,
                      checkpoint: Callable[[], None] | None = None) -> list[Facet]:
     """The unit's facets among its top images in `atlas` (the layer's spatial means on each image, clustered),
     each rendered from the mean of its images, all in one batch; stored, then read back."""
-    indexed = atlas.layer(layer)
+    target = layer if isinstance(layer, Target) else Target(layer)
+    indexed = atlas.layer(target.layer, target.kind)
     rows = atlas.top_images(indexed, unit)
     labels = cluster(torch.from_numpy(atlas.pooled(indexed)[[row["image"] for row in rows]].astype("float32")),
                      facets).tolist()
     count = max(labels) + 1
     members = [[row["rank"] for row, label in zip(rows, labels) if label == index] for index in range(count)]
     store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    scope, names = render_scope(model), [facet_variant(settings, atlas.dataset, facets, i) for i in range(count)]
-    stored = [store.read(scope, layer, unit, name) for name in names]
+    scope = render_scope(model)
+    names = [target.name(facet_variant(settings, atlas.dataset, facets, i)) for i in range(count)]
+    stored = [store.read(scope, target.layer, unit, name, target.kind) for name in names]
     if any(png is None for png in stored):
         views = [TF.to_tensor(TF.resize(model.preprocessing.view(atlas.load_image(row["image"])), list(settings.size)))
                  for row in rows]
         start = torch.stack([torch.stack([views[rank] for rank in ranks]).mean(dim=0) for ranks in members])
-        images, answers = _render(model, layer, channel([unit] * count), list(range(count)), [unit] * count,
-                                  settings, steps_progress, checkpoint, start=start)
+        images, answers = _render(model, target, target.objective([unit] * count), list(range(count)),
+                                  [unit] * count, settings, steps_progress, checkpoint, start=start)
         stored = [_png(image, {"activation": f"{answer:.6g}", "settings": name, "members": json.dumps(ranks)})
                   for image, answer, name, ranks in zip(images, answers, names, members)]
-        store.write(scope, [Annotation(layer, unit, png, variant=name) for png, name in zip(stored, names)])
+        store.write(scope, [Annotation(target.layer, unit, png, variant=name, kind=target.kind)
+                            for png, name in zip(stored, names)])
     return [Facet(index, ranks, png) for index, (ranks, png) in enumerate(zip(members, stored))]
 
 
@@ -129,7 +172,8 @@ def render_scope(model: LoadedModel) -> str:
     return scope_of(FEATURE_VISUALISATION, model.weights_sha256 or "", None)
 
 
-def _render(model: LoadedModel, layer: str, objective, items: list[int], units: list[int], settings: RenderSettings,
+def _render(model: LoadedModel, target: Target, objective, items: list[int], units: list[int],
+            settings: RenderSettings,
             steps_progress: Progress | None, checkpoint: Callable[[], None] | None,
             start: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
     """Images for batch items `items` (item i serving units[i]), and the spatial mean each reaches on its unit,
@@ -141,12 +185,12 @@ def _render(model: LoadedModel, layer: str, objective, items: list[int], units: 
         return model.as_input((images - mean) / std)
 
     with model.lock:
-        images = render(model.module, layer, objective, items, settings, to_input, device=model.device,
+        images = render(model.module, target.layer, objective, items, settings, to_input, device=model.device,
                         progress=steps_progress, checkpoint=checkpoint,
                         start=None if start is None else start.to(model.device))
         with torch.no_grad():
-            reached = layer_output(model.module, layer, to_input(images.to(model.device)))
-    return images, reached[torch.arange(len(units)), torch.tensor(units)].mean(dim=(1, 2)).tolist()
+            reached = layer_output(model.module, target.layer, to_input(images.to(model.device)))
+    return images, target.reached(reached, units)
 
 
 def _png(image: torch.Tensor, text: dict[str, str]) -> bytes:

@@ -15,6 +15,7 @@ from app.api.compute import COMPUTE
 from app.api.deps import (
     MODEL_UNAVAILABLE,
     AtlasesDep,
+    DictionariesDep,
     IndexerDep,
     ModelViewsDep,
     ProgressBoardDep,
@@ -25,12 +26,14 @@ from app.api.deps import (
 )
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import HOST_REFUSED, ErrorResponse, error_doc
+from app.api.features import dictionary_of, unit_maps
 from app.api.image_refs import ImageRef, get_image
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
-from app.api.routers.units import DatasetQuery, get_atlas
+from app.api.routers.units import DatasetQuery, KindQuery, get_atlas
 from app.api.schemas import FiredUnits, ImageInfo, Predictions, UploadReceipt
 from app.atlas.fired import rank_fired_units
+from app.atlas.kinds import CHANNEL
 from app.atlas.labels import layer_labels
 from app.errors import InvalidInput, PayloadTooLarge
 from app.studio.progress import WAITING
@@ -122,6 +125,7 @@ def read_fired_units(
     atlases: AtlasesDep,
     indexer: IndexerDep,
     board: ProgressBoardDep,
+    dictionaries: DictionariesDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     layer: Annotated[str, Query(description="Dotted module path of an indexed layer, e.g. `block4`.")],
@@ -132,26 +136,29 @@ def read_fired_units(
     maps: Annotated[bool, Query(description="Also each listed unit's map on this image (`maps`) and on its top "
                                             "dataset image (`top_maps`), (units, h, w) raw values in list order; "
                                             "`max_max` is each unit's maximum over the dataset.")] = False,
+    kind: KindQuery = CHANNEL,
     progress_token: ProgressToken = None,
 ) -> FastJSONResponse:
     loaded = store.ready(model)
     loaded.layer(layer)
     atlas = get_atlas(loaded, atlases, indexer, dataset)
-    indexed = atlas.layer(layer)
+    indexed = atlas.layer(layer, kind)
+    stored = dictionary_of(dictionaries, loaded, atlas, layer, kind)
     if unit is not None:
         atlas.check_unit(indexed, unit)
     with board.follow(progress_token) as progress:
-        activations = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
+        output = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
+    activations = unit_maps(stored, output)
     ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(),
                               indexed.units if unit is not None else limit)
     rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
     spatial_max = activations.amax(dim=(1, 2))
     labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
-    body = {"image": image.id, "model": loaded.id, "layer": layer, "dataset": atlas.dataset,
+    body = {"image": image.id, "model": loaded.id, "layer": layer, "kind": kind, "dataset": atlas.dataset,
             "images": int(atlas.meta["images"]), "units_total": indexed.units,
             "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
-                       "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset),
+                       "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset, kind),
                        "label": labels[row["unit"]].json() if row["unit"] in labels else None} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]

@@ -28,6 +28,8 @@ def search(
                                                         "all must match.")] = "",
     model: Annotated[str | None, Query(max_length=100, description="Only this model's units.")] = None,
     layer: Annotated[str | None, Query(max_length=200, description="Only this layer's units.")] = None,
+    kind: Annotated[str | None, Query(max_length=40, description="Only units of this kind: `channel`, or a "
+                                                                 "dictionary's name (its features).")] = None,
     category: Annotated[str | None, Query(max_length=100, description="Only units labelled with a concept of "
                                                                       "this category, e.g. `shape`.")] = None,
     concept: Annotated[str | None, Query(max_length=200, description="Only units labelled with this concept, "
@@ -51,6 +53,7 @@ def search(
     note_index = index.notes_index(notes)
     hits += [note_index.documents[i] for i in note_index.match(words)] if words else []
     hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
+            and (kind is None or h.kind == kind)
             and (category is None or h.category == category) and (concept is None or h.label == concept)
             and (words or h.field == "label")]
     ranked = rank(hits)

@@ -18,6 +18,7 @@ from app.api.caching import IMMUTABLE, image_doc
 from app.api.deps import (
     AtlasesDep,
     ComputeLimiterDep,
+    DictionariesDep,
     ProgressBoardDep,
     ProgressToken,
     SettingsDep,
@@ -27,10 +28,20 @@ from app.api.deps import (
 from app.api.disconnect import client_gone
 from app.api.errors import error_doc
 from app.api.indices import UnitIndex
+from app.api.routers.units import KindQuery
 from app.api.schemas import FacetMember, Visualization, VisualizationFacet, VisualizationFacets
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotations
 from app.atlas.image_prior import render_prior
-from app.atlas.visualize import Facet, default_render_settings, render_scope, variant, visualize_facets, visualize_layer
+from app.atlas.kinds import CHANNEL
+from app.atlas.visualize import (
+    Facet,
+    Target,
+    default_render_settings,
+    render_scope,
+    variant,
+    visualize_facets,
+    visualize_layer,
+)
 from app.engine.featurevis.prior import LUCID
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
@@ -59,23 +70,29 @@ Param = Annotated[Literal["fft", "maco"], Query(
 
 @dataclass(frozen=True)
 class Asked:
-    """The unit and the render settings (its image prior included) a request asks for."""
+    """The unit (a channel, or a dictionary's feature) and the render settings (its image prior included) a
+    request asks for."""
 
     model: LoadedModel
     layer: LayerInfo
+    target: Target
     unit: int
     settings: RenderSettings
 
 
-async def get_request(settings: SettingsDep, atlases: AtlasesDep,
+async def get_request(settings: SettingsDep, atlases: AtlasesDep, dictionaries: DictionariesDep,
                       model: Annotated[LoadedModel, Depends(get_ready_model)],
                       layer: Annotated[LayerInfo, Depends(get_layer)],
-                      unit: Annotated[UnitIndex, Path(description="Channel index.")],
-                      steps: Steps = None, size: Size = None, seed: Seed = 0, param: Param = "fft") -> Asked:
+                      unit: Annotated[UnitIndex, Path(description="The unit's index: a channel, or a feature.")],
+                      steps: Steps = None, size: Size = None, seed: Seed = 0, param: Param = "fft",
+                      kind: KindQuery = CHANNEL) -> Asked:
     """The unit and render settings a request asks for, its limits checked, with the model's image prior."""
-    render_settings = _settings(settings, model, layer, unit, steps, size, seed, param)
+    target = Target(layer.name, None if kind == CHANNEL else
+                    await run_in_threadpool(dictionaries.get, model, layer.name, kind))
+    check_unit(layer.name, unit, target.units(model))
+    render_settings = _settings(settings, model, steps, size, seed, param)
     prior = await run_in_threadpool(render_prior, atlases, model, render_settings.size, param)  # reads images once
-    return Asked(model, layer, unit, replace(render_settings, prior=prior))
+    return Asked(model, layer, target, unit, replace(render_settings, prior=prior))
 
 
 RequestDep = Annotated[Asked, Depends(get_request)]
@@ -86,18 +103,18 @@ async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardD
                   negative: Negative = False, render: Render = True, progress_token: ProgressToken = None) -> bytes:
     """The unit's image for the request: stored, or rendered first in a worker thread (unless `render` is
     false: then a 404); a client that goes away stops the rendering at its next step (nothing is stored)."""
-    model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
+    model, target, unit, render_settings = asked.model, asked.target, asked.unit, asked.settings
     store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
-    scope, name = render_scope(model), variant(render_settings, negative)
-    png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
+    scope, name = render_scope(model), target.name(variant(render_settings, negative))
+    png = await run_in_threadpool(store.read, scope, target.layer, unit, name, target.kind)
     if png is None and not render:
-        raise NotFound(f"no feature visualisation of {layer.name}:{unit} is stored for these settings "
-                       f"({name}); ask without render=false to render it", unit=unit, variant=name)
+        raise NotFound(f"no feature visualisation of {target.layer}:{unit} ({target.kind}) is stored for these "
+                       f"settings ({name}); ask without render=false to render it", unit=unit, variant=name)
     if png is None:
         await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_layer(
-            model, layer.name, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,
+            model, target, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,
             steps_progress=progress, checkpoint=stop))
-        png = await run_in_threadpool(store.read, scope, layer.name, unit, name)
+        png = await run_in_threadpool(store.read, scope, target.layer, unit, name, target.kind)
     return png
 
 
@@ -110,10 +127,10 @@ async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoa
                            f"({settings.visualization_max_facets})", facets=facets,
                            limit=settings.visualization_max_facets)
     atlas = atlases.get(asked.model.id)
-    indexed = atlas.layer(asked.layer.name)  # 404 naming the indexed layers
+    indexed = atlas.layer(asked.layer.name, asked.target.kind)  # 404 naming the indexed layers or kinds
     atlas.check_unit(indexed, asked.unit)
     return await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_facets(
-        asked.model, atlas, asked.layer.name, asked.unit, facets, settings.data_dir, asked.settings,
+        asked.model, atlas, asked.target, asked.unit, facets, settings.data_dir, asked.settings,
         steps_progress=progress, checkpoint=stop))
 
 
@@ -122,11 +139,12 @@ async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoa
 async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annotated[bytes, Depends(get_png)],
                              negative: Negative = False) -> Visualization:
     model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
-    query = _query(render_settings) + ("&negative=true" if negative else "")
-    return Visualization(model=model.id, layer=layer.name, unit=unit, variant=variant(render_settings, negative),
+    query = _query(asked) + ("&negative=true" if negative else "")
+    return Visualization(model=model.id, layer=layer.name, kind=asked.target.kind, unit=unit,
+                         variant=asked.target.name(variant(render_settings, negative)),
                          steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
                          param=render_settings.param, colors=render_settings.prior.source, negative=negative,
-                         activation=_activation(png), dataset_best=_dataset_best(atlases, model, layer, unit),
+                         activation=_activation(png), dataset_best=_dataset_best(atlases, asked),
                          png=f"{_base(asked)}/visualization.png{query}")
 
 
@@ -143,10 +161,11 @@ async def read_visualization_png(png: Annotated[bytes, Depends(get_png)]) -> Res
 async def read_facets(atlases: AtlasesDep, asked: RequestDep, found: Annotated[list[Facet], Depends(get_facets)],
                       facets: Facets = 3) -> VisualizationFacets:
     atlas, render_settings = atlases.get(asked.model.id), asked.settings
-    rows = atlas.top_images(atlas.layer(asked.layer.name), asked.unit)
-    query = _query(render_settings) + f"&facets={facets}"
+    rows = atlas.top_images(atlas.layer(asked.layer.name, asked.target.kind), asked.unit)
+    query = _query(asked) + f"&facets={facets}"
     return VisualizationFacets(
-        model=asked.model.id, layer=asked.layer.name, unit=asked.unit, dataset=atlas.dataset, asked=facets,
+        model=asked.model.id, layer=asked.layer.name, kind=asked.target.kind, unit=asked.unit, dataset=atlas.dataset,
+        asked=facets,
         steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
         param=render_settings.param,
         facets=[VisualizationFacet(
@@ -170,20 +189,21 @@ def _base(asked: Asked) -> str:
     return f"/api/models/{asked.model.id}/layers/{asked.layer.name}/units/{asked.unit}"
 
 
-def _query(render_settings: RenderSettings) -> str:
+def _query(asked: Asked) -> str:
+    render_settings = asked.settings
+    kind = "" if asked.target.kind == CHANNEL else f"&kind={asked.target.kind}"
     return (f"?steps={render_settings.steps}&size={render_settings.size[0]}&seed={render_settings.seed}"
-            f"&param={render_settings.param}")
+            f"&param={render_settings.param}{kind}")
 
 
 def _activation(png: bytes) -> float:
     return float(Image.open(io.BytesIO(png)).text["activation"])
 
 
-def _settings(settings: Settings, model: LoadedModel, layer: LayerInfo, unit: int, steps: int | None,
-              size: int | None, seed: int, param: str) -> RenderSettings:
-    """The render settings a request asks for (a page's defaults where it names none), once its unit and its
-    limits are checked; the prior is the caller's to add."""
-    check_unit(layer.name, unit, layer.shape[0])
+def _settings(settings: Settings, model: LoadedModel, steps: int | None, size: int | None, seed: int,
+              param: str) -> RenderSettings:
+    """The render settings a request asks for (a page's defaults where it names none), once its limits are
+    checked; the prior is the caller's to add."""
     defaults = default_render_settings(settings, model, LUCID)
     steps, side = steps or defaults.steps, size or defaults.size[0]
     if steps > settings.visualization_max_steps:
@@ -212,10 +232,10 @@ def _stop_if(gone) -> None:
         raise RequestCancelled("the client closed the connection; the rendering stopped")
 
 
-def _dataset_best(atlases, model: LoadedModel, layer: LayerInfo, unit: int) -> float | None:
-    """The largest spatial mean of any image of the model's default atlas, when it indexed the layer."""
+def _dataset_best(atlases, asked: Asked) -> float | None:
+    """The largest spatial mean of any image of the model's default atlas, when it indexed the layer's units."""
     try:
-        atlas = atlases.get(model.id)
-        return float(atlas.unit(atlas.layer(layer.name), unit)["mean_max"])
+        atlas = atlases.get(asked.model.id)
+        return float(atlas.unit(atlas.layer(asked.layer.name, asked.target.kind), asked.unit)["mean_max"])
     except (AtlasMissing, LayerNotFound):
         return None

@@ -188,6 +188,7 @@ class Position(BaseModel):
 class UnitActivation(BaseModel):
     model: str
     layer: str
+    kind: str = Field(description="`channel`, or the dictionary whose feature it is.")
     unit: int
     dataset: str
     image: int

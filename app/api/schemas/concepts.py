@@ -50,7 +50,11 @@ class ConceptCount(BaseModel):
 
 class LayerDetectors(BaseModel):
     layer: str
+    kind: str = Field(description="`channel`, or a dictionary's name: its features.")
     units: int
+    labelled_units: int = Field(description="Units labelled with a concept (of any category).")
+    best_iou_mean: float | None = Field(description="The mean over the units of each one's best concept IoU, "
+                                                    "labelled or not.")
     labelled: dict[str, int] = Field(description="Units labelled with a concept of each category.")
     unique: dict[str, int] = Field(description="Distinct concepts of each category among the labels.")
     concepts: list[ConceptCount] = Field(description="Each label concept of the layer with its number of units.")

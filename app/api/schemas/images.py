@@ -86,6 +86,7 @@ class FiredUnits(BaseModel):
     image: str
     model: str
     layer: str
+    kind: str = Field(description="`channel`, or the dictionary whose features are ranked.")
     dataset: str
     images: int
     units_total: int

@@ -25,6 +25,8 @@ class RenderedUnit(BaseModel):
 
     model: str
     layer: str
+    kind: str = Field(description="`channel`, or the dictionary whose feature it is (rendered along the direction "
+                                  "that drives the feature).")
     unit: int
     steps: int
     size: int = Field(description="Side of the square image in pixels.")
