@@ -184,6 +184,10 @@ export const searchUnits = (query, { signal } = {}) => meta.load(apiUrl.search(q
 export const conceptSummary = (modelId, query, { signal } = {}) =>
   meta.load(apiUrl.concepts(modelId, query), { signal, life: LIFE.unit });
 
+/** A model's dictionaries, and whether the atlas of `query.dataset` has their features. */
+export const modelDictionaries = (modelId, query, { signal } = {}) =>
+  meta.load(apiUrl.dictionaries(modelId, query), { signal, life: LIFE.atlases });
+
 /** The notes on a unit, asked afresh each time (anyone may have written one). */
 export const unitNotes = (modelId, layer, unit, { signal } = {}) =>
   meta.load(apiUrl.notes(modelId, layer, unit), { signal, keep: false });

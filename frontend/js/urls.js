@@ -60,6 +60,7 @@ export const apiUrl = {
   datasetSamples: (dataset) => `/api/datasets/${enc(dataset)}/samples`,
   search: (query = {}) => withQuery("/api/search", query),
   concepts: (modelId, query = {}) => withQuery(`/api/models/${enc(modelId)}/concepts`, query),
+  dictionaries: (modelId, query = {}) => withQuery(`/api/models/${enc(modelId)}/dictionaries`, query),
   conceptMask: (modelId, concept, image, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/concepts/${enc(concept)}/masks/${image}.png`, query),
   notes: (modelId, layer, unit) => `/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/notes`,

@@ -7,6 +7,7 @@ import { html } from "../dom.js";
 import { navigate } from "../router.js";
 import { pageUrl } from "../urls.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
+import { comparisonSection, kindName } from "./features.js";
 
 export async function mountConcepts(root, { params, query, signal }) {
   const modelId = params.model;
@@ -39,16 +40,17 @@ export async function mountConcepts(root, { params, query, signal }) {
         <thead><tr><th scope="col">layer</th><th scope="col">units</th>${summary.categories.map((c) =>
           html`<th scope="col">${c}</th>`)}<th scope="col">distinct concepts</th></tr></thead>
         <tbody>${summary.layers.map((layer) => html`<tr>
-          <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset })}"><code>${layer.layer}</code></a></th>
+          <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === "channel" ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
           <td>${layer.units}</td>
           ${summary.categories.map((c) => html`<td>${layer.labelled[c]
-            ? html`<a href="${filtered({ layer: layer.layer, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
+            ? html`<a href="${filtered({ layer: layer.layer, kind: layer.kind, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
               <span class="muted small">${Math.round(100 * layer.labelled[c] / layer.units)}%</span>` : html`<span class="muted">0</span>`}</td>`)}
           <td>${layer.concepts.length}</td></tr>`)}</tbody>
         <tfoot><tr><th scope="row">all</th><td>${summary.layers.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
           html`<td>${totals[c] ? html`<a href="${filtered({ category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
       </table>
     </section>
+    ${comparisonSection(summary, modelId)}
     <section class="panel">
       <h2>Concepts</h2>
       <ul class="concept-list">${summary.concepts.map((c) => html`<li>

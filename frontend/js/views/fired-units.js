@@ -6,14 +6,15 @@
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
-import { apiUrl, pageUrl } from "../urls.js";
+import { modelDictionaries } from "../data.js";
+import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
 
 const LIMIT = 12;
 const OPACITY = 0.6;
 
 /** `atlas`: the atlas units are ranked against ({ dataset, layers }) or null; `indexed`: whether `layer` is
  *  in it. A layer outside the atlas has no ranking: the strip says which layers have one. */
-export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, indexed, signal }) {
+export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, indexed, kind = CHANNEL, signal }) {
   if (atlas && !indexed) {
     strip.innerHTML = html`<p class="small"><code>${layer}</code> is not indexed in the <code>${atlas.dataset}</code>
       atlas, so its units have no dataset to be ranked against. Units are ranked on the indexed layers:
@@ -23,7 +24,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
   let body;
   try {
     body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: LIMIT, maps: true,
-      dataset: atlas?.dataset }), { signal, onProgress: noteWaiting(strip) });
+      ...atlasQuery({ dataset: atlas?.dataset, kind }) }), { signal, onProgress: noteWaiting(strip) });
   } catch (error) {
     if (error.name !== "AbortError") strip.innerHTML = html`<p class="error-text">${error.message}</p>`;
     return;
@@ -34,17 +35,17 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
       dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and the image that
       drives it most (its feature visualisation, top left, once rendered).</p>
     <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
-      <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, image: imageId })}" data-unit="${u.unit}">
+      <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, kind, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"
           aria-label="unit ${u.unit} on this image"></canvas>
         ${u.label ? html`<span class="chip small fired-label" title="${u.label.id}, IoU ${u.label.iou.toFixed(2)}">${u.label.name}</span>` : ""}
-        <span class="fired-name" title="${layer}:${u.unit}">unit <b>${u.unit}</b></span>
+        <span class="fired-name" title="${kind === CHANNEL ? `${layer}:${u.unit}` : `${layer} ${kind}:${u.unit}`}">${kind === CHANNEL ? "unit " : "#"}<b>${u.unit}</b></span>
         <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${(u.percentile * 100).toFixed(1)}%</span>
         <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·
           max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
-        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { render: "false" })}" width="48" height="48"
+        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { ...atlasQuery({ kind }), render: "false" })}" width="48" height="48"
           alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
       </a></li>`)}</ol>`;
 
@@ -69,4 +70,23 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
         mapAt(topMaps, index), unit);
     }
   });
+}
+
+/** After the units, the features of each of the layer's dictionaries that fire on the image, ranked the same
+ *  way against the same atlas: one section each, after `section` (the units'). */
+export async function mountFiredFeatures(section, { imageId, modelId, layer, atlas, signal }) {
+  let listing;
+  try {
+    listing = await modelDictionaries(modelId, { dataset: atlas.dataset }, { signal });
+  } catch {
+    return;  // no dictionaries to show
+  }
+  const here = listing.dictionaries.filter((d) => d.layer === layer && d.indexed).reverse();
+  await Promise.all(here.map((dictionary) => {
+    section.insertAdjacentHTML("afterend", html`<section class="fired fired-features" data-kind="${dictionary.kind}">
+      <h2>Features of <code>${dictionary.kind}</code> (<code>${layer}</code>) that fire on this image</h2>
+      <div class="fired-strip muted">…</div></section>`);
+    const strip = section.nextElementSibling.querySelector(".fired-strip");
+    return mountFiredUnits(strip, { imageId, modelId, layer, atlas, indexed: true, kind: dictionary.kind, signal });
+  }));
 }

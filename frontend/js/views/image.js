@@ -14,7 +14,7 @@ import { mountUploadZone } from "../upload-zone.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { methodList } from "../vocabularies.js";
 import { mountCamStudio } from "./cam-grid.js";
-import { mountFiredUnits } from "./fired-units.js";
+import { mountFiredFeatures, mountFiredUnits } from "./fired-units.js";
 import { trainedOn } from "./trained-on.js";
 
 const QUICK_FIRST_MS = 1000;
@@ -109,6 +109,7 @@ export async function mountImage(root, { params, query, signal }) {
   const quick = Promise.race([Promise.all([
     showPredictions(root.querySelector(".predictions"), imageId, model, signal),
     layer && mountFiredUnits(root.querySelector(".fired-strip"), { imageId, modelId, layer, atlas, indexed, signal }),
+    layer && indexed && mountFiredFeatures(root.querySelector(".fired"), { imageId, modelId, layer, atlas, signal }),
   ]), new Promise((resolve) => { setTimeout(resolve, QUICK_FIRST_MS); })]);
   if (layer) {
     mountCamStudio(root.querySelector(".cam-studio"), { imageId, model, layer, methods, state: cams, signal,

@@ -12,12 +12,13 @@ import { indexedOrder } from "../layer-nav.js";
 import { layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
-import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
+import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
 import { formatStatistic, layerSorts } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
+import { kindName, kindSwitch } from "./features.js";
 import { layerRole } from "./layer-role.js";
 
 const PAGE = 96;
@@ -31,7 +32,7 @@ export async function mountLayer(root, { params, query, signal }) {
   const state = layerViewState(query, sorts.map((sort) => sort.id));
   const atlas = atlasQuery(state);
   const crumbs = [{ label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
-    { label: layer, href: pageUrl.layer(modelId, layer, atlas) }];
+    { label: state.kind === CHANNEL ? layer : `${layer} ${kindName(state.kind)}`, href: pageUrl.layer(modelId, layer, atlas) }];
   const info = model.layers.find((l) => l.name === layer);
   let first;
   let layerMax = null;  // with one scale for the layer: its strongest unit's maximum
@@ -51,9 +52,10 @@ export async function mountLayer(root, { params, query, signal }) {
   }
   root.innerHTML = html`
     <section class="page-head">
-      <h1><code>${layer}</code></h1>
-      <p class="muted">${first.units_total} units · maps ${first.map_shape.join("×")} · ${info ? info.type : ""}
+      <h1><code>${layer}</code>${state.kind === CHANNEL ? "" : html` <span class="kind-title">${kindName(state.kind)}</span>`}</h1>
+      <p class="muted">${first.units_total} ${state.kind === CHANNEL ? "units" : "features"} · maps ${first.map_shape.join("×")} · ${info ? info.type : ""}
         · ${datasetPicker(atlases, first.dataset)}</p>
+      ${kindSwitch(first.kinds, state.kind, { modelId, layer, query: { dataset: first.dataset } })}
       ${info ? html`<p class="muted layer-role">${layerRole(model.layers, layer)}</p>` : ""}
       <div class="toolbar">
         ${sorts.length ? html`<label>Sort by <select name="sort">${sorts.map((sort) =>
@@ -105,7 +107,7 @@ export async function mountLayer(root, { params, query, signal }) {
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (state.show === "visualizations") {
       try {  // rendered by the server on the first ask; first start renders the demo models' default layers
-        const image = await loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit));
+        const image = await loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, atlasQuery({ kind: state.kind })));
         if (!current()) return;
         canvas.getContext("2d").drawImage(image, 0, 0, canvas.width, canvas.height);
         cell.classList.add("is-drawn");
@@ -145,7 +147,7 @@ export async function mountLayer(root, { params, query, signal }) {
         + "99.5% quantile." });
   mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: first.units_total,
     order: indexedOrder(model.layers, atlases, first.dataset), layerQuery: { dataset: state.dataset },
-    unitQuery: () => ({ dataset: state.dataset }), signal });
+    unitQuery: () => atlasQuery(state), signal });
   onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.layer(modelId, layer, layerQuery({ ...state, dataset }))));
 
   const resort = () => navigate(pageUrl.layer(modelId, layer, layerQuery(state)), { replace: true, rerender: true });

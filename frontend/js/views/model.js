@@ -1,12 +1,13 @@
 // Model page: the card's facts and every explorable layer with its output shape.
 // View state (the layer filter and "all layers") lives in the URL query.
 
-import { modelAtlases, modelCard } from "../data.js";
+import { modelAtlases, modelCard, modelDictionaries } from "../data.js";
 import { formatCount, html } from "../dom.js";
 import { namingExample } from "../layer-nav.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
+import { dictionariesSection } from "./features.js";
 import { layerRole } from "./layer-role.js";
 import { trainedOnText } from "./trained-on.js";
 
@@ -16,6 +17,11 @@ export async function mountModel(root, { params, query, signal }) {
   // The atlas that layer links open: the picked one (named in this page's URL only when picked), else the default.
   const state = { q: query.q ?? "", all: query.all === "1", picked: query.dataset || null };
   const atlas = atlases.find((a) => a.dataset === state.picked) ?? atlases.find((a) => a.default) ?? null;
+  const dictionaries = model.status === "ready"
+    ? await modelDictionaries(model.id, atlas ? { dataset: atlas.dataset } : {}, { signal }).catch((error) => {
+      if (error.name === "AbortError") throw error;
+      return null;  // the layers still show
+    }) : null;
 
   root.innerHTML = html`
     <section class="model-head">
@@ -47,7 +53,8 @@ export async function mountModel(root, { params, query, signal }) {
             <tbody></tbody>
           </table>
         </div>
-      </section>` : ""}`;
+      </section>
+      ${dictionariesSection(dictionaries, model.id)}` : ""}`;
 
   if (model.status === "ready") {
     const body = root.querySelector("tbody");

@@ -5,17 +5,18 @@
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
-import { apiUrl, pageUrl } from "../urls.js";
+import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
 
 /** Prepend the card to `section` (the unit page's gallery section); `dataset`: the atlas the page shows. */
-export async function mountUnitOnImage(section, { modelId, layer, unit, imageId, dataset, opacity, signal }) {
+export async function mountUnitOnImage(section, { modelId, layer, unit, imageId, dataset, kind, opacity, signal }) {
   const card = document.createElement("section");
   card.className = "on-image panel";
   card.innerHTML = html`<h2>On your image</h2><p class="muted small">…</p>`;
   section.prepend(card);
   let body;
   try {
-    body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, unit, maps: true, dataset }),
+    body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, unit, maps: true,
+      ...atlasQuery({ dataset, kind }) }),
       { signal, onProgress: noteWaiting(card.querySelector("p")) });
   } catch (error) {
     if (error.name !== "AbortError") card.querySelector("p").innerHTML = html`<span class="error-text">${error.message}</span>`;

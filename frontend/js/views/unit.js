@@ -15,12 +15,13 @@ import { decodeMaps, drawHeatmap, drawMaskTint, loadImage, mapAt } from "../maps
 import { navigate } from "../router.js";
 import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
-import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
+import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { formatStatistic, unitStatistics } from "../vocabularies.js";
 import { atlasProblem } from "./atlas-problem.js";
 import { barChart, histogramChart } from "./charts.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
+import { featurePanels, kindName } from "./features.js";
 import { labelLine, labelsPanel, maskableLabel } from "./unit-labels.js";
 import { mountNotes } from "./unit-notes.js";
 import { mountUnitOnImage } from "./unit-on-image.js";
@@ -35,9 +36,9 @@ export async function mountUnit(root, { params, query, signal }) {
   root.innerHTML = html`<p class="muted">Loading unit ${params.unit}…</p>`;
   const [model, atlases, statistics] = await Promise.all([modelCard(modelId, { signal }),
     modelAtlases(modelId, { signal }), unitStatistics({ signal })]);
-  const meta = (unit) => ({ title: `${layer}:${unit} · ${model.name}`, crumbs: [
+  const meta = (unit) => ({ title: `${unitName(layer, state.kind, unit)} · ${model.name}`, crumbs: [
     { label: model.name, href: pageUrl.model(modelId, { dataset: state.dataset }) },
-    { label: layer, href: pageUrl.layer(modelId, layer, atlasQuery(state)) },
+    { label: state.kind === CHANNEL ? layer : `${layer} ${kindName(state.kind)}`, href: pageUrl.layer(modelId, layer, atlasQuery(state)) },
     { label: String(unit), href: pageUrl.unit(modelId, layer, unit, atlasQuery(state)) }] });
   const load = async (unit, loadSignal) => {
     const [detail, maps] = await Promise.all([unitDetail(modelId, layer, unit, atlasQuery(state), { signal: loadSignal }),
@@ -96,9 +97,13 @@ export async function mountUnit(root, { params, query, signal }) {
     const { unit, detail } = shown;
     const { previous, next } = neighbourUnits(unit, detail.units_total);
     const titleRow = head.querySelector(".title-row");
-    titleRow.querySelector("h1 code").textContent = `${layer}:${unit}`;
-    titleRow.querySelector(".badge")?.remove();
+    titleRow.querySelector("h1 code").textContent = unitName(layer, state.kind, unit);
+    titleRow.querySelectorAll(".badge").forEach((badge) => badge.remove());
     if (detail.dead) titleRow.querySelector("h1").insertAdjacentHTML("afterend", html`<span class="badge badge-error">dead</span>`);
+    if (detail.feature) {
+      titleRow.querySelector("h1").insertAdjacentHTML("afterend", html`<a class="badge badge-feature"
+        href="${detail.feature.dictionary.page}" title="A feature of the dictionary ${detail.feature.dictionary.kind} of ${layer}">feature of ${detail.feature.dictionary.kind}</a>`);
+    }
     const stepper = head.querySelector(".stepper");
     stepper.querySelectorAll("a").forEach((link) => link.remove());
     stepper.insertAdjacentHTML("afterbegin", html`
@@ -118,7 +123,7 @@ export async function mountUnit(root, { params, query, signal }) {
     mountNotes(root.querySelector(".notes"), { modelId, layer, unit, signal: shown.signal });
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
-        dataset: detail.dataset, opacity: state.opacity, signal: shown.signal });
+        dataset: detail.dataset, kind: state.kind, opacity: state.opacity, signal: shown.signal });
     }
   };
   const draw = () => {
@@ -202,6 +207,9 @@ export async function mountUnit(root, { params, query, signal }) {
   return { ...meta(shown.unit), update: step };
 }
 
+/** How a unit is written: `block4:3`, or `block4 sae-384:3` for a dictionary's feature. */
+export const unitName = (layer, kind, unit) => (kind === CHANNEL ? `${layer}:${unit}` : `${layer} ${kind}:${unit}`);
+
 /** The unit's statistics, gallery and side panels. */
 function content(detail, statistics, modelId, layer, state) {
   const stats = detail.stats;
@@ -226,21 +234,22 @@ function content(detail, statistics, modelId, layer, state) {
       </section>
       <aside class="unit-side">
         ${labelsPanel(detail.labels, modelId)}
-        ${state.kind === "channel" ? html`<section class="panel visualization"><h2>What drives it most</h2>
+        ${featurePanels(detail.feature, { modelId, layer, dataset: detail.dataset, unitQuery: () => unitQuery(state) })}
+        <section class="panel visualization"><h2>What drives it most</h2>
           <p class="muted panel-note">An image optimised to make this unit fire (feature visualisation): what it
             responds to, beyond the images the dataset happens to hold.</p>
           <div class="segmented" role="group" aria-label="Feature visualisation">${DRIVE_CHOICES.map(([value, label, title]) => html`
             <button type="button" class="button" data-drive="${value}" title="${title}"
               aria-pressed="${String((state.drive ?? "") === value)}">${label}</button>`)}</div>
           <div class="visualization-body"></div>
-        </section>` : ""}
+        </section>
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
         ${state.kind === "channel" ? html`<section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>` : ""}
         <section class="panel"><h2>Most correlated units</h2>
           <ol class="similar">${detail.similar.map((s) => html`<li>
-            <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${layer}:${s.unit}</code></a>
+            <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${unitName(layer, state.kind, s.unit)}</code></a>
             <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
         </section>
       </aside>`;
@@ -280,7 +289,7 @@ function mountVisualization(panel, { modelId, layer, unit, state, signal }) {
     }
     const body = panel.querySelector(".visualization-body");
     const view = state.drive === "facets" ? showFacets : showImage;
-    view(body, { modelId, layer, unit, negative: state.drive === "negative", signal: controller.signal });
+    view(body, { modelId, layer, unit, kind: state.kind, negative: state.drive === "negative", signal: controller.signal });
   };
   panel.querySelector(".segmented").addEventListener("click", (event) => {
     const button = event.target.closest("[data-drive]");
@@ -292,15 +301,16 @@ function mountVisualization(panel, { modelId, layer, unit, state, signal }) {
   show();
 }
 
-async function showImage(body, { modelId, layer, unit, negative, signal }) {
+async function showImage(body, { modelId, layer, unit, kind, negative, signal }) {
   body.innerHTML = html`<figure><div class="visualization-image"></div>
     <figcaption class="muted small">rendering…</figcaption></figure>`;
   const caption = body.querySelector("figcaption");
   try {
-    const found = await getJsonFollowed(apiUrl.visualization(modelId, layer, unit, negative ? { negative: true } : {}), {
+    const query = { ...atlasQuery({ kind }), ...(negative ? { negative: true } : {}) };
+    const found = await getJsonFollowed(apiUrl.visualization(modelId, layer, unit, query), {
       signal, onProgress: (progress) => { caption.textContent = describeProgress(progress) || "rendering…"; } });
     const image = new Image();
-    image.alt = `${negative ? "Negative feature" : "Feature"} visualisation of ${layer}:${unit}`;
+    image.alt = `${negative ? "Negative feature" : "Feature"} visualisation of ${unitName(layer, kind, unit)}`;
     image.width = image.height = 224;
     image.src = found.png;
     body.querySelector(".visualization-image").replaceChildren(image);
@@ -312,15 +322,15 @@ async function showImage(body, { modelId, layer, unit, negative, signal }) {
   }
 }
 
-async function showFacets(body, { modelId, layer, unit, signal }) {
+async function showFacets(body, { modelId, layer, unit, kind, signal }) {
   body.innerHTML = html`<p class="muted small">clustering the top images…</p>`;
   const note = body.querySelector("p");
   try {
-    const found = await getJsonFollowed(apiUrl.visualizationFacets(modelId, layer, unit, { facets: FACETS }), {
+    const found = await getJsonFollowed(apiUrl.visualizationFacets(modelId, layer, unit, { ...atlasQuery({ kind }), facets: FACETS }), {
       signal, onProgress: (progress) => { note.textContent = describeProgress(progress) || "rendering…"; } });
     body.innerHTML = html`<ol class="facets">${found.facets.map((facet) => html`
       <li class="facet">
-        <img src="${facet.png}" width="96" height="96" alt="Facet ${facet.index + 1} of ${layer}:${unit}">
+        <img src="${facet.png}" width="96" height="96" alt="Facet ${facet.index + 1} of ${unitName(layer, kind, unit)}">
         <div class="facet-text"><b>Facet ${facet.index + 1}</b>
           <span class="muted small">${facet.members.length} top image${facet.members.length === 1 ? "" : "s"} ·
             reaches ${facet.activation.toFixed(2)}</span>
