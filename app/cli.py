@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--size", type=int, help="features (default: twice the layer's channels)")
     dictionary.add_argument("--sparsity", type=int, metavar="K",
                             help="the SAE's active features per position (default: channels / 8, at least 4)")
-    dictionary.add_argument("--steps", type=int, help="optimisation steps (FOVEA_DICTIONARY_STEPS, default 2000)")
+    dictionary.add_argument("--steps", type=int,
+                            help="optimisation steps: the SAE's minibatches (FOVEA_DICTIONARY_STEPS, default 2000), "
+                                 "NMF's passes over every vector (FOVEA_DICTIONARY_NMF_ITERATIONS, default 200)")
     dictionary.add_argument("--name", help="its kind of unit in links (default: METHOD-SIZE, e.g. sae-384)")
     dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
     dictionary.add_argument("--seed", type=int, default=0)
@@ -337,7 +339,8 @@ def _dictionary(args: argparse.Namespace, settings: Settings) -> int:
     channels = model.layer(args.layer).shape[0]
     request = DictionaryRequest(layer=args.layer, method=args.method, size=args.size or 2 * channels,
                                 sparsity=args.sparsity or max(4, channels // 8),
-                                steps=args.steps or settings.dictionary_steps,
+                                steps=args.steps or (settings.dictionary_steps if args.method == "sae"
+                                                     else settings.dictionary_nmf_iterations),
                                 max_vectors=settings.dictionary_max_vectors, seed=args.seed, name=args.name)
     check_request(model, request, settings.dictionary_max_size)
     dataset = resolve_dataset(args.dataset, settings)

@@ -173,7 +173,12 @@ class Settings(BaseSettings):
         description="Activation vectors (spatial positions) a dictionary learns from at most, spread evenly over "
                     "the dataset's training images.",
     )
-    dictionary_steps: int = Field(default=2000, ge=1, description="Optimisation steps of `fovea dictionary`.")
+    dictionary_steps: int = Field(
+        default=2000, ge=1, description="Optimisation steps of a sparse autoencoder (`fovea dictionary`), each on "
+                                        "a minibatch of 4,096 vectors.")
+    dictionary_nmf_iterations: int = Field(
+        default=200, ge=1, description="Multiplicative updates of NMF (`fovea dictionary --method nmf`), each a "
+                                       "pass over every vector.")
     dictionary_max_size: int = Field(default=16_384, ge=1, description="Most features a dictionary may have.")
     index_checkpoint_seconds: float = Field(
         default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
