@@ -1,5 +1,5 @@
-"""Files: atomic writes (a reader sees the old file or folder or the new one, never half of either), and
-relative paths kept inside their folder."""
+"""Files: atomic writes (a reader sees the old file or folder or the new one, never half of either), relative
+paths kept inside their folder, and the memory-mapped arrays a resumable job fills."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock
 
 from app.errors import InvalidInput
@@ -68,3 +69,9 @@ def path_inside(root: Path, relpath: str) -> Path:
     if not path.is_relative_to(root) or path == root:
         raise InvalidInput(f"path {relpath!r} leads outside the dataset folder", path=str(relpath))
     return path
+
+
+def job_array(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A memory-mapped .npy array that a long job fills as it goes: created (zeros) the first time, reopened as
+    it is when the job resumes. Flush it before a checkpoint names it."""
+    return np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=dtype, shape=shape)

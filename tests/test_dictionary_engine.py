@@ -99,8 +99,8 @@ def test_nmf_takes_the_steps_scikit_learns_multiplicative_updates_take():
 # -- planted dictionaries ---------------------------------------------------------------------------------------
 
 def test_the_sparse_autoencoder_recovers_a_planted_dictionary():
-    vectors, directions = planted(channels=32, features=48, samples=24_000, active=3, seed=0)
-    trainer = SaeTrainer(vectors, size=96, k=3, steps=1500, batch_size=1024, seed=0)
+    vectors, directions = planted(channels=32, features=48, samples=12_000, active=3, seed=0)
+    trainer = SaeTrainer(vectors, size=96, k=3, steps=600, batch_size=1024, seed=0)
     trainer.run(trainer.steps)
     sae = trainer.dictionary()
     cosines = recovered(sae.directions(), directions)

@@ -31,7 +31,7 @@ from app.engine.accumulators import sample_positions
 from app.engine.dictionary import METHODS, Dictionary, NmfTrainer, SaeTrainer, evaluate, from_tensors
 from app.engine.probe import run_to
 from app.errors import FoveaError, InvalidInput, NotFound
-from app.files import atomic_write
+from app.files import atomic_write, job_array
 from app.store.store import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,6 @@ class StoredDictionary:
                 **{key: self.meta.get(key) for key in keys}}
 
 
-def weights_id(model: LoadedModel) -> str | None:
-    return model.weights_sha256 or model.card.weights.torchvision
-
-
 def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_size: int) -> None:
     info = model.layer(request.layer)  # 404 with suggestions
     if request.method not in METHODS:
@@ -129,7 +125,7 @@ def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: Diction
                      progress: Progress | None = None) -> StoredDictionary:
     """Learn (or resume learning) the dictionary and store it; returns what was stored."""
     work = dictionary_build_dir(data_dir, model.id, request.layer, request.kind)
-    identity = {"format": FORMAT, "model": model.id, "weights": weights_id(model), "dataset": dataset.name,
+    identity = {"format": FORMAT, "model": model.id, "weights": model.weights_id, "dataset": dataset.name,
                 "fingerprint": dataset.fingerprint, "request": asdict(request), "batch_size": batch_size,
                 "layout": str(model.memory_format)}
     state = _read_state(work)
@@ -172,7 +168,7 @@ def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: Diction
     meta = {"format": FORMAT, "model": model.id, "layer": request.layer, "kind": request.kind,
             "method": request.method, "size": request.size,
             "sparsity": request.sparsity if request.method == "sae" else None, "steps": request.steps,
-            "seed": request.seed, "weights": weights_id(model), "dataset": dataset.name,
+            "seed": request.seed, "weights": model.weights_id, "dataset": dataset.name,
             "vectors": len(train), "held_out_vectors": len(held_out), "figures": figures.as_dict(),
             "seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -206,10 +202,9 @@ class _Vectors:
         for part in (self.held, ~self.held):
             self.slot[part] = np.arange(int(part.sum()))
         shape = lambda part: (int(part.sum()) * self.per_image, channels)  # noqa: E731
-        self.train = _memmap(work / "train.npy", shape(~self.held))
-        self.held_out = _memmap(work / "held-out.npy", shape(self.held))
-        self.filled = np.lib.format.open_memmap(work / "filled.npy", mode="r+" if (work / "filled.npy").exists()
-                                                else "w+", dtype=bool, shape=(len(dataset),))
+        self.train = job_array(work / "train.npy", np.float32, shape(~self.held))
+        self.held_out = job_array(work / "held-out.npy", np.float32, shape(self.held))
+        self.filled = job_array(work / "filled.npy", bool, (len(dataset),))
 
     def collect(self, batches, start: int, checkpoint_seconds: float, progress: Progress | None,
                 checkpoint: Callable[[int], None]) -> None:
@@ -249,10 +244,6 @@ class _Vectors:
             images = np.flatnonzero(part & self.filled)
             return (self.slot[images, None] * self.per_image + np.arange(self.per_image)).ravel()
         return self.train[rows(~self.held)], self.held_out[rows(self.held)]
-
-
-def _memmap(path: Path, shape: tuple[int, int]) -> np.memmap:
-    return np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=np.float32, shape=shape)
 
 
 def _read_state(work: Path) -> dict:
@@ -314,7 +305,7 @@ class DictionaryStore:
             stored = self._load(path)
             if stored is None:
                 continue
-            if stored.meta.get("weights") != weights_id(model):
+            if stored.meta.get("weights") != model.weights_id:
                 if path not in self._refused:
                     log.warning("dictionary %s was learned on other weights of %s: skipped", path.name, model.id)
                     self._refused.add(path)
@@ -328,7 +319,7 @@ class DictionaryStore:
         if stored is None:
             raise NotFound(f"no dictionary {kind!r} of layer {layer!r} for model {model.id!r}: learn one with "
                            f"`fovea dictionary {model.id} --layer {layer}`", layer=layer, kind=kind)
-        if stored.meta.get("weights") != weights_id(model):
+        if stored.meta.get("weights") != model.weights_id:
             raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} was learned on other weights of "
                                     f"{model.id!r}; learn it again with `fovea dictionary {model.id} --layer {layer} "
                                     f"--name {kind}`", layer=layer, kind=kind)

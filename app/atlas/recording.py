@@ -21,6 +21,7 @@ from app.engine.accumulators import Histogram, ImageStats, TopK, sample_position
 from app.engine.dictionary import encode_maps
 from app.engine.dissection.top_activations import TopActivations
 from app.engine.layers import LayerInfo
+from app.files import job_array
 from app.store.store import LoadedModel
 
 
@@ -47,11 +48,10 @@ class IndexPlan:
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed."""
-        card = self.model.card
         return {
             "format": ATLAS_FORMAT,
             "model": self.model.id,
-            "weights": self.model.weights_sha256 or card.weights.torchvision,
+            "weights": self.model.weights_id,
             "dataset": self.dataset.name,
             "fingerprint": self.dataset.fingerprint,
             "layers": [info.name for info in self.layers],
@@ -81,8 +81,8 @@ class LayerRecorder:
         self.topk = TopK(units, k, (h, w))
         self.stats = ImageStats(units)
         self.histogram = Histogram(units)
-        self.pooled = _memmap(pooled_path, np.float16, (images, units))
-        self.peaks = _memmap(peaks_path, np.float32, (images, units)) if peaks_path else None
+        self.pooled = job_array(pooled_path, np.float16, (images, units))
+        self.peaks = job_array(peaks_path, np.float32, (images, units)) if peaks_path else None
         self.top_activations = TopActivations(units, (h, w), images, REGION_QUANTILE) if dissect else None
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
@@ -143,11 +143,6 @@ class FeatureRecorder(LayerRecorder):
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)
-
-
-def _memmap(path: Path, dtype, shape: tuple[int, int]) -> np.memmap:
-    """A per-image array of the build, reopened when resuming."""
-    return np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=dtype, shape=shape)
 
 
 def _spatial_max(activations: torch.Tensor) -> torch.Tensor:

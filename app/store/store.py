@@ -65,6 +65,11 @@ class LoadedModel:
         return self.status == "ready"
 
     @property
+    def weights_id(self) -> str | None:
+        """What names the weights: their file's sha256, or the torchvision weights' name."""
+        return self.weights_sha256 or (self.card.weights.torchvision if self.card else None)
+
+    @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters()) if self.module is not None else 0
 

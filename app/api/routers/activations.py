@@ -66,7 +66,7 @@ class UnitOnImage:
         """Weights, dataset fingerprint, unit (and its dictionary's digest), image and the request's options
         decide the answer completely."""
         kind = (self.dictionary.kind, self.dictionary.digest) if self.dictionary else ()
-        key = "|".join(str(p) for p in (self.model.weights_sha256 or self.model.card.weights.torchvision,
+        key = "|".join(str(p) for p in (self.model.weights_id,
                                         self.atlas.meta["fingerprint"], self.layer.name, *kind, self.unit, self.image,
                                         *parts))
         return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
