@@ -22,4 +22,5 @@ export function describeHit(hit) {
   return `${field}: ${hit.text}`;
 }
 
-export const unitName = (hit) => `${hit.layer}:${hit.unit}`;
+export const unitName = (hit) => (hit.kind && hit.kind !== "channel" ? `${hit.layer} ${hit.kind}:${hit.unit}`
+  : `${hit.layer}:${hit.unit}`);

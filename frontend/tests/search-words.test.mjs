@@ -16,4 +16,6 @@ test("hits in words", () => {
   assert.equal(describeHit({ ...base, field: "note", text: "corners" }), "note: corners");
   assert.equal(describeHit({ ...base, field: "unit", text: "block4:167" }), "label: shape:square");
   assert.equal(unitName(base), "block4:167");
+  assert.equal(unitName({ ...base, kind: "channel" }), "block4:167");
+  assert.equal(unitName({ ...base, kind: "sae-384" }), "block4 sae-384:167");
 });

@@ -5,7 +5,7 @@
 import { conceptSummary, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
 import { navigate } from "../router.js";
-import { pageUrl } from "../urls.js";
+import { atlasQuery, pageUrl } from "../urls.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { comparisonSection, kindName } from "./features.js";
 
@@ -43,7 +43,7 @@ export async function mountConcepts(root, { params, query, signal }) {
           <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === "channel" ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
           <td>${layer.units}</td>
           ${summary.categories.map((c) => html`<td>${layer.labelled[c]
-            ? html`<a href="${filtered({ layer: layer.layer, kind: layer.kind, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
+            ? html`<a href="${filtered({ layer: layer.layer, ...atlasQuery({ kind: layer.kind }), category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
               <span class="muted small">${Math.round(100 * layer.labelled[c] / layer.units)}%</span>` : html`<span class="muted">0</span>`}</td>`)}
           <td>${layer.concepts.length}</td></tr>`)}</tbody>
         <tfoot><tr><th scope="row">all</th><td>${summary.layers.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>

@@ -8,7 +8,7 @@ import { describeHit, searchable, unitName } from "../search-words.js";
 import { pageUrl } from "../urls.js";
 
 const PAGE = 24;
-const FILTERS = ["model", "layer", "category", "concept"];
+const FILTERS = ["model", "layer", "kind", "category", "concept"];
 
 export async function mountSearch(root, { query, signal }) {
   const q = query.q ?? "";
