@@ -15,6 +15,7 @@
 
 Usage:
     python bench/dictionary.py [--images 2000] [--repeats 3] [--models shapes-cnn shapes-mobilenet] [--steps N]
+                               [--dictionaries sae:2 sae:8 nmf:0.5 nmf:2]
 """
 
 from __future__ import annotations
@@ -46,31 +47,31 @@ from app.atlas.reader import Atlas
 from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import load_store
 
-SIZES = {"sae": (2, 8), "nmf": (0.5, 2)}  # times the layer's channels
+DEFAULT = ["sae:2", "sae:8", "nmf:0.5", "nmf:2"]  # method:size, the size in times the layer's channels
 
 
-def train_all(settings: Settings, model, dataset, layer: str, steps: int | None) -> list[StoredDictionary]:
+def train_all(settings: Settings, model, dataset, layer: str, steps: int | None,
+              asked: list[str]) -> list[StoredDictionary]:
     channels = model.layer(layer).shape[0]
     print(f"(a) training on {model.id} {layer} ({channels} channels), {len(dataset)} images")
     print(f"{'dictionary':14}{'features':>9}{'k':>5}{'steps':>7}{'vectors':>9}{'seconds':>9}{'variance':>10}"
           f"{'dead':>6}{'active':>8}")
     stored = []
-    for method, multiples in SIZES.items():
-        for multiple in multiples:
-            size = max(1, round(multiple * channels))
-            request = DictionaryRequest(layer=layer, method=method, size=size, sparsity=max(4, channels // 8),
-                                        steps=steps or (settings.dictionary_steps if method == "sae"
-                                                        else settings.dictionary_nmf_iterations),
-                                        max_vectors=settings.dictionary_max_vectors)
-            started = time.perf_counter()
-            found = train_dictionary(model, dataset, request, settings.data_dir, workers=settings.index_workers,
-                                     batch_size=settings.index_batch_size)
-            seconds = time.perf_counter() - started
-            f = found.meta["figures"]
-            k = str(request.sparsity) if method == "sae" else "-"
-            print(f"{found.kind:14}{size:9d}{k:>5}{request.steps:7d}{found.meta['vectors']:9d}{seconds:9.1f}"
-                  f"{f['variance_explained']:10.3f}{f['dead_features']:6d}{f['mean_active']:8.1f}", flush=True)
-            stored.append(found)
+    for method, multiple in (item.split(":") for item in asked):
+        size = max(1, round(float(multiple) * channels))
+        request = DictionaryRequest(layer=layer, method=method, size=size, sparsity=max(4, channels // 8),
+                                    steps=steps or (settings.dictionary_steps if method == "sae"
+                                                    else settings.dictionary_nmf_iterations),
+                                    max_vectors=settings.dictionary_max_vectors)
+        started = time.perf_counter()
+        found = train_dictionary(model, dataset, request, settings.data_dir, workers=settings.index_workers,
+                                 batch_size=settings.index_batch_size)
+        seconds = time.perf_counter() - started
+        f = found.meta["figures"]
+        k = str(request.sparsity) if method == "sae" else "-"
+        print(f"{found.kind:14}{size:9d}{k:>5}{request.steps:7d}{found.meta['vectors']:9d}{seconds:9.1f}"
+              f"{f['variance_explained']:10.3f}{f['dead_features']:6d}{f['mean_active']:8.1f}", flush=True)
+        stored.append(found)
     return stored
 
 
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, help="the same steps for every dictionary (default: the settings')")
     parser.add_argument("--models", nargs="+", default=["shapes-cnn", "shapes-mobilenet"])
+    parser.add_argument("--dictionaries", nargs="+", default=DEFAULT, metavar="METHOD:SIZE",
+                        help="method and size in times the channels (default: " + " ".join(DEFAULT) + ")")
     parser.add_argument("--system-allocator", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -134,7 +137,7 @@ def main() -> None:
         for model_id in args.models:
             model = store.ready(model_id)
             layer = [info.name for info in model.layers if info.default][-1]
-            dictionaries = train_all(settings, model, dataset, layer, args.steps)
+            dictionaries = train_all(settings, model, dataset, layer, args.steps, args.dictionaries)
             pass_ratio(settings, model, dataset, layer, dictionaries, args.repeats, root)
             monosemanticity(settings, model, dataset, layer)
 
