@@ -29,19 +29,21 @@ class NMF:
             iterations = ENCODE_ITERATIONS["overcomplete" if self.size > self.channels else "complete"]
         self.iterations = int(iterations)
         gram = components @ components.T
-        self._gram = gram
         self._pseudo_inverse = torch.linalg.pinv(components)  # (channels, size)
         self._step = 1.0 / torch.linalg.matrix_norm(gram.double(), ord=2).clamp_min(EPSILON).item()
+        # A gradient step h - step (h W W^T - x W^T) is one product: h (I - step W W^T) + step x W^T.
+        self._transition = torch.eye(self.size, dtype=components.dtype, device=components.device) - self._step * gram
 
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
-        """argmin_{h >= 0} |x - h W|^2 per row, by FISTA with step 1 / |W W^T|_2."""
-        target = vectors @ self.components.T  # x W^T
+        """argmin_{h >= 0} |x - h W|^2 per row, by FISTA with step 1 / |W W^T|_2 (three operations an
+        iteration: on a layer's batch the iterations' overhead, not their arithmetic, is the cost)."""
+        offset = (vectors @ self.components.T) * self._step  # step x W^T
         codes = (vectors @ self._pseudo_inverse).clamp_min(0)
         momentum, previous, t = codes, codes, 1.0
         for _ in range(self.iterations):
-            codes = (momentum - self._step * (momentum @ self._gram - target)).clamp_min(0)
+            codes = torch.addmm(offset, momentum, self._transition).clamp_min_(0)
             t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            momentum = codes + ((t - 1) / t_next) * (codes - previous)
+            momentum = torch.lerp(previous, codes, 1 + (t - 1) / t_next)  # codes + (t - 1) / t_next (codes - previous)
             previous, t = codes, t_next
         return codes
 
