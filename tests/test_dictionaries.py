@@ -92,6 +92,13 @@ def test_each_feature_s_atlas_equals_the_projection_computed_directly(built):
     assert atlas.kinds("block4") == ["channel", SAE.kind] and atlas.kinds("block3") == ["channel", NMF.kind]
 
 
+def test_file_names_come_from_module_and_kind_names_that_cannot_leave_the_folder(tmp_path):
+    assert dictionary_file(tmp_path, "m", "features.11", "sae-8").name == "features.11.sae-8.safetensors"
+    for layer in ("a/b", "../x", ".hidden", ""):  # PyTorch forbids only dots and empty names in a module's name
+        with pytest.raises(ValueError, match="cannot be part of a file name"):
+            dictionary_file(tmp_path, "m", layer, "sae-8")
+
+
 def test_a_dictionary_learned_on_other_weights_is_refused(built):
     settings, model, _, _, (sae, _) = built
     other = DictionaryStore(settings.data_dir)

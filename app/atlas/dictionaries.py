@@ -118,6 +118,10 @@ def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_s
         raise InvalidInput("steps and the vector budget must be positive", steps=request.steps)
     if len(info.shape) != 3:
         raise InvalidInput(f"layer {request.layer!r} has no channel maps (shape {list(info.shape)})")
+    try:
+        dictionary_file(Path("."), model.id, request.layer, request.kind)
+    except ValueError as problem:  # a module name that cannot name a file
+        raise InvalidInput(f"layer {request.layer!r}: {problem}", layer=request.layer) from None
 
 
 def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest, data_dir: Path,

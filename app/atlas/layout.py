@@ -21,6 +21,7 @@ declared kinds, never from a request."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CATALOG = "atlas.sqlite"
@@ -73,9 +74,17 @@ def dictionaries_dir(data_dir: Path, model_id: str) -> Path:
 def dictionary_file(data_dir: Path, model_id: str, layer: str, kind: str) -> Path:
     """A stored dictionary (app/atlas/dictionaries.py). `layer` is one of the model's own module names and
     `kind` a checked kind name (app/atlas/kinds.py), never raw request text."""
-    return dictionaries_dir(data_dir, model_id) / f"{layer}.{kind}.safetensors"
+    return dictionaries_dir(data_dir, model_id) / f"{_file_part(layer)}.{_file_part(kind)}.safetensors"
 
 
 def dictionary_build_dir(data_dir: Path, model_id: str, layer: str, kind: str) -> Path:
     """An unfinished dictionary's sampled vectors and training checkpoint."""
-    return dictionaries_dir(data_dir, model_id) / f".{layer}.{kind}.build"
+    return dictionaries_dir(data_dir, model_id) / f".{_file_part(layer)}.{_file_part(kind)}.build"
+
+
+def _file_part(name: str) -> str:
+    """A module or kind name as part of a file name: PyTorch forbids only dots and empty names in a module's
+    own name, so a model could name one `a/b`; such a name is refused rather than made a folder."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", name):
+        raise ValueError(f"{name!r} cannot be part of a file name")
+    return name
