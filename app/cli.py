@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app import __version__
+from app import cli_jobs as jobs
 from app.allocator import tune_allocator
 from app.errors import FoveaError
 from app.settings import BUILTIN_MODEL_DIR, Settings
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to index (default: the model's defaults)")
     index.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
     _settings_flags(index)
-    index.set_defaults(handler=_index)
+    index.set_defaults(handler=jobs.index)
 
     dissect = commands.add_parser("dissect", help="label a model's units with concepts (Network Dissection, "
                                                   "compositional labels, class selectivity): an atlas of a dataset "
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     dissect.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the model's defaults)")
     dissect.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
     _settings_flags(dissect)
-    dissect.set_defaults(handler=_dissect)
+    dissect.set_defaults(handler=jobs.dissect)
 
     visualize = commands.add_parser("visualize", help="render feature visualisations of a model's units (resumes "
                                                       "if interrupted)")
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--kind", default="channel",
                            help="`channel` (default) or a dictionary's name: its features (`fovea dictionary`)")
     _settings_flags(visualize)
-    visualize.set_defaults(handler=_visualize)
+    visualize.set_defaults(handler=jobs.visualize)
 
     dictionary = commands.add_parser(
         "dictionary", help="learn a dictionary of a layer's features (a sparse autoencoder or NMF) on an atlas "
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
     dictionary.add_argument("--seed", type=int, default=0)
     _settings_flags(dictionary)
-    dictionary.set_defaults(handler=_dictionary)
+    dictionary.set_defaults(handler=jobs.dictionary)
 
     demo = commands.add_parser("demo", help="generate the demo dataset or retrain the demo models")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
@@ -216,181 +217,6 @@ def _print_model(model, show_all: bool) -> int:
         shape = "x".join(str(s) for s in info.shape)
         print(f"    {info.name:<{width}}  {info.type:<22} {shape:>16} {info.parameters:>10,}")
     return 0
-
-
-def _index(args: argparse.Namespace, settings: Settings) -> int:
-    from app.atlas.indexer import index_model, resolve_dataset
-    from app.store.store import load_store
-
-    store = load_store(settings)
-    model = store.ready(args.model)
-    dataset = resolve_dataset(args.dataset, settings)
-    print(f"indexing {model.id} on {dataset.name} ({len(dataset)} images from {dataset.root})", file=sys.stderr)
-    started = time.perf_counter()
-    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar())
-    print(f"\natlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
-
-
-def _dissect(args: argparse.Namespace, settings: Settings) -> int:
-    from app.atlas.concepts import open_concepts
-    from app.atlas.indexer import index_model, resolve_dataset
-    from app.atlas.reader import Atlas
-    from app.errors import InvalidInput
-    from app.store.store import load_store
-
-    model = load_store(settings).ready(args.model)
-    dataset = resolve_dataset(args.dataset, settings)
-    concepts = open_concepts(dataset.root)
-    if concepts is None and len(dataset.classes) < 2:
-        raise InvalidInput(f"{dataset.root} has neither concept labels (the demo's, Broden's or Fovea's label-map "
-                           f"layout: docs/concepts.md) nor classes (an ImageFolder's folders) to label units with")
-    what = f"{concepts.layout} concept labels" if concepts else "classes only"
-    print(f"dissecting {model.id} on {dataset.name} ({len(dataset)} images, {what})", file=sys.stderr)
-    started = time.perf_counter()
-    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
-                         dissect_progress=ProgressBar())
-    print(f"\natlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    atlas = Atlas(target)
-    categories = atlas.meta["dissection"]["categories"]
-    if categories:
-        _print_labelled(atlas, settings.dissection_iou_threshold)
-    if atlas.meta["dissection"]["classes"]:
-        _print_selective(atlas)
-    return 0
-
-
-def _print_labelled(atlas, threshold: float) -> None:
-    from app.atlas.labels import detector_summary
-
-    summary = detector_summary(atlas, threshold)
-    categories = summary["categories"]
-    print(f"units labelled (IoU >= {threshold:g}), by the label's category:")
-    print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")
-    for layer in summary["layers"]:
-        cells = "".join(f"{layer['labelled'][c] / layer['units']:11.0%}" for c in categories)
-        print(f"{_layer_name(layer)[:23].ljust(24)}{layer['units']:7d}{cells}"
-              f"{sum(layer['labelled'].values()) / layer['units']:9.0%}")
-
-
-def _layer_name(row: dict) -> str:
-    """A summary row's layer, with its kind when its units are a dictionary's features."""
-    return row["layer"] if row["kind"] == "channel" else f"{row['layer']} {row['kind']}"
-
-
-def _print_selective(atlas) -> None:
-    from app.atlas.labels import class_selectivity_summary
-
-    levels = (0.75, 0.9, 0.99)
-    print("class selectivity: units whose most selective class reaches each ROC AUC")
-    print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in levels))
-    for layer in class_selectivity_summary(atlas, levels):
-        cells = "".join(f"{count / layer['units']:10.0%}" for count in layer["reaching"])
-        print(f"{_layer_name(layer)[:23].ljust(24)}{layer['units']:7d}{cells}")
-
-
-def _visualize(args: argparse.Namespace, settings: Settings) -> int:
-    from dataclasses import replace
-
-    from app.atlas.dictionaries import DictionaryStore
-    from app.atlas.image_prior import render_prior
-    from app.atlas.kinds import CHANNEL
-    from app.atlas.registry import AtlasRegistry
-    from app.atlas.visualize import Target, default_render_settings, variant, visualize_facets, visualize_layer
-    from app.engine.featurevis.prior import LUCID
-    from app.store.store import load_store
-
-    model = load_store(settings).ready(args.model)
-    layers = args.layers or [info.name for info in model.layers if info.default]
-    defaults = default_render_settings(settings, model, LUCID)
-    size = (args.size, args.size) if args.size else defaults.size
-    prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
-    render_settings = replace(defaults, steps=args.steps or defaults.steps, size=size, param=args.param,
-                              seed=args.seed, prior=prior)
-    print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "
-          f"into {settings.data_dir}", file=sys.stderr)
-    atlas = AtlasRegistry(settings.data_dir).get(model.id) if args.facets else None  # 409 naming fovea index
-    dictionaries = DictionaryStore(settings.data_dir)
-    for layer in layers:
-        target = Target(layer, None if args.kind == CHANNEL else dictionaries.get(model, layer, args.kind))
-        print(f"{layer} ({target.kind}):", file=sys.stderr)
-        visualize_layer(model, target, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
-                        progress=ProgressBar(unit="units"))
-        print(file=sys.stderr)
-        if atlas is not None:
-            print(f"{layer}, {args.facets} facets of each unit:", file=sys.stderr)
-            units = args.units or range(atlas.layer(layer, target.kind).units)
-            bar = ProgressBar(unit="units")
-            for done, unit in enumerate(units, 1):  # each unit's facets are one batch, stored as it ends
-                visualize_facets(model, atlas, target, unit, args.facets, settings.data_dir, render_settings)
-                bar(done, len(units))
-            print(file=sys.stderr)
-    return 0
-
-
-def _dictionary(args: argparse.Namespace, settings: Settings) -> int:
-    from app.atlas.dictionaries import DictionaryRequest, check_request, train_dictionary
-    from app.atlas.indexer import index_model, resolve_dataset
-    from app.atlas.registry import AtlasRegistry
-    from app.errors import AtlasMissing
-    from app.store.store import load_store
-
-    model = load_store(settings).ready(args.model)
-    channels = model.layer(args.layer).shape[0]
-    request = DictionaryRequest(layer=args.layer, method=args.method, size=args.size or 2 * channels,
-                                sparsity=args.sparsity or max(4, channels // 8),
-                                steps=args.steps or (settings.dictionary_steps if args.method == "sae"
-                                                     else settings.dictionary_nmf_iterations),
-                                max_vectors=settings.dictionary_max_vectors, seed=args.seed, name=args.name)
-    check_request(model, request, settings.dictionary_max_size)
-    dataset = resolve_dataset(args.dataset, settings)
-    sparsity = f", {request.sparsity} active" if request.method == "sae" else ""
-    print(f"learning {request.kind} of {model.id} {request.layer}: {request.method}, {request.size} features"
-          f"{sparsity}, on {dataset.name} ({len(dataset)} images)", file=sys.stderr)
-    bars = {"vectors": ProgressBar(unit="images"), "steps": ProgressBar(unit="steps")}
-    shown = []
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if shown and shown[-1] != phase:
-            print(file=sys.stderr)
-        if not shown or shown[-1] != phase:
-            shown.append(phase)
-        bars[phase](done, total)
-
-    stored = train_dictionary(model, dataset, request, settings.data_dir, settings.index_checkpoint_seconds,
-                              workers=settings.index_workers, batch_size=settings.index_batch_size,
-                              progress=progress)
-    figures = stored.meta["figures"]
-    print(f"\n{stored.kind}: {figures['variance_explained']:.1%} of the variance explained on "
-          f"{figures['vectors']:,} held-out positions, {figures['mean_active']:.1f} features active per position, "
-          f"{figures['dead_features']} dead of {request.size}; {stored.meta['seconds']:.1f} s", file=sys.stderr)
-    try:  # the atlas it learned on, rebuilt with its features: the same layers and k as before
-        meta = AtlasRegistry(settings.data_dir).get(model.id, dataset.name).meta
-        layers, k = meta["layers"], meta["k"]
-    except AtlasMissing:
-        layers, k = None, None
-    print(f"indexing its features in the {dataset.name!r} atlas", file=sys.stderr)
-    target = index_model(model, dataset, settings, layers=layers, k=k, progress=ProgressBar())
-    print(f"\natlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}", file=sys.stderr)
-    return 0
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr with items per second and the time left."""
-
-    def __init__(self, width: int = 30, unit: str = "images"):
-        self.width, self.unit, self.started, self.first = width, unit, time.perf_counter(), None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.first is None:
-            self.first = done  # a resumed build starts part-way
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = (done - self.first) / elapsed
-        left = (total - done) / rate if rate > 0 else float("nan")
-        filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        print(f"\r[{bar}] {done}/{total} {self.unit}  {rate:6.1f}/s  {left:5.0f} s left", end="",
-              file=sys.stderr, flush=True)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
