@@ -14,6 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from app.api.app import create_app
 from app.atlas.dictionaries import (
@@ -21,6 +22,7 @@ from app.atlas.dictionaries import (
     DictionaryRequest,
     DictionaryStore,
     read_dictionary,
+    save_dictionary,
     train_dictionary,
 )
 from app.atlas.indexer import index_model
@@ -213,3 +215,35 @@ def test_a_feature_is_visualised_found_on_an_image_and_mapped_as_a_unit_is(built
         found = client.get("/api/search", params={"q": f"block4 {SAE.kind} 3", "kind": SAE.kind}).json()
         assert [(r["layer"], r["kind"], r["unit"]) for r in found["results"]][:1] == [("block4", SAE.kind, 3)]
         assert {r["kind"] for r in found["results"]} == {SAE.kind}
+
+
+def test_a_damaged_foreign_or_stale_dictionary_is_a_clear_answer_never_a_failure(built):
+    """A truncated file, one without Fovea's metadata and a copy under another name are skipped (logged) by the
+    store and so by index passes; one learned on other weights is a 409; one learned again since the atlas
+    indexed it is a 409 that says to rebuild."""
+    settings, model, _, atlas, (sae, _) = built
+    folder = dictionary_file(settings.data_dir, model.id, "block4", SAE.kind).parent
+    original = (folder / f"block4.{SAE.kind}.safetensors").read_bytes()
+    (folder / "block4.sae-broken.safetensors").write_bytes(original[:100])
+    save_file({"x": torch.zeros(1)}, folder / "block4.sae-bare.safetensors")
+    (folder / "block4.sae-copy.safetensors").write_bytes(original)  # its metadata names sae-48
+    save_dictionary(settings.data_dir, model.id, sae.dictionary, {**sae.meta, "kind": "sae-other", "weights": "0" * 64})
+    try:
+        assert [d.kind for d in DictionaryStore(settings.data_dir).of_model(model)] == [NMF.kind, SAE.kind]
+        with TestClient(create_app(settings)) as client:
+            listed = client.get("/api/models/shapes-cnn/dictionaries", params={"dataset": atlas.dataset})
+            assert listed.status_code == 200 and len(listed.json()["dictionaries"]) == 2
+            base = "/api/models/shapes-cnn/layers/block4/units/3"
+            assert_error(client.get(f"{base}/visualization", params={"kind": "sae-other", "steps": 2, "size": 32}),
+                         409, "dictionary_refused", "other weights")
+            assert_error(client.get(f"{base}/visualization", params={"kind": "sae-broken", "render": "false"}),
+                         404, "not_found", "no dictionary")
+            again = sae.dictionary.from_tensors({**sae.dictionary.tensors(), "encoder_bias":
+                                                 sae.dictionary.encoder_bias + 1})
+            save_dictionary(settings.data_dir, model.id, again, sae.meta)  # learned again, not indexed since
+            assert_error(client.get(base, params={"dataset": atlas.dataset, "kind": SAE.kind}), 409,
+                         "dictionary_refused", "rebuild")
+    finally:
+        for name in ("sae-broken", "sae-bare", "sae-copy", "sae-other"):
+            (folder / f"block4.{name}.safetensors").unlink(missing_ok=True)
+        (folder / f"block4.{SAE.kind}.safetensors").write_bytes(original)

@@ -61,6 +61,18 @@ def test_nmf_encodes_by_non_negative_least_squares_as_scipy_does():
     assert (codes >= 0).all()
 
 
+@pytest.mark.parametrize("size", [12, 24])  # no larger than the channels, and overcomplete
+def test_nmf_codes_at_the_product_s_iterations_come_close_to_the_least_squares_optimum(size):
+    generator = torch.Generator().manual_seed(5)
+    components = F.normalize(torch.rand(size, 16, generator=generator) * (torch.rand(size, 16, generator=generator)
+                                                                          < 0.4), dim=1)
+    vectors = torch.rand(400, 16, generator=generator) * 2
+    objective = lambda d: (vectors - d.decode(d.encode(vectors))).square().sum().item()  # noqa: E731
+    product, converged = NMF(components), NMF(components, iterations=3000)
+    assert product.iterations == (30 if size <= 16 else 60)
+    assert objective(product) <= 1.15 * objective(converged)
+
+
 def test_the_figures_are_what_their_definitions_say():
     sae = TopKSAE(torch.eye(2), torch.zeros(2), torch.eye(2), torch.zeros(2), scale=1.0, k=1)
     x = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # codes (2,0), (0,3), (1,0); errors 1, 0, 0

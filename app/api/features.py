@@ -45,7 +45,7 @@ def unit_maps(stored: StoredDictionary | None, activations: torch.Tensor) -> tor
     """A layer's (c, h, w) output on one image as its units' maps: the channels, or the dictionary's features."""
     if stored is None:
         return activations
-    return encode_maps(stored.dictionary.to(activations.device), activations[None].float())[0]
+    return encode_maps(stored.on(activations.device), activations[None].float())[0]
 
 
 def feature_json(model: LoadedModel, atlas: Atlas, layer: AtlasLayer, unit: int,

@@ -15,12 +15,13 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from app.atlas.datasets import ImageDataset
@@ -74,10 +75,18 @@ class StoredDictionary:
     kind: str
     meta: dict  # the request, weights, dataset, figures, seconds, digest
     dictionary: Dictionary
+    _on: dict = field(default_factory=dict, compare=False, repr=False)  # device -> the dictionary there
 
     @property
     def digest(self) -> str:
         return self.meta["digest"]
+
+    def on(self, device: torch.device | str) -> Dictionary:
+        """The dictionary on `device`, moved (and for NMF, its solver's matrices made) once per device."""
+        key = str(device)
+        if key not in self._on:
+            self._on[key] = self.dictionary.to(torch.device(device))
+        return self._on[key]
 
     def composition(self, feature: int, count: int) -> list[tuple[int, float]]:
         """(channel, weight) of the `count` largest weights by magnitude in the feature's unit direction."""
@@ -132,6 +141,14 @@ def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: Diction
     identity = {"format": FORMAT, "model": model.id, "weights": model.weights_id, "dataset": dataset.name,
                 "fingerprint": dataset.fingerprint, "request": asdict(request), "batch_size": batch_size,
                 "layout": str(model.memory_format)}
+    done = dictionary_file(data_dir, model.id, request.layer, request.kind)
+    if done.is_file() and not work.exists():  # learned already (a run stopped while indexing goes on from here)
+        try:
+            stored = read_dictionary(done)
+        except DICTIONARY_READ_ERRORS:
+            stored = None
+        if stored is not None and stored.meta.get("identity") == identity:
+            return stored
     state = _read_state(work)
     if state.get("identity") != identity:
         shutil.rmtree(work, ignore_errors=True)
@@ -169,7 +186,7 @@ def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: Diction
     trainer.run(request.steps, after_step)
     dictionary = trainer.dictionary()
     figures = evaluate(dictionary, held_out)
-    meta = {"format": FORMAT, "model": model.id, "layer": request.layer, "kind": request.kind,
+    meta = {"format": FORMAT, "identity": identity, "model": model.id, "layer": request.layer, "kind": request.kind,
             "method": request.method, "size": request.size,
             "sparsity": request.sparsity if request.method == "sae" else None, "steps": request.steps,
             "seed": request.seed, "weights": model.weights_id, "dataset": dataset.name,
@@ -281,15 +298,22 @@ def save_dictionary(data_dir: Path, model_id: str, dictionary: Dictionary, meta:
 
 
 def read_dictionary(path: Path) -> StoredDictionary:
-    """A stored dictionary: safetensors (plain numbers, nothing executed) and its JSON metadata."""
-    from safetensors import safe_open
-
+    """A stored dictionary: safetensors (plain numbers, nothing executed) and its JSON metadata, which must name
+    the file it is in (a copied or renamed file would make two units of one kind)."""
     with safe_open(path, framework="pt") as opened:
-        meta = json.loads(opened.metadata()["fovea"])
+        meta = json.loads((opened.metadata() or {})["fovea"])
         tensors = {key: opened.get_tensor(key) for key in opened.keys()}
     if meta.get("format") != FORMAT or meta.get("method") not in METHODS:
         raise ValueError(f"not a dictionary of this Fovea (format {meta.get('format')}, method {meta.get('method')})")
+    named = dictionary_file(Path("."), meta["model"], meta["layer"], meta["kind"]).name  # ValueError: no file name
+    if not is_kind_name(str(meta["kind"])) or named != path.name or meta["model"] != path.parent.parent.name:
+        raise ValueError(f"its metadata names {meta['model']!r}, layer {meta['layer']!r} and kind {meta['kind']!r}, "
+                         "not this file")
     return StoredDictionary(meta["model"], meta["layer"], meta["kind"], meta, from_tensors(meta["method"], tensors))
+
+
+# What reading a damaged or foreign file raises: it is skipped (logged), never a failed request or build.
+DICTIONARY_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, SafetensorError)
 
 
 class DictionaryStore:
@@ -309,25 +333,40 @@ class DictionaryStore:
             stored = self._load(path)
             if stored is None:
                 continue
-            if stored.meta.get("weights") != model.weights_id:
+            problem = self._misfit(model, stored)
+            if problem is not None:
                 if path not in self._refused:
-                    log.warning("dictionary %s was learned on other weights of %s: skipped", path.name, model.id)
+                    log.warning("dictionary %s of %s skipped: %s", path.name, model.id, problem)
                     self._refused.add(path)
                 continue
             usable.append(stored)
         return usable
 
     def get(self, model: LoadedModel, layer: str, kind: str) -> StoredDictionary:
-        path = dictionary_file(self.data_dir, model.id, layer, kind)
-        stored = self._load(path) if path.is_file() else None
+        try:
+            path = dictionary_file(self.data_dir, model.id, layer, kind)
+        except ValueError:  # a module name that names no file has no dictionary
+            path = None
+        stored = self._load(path) if path is not None and path.is_file() else None
         if stored is None:
             raise NotFound(f"no dictionary {kind!r} of layer {layer!r} for model {model.id!r}: learn one with "
                            f"`fovea dictionary {model.id} --layer {layer}`", layer=layer, kind=kind)
-        if stored.meta.get("weights") != model.weights_id:
-            raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} was learned on other weights of "
-                                    f"{model.id!r}; learn it again with `fovea dictionary {model.id} --layer {layer} "
-                                    f"--name {kind}`", layer=layer, kind=kind)
+        problem = self._misfit(model, stored)
+        if problem is not None:
+            raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} does not fit {model.id!r}: {problem}; learn it "
+                                    f"again with `fovea dictionary {model.id} --layer {layer} --name {kind}`",
+                                    layer=layer, kind=kind)
         return stored
+
+    @staticmethod
+    def _misfit(model: LoadedModel, stored: StoredDictionary) -> str | None:
+        """Why a stored dictionary cannot serve the model as loaded; None when it can."""
+        if stored.meta.get("weights") != model.weights_id:
+            return "it was learned on other weights"
+        info = next((layer for layer in model.layers if layer.name == stored.layer), None)
+        if info is None or info.shape[0] != stored.dictionary.channels:
+            return f"the model has no layer {stored.layer!r} of {stored.dictionary.channels} channels"
+        return None
 
     def _load(self, path: Path) -> StoredDictionary | None:
         stat = path.stat()
@@ -336,7 +375,7 @@ class DictionaryStore:
         if cached is None or cached[0] != version:
             try:
                 stored = read_dictionary(path)
-            except (OSError, ValueError, KeyError) as problem:
+            except DICTIONARY_READ_ERRORS as problem:
                 log.warning("dictionary %s unreadable, skipped: %s", path.name, problem)
                 stored = None
             cached = (version, stored)

@@ -139,7 +139,7 @@ class FeatureRecorder(LayerRecorder):
         channels, h, w = info.shape
         super().__init__(replace(info, shape=(stored.dictionary.size, h, w)), *args, **kwargs)
         self.kind = stored.kind
-        self.dictionary = stored.dictionary.to(device)
+        self.dictionary = stored.on(device)
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)

@@ -64,7 +64,7 @@ class Target:
     def reached(self, activations: torch.Tensor, units: list[int]) -> list[float]:
         """Each item's spatial mean on its unit (item i serving units[i])."""
         if self.dictionary is not None:
-            activations = encode_maps(self.dictionary.dictionary.to(activations.device), activations.float())
+            activations = encode_maps(self.dictionary.on(activations.device), activations.float())
         return activations[torch.arange(len(units)), torch.tensor(units)].mean(dim=(1, 2)).tolist()
 
     def name(self, variant_name: str) -> str:

@@ -69,7 +69,7 @@ def get_indexed_layer(model: Annotated[LoadedModel, Depends(get_ready_model)],
         return atlas.layer(layer.name, kind)
     except LayerNotFound as missing:
         others = [name for name in registry.datasets(model.id)
-                  if name != atlas.dataset and layer.name in registry.get(model.id, name).layers]
+                  if name != atlas.dataset and (kind, layer.name) in registry.get(model.id, name).by_kind]
         if not others:
             raise
         raise LayerNotFound(f"{missing.message}. It is indexed in the {', '.join(map(repr, others))} atlas: ask "
@@ -204,7 +204,7 @@ def read_unit(
         "map_shape": [indexed.height, indexed.width],
         "stats": {statistic.name: row[statistic.name] for statistic in STATISTICS},
         "histogram": atlas.histogram(indexed, unit),
-        "saturation": saturation(model, layer.name, row),
+        "saturation": saturation(model, layer.name, row) if indexed.kind == CHANNEL else None,  # a clamp's, per channel
         "top": [{"rank": r["rank"], "image": r["image"], "value": r["value"], "y": r["y"], "x": r["x"],
                  "label": r["label"], "prediction": labels[r["prediction"]] if r["prediction"] is not None else None,
                  "confidence": r["confidence"], "crop": crop_box(field, r["y"], r["x"]),

@@ -27,6 +27,7 @@ from app.api.deps import (
 )
 from app.api.disconnect import client_gone
 from app.api.errors import error_doc
+from app.api.features import dictionary_of, indexed_digests
 from app.api.indices import UnitIndex
 from app.api.routers.units import KindQuery
 from app.api.schemas import FacetMember, Visualization, VisualizationFacet, VisualizationFacets
@@ -45,7 +46,7 @@ from app.atlas.visualize import (
 from app.engine.featurevis.prior import LUCID
 from app.engine.featurevis.render import RenderSettings
 from app.engine.layers import LayerInfo
-from app.errors import AtlasMissing, InvalidInput, LayerNotFound, NotFound, RequestCancelled, check_unit
+from app.errors import AtlasMissing, InvalidInput, NotFound, RequestCancelled, check_unit
 from app.settings import Settings
 from app.store.store import LoadedModel
 from app.studio.progress import RENDERING, WAITING
@@ -119,7 +120,7 @@ async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardD
 
 
 async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoardDep, limiter: ComputeLimiterDep,
-                     atlases: AtlasesDep, asked: RequestDep, facets: Facets = 3,
+                     atlases: AtlasesDep, dictionaries: DictionariesDep, asked: RequestDep, facets: Facets = 3,
                      progress_token: ProgressToken = None) -> list[Facet]:
     """The unit's facets in its default atlas: stored, or clustered and rendered first."""
     if facets > settings.visualization_max_facets:
@@ -128,6 +129,7 @@ async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoa
                            limit=settings.visualization_max_facets)
     atlas = atlases.get(asked.model.id)
     indexed = atlas.layer(asked.layer.name, asked.target.kind)  # 404 naming the indexed layers or kinds
+    dictionary_of(dictionaries, asked.model, atlas, asked.layer.name, asked.target.kind)  # 409: the atlas's is older
     atlas.check_unit(indexed, asked.unit)
     return await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_facets(
         asked.model, atlas, asked.target, asked.unit, facets, settings.data_dir, asked.settings,
@@ -236,6 +238,10 @@ def _dataset_best(atlases, asked: Asked) -> float | None:
     """The largest spatial mean of any image of the model's default atlas, when it indexed the layer's units."""
     try:
         atlas = atlases.get(asked.model.id)
-        return float(atlas.unit(atlas.layer(asked.layer.name, asked.target.kind), asked.unit)["mean_max"])
-    except (AtlasMissing, LayerNotFound):
+        indexed = atlas.layer(asked.layer.name, asked.target.kind)
+        if asked.target.dictionary and indexed_digests(atlas).get((indexed.name, indexed.kind)) != \
+                asked.target.dictionary.digest:
+            return None  # the atlas holds another version of the dictionary
+        return float(atlas.unit(indexed, asked.unit)["mean_max"])
+    except (AtlasMissing, NotFound):  # no atlas, the layer or kind not in it, the unit out of its range
         return None

@@ -59,14 +59,14 @@ class Figures:
 def evaluate(dictionary: Dictionary, vectors: torch.Tensor, chunk: int = 16384) -> Figures:
     if len(vectors) == 0:
         return Figures(float("nan"), dictionary.size, 0.0, 0)
-    mean = vectors.double().mean(dim=0)
-    error = total = active = 0.0
+    mean = vectors.mean(dim=0)
+    error = total = active = 0.0  # summed per chunk in float32 (the device's), across chunks in Python's float64
     fired = torch.zeros(dictionary.size, dtype=torch.bool, device=vectors.device)
     for start in range(0, len(vectors), chunk):
         part = vectors[start:start + chunk]
         codes = dictionary.encode(part)
-        error += (part - dictionary.decode(codes)).double().square().sum().item()
-        total += (part.double() - mean).square().sum().item()
+        error += (part - dictionary.decode(codes)).square().sum().item()
+        total += (part - mean).square().sum().item()
         nonzero = codes > 0
         active += nonzero.sum().item()
         fired |= nonzero.any(dim=0)

@@ -28,11 +28,14 @@ class NMF:
         if iterations is None:
             iterations = ENCODE_ITERATIONS["overcomplete" if self.size > self.channels else "complete"]
         self.iterations = int(iterations)
-        gram = components @ components.T
-        self._pseudo_inverse = torch.linalg.pinv(components)  # (channels, size)
-        self._step = 1.0 / torch.linalg.matrix_norm(gram.double(), ord=2).clamp_min(EPSILON).item()
+        # Solved once, in float64 on the CPU (SVDs; Apple's MPS has neither them nor float64), then moved.
+        host = components.detach().cpu().double()
+        gram = host @ host.T
+        step = 1.0 / torch.linalg.matrix_norm(gram, ord=2).clamp_min(EPSILON).item()
+        self._step = step
+        self._pseudo_inverse = torch.linalg.pinv(host).to(components)  # (channels, size)
         # A gradient step h - step (h W W^T - x W^T) is one product: h (I - step W W^T) + step x W^T.
-        self._transition = torch.eye(self.size, dtype=components.dtype, device=components.device) - self._step * gram
+        self._transition = (torch.eye(self.size, dtype=torch.float64) - step * gram).to(components)
 
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
         """argmin_{h >= 0} |x - h W|^2 per row, by FISTA with step 1 / |W W^T|_2 (three operations an
@@ -79,7 +82,7 @@ class NmfTrainer:
         self.vectors, self.steps = vectors, steps
         generator = torch.Generator().manual_seed(seed)
         # Random positive factors whose product has the data's mean (scikit-learn's 'random' init).
-        level = (vectors.double().mean().clamp_min(EPSILON) / size).sqrt().item()
+        level = (vectors.detach().cpu().double().mean().clamp_min(EPSILON) / size).sqrt().item()
         device = vectors.device
         self.codes = (torch.rand(len(vectors), size, generator=generator) * level).to(device, vectors.dtype)
         self.components = (torch.rand(size, vectors.shape[1], generator=generator) * level).to(device, vectors.dtype)

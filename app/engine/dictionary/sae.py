@@ -73,8 +73,10 @@ class SaeTrainer:
         self.batch_size = min(batch_size, len(vectors))
         channels = vectors.shape[1]
         generator = torch.Generator().manual_seed(seed)
-        centre = vectors.double().mean(dim=0)
-        scale = ((vectors.double() - centre).square().sum(dim=1).mean() / channels).sqrt().clamp_min(1e-12).item()
+        # Statistics in float64 on the CPU (Apple's MPS has no float64).
+        host = vectors.detach().cpu().double()
+        centre = host.mean(dim=0)
+        scale = ((host - centre).square().sum(dim=1).mean() / channels).sqrt().clamp_min(1e-12).item()
         decoder = F.normalize(torch.randn(size, channels, generator=generator, dtype=torch.float64), dim=1)
         device = vectors.device
         self.parameters = [p.float().to(device).requires_grad_() for p in (
@@ -124,8 +126,7 @@ class SaeTrainer:
         if dead.any():  # AuxK: the dead features' top pre-activations reconstruct the residual
             residual = (x - reconstruction).detach()
             aux_k = min(x.shape[1] // 2, int(dead.sum()))
-            aux_codes = top_k_relu(preactivations.masked_fill(~dead, float("-inf")), aux_k)
-            aux_codes = torch.nan_to_num(aux_codes, neginf=0.0)
+            aux_codes = top_k_relu(preactivations.masked_fill(~dead, float("-inf")), aux_k)  # aux_k <= dead: finite
             residual_variance = (residual - residual.mean(dim=0)).square().sum(dim=1).mean().clamp_min(1e-12)
             loss = loss + AUX_COEFFICIENT * (residual - aux_codes @ decoder).square().sum(dim=1).mean() / \
                 residual_variance
@@ -149,7 +150,7 @@ class SaeTrainer:
             for i, p in enumerate(self.parameters):
                 p.copy_(state[f"param.{i}"])
                 # Moments live beside their parameter; Adam keeps its 0-d step count on the CPU.
-                adam = {key.split(".", 2)[2]: value.clone().to(p.device) if value.dim() else value.clone()
+                adam = {key.split(".", 2)[2]: value.clone().to(p.device) if value.dim() else value.clone().cpu()
                         for key, value in state.items() if key.startswith(f"adam.{i}.")}
                 if adam:
                     self.optimizer.state[p] = adam

@@ -5,7 +5,7 @@
 import { conceptSummary, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
 import { navigate } from "../router.js";
-import { atlasQuery, pageUrl } from "../urls.js";
+import { CHANNEL, pageUrl } from "../urls.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { comparisonSection, kindName } from "./features.js";
 
@@ -26,7 +26,9 @@ export async function mountConcepts(root, { params, query, signal }) {
   }
   if (!query.dataset) navigate(pageUrl.concepts(modelId, { dataset: summary.dataset }), { replace: true });
   const filtered = (extra) => pageUrl.search({ model: modelId, ...extra });
-  const totals = Object.fromEntries(summary.categories.map((c) => [c, summary.layers.reduce((n, l) => n + l.labelled[c], 0)]));
+  // The totals count channels (a dictionary's features are other views of the same layers: its own rows say so).
+  const channels = summary.layers.filter((layer) => layer.kind === CHANNEL);
+  const totals = Object.fromEntries(summary.categories.map((c) => [c, channels.reduce((n, l) => n + l.labelled[c], 0)]));
   root.innerHTML = html`
     <section class="page-head">
       <h1>Concepts of ${model.name}</h1>
@@ -43,11 +45,11 @@ export async function mountConcepts(root, { params, query, signal }) {
           <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === "channel" ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
           <td>${layer.units}</td>
           ${summary.categories.map((c) => html`<td>${layer.labelled[c]
-            ? html`<a href="${filtered({ layer: layer.layer, ...atlasQuery({ kind: layer.kind }), category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
+            ? html`<a href="${filtered({ layer: layer.layer, kind: layer.kind, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
               <span class="muted small">${Math.round(100 * layer.labelled[c] / layer.units)}%</span>` : html`<span class="muted">0</span>`}</td>`)}
           <td>${layer.concepts.length}</td></tr>`)}</tbody>
-        <tfoot><tr><th scope="row">all</th><td>${summary.layers.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
-          html`<td>${totals[c] ? html`<a href="${filtered({ category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
+        <tfoot><tr><th scope="row">all channels</th><td>${channels.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
+          html`<td>${totals[c] ? html`<a href="${filtered({ kind: CHANNEL, category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
       </table>
     </section>
     ${comparisonSection(summary, modelId)}

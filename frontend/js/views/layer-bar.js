@@ -38,7 +38,9 @@ export function mountLayerBar(element, { modelId, layer, total, order, layerQuer
       field.setAttribute("aria-invalid", "true");
       return;
     }
-    navigate(pageUrl.unit(modelId, target.layer, target.unit, unitQuery()));
+    // A dictionary's features belong to their layer: on another layer the unit is a channel.
+    const { kind, ...query } = unitQuery();
+    navigate(pageUrl.unit(modelId, target.layer, target.unit, target.layer === layer ? { kind, ...query } : query));
   }, { signal });
   field.addEventListener("input", () => {
     field.removeAttribute("aria-invalid");
