@@ -135,7 +135,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
                                 steps=args.steps or (settings.dictionary_steps if args.method == "sae"
                                                      else settings.dictionary_nmf_iterations),
                                 max_vectors=settings.dictionary_max_vectors, seed=args.seed, name=args.name)
-    check_request(model, request, settings.dictionary_max_size)
+    check_request(model, request, settings.dictionary_max_size, settings.dictionary_max_bytes)
     dataset = resolve_dataset(args.dataset, settings)
     sparsity = f", {request.sparsity} active" if request.method == "sae" else ""
     print(f"learning {request.kind} of {model.id} {request.layer}: {request.method}, {request.size} features"

@@ -21,6 +21,8 @@ from app.atlas.dictionaries import (
     DictionaryRefused,
     DictionaryRequest,
     DictionaryStore,
+    check_request,
+    memory_needed,
     read_dictionary,
     save_dictionary,
     train_dictionary,
@@ -29,6 +31,7 @@ from app.atlas.indexer import index_model
 from app.atlas.layout import dictionary_file
 from app.atlas.reader import Atlas
 from app.engine.dictionary import encode_maps
+from app.errors import FoveaError
 from tests.atlas_helpers import all_activations, brute_force_unit_stats, small_atlas
 from tests.conftest import DEMO_MODELS_ONLY_ARGS
 from tests.test_api import assert_error
@@ -92,6 +95,20 @@ def test_each_feature_s_atlas_equals_the_projection_computed_directly(built):
         pooled = np.load(atlas.folder / f"layer-{layer.idx:03d}.pooled.npy")
         assert np.allclose(pooled, expected["spatial_mean"], rtol=1e-3, atol=1e-3)
     assert atlas.kinds("block4") == ["channel", SAE.kind] and atlas.kinds("block3") == ["channel", NMF.kind]
+
+
+def test_a_request_is_checked_before_any_work(built):
+    _, model, _, _, _ = built
+    good = dict(layer="block4", method="nmf", size=64, sparsity=4, steps=10, max_vectors=1000)
+    check_request(model, DictionaryRequest(**good), max_size=100, max_bytes=10**9)
+    for change, message in ((dict(method="pca"), "unknown method"), (dict(size=101), "between 1 and 100"),
+                            (dict(name="Channel"), "lowercase"), (dict(name="channel"), "not 'channel'"),
+                            (dict(layer="block9"), "block9"), (dict(max_vectors=10**6), "dictionary_max_bytes"),
+                            (dict(method="sae", sparsity=65), "sparsity")):
+        with pytest.raises(FoveaError, match=message):
+            check_request(model, DictionaryRequest(**{**good, **change}), max_size=100, max_bytes=10**9)
+    # NMF holds its codes three times over: 10^6 vectors x 64 features x 3 x 4 bytes, beside 10^6 x 192 x 4.
+    assert memory_needed(DictionaryRequest(**{**good, "max_vectors": 10**6}), 192) == 4 * (192 + 3 * 64) * 10**6
 
 
 def test_file_names_come_from_module_and_kind_names_that_cannot_leave_the_folder(tmp_path):

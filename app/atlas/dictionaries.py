@@ -109,7 +109,7 @@ class StoredDictionary:
                 **{key: self.meta.get(key) for key in keys}}
 
 
-def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_size: int) -> None:
+def check_request(model: LoadedModel, request: DictionaryRequest, max_size: int, max_bytes: int) -> None:
     info = model.layer(request.layer)  # 404 with suggestions
     if request.method not in METHODS:
         raise InvalidInput(f"unknown method {request.method!r}; methods are {', '.join(METHODS)}",
@@ -117,8 +117,8 @@ def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_s
     if not is_kind_name(request.kind) or request.kind == CHANNEL:
         raise InvalidInput(f"a dictionary's name must be lowercase letters, digits and dashes, starting with a "
                            f"letter (at most 32), and not {CHANNEL!r}; got {request.kind!r}", name=request.kind)
-    if not 1 <= request.size <= settings_max_size:
-        raise InvalidInput(f"size must be between 1 and {settings_max_size} features (the dictionary_max_size "
+    if not 1 <= request.size <= max_size:
+        raise InvalidInput(f"size must be between 1 and {max_size} features (the dictionary_max_size "
                            f"setting); got {request.size}", size=request.size)
     if request.method == "sae" and not 1 <= request.sparsity <= request.size:
         raise InvalidInput(f"sparsity must be between 1 and the size ({request.size}); got {request.sparsity}",
@@ -127,10 +127,23 @@ def check_request(model: LoadedModel, request: DictionaryRequest, settings_max_s
         raise InvalidInput("steps and the vector budget must be positive", steps=request.steps)
     if len(info.shape) != 3:
         raise InvalidInput(f"layer {request.layer!r} has no channel maps (shape {list(info.shape)})")
+    needed = memory_needed(request, info.shape[0])
+    if needed > max_bytes:
+        raise InvalidInput(f"learning {request.kind} holds about {needed / 1024**3:.1f} GiB of vectors"
+                           f"{' and codes' if request.method == 'nmf' else ''}, over the dictionary_max_bytes setting "
+                           f"({max_bytes / 1024**3:.1f} GiB): lower --size or FOVEA_DICTIONARY_MAX_VECTORS, or raise "
+                           "the setting", needed=needed, limit=max_bytes)
     try:
         dictionary_file(Path("."), model.id, request.layer, request.kind)
     except ValueError as problem:  # a module name that cannot name a file
         raise InvalidInput(f"layer {request.layer!r}: {problem}", layer=request.layer) from None
+
+
+def memory_needed(request: DictionaryRequest, channels: int) -> int:
+    """Bytes of the training vectors (float32) and, for NMF, of its codes with their update (three times N x K)."""
+    vectors = request.max_vectors * channels
+    codes = 3 * request.max_vectors * request.size if request.method == "nmf" else 0
+    return 4 * (vectors + codes)
 
 
 def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest, data_dir: Path,
