@@ -85,7 +85,7 @@ def _print_selective(atlas) -> None:
 def visualize(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from app.atlas.dictionaries import DictionaryStore
+    from app.atlas.dictionary_store import DictionaryStore
     from app.atlas.image_prior import render_prior
     from app.atlas.kinds import CHANNEL
     from app.atlas.registry import AtlasRegistry

@@ -39,7 +39,8 @@ import torch
 from PIL import Image
 
 from app.atlas.build import run_index
-from app.atlas.dictionaries import DictionaryRequest, StoredDictionary, train_dictionary
+from app.atlas.dictionaries import DictionaryRequest, train_dictionary
+from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.indexer import demo_dataset, make_plan
 from app.atlas.labels import detector_summary
 from app.atlas.loader import batches_from_disk, batches_from_memory

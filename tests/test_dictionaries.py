@@ -17,16 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from app.api.app import create_app
-from app.atlas.dictionaries import (
-    DictionaryRefused,
-    DictionaryRequest,
-    DictionaryStore,
-    check_request,
-    memory_needed,
-    read_dictionary,
-    save_dictionary,
-    train_dictionary,
-)
+from app.atlas.dictionaries import DictionaryRequest, check_request, memory_needed, train_dictionary
+from app.atlas.dictionary_store import DictionaryRefused, DictionaryStore, read_dictionary, save_dictionary
 from app.atlas.indexer import index_model
 from app.atlas.layout import dictionary_file
 from app.atlas.reader import Atlas

@@ -17,7 +17,7 @@ from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
-from app.atlas.dictionaries import DictionaryStore
+from app.atlas.dictionary_store import DictionaryStore
 from app.atlas.first_renders import start_first_run_rendering
 from app.atlas.first_run import start_first_run_indexing
 from app.atlas.notes import Notes

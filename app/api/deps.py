@@ -13,7 +13,7 @@ from fastapi import Depends, Header, Path, Request
 
 from app.api.errors import error_doc
 from app.atlas.background import BackgroundIndexer
-from app.atlas.dictionaries import DictionaryStore
+from app.atlas.dictionary_store import DictionaryStore
 from app.atlas.first_renders import BackgroundRenderer
 from app.atlas.notes import Notes
 from app.atlas.registry import AtlasRegistry

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from app.api.links import layer_page, unit_page
-from app.atlas.dictionaries import DictionaryRefused, DictionaryStore, StoredDictionary
+from app.atlas.dictionary_store import DictionaryRefused, DictionaryStore, StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
 from app.engine.dictionary import encode_maps

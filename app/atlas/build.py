@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.atlas.dictionaries import layer_key
+from app.atlas.dictionary_store import layer_key
 from app.atlas.dissection import dissect
 from app.atlas.layout import atlas_dir, build_dir, layer_file
 from app.atlas.loader import Batch

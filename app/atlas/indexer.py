@@ -9,7 +9,7 @@ from pathlib import Path
 from app.atlas.build import Progress, run_index
 from app.atlas.concepts import open_concepts
 from app.atlas.datasets import ImageDataset, scan_folder
-from app.atlas.dictionaries import DictionaryStore
+from app.atlas.dictionary_store import DictionaryStore
 from app.atlas.loader import batches_from_disk
 from app.atlas.recording import IndexPlan
 from app.atlas.statistics import REGION_QUANTILE

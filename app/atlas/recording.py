@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from app.atlas.concepts import ConceptSource
 from app.atlas.datasets import ImageDataset
-from app.atlas.dictionaries import StoredDictionary
+from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.statistics import REGION_QUANTILE, FinishedLayer

@@ -25,7 +25,7 @@ from PIL import Image, PngImagePlugin
 from torchvision.transforms import functional as TF
 
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations, scope_of
-from app.atlas.dictionaries import StoredDictionary
+from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas
 from app.engine.dictionary import encode_maps

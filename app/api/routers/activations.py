@@ -22,7 +22,7 @@ from app.api.features import dictionary_of, unit_maps
 from app.api.indices import DatasetIndex, UnitIndex
 from app.api.routers.units import KindQuery, crop_box, get_atlas, receptive_field_json
 from app.api.schemas import LayerReceptiveField, UnitActivation
-from app.atlas.dictionaries import StoredDictionary
+from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
 from app.engine.layers import LayerInfo
