@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="`demo` (the demo's held-out images) or a folder of images (ImageFolder or flat)")
     index.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to index (default: the model's defaults)")
     index.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
+    index.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
+                       help="run the pass on a Ray cluster (needs fovea[ray]): `auto` (the default) joins the running "
+                            "cluster, `local` starts one on this machine, or name a cluster's address")
+    index.add_argument("--ray-replicas", type=int, metavar="N",
+                       help="model replicas on the cluster (default: one per GPU, else one per CPU)")
     _settings_flags(index)
     index.set_defaults(handler=jobs.index)
 

@@ -20,7 +20,8 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
     dataset = resolve_dataset(args.dataset, settings)
     print(f"indexing {model.id} on {dataset.name} ({len(dataset)} images from {dataset.root})", file=sys.stderr)
     started = time.perf_counter()
-    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar())
+    target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
+                         ray=args.ray, ray_replicas=args.ray_replicas)
     print(f"\natlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 

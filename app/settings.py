@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     atlas_max_top_k: int = Field(default=256, ge=1, description="Largest k an index build or a request may ask for.")
     index_batch_size: int = Field(default=64, ge=1, description="Images per forward pass while indexing.")
     index_workers: int = Field(default=2, ge=0, description="Processes decoding images while indexing (0: inline).")
+    index_shard_images: int = Field(
+        default=2048, ge=1, description="Images per shard of a distributed index build (`fovea index --ray`), rounded "
+        "up to whole batches: a worker's unit of work, merged and checkpointed as one.")
     index_histogram_samples: int = Field(
         default=16, ge=1,
         description="Activation values per image and unit that feed a unit's histogram and 99.5% quantile.",

@@ -3,7 +3,9 @@ the obvious way, to compare with the streaming build."""
 
 from __future__ import annotations
 
+import math
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,48 @@ def two_datasets(root: Path, images: int = 24) -> tuple[Path, Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
     return root / "alpha", root / "beta"
+
+
+VOLATILE_META = {"seconds", "dissection_seconds", "created", "first_built"}
+ATLAS_TABLES = ("images", "layers", "units", "topk", "similar", "concepts", "unit_concepts", "unit_dissection",
+                "unit_classes")
+
+
+def atlas_contents(folder: Path) -> dict:
+    """Every table (rows in order), the meta but its timings, and every array of an atlas folder."""
+    with sqlite3.connect(folder / "atlas.sqlite") as db:
+        tables = {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall() for table in ATLAS_TABLES}
+        meta = {key: value for key, value in db.execute("SELECT key, value FROM meta") if key not in VOLATILE_META}
+    arrays = {}
+    for path in sorted(folder.glob("*.np[yz]")):
+        if path.suffix == ".npy":
+            arrays[path.name] = np.load(path)
+        else:
+            with np.load(path) as data:
+                arrays.update({f"{path.name}:{key}": data[key] for key in data.files})
+    return {"tables": tables, "meta": meta, "arrays": arrays}
+
+
+def assert_same_atlas(folder: Path, expected: Path, float64_tolerance: float = 0.0) -> None:
+    """The two atlases are equal: every table, the meta and every array. With a tolerance, float64 values
+    (the statistics, sums over images) may differ by that much relative to their size; nothing else may."""
+    got, want = atlas_contents(folder), atlas_contents(expected)
+    assert got["meta"] == want["meta"]
+    for table in ATLAS_TABLES:
+        assert len(got["tables"][table]) == len(want["tables"][table]), table
+        for row, wanted in zip(got["tables"][table], want["tables"][table]):
+            assert len(row) == len(wanted) and all(_close(a, b, float64_tolerance) for a, b in zip(row, wanted)), (
+                table, row, wanted)
+    assert got["arrays"].keys() == want["arrays"].keys()
+    for key, wanted in want["arrays"].items():
+        array = got["arrays"][key]
+        if float64_tolerance and wanted.dtype == np.float64:
+            np.testing.assert_allclose(array, wanted, rtol=float64_tolerance, atol=float64_tolerance, err_msg=key)
+        else:
+            assert array.dtype == wanted.dtype and np.array_equal(array, wanted, equal_nan=True), key
+
+
+def _close(a, b, tolerance: float) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and tolerance:
+        return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))

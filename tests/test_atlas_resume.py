@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from app.demo.dataset import write_split
+from tests.atlas_helpers import assert_same_atlas
 from tests.conftest import DEMO_MODELS_ONLY_ARGS
 
 LAYERS = ["stem.0", "block2", "block4"]
-VOLATILE_META = {"seconds", "dissection_seconds", "created", "first_built"}
 IMAGES, BATCH = 60, 20  # three batches: checkpointed, lost to the kill, never started
 # `fovea index` whose progress callback SIGKILLs the process when it reports image KILL_AT done.
 KILLED_AT = """
@@ -56,22 +53,6 @@ def _index(data_dir: Path, images: Path, kill_at: int | None = None) -> subproce
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
 
 
-def _atlas_contents(folder: Path) -> dict:
-    with sqlite3.connect(folder / "atlas.sqlite") as db:
-        tables = {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
-                  for table in ("images", "layers", "units", "topk", "similar", "concepts", "unit_concepts",
-                                "unit_dissection", "unit_classes")}
-        meta = {key: value for key, value in db.execute("SELECT key, value FROM meta") if key not in VOLATILE_META}
-    arrays = {}
-    for path in sorted(folder.glob("*.np[yz]")):
-        if path.suffix == ".npy":
-            arrays[path.name] = np.load(path)
-        else:
-            with np.load(path) as data:
-                arrays.update({f"{path.name}:{key}": data[key] for key in data.files})
-    return {"tables": tables, "meta": meta, "arrays": arrays}
-
-
 def test_killed_build_resumes_to_the_same_atlas(tmp_path):
     write_split(tmp_path / "demo", "heldout", IMAGES)
     images = tmp_path / "demo" / "heldout" / "images"
@@ -93,12 +74,6 @@ def test_killed_build_resumes_to_the_same_atlas(tmp_path):
     assert fresh_run.returncode == 0, fresh_run.stderr
 
     name = next(p.name for p in (uninterrupted / "atlases" / "shapes-cnn").iterdir() if not p.name.startswith("."))
-    resumed = _atlas_contents(interrupted / "atlases" / "shapes-cnn" / name)
-    fresh = _atlas_contents(uninterrupted / "atlases" / "shapes-cnn" / name)
-    assert resumed["meta"] == fresh["meta"]
-    assert resumed["tables"] == fresh["tables"]
-    assert resumed["arrays"].keys() == fresh["arrays"].keys()
-    for key in fresh["arrays"]:
-        assert np.array_equal(resumed["arrays"][key], fresh["arrays"][key]), key
+    assert_same_atlas(interrupted / "atlases" / "shapes-cnn" / name, uninterrupted / "atlases" / "shapes-cnn" / name)
     # Nothing of the build is left behind, but the empty file whose lock serialises writers of the atlas.
     assert sorted(p.name for p in (interrupted / "atlases" / "shapes-cnn").iterdir()) == [f".{name}.lock", name]

@@ -12,7 +12,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,24 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
               cancel: threading.Event | None = None, dissect_progress: Progress | None = None) -> Path:
     """Build (or resume) the atlas of `plan` and return its folder. `batches(start)` yields the batches
     from image id `start` on; setting `cancel` stops the build after the current batch."""
+    def forward(start: int, recorders: dict[str, LayerRecorder], images: ImageRecord) -> Iterator[int]:
+        next_index = start
+        for _ in record_batches(plan, recorders, images, batches(start)):
+            next_index = min(next_index + plan.batch_size, len(plan.dataset))
+            yield next_index
+
+    return run_steps(plan, data_dir, forward, checkpoint_seconds, progress, cancel, dissect_progress)
+
+
+Steps = Callable[[int, dict[str, LayerRecorder], ImageRecord], Iterator[int]]
+"""`steps(start, recorders, images)` records images from id `start` on into the build's recorders, a step at
+a time (a batch run here, or a shard run elsewhere and merged), yielding the next image id after each."""
+
+
+def run_steps(plan: IndexPlan, data_dir: Path, steps: Steps, checkpoint_seconds: float = 30.0,
+              progress: Progress | None = None, cancel: threading.Event | None = None,
+              dissect_progress: Progress | None = None) -> Path:
+    """`run_index` with the pass's steps given: checkpoints between steps, then labels and the atlas."""
     work = build_dir(data_dir, plan.model.id, plan.dataset.name)
     total = len(plan.dataset)
     start = _resumable_start(work, plan)
@@ -51,32 +69,16 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
         shutil.rmtree(work, ignore_errors=True)
         start = 0
     work.mkdir(parents=True, exist_ok=True)
-    recorders = _recorders(plan, work)
-    by_module: dict[str, list[LayerRecorder]] = {}
-    for recorder in recorders.values():
-        by_module.setdefault(recorder.info.name, []).append(recorder)
+    recorders = make_recorders(plan, work)
     images = ImageRecord(total)
     elapsed = 0.0
     if start > 0:
         elapsed = _load_checkpoint(work, recorders, images)
     started, last_checkpoint = time.perf_counter() - elapsed, time.perf_counter()
     interval = checkpoint_seconds
-    model, current_ids = plan.model, torch.zeros(0, dtype=torch.int64)
-
-    def record(name: str, output) -> None:
-        for recorder in by_module[name]:
-            recorder.update(output, current_ids)
-
-    next_index = start
     if progress:
         progress(start, total)
-    for batch in batches(start):
-        if len(batch.image_ids):
-            current_ids = batch.image_ids
-            with model.lock, torch.no_grad(), forward_hooks(model.module, list(by_module), record):
-                logits = model.module(model.as_input(batch.images))
-            images.update(batch.image_ids, logits)
-        next_index = min(next_index + plan.batch_size, total)
+    for next_index in steps(start, recorders, images):
         if progress:
             progress(next_index, total)
         stopping = cancel is not None and cancel.is_set()
@@ -99,19 +101,59 @@ def run_index(plan: IndexPlan, data_dir: Path, batches: Callable[[int], Iterator
     return target
 
 
-def _recorders(plan: IndexPlan, work: Path) -> dict[str, LayerRecorder]:
-    """The pass's recorders by key (`layer_key`): each layer's channels, then each dictionary's features; their
-    order numbers their files and the atlas's layers."""
-    def files(idx: int) -> dict:
-        return dict(k=plan.k, images=len(plan.dataset), pooled_path=layer_file(work, idx, "pooled.npy"),
-                    histogram_samples=plan.histogram_samples, dissect=plan.concepts is not None,
-                    peaks_path=layer_file(work, idx, "peaks.npy") if plan.class_selectivity else None)
+def record_batches(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
+                   batches: Iterable[Batch]) -> Iterator[None]:
+    """Run each batch through the model with the recorders fed from its forward hooks; yields after each."""
+    by_module: dict[str, list[LayerRecorder]] = {}
+    for recorder in recorders.values():
+        by_module.setdefault(recorder.info.name, []).append(recorder)
+    model, current_ids = plan.model, torch.zeros(0, dtype=torch.int64)
 
-    recorders = {info.name: LayerRecorder(info, **files(i)) for i, info in enumerate(plan.layers)}
+    def record(name: str, output) -> None:
+        for recorder in by_module[name]:
+            recorder.update(output, current_ids)
+
+    for batch in batches:
+        if len(batch.image_ids):
+            current_ids = batch.image_ids
+            with model.lock, torch.no_grad(), forward_hooks(model.module, list(by_module), record):
+                logits = model.module(model.as_input(batch.images))
+            images.update(batch.image_ids, logits)
+        yield
+
+
+def make_recorders(plan: IndexPlan, work: Path | None, rows: range | None = None) -> dict[str, LayerRecorder]:
+    """The pass's recorders by key (`layer_key`): each layer's channels, then each dictionary's features; their
+    order numbers their files and the atlas's layers. Per-image arrays are files in `work`, or in memory when
+    it is None (a shard's recorders, of images `rows`)."""
+    def options(idx: int) -> dict:
+        def file(name: str) -> Path | None:
+            return layer_file(work, idx, name) if work is not None else None
+
+        return dict(k=plan.k, images=len(plan.dataset), pooled_path=file("pooled.npy"),
+                    histogram_samples=plan.histogram_samples, dissect=plan.concepts is not None,
+                    peaks=plan.class_selectivity, peaks_path=file("peaks.npy"), rows=rows)
+
+    recorders = {info.name: LayerRecorder(info, **options(i)) for i, info in enumerate(plan.layers)}
     for i, stored in enumerate(plan.dictionaries, len(recorders)):
         recorders[layer_key(stored.layer, stored.kind)] = FeatureRecorder(
-            plan.model.layer(stored.layer), stored, plan.model.device, **files(i))
+            plan.model.layer(stored.layer), stored, plan.model.device, **options(i))
     return recorders
+
+
+def pass_state(recorders: dict[str, LayerRecorder], images: ImageRecord) -> dict[str, np.ndarray]:
+    """Every accumulator's exact state, as named arrays (a checkpoint's files, a shard's result)."""
+    arrays = {f"image.{key}": value for key, value in images.state().items()}
+    for i, recorder in enumerate(recorders.values()):
+        arrays.update({f"layer{i}.{key}": value for key, value in recorder.state().items()})
+    return arrays
+
+
+def load_pass_state(arrays: dict[str, np.ndarray], recorders: dict[str, LayerRecorder], images: ImageRecord) -> None:
+    images.load({key.removeprefix("image."): value for key, value in arrays.items() if key.startswith("image.")})
+    for i, recorder in enumerate(recorders.values()):
+        prefix = f"layer{i}."
+        recorder.load({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
 
 
 def _resumable_start(work: Path, plan: IndexPlan) -> int | None:
@@ -128,9 +170,7 @@ def _save_checkpoint(work: Path, plan: IndexPlan, next_index: int, recorders: di
                      images: ImageRecord, elapsed: float) -> None:
     for recorder in recorders.values():
         recorder.flush()
-    arrays = {f"image.{key}": value for key, value in images.state().items()}
-    for i, recorder in enumerate(recorders.values()):
-        arrays.update({f"layer{i}.{key}": value for key, value in recorder.state().items()})
+    arrays = pass_state(recorders, images)
     # A folder of .npy files (plain copies; an .npz would checksum hundreds of MB), complete once `done`
     # exists; then state.json switches to it in one atomic rename.
     previous = _checkpoint_arrays(work)
@@ -156,9 +196,5 @@ def _checkpoint_arrays(work: Path) -> str | None:
 
 def _load_checkpoint(work: Path, recorders: dict[str, LayerRecorder], images: ImageRecord) -> float:
     state = json.loads((work / "state.json").read_text())
-    arrays = {path.stem: np.load(path) for path in (work / state["arrays"]).glob("*.npy")}
-    images.load({key.removeprefix("image."): value for key, value in arrays.items() if key.startswith("image.")})
-    for i, recorder in enumerate(recorders.values()):
-        prefix = f"layer{i}."
-        recorder.load({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
+    load_pass_state({path.stem: np.load(path) for path in (work / state["arrays"]).glob("*.npy")}, recorders, images)
     return float(state.get("elapsed", 0.0))

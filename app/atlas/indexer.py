@@ -6,7 +6,7 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from app.atlas.build import Progress, run_index
+from app.atlas.build import Progress, run_index, run_steps
 from app.atlas.concepts import open_concepts
 from app.atlas.datasets import ImageDataset, scan_folder
 from app.atlas.dictionary_store import DictionaryStore
@@ -72,10 +72,18 @@ def _check_dissection_memory(model: LoadedModel, dataset: ImageDataset, shapes: 
 
 def index_model(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
                 k: int | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None, dissect_progress: Progress | None = None) -> Path:
+                cancel: threading.Event | None = None, dissect_progress: Progress | None = None,
+                ray: str | None = None, ray_replicas: int | None = None) -> Path:
     """Build (or resume) the atlas; on a dataset with concept labels or classes, its units are labelled too
-    (`dissect_progress` follows that step, in images)."""
+    (`dissect_progress` follows that step, in images). With `ray` (a cluster's address, `auto` or `local`),
+    the pass runs on a Ray cluster (app/atlas/ray_index.py) and ends in the same atlas."""
     plan = make_plan(model, dataset, settings, layers, k)
+    if ray is not None:
+        from app.atlas.ray_index import ray_steps
+
+        steps = ray_steps(plan, settings, ray, settings.index_shard_images, ray_replicas)
+        return run_steps(plan, settings.data_dir, steps, settings.index_checkpoint_seconds, progress, cancel,
+                         dissect_progress)
     batches = partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size,
                       workers=settings.index_workers)
     return run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds, progress, cancel,

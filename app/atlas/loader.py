@@ -47,9 +47,10 @@ def _collate(items):
 
 
 def batches_from_disk(dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int, start: int,
-                      workers: int) -> Iterator[Batch]:
-    """Batches covering image ids [start, len), each starting at a multiple of batch_size."""
-    indices = range(start, len(dataset))
+                      workers: int, stop: int | None = None) -> Iterator[Batch]:
+    """Batches covering image ids [start, stop) (stop: the end by default), each starting at a multiple of
+    batch_size."""
+    indices = range(start, len(dataset) if stop is None else stop)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(_Images(dataset, preprocessing), indices),
         batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,

@@ -71,18 +71,22 @@ class LayerRecorder:
 
     kind = CHANNEL  # its units are the layer's channels
 
-    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path, histogram_samples: int,
-                 peaks_path: Path | None = None, dissect: bool = False):
-        """`peaks_path`: where each image's spatial maxima go, for class selectivity; `dissect`: keep the top
-        activations Network Dissection thresholds and rebuilds regions from."""
+    def __init__(self, info: LayerInfo, k: int, images: int, pooled_path: Path | None, histogram_samples: int,
+                 peaks: bool = False, peaks_path: Path | None = None, dissect: bool = False,
+                 rows: range | None = None):
+        """`images`: in the dataset; `rows`: the image ids this recorder sees (all by default; a shard of a
+        distributed build sees a range). `pooled_path`, `peaks_path`: where the per-image arrays live, in
+        memory when None; `peaks`: keep each image's spatial maxima, for class selectivity; `dissect`: keep the
+        top activations Network Dissection thresholds and rebuilds regions from."""
         units, h, w = info.shape
         self.info = info
+        self.rows = range(images) if rows is None else rows
         self.histogram_samples = histogram_samples
         self.topk = TopK(units, k, (h, w))
         self.stats = ImageStats(units)
         self.histogram = Histogram(units)
-        self.pooled = job_array(pooled_path, np.float16, (images, units))
-        self.peaks = job_array(peaks_path, np.float32, (images, units)) if peaks_path else None
+        self.pooled = _image_array(pooled_path, np.float16, (len(self.rows), units))
+        self.peaks = _image_array(peaks_path, np.float32, (len(self.rows), units)) if peaks else None
         self.top_activations = TopActivations(units, (h, w), images, REGION_QUANTILE) if dissect else None
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
@@ -98,9 +102,10 @@ class LayerRecorder:
         if h * w > self.histogram_samples:
             sampled = sample_positions(image_ids, h * w, self.histogram_samples)
         self.histogram.update(flat, sampled)
-        self.pooled[image_ids.numpy()] = means.astype(np.float16)
+        rows = image_ids.numpy() - self.rows.start
+        self.pooled[rows] = means.astype(np.float16)
         if self.peaks is not None:
-            self.peaks[image_ids.numpy()] = spatial_max.float().cpu().numpy()
+            self.peaks[rows] = spatial_max.float().cpu().numpy()
         if self.top_activations is not None:
             self.top_activations.update(activations, image_ids, spatial_max)
 
@@ -115,10 +120,29 @@ class LayerRecorder:
             parts["top_activations"] = self.top_activations
         return parts
 
+    def merge(self, other: LayerRecorder) -> None:
+        """Take in what `other`, a recorder of the same units, recorded on its own images (a shard's)."""
+        for part, accumulator in self._accumulators().items():
+            accumulator.merge(other._accumulators()[part])
+        into = slice(other.rows.start - self.rows.start, other.rows.stop - self.rows.start)
+        self.pooled[into] = other.pooled
+        if self.peaks is not None:
+            self.peaks[into] = other.peaks
+
+    def rows_state(self) -> dict[str, np.ndarray]:
+        """The per-image arrays (what `state` leaves to the memory-mapped files of a checkpoint)."""
+        return {"pooled": np.asarray(self.pooled)} | ({"peaks": np.asarray(self.peaks)} if self.peaks is not None
+                                                     else {})
+
+    def load_rows(self, state: dict[str, np.ndarray]) -> None:
+        self.pooled[:] = state["pooled"]
+        if self.peaks is not None:
+            self.peaks[:] = state["peaks"]
+
     def flush(self) -> None:
         """The memory-mapped arrays to disk, before a checkpoint names them."""
         for array in (self.pooled, self.peaks):
-            if array is not None:
+            if isinstance(array, np.memmap):
                 array.flush()
 
     def state(self) -> dict[str, np.ndarray]:
@@ -145,6 +169,10 @@ class FeatureRecorder(LayerRecorder):
         super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)
 
 
+def _image_array(path: Path | None, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return job_array(path, dtype, shape) if path is not None else np.zeros(shape, dtype=dtype)
+
+
 def _spatial_max(activations: torch.Tensor) -> torch.Tensor:
     """(n, c) maxima of (n, c, h, w) maps. `amax` beats `max(dim)` with its indices several times over,
     but over a channels-last map with few channels it is not vectorised (13x slower at 24 channels), while
@@ -156,20 +184,27 @@ def _spatial_max(activations: torch.Tensor) -> torch.Tensor:
 
 
 class ImageRecord:
-    """Per image: readable or not, and the model's top prediction with its probability."""
+    """Per image of `rows` (all images by default): readable or not, and the model's top prediction with its
+    probability."""
 
-    def __init__(self, images: int):
-        self.readable = np.zeros(images, dtype=bool)
-        self.prediction = np.full(images, -1, dtype=np.int32)
-        self.confidence = np.zeros(images, dtype=np.float32)
+    def __init__(self, images: int, rows: range | None = None):
+        self.rows = range(images) if rows is None else rows
+        self.readable = np.zeros(len(self.rows), dtype=bool)
+        self.prediction = np.full(len(self.rows), -1, dtype=np.int32)
+        self.confidence = np.zeros(len(self.rows), dtype=np.float32)
 
     def update(self, image_ids: torch.Tensor, logits: torch.Tensor) -> None:
         probabilities = logits.detach().float().softmax(dim=1)
         confidence, prediction = probabilities.max(dim=1)
-        ids = image_ids.numpy()
+        ids = image_ids.numpy() - self.rows.start
         self.readable[ids] = True
         self.prediction[ids] = prediction.cpu().numpy()
         self.confidence[ids] = confidence.cpu().numpy()
+
+    def merge(self, other: ImageRecord) -> None:
+        into = slice(other.rows.start - self.rows.start, other.rows.stop - self.rows.start)
+        self.readable[into], self.prediction[into], self.confidence[into] = (other.readable, other.prediction,
+                                                                            other.confidence)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"readable": self.readable, "prediction": self.prediction, "confidence": self.confidence}

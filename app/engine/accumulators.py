@@ -61,6 +61,22 @@ class TopK:
         self.maps.view(c * self.k, -1).index_copy_(0, torch.from_numpy(slot_units * self.k + slots),
                                                    maps.to(torch.float16).cpu())
 
+    def merge(self, other: TopK) -> None:
+        """Take in the entries of another TopK of the same units (of other images): the result is the TopK
+        one pass over both sets of images would have kept."""
+        c, k = self.keys.shape
+        keys = np.concatenate([self.keys, other.keys], axis=1)
+        # Empty slots carry ids -1..-k in both: the other's become -k-1..-2k, so key-id pairs stay unique.
+        ids = np.concatenate([self.ids, np.where(other.keys == _EMPTY, other.ids - k, other.ids)], axis=1)
+        rows, columns = np.nonzero(_best_k(keys, ids, k))  # k per row, row by row
+        columns = columns.reshape(c, k)
+        self.keys = np.take_along_axis(keys, columns, axis=1)
+        self.ids = np.where(self.keys == _EMPTY, -1 - np.arange(k), np.take_along_axis(ids, columns, axis=1))
+        positions = np.concatenate([self.positions, other.positions], axis=1)
+        self.positions = np.take_along_axis(positions, columns, axis=1)
+        maps = torch.cat([self.maps, other.maps], dim=1)
+        self.maps = maps[torch.arange(c).view(-1, 1), torch.from_numpy(columns)].contiguous()
+
     def ordered(self) -> dict[str, np.ndarray]:
         """The entries ranked by max, then mean, descending, then image id ascending; empty slots (id -1,
         value -inf) last."""
@@ -161,6 +177,16 @@ class ImageStats:
                                spatial_mean.sum(0), (spatial_mean ** 2).sum(0)])
         self.maxima = np.maximum(self.maxima, np.stack([spatial_max.max(0), spatial_mean.max(0)]))
         self.active += (spatial_max > 0).sum(0)
+
+    def merge(self, other: ImageStats) -> None:
+        """Take in another's images (the sums add in another order: equal to a single pass within rounding)."""
+        top = np.maximum(self.maxima[0], other.maxima[0])
+        self.at_max = np.where(self.maxima[0] == top, self.at_max, 0) + np.where(other.maxima[0] == top,
+                                                                                other.at_max, 0)
+        self.count += other.count
+        self.sums = self.sums + other.sums
+        self.maxima = np.maximum(self.maxima, other.maxima)
+        self.active = self.active + other.active
 
     def summary(self) -> dict[str, np.ndarray]:
         n = max(self.count, 1)
@@ -276,6 +302,16 @@ class Histogram:
             self.counts[units] = 0
             self.counts[units, self.bins // 4: self.bins // 4 + self.bins // 2] = merged
             self.exponents[units] += 1
+
+    def merge(self, other: Histogram) -> None:
+        """Take in another's values: both ranges grow to the larger (exactly, as in a single pass), then the
+        counts add."""
+        self.flush()
+        other.flush()
+        self._grow(other.exponents)
+        other._grow(self.exponents)
+        self.counts += other.counts
+        self.zeros += other.zeros
 
     def radii(self) -> np.ndarray:
         """Per unit, r: the histogram covers [-r, r)."""

@@ -95,6 +95,26 @@ class TopActivations:
         kth = flat.kthvalue(n * h * w - self.keep + 1, dim=1).values.cpu().numpy()
         self.floor[fresh.cpu().numpy()] = np.nextafter(kth, np.float32(-np.inf))
 
+    def merge(self, other: TopActivations) -> None:
+        """Take in another's entries (of other images): the union, cut to each unit's best `keep` where it
+        overflows the buffer. Every value the final threshold reads is in it, as after a single pass."""
+        capacity = self.values.shape[1]
+        self.seen += other.seen
+        values = np.concatenate([self.values, other.values], axis=1)  # unused slots are -inf
+        order = np.argsort(-values, axis=1, kind="stable")[:, :capacity]  # largest first
+        fill = self.fill + other.fill
+        overflowing = fill > capacity
+        fill = np.where(overflowing, self.keep, fill)
+        taken = np.arange(capacity) < fill[:, None]
+        self.values = np.where(taken, np.take_along_axis(values, order, axis=1), -np.inf).astype(np.float32)
+        for name in ("images", "positions", "neighbourhoods"):
+            both = np.concatenate([getattr(self, name), getattr(other, name)], axis=1)
+            chosen = np.take_along_axis(both, order if both.ndim == 2 else order[..., None], axis=1)
+            setattr(self, name, chosen)
+        kth = self.values[:, self.keep - 1]
+        self.floor = np.maximum(np.maximum(self.floor, other.floor), np.where(overflowing, kth, -np.inf))
+        self.fill = fill
+
     def thresholds(self) -> np.ndarray:
         """(units,) float64: each unit's `quantile` of every value seen, exactly as np.quantile computes it."""
         if self.seen == 0:
