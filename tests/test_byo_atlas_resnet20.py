@@ -8,20 +8,16 @@ Criterion: a unit is selective when its most common class holds at least 30% of 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
 from app.atlas.reader import Atlas
 from app.settings import Settings
-from app.store.checkpoints import sha256_file
 from app.store.store import load_store
 from tests.browser import browser, screenshot
-from tests.conftest import FIXTURES, card_toml
 from tests.live_server import live_server
-from tests.test_byo_resnet20 import CHECKPOINT, CLASSES, cifar_sample, pytestmark  # noqa: F401 (skip without data)
+from tests.test_byo_resnet20 import CLASSES, cifar_sample, pytestmark, write_resnet20_card  # noqa: F401 (skip without data)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +25,7 @@ def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("resnet20-atlas")
     cards = root / "cards"
     cards.mkdir()
-    shutil.copy(FIXTURES / "resnet20.py", cards / "cifar_resnet.py")
-    (cards / "resnet20.toml").write_text(card_toml({
-        "id": "resnet20-cifar10", "name": "ResNet-20 (CIFAR-10, third party)",
-        "architecture": {"callable": "cifar_resnet:resnet20"},
-        "weights": {"file": str(CHECKPOINT), "sha256": sha256_file(CHECKPOINT)},
-        "input": {"size": [32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "labels": {"names": CLASSES},
-    }))
+    write_resnet20_card(cards)
     settings = Settings(data_dir=root / "data", model_dirs=[cards], builtin_models=False, device="cpu",
                         auto_index_demo=False, index_batch_size=250)
     sample = root / "cifar10-sample"  # links to the sample's files, in the ImageFolder layout

@@ -32,9 +32,9 @@ def cifar_sample(per_class: int = SAMPLE_PER_CLASS) -> list[Path]:
     return [path for name in CLASSES for path in sorted((CIFAR / name).glob("*.jpg"))[:per_class]]
 
 
-@pytest.fixture(scope="module")
-def resnet20(tmp_path_factory):
-    cards = tmp_path_factory.mktemp("byo")
+def write_resnet20_card(cards: Path) -> None:
+    """The ResNet-20's card, its architecture's module and its class names in the folder `cards`, as its user
+    would write them; its model id is `resnet20-cifar10`."""
     shutil.copy(FIXTURES / "resnet20.py", cards / "cifar_resnet.py")
     (cards / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     (cards / "resnet20.toml").write_text(card_toml({
@@ -45,6 +45,12 @@ def resnet20(tmp_path_factory):
         "input": {"size": [32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "labels": {"file": "classes.txt"},
     }))
+
+
+@pytest.fixture(scope="module")
+def resnet20(tmp_path_factory):
+    cards = tmp_path_factory.mktemp("byo")
+    write_resnet20_card(cards)
     from app.settings import Settings
 
     store = load_store(Settings(model_dirs=[cards], builtin_models=False, device="cpu",

@@ -5,6 +5,9 @@ In-process here; tests/test_ray_index.py runs the shards on a real Ray cluster."
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
 import threading
 from functools import partial
 
@@ -138,3 +141,14 @@ def test_top_activations_merge_as_one_pass():
                           map(tuple, found["neighbourhood"])))
 
     assert entries(first) == entries(one) and len(entries(one)) > 0
+
+
+def test_the_default_install_stays_free_of_ray():
+    """Ray is the optional extra fovea[ray]: no default requirement names it, and neither the server nor the
+    CLI imports it until `--ray` is asked for."""
+    required = [line for line in importlib.metadata.requires("fovea") if "extra ==" not in line]
+    assert not [line for line in required if line.lower().startswith("ray")]
+    imported = subprocess.run([sys.executable, "-c", "import sys, app.main, app.cli, app.atlas.indexer; "
+                               "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"],
+                              capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
