@@ -135,10 +135,17 @@ class Settings(BaseSettings):
         description="Memory for the images as models see them (PNGs), so each is decoded once while it stays.",
     )
     compute_concurrency: int = Field(
-        default=4, ge=1,
-        description="Requests that run a model (CAMs, predictions, live activations) computing at once; the others "
-                    "wait without holding a worker thread, so reads never queue behind them.",
+        default=16, ge=1,
+        description="Requests that run a model (CAMs, predictions, live activations) at once, computing or waiting for "
+                    "the model (and so sharing its batches); the others wait without holding a worker thread (of "
+                    "40), so reads never queue behind them.",
     )
+    batch_window_ms: float = Field(
+        default=2.0, ge=0, le=1000,
+        description="How long a request that runs a batchable pass (predictions, fired units, gradient CAMs) waits "
+                    "for others to share it when the model is idle; while the model is busy, requests gather anyway.")
+    batch_max_size: int = Field(
+        default=16, ge=1, description="Most requests one batched pass serves (1: no micro-batching).")
     cam_score_batch_size: int = Field(default=32, ge=1, description="Masked images per forward pass for Score-CAM.")
     cam_ablation_batch_size: int = Field(
         default=128, ge=1, description="Ablated layer outputs per forward pass for Ablation-CAM."

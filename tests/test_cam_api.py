@@ -17,6 +17,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
+from app.api.compute import BATCH_SIZE_HEADER
 from app.atlas.ground_truth import class_mask, mask_to_input
 from app.engine.cam import METHODS, compute_cams, metrics, postprocess
 from app.settings import Settings
@@ -313,6 +314,10 @@ def test_a_progress_token_must_be_url_safe_and_unknown_tokens_are_404(client):
 
 
 def test_eight_threads_over_http_get_the_maps_sequential_requests_get(server):
+    """Requests of the shared pass alone (the gradient family) share batched passes when concurrent: their maps
+    equal the sequential ones up to the rounding of kernels chosen by batch size, which here and there flips a
+    max-pool's near-tie and moves a gradient (block2 of demo:7 for class 7: 0.46% of the map's largest value);
+    the others, which run alone, are identical."""
     requests = [{"model": "shapes-cnn", "layer": layer, "methods": methods, "target": target}
                 for layer, methods, target in [
                     ("block4", "gradcam,gradcampp", 0), ("block4", "scorecam", 3), ("block3", "layercam,eigencam", 5),
@@ -322,9 +327,18 @@ def test_eight_threads_over_http_get_the_maps_sequential_requests_get(server):
         def fetch(params):
             response = http.get(f"/api/images/demo:{params['target'] % 8}/cam", params=params)
             assert response.status_code == 200, response.text
-            return {m["method"]: m["raw"]["data"] for m in response.json()["maps"]}
+            return int(response.headers[BATCH_SIZE_HEADER]), {m["method"]: decode(m["raw"])
+                                                              for m in response.json()["maps"]}
 
         sequential = [fetch(params) for params in requests]
         with ThreadPoolExecutor(8) as pool:
             concurrent = list(pool.map(fetch, requests * 2))
-    assert concurrent == sequential * 2
+    assert all(size == 1 for size, _ in sequential)
+    for (size, maps), (_, expected) in zip(concurrent, sequential * 2):
+        assert maps.keys() == expected.keys()
+        for method, raw in maps.items():
+            if size == 1:
+                assert np.array_equal(raw, expected[method]), method
+            else:
+                np.testing.assert_allclose(raw, expected[method], rtol=0, atol=1e-2 * np.abs(raw).max(),
+                                           err_msg=method)

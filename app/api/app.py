@@ -28,6 +28,7 @@ from app.lru import LruCache
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
 from app.studio.inputs import InputCache
+from app.studio.model_calls import ModelCalls
 from app.studio.progress import ProgressBoard
 from app.uploads.store import UploadStore
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
         app.state.atlases = AtlasRegistry(settings.data_dir)
         app.state.dictionaries = DictionaryStore(settings.data_dir)
         app.state.model_inputs = InputCache()
+        app.state.model_calls = ModelCalls(settings)
         app.state.model_views = LruCache(settings.model_view_cache_bytes, weigh=len)
         app.state.compute = compute_limiter(settings.compute_concurrency)
         app.state.uploads = UploadStore(settings.data_dir / "uploads", settings.upload_max_bytes,

@@ -12,6 +12,7 @@ import anyio
 from fastapi import Depends
 
 from app.api.deps import ComputeLimiterDep
+from app.studio.batching import Batched
 
 
 def compute_limiter(total: int) -> anyio.CapacityLimiter:
@@ -29,3 +30,10 @@ async def compute_slot(limiter: ComputeLimiterDep) -> AsyncIterator[None]:
 
 
 COMPUTE = Depends(compute_slot)
+
+# Says how many requests shared the pass that answered this one (app/studio/batching.py); 1: it ran alone.
+BATCH_SIZE_HEADER = "Fovea-Batch-Size"
+
+
+def batch_headers(batched: Batched) -> dict[str, str]:
+    return {BATCH_SIZE_HEADER: str(batched.size)}

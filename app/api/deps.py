@@ -23,6 +23,7 @@ from app.lru import LruCache
 from app.settings import Settings
 from app.store.store import LoadedModel, ModelStore
 from app.studio.inputs import InputCache
+from app.studio.model_calls import ModelCalls
 from app.studio.progress import TOKEN_PATTERN, ProgressBoard
 from app.uploads.store import UploadStore
 
@@ -77,6 +78,10 @@ async def get_model_inputs(request: Request) -> InputCache:
     return request.app.state.model_inputs
 
 
+async def get_model_calls(request: Request) -> ModelCalls:
+    return request.app.state.model_calls
+
+
 async def get_model_views(request: Request) -> LruCache:
     """PNG bytes of images as models see them, by ETag (app/api/caching.py)."""
     return request.app.state.model_views
@@ -107,6 +112,7 @@ RendererDep = Annotated[BackgroundRenderer | None, Depends(get_renderer)]
 UploadsDep = Annotated[UploadStore, Depends(get_uploads)]
 ProgressBoardDep = Annotated[ProgressBoard, Depends(get_progress_board)]
 ModelInputsDep = Annotated[InputCache, Depends(get_model_inputs)]
+ModelCallsDep = Annotated[ModelCalls, Depends(get_model_calls)]
 ModelViewsDep = Annotated[LruCache, Depends(get_model_views)]
 ComputeLimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_compute_limiter)]
 NotesDep = Annotated[Notes, Depends(get_notes)]

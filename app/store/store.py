@@ -104,12 +104,6 @@ class LoadedModel:
         with self.exclusive(waiting):
             return layer_output(self.module, layer, batch)[0].float().cpu()
 
-    def probabilities(self, image: Image.Image, waiting: Callable[[], None] = lambda: None) -> torch.Tensor:
-        """(classes,) softmax of the model's scores on one image."""
-        batch = self.as_input(self.preprocessing(image).unsqueeze(0))
-        with self.exclusive(waiting), torch.no_grad():
-            return self.module(batch)[0].float().softmax(dim=0).cpu()
-
     def receptive_field(self, layer: str) -> ReceptiveField:
         """Where each position of `layer` looks in the model input (computed once per layer)."""
         info = self.layer(layer)

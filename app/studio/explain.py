@@ -21,6 +21,7 @@ from app.engine.cam.folded import folded_forward
 from app.errors import InvalidInput, RequestCancelled, WorkLimitExceeded
 from app.settings import Settings
 from app.store.store import LoadedModel
+from app.studio.model_calls import ModelCalls
 from app.studio.progress import MAPS, SCORING, WAITING
 
 # Metric groups a request can ask for: each is a few forward passes per map, or (pointing) none.
@@ -56,6 +57,7 @@ class Explanation:
     probabilities: torch.Tensor  # (classes,)
     maps: list[ShownMap]  # in the order requested
     ground_truth: dict | None = None  # with "pointing": whether an object mask exists, and the tolerance
+    batch_size: int = 1  # requests whose images shared the pass (micro-batching, `model_calls.py`)
 
 
 class Budget:
@@ -81,14 +83,26 @@ class Budget:
 
 def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settings: Settings,
             object_mask: ObjectMask | None = None, cancelled: threading.Event | None = None,
-            progress: TaskProgress = unheard) -> Explanation:
+            progress: TaskProgress = unheard, calls: ModelCalls | None = None) -> Explanation:
     """`batch`: the image as the model takes it, (1, c, H, W) (`LoadedModel.as_input`). Setting `cancelled`
     stops the work at its next forward pass (RequestCancelled); so does running past `cam_max_seconds`
-    (WorkLimitExceeded). `progress(task, done, total)` hears where the work is (`progress.py`)."""
+    (WorkLimitExceeded). `progress(task, done, total)` hears where the work is (`progress.py`). With `calls`,
+    a request of the shared pass alone (gradient methods, no metrics) shares it with concurrent ones."""
     methods = resolve_methods(request.methods)
     _check_metrics(request.metrics)
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
+    if calls is not None and not request.metrics and all(m.extra_forwards == NO_EXTRA_FORWARDS for m in methods):
+        budget.start()
+        budget()  # a client gone already, or no time at all; one shared pass is too short to stop in the middle
+        progress(MAPS)
+        batched = calls.cams(model, batch, request.layer, tuple(m.id for m in methods), request.target,
+                             waiting=lambda: progress(WAITING))
+        result = batched.value
+        maps = [ShownMap(m, postprocess(result.maps[m.id].raw, result.input_size, relu=request.relu,
+                                        normalize=request.normalize)) for m in methods]
+        return Explanation(result=result, probabilities=result.logits.softmax(dim=0), maps=maps,
+                           batch_size=batched.size)
     with model.exclusive(waiting=lambda: progress(WAITING)):
         budget.start()
         budget()  # a client that left while the request waited for the model

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.caching import NOT_MODIFIED, not_modified
-from app.api.compute import COMPUTE
-from app.api.deps import ModelInputsDep, ProgressBoardDep, ProgressToken, SettingsDep, StoreDep
+from app.api.compute import BATCH_SIZE_HEADER, COMPUTE
+from app.api.deps import ModelCallsDep, ModelInputsDep, ProgressBoardDep, ProgressToken, SettingsDep, StoreDep
 from app.api.disconnect import client_gone
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse
@@ -29,6 +29,7 @@ from app.settings import Settings
 from app.store.store import LoadedModel, ModelStore
 from app.studio.explain import METRICS, CamRequest, Explanation, explain
 from app.studio.inputs import InputCache
+from app.studio.model_calls import ModelCalls
 from app.studio.progress import RequestProgress
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ async def read_cams(
     store: StoreDep,
     settings: SettingsDep,
     model_inputs: ModelInputsDep,
+    calls: ModelCallsDep,
     board: ProgressBoardDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
@@ -79,15 +81,15 @@ async def read_cams(
     try:
         async with client_gone(request) as cancelled:
             with board.follow(progress_token) as progress:
-                return await run_in_threadpool(_answer, request, store, settings, model_inputs, image, model,
-                                               cam_request, cancelled, progress)
+                return await run_in_threadpool(_answer, request, store, settings, model_inputs, calls, image,
+                                               model, cam_request, cancelled, progress)
     except RequestCancelled:
         log.info("CAM request stopped, its client went away: %s", request.url)
         raise
 
 
-def _answer(request: Request, store: ModelStore, settings: Settings, model_inputs: InputCache, image: ImageRef,
-            model: str, cam_request: CamRequest, cancelled: threading.Event,
+def _answer(request: Request, store: ModelStore, settings: Settings, model_inputs: InputCache, calls: ModelCalls,
+            image: ImageRef, model: str, cam_request: CamRequest, cancelled: threading.Event,
             progress: RequestProgress) -> FastJSONResponse:
     loaded = store.ready(model)
     if not cam_request.layer:
@@ -96,9 +98,10 @@ def _answer(request: Request, store: ModelStore, settings: Settings, model_input
     if cached := not_modified(request, etag, REVALIDATE):
         return cached
     batch = model_inputs.get(loaded, image.etag, image.load)
-    explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled, progress)
+    explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled, progress, calls)
     return FastJSONResponse(_as_json(image, loaded, explanation, cam_request.normalize),
-                            headers={"ETag": etag, "Cache-Control": REVALIDATE})
+                            headers={"ETag": etag, "Cache-Control": REVALIDATE, BATCH_SIZE_HEADER:
+                                     str(explanation.batch_size)})
 
 
 def _split(values: str) -> tuple[str, ...]:

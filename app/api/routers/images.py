@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.caching import IMMUTABLE, NOT_MODIFIED, image_doc, model_view_png, not_modified
-from app.api.compute import COMPUTE
+from app.api.compute import COMPUTE, batch_headers
 from app.api.deps import (
     MODEL_UNAVAILABLE,
     AtlasesDep,
     DictionariesDep,
     IndexerDep,
+    ModelCallsDep,
     ModelViewsDep,
     ProgressBoardDep,
     ProgressToken,
@@ -100,6 +101,7 @@ def read_image_file(
 def read_predictions(
     store: StoreDep,
     board: ProgressBoardDep,
+    calls: ModelCallsDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
     k: Annotated[int, Query(ge=1, le=1000, description="How many classes (at most the model's classes).")] = 5,
@@ -107,11 +109,13 @@ def read_predictions(
 ) -> FastJSONResponse:
     loaded = store.ready(model)
     with board.follow(progress_token) as progress:
-        probabilities = loaded.probabilities(image.load(), waiting=lambda: progress(WAITING))
+        batched = calls.probabilities(loaded, image.load(), waiting=lambda: progress(WAITING))
+    probabilities = batched.value
     top = probabilities.topk(min(k, len(probabilities)))
     return FastJSONResponse({"image": image.id, "model": loaded.id, "classes": len(probabilities),
                              "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
-                                             for p, i in zip(top.values, top.indices)]})
+                                             for p, i in zip(top.values, top.indices)]},
+                            headers=batch_headers(batched))
 
 
 @router.get("/{image_id}/units", response_model=FiredUnits,
@@ -125,6 +129,7 @@ def read_fired_units(
     atlases: AtlasesDep,
     indexer: IndexerDep,
     board: ProgressBoardDep,
+    calls: ModelCallsDep,
     dictionaries: DictionariesDep,
     image: Annotated[ImageRef, Depends(get_image)],
     model: Annotated[str, Query(description="Model id.")],
@@ -147,8 +152,8 @@ def read_fired_units(
     if unit is not None:
         atlas.check_unit(indexed, unit)
     with board.follow(progress_token) as progress:
-        output = loaded.layer_output(layer, image.load(), waiting=lambda: progress(WAITING))  # (c, h, w)
-    activations = unit_maps(stored, output)
+        batched = calls.layer_output(loaded, layer, image.load(), waiting=lambda: progress(WAITING))
+    activations = unit_maps(stored, batched.value)  # (units, h, w)
     ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(),
                               indexed.units if unit is not None else limit)
     rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
@@ -167,7 +172,7 @@ def read_fired_units(
             row.update(max_max=stats["max_max"], top_image=stats["top_image"])
         body["maps"] = encode_maps(activations[listed].numpy())
         body["top_maps"] = encode_maps(atlas.top_maps(indexed, listed))
-    return FastJSONResponse(body)
+    return FastJSONResponse(body, headers=batch_headers(batched))
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:

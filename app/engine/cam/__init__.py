@@ -11,8 +11,9 @@ average drop, pointing games): metrics.py.
 """
 
 from app.engine.cam.base import CamMethod, Evidence, Rerun
-from app.engine.cam.engine import CamMap, CamResult, compute_cams
+from app.engine.cam.engine import CamMap, CamResult, compute_cams, compute_cams_batch
 from app.engine.cam.postprocess import postprocess
 from app.engine.cam.registry import METHODS
 
-__all__ = ["METHODS", "CamMap", "CamMethod", "CamResult", "Evidence", "Rerun", "compute_cams", "postprocess"]
+__all__ = ["METHODS", "CamMap", "CamMethod", "CamResult", "Evidence", "Rerun", "compute_cams", "compute_cams_batch",
+           "postprocess"]

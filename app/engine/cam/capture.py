@@ -88,8 +88,47 @@ def capture(model: nn.Module, layer: str, image: torch.Tensor, target: int | Non
     """Run the model once on `image` (1, c, H, W), capturing the first output of the module named `layer`;
     differentiate the target's logit once (twice with `guided`). `tail`: run the forward through the split
     graph, keeping its frontier values for Ablation-CAM. The caller holds the model's lock."""
+    found = _shared_pass(model, layer, image, [target], gradients=gradients, input_gradient=input_gradient,
+                         guided=guided, tail=tail)
+    return Shared(evidence=found.evidence(0), frontier=found.frontier, layer_dtype=found.source.dtype,
+                  layer_memory_format=memory_format_of(found.source))
+
+
+def capture_batch(model: nn.Module, layer: str, images: torch.Tensor, targets: list[int | None], *,
+                  gradients: bool, input_gradient: bool, guided: bool) -> list[Evidence]:
+    """`capture` of n images (n, c, H, W) at once, each with its own target: one forward and one backward
+    (two with `guided`) for all. The images do not interact (the model is in eval mode), so each image's
+    evidence is what `capture` alone gives, within the rounding of kernels chosen by batch size."""
+    found = _shared_pass(model, layer, images, targets, gradients=gradients, input_gradient=input_gradient,
+                         guided=guided, tail=None)
+    return [found.evidence(i) for i in range(len(targets))]
+
+
+@dataclass(frozen=True)
+class _Pass:
+    images: torch.Tensor
+    logits: torch.Tensor  # (n, classes)
+    targets: list[int]
+    source: torch.Tensor  # the layer's output
+    layer_gradient: torch.Tensor | None
+    input_gradient: torch.Tensor | None
+    guided_gradient: torch.Tensor | None
+    frontier: dict | None
+
+    def evidence(self, i: int) -> Evidence:
+        def row(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor[i].float()
+
+        return Evidence(image=self.images[i:i + 1].detach(), logits=self.logits.detach()[i].float(),
+                        target=self.targets[i], activations=self.source.detach()[i].float(),
+                        gradients=row(self.layer_gradient), input_gradient=row(self.input_gradient),
+                        guided_gradient=row(self.guided_gradient))
+
+
+def _shared_pass(model: nn.Module, layer: str, images: torch.Tensor, targets: list[int | None], *, gradients: bool,
+                 input_gradient: bool, guided: bool, tail: Tail | None) -> _Pass:
     keep_input_graph = input_gradient or guided
-    x = image.detach().clone()  # keeps the memory format
+    x = images.detach().clone()  # keeps the memory format
     if keep_input_graph:
         x.requires_grad_(True)
     found: list[torch.Tensor | None] = []
@@ -111,27 +150,21 @@ def capture(model: nn.Module, layer: str, image: torch.Tensor, target: int | Non
             stack.enter_context(guide.hooks(model))
         stack.enter_context(torch.enable_grad() if gradients or keep_input_graph else torch.no_grad())
         output, frontier = tail.forward(x) if tail is not None else (model(x), None)
-        logits = _class_scores(output)
+        logits = _class_scores(output, len(images))
         source = _layer_output(found, layer)
-        target = _target(target, logits)
-        score = logits[0, target]
+        targets = [_target(target, logits[i]) for i, target in enumerate(targets)]
+        # The images' scores summed: each image's gradient is its own score's, as the images do not interact.
+        score = logits[torch.arange(len(targets)), torch.tensor(targets)].sum()
         wanted = ([source] if gradients else []) + ([x] if input_gradient else [])
         computed = _gradients(score, wanted, retain_graph=guided)
         guided_gradient = None
         if guided:
             guide.on = True
             (guided_gradient,) = _gradients(score, [x], retain_graph=False)
-    layer_gradient = computed.pop(0) if gradients else None
-    input_grad = computed.pop(0) if input_gradient else None
-    evidence = Evidence(
-        image=image.detach(), logits=logits.detach()[0].float(), target=target,
-        activations=source.detach()[0].float(),
-        gradients=None if layer_gradient is None else layer_gradient[0].float(),
-        input_gradient=None if input_grad is None else input_grad[0].float(),
-        guided_gradient=None if guided_gradient is None else guided_gradient[0].float(),
-    )
-    return Shared(evidence=evidence, frontier=frontier, layer_dtype=source.dtype,
-                  layer_memory_format=memory_format_of(source))
+    return _Pass(images=images, logits=logits, targets=targets, source=source,
+                 layer_gradient=computed.pop(0) if gradients else None,
+                 input_gradient=computed.pop(0) if input_gradient else None,
+                 guided_gradient=guided_gradient, frontier=frontier)
 
 
 def memory_format_of(tensor: torch.Tensor) -> torch.memory_format:
@@ -152,10 +185,10 @@ def _gradients(score: torch.Tensor, inputs: list[torch.Tensor], retain_graph: bo
     return result
 
 
-def _class_scores(output: Any) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
+def _class_scores(output: Any, images: int) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != images:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise InvalidInput(f"the model's output is {shape}; CAMs need class scores of shape (1, classes)")
+        raise InvalidInput(f"the model's output is {shape}; CAMs need class scores of shape ({images}, classes)")
     return output
 
 
@@ -170,10 +203,10 @@ def _layer_output(found: list[torch.Tensor | None], layer: str) -> torch.Tensor:
 
 
 def _target(target: int | None, logits: torch.Tensor) -> int:
-    """The requested class, checked, or the top prediction."""
+    """The requested class, checked, or the top prediction of one image's `logits` (classes,)."""
     if target is None:
-        return int(logits[0].argmax())
-    check_target(target, logits.shape[1])
+        return int(logits.argmax())
+    check_target(target, logits.shape[0])
     return int(target)
 
 

@@ -14,8 +14,16 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from app.engine.cam.base import PER_CHANNEL, PER_CHANNEL_AFTER_LAYER, CamMethod, Rerun, TaskProgress, unheard
-from app.engine.cam.capture import Shared, capture, check_count, memory_format_of, output_hook
+from app.engine.cam.base import (
+    NO_EXTRA_FORWARDS,
+    PER_CHANNEL,
+    PER_CHANNEL_AFTER_LAYER,
+    CamMethod,
+    Rerun,
+    TaskProgress,
+    unheard,
+)
+from app.engine.cam.capture import Shared, capture, capture_batch, check_count, memory_format_of, output_hook
 from app.engine.cam.fallbacks import WHOLE_MODEL_ABLATION, fall_back
 from app.engine.cam.folded import Forward, folded_forward
 from app.engine.cam.registry import METHODS
@@ -99,6 +107,45 @@ def compute_cams(model: nn.Module, image: torch.Tensor, layer: str, methods: str
     return CamResult(layer=layer, layer_shape=tuple(evidence.activations.shape), input_size=evidence.input_size,
                      logits=evidence.logits.cpu(), target=evidence.target, maps=maps,
                      seconds=seconds, split=rerun.split)
+
+
+def compute_cams_batch(model: nn.Module, images: torch.Tensor, layer: str, methods: list[Iterable[str]],
+                       targets: list[int | None]) -> list[CamResult]:
+    """`compute_cams` of n images at once (n, 3, H, W), image i with its own `methods[i]` and `targets[i]`,
+    for methods that need only the shared pass (`extra_forwards` none): one forward and one backward for all
+    (app/engine/cam/capture.py, `capture_batch`). The caller holds the model's lock."""
+    chosen = [resolve_methods(ids) for ids in methods]
+    every = {method.id: method for methods_of_image in chosen for method in methods_of_image}.values()
+    if costly := [m.id for m in every if m.extra_forwards != NO_EXTRA_FORWARDS]:
+        raise ValueError(f"{', '.join(costly)} run the model again for each image: use compute_cams")
+    find_layer(model, layer)
+    started = time.perf_counter()
+    evidences = capture_batch(model, layer, images, targets,
+                              gradients=any(m.needs_gradients for m in every),
+                              input_gradient=any(m.needs_input_gradient for m in every),
+                              guided=any(m.needs_guided_gradient for m in every))
+    seconds = time.perf_counter() - started
+    results = []
+    for evidence, methods_of_image in zip(evidences, chosen):
+        maps, timings = {}, {"capture": seconds}
+        for method in methods_of_image:
+            started = time.perf_counter()
+            maps[method.id] = CamMap.of(method.compute(evidence, _NO_RERUN))
+            timings[method.id] = time.perf_counter() - started
+        results.append(CamResult(layer=layer, layer_shape=tuple(evidence.activations.shape),
+                                 input_size=evidence.input_size, logits=evidence.logits.cpu(),
+                                 target=evidence.target, maps=maps, seconds=timings, split=False))
+    return results
+
+
+def _never(_batch: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("a method of the shared pass alone asked for another pass")
+
+
+# What a method of the shared pass alone is given for re-runs: it never calls them.
+_NO_RERUN = Rerun(from_input=_never, from_layer=_never, split=False, memory_format=torch.contiguous_format,
+                  layer_dtype=torch.float32, layer_memory_format=torch.contiguous_format, score_batch_size=1,
+                  ablation_batch_size=1)
 
 
 def resolve_methods(methods: str | Iterable[str]) -> list[CamMethod]:

@@ -1,0 +1,180 @@
+"""Micro-batching (app/studio/batching.py, model_calls.py): concurrent calls that run the same pass share one
+batch, each caller gets its own item's answer, a bad item fails only its own call; batched CAMs equal
+single-image ones; and over real HTTP, 16 concurrent clients of the predictions, the units that fire and the
+gradient CAMs get the answers sequential requests get, up to the rounding of kernels chosen by batch size
+(which on a max-pool's near-tie can move a gradient: tests/test_cam_api.py)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from app.api.compute import BATCH_SIZE_HEADER
+from app.engine.cam import compute_cams, compute_cams_batch
+from app.engine.cam.registry import METHODS
+from app.errors import InvalidInput
+from app.settings import BUILTIN_MODEL_DIR, Settings
+from app.store.store import load_store
+from app.studio.batching import Batcher
+
+SHARED_PASS_ONLY = [m.id for m in METHODS.values() if m.extra_forwards == "none"]
+
+
+@contextmanager
+def held(lock: threading.Lock):
+    """`lock(waiting)` for the batcher: the test's own lock, so it decides when the model is free."""
+    with lock:
+        yield
+
+
+def test_calls_that_queue_behind_a_busy_model_share_one_batch():
+    batcher, model, runs = Batcher(window=0.0, max_size=16), threading.Lock(), []
+
+    def run(items):
+        runs.append(list(items))
+        return [item * 10 for item in items]
+
+    with ThreadPoolExecutor(6) as pool:
+        model.acquire()  # busy: the first call leads a group and waits; the others join it
+        futures = [pool.submit(batcher.run, "key", i, run, lambda waiting: held(model)) for i in range(6)]
+        time.sleep(0.3)
+        assert runs == []
+        model.release()
+        answers = [future.result(timeout=10) for future in futures]
+    assert [a.value for a in answers] == [0, 10, 20, 30, 40, 50] and {a.size for a in answers} == {6}
+    assert runs == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_groups_split_at_the_batch_size_and_by_key():
+    batcher, model, runs = Batcher(window=0.0, max_size=4), threading.Lock(), []
+
+    def run(items):
+        runs.append(sorted(items))
+        return list(items)
+
+    keys = ["a"] * 6 + ["b"] * 2
+    with ThreadPoolExecutor(8) as pool:
+        model.acquire()
+        futures = [pool.submit(batcher.run, key, f"{key}{i}", run, lambda waiting: held(model))
+                   for i, key in enumerate(keys)]
+        time.sleep(0.3)
+        model.release()
+        assert [f.result(timeout=10).value for f in futures] == [f"{key}{i}" for i, key in enumerate(keys)]
+    assert sorted(len(batch) for batch in runs) == [2, 2, 4]  # a's 4 and 2, b's 2
+    assert all(len({item[0] for item in batch}) == 1 for batch in runs)  # never two keys in one batch
+
+
+def test_a_bad_item_fails_its_own_call_only():
+    batcher, model = Batcher(window=0.0, max_size=16), threading.Lock()
+
+    def run(items):
+        if "bad" in items:
+            raise InvalidInput("a bad item")
+        return [item.upper() for item in items]
+
+    with ThreadPoolExecutor(3) as pool:
+        model.acquire()
+        futures = [pool.submit(batcher.run, "key", item, run, lambda waiting: held(model))
+                   for item in ("one", "bad", "two")]
+        time.sleep(0.3)
+        model.release()
+        assert futures[0].result(timeout=10).value == "ONE" and futures[2].result(timeout=10).value == "TWO"
+        with pytest.raises(InvalidInput, match="a bad item"):
+            futures[1].result(timeout=10)
+
+
+def test_a_lone_call_waits_at_most_the_window():
+    batcher = Batcher(window=0.05, max_size=16)
+    started = time.perf_counter()
+    answer = batcher.run("key", 1, lambda items: list(items), lambda waiting: held(threading.Lock()))
+    assert answer.value == 1 and answer.size == 1 and time.perf_counter() - started < 1.0
+
+
+def test_batched_cams_equal_single_image_cams():
+    """Four demo scenes, each with its own target and methods, in one pass: the same targets, logits and
+    maps as each alone, up to rounding."""
+    from app.demo.render import render
+    from app.demo.scenes import sample_scene
+
+    model = load_store(Settings(device="cpu", builtin_models=False, model_dirs=[BUILTIN_MODEL_DIR])).ready("shapes-cnn")
+    images = [model.as_input(model.preprocessing(_picture(render(sample_scene(0, "heldout", i, 112))[0])).unsqueeze(0))
+              for i in range(4)]
+    methods = [SHARED_PASS_ONLY, ["gradcam"], ["layercam", "hirescam"], ["saliency", "guided-gradcam"]]
+    targets = [None, 3, 5, None]
+    batch = torch.cat(images).contiguous(memory_format=model.memory_format)
+    with model.lock:
+        batched = compute_cams_batch(model.module, batch, "block3", methods, targets)
+        alone = [compute_cams(model.module, image, "block3", ids, target)
+                 for image, ids, target in zip(images, methods, targets)]
+    for got, want, ids in zip(batched, alone, methods):
+        assert got.target == want.target and list(got.maps) == list(dict.fromkeys(ids))
+        torch.testing.assert_close(got.logits, want.logits, rtol=1e-5, atol=1e-5)
+        for method in got.maps:
+            scale = float(want.maps[method].raw.abs().max())
+            torch.testing.assert_close(got.maps[method].raw, want.maps[method].raw, rtol=0, atol=1e-4 * scale)
+    with pytest.raises(ValueError, match="scorecam"):
+        compute_cams_batch(model.module, batch, "block3", [["scorecam"]] * 4, targets)
+
+
+def _picture(array):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+ENDPOINTS = {
+    "predictions": lambda i: (f"/api/images/demo:{i}/predictions", {"model": "shapes-cnn", "k": 10}),
+    "units": lambda i: (f"/api/images/demo:{i}/units", {"model": "shapes-cnn", "layer": "block4", "limit": 8}),
+    "cam": lambda i: (f"/api/images/demo:{i}/cam", {"model": "shapes-cnn", "layer": "block4",
+                                                    "methods": "gradcam,layercam,xgradcam", "target": i % 10}),
+}
+
+
+def test_sixteen_concurrent_clients_get_the_sequential_answers(scoring_server):
+    """Each endpoint, 16 clients on 8 images at once (two per image) after each image alone: some answers
+    came from shared batches, and every one equals its image's sequential answer."""
+    with httpx.Client(base_url=scoring_server, timeout=120) as http:
+        def fetch(request):
+            path, params = request
+            response = http.get(path, params=params)
+            assert response.status_code == 200, response.text
+            return int(response.headers[BATCH_SIZE_HEADER]), response.json()
+
+        for name, endpoint in ENDPOINTS.items():
+            requests = [endpoint(i) for i in range(8)]
+            sequential = [fetch(request) for request in requests]
+            assert all(size == 1 for size, _ in sequential), name
+            with ThreadPoolExecutor(16) as pool:
+                concurrent = list(pool.map(fetch, requests * 2))
+            assert max(size for size, _ in concurrent) > 1, f"{name}: no request shared a batch"
+            for (_, got), (_, want) in zip(concurrent, sequential * 2):
+                _assert_same_answer(name, got, want)
+
+
+def _assert_same_answer(name: str, got: dict, want: dict) -> None:
+    if name == "predictions":
+        assert [row["class"] for row in got["predictions"]] == [row["class"] for row in want["predictions"]]
+        np.testing.assert_allclose([row["probability"] for row in got["predictions"]],
+                                   [row["probability"] for row in want["predictions"]], rtol=1e-5, atol=1e-6)
+    elif name == "units":
+        assert [row["unit"] for row in got["units"]] == [row["unit"] for row in want["units"]]
+        for key in ("spatial_mean", "spatial_max", "percentile", "z"):
+            np.testing.assert_allclose([row[key] for row in got["units"]], [row[key] for row in want["units"]],
+                                       rtol=1e-4, atol=1e-5, err_msg=key)
+    else:
+        assert got["target"]["class"] == want["target"]["class"]
+        for shown, expected in zip(got["maps"], want["maps"]):
+            raw, wanted = _decode(shown["raw"]), _decode(expected["raw"])
+            np.testing.assert_allclose(raw, wanted, rtol=0, atol=1e-2 * np.abs(wanted).max(), err_msg=shown["method"])
+
+
+def _decode(encoded: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f4").reshape(encoded["shape"])
