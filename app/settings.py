@@ -141,9 +141,10 @@ class Settings(BaseSettings):
                     "40), so reads never queue behind them.",
     )
     batch_window_ms: float = Field(
-        default=2.0, ge=0, le=1000,
+        default=0.0, ge=0, le=1000,
         description="How long a request that runs a batchable pass (predictions, fired units, gradient CAMs) waits "
-                    "for others to share it when the model is idle; while the model is busy, requests gather anyway.")
+                    "for others to share it when the model is idle. Requests gather anyway while the model is busy; "
+                    "on a CPU a window costs a lone client more than it gains (docs/benchmarks.md).")
     batch_max_size: int = Field(
         default=16, ge=1, description="Most requests one batched pass serves (1: no micro-batching).")
     cam_score_batch_size: int = Field(default=32, ge=1, description="Masked images per forward pass for Score-CAM.")

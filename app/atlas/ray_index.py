@@ -36,7 +36,8 @@ LOCAL = "local"  # `--ray local`: a Ray instance of this machine, started for th
 class ShardJob:
     """What a replica needs to make the driver's plan again on its own machine."""
     settings: Settings
-    model_id: str
+    card: Path  # the model's card, loaded alone (not the whole store) in the driver's memory layout
+    layout: str
     dataset: ImageDataset
     layers: tuple[str, ...]
     k: int
@@ -48,10 +49,14 @@ class ShardIndexer:
 
     def __init__(self, job: ShardJob, decode_workers: int):
         from app.atlas.indexer import make_plan
-        from app.store.store import load_store
+        from app.engine.devices import resolve_device
+        from app.store.store import load_model
 
-        model = load_store(job.settings).ready(job.model_id)
-        self.plan = make_plan(model, job.dataset, job.settings, list(job.layers), job.k)
+        settings = job.settings
+        model = load_model(job.card, resolve_device(settings.device), settings.max_weights_bytes, job.layout)
+        if not model.ready:
+            raise FoveaError(f"a Ray worker on {os.uname().nodename} could not load {job.card}: {model.error}")
+        self.plan = make_plan(model, job.dataset, settings, list(job.layers), job.k)
         if self.plan.identity() != job.identity:
             raise FoveaError(f"a Ray worker on {os.uname().nodename} would build another atlas than the driver "
                              f"(its model, weights, dataset files or dictionaries differ): {self.plan.identity()} "
@@ -71,8 +76,9 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
               replicas: int | None = None) -> Steps:
     """Build steps that run the pass's shards on the Ray cluster at `address` (`local`, `auto` or an address)
     with `replicas` model replicas (default: one per GPU of the cluster, else one per CPU)."""
-    job = ShardJob(settings=settings, model_id=plan.model.id, dataset=plan.dataset,
-                   layers=tuple(info.name for info in plan.layers), k=plan.k, identity=plan.identity())
+    job = ShardJob(settings=settings, card=plan.model.card_path, layout=plan.identity()["layout"],
+                   dataset=plan.dataset, layers=tuple(info.name for info in plan.layers), k=plan.k,
+                   identity=plan.identity())
 
     def run_shards(start: int) -> Iterator[tuple[range, ShardState]]:
         shards = shard_ranges(start, len(plan.dataset), plan.batch_size, shard_images)
@@ -121,9 +127,7 @@ def _connect(ray, address: str) -> bool:
     """Join the cluster at `address` (or start a local one); whether this call started Ray here."""
     if ray.is_initialized():
         return False
-    # Workers import `app` from where this process does, when they share its file system.
-    options = dict(logging_level=logging.WARNING, include_dashboard=False,
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_import_paths())}})
+    options = dict(logging_level=logging.WARNING, include_dashboard=False)
     if address == LOCAL:
         ray.init(**options)
     else:
@@ -133,8 +137,3 @@ def _connect(ray, address: str) -> bool:
             raise InvalidInput(f"no Ray cluster at {address!r}: start one (`ray start --head`), name its address, "
                                f"or index on a Ray instance of this machine with --ray {LOCAL}") from error
     return True
-
-
-def _import_paths() -> list[str]:
-    root = str(Path(__file__).resolve().parents[2])
-    return [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
