@@ -1,8 +1,9 @@
 """Micro-batching's throughput (issue 19): requests per second of 16 concurrent clients against 1 client, for
 predictions and for Grad-CAM, with micro-batching on (the defaults, and with a 2 ms window) and off
 (FOVEA_BATCH_MAX_SIZE=1), in one run: each configuration is a real `fovea serve` over real HTTP on the same
-atlas, measured in turn (never two at once). Goal on a GPU: 16 clients batched at least 3x the requests per second of 16 clients unbatched; on a
-CPU, report what it is. Each client asks for a different dataset image in turn (no answer is cached).
+atlas, measured in turn (never two at once). Goal on a GPU: 16 clients batched at least 3x the requests per
+second of 16 clients unbatched; on a CPU, report what it is. Each client asks for a different dataset image
+in turn (no answer is cached).
     python bench/batching.py [--data-dir DIR] [--models shapes-cnn efficientnet-lite2] [--requests 256]
 DIR holds the demo atlas (default: built in a temporary folder, as `fovea serve` does at first start).
 """
