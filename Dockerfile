@@ -1,6 +1,10 @@
 # Fovea dashboard with the embedded demo models and the ImageNet model (EfficientNet-Lite2, whose weights come
-# with the imagenet extra). CPU by default; on a CUDA host run with --gpus all.
+# with the imagenet extra). CPU by default; on a CUDA host run with --gpus all (docs/distributed.md).
 FROM python:3.11-slim
+
+# The package's extras: add `ray` for an image that also runs `fovea index --ray` and its Ray workers
+# (docker build --build-arg EXTRAS=imagenet,ray).
+ARG EXTRAS=imagenet
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     FOVEA_HOST=0.0.0.0 FOVEA_PORT=8000 FOVEA_DATA_DIR=/data
@@ -10,7 +14,7 @@ COPY pyproject.toml hatch_build.py README.md ./
 COPY app ./app
 COPY frontend ./frontend
 COPY model_store ./model_store
-RUN pip install -e '.[imagenet]' && useradd --create-home fovea && mkdir -p /data && chown fovea /data
+RUN pip install -e ".[${EXTRAS}]" && useradd --create-home fovea && mkdir -p /data && chown fovea /data
 
 USER fovea
 VOLUME ["/data"]

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import sysconfig
@@ -83,19 +84,22 @@ def make_venv(folder: Path) -> Path:
 
 
 def test_the_dockerfile_builds_and_serves(tmp_path):
-    root, env, workdir = tmp_path / "image", {}, None
+    root, env, build_args, workdir = tmp_path / "image", {}, {}, None
     venv_python = make_venv(tmp_path / "venv")
     cmd = healthcheck = None
     for instruction, arguments in dockerfile_steps((REPO / "Dockerfile").read_text()):
         if instruction == "WORKDIR":
             workdir = root / arguments.lstrip("/")
             workdir.mkdir(parents=True, exist_ok=True)
+        elif instruction == "ARG":  # its default, as `docker build` without --build-arg uses it
+            name, _, default = arguments.partition("=")
+            build_args[name] = default
         elif instruction == "ENV":
             env.update(pair.split("=", 1) for pair in shlex.split(arguments))
         elif instruction == "COPY":
             copy_step(arguments, workdir)
         elif instruction == "RUN":
-            run_step(arguments, workdir, venv_python)
+            run_step(string.Template(arguments).substitute(build_args), workdir, venv_python)
         elif instruction == "CMD":
             cmd = json.loads(arguments)
         elif instruction == "HEALTHCHECK":
