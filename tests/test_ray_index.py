@@ -14,13 +14,17 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from app.atlas.build import run_steps
 from app.atlas.datasets import scan_folder
-from app.atlas.indexer import index_model
+from app.atlas.indexer import index_model, make_plan
+from app.atlas.ray_index import ray_steps
 from app.demo.dataset import write_split
+from app.errors import FoveaError
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import assert_same_atlas
@@ -150,3 +154,14 @@ def _processes_titled(title: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_a_replica_that_would_build_another_atlas_refuses(cluster, demo, tmp_path):
+    """A replica makes the driver's plan again on its own machine; where anything differs (here the histogram
+    samples; on a cluster, other weights or files at the same path) it refuses, and the build says why."""
+    root, dataset, _ = demo
+    settings = _settings(tmp_path)
+    plan = make_plan(load_store(settings).ready("shapes-cnn"), dataset, settings, layers=LAYERS, k=5)
+    other = replace(plan, histogram_samples=plan.histogram_samples + 1)  # not what the settings make
+    with pytest.raises(FoveaError, match="would build another atlas than the driver"):
+        run_steps(other, tmp_path, ray_steps(other, settings, "auto", SHARD))

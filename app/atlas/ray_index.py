@@ -105,8 +105,11 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
                 fn_constructor_kwargs={"job": job, "decode_workers": decode_workers},
                 compute=data.ActorPoolStrategy(size=count),
                 num_gpus=1 if gpus else 0, num_cpus=1 + decode_workers)
-            for row in results.iter_rows():
-                yield range(int(row["start"]), int(row["stop"])), decode_state(row["state"])
+            try:
+                for row in results.iter_rows():
+                    yield range(int(row["start"]), int(row["stop"])), decode_state(row["state"])
+            except ray.exceptions.RayError as error:  # a replica refused, or failed past Ray's retries
+                raise FoveaError(f"the index pass on Ray failed: {error}") from error
         finally:
             if started_here:
                 ray.shutdown()

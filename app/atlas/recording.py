@@ -124,7 +124,7 @@ class LayerRecorder:
         """Take in what `other`, a recorder of the same units, recorded on its own images (a shard's)."""
         for part, accumulator in self._accumulators().items():
             accumulator.merge(other._accumulators()[part])
-        into = slice(other.rows.start - self.rows.start, other.rows.stop - self.rows.start)
+        into = _within(self.rows, other.rows)
         self.pooled[into] = other.pooled
         if self.peaks is not None:
             self.peaks[into] = other.peaks
@@ -169,6 +169,11 @@ class FeatureRecorder(LayerRecorder):
         super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)
 
 
+def _within(rows: range, part: range) -> slice:
+    """Where the images `part` sit in arrays over the images `rows`."""
+    return slice(part.start - rows.start, part.stop - rows.start)
+
+
 def _image_array(path: Path | None, dtype, shape: tuple[int, ...]) -> np.ndarray:
     return job_array(path, dtype, shape) if path is not None else np.zeros(shape, dtype=dtype)
 
@@ -202,7 +207,7 @@ class ImageRecord:
         self.confidence[ids] = confidence.cpu().numpy()
 
     def merge(self, other: ImageRecord) -> None:
-        into = slice(other.rows.start - self.rows.start, other.rows.stop - self.rows.start)
+        into = _within(self.rows, other.rows)
         self.readable[into], self.prediction[into], self.confidence[into] = (other.readable, other.prediction,
                                                                             other.confidence)
 
