@@ -76,6 +76,7 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
               replicas: int | None = None) -> Steps:
     """Build steps that run the pass's shards on the Ray cluster at `address` (`local`, `auto` or an address)
     with `replicas` model replicas (default: one per GPU of the cluster, else one per CPU)."""
+    ray, data = _import_ray()  # before the build starts: a missing extra is said at once
     job = ShardJob(settings=settings, card=plan.model.card_path, layout=plan.identity()["layout"],
                    dataset=plan.dataset, layers=tuple(info.name for info in plan.layers), k=plan.k,
                    identity=plan.identity())
@@ -84,7 +85,6 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
         shards = shard_ranges(start, len(plan.dataset), plan.batch_size, shard_images)
         if not shards:
             return
-        ray, data = _import_ray()
         started_here = _connect(ray, address)
         try:
             gpus = int(ray.cluster_resources().get("GPU", 0)) if settings.device != "cpu" else 0
