@@ -23,6 +23,7 @@ from app.atlas.shards import decode_state, encode_state, index_shard, merging_st
 from app.demo.dataset import write_split
 from app.engine.accumulators import Histogram, ImageStats, TopK
 from app.engine.dissection.top_activations import TopActivations
+from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import assert_same_atlas
@@ -152,3 +153,12 @@ def test_the_default_install_stays_free_of_ray():
                                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"],
                               capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"
+
+
+def test_ray_without_the_extra_says_how_to_install_it(demo, monkeypatch):
+    from app.atlas.ray_index import ray_steps
+
+    root, plan, _ = demo
+    monkeypatch.setitem(sys.modules, "ray", None)  # as in an install without fovea[ray]
+    with pytest.raises(InvalidInput, match=r"pip install 'fovea\[ray\]'"):
+        ray_steps(plan, Settings(), "auto", 64)
