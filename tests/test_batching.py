@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,8 +23,9 @@ from app.engine.cam import compute_cams, compute_cams_batch
 from app.engine.cam.registry import METHODS
 from app.errors import InvalidInput
 from app.settings import BUILTIN_MODEL_DIR, Settings
-from app.store.store import load_store
+from app.store.store import LoadedModel, load_store
 from app.studio.batching import Batcher
+from app.studio.model_calls import ModelCalls
 
 SHARED_PASS_ONLY = [m.id for m in METHODS.values() if m.extra_forwards == "none"]
 
@@ -91,11 +93,67 @@ def test_a_bad_item_fails_its_own_call_only():
             futures[1].result(timeout=10)
 
 
-def test_a_lone_call_waits_at_most_the_window():
-    batcher = Batcher(window=0.05, max_size=16)
+def test_a_lone_call_waits_the_window_and_a_full_group_does_not():
+    batcher, free = Batcher(window=0.3, max_size=2), lambda waiting: held(threading.Lock())
     started = time.perf_counter()
-    answer = batcher.run("key", 1, lambda items: list(items), lambda waiting: held(threading.Lock()))
-    assert answer.value == 1 and answer.size == 1 and time.perf_counter() - started < 1.0
+    answer = batcher.run("key", 1, lambda items: list(items), free)
+    assert answer.value == 1 and answer.size == 1 and 0.3 <= time.perf_counter() - started < 2.0
+    batcher = Batcher(window=30.0, max_size=2)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda i: batcher.run("key", i, lambda items: list(items), free), range(2)))
+    assert [a.size for a in answers] == [2, 2] and time.perf_counter() - started < 5.0  # full: no window
+
+
+def test_a_call_whose_ready_check_fails_leaves_the_batch():
+    """`ready()` runs once the model is held: a client gone while it waited fails its own call, and the
+    batch runs without its item."""
+    batcher, model, runs = Batcher(window=0.0, max_size=16), threading.Lock(), []
+
+    def ready(item):
+        def check():
+            if item == "gone":
+                raise InvalidInput("the client went away")
+        return check
+
+    def run(items):
+        runs.append(list(items))
+        return list(items)
+
+    with ThreadPoolExecutor(3) as pool:
+        model.acquire()
+        futures = [pool.submit(batcher.run, "key", item, run, lambda waiting: held(model), ready=ready(item))
+                   for item in ("one", "gone", "two")]
+        time.sleep(0.3)
+        model.release()
+        assert [futures[i].result(timeout=10).size for i in (0, 2)] == [2, 2]
+        with pytest.raises(InvalidInput, match="went away"):
+            futures[1].result(timeout=10)
+    assert runs == [["one", "two"]]
+
+
+def test_a_lock_that_fails_fails_every_call_of_the_group():
+    @contextmanager
+    def broken(waiting):
+        raise RuntimeError("the model is gone")
+        yield
+
+    batcher = Batcher(window=0.2, max_size=16)
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(batcher.run, "key", i, lambda items: list(items), broken) for i in range(3)]
+        for future in futures:
+            with pytest.raises(RuntimeError, match="the model is gone"):
+                future.result(timeout=10)
+
+
+def test_a_model_whose_images_interact_is_never_batched():
+    """A batch norm on batch statistics would mix the clients' images: such a model runs every call alone."""
+    calls = ModelCalls(Settings(device="cpu"))
+    plain = LoadedModel(id="plain", card_path=Path("plain.toml"), module=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
+    mixing = LoadedModel(id="mixing", card_path=Path("mixing.toml"),
+                         module=torch.nn.Sequential(torch.nn.BatchNorm2d(3, track_running_stats=False)).eval())
+    assert calls._key(plain, "probabilities") == calls._key(plain, "probabilities")
+    assert calls._key(mixing, "probabilities") != calls._key(mixing, "probabilities")
 
 
 def test_batched_cams_equal_single_image_cams():

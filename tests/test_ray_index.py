@@ -89,23 +89,19 @@ def test_a_ray_build_equals_the_single_process_build_though_a_replica_is_killed_
 
 
 def test_a_killed_driver_resumes_from_the_shards_it_merged(cluster, demo, tmp_path):
+    """The driver SIGKILLs itself when its second shard is merged, before that shard can be checkpointed (the
+    first always is, with FOVEA_INDEX_CHECKPOINT_SECONDS 0): the next build resumes from the first shard."""
     root, dataset, single = demo
+    killed = _driver(cluster, root, tmp_path, kill_at=2 * SHARD)
+    assert killed.returncode == -9, killed.stderr  # SIGKILL, not an exit of its own
     build = tmp_path / "atlases" / "shapes-cnn" / f".{dataset.name}.build" / "state.json"
-    driver = _driver(cluster, root, tmp_path)
-    deadline = time.monotonic() + 120
-    while not (build.is_file() and json.loads(build.read_text())["next_index"] >= 2 * SHARD):
-        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    merged = json.loads(build.read_text())["next_index"]
-    assert 2 * SHARD <= merged < IMAGES
+    assert json.loads(build.read_text())["next_index"] == SHARD
 
     settings = _settings(tmp_path, index_checkpoint_seconds=0)  # the driver's settings, here in this process
     seen = []
     atlas = index_model(load_store(settings).ready("shapes-cnn"), dataset, settings, layers=LAYERS, k=5,
                         ray="auto", progress=lambda done, total: seen.append(done))
-    assert seen[0] == merged  # from its checkpoint, not from zero
+    assert seen[0] == SHARD  # from its checkpoint, not from zero
     assert_same_atlas(atlas, single, float64_tolerance=1e-9)
 
 
@@ -129,15 +125,37 @@ def test_ray_build_of_real_images_equals_the_single_process_build(cluster, tmp_p
     assert_same_atlas(atlases["ray"], atlases["single"], float64_tolerance=1e-9)
 
 
-def _driver(address: str, root: Path, data_dir: Path) -> subprocess.Popen:
-    """`fovea index --ray ADDRESS` in its own process, checkpointing after every merged shard."""
+# `fovea index` whose progress callback SIGKILLs the process when it reports image KILL_AT merged.
+KILLED_AT = """
+import os, signal, sys
+import app.atlas.indexer as indexer
+from app.cli import main
+
+run_steps = indexer.run_steps
+
+
+def killed_at(plan, data_dir, steps, checkpoint_seconds, progress, *rest):
+    def report(done, total):
+        progress(done, total)
+        if done == KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return run_steps(plan, data_dir, steps, checkpoint_seconds, report, *rest)
+
+
+indexer.run_steps = killed_at
+sys.exit(main())
+"""
+
+
+def _driver(address: str, root: Path, data_dir: Path, kill_at: int) -> subprocess.CompletedProcess:
+    """`fovea index --ray ADDRESS` in its own process, checkpointing after every merged shard, killed at a
+    fixed point."""
     env = {**os.environ, "FOVEA_INDEX_CHECKPOINT_SECONDS": "0", "FOVEA_INDEX_BATCH_SIZE": str(BATCH),
            "FOVEA_INDEX_WORKERS": "0", "FOVEA_INDEX_SHARD_IMAGES": str(SHARD), "FOVEA_AUTO_INDEX_DEMO": "false"}
-    return subprocess.Popen([sys.executable, "-m", "app", "index", "shapes-cnn", "--dataset",
-                             str(root / "demo" / "heldout" / "images"), "--layers", *LAYERS, "--k", "5",
-                             "--data-dir", str(data_dir), "--device", "cpu", "--ray", address,
-                             *DEMO_MODELS_ONLY_ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.run([sys.executable, "-c", KILLED_AT.replace("KILL_AT", str(kill_at)), "index", "shapes-cnn",
+                           "--dataset", str(root / "demo" / "heldout" / "images"), "--layers", *LAYERS, "--k", "5",
+                           "--data-dir", str(data_dir), "--device", "cpu", "--ray", address, *DEMO_MODELS_ONLY_ARGS],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
 
 
 def _processes_titled(title: str) -> list[int]:

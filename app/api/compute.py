@@ -12,7 +12,6 @@ import anyio
 from fastapi import Depends
 
 from app.api.deps import ComputeLimiterDep
-from app.studio.batching import Batched
 
 
 def compute_limiter(total: int) -> anyio.CapacityLimiter:
@@ -35,5 +34,5 @@ COMPUTE = Depends(compute_slot)
 BATCH_SIZE_HEADER = "Fovea-Batch-Size"
 
 
-def batch_headers(batched: Batched) -> dict[str, str]:
-    return {BATCH_SIZE_HEADER: str(batched.size)}
+def batch_headers(size: int) -> dict[str, str]:
+    return {BATCH_SIZE_HEADER: str(size)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 LOCAL = "local"  # `--ray local`: a Ray instance of this machine, started for the build
+RETRIES = 3  # restarts of a replica that died, and tries of the shard it was recording
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class ShardIndexer:
         from app.store.store import load_model
 
         settings = job.settings
-        model = load_model(job.card, resolve_device(settings.device), settings.max_weights_bytes, job.layout)
+        # Ray shows a replica only its own GPU, as cuda:0: a driver's `cuda:N` means "a GPU" here.
+        device = "cuda" if settings.device.startswith("cuda") else settings.device
+        model = load_model(job.card, resolve_device(device), settings.max_weights_bytes, job.layout)
         if not model.ready:
             raise FoveaError(f"a Ray worker on {os.uname().nodename} could not load {job.card}: {model.error}")
         self.plan = make_plan(model, job.dataset, settings, list(job.layers), job.k)
@@ -76,6 +80,8 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
               replicas: int | None = None) -> Steps:
     """Build steps that run the pass's shards on the Ray cluster at `address` (`local`, `auto` or an address)
     with `replicas` model replicas (default: one per GPU of the cluster, else one per CPU)."""
+    if replicas is not None and replicas < 1:
+        raise InvalidInput(f"--ray-replicas must be at least 1, got {replicas}", replicas=replicas)
     ray, data = _import_ray()  # before the build starts: a missing extra is said at once
     job = ShardJob(settings=settings, card=plan.model.card_path, layout=plan.identity()["layout"],
                    dataset=plan.dataset, layers=tuple(info.name for info in plan.layers), k=plan.k,
@@ -96,20 +102,29 @@ def ray_steps(plan: IndexPlan, settings: Settings, address: str, shard_images: i
             log.info("indexing %d shards on %d Ray replicas (%s)", len(shards), count,
                      f"{gpus} GPUs" if gpus else "CPUs")
             context = data.DataContext.get_current()
+            ray_data_log = logging.getLogger("ray.data")
+            saved = (context.execution_options.preserve_order, context.enable_progress_bars, ray_data_log.level)
             context.execution_options.preserve_order = True  # shards merge in order: a prefix to resume from
             context.enable_progress_bars = False  # the build's own progress bar counts merged images
-            logging.getLogger("ray.data").setLevel(logging.ERROR)  # its plan and timings; failures still raise
+            ray_data_log.setLevel(logging.ERROR)  # its plan and timings; failures still raise
             rows = data.from_items([{"start": shard.start, "stop": shard.stop} for shard in shards])
-            results = rows.map_batches(
-                ShardIndexer, batch_size=1, batch_format="numpy",
-                fn_constructor_kwargs={"job": job, "decode_workers": decode_workers},
-                compute=data.ActorPoolStrategy(size=count),
-                num_gpus=1 if gpus else 0, num_cpus=1 + decode_workers)
+            # A shard that kills its replica every time (out of memory) fails the build after a few tries
+            # rather than restarting it for ever, Ray Data's default.
+            with warnings.catch_warnings():  # restart limits have no named parameter before Ray 2.64 (pinned below)
+                warnings.simplefilter("ignore", DeprecationWarning)  # Ray's RayDeprecationWarning is one
+                results = rows.map_batches(
+                    ShardIndexer, batch_size=1, batch_format="numpy",
+                    fn_constructor_kwargs={"job": job, "decode_workers": decode_workers},
+                    compute=data.ActorPoolStrategy(size=count), max_restarts=RETRIES, max_task_retries=RETRIES,
+                    num_gpus=1 if gpus else 0, num_cpus=1 + decode_workers)
             try:
                 for row in results.iter_rows():
                     yield range(int(row["start"]), int(row["stop"])), decode_state(row["state"])
             except ray.exceptions.RayError as error:  # a replica refused, or failed past Ray's retries
                 raise FoveaError(f"the index pass on Ray failed: {error}") from error
+            finally:
+                context.execution_options.preserve_order, context.enable_progress_bars = saved[:2]
+                ray_data_log.setLevel(saved[2])
         finally:
             if started_here:
                 ray.shutdown()
@@ -136,7 +151,7 @@ def _connect(ray, address: str) -> bool:
     else:
         try:
             ray.init(address=address, **options)
-        except ConnectionError as error:
+        except (ConnectionError, RuntimeError, ValueError) as error:
             raise InvalidInput(f"no Ray cluster at {address!r}: start one (`ray start --head`), name its address, "
                                f"or index on a Ray instance of this machine with --ray {LOCAL}") from error
     return True

@@ -55,8 +55,12 @@ def merging_steps(plan: IndexPlan, run_shards) -> Steps:
     """Build steps (app/atlas/build.py) that merge shards as they come: `run_shards(start)` yields
     (rows, state) for shards covering image ids [start, images) in order."""
     def steps(start: int, recorders: dict[str, LayerRecorder], images: ImageRecord) -> Iterator[int]:
+        expected = start
         for rows, state in run_shards(start):
+            if rows.start != expected:  # merged out of order, a checkpoint would claim images it lacks
+                raise RuntimeError(f"shard {rows} arrived where images from {expected} were expected")
             merge_shard(plan, rows, state, recorders, images)
+            expected = rows.stop
             yield rows.stop
 
     return steps

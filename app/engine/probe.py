@@ -113,3 +113,11 @@ def _extent(first: int, end: int, centre: float, side: int) -> tuple[float, floa
 def _map_size(model: nn.Module, layer: str, input_size: tuple[int, int], device) -> tuple[int, int]:
     output = layer_output(model, layer, torch.zeros((1, 3, *input_size), device=device))
     return tuple(output.shape[2:])
+
+
+def images_interact(model: nn.Module) -> bool:
+    """Whether one image's output can depend on the others in its batch: a batch norm that normalises by the
+    batch's own statistics (training mode, or no running statistics kept). Such a model is never batched
+    across requests."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
+               for m in model.modules())

@@ -93,11 +93,13 @@ def explain(model: LoadedModel, batch: torch.Tensor, request: CamRequest, settin
     _check_cost(model, request.layer, methods, settings)
     budget = Budget(settings.cam_max_seconds, cancelled)
     if calls is not None and not request.metrics and all(m.extra_forwards == NO_EXTRA_FORWARDS for m in methods):
-        budget.start()
-        budget()  # a client gone already, or no time at all; one shared pass is too short to stop in the middle
-        progress(MAPS)
+        def ready() -> None:  # the model is ours: as the unbatched path, the budget starts and is checked once
+            budget.start()
+            budget()  # a client gone while it waited, or no time at all; one shared pass is too short to stop
+            progress(MAPS)
+
         batched = calls.cams(model, batch, request.layer, tuple(m.id for m in methods), request.target,
-                             waiting=lambda: progress(WAITING))
+                             waiting=lambda: progress(WAITING), ready=ready)
         result = batched.value
         maps = [ShownMap(m, postprocess(result.maps[m.id].raw, result.input_size, relu=request.relu,
                                         normalize=request.normalize)) for m in methods]

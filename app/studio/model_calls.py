@@ -1,7 +1,8 @@
 """The passes that requests run on a served model, micro-batched (`batching.py`): concurrent predictions on one
 model, outputs of one layer (the units that fire on an image), and CAMs of one layer by the methods of the
 shared pass alone (the gradient family) each run as one batch. A call alone runs as it would unbatched; in a
-batch each image's answer is the same within the rounding of kernels chosen by batch size."""
+batch each image's answer is the same within the rounding of kernels chosen by batch size. A model whose
+images interact in a batch (a batch norm on batch statistics) runs every call alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from app.engine.cam import CamResult, compute_cams_batch
-from app.engine.probe import layer_output
+from app.engine.probe import images_interact, layer_output
 from app.settings import Settings
 from app.store.store import LoadedModel
 from app.studio.batching import Batched, Batcher
@@ -22,6 +23,15 @@ Waiting = Callable[[], None]
 class ModelCalls:
     def __init__(self, settings: Settings):
         self.batcher = Batcher(settings.batch_window_ms / 1000, settings.batch_max_size)
+        self._interacting: dict[int, bool] = {}  # by the module's id: whether its images interact
+
+    def _key(self, model: LoadedModel, *parts) -> tuple:
+        """What calls must share to share a pass: the model and the pass; a call of its own where the model's
+        images interact."""
+        module = model.module
+        if id(module) not in self._interacting:
+            self._interacting[id(module)] = images_interact(module)
+        return (id(module), *parts) + ((object(),) if self._interacting[id(module)] else ())
 
     def probabilities(self, model: LoadedModel, image: Image.Image, waiting: Waiting) -> Batched:
         """(classes,) softmax of the model's scores on one image."""
@@ -29,25 +39,28 @@ class ModelCalls:
             with torch.no_grad():
                 return list(model.module(model.as_input(torch.stack(images))).float().softmax(dim=1).cpu())
 
-        return self.batcher.run((id(model), "probabilities"), model.preprocessing(image), run, model.exclusive,
+        return self.batcher.run(self._key(model, "probabilities"), model.preprocessing(image), run, model.exclusive,
                                 waiting)
 
     def layer_output(self, model: LoadedModel, layer: str, image: Image.Image, waiting: Waiting) -> Batched:
-        """(c, h, w) output of `layer` on one image, the pass stopped at the layer."""
+        """(c, h, w) output of `layer` on one image, the pass stopped at the layer. (A unit's live map on a dataset
+        image stays unbatched, `LoadedModel.layer_output`: its answer is cached as immutable.)"""
         model.layer(layer)
 
         def run(images: list[torch.Tensor]) -> list[torch.Tensor]:
             return list(layer_output(model.module, layer, torch.stack(images).to(model.device)).float().cpu())
 
-        return self.batcher.run((id(model), "layer_output", layer), model.preprocessing(image), run,
+        return self.batcher.run(self._key(model, "layer_output", layer), model.preprocessing(image), run,
                                 model.exclusive, waiting)
 
     def cams(self, model: LoadedModel, batch: torch.Tensor, layer: str, methods: tuple[str, ...],
-             target: int | None, waiting: Waiting) -> Batched:
+             target: int | None, waiting: Waiting, ready: Callable[[], None]) -> Batched:
         """`compute_cams` of one image (`batch`, (1, 3, H, W) as the model takes it) by methods of the shared
-        pass alone (`extra_forwards` none): a CamResult."""
+        pass alone (`extra_forwards` none): a CamResult. `ready()` runs when the pass is about to (it may
+        raise: a client gone, a time limit)."""
         def run(items: list[tuple[torch.Tensor, tuple[str, ...], int | None]]) -> list[CamResult]:
             images = torch.cat([image for image, _, _ in items]).contiguous(memory_format=model.memory_format)
             return compute_cams_batch(model.module, images, layer, [m for _, m, _ in items], [t for _, _, t in items])
 
-        return self.batcher.run((id(model), "cams", layer), (batch, methods, target), run, model.exclusive, waiting)
+        return self.batcher.run(self._key(model, "cams", layer), (batch, methods, target), run, model.exclusive,
+                                waiting, ready)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.caching import NOT_MODIFIED, not_modified
-from app.api.compute import BATCH_SIZE_HEADER, COMPUTE
+from app.api.compute import COMPUTE, batch_headers
 from app.api.deps import ModelCallsDep, ModelInputsDep, ProgressBoardDep, ProgressToken, SettingsDep, StoreDep
 from app.api.disconnect import client_gone
 from app.api.encoding import FastJSONResponse, encode_maps
@@ -41,7 +41,8 @@ ERRORS = {
                                                  "a layer too wide for the perturbation methods, or a request "
                                                  "that computed past the cam_max_seconds setting."},
 }
-# Answers depend only on the request and the model's weights: clients revalidate, and a match costs no pass.
+# Answers depend only on the request and the model's weights, up to the rounding of a shared batched pass
+# (app/studio/batching.py), so the ETag is weak: clients revalidate, and a match costs no pass.
 REVALIDATE = "no-cache"
 
 
@@ -100,8 +101,8 @@ def _answer(request: Request, store: ModelStore, settings: Settings, model_input
     batch = model_inputs.get(loaded, image.etag, image.load)
     explanation = explain(loaded, batch, cam_request, settings, image.object_mask, cancelled, progress, calls)
     return FastJSONResponse(_as_json(image, loaded, explanation, cam_request.normalize),
-                            headers={"ETag": etag, "Cache-Control": REVALIDATE, BATCH_SIZE_HEADER:
-                                     str(explanation.batch_size)})
+                            headers={"ETag": etag, "Cache-Control": REVALIDATE,
+                                     **batch_headers(explanation.batch_size)})
 
 
 def _split(values: str) -> tuple[str, ...]:
@@ -117,7 +118,7 @@ def _etag(image: ImageRef, loaded: LoadedModel, cam_request: CamRequest, metric_
     key = json.dumps([__version__, image.etag, loaded.id, loaded.weights_sha256, cam_request.layer,
                       cam_request.methods, cam_request.target, cam_request.relu, cam_request.normalize,
                       cam_request.metrics, metric_steps])
-    return f'"cam-{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
+    return f'W/"cam-{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
 
 
 def _as_json(image: ImageRef, loaded: LoadedModel, explanation: Explanation, normalized: bool) -> dict:

@@ -115,7 +115,7 @@ def read_predictions(
     return FastJSONResponse({"image": image.id, "model": loaded.id, "classes": len(probabilities),
                              "predictions": [{"class": int(i), "label": loaded.labels[int(i)], "probability": float(p)}
                                              for p, i in zip(top.values, top.indices)]},
-                            headers=batch_headers(batched))
+                            headers=batch_headers(batched.size))
 
 
 @router.get("/{image_id}/units", response_model=FiredUnits,
@@ -172,7 +172,7 @@ def read_fired_units(
             row.update(max_max=stats["max_max"], top_image=stats["top_image"])
         body["maps"] = encode_maps(activations[listed].numpy())
         body["top_maps"] = encode_maps(atlas.top_maps(indexed, listed))
-    return FastJSONResponse(body, headers=batch_headers(batched))
+    return FastJSONResponse(body, headers=batch_headers(batched.size))
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:

@@ -114,6 +114,8 @@ def compute_cams_batch(model: nn.Module, images: torch.Tensor, layer: str, metho
     """`compute_cams` of n images at once (n, 3, H, W), image i with its own `methods[i]` and `targets[i]`,
     for methods that need only the shared pass (`extra_forwards` none): one forward and one backward for all
     (app/engine/cam/capture.py, `capture_batch`). The caller holds the model's lock."""
+    if not len(images) == len(methods) == len(targets):
+        raise ValueError(f"{len(images)} images, {len(methods)} method lists and {len(targets)} targets: one each")
     chosen = [resolve_methods(ids) for ids in methods]
     every = {method.id: method for methods_of_image in chosen for method in methods_of_image}.values()
     if costly := [m.id for m in every if m.extra_forwards != NO_EXTRA_FORWARDS]:
