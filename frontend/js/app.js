@@ -71,12 +71,15 @@ async function render(route, { cause, scroll }) {
 }
 
 // After a view is drawn: a new page is announced and its heading takes focus (a screen reader starts
-// there; the next Tab goes into the page); the same page redrawn gives focus back to the control the
-// user was on; then the page scrolls where the history entry was.
+// there; the next Tab goes into the page), unless the user is already typing in a field (the unit box,
+// the search box: the next unit's number goes where it was typed); the same page redrawn gives focus back
+// to the control the user was on; then the page scrolls where the history entry was.
+const TEXT_FIELDS = "input:not([type=checkbox], [type=radio], [type=range], [type=button], [type=submit]), textarea";
+
 function settle(cause, scroll, title, control) {
   if (cause === "push" || cause === "pop") {
     const heading = root.querySelector("h1");
-    if (heading) {
+    if (heading && !document.activeElement?.matches(TEXT_FIELDS)) {
       heading.tabIndex = -1;
       heading.focus({ preventScroll: true });
     }
