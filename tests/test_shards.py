@@ -124,8 +124,10 @@ def test_accumulators_merge_as_one_pass():
         assert (one.summary()["images_at_max"] > 1).any()  # the clamp ties images at the maximum
 
 
-def test_top_activations_merge_as_one_pass():
-    """Dissection's top activations: the merged threshold and the entries above it are a single pass's."""
+@pytest.mark.parametrize("trimmed", [False, True])
+def test_top_activations_merge_as_one_pass(trimmed):
+    """Dissection's top activations: the merged threshold and the entries above it are a single pass's, whether
+    the union overflows the buffer or the part comes trimmed to its best `keep`, as a shard sends it."""
     maps = torch.randn(40, 3, 6, 6, generator=torch.Generator().manual_seed(1)).round(decimals=1)
     one, first, second = (TopActivations(3, (6, 6), 40, 0.99) for _ in range(3))
     for top, part in ((one, slice(0, 40)), (first, slice(0, 20)), (second, slice(20, 40))):
@@ -133,6 +135,11 @@ def test_top_activations_merge_as_one_pass():
             batch = maps[begin:begin + 5]
             top.update(batch, torch.arange(begin, begin + 5), batch.amax((2, 3)))
     assert first.fill.sum() + second.fill.sum() > first.values.size  # the union overflows: it is cut
+    if trimmed:
+        second.trim()
+        assert second.values.shape[1] == second.keep and (second.fill == second.keep).all()
+    third = TopActivations(3, (6, 6), 40, 0.99)  # a part with nothing yet: merging it changes nothing
+    first.merge(third)
     first.merge(second)
     np.testing.assert_array_equal(first.thresholds(), one.thresholds())
 
@@ -142,6 +149,26 @@ def test_top_activations_merge_as_one_pass():
                           map(tuple, found["neighbourhood"])))
 
     assert entries(first) == entries(one) and len(entries(one)) > 0
+
+
+def test_top_activations_go_on_after_a_merge_as_one_pass():
+    """A build merged from shards and resumed by a single process (a checkpoint of either kind resumes with
+    the other) keeps recording into the merged state: the same as one pass over everything."""
+    maps = torch.randn(60, 3, 6, 6, generator=torch.Generator().manual_seed(2)).round(decimals=1)
+    one, merged, shard = (TopActivations(3, (6, 6), 60, 0.99) for _ in range(3))
+    for top, begins in ((one, range(0, 60, 5)), (merged, range(0, 20, 5)), (shard, range(20, 40, 5))):
+        for begin in begins:
+            batch = maps[begin:begin + 5]
+            top.update(batch, torch.arange(begin, begin + 5), batch.amax((2, 3)))
+    shard.trim()
+    merged.merge(shard)
+    for begin in range(40, 60, 5):  # then on, in the merged state
+        batch = maps[begin:begin + 5]
+        merged.update(batch, torch.arange(begin, begin + 5), batch.amax((2, 3)))
+    np.testing.assert_array_equal(merged.thresholds(), one.thresholds())
+    found, expected = merged.above(one.thresholds()), one.above(one.thresholds())
+    assert sorted(zip(found["unit"], found["image"], found["value"])) == sorted(
+        zip(expected["unit"], expected["image"], expected["value"]))
 
 
 def test_the_default_install_stays_free_of_ray():

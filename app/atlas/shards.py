@@ -32,6 +32,9 @@ def index_shard(plan: IndexPlan, rows: range, batches: Iterable[Batch]) -> Shard
     images = ImageRecord(len(plan.dataset), rows)
     for _ in record_batches(plan, recorders, images, batches):
         pass
+    for recorder in recorders.values():
+        if recorder.top_activations is not None:
+            recorder.top_activations.trim()  # half the size, or less, of the buffers it fills
     arrays = pass_state(recorders, images)
     for i, recorder in enumerate(recorders.values()):
         arrays.update({f"rows{i}.{key}": value for key, value in recorder.rows_state().items()})

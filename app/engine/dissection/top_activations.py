@@ -95,23 +95,42 @@ class TopActivations:
         kth = flat.kthvalue(n * h * w - self.keep + 1, dim=1).values.cpu().numpy()
         self.floor[fresh.cpu().numpy()] = np.nextafter(kth, np.float32(-np.inf))
 
+    def trim(self) -> None:
+        """Cut every unit to its best `keep` entries and the buffers to as many columns: what a shard sends to be
+        merged (nothing cut could be read: the final threshold is at least each part's `keep`-th largest)."""
+        for unit in np.flatnonzero(self.fill > self.keep):
+            _cut(unit, self.keep, self.fill, self.floor, self.values, self.images, self.positions, self.neighbourhoods)
+        width = max(int(self.fill.max(initial=0)), 1)
+        self.values, self.images = self.values[:, :width].copy(), self.images[:, :width].copy()
+        self.positions, self.neighbourhoods = self.positions[:, :width].copy(), self.neighbourhoods[:, :width].copy()
+
     def merge(self, other: TopActivations) -> None:
         """Take in another's entries (of other images): the union, cut to each unit's best `keep` where it
         overflows the buffer. Every value the final threshold reads is in it, as after a single pass."""
         capacity = self.values.shape[1]
         self.seen += other.seen
         values = np.concatenate([self.values, other.values], axis=1)  # unused slots are -inf
-        order = np.argsort(-values, axis=1, kind="stable")[:, :capacity]  # largest first
         fill = self.fill + other.fill
         overflowing = fill > capacity
+        # Each unit's best `capacity` entries, in no order (every entry where they fit): a partition, not a sort;
+        # where the union overflows, its best `keep` to the front.
+        order = np.argpartition(-values, capacity - 1, axis=1)[:, :capacity]
+        rows = np.flatnonzero(overflowing)
+        if len(rows):
+            best = np.argpartition(-np.take_along_axis(values[rows], order[rows], axis=1), self.keep - 1, axis=1)
+            order[rows] = np.take_along_axis(order[rows], best, axis=1)
         fill = np.where(overflowing, self.keep, fill)
+        taken = np.take_along_axis(values, order, axis=1) > -np.inf
+        taken[rows, self.keep:] = False
+        # Entries first, as `update` appends after them (a stable sort of booleans: a radix sort).
+        order = np.take_along_axis(order, np.argsort(~taken, axis=1, kind="stable"), axis=1)
         taken = np.arange(capacity) < fill[:, None]
         self.values = np.where(taken, np.take_along_axis(values, order, axis=1), -np.inf).astype(np.float32)
         for name in ("images", "positions", "neighbourhoods"):
             both = np.concatenate([getattr(self, name), getattr(other, name)], axis=1)
             chosen = np.take_along_axis(both, order if both.ndim == 2 else order[..., None], axis=1)
             setattr(self, name, chosen)
-        kth = self.values[:, self.keep - 1]
+        kth = self.values[:, :self.keep].min(axis=1)  # of an overflowing unit: its best `keep` are in front
         self.floor = np.maximum(np.maximum(self.floor, other.floor), np.where(overflowing, kth, -np.inf))
         self.fill = fill
 
