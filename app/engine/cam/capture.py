@@ -154,7 +154,8 @@ def _shared_pass(model: nn.Module, layer: str, images: torch.Tensor, targets: li
         source = _layer_output(found, layer)
         targets = [_target(target, logits[i]) for i, target in enumerate(targets)]
         # The images' scores summed: each image's gradient is its own score's, as the images do not interact.
-        score = logits[torch.arange(len(targets)), torch.tensor(targets)].sum()
+        rows = torch.arange(len(targets), device=logits.device)
+        score = logits[rows, torch.tensor(targets, device=logits.device)].sum()
         wanted = ([source] if gradients else []) + ([x] if input_gradient else [])
         computed = _gradients(score, wanted, retain_graph=guided)
         guided_gradient = None
