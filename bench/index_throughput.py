@@ -10,7 +10,7 @@ Target: (b)/(a) >= 0.85. (a), (a') and (b) alternate `--repeats` times and each 
 shared machine drifts by more than the difference being measured. Every setting is the default one,
 checkpoints included, and the process allocates memory as the fovea command does (app/allocator.py), for
 (a) as for (b); --system-allocator leaves the platform's defaults. Usage:
-    python bench/index_throughput.py demo [--images 2000]
+    python bench/index_throughput.py demo [--images 2000] [--no-dissection]
     python bench/index_throughput.py resnet50 [--images 1024]     # torchvision resnet50, random weights, 224 px
 """
 
@@ -24,6 +24,7 @@ if "--system-allocator" not in sys.argv:
     tune_allocator()  # before torch is imported
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -63,6 +64,9 @@ def main() -> None:
     parser.add_argument("--images", type=int)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--system-allocator", action="store_true", help="skip app/allocator.py's settings")
+    parser.add_argument("--no-dissection", action="store_true",
+                        help="leave the demo's concept masks out of the plan: the pass without dissection, as on a "
+                             "dataset with classes only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -79,6 +83,8 @@ def main() -> None:
             dataset = scan_folder(images)
         model = load_store(settings).ready(model_id)
         plan = make_plan(model, dataset, settings)
+        if args.no_dissection:
+            plan = dataclasses.replace(plan, concepts=None)
         preloaded = model.preprocessing.batch([Image.open(dataset.path(i)) for i in range(len(dataset))])
         n = len(dataset)
         print(f"{model_id}: {n} images at {tuple(preloaded.shape[2:])}, {len(plan.layers)} default layers, "
