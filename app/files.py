@@ -71,6 +71,11 @@ def path_inside(root: Path, relpath: str) -> Path:
     return path
 
 
+def prefixed(arrays: dict, prefix: str) -> dict:
+    """The entries of `arrays` whose names start with `prefix`, named without it (one part of a saved state)."""
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
 def job_array(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
     """A memory-mapped .npy array that a long job fills as it goes: created (zeros) the first time, reopened as
     it is when the job resumes. Flush it before a checkpoint names it."""

@@ -25,7 +25,7 @@ from app.atlas.loader import Batch
 from app.atlas.recording import BuildCancelled, FeatureRecorder, ImageRecord, IndexPlan, LayerRecorder
 from app.atlas.writer import write_atlas
 from app.engine.hooks import forward_hooks
-from app.files import atomic_write
+from app.files import atomic_write, prefixed
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -150,10 +150,9 @@ def pass_state(recorders: dict[str, LayerRecorder], images: ImageRecord) -> dict
 
 
 def load_pass_state(arrays: dict[str, np.ndarray], recorders: dict[str, LayerRecorder], images: ImageRecord) -> None:
-    images.load({key.removeprefix("image."): value for key, value in arrays.items() if key.startswith("image.")})
+    images.load(prefixed(arrays, "image."))
     for i, recorder in enumerate(recorders.values()):
-        prefix = f"layer{i}."
-        recorder.load({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
+        recorder.load(prefixed(arrays, f"layer{i}."))
 
 
 def _resumable_start(work: Path, plan: IndexPlan) -> int | None:

@@ -21,7 +21,7 @@ from app.engine.accumulators import Histogram, ImageStats, TopK, sample_position
 from app.engine.dictionary import encode_maps
 from app.engine.dissection.top_activations import TopActivations
 from app.engine.layers import LayerInfo
-from app.files import job_array
+from app.files import job_array, prefixed
 from app.store.store import LoadedModel
 
 
@@ -151,8 +151,7 @@ class LayerRecorder:
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         for part, accumulator in self._accumulators().items():
-            prefix = f"{part}."
-            accumulator.load({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+            accumulator.load(prefixed(state, f"{part}."))
 
 
 class FeatureRecorder(LayerRecorder):

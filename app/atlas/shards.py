@@ -16,6 +16,7 @@ import numpy as np
 from app.atlas.build import Steps, load_pass_state, make_recorders, pass_state, record_batches
 from app.atlas.loader import Batch
 from app.atlas.recording import ImageRecord, IndexPlan, LayerRecorder
+from app.files import prefixed
 
 ShardState = dict[str, np.ndarray]
 
@@ -48,8 +49,7 @@ def merge_shard(plan: IndexPlan, rows: range, state: ShardState, recorders: dict
     shard_images = ImageRecord(len(plan.dataset), rows)
     load_pass_state(state, shard_recorders, shard_images)
     for i, (recorder, shard) in enumerate(zip(recorders.values(), shard_recorders.values())):
-        prefix = f"rows{i}."
-        shard.load_rows({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+        shard.load_rows(prefixed(state, f"rows{i}."))
         recorder.merge(shard)
     images.merge(shard_images)
 
