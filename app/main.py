@@ -10,6 +10,7 @@ import uvicorn
 
 from app.api.app import create_app
 from app.http_protocol import with_read_timeout
+from app.model_worker import ModelWorker
 from app.settings import Settings
 
 __all__ = ["create_app", "serve"]
@@ -17,9 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> None:
-    uvicorn.run(create_app(settings, after_start=freeze_startup_heap), host=settings.host, port=settings.port,
-                log_level=settings.log_level, timeout_keep_alive=settings.keep_alive_seconds,
-                http=with_read_timeout(settings.read_timeout_seconds))
+    """The server, with its model worker (`app/model_worker.py`) unless the `model_worker` setting is off; the
+    worker starts loading at once, beside the front."""
+    worker = ModelWorker(settings).start() if settings.model_worker else None
+    try:
+        uvicorn.run(create_app(settings, after_start=freeze_startup_heap, model_worker=worker), host=settings.host,
+                    port=settings.port, log_level=settings.log_level, timeout_keep_alive=settings.keep_alive_seconds,
+                    http=with_read_timeout(settings.read_timeout_seconds))
+    finally:
+        if worker is not None:  # the lifespan stopped it, unless the app never started
+            worker.stop()
 
 
 def freeze_startup_heap() -> None:

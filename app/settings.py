@@ -134,6 +134,17 @@ class Settings(BaseSettings):
         default=64 * 1024**2, ge=0,
         description="Memory for the images as models see them (PNGs), so each is decoded once while it stays.",
     )
+    model_worker: bool = Field(
+        default=True,
+        description="`fovea serve` runs model work (CAMs, predictions, live activations, feature visualisations) in "
+                    "a second process, so that reads never wait for a forward pass to let go of Python's lock; "
+                    "false: one process.")
+    model_worker_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="How much lower the model worker's CPU priority is than the reads' (Unix nice value).")
+    model_worker_timeout_seconds: float = Field(
+        default=600.0, gt=0,
+        description="Longest the server waits for the model worker's answer to a request (504 past it).")
     compute_concurrency: int = Field(
         default=16, ge=1,
         description="Requests that run a model (CAMs, predictions, live activations) at once, computing or waiting for "

@@ -15,6 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
+from app.api.forwarding import ForwardModelWork, document_forwarding
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
 from app.atlas.dictionary_store import DictionaryStore
@@ -25,6 +26,7 @@ from app.atlas.registry import AtlasRegistry
 from app.atlas.search import Search
 from app.engine.devices import resolve_device
 from app.lru import LruCache
+from app.model_worker import ModelWorker
 from app.settings import FRONTEND_DIR, Settings
 from app.store.store import load_store
 from app.studio.inputs import InputCache
@@ -35,9 +37,12 @@ from app.uploads.store import UploadStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, after_start: Callable[[], None] | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, after_start: Callable[[], None] | None = None,
+               model_worker: ModelWorker | None = None) -> FastAPI:
     """`after_start` runs once everything has loaded, before the first request (a process-wide step that
-    only the process's owner may take, such as `fovea serve` freezing the heap)."""
+    only the process's owner may take, such as `fovea serve` freezing the heap). With a started
+    `model_worker`, requests that run a model are forwarded to it (`forwarding.py`); the lifespan waits for
+    it to answer before serving, and stops it on shutdown."""
     settings = settings or Settings()
     device = resolve_device(settings.device)  # fail here, before serving, when the device does not exist
 
@@ -58,12 +63,14 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
         app.state.search = Search()
         app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
         app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
+        if model_worker is not None:
+            await run_in_threadpool(model_worker.wait_ready)
         if after_start is not None:
             after_start()
         try:
             yield
         finally:
-            for job in (app.state.indexer, app.state.renderer):
+            for job in (app.state.indexer, app.state.renderer, model_worker):
                 if job is not None:
                     await run_in_threadpool(job.stop)
 
@@ -81,7 +88,11 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     # A note's JSON: up to 4 bytes per character in UTF-8, 6 escaped, plus its author and keys.
     app.add_middleware(BodyLimit, path_suffix="/notes", limit=6 * settings.note_max_chars + 2048, multipart=False)
+    if model_worker is not None:
+        app.add_middleware(ForwardModelWork, routers=ROUTERS, socket=model_worker.socket,
+                           timeout=settings.model_worker_timeout_seconds)
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
+    document_forwarding(ROUTERS)  # before the routers are included: FastAPI copies what they declare
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", RevalidatedStaticFiles(directory=FRONTEND_DIR), name="static")

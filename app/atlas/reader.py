@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,16 @@ def read_meta(folder: Path) -> dict:
 
 
 class Atlas:
-    """A current atlas (app/atlas/registry.py `is_current`): an older one's tables may differ."""
+    """A current atlas (app/atlas/registry.py `is_current`): an older one's tables may differ.
+
+    A finished atlas never changes (a rebuild renames a new folder into place, and the registry opens a new
+    Atlas), so each thread keeps its connection and the arrays stay open: a unit's page costs queries and
+    slices, not file opens."""
 
     def __init__(self, folder: Path):
         self.folder = folder
+        self._threads = threading.local()  # each thread's connection (sqlite3's stay in their thread)
+        self._arrays: dict[tuple[int, str], np.ndarray | dict[str, np.ndarray]] = {}
         self.meta = read_meta(folder)
         with self._connect() as db:
             indexed = [AtlasLayer(*row) for row in db.execute(
@@ -55,17 +62,29 @@ class Atlas:
         self.dataset_root = Path(self.meta["dataset_root"])
 
     def _connect(self) -> sqlite3.Connection:
-        # One short read-only connection per call: safe from any thread, never locks a writer out.
-        db = sqlite3.connect(f"file:{catalog(self.folder)}?mode=ro", uri=True)
-        db.row_factory = sqlite3.Row
+        """This thread's read-only connection (it holds no lock between queries)."""
+        db = getattr(self._threads, "db", None)
+        if db is None:
+            db = self._threads.db = sqlite3.connect(f"file:{catalog(self.folder)}?mode=ro", uri=True)
+            db.row_factory = sqlite3.Row
         return db
 
     def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        db = self._connect()
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
+        return self._connect().execute(sql, params).fetchall()
+
+    def _array(self, layer: AtlasLayer, part: str) -> np.ndarray:
+        """A layer's .npy file, memory-mapped once."""
+        key = (layer.idx, part)
+        if key not in self._arrays:  # two threads may both map it; either mapping serves
+            self._arrays[key] = np.load(layer_file(self.folder, layer.idx, part), mmap_mode="r")
+        return self._arrays[key]
+
+    def _histograms(self, layer: AtlasLayer) -> dict[str, np.ndarray]:
+        key = (layer.idx, "histogram.npz")
+        if key not in self._arrays:  # small: a few numbers per unit, read whole once
+            with np.load(layer_file(self.folder, layer.idx, "histogram.npz")) as data:
+                self._arrays[key] = {name: data[name] for name in data.files}
+        return self._arrays[key]
 
     def layer(self, name: str, kind: str = CHANNEL) -> AtlasLayer:
         if not is_kind_name(kind):
@@ -122,24 +141,24 @@ class Atlas:
 
     def maps(self, layer: AtlasLayer, unit: int) -> np.ndarray:
         """The unit's activation map on each of its top-k images, (k, h, w) float16."""
-        return np.load(layer_file(self.folder, layer.idx, "maps.npy"), mmap_mode="r")[unit]
+        return self._array(layer, "maps.npy")[unit]
 
     def pooled(self, layer: AtlasLayer) -> np.ndarray:
         """(images, units) float16 spatial means of every dataset image, memory-mapped."""
-        return np.load(layer_file(self.folder, layer.idx, "pooled.npy"), mmap_mode="r")
+        return self._array(layer, "pooled.npy")
 
     def top_maps(self, layer: AtlasLayer, units: list[int]) -> np.ndarray:
         """Each unit's map on its top image, (len(units), h, w) float16."""
-        return np.load(layer_file(self.folder, layer.idx, "maps.npy"), mmap_mode="r")[units, 0]
+        return self._array(layer, "maps.npy")[units, 0]
 
     def histogram(self, layer: AtlasLayer, unit: int) -> dict:
         """The unit's activation histogram over the range it occupies, with the exact count of zeros apart."""
-        with np.load(layer_file(self.folder, layer.idx, "histogram.npz")) as data:
-            used, zeros = int(data["used"][unit]), int(data["zeros"][unit])
-            if used == 0:
-                return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
-            return {"edges": data["edges"][unit, :used + 1].tolist(), "counts": data["counts"][unit, :used].tolist(),
-                    "zeros": zeros}
+        data = self._histograms(layer)
+        used, zeros = int(data["used"][unit]), int(data["zeros"][unit])
+        if used == 0:
+            return {"edges": [0.0, 0.0], "counts": [0], "zeros": zeros}
+        return {"edges": data["edges"][unit, :used + 1].tolist(), "counts": data["counts"][unit, :used].tolist(),
+                "zeros": zeros}
 
     def class_histogram(self, rows: list[sqlite3.Row]) -> list[dict]:
         """How often each label occurs among the given top-k rows, most common first."""

@@ -31,7 +31,7 @@ from app.api.features import dictionary_of, unit_maps
 from app.api.image_refs import ImageRef, get_image
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
-from app.api.routers.units import DatasetQuery, KindQuery, get_atlas
+from app.api.routers.units import DatasetQuery, KindQuery, find_atlas
 from app.api.schemas import FiredUnits, ImageInfo, Predictions, UploadReceipt
 from app.atlas.fired import rank_fired_units
 from app.atlas.kinds import CHANNEL
@@ -146,7 +146,7 @@ def read_fired_units(
 ) -> FastJSONResponse:
     loaded = store.ready(model)
     loaded.layer(layer)
-    atlas = get_atlas(loaded, atlases, indexer, dataset)
+    atlas = find_atlas(loaded, atlases, indexer, dataset)
     indexed = atlas.layer(layer, kind)
     stored = dictionary_of(dictionaries, loaded, atlas, layer, kind)
     if unit is not None:

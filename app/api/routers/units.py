@@ -22,6 +22,7 @@ from app.api.features import feature_json
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
+from app.atlas.background import BackgroundIndexer
 from app.atlas.kinds import CHANNEL, KIND_DESCRIPTION, KIND_PATTERN
 from app.atlas.labels import ConceptScore, has_labels, layer_labels, unit_labels
 from app.atlas.reader import Atlas, AtlasLayer
@@ -43,8 +44,16 @@ DatasetQuery = Annotated[str | None, Query(description="Atlas dataset; default: 
 KindQuery = Annotated[str, Query(pattern=KIND_PATTERN, description=f"Kind of unit: {KIND_DESCRIPTION}.")]
 
 
-def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: AtlasesDep, indexer: IndexerDep,
-              dataset: DatasetQuery = None) -> Atlas:
+async def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: AtlasesDep, indexer: IndexerDep,
+                    dataset: DatasetQuery = None) -> Atlas:
+    """On the event loop, as the model and layer lookups are: a directory listing and a stat (an atlas's first
+    open reads its small metadata table), cheaper than a hop to a worker thread and back."""
+    return find_atlas(model, atlases, indexer, dataset)
+
+
+def find_atlas(model: LoadedModel, atlases: AtlasRegistry, indexer: BackgroundIndexer | None,
+               dataset: str | None) -> Atlas:
+    """The model's atlas on `dataset` (default: its first); while one is being built, the 409 says how far."""
     try:
         return atlases.get(model.id, dataset)
     except AtlasMissing as missing:
@@ -59,10 +68,10 @@ def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atlases: 
         raise missing from None
 
 
-def get_indexed_layer(model: Annotated[LoadedModel, Depends(get_ready_model)],
-                      layer: Annotated[LayerInfo, Depends(get_layer)],
-                      atlas: Annotated[Atlas, Depends(get_atlas)], registry: AtlasesDep,
-                      kind: KindQuery = CHANNEL) -> AtlasLayer:
+async def get_indexed_layer(model: Annotated[LoadedModel, Depends(get_ready_model)],
+                            layer: Annotated[LayerInfo, Depends(get_layer)],
+                            atlas: Annotated[Atlas, Depends(get_atlas)], registry: AtlasesDep,
+                            kind: KindQuery = CHANNEL) -> AtlasLayer:
     """The layer's units of `kind` in the request's atlas; when another of the model's atlases has the layer,
     the 404 says which."""
     try:

@@ -1,0 +1,129 @@
+"""The model worker: the process in which `fovea serve` runs model work (`app/api/forwarding.py` says why).
+
+It is the same app, with the same settings, served on a Unix socket in a folder only this user can open,
+less the first-start jobs (the front process builds and renders, and shows their progress). `fovea serve`
+starts it beside the front, the front's lifespan waits for it before serving and stops it when shutting
+down; meanwhile the front restarts it if it dies (forwarded requests answer 503 until it is back). A worker
+whose front has gone (even killed) removes its folder and exits by itself. Model work runs
+at a lower CPU priority (`model_worker_nice`), so the reads that the front answers go first.
+
+Run as `python -m app.model_worker SOCKET`, with the settings as JSON on its standard input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from app.allocator import tune_allocator
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+RESTART_SECONDS = 1.0  # between a worker's death and its replacement
+PARENT_POLL_SECONDS = 1.0
+
+
+class ModelWorker:
+    """The front's handle on its worker process: start, wait until it answers, keep it running, stop."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._folder = Path(tempfile.mkdtemp(prefix="fovea-model-worker-"))  # mode 0700: this user only
+        self.socket = self._folder / "worker.sock"
+        self._process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor = threading.Thread(target=self._supervise, name="fovea-model-worker", daemon=True)
+
+    def start(self) -> ModelWorker:
+        self._spawn()
+        self._supervisor.start()
+        return self
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._process = subprocess.Popen([sys.executable, "-m", "app.model_worker", str(self.socket)],
+                                             stdin=subprocess.PIPE)
+            self._process.stdin.write(self._settings.model_dump_json().encode())
+            self._process.stdin.close()
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            code = self._process.wait()
+            if self._stopping.wait(RESTART_SECONDS):
+                return
+            log.error("the model worker exited with %s; starting another", code)
+            self._spawn()
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Returns once the worker answers; raises if it does not within `timeout` s (loading every model)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), timeout=5) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("http://fovea-model-worker/api/health",
+                                  headers={"host": "127.0.0.1"}).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"the model worker did not answer within {timeout:g} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the worker and removes its socket's folder (again: harmless)."""
+        self._stopping.set()
+        with self._lock:
+            process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """The front's settings, less its first-start jobs."""
+    return settings.model_copy(update={"auto_index_demo": False, "auto_visualize_demo": False})
+
+
+def _exit_with_parent(socket: Path) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    shutil.rmtree(socket.parent, ignore_errors=True)  # the front died before it could
+    os._exit(0)  # nobody can reach this socket any more
+
+
+def main(socket: str) -> None:
+    tune_allocator()  # as `fovea` does, before torch is imported: this process runs the forward passes
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.main import freeze_startup_heap
+
+    settings = worker_settings(Settings(**json.loads(sys.stdin.read())))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s [model worker]: %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(Path(socket),), name="fovea-parent-watch", daemon=True).start()
+    if settings.model_worker_nice:
+        os.nice(settings.model_worker_nice)
+    uvicorn.run(create_app(settings, after_start=freeze_startup_heap), uds=socket, log_level=settings.log_level,
+                timeout_keep_alive=settings.keep_alive_seconds, access_log=False)  # the front logs each request
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

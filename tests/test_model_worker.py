@@ -1,0 +1,150 @@
+"""`fovea serve` answers reads itself and forwards model work to its model worker, a process of its own
+(app/api/forwarding.py, app/model_worker.py): which routes go, what comes back, and what happens when either
+process dies. (Every end-to-end test over a live server also goes through it: CAMs, progress polls, a client
+that walks away from Score-CAM, the browser journeys, the schema fuzz.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.routing import Match
+
+from app.api.forwarding import runs_models
+from app.api.routers import ROUTERS
+from tests.conftest import DEMO_MODELS_ONLY_ARGS, copy_demo_atlas
+from tests.live_server import live_server_process
+
+CAM = ("/api/images/demo:3/cam", {"model": "shapes-cnn", "layer": "block4", "methods": "gradcam"})
+UNIT = "/api/models/shapes-cnn/layers/block4/units/5"
+
+
+def route_for(method: str, path: str):
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
+    for route in (route for router in ROUTERS for route in router.routes):
+        if route.matches(scope)[0] is Match.FULL:
+            return route
+    raise AssertionError(f"no route answers {method} {path}")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/images/demo:3/cam"),
+    ("GET", "/api/images/demo:3/predictions"),
+    ("GET", "/api/images/upload-abc/units"),
+    ("GET", "/api/models/shapes-cnn/layers/block4/units/5/activation.png"),
+    ("GET", "/api/models/shapes-cnn/layers/block4/receptive-field"),
+    ("GET", "/api/models/shapes-cnn/layers/block4/units/5/visualization.png"),
+    ("GET", "/api/progress/some-token"),
+])
+def test_routes_that_run_a_model_or_follow_its_work_are_forwarded(method, path):
+    assert runs_models(route_for(method, path))
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", UNIT),
+    ("GET", "/api/models/shapes-cnn/layers/block4/units"),
+    ("GET", "/api/datasets/demo/images/3"),
+    ("POST", "/api/images"),
+    ("GET", "/api/search"),
+    ("GET", "/api/models/shapes-cnn/layers/block4/units/5/notes"),
+    ("GET", "/api/health"),
+])
+def test_reads_and_writes_stay_in_the_front(method, path):
+    assert not runs_models(route_for(method, path))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def model_worker(front: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in children(front):
+            try:
+                if b"app.model_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+            except OSError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"no model worker under process {front}")
+
+
+def nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # exited; its parent (the test) has not reaped it
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the model worker through /proc")
+def test_model_work_is_answered_by_the_worker_which_is_restarted_and_dies_with_its_front(
+        shared_demo_atlas, tmp_path):
+    root = copy_demo_atlas(shared_demo_atlas, tmp_path)
+    with live_server_process(root / "data", *DEMO_MODELS_ONLY_ARGS,
+                             env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as (base, front), \
+            httpx.Client(base_url=base, timeout=60) as http:
+        worker = model_worker(front.pid)
+        assert nice(worker) == nice(front.pid) + 10  # model_worker_nice: the front's reads go first
+        folder = Path(Path(f"/proc/{worker}/cmdline").read_bytes().decode().split("\0")[3]).parent  # its socket's
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # no other user can reach the worker
+
+        cam = http.get(CAM[0], params=CAM[1])
+        assert cam.status_code == 200, cam.text
+        assert cam.json()["layer"] == "block4" and cam.headers["fovea-batch-size"] == "1"
+        assert len(cam.headers.get_list("date")) == 1  # the front's own, not the worker's as well
+        assert http.get(CAM[0], params=CAM[1], headers={"If-None-Match": cam.headers["etag"]}).status_code == 304
+        refused = http.get("/api/images/demo:3/cam", params={"model": "nope"})
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+
+        os.kill(worker, signal.SIGKILL)
+        assert gone(worker, 10)
+        down = http.get(CAM[0], params=CAM[1])
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "model_worker_unavailable" and down.headers["retry-after"] == "1"
+        assert http.get(UNIT).status_code == 200  # reads never needed the worker
+
+        deadline = time.monotonic() + 60
+        while (again := http.get(CAM[0], params=CAM[1])).status_code == 503:
+            assert time.monotonic() < deadline, "the model worker was not restarted"
+            time.sleep(0.2)
+        assert again.status_code == 200
+        assert [m["raw"] for m in again.json()["maps"]] == [m["raw"] for m in cam.json()["maps"]]
+        restarted = model_worker(front.pid)
+        assert restarted != worker
+
+        os.kill(front.pid, signal.SIGKILL)  # no shutdown runs: the worker notices on its own
+        assert gone(restarted, 10), "the model worker outlived its front"
+        assert not folder.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the model worker through /proc")
+def test_a_front_stopped_by_sigterm_stops_its_worker_and_removes_its_socket(tmp_path):
+    with live_server_process(tmp_path / "data", "--no-builtin-models") as (_base, front):
+        worker = model_worker(front.pid)
+        folder = Path(Path(f"/proc/{worker}/cmdline").read_bytes().decode().split("\0")[3]).parent
+        front.terminate()  # uvicorn shuts down, then raises the signal again: only the lifespan can clean up
+        front.wait(30)
+        assert gone(worker, 1) and not folder.exists()
