@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import sys
 import time
-from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,14 +57,38 @@ class Demo:
 
 @dataclass
 class Results:
-    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    started: dict[str, list[float]] = field(default_factory=dict)  # perf_counter at send (one clock for all)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, started: float, seconds: float) -> None:
+        self.seconds.setdefault(kind, []).append(seconds)
+        self.started.setdefault(kind, []).append(started)
+
+    def fail(self, kind: str, message: str) -> None:
+        self.errors.setdefault(kind, []).append(message)
+
+    def merge(self, other: Results) -> None:
+        for mine, theirs in ((self.seconds, other.seconds), (self.started, other.started),
+                             (self.errors, other.errors)):
+            for kind, values in theirs.items():
+                mine.setdefault(kind, []).extend(values)
 
     def summary(self, kind: str) -> dict:
         times = np.array(self.seconds.get(kind, []))
         return {"n": int(times.size), "errors": len(self.errors.get(kind, [])),
                 "p50_ms": float(np.percentile(times, 50) * 1000) if times.size else None,
-                "p99_ms": float(np.percentile(times, 99) * 1000) if times.size else None}
+                "p99_ms": float(np.percentile(times, 99) * 1000) if times.size else None,
+                "slow_seconds": self.slow_seconds(kind)}
+
+    def slow_seconds(self, kind: str) -> int | None:
+        """In how many distinct seconds of the run the requests slower than the p99 were sent: a few means
+        stalls that held everything at once, many means a tail spread over the run."""
+        times = np.array(self.seconds.get(kind, []))
+        if not times.size:
+            return None
+        slow = np.array(self.started[kind])[times > np.percentile(times, 99)]
+        return len({int(start) for start in slow})
 
 
 def request_for(kind: str, demo: Demo, rng: random.Random) -> tuple[str, dict]:
@@ -93,12 +118,12 @@ async def timed(client: httpx.AsyncClient, kind: str, demo: Demo, rng: random.Ra
         response = await client.get(path, params=params)
         await response.aread()
         if response.status_code != 200:
-            results.errors[kind].append(f"{response.status_code} {path} {response.text[:200]}")
+            results.fail(kind, f"{response.status_code} {path} {response.text[:200]}")
             return
     except httpx.HTTPError as exc:
-        results.errors[kind].append(f"{type(exc).__name__} {path}: {exc}")
+        results.fail(kind, f"{type(exc).__name__} {path}: {exc}")
         return
-    results.seconds[kind].append(time.perf_counter() - started)
+    results.add(kind, started, time.perf_counter() - started)
 
 
 def warm_up(base: str, demo: Demo) -> float:
@@ -124,24 +149,53 @@ async def alone(base: str, demo: Demo, per_kind: int, seed: int) -> Results:
     return results
 
 
-async def under_load(base: str, demo: Demo, clients: int, seconds: float, seed: int) -> tuple[Results, float]:
-    """`clients` clients, each sending its next request as soon as its last is answered, for `seconds`."""
-    results = Results()
+async def under_load(base: str, demo: Demo, clients: range, total: int, start_at: float, seconds: float,
+                     ramp: float, seed: int) -> tuple[Results, Results]:
+    """Clients number `clients` of `total`, each sending its next request as soon as its last is answered.
+    Client n starts at `start_at` + `ramp` * n / `total` (a perf_counter time), as load tools ramp users up;
+    what is asked before the last one has started (the ramp) is kept apart from what is asked in the
+    `seconds` after (the load). With `ramp` 0 they all send their first request at the same instant, and that
+    burst is part of the load."""
+    ramp_results, results = Results(), Results()
     kinds, weights = list(MIX), list(MIX.values())
-    deadline = time.perf_counter() + seconds
+    loaded_from, deadline = start_at + ramp, start_at + ramp + seconds
     # Idle connections are dropped by the client before the server's keep-alive (keep_alive_seconds, 5 s) closes
     # them: at equal timeouts a request can go out on a connection the server is closing (a ReadError, never
     # seen by the server; browsers resend a GET there, httpx does not).
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
+    limits = httpx.Limits(max_connections=len(clients), max_keepalive_connections=len(clients), keepalive_expiry=2.0)
 
-    async def client_loop(client: httpx.AsyncClient, rng: random.Random) -> None:
-        while time.perf_counter() < deadline:
-            await timed(client, rng.choices(kinds, weights)[0], demo, rng, results)
+    async def client_loop(n: int, client: httpx.AsyncClient, rng: random.Random) -> None:
+        await asyncio.sleep(max(0.0, start_at + ramp * n / total - time.perf_counter()))
+        while (now := time.perf_counter()) < deadline:
+            await timed(client, rng.choices(kinds, weights)[0], demo, rng,
+                        results if now >= loaded_from else ramp_results)
 
-    started = time.perf_counter()
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
-        await asyncio.gather(*(client_loop(client, random.Random(seed + 1 + n)) for n in range(clients)))
-    return results, time.perf_counter() - started
+        await asyncio.gather(*(client_loop(n, client, random.Random(seed + 1 + n)) for n in clients))
+    return ramp_results, results
+
+
+def client_process(*args) -> tuple[Results, Results, float]:
+    """One client process's share of `under_load`, and the CPU seconds it used."""
+    ramped, loaded = asyncio.run(under_load(*args))
+    return ramped, loaded, time.process_time()
+
+
+def run_clients(base: str, demo: Demo, clients: int, processes: int, seconds: float, ramp: float,
+                seed: int) -> tuple[Results, Results, float]:
+    """`under_load` over `processes` client processes (forked: they share the mix and the clock). One Python
+    event loop serving 64 connections adds its own queueing to what it measures; a browser per user does
+    not, so the clients are spread over a few loops."""
+    start_at = time.perf_counter() + 1.0  # every process has started by then
+    shares = [range(n, clients, processes) for n in range(processes)]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        outcomes = list(pool.map(client_process, *zip(*[(base, demo, share, clients, start_at, seconds, ramp, seed)
+                                                        for share in shares])))
+    ramped, loaded = Results(), Results()
+    for ramp_part, load_part, _ in outcomes:
+        ramped.merge(ramp_part)
+        loaded.merge(load_part)
+    return ramped, loaded, sum(cpu for *_, cpu in outcomes)
 
 
 def wait_for_demo_atlases(base: str, timeout: float) -> Demo:
@@ -197,6 +251,8 @@ def report(alone_results: Results, loaded: Results, clients: int, seconds: float
     for kind, messages in errors.items():
         for message in messages[:3]:
             print(f"error ({kind}): {message}")
+    slow = rows[TARGET_KIND]["load"]["slow_seconds"]
+    print(f"{TARGET_KIND} requests over its p99 under load were sent in {slow} distinct seconds of {seconds:g}")
     target = rows[TARGET_KIND]["p99_ratio"]
     met = target is not None and target <= TARGET_RATIO and total_errors == 0
     print(f"target: {TARGET_KIND} p99 under load within {TARGET_RATIO:g}x of alone, 0 errors -> "
@@ -212,11 +268,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (the server's model worker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except OSError:  # a process that ended while we looked
+            continue
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the clients run together")
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--alone", type=int, default=30, help="requests of each kind from one client first")
+    parser.add_argument("--client-processes", type=int, default=4, help="event loops the clients are spread over")
+    parser.add_argument("--alone", type=int, default=100, help="requests of each kind from one client first")
+    parser.add_argument("--ramp", type=float, default=5.0,
+                        help="seconds over which the clients start, before the measured load; 0: all at once")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "fovea-bench-load" / "data",
                         help="the server's data directory; its demo atlases are kept for the next run")
     parser.add_argument("--seed", type=int, default=0)
@@ -225,6 +296,7 @@ def main() -> None:
     parser.add_argument("--mix", help="weights in the mix under load, e.g. unit=30,image=30,gradcam=17 (kinds "
                                       f"left out are not asked for); default: {default_mix}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--trace", type=Path, help="also write every request under load here: kind, start (s), ms")
     args = parser.parse_args()
     if args.mix:
         weights = dict(part.split("=") for part in args.mix.split(","))
@@ -235,8 +307,10 @@ def main() -> None:
         MIX.update({kind: int(weight) for kind, weight in weights.items()})
     args.data_dir.mkdir(parents=True, exist_ok=True)
     # The server's own defaults (compute_concurrency, threads, ...), as `fovea serve` runs; it builds the
-    # demo atlases in the background on its first start.
-    with live_server_process(args.data_dir, timeout=600) as (base, process):
+    # demo atlases in the background on its first start. Its other first-start job, rendering the demo models'
+    # feature visualisations (many minutes of CPU here), is off: it would run through both phases unequally.
+    with live_server_process(args.data_dir, timeout=600,
+                             env={"FOVEA_AUTO_VISUALIZE_DEMO": "false"}) as (base, process):
         demo = wait_for_demo_atlases(base, args.build_timeout)
         print(f"server {base}; {sum(len(layers) for layers in demo.layers.values())} indexed layers, "
               f"{demo.images} images", flush=True)
@@ -245,13 +319,26 @@ def main() -> None:
         alone_results = asyncio.run(alone(base, demo, args.alone, args.seed))
         alone_seconds = time.perf_counter() - started
         print(f"alone: {alone_seconds:.1f} s; now {args.clients} clients for {args.seconds:g} s", flush=True)
-        client_cpu, server_cpu = time.process_time(), cpu_seconds(process.pid)
-        loaded, seconds = asyncio.run(under_load(base, demo, args.clients, args.seconds, args.seed))
-        # On a shared machine the two processes' share of the cores says whether the figures mean anything.
-        print(f"under load the server used {100 * (cpu_seconds(process.pid) - server_cpu) / seconds:.0f}% of a "
-              f"core, the clients' process {100 * (time.process_time() - client_cpu) / seconds:.0f}% "
-              f"({os.cpu_count()} cores)", flush=True)
-    figures = report(alone_results, loaded, args.clients, seconds, alone_seconds)
+        processes = [process.pid, *children(process.pid)]  # the front, then its model worker
+        started, server_cpu = time.perf_counter(), [cpu_seconds(pid) for pid in processes]
+        ramped, loaded, client_cpu = run_clients(base, demo, args.clients, args.client_processes, args.seconds,
+                                                 args.ramp, args.seed)
+        seconds = time.perf_counter() - started
+        # On a shared machine the processes' share of the cores says whether the figures mean anything.
+        used = [100 * (cpu_seconds(pid) - before) / seconds for pid, before in zip(processes, server_cpu)]
+        print(f"under load the server used {used[0]:.0f}% of a core, its model worker {sum(used[1:]):.0f}%, the "
+              f"{args.client_processes} client processes {100 * client_cpu / seconds:.0f}% ({os.cpu_count()} cores)",
+              flush=True)
+    if args.ramp:
+        during = ramped.summary(TARGET_KIND)
+        print(f"during the {args.ramp:g} s ramp ({args.clients} clients starting one after another): "
+              f"{TARGET_KIND} p50 {during['p50_ms']:.1f} ms, p99 {during['p99_ms']:.1f} ms, n {during['n']}")
+    figures = report(alone_results, loaded, args.clients, args.seconds, alone_seconds)
+    if args.trace:
+        first = min(min(starts) for starts in loaded.started.values())
+        args.trace.write_text("".join(f"{kind}\t{start - first:.4f}\t{1000 * seconds:.2f}\n"
+                                      for kind in loaded.seconds
+                                      for start, seconds in zip(loaded.started[kind], loaded.seconds[kind])))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.routing import Match
 
-from app.api.forwarding import runs_models
+from app.api.forwarding import api_routes, runs_models
 from app.api.routers import ROUTERS
 from tests.conftest import DEMO_MODELS_ONLY_ARGS, copy_demo_atlas
 from tests.live_server import live_server_process
@@ -26,7 +26,7 @@ UNIT = "/api/models/shapes-cnn/layers/block4/units/5"
 
 def route_for(method: str, path: str):
     scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
-    for route in (route for router in ROUTERS for route in router.routes):
+    for route in api_routes(ROUTERS):
         if route.matches(scope)[0] is Match.FULL:
             return route
     raise AssertionError(f"no route answers {method} {path}")

@@ -44,9 +44,14 @@ FORWARDING_ERRORS = {
 }
 
 
+def api_routes(routers: Sequence[APIRouter]) -> list[BaseRoute]:
+    """The routes of `routers` in the order the app includes them, so that matches are tried as it tries."""
+    return [route for router in routers for route in router.routes]
+
+
 def document_forwarding(routers: Sequence[APIRouter]) -> None:
     """Adds the answers that forwarding can give to the schema of each forwarded route (once per route)."""
-    for route in (route for router in routers for route in router.routes if runs_models(route)):
+    for route in filter(runs_models, api_routes(routers)):
         for status, doc in FORWARDING_ERRORS.items():
             route.responses.setdefault(status, doc)
 
@@ -61,9 +66,8 @@ def _depends_on(dependant: Dependant) -> bool:
 
 class ForwardModelWork:
     def __init__(self, app: ASGIApp, routers: Sequence[APIRouter], socket: Path, timeout: float):
-        """`routers`: the API's, in the order the app includes them (so matches are tried as the app tries)."""
         self.app, self._socket, self._timeout = app, socket, timeout
-        self._routes = [route for router in routers for route in router.routes]
+        self._routes = api_routes(routers)
         self._forwarded = {id(route) for route in self._routes if runs_models(route)}
         self._client: httpx.AsyncClient | None = None  # made in the server's event loop, on first use
         logging.getLogger("httpx").setLevel(logging.WARNING)  # the access log already has each request

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
     MODEL_UNAVAILABLE,
@@ -185,7 +186,7 @@ def list_units(
 
 @router.get("/layers/{layer}/units/{unit}", response_model=UnitDetail, responses=ERRORS,
             summary="One unit: statistics, top images, similar units")
-def read_unit(
+async def read_unit(
     model: Annotated[LoadedModel, Depends(get_ready_model)],
     layer: Annotated[LayerInfo, Depends(get_layer)],
     atlas: Annotated[Atlas, Depends(get_atlas)],
@@ -196,13 +197,17 @@ def read_unit(
     unit: Annotated[UnitIndex, Path(description="The unit's index: a channel, or a feature of a dictionary.")],
     k: Annotated[int | None, Query(ge=1, description="How many top images (default: all the atlas kept).")] = None,
 ) -> FastJSONResponse:
+    """On the event loop: a few indexed reads of a finished atlas (well under a millisecond), where a hop to a
+    worker thread and back cost about a millisecond more and, under load, queued reads behind each other
+    (docs/benchmarks.md, Load)."""
     row = atlas.unit(indexed, unit)
     if k is not None and k > atlas.meta["k"]:
         raise InvalidInput(f"k={k} is more than this atlas kept ({atlas.meta['k']}); rebuild it with "
                            f"`fovea index {model.id} --k {k}`", k=k, max=atlas.meta["k"])
     top = atlas.top_images(indexed, unit)[: k or atlas.meta["k"]]
     labels = model.labels
-    field = atlas.receptive_field(indexed) or model.receptive_field(layer.name)  # the atlas's: no model lock
+    # The atlas's, from its build; only an atlas without one needs the model (and its lock: in a thread).
+    field = atlas.receptive_field(indexed) or await run_in_threadpool(model.receptive_field, layer.name)
     images = f"/api/datasets/{atlas.dataset}/images"
     return FastJSONResponse({
         **unit_summary(model.id, indexed, atlas.dataset, row),
