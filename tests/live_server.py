@@ -55,9 +55,53 @@ def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | N
             time.sleep(0.2)
         yield base, process
     finally:
+        workers = model_workers(process.pid)  # none left to find if the test killed the server itself
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+    # Every stop checks the model worker's: uvicorn raises SIGTERM again after its shutdown, so only the app's
+    # lifespan can stop the worker and remove its socket's folder (app/model_worker.py).
+    for pid, folder in workers:
+        assert gone(pid, 10) and not folder.exists(), f"the model worker {pid} outlived its server, or its {folder}"
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that are still its children (Linux; none elsewhere)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(status.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(status.parent.name))
+        except OSError:  # a process that ended while we looked
+            continue
+    return found
+
+
+def model_workers(server: int) -> list[tuple[int, Path]]:
+    """(pid, socket folder) of the server's model worker, if it has one now: `python -m app.model_worker SOCKET`."""
+    found = []
+    for pid in children(server):
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if "app.model_worker" in arguments:
+            found.append((pid, Path(arguments[arguments.index("app.model_worker") + 1]).parent))
+    return found
+
+
+def gone(pid: int, timeout: float) -> bool:
+    """Whether `pid` exits within `timeout` s (a zombie that nobody has reaped yet counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)

@@ -1,7 +1,8 @@
 """`fovea serve` answers reads itself and forwards model work to its model worker, a process of its own
 (app/api/forwarding.py, app/model_worker.py): which routes go, what comes back, and what happens when either
 process dies. (Every end-to-end test over a live server also goes through it: CAMs, progress polls, a client
-that walks away from Score-CAM, the browser journeys, the schema fuzz.)"""
+that walks away from Score-CAM, the browser journeys, the schema fuzz; and each one's stop by SIGTERM checks
+that the worker went with it and left no socket folder: tests/live_server.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from starlette.routing import Match
 from app.api.forwarding import api_routes, runs_models
 from app.api.routers import ROUTERS
 from tests.conftest import DEMO_MODELS_ONLY_ARGS, copy_demo_atlas
-from tests.live_server import live_server_process
+from tests.live_server import gone, live_server_process, model_workers
 
 CAM = ("/api/images/demo:3/cam", {"model": "shapes-cnn", "layer": "block4", "methods": "gradcam"})
 UNIT = "/api/models/shapes-cnn/layers/block4/units/5"
@@ -58,45 +59,17 @@ def test_reads_and_writes_stay_in_the_front(method, path):
     assert not runs_models(route_for(method, path))
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(status.parent.name))
-    return found
-
-
-def model_worker(front: int, timeout: float = 60.0) -> int:
+def model_worker(front: int, timeout: float = 60.0) -> tuple[int, Path]:
+    """(pid, socket folder) of the front's model worker, once it has one (it is restarted after a kill)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in children(front):
-            try:
-                if b"app.model_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return pid
-            except OSError:
-                continue
+    while not (found := model_workers(front)):
+        assert time.monotonic() < deadline, f"no model worker under process {front}"
         time.sleep(0.1)
-    raise AssertionError(f"no model worker under process {front}")
+    return found[0]
 
 
 def nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True  # exited; its parent (the test) has not reaped it
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the model worker through /proc")
@@ -106,9 +79,8 @@ def test_model_work_is_answered_by_the_worker_which_is_restarted_and_dies_with_i
     with live_server_process(root / "data", *DEMO_MODELS_ONLY_ARGS,
                              env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as (base, front), \
             httpx.Client(base_url=base, timeout=60) as http:
-        worker = model_worker(front.pid)
+        worker, folder = model_worker(front.pid)
         assert nice(worker) == nice(front.pid) + 10  # model_worker_nice: the front's reads go first
-        folder = Path(Path(f"/proc/{worker}/cmdline").read_bytes().decode().split("\0")[3]).parent  # its socket's
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # no other user can reach the worker
 
         cam = http.get(CAM[0], params=CAM[1])
@@ -132,19 +104,10 @@ def test_model_work_is_answered_by_the_worker_which_is_restarted_and_dies_with_i
             time.sleep(0.2)
         assert again.status_code == 200
         assert [m["raw"] for m in again.json()["maps"]] == [m["raw"] for m in cam.json()["maps"]]
-        restarted = model_worker(front.pid)
+        restarted, _ = model_worker(front.pid)
         assert restarted != worker
 
         os.kill(front.pid, signal.SIGKILL)  # no shutdown runs: the worker notices on its own
         assert gone(restarted, 10), "the model worker outlived its front"
         assert not folder.exists()
 
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the model worker through /proc")
-def test_a_front_stopped_by_sigterm_stops_its_worker_and_removes_its_socket(tmp_path):
-    with live_server_process(tmp_path / "data", "--no-builtin-models") as (_base, front):
-        worker = model_worker(front.pid)
-        folder = Path(Path(f"/proc/{worker}/cmdline").read_bytes().decode().split("\0")[3]).parent
-        front.terminate()  # uvicorn shuts down, then raises the signal again: only the lifespan can clean up
-        front.wait(30)
-        assert gone(worker, 1) and not folder.exists()
