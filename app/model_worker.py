@@ -54,10 +54,12 @@ class ModelWorker:
         with self._lock:
             if self._stopping.is_set():
                 return
-            self._process = subprocess.Popen([sys.executable, "-m", "app.model_worker", str(self.socket)],
-                                             stdin=subprocess.PIPE)
+            self._process = subprocess.Popen(self._command(), stdin=subprocess.PIPE)
             self._process.stdin.write(self._settings.model_dump_json().encode())
             self._process.stdin.close()
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "app.model_worker", str(self.socket)]
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -68,10 +70,14 @@ class ModelWorker:
             self._spawn()
 
     def wait_ready(self, timeout: float = 600.0) -> None:
-        """Returns once the worker answers; raises if it does not within `timeout` s (loading every model)."""
-        deadline = time.monotonic() + timeout
+        """Returns once the worker answers; raises if it does not within `timeout` s (loading every model), or
+        if the process it waits for exits first (a worker that cannot start would be restarted for ever)."""
+        deadline, process = time.monotonic() + timeout, self._process
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), timeout=5) as client:
             while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the model worker exited with {process.returncode} before it answered "
+                                       "(its log is above)")
                 try:
                     if client.get("http://fovea-model-worker/api/health",
                                   headers={"host": "127.0.0.1"}).status_code == 200:
@@ -97,8 +103,10 @@ class ModelWorker:
 
 
 def worker_settings(settings: Settings) -> Settings:
-    """The front's settings, less its first-start jobs."""
-    return settings.model_copy(update={"auto_index_demo": False, "auto_visualize_demo": False})
+    """The front's settings, less its first-start jobs, and any Host: the front checked it, and no one else can
+    reach the worker's socket."""
+    return settings.model_copy(update={"auto_index_demo": False, "auto_visualize_demo": False,
+                                       "allowed_hosts": ["*"]})
 
 
 def _exit_with_parent(socket: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from starlette.routing import Match
 
 from app.api.forwarding import api_routes, runs_models
 from app.api.routers import ROUTERS
+from app.model_worker import ModelWorker, worker_settings
+from app.settings import Settings
 from tests.conftest import DEMO_MODELS_ONLY_ARGS, copy_demo_atlas
 from tests.live_server import gone, live_server_process, model_workers
 
@@ -111,3 +114,26 @@ def test_model_work_is_answered_by_the_worker_which_is_restarted_and_dies_with_i
         assert gone(restarted, 10), "the model worker outlived its front"
         assert not folder.exists()
 
+
+
+class ExitingWorker(ModelWorker):
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+
+def test_a_worker_that_cannot_start_fails_the_start_at_once_instead_of_restarting_for_ever(tmp_path):
+    worker = ExitingWorker(Settings(data_dir=tmp_path)).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="exited with 3 before it answered"):
+            worker.wait_ready(timeout=60)
+        assert time.monotonic() - started < 30
+    finally:
+        worker.stop()
+
+
+def test_the_worker_answers_any_host_the_front_let_through():
+    """The front checks the Host header; the worker's socket is reachable from this user only, and its
+    readiness check must pass whatever allowed_hosts says (a server on 0.0.0.0 allowing only its DNS name)."""
+    front = Settings(host="0.0.0.0", allowed_hosts=["fovea.example.org"])
+    assert worker_settings(front).trusted_hosts() == ["*"]
