@@ -38,7 +38,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.live_server import live_server_process  # noqa: E402
+from tests.live_server import children, live_server_process  # noqa: E402
 
 DEMO_MODELS = ("shapes-cnn", "shapes-mobilenet")
 # kind -> weight in the mix under load; the alone phase asks each kind `--alone` times (Score-CAM a fifth).
@@ -266,18 +266,6 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process, all its threads (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    """The processes `pid` started (the server's model worker)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except OSError:  # a process that ended while we looked
-            continue
-    return found
 
 
 def main() -> None:
