@@ -29,7 +29,9 @@ from app.allocator import tune_allocator
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-RESTART_SECONDS = 1.0  # between a worker's death and its replacement
+RESTART_SECONDS = 1.0  # between a worker's death and its replacement; doubled while each dies young
+RESTART_MAX_SECONDS = 60.0
+YOUNG_SECONDS = 30.0  # a worker that dies sooner than this after its start is crashing, not unlucky
 PARENT_POLL_SECONDS = 1.0
 
 
@@ -62,11 +64,16 @@ class ModelWorker:
         return [sys.executable, "-m", "app.model_worker", str(self.socket)]
 
     def _supervise(self) -> None:
-        while not self._stopping.is_set():
+        delay = 0.0
+        while True:
+            started = time.monotonic()
             code = self._process.wait()
-            if self._stopping.wait(RESTART_SECONDS):
+            if self._stopping.is_set():
                 return
-            log.error("the model worker exited with %s; starting another", code)
+            delay = restart_delay(delay, time.monotonic() - started)
+            log.error("the model worker exited with %s; starting another in %g s", code, delay)
+            if self._stopping.wait(delay):
+                return
             self._spawn()
 
     def wait_ready(self, timeout: float = 600.0) -> None:
@@ -100,6 +107,15 @@ class ModelWorker:
                 process.kill()
                 process.wait()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def restart_delay(previous: float, lived: float) -> float:
+    """Seconds before the next worker, after one that ran `lived` s and was started `previous` s after the one
+    before: 1 s, doubled while each dies young (a worker that cannot load its models would otherwise be
+    restarted, and log its failure, every second), up to a minute."""
+    if lived >= YOUNG_SECONDS or previous == 0.0:
+        return RESTART_SECONDS
+    return min(2 * previous, RESTART_MAX_SECONDS)
 
 
 def worker_settings(settings: Settings) -> Settings:

@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from app.api.forwarding import api_routes, runs_models
 from app.api.routers import ROUTERS
-from app.model_worker import ModelWorker, worker_settings
+from app.model_worker import ModelWorker, restart_delay, worker_settings
 from app.settings import Settings
 from tests.conftest import DEMO_MODELS_ONLY_ARGS, copy_demo_atlas
 from tests.live_server import gone, live_server_process, model_workers
@@ -137,3 +137,12 @@ def test_the_worker_answers_any_host_the_front_let_through():
     readiness check must pass whatever allowed_hosts says (a server on 0.0.0.0 allowing only its DNS name)."""
     front = Settings(host="0.0.0.0", allowed_hosts=["fovea.example.org"])
     assert worker_settings(front).trusted_hosts() == ["*"]
+
+
+def test_a_worker_that_keeps_dying_young_is_restarted_less_and_less_often():
+    delays, delay = [], 0.0
+    for _ in range(8):
+        delay = restart_delay(delay, lived=2.0)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert restart_delay(60.0, lived=3600.0) == 1  # one that ran a while was unlucky: back to a second
