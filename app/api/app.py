@@ -61,10 +61,12 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
                                         settings.upload_decode_concurrency)
         app.state.notes = Notes(settings.data_dir)
         app.state.search = Search()
-        app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
-        app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
         if model_worker is not None:
             await run_in_threadpool(model_worker.wait_ready)
+        # The first-start jobs begin once the worker answers: at its lower priority it would otherwise wait for
+        # them, and the server with it (a first start answered after 36 s instead of 10 s on two cores).
+        app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
+        app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
         if after_start is not None:
             after_start()
         try:
