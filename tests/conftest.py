@@ -27,6 +27,11 @@ os.environ["FOVEA_ALLOWED_HOSTS"] = ",".join(["testserver", *Settings.model_fiel
 # the background: every one that finds a demo atlas would spend its CPU on hundreds of units while other tests
 # time out waiting. tests/test_first_renders.py turns it on where it is the subject.
 os.environ["FOVEA_AUTO_VISUALIZE_DEMO"] = "false"
+# Under pytest-xdist each worker, and every process its tests start, computes on one thread: PyTorch's default of a
+# thread per core, in every worker at once, oversubscribes the cores and makes the suite slower than one worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 # The bundled demo models without the bundled ImageNet model, whose load (layer discovery and the memory-format
@@ -153,9 +158,9 @@ def demo_server(tmp_path_factory):
     broken = root / "cards"
     broken.mkdir()
     (broken / "broken.toml").write_text('id = "broken"\nname = "Broken card"\n[architecture]\n')
-    # 400 demo images, not 2,000: the first start's atlases are built in a fifth of the time.
+    # 200 demo images, not 2,000: the first start's atlases are built in a tenth of the time.
     # Feature visualisations of 4 steps: every unit page asks for one, and each holds the model while it renders.
-    environment = {"FOVEA_DEMO_IMAGES": "400", "FOVEA_VISUALIZATION_STEPS": "4"}
+    environment = {"FOVEA_DEMO_IMAGES": "200", "FOVEA_VISUALIZATION_STEPS": "4"}
     with live_server(root / "data", "--model-dir", str(broken), env=environment) as base:
         yield base
 
@@ -189,9 +194,11 @@ def _drives_a_browser(function, helpers: list, seen: set) -> bool:
     return False
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """A test that drives Chromium (itself, through its fixtures or through the tests' helpers) is marked
     `browser`, whether or not its module says so: `-m 'not browser'` leaves out every one of them."""
+    _group_by_shared_fixtures(items)
     helpers = _browser_helpers()
     for item in items:
         if item.get_closest_marker("browser") or not hasattr(item, "obj"):
@@ -201,3 +208,16 @@ def pytest_collection_modifyitems(config, items):
         seen: set = set()
         if any(_drives_a_browser(function, helpers, seen) for function in functions):
             item.add_marker(pytest.mark.browser)
+
+
+# Session servers whose start is costly, in the order a test that uses several is grouped by.
+SHARED_SERVERS = ("demo_server", "scoring_server")
+
+
+def _group_by_shared_fixtures(items) -> None:
+    """Groups for pytest-xdist's `--dist loadgroup` (pyproject's addopts): the tests of one module run in one worker,
+    which sets up its module fixtures (servers, clusters, atlases) once, and so do all the tests of a session server."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((server for server in SHARED_SERVERS if server in fixtures), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))

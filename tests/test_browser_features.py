@@ -25,7 +25,8 @@ def server(tmp_path_factory):
     train_dictionary(model, dataset, DictionaryRequest(layer="block4", method="sae", size=48, sparsity=4, steps=40,
                                                        max_vectors=2000), settings.data_dir, batch_size=16)
     atlas = index_model(model, dataset, settings, layers=["block3", "block4"], k=8)
-    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4"}
+    # Model work in the server's own process: the browser tests of the session's demo server use a model worker.
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", "FOVEA_MODEL_WORKER": "false"}
     with live_server(settings.data_dir, *DEMO_MODELS_ONLY_ARGS, env=env) as base:
         yield base, atlas.name
 

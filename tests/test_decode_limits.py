@@ -224,7 +224,9 @@ def test_sixteen_crafted_uploads_at_once_stay_under_the_stated_ceiling(tmp_path)
     """16 different 39.7-megapixel 16-bit PNGs uploaded at once, then each one's model view at once, then one
     view asked for by 16 clients at once; every answer a success, the server's peak RSS under the ceiling."""
     images = [with_note(crafted_png(), str(n)) for n in range(16)]
-    with live_server_process(tmp_path / "data", env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as (base, process):
+    # One process (no model worker): its peak holds the uploads, the views and the models.
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_MODEL_WORKER": "false"}
+    with live_server_process(tmp_path / "data", env=env) as (base, process):
         started = peak_rss(process.pid)
         with httpx.Client(base_url=base, timeout=300) as http, ThreadPoolExecutor(16) as pool:
             uploaded = list(pool.map(lambda data: http.post("/api/images", files={"file": ("big.png", data)}),

@@ -71,7 +71,7 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("timeouts") / "data"
     data.mkdir()
     env = {"FOVEA_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT), "FOVEA_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE),
-           "FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_ALLOWED_HOSTS": "localhost"}
+           "FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_ALLOWED_HOSTS": "localhost", "FOVEA_MODEL_WORKER": "false"}
     with live_server(data, "--no-builtin-models", env=env) as base:
         yield base.removeprefix("http://").split(":")
 
