@@ -196,8 +196,9 @@ def _drives_a_browser(function, helpers: list, seen: set) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """A test that drives Chromium (itself, through its fixtures or through the tests' helpers) is marked
-    `browser`, whether or not its module says so: `-m 'not browser'` leaves out every one of them."""
+    """Each test gets its pytest-xdist group (below), and a test that drives Chromium (itself, through its
+    fixtures or through the tests' helpers) is marked `browser`, whether or not its module says so:
+    `-m 'not browser'` leaves out every one of them."""
     _group_by_shared_fixtures(items)
     helpers = _browser_helpers()
     for item in items:
