@@ -56,7 +56,9 @@ class ModelWorker:
         with self._lock:
             if self._stopping.is_set():
                 return
-            self._process = subprocess.Popen(self._command(), stdin=subprocess.PIPE)
+            # A session of its own: a Ctrl+C in the terminal, or a signal to the front's process group, reaches the
+            # front alone, which stops the worker; the worker, stopped at once beside it, would be restarted.
+            self._process = subprocess.Popen(self._command(), stdin=subprocess.PIPE, start_new_session=True)
             self._process.stdin.write(self._settings.model_dump_json().encode())
             self._process.stdin.close()
 

@@ -37,7 +37,9 @@ def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | N
                "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
     log = open(data_dir.parent / f"server-{port}.log", "w+")
     environment = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd)
+    # A process group of its own, as a server started from a terminal has: a test may signal the whole group.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd,
+                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -119,6 +119,22 @@ def test_model_work_is_answered_by_the_worker_which_is_restarted_and_dies_with_i
 
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the model worker through /proc")
+def test_ctrl_c_stops_the_front_and_its_worker_which_is_not_restarted(shared_demo_atlas, tmp_path):
+    """A terminal's Ctrl+C signals its whole foreground process group: the worker is in a session of its own, so
+    only the front gets it and stops the worker, which is not taken for a crash and restarted meanwhile."""
+    root = copy_demo_atlas(shared_demo_atlas, tmp_path)
+    with live_server_process(root / "data", *DEMO_MODELS_ONLY_ARGS,
+                             env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as (base, front):
+        worker, folder = model_worker(front.pid)
+        assert os.getsid(worker) == worker != os.getsid(front.pid)  # a session, so a process group, of its own
+        os.killpg(front.pid, signal.SIGINT)  # as a terminal's Ctrl+C; the group's shutdowns would race
+        front.wait(30)
+        assert gone(worker, 10) and not folder.exists()
+        log = (root / f"server-{base.rsplit(':', 1)[1]}.log").read_text()
+        assert "starting another" not in log and log.count("Started server process") == 2, log
+
+
 def test_the_first_start_jobs_begin_once_the_worker_answers(tmp_path, monkeypatch):
     """At its lower priority, a worker that starts beside the first start's atlas builds waits for them, and the
     server with it (36 s instead of 11 s to the first answer of a first start on two cores)."""
