@@ -38,6 +38,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # trial, forward passes at 260 px) is most of a store's start, some 5-10 s: for tests of the API over the demo
 # models and their atlas. As settings, and as `fovea serve` arguments.
 DEMO_MODELS_ONLY = {"builtin_models": False, "model_dirs": [BUILTIN_MODEL_DIR]}
+# Server settings for tests that are not about forwarding: model work in the server's own process, which starts
+# in half the time (the session servers, the schema fuzz and tests/test_model_worker.py keep the model worker).
+WITHOUT_MODEL_WORKER = {"FOVEA_MODEL_WORKER": "false"}
 DEMO_MODELS_ONLY_ARGS = ("--no-builtin-models", "--model-dir", str(BUILTIN_MODEL_DIR))
 
 

@@ -11,7 +11,7 @@ from app.settings import Settings
 from app.store.store import load_store
 from tests.atlas_helpers import two_datasets
 from tests.browser import browser, screenshot, watched_page
-from tests.conftest import DEMO_MODELS_ONLY_ARGS
+from tests.conftest import DEMO_MODELS_ONLY_ARGS, WITHOUT_MODEL_WORKER
 from tests.live_server import live_server
 from tests.test_saturation import clamped_card
 
@@ -31,9 +31,8 @@ def server(tmp_path_factory):
     index_model(store.ready("shapes-cnn"), scan_folder(beta, name="beta"), settings,
                 layers=["block2", "block4"], k=4)
     index_model(store.ready("clamped"), scan_folder(root / "squares", name="squares"), settings, layers=["1"], k=4)
-    # Unit pages render a feature visualisation. Model work in the server's own process: the browser tests of the
-    # session's demo server go through a model worker.
-    environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", "FOVEA_MODEL_WORKER": "false"}
+    # Unit pages render a feature visualisation.
+    environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", **WITHOUT_MODEL_WORKER}
     with live_server(root / "data", *DEMO_MODELS_ONLY_ARGS, "--model-dir", str(cards), env=environment) as base:
         yield base
 

@@ -11,7 +11,7 @@ from app.atlas.dictionaries import DictionaryRequest, train_dictionary
 from app.atlas.indexer import index_model
 from tests.atlas_helpers import small_atlas
 from tests.browser import browser, screenshot, watched_page
-from tests.conftest import DEMO_MODELS_ONLY_ARGS
+from tests.conftest import DEMO_MODELS_ONLY_ARGS, WITHOUT_MODEL_WORKER
 from tests.live_server import live_server
 
 pytestmark = pytest.mark.browser
@@ -25,8 +25,7 @@ def server(tmp_path_factory):
     train_dictionary(model, dataset, DictionaryRequest(layer="block4", method="sae", size=48, sparsity=4, steps=40,
                                                        max_vectors=2000), settings.data_dir, batch_size=16)
     atlas = index_model(model, dataset, settings, layers=["block3", "block4"], k=8)
-    # Model work in the server's own process: the browser tests of the session's demo server use a model worker.
-    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", "FOVEA_MODEL_WORKER": "false"}
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", **WITHOUT_MODEL_WORKER}
     with live_server(settings.data_dir, *DEMO_MODELS_ONLY_ARGS, env=env) as base:
         yield base, atlas.name
 

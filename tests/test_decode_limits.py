@@ -32,7 +32,7 @@ from app.errors import PayloadTooLarge
 from app.settings import Settings
 from app.uploads.decode import decode_rgb, read_header
 from app.uploads.store import UploadStore
-from tests.conftest import DEMO_MODELS_ONLY
+from tests.conftest import DEMO_MODELS_ONLY, WITHOUT_MODEL_WORKER
 from tests.live_server import live_server_process
 from tests.test_allocator import glibc_only
 from tests.test_api import assert_error
@@ -225,7 +225,7 @@ def test_sixteen_crafted_uploads_at_once_stay_under_the_stated_ceiling(tmp_path)
     view asked for by 16 clients at once; every answer a success, the server's peak RSS under the ceiling."""
     images = [with_note(crafted_png(), str(n)) for n in range(16)]
     # One process (no model worker): its peak holds the uploads, the views and the models.
-    env = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_MODEL_WORKER": "false"}
+    env = {"FOVEA_AUTO_INDEX_DEMO": "false", **WITHOUT_MODEL_WORKER}
     with live_server_process(tmp_path / "data", env=env) as (base, process):
         started = peak_rss(process.pid)
         with httpx.Client(base_url=base, timeout=300) as http, ThreadPoolExecutor(16) as pool:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.api.trusted_hosts import host_name
 from app.settings import Settings
+from tests.conftest import WITHOUT_MODEL_WORKER
 from tests.live_server import live_server
 from tests.test_api import assert_error
 from tests.test_uploads import encode, gradient
@@ -71,7 +72,7 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("timeouts") / "data"
     data.mkdir()
     env = {"FOVEA_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT), "FOVEA_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE),
-           "FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_ALLOWED_HOSTS": "localhost", "FOVEA_MODEL_WORKER": "false"}
+           "FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_ALLOWED_HOSTS": "localhost", **WITHOUT_MODEL_WORKER}
     with live_server(data, "--no-builtin-models", env=env) as base:
         yield base.removeprefix("http://").split(":")
 
