@@ -131,9 +131,16 @@ def _over_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
+# 0..65535 -> 0..255, rounded (v / 257 is never halfway between two integers), read from a table with np.take:
+# a quarter of the time the float64 arithmetic took, and half that of indexing the table.
+_SIXTEEN_TO_EIGHT = np.rint(np.arange(65536) / 257.0).astype(np.uint8)
+
+
 def _integer_to_l(image: Image.Image) -> Image.Image:
     """0..65535 -> 0..255, rounded, clipped."""
-    return _strips_to_l(image, lambda values: np.clip(np.rint(values / 257.0), 0, 255))
+    def to_8_bits(values: np.ndarray) -> np.ndarray:
+        return np.take(_SIXTEEN_TO_EIGHT, values if values.dtype == np.uint16 else np.clip(values, 0, 65535))
+    return _strips_to_l(image, to_8_bits, dtype=None)
 
 
 def _float_to_l(image: Image.Image) -> Image.Image:
@@ -143,21 +150,22 @@ def _float_to_l(image: Image.Image) -> Image.Image:
     return _strips_to_l(image, lambda values: np.clip(np.rint(np.nan_to_num(values) * scale), 0, 255))
 
 
-def _strips_to_l(image: Image.Image, to_8_bits: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
+def _strips_to_l(image: Image.Image, to_8_bits: Callable[[np.ndarray], np.ndarray],
+                 dtype: type | None = np.float64) -> Image.Image:
     grey = Image.new("L", image.size)
     top = 0
-    for strip in _strips(image):
+    for strip in _strips(image, dtype):
         grey.paste(Image.fromarray(to_8_bits(strip).astype(np.uint8), mode="L"), (0, top))
         top += strip.shape[0]
     return grey
 
 
-def _strips(image: Image.Image):
-    """The image's values as float64 arrays of a few rows each, top to bottom."""
+def _strips(image: Image.Image, dtype: type | None = np.float64):
+    """The image's values as arrays of a few rows each, top to bottom (`dtype` None: the image's own)."""
     rows = max(1, _STRIP_PIXELS // max(image.width, 1))
     for top in range(0, image.height, rows):
         strip = image.crop((0, top, image.width, min(top + rows, image.height)))
-        yield np.asarray(strip, dtype=np.float64)
+        yield np.asarray(strip, dtype=dtype)
 
 
 def _decoder_bytes(image: Image.Image) -> int:
