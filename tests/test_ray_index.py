@@ -2,7 +2,8 @@
 their own worker processes), not a mock. Its atlases equal single-process builds (the float64 statistics
 within 1e-9) on the demo scenes and on real CIFAR-10 JPEGs with a third-party ResNet-20; a replica SIGKILLed
 while it runs a shard is restarted and the shard retried; a driver SIGKILLed between shards resumes from the
-shards it merged. Each ends in the single-process atlas."""
+shards it merged. Each ends in the single-process atlas. The tests of the driver's resumption and of a refusal
+run one replica: every replica is a process that imports torch and the app."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_a_killed_driver_resumes_from_the_shards_it_merged(cluster, demo, tmp_pa
     settings = _settings(tmp_path, index_checkpoint_seconds=0)  # the driver's settings, here in this process
     seen = []
     atlas = index_model(load_store(settings).ready("shapes-cnn"), dataset, settings, layers=LAYERS, k=5,
-                        ray="auto", progress=lambda done, total: seen.append(done))
+                        ray="auto", ray_replicas=1, progress=lambda done, total: seen.append(done))
     assert seen[0] == SHARD  # from its checkpoint, not from zero
     assert_same_atlas(atlas, single, float64_tolerance=1e-9)
 
@@ -154,7 +155,8 @@ def _driver(address: str, root: Path, data_dir: Path, kill_at: int) -> subproces
            "FOVEA_INDEX_WORKERS": "0", "FOVEA_INDEX_SHARD_IMAGES": str(SHARD), "FOVEA_AUTO_INDEX_DEMO": "false"}
     return subprocess.run([sys.executable, "-c", KILLED_AT.replace("KILL_AT", str(kill_at)), "index", "shapes-cnn",
                            "--dataset", str(root / "demo" / "heldout" / "images"), "--layers", *LAYERS, "--k", "5",
-                           "--data-dir", str(data_dir), "--device", "cpu", "--ray", address, *DEMO_MODELS_ONLY_ARGS],
+                           "--data-dir", str(data_dir), "--device", "cpu", "--ray", address, "--ray-replicas", "1",
+                           *DEMO_MODELS_ONLY_ARGS],
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
 
 
@@ -177,4 +179,4 @@ def test_a_replica_that_would_build_another_atlas_refuses(cluster, demo, tmp_pat
     plan = make_plan(load_store(settings).ready("shapes-cnn"), dataset, settings, layers=LAYERS, k=5)
     other = replace(plan, histogram_samples=plan.histogram_samples + 1)  # not what the settings make
     with pytest.raises(FoveaError, match="would build another atlas than the driver"):
-        run_steps(other, tmp_path, ray_steps(other, settings, "auto", SHARD))
+        run_steps(other, tmp_path, ray_steps(other, settings, "auto", SHARD, replicas=1))
