@@ -1,16 +1,18 @@
 """Micro-batching (app/studio/batching.py, model_calls.py): concurrent calls that run the same pass share one
 batch, each caller gets its own item's answer, a bad item fails only its own call; batched CAMs equal
 single-image ones; and over real HTTP, 16 concurrent clients of the predictions, the units that fire and the
-gradient CAMs get the answers sequential requests get, up to the rounding of kernels chosen by batch size
-(which on a max-pool's near-tie can move a gradient: tests/test_cam_api.py)."""
+gradient CAMs, arriving while the model is busy, get the answers sequential requests get, up to the rounding of
+kernels chosen by batch size (which on a max-pool's near-tie can move a gradient: tests/test_cam_api.py)."""
 
 from __future__ import annotations
 
 import base64
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -197,12 +199,14 @@ ENDPOINTS = {
 
 
 def test_sixteen_concurrent_clients_get_the_sequential_answers(scoring_server):
-    """Each endpoint, 16 clients on 8 images at once (two per image) after each image alone: some answers
-    came from shared batches, and every one equals its image's sequential answer."""
+    """Each endpoint, 16 clients on 8 images at once (two per image) after each image alone: requests that
+    arrive while the model is busy share its next pass, and every answer equals its image's sequential one.
+    The model is held by a long CAM until two of them wait for it: with no batching window (the default), an
+    idle model serves whoever comes first at once, so whether clients overlap would be the machine's timing."""
     with httpx.Client(base_url=scoring_server, timeout=120) as http:
-        def fetch(request):
+        def fetch(request, token=None):
             path, params = request
-            response = http.get(path, params=params)
+            response = http.get(path, params=params, headers={"X-Progress-Token": token} if token else {})
             assert response.status_code == 200, response.text
             return int(response.headers[BATCH_SIZE_HEADER]), response.json()
 
@@ -210,11 +214,50 @@ def test_sixteen_concurrent_clients_get_the_sequential_answers(scoring_server):
             requests = [endpoint(i) for i in range(8)]
             sequential = [fetch(request) for request in requests]
             assert all(size == 1 for size, _ in sequential), name
+            tokens = [f"batching-{name}-{n:02d}" for n in range(16)]
             with ThreadPoolExecutor(16) as pool:
-                concurrent = list(pool.map(fetch, requests * 2))
+                with model_busy(scoring_server, http):
+                    answers = list(map(pool.submit, [fetch] * 16, requests * 2, tokens))
+                    _wait_until(partial(_waiting, http, tokens, 2), f"{name}: two requests waiting for the model")
+                concurrent = [answer.result() for answer in answers]
             assert max(size for size, _ in concurrent) > 1, f"{name}: no request shared a batch"
             for (_, got), (_, want) in zip(concurrent, sequential * 2):
                 _assert_same_answer(name, got, want)
+
+
+# One map scored by deletion and insertion curves of one pixel per step (the scoring server's setting):
+# 25,090 masked images, which hold the model for many seconds, until the client goes away.
+SLOW_CAM = "/api/images/demo:1/cam?model=shapes-cnn&layer=block4&methods=gradcam&metrics=deletion,insertion"
+
+
+@contextmanager
+def model_busy(base: str, http: httpx.Client):
+    """shapes-cnn busy scoring a CAM until the block ends; then its connection closes, and the server stops the
+    work at its next forward pass and frees the model."""
+    token = "batching-busy-model"
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as connection:
+        connection.sendall(f"GET {SLOW_CAM} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Progress-Token: {token}\r\n\r\n"
+                           .encode())
+        _wait_until(lambda: _task(http, token) == "scoring", "the long CAM scoring")
+        yield
+
+
+def _task(http: httpx.Client, token: str) -> str | None:
+    """What the request followed by `token` is doing now (None: not in flight)."""
+    response = http.get(f"/api/progress/{token}")
+    return response.json()["task"] if response.status_code == 200 else None
+
+
+def _waiting(http: httpx.Client, tokens: list[str], count: int) -> bool:
+    """Whether at least `count` of the requests followed by `tokens` wait for the model."""
+    return sum(_task(http, token) == "waiting" for token in tokens) >= count
+
+
+def _wait_until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.05)
 
 
 def _assert_same_answer(name: str, got: dict, want: dict) -> None:
