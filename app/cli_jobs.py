@@ -90,7 +90,14 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
     from app.atlas.image_prior import render_prior
     from app.atlas.kinds import CHANNEL
     from app.atlas.registry import AtlasRegistry
-    from app.atlas.visualize import Target, default_render_settings, variant, visualize_facets, visualize_layer
+    from app.atlas.visualize import (
+        Target,
+        default_render_settings,
+        render_precision,
+        variant,
+        visualize_facets,
+        visualize_layer,
+    )
     from app.engine.featurevis.prior import LUCID
     from app.store.store import load_store
 
@@ -99,8 +106,9 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
     defaults = default_render_settings(settings, model, LUCID)
     size = (args.size, args.size) if args.size else defaults.size
     prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
+    precision = render_precision(args.precision, model.device) if args.precision else defaults.precision
     render_settings = replace(defaults, steps=args.steps or defaults.steps, size=size, param=args.param,
-                              seed=args.seed, prior=prior)
+                              seed=args.seed, prior=prior, precision=precision)
     print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "
           f"into {settings.data_dir}", file=sys.stderr)
     atlas = AtlasRegistry(settings.data_dir).get(model.id) if args.facets else None  # 409 naming fovea index

@@ -63,6 +63,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.atlas.visualize import render_precision  # noqa: E402
 from app.engine.featurevis.objectives import channel  # noqa: E402
 from app.engine.featurevis.prior import LUCID, ImagePrior, estimate_prior  # noqa: E402
 from app.engine.featurevis.render import RenderSettings, render  # noqa: E402
@@ -202,20 +203,25 @@ def lucent_part(args, model, units: list[int]) -> None:
     settings = RenderSettings(steps=args.steps, size=(args.size, args.size), param="fft",
                               learning_rate=LUCENT_RATE, redirect_steps=args.redirect_steps,
                               seed=args.seed, prior=LUCID)
-    ours, our_seconds = fovea(model, args.layer, units, settings)
+    # float32, and the product's precision where it differs (`auto`: bfloat16 where the CPU computes it natively).
+    precisions = dict.fromkeys(["float32", render_precision(args.precision, torch.device("cpu"))])
+    ours = {precision: fovea(model, args.layer, units, dataclasses.replace(settings, precision=precision))
+            for precision in precisions}
     theirs, their_seconds = lucent(api, model, args.layer, units, args.steps, args.size, input_size, args.seed)
-    our_acts, their_acts = (unit_means(model, args.layer, images, units) for images in (ours, theirs))
+    their_acts = unit_means(model, args.layer, theirs, units)
     lucent_sees = f"{input_size} px" if input_size else "224 px (its default upsampling)"
     print(f"(1) {len(units)} units of resnet18 {args.layer}, {args.size} px, {args.steps} steps, fft + decorrelated "
           f"colour, Lucid transforms, Adam lr {LUCENT_RATE} on both (Fovea's fft default is "
           f"{RenderSettings().rate:g}); Fovea: one batch, model sees {fovea_input} px, redirected ReLU "
-          f"for {args.redirect_steps} steps; Lucent: one render_vis per unit, model sees {lucent_sees}")
-    print(f"    {'':8} {'seconds':>9} {'ms/unit/step':>13} {'median act':>11}")
-    for label, seconds, acts in (("fovea", our_seconds, our_acts), ("lucent", their_seconds, their_acts)):
-        print(f"    {label:8} {seconds:9.2f} {per_step(seconds, len(units), args.steps):13.2f} "
-              f"{statistics.median(acts.tolist()):11.4f}")
-    print(f"    speed-up fovea vs lucent: {their_seconds / our_seconds:.2f}x; activation reached, median over units "
-          f"of fovea/lucent: {median_ratio(our_acts, their_acts):.3f}", flush=True)
+          f"for {args.redirect_steps} steps; Lucent: one render_vis per unit, model sees {lucent_sees}, float32")
+    print(f"    {'':15} {'seconds':>9} {'ms/unit/step':>13} {'median act':>11} {'speed-up':>9} {'act / lucent':>13}")
+    for precision, (images, seconds) in ours.items():
+        acts = unit_means(model, args.layer, images, units)  # in float32, untransformed, for every row
+        print(f"    {'fovea ' + precision:15} {seconds:9.2f} {per_step(seconds, len(units), args.steps):13.2f} "
+              f"{statistics.median(acts.tolist()):11.4f} {their_seconds / seconds:8.2f}x "
+              f"{median_ratio(acts, their_acts):13.3f}")
+    print(f"    {'lucent':15} {their_seconds:9.2f} {per_step(their_seconds, len(units), args.steps):13.2f} "
+          f"{statistics.median(their_acts.tolist()):11.4f}", flush=True)
 
 
 def maco_part(args, model, units: list[int]) -> None:
@@ -249,6 +255,8 @@ def main() -> None:
     parser.add_argument("--lucent-path", type=Path, default=Path("/work/bench-lucent"))
     parser.add_argument("--lucent-input", choices=["match", "default"], default="match",
                         help="match: Lucent's model sees the size Fovea's does; default: Lucent's 224 px")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="Fovea's pass besides float32 (default: the product's, auto)")
     parser.add_argument("--redirect-steps", type=int, default=RenderSettings.redirect_steps,
                         help="Fovea's steps with redirected ReLU gradients (default: the product's)")
     args = parser.parse_args()

@@ -120,6 +120,7 @@ def picker() -> nn.Module:
     return Picker().eval().requires_grad_(False)
 
 
+PRECISIONS = ["float32", "bfloat16"]  # the pass's; the images, transforms, objective and Adam stay float32
 FAST = RenderSettings(steps=40, size=(16, 16), param="pixels", learning_rate=0.1, transforms=False)
 
 
@@ -139,10 +140,11 @@ def test_item_i_serves_unit_i_and_the_pass_stops_at_the_layer(picker):
         assert all(means[unit, unit] > means[other, unit] + 0.3 for other in range(3) if other != unit)
 
 
-def test_the_model_is_unchanged_and_no_hook_is_left(picker):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_model_is_unchanged_and_no_hook_is_left(picker, precision):
     before = {key: value.clone() for key, value in picker.state_dict().items()}
     render(picker, "pick", channel([0, 1]) + 0.1 * diversity(), [0, 1],
-           RenderSettings(steps=3, size=(24, 24)), to_input=lambda x: (x - 0.5) / 0.25)
+           RenderSettings(steps=3, size=(24, 24), precision=precision), to_input=lambda x: (x - 0.5) / 0.25)
     assert hook_count(picker) == 0 and not picker.training
     assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
     assert not any(p.requires_grad or p.grad is not None for p in picker.parameters())
@@ -174,9 +176,10 @@ def test_a_checkpoint_can_stop_the_work(picker):
     assert hook_count(picker) == 0
 
 
-def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path, precision):
     """Fourier images, Lucid's transforms, the model's own normalisation: after a short optimisation each
-    unit answers its own image more than the other units' images."""
+    unit answers its own image (in float32) more than the other units' images, whatever the pass's precision."""
     from app.engine.probe import layer_output
     from app.settings import Settings
     from app.store.store import load_store
@@ -187,7 +190,7 @@ def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path):
     units = [3, 17, 42, 80]
     with model.lock:
         images = render(model.module, "block3", channel(units), units,
-                        RenderSettings(steps=24, size=(64, 64), learning_rate=0.05),
+                        RenderSettings(steps=24, size=(64, 64), learning_rate=0.05, precision=precision),
                         to_input=lambda x: model.as_input((x - mean) / std))
         answers = layer_output(model.module, "block3", model.as_input((images - mean) / std))[:, units].mean(dim=(2, 3))
     for i in range(len(units)):  # answers[image, unit]
@@ -230,15 +233,18 @@ def one_filter(weight: torch.Tensor) -> nn.Module:
     return nn.Sequential(conv, nn.ReLU()).eval().requires_grad_(False)
 
 
-def test_a_red_detector_renders_red():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_red_detector_renders_red(precision):
     model = one_filter(torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1))  # red minus the other two
-    image = render(model, "1", channel([0]), [0], RenderSettings(steps=128, size=(48, 48)), to_input=lambda x: x)
+    image = render(model, "1", channel([0]), [0], RenderSettings(steps=128, size=(48, 48), precision=precision),
+                   to_input=lambda x: x)
     red, green, blue = image[0].mean(dim=(1, 2)).tolist()
     assert red > 0.6 and red > max(green, blue) + 0.2, (red, green, blue)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("degrees", [0, 30, 45, 90, 135])
-def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
+def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees, precision):
     """A 7 x 7 Gabor filter of period 4 px (the same on every colour channel) at `degrees`: in the filter's
     frequency band (periods 3.2 to 5.3 px), the rendered image's dominant orientation lies within 10 degrees
     of the filter's. (Below the band, the 1/f spectrum's slow shading dominates the image.)"""
@@ -247,7 +253,8 @@ def test_an_oriented_edge_filter_renders_stripes_of_its_orientation(degrees):
     along = xs * math.cos(angle) + ys * math.sin(angle)  # the coordinate the filter varies along
     gabor = torch.cos(2 * math.pi * along / 4) * torch.exp(-(xs ** 2 + ys ** 2) / 8)
     model = one_filter((gabor - gabor.mean()).expand(1, 3, 7, 7).clone())
-    image = render(model, "1", channel([0]), [0], RenderSettings(steps=96, size=(64, 64)), to_input=lambda x: x)
+    image = render(model, "1", channel([0]), [0], RenderSettings(steps=96, size=(64, 64), precision=precision),
+                   to_input=lambda x: x)
     grey = image[0].mean(dim=0)
     power = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean())).abs()
     fy, fx = torch.meshgrid(torch.arange(64) - 32, torch.arange(64) - 32, indexing="ij")

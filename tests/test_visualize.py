@@ -18,7 +18,7 @@ from PIL import Image
 
 from app.api.app import create_app
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotations, scope_of
-from app.atlas.visualize import variant, visualize_layer
+from app.atlas.visualize import render_precision, variant, visualize_layer
 from app.engine.featurevis.render import RenderSettings
 from app.engine.probe import layer_output
 from app.settings import Settings
@@ -93,7 +93,8 @@ def test_a_killed_run_resumes_to_the_images_of_an_uninterrupted_one(model, tmp_p
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "FOVEA_DATA_DIR": str(killed)}
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == -signal.SIGKILL, first.stderr
-    settings = RenderSettings(steps=3, size=(32, 32))
+    # The command's precision by default: bfloat16 where the CPU computes it natively.
+    settings = RenderSettings(steps=3, size=(32, 32), precision=render_precision("auto", model.device))
     assert sorted(stored(killed, model, "block3", settings)) == [0, 1]  # one batch stored, the rest not
     env = {**os.environ, "FOVEA_DATA_DIR": str(killed)}
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -193,3 +194,19 @@ def test_the_command_renders_facets_with_the_pages_default_settings(tmp_path, mo
     scope = scope_of(FEATURE_VISUALISATION, model.weights_sha256, None)
     assert store.done(scope, "block2", variant(paged)) == {1}
     assert store.read(scope, "block2", 1, facet_variant(paged, atlas.dataset, 2, 0)) is not None
+
+
+def test_auto_precision_is_bfloat16_only_where_the_device_computes_it(monkeypatch):
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        assert render_precision("auto", cpu) == ("bfloat16" if native else "float32")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert render_precision("auto", cpu) == "float32"
+    assert render_precision("float32", cpu) == "float32" and render_precision("bfloat16", cpu) == "bfloat16"
+    # Stored under their own names; float32's are the names of before the setting.
+    assert variant(RenderSettings(precision="bfloat16")).endswith("-seed0-bf16")
+    assert variant(RenderSettings()).endswith("-seed0")
+

@@ -28,6 +28,7 @@ from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations
 from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas
+from app.engine.devices import computes_bfloat16
 from app.engine.dictionary import encode_maps
 from app.engine.featurevis import channel, direction, render
 from app.engine.featurevis.facets import cluster
@@ -76,16 +77,25 @@ def variant(settings: RenderSettings, negative: bool = False) -> str:
     height, width = settings.size
     prior = "" if settings.param == "pixels" else f"-prior{settings.prior.digest}"  # pixels use no prior
     redirect = f"-redirect{settings.redirect_steps}" if settings.redirect_steps else ""
+    bfloat16 = "-bf16" if settings.precision == "bfloat16" else ""  # float32's names are those of before
     return (f"{settings.param}-{height}x{width}-{settings.steps}steps-lr{settings.rate:g}"
             f"-{'transforms' if settings.transforms else 'plain'}{redirect}"
-            f"{prior}-seed{settings.seed}{'-negative' if negative else ''}")
+            f"{prior}-seed{settings.seed}{bfloat16}{'-negative' if negative else ''}")
 
 
 def default_render_settings(settings: Settings, model: LoadedModel, prior: ImagePrior) -> RenderSettings:
     """What a page asks for when it names no settings: the visualization_steps setting, the model's input
-    size, Lucid's Fourier image, seed 0."""
+    size, Lucid's Fourier image, seed 0, and the visualization_precision setting on the model's device."""
     side = max(model.preprocessing.size)
-    return RenderSettings(steps=settings.visualization_steps, size=(side, side), seed=0, param="fft", prior=prior)
+    return RenderSettings(steps=settings.visualization_steps, size=(side, side), seed=0, param="fft", prior=prior,
+                          precision=render_precision(settings.visualization_precision, model.device))
+
+
+def render_precision(setting: str, device: torch.device) -> str:
+    """`auto`: bfloat16 where the device computes it natively, else float32."""
+    if setting == "auto":
+        return "bfloat16" if computes_bfloat16(device) else "float32"
+    return setting
 
 
 def facet_variant(settings: RenderSettings, dataset: str, facets: int, index: int) -> str:

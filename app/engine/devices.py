@@ -23,3 +23,15 @@ def resolve_device(setting: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise FoveaError("device 'mps' was asked for but MPS is not available; use device=auto or cpu")
     return device
+
+
+def computes_bfloat16(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 convolutions natively, several times faster than float32: a CPU with
+    Intel's AMX tiles or AVX-512 BF16 (oneDNN's kernels; elsewhere it emulates them, slower than float32), a
+    CUDA GPU that supports bfloat16 (Ampere and later)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # private probes of torch's own dispatch; absent from a torch without them
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False

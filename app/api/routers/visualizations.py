@@ -145,7 +145,8 @@ async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annota
     return Visualization(model=model.id, layer=layer.name, kind=asked.target.kind, unit=unit,
                          variant=asked.target.name(variant(render_settings, negative)),
                          steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
-                         param=render_settings.param, colors=render_settings.prior.source, negative=negative,
+                         param=render_settings.param, precision=render_settings.precision,
+                         colors=render_settings.prior.source, negative=negative,
                          activation=_activation(png), dataset_best=_dataset_best(atlases, asked),
                          png=f"{_base(asked)}/visualization.png{query}")
 
@@ -169,7 +170,7 @@ async def read_facets(atlases: AtlasesDep, asked: RequestDep, found: Annotated[l
         model=asked.model.id, layer=asked.layer.name, kind=asked.target.kind, unit=asked.unit, dataset=atlas.dataset,
         asked=facets,
         steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
-        param=render_settings.param,
+        param=render_settings.param, precision=render_settings.precision,
         facets=[VisualizationFacet(
             index=facet.index, activation=_activation(facet.png),
             members=[FacetMember(rank=rank, image=f"{atlas.dataset}:{rows[rank]['image']}", value=rows[rank]["value"])

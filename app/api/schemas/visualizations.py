@@ -33,6 +33,8 @@ class RenderedUnit(BaseModel):
     seed: int
     param: str = Field(description="Parameterisation: `fft` (Lucid's decorrelated Fourier image) or `maco` "
                                    "(phases only, the magnitude spectrum of the model's images).")
+    precision: str = Field(description="Of the model's pass while rendering: `float32`, or `bfloat16` on a device "
+                                       "that computes it natively (the visualization_precision setting).")
 
 
 class Visualization(RenderedUnit):
