@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--seed", type=int, default=0)
     visualize.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
                            help="of the model's pass (default: FOVEA_VISUALIZATION_PRECISION, auto: bfloat16 where "
-                                "the device computes it natively, as pages ask for)")
+                                "it runs the model faster, as pages ask for)")
     visualize.add_argument("--kind", default="channel",
                            help="`channel` (default) or a dictionary's name: its features (`fovea dictionary`)")
     _settings_flags(visualize)

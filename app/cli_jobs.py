@@ -106,7 +106,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
     defaults = default_render_settings(settings, model, LUCID)
     size = (args.size, args.size) if args.size else defaults.size
     prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
-    precision = render_precision(args.precision, model.device) if args.precision else defaults.precision
+    precision = render_precision(args.precision, model) if args.precision else defaults.precision
     render_settings = replace(defaults, steps=args.steps or defaults.steps, size=size, param=args.param,
                               seed=args.seed, prior=prior, precision=precision)
     print(f"rendering {model.id}: {', '.join(layers)} ({variant(render_settings)}; colours from {prior.source}) "

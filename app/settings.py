@@ -166,9 +166,9 @@ class Settings(BaseSettings):
         default=128, ge=1, description="Optimisation steps of a feature visualisation rendered on request.")
     visualization_precision: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
-        description="Precision of the model's pass while rendering feature visualisations: `auto` is bfloat16 on a "
-                    "device that computes it natively (a CPU with AMX or AVX-512 BF16, a CUDA GPU from Ampere on; "
-                    "3.6x faster on such a CPU), float32 elsewhere. Recorded in each image's parameters.")
+        description="Precision of the model's pass while rendering feature visualisations: `auto` is bfloat16 where "
+                    "it runs the model faster (a CUDA GPU from Ampere on; a CPU with AMX or AVX-512 BF16, for models "
+                    "without depthwise convolutions), float32 elsewhere. Recorded in each image's parameters.")
     visualization_max_steps: int = Field(
         default=1024, ge=1, description="Most steps a request may ask a feature visualisation for (422 above).")
     visualization_max_size: int = Field(

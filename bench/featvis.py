@@ -55,6 +55,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -204,7 +205,8 @@ def lucent_part(args, model, units: list[int]) -> None:
                               learning_rate=LUCENT_RATE, redirect_steps=args.redirect_steps,
                               seed=args.seed, prior=LUCID)
     # float32, and the product's precision where it differs (`auto`: bfloat16 where the CPU computes it natively).
-    precisions = dict.fromkeys(["float32", render_precision(args.precision, torch.device("cpu"))])
+    product = render_precision(args.precision, SimpleNamespace(device=torch.device("cpu"), module=model))
+    precisions = dict.fromkeys(["float32", product])
     ours = {precision: fovea(model, args.layer, units, dataclasses.replace(settings, precision=precision))
             for precision in precisions}
     theirs, their_seconds = lucent(api, model, args.layer, units, args.steps, args.size, input_size, args.seed)

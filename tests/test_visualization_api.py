@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -31,7 +30,7 @@ def client(tmp_path_factory):
 def test_a_visualisation_is_rendered_on_request_then_kept(client, monkeypatch):
     body = client.get(f"{BASE}/7/visualization", params={"size": 32}).json()
     assert (body["unit"], body["steps"], body["size"], body["seed"], body["param"]) == (7, 4, 32, 0, "fft")
-    precision = render_precision("auto", torch.device("cpu"))  # the visualization_precision setting's default
+    precision = render_precision("auto", client.app.state.store.ready("shapes-cnn"))  # the setting's default
     assert body["precision"] == precision and ("-bf16" in body["variant"]) == (precision == "bfloat16")
     assert body["dataset_best"] > 0 and isinstance(body["activation"], float)
     assert body["colors"].startswith("12 images of dataset 'images-") and "-prior" in body["variant"]  # the atlas's

@@ -28,7 +28,7 @@ from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations
 from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas
-from app.engine.devices import computes_bfloat16
+from app.engine.devices import bfloat16_pays
 from app.engine.dictionary import encode_maps
 from app.engine.featurevis import channel, direction, render
 from app.engine.featurevis.facets import cluster
@@ -88,13 +88,13 @@ def default_render_settings(settings: Settings, model: LoadedModel, prior: Image
     size, Lucid's Fourier image, seed 0, and the visualization_precision setting on the model's device."""
     side = max(model.preprocessing.size)
     return RenderSettings(steps=settings.visualization_steps, size=(side, side), seed=0, param="fft", prior=prior,
-                          precision=render_precision(settings.visualization_precision, model.device))
+                          precision=render_precision(settings.visualization_precision, model))
 
 
-def render_precision(setting: str, device: torch.device) -> str:
-    """`auto`: bfloat16 where the device computes it natively, else float32."""
+def render_precision(setting: str, model: LoadedModel) -> str:
+    """`auto`: bfloat16 where it runs the model faster on its device (devices.bfloat16_pays), else float32."""
     if setting == "auto":
-        return "bfloat16" if computes_bfloat16(device) else "float32"
+        return "bfloat16" if bfloat16_pays(model.device, model.module) else "float32"
     return setting
 
 

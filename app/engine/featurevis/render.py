@@ -39,7 +39,7 @@ class RenderSettings:
     seed: int = 0
     # The model's pass to the layer in bfloat16 (autocast; the images, their transforms, the objective and Adam
     # stay float32): 3.6x faster on a CPU with AMX (resnet18 to layer3, 140 px), gradients within bf16's
-    # rounding (cosine 0.98 to float32's). Where the device lacks it, float32 is faster (devices.py).
+    # rounding (cosine 0.98 to float32's). Where it would be slower, float32 (devices.bfloat16_pays).
     precision: Literal["float32", "bfloat16"] = "float32"
     # The colours (and MACO's magnitudes) of the model's images; named in the variant by its digest.
     prior: ImagePrior = field(default=LUCID, repr=False)
