@@ -61,9 +61,10 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
     """(len(items), 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`. `items`
     name the batch's items (the units rendered): each starts from values of its own seed (settings.seed and
     the item), and the transforms are drawn alike for all, so an item renders the same alone or in any
-    batch. `to_input` maps images to what the model takes (normalisation, memory format); `checkpoint()`
-    runs before each step and may raise to stop; `start`: (len(items), 3, h, w) images in [0, 1] to begin
-    from instead of noise (a facet's mean image). The caller holds the model's lock."""
+    batch (in bfloat16, to its rounding: kernels differ by batch size). `to_input` maps images to what the
+    model takes (normalisation, memory format); `checkpoint()` runs before each step and may raise to stop;
+    `start`: (len(items), 3, h, w) images in [0, 1] to begin from instead of noise (a facet's mean image).
+    The caller holds the model's lock."""
     generator = torch.Generator().manual_seed(settings.seed)  # the transforms': the same for every batch
     seeds = [settings.seed * 1_000_003 + item for item in items]
     image = parameterisation(settings, seeds, start).to(device)
