@@ -48,7 +48,7 @@ class DemoConcepts:
             return None
         scene = record["scene"]
         with Image.open(path_inside(self.folder, record["mask"])) as mask:
-            instances = np.asarray(mask, dtype=np.int64)
+            instances = np.asarray(mask)  # its own integer type: a copy to int64 cost as much as the decoding
         background = scene["background"]
         concepts = [[_NUMBER[f"colour:{background['colour']}"], _NUMBER[f"texture:{background['texture']}"],
                      _NUMBER["region:background"]]]

@@ -78,6 +78,10 @@ def _count(unit, image, y, x, neighbourhood, thresholds, row_start, row_stop, co
            counts):  # pragma: no cover - compiled; tested through its caller
     """`seen[row, cy, cx]`: the unit that last evaluated the cell on that image (entries come unit by unit)."""
     h, w = len(row_start), len(column_start)
+    span = 0
+    for cx in range(w):
+        span = max(span, column_stop[cx] - column_start[cx])
+    top, bottom = np.empty(span, dtype=np.float32), np.empty(span, dtype=np.float32)
     for e in range(len(unit)):
         row = rows[image[e]]
         if row < 0:
@@ -91,14 +95,29 @@ def _count(unit, image, y, x, neighbourhood, thresholds, row_start, row_stop, co
                     continue
                 seen[row, cy, cx] = u
                 # The cell's corners, from this entry's 3 x 3 neighbourhood (row-major, centred on it).
-                top, bottom = cy - y[e] + 1, min(cy + 1, h - 1) - y[e] + 1
+                up, down = cy - y[e] + 1, min(cy + 1, h - 1) - y[e] + 1
                 left, right = cx - x[e] + 1, min(cx + 1, w - 1) - x[e] + 1
-                v00, v01 = neighbourhood[e, top * 3 + left], neighbourhood[e, top * 3 + right]
-                v10, v11 = neighbourhood[e, bottom * 3 + left], neighbourhood[e, bottom * 3 + right]
+                v00, v01 = neighbourhood[e, up * 3 + left], neighbourhood[e, up * 3 + right]
+                v10, v11 = neighbourhood[e, down * 3 + left], neighbourhood[e, down * 3 + right]
+                # The kernel's order of operations, in float32: along the width (once per cell), then the height.
+                first = column_start[cx]
+                width = column_stop[cx] - first
+                for i in range(width):
+                    top[i] = v00 * wx0[first + i] + v01 * wx1[first + i]
+                    bottom[i] = v10 * wx0[first + i] + v11 * wx1[first + i]
                 for out_y in range(row_start[cy], row_stop[cy]):
-                    for out_x in range(column_start[cx], column_stop[cx]):
-                        # The kernel's order of operations, in float32: along the width, then the height.
-                        value = ((v00 * wx0[out_x] + v01 * wx1[out_x]) * wy0[out_y]
-                                 + (v10 * wx0[out_x] + v11 * wx1[out_x]) * wy1[out_y])
-                        if value > t:
-                            counts[u, signature_maps[row, out_y, out_x]] += 1
+                    a, b = wy0[out_y], wy1[out_y]
+                    # Neighbouring pixels mostly share a signature: a run is added once, not a pixel at a time
+                    # (each addition would wait for the last one to the same count).
+                    run_signature, run = -1, 0
+                    for i in range(width):
+                        if top[i] * a + bottom[i] * b > t:
+                            signature = signature_maps[row, out_y, first + i]
+                            if signature == run_signature:
+                                run += 1
+                            else:
+                                if run:
+                                    counts[u, run_signature] += run
+                                run_signature, run = signature, 1
+                    if run:
+                        counts[u, run_signature] += run
