@@ -25,7 +25,7 @@ from app.atlas.datasets import scan_folder
 from app.atlas.indexer import demo_dataset, index_model, make_plan
 from app.atlas.loader import batches_from_disk
 from app.engine.dissection.auc import class_auc
-from app.engine.dissection.labels import Formula, Formulas, beam_search, concept_iou
+from app.engine.dissection.labels import Formula, Formulas, beam_search, beam_searches, concept_iou
 from app.engine.dissection.region import count_region_pixels, upsample
 from app.engine.dissection.signatures import SignatureTable
 from app.engine.dissection.top_activations import TopActivations
@@ -190,6 +190,21 @@ def test_beam_search_finds_a_planted_and_concept():
     # A single concept stays single: no formula beats it, and ties keep the shorter one.
     formula, iou = beam_search(np.where(concepts[:, 2], 100.0, 0.0), Formulas.of(concepts, pixels))
     assert formula == Formula((2,), ()) and iou == 1.0
+
+
+def test_units_searched_together_get_what_each_gets_alone():
+    """The beam search runs for many units at once (and in groups of UNITS_AT_ONCE): each unit's formula and
+    IoU are those of its own search, with fewer concepts than the beam and units whose region is tiny."""
+    rng = np.random.default_rng(3)
+    for signatures, concepts in ((60, 3), (120, 9)):
+        table = rng.random((signatures, concepts)) < 0.3
+        formulas = Formulas.of(table, rng.integers(1, 500, signatures).astype(np.float64))
+        regions = rng.integers(0, 40, (150, signatures)) * (rng.random((150, signatures)) < 0.3)
+        regions[5] = 0
+        regions[5, 7] = 3
+        together = beam_searches(regions, formulas, length=3, beam=5)
+        assert together == [beam_search(region, formulas, length=3, beam=5) for region in regions]
+        assert any(len(formula.terms) == 3 for formula, _ in together)
 
 
 def test_a_planted_and_not_concept_and_formula_names():

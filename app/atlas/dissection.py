@@ -26,7 +26,7 @@ from app.atlas.concepts import Concept, category_numbers
 from app.atlas.concepts.label_layers import nearest
 from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
 from app.engine.dissection.auc import class_auc
-from app.engine.dissection.labels import Formulas, beam_search, concept_iou
+from app.engine.dissection.labels import Formulas, beam_searches, concept_iou
 from app.engine.dissection.region import count_region_pixels
 from app.engine.dissection.signatures import SignatureTable
 from app.errors import FoveaError
@@ -112,7 +112,7 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
     above = {}
     for name, recorder in recorders.items():
         labels[name].thresholds = recorder.top_activations.thresholds()
-        above[name] = _by_image(recorder.top_activations.above(labels[name].thresholds))
+        above[name] = recorder.top_activations.above(labels[name].thresholds, by_image=True)
     pixels = np.zeros(signatures, dtype=np.int64)
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, len(readable), CHUNK):
@@ -142,7 +142,7 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
         order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
         labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
         labels[name].region_pixels = layer_counts.sum(axis=1)
-        labels[name].formulas = [_formula(row, formulas, names) for row in layer_counts]
+        labels[name].formulas = _formulas(layer_counts, formulas, names)
     unreadable = [plan.dataset.files[i] for i in readable if not labels_read.readable[i]]
     return {"pixels": pixels @ concept_table, "images": images, "size": labels_read.size, "unreadable": unreadable}
 
@@ -263,13 +263,6 @@ def _regions_in_view(plan: IndexPlan, image_id: int, size: tuple[int, int]
     return regions, region_concepts, readable
 
 
-def _by_image(entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Entries sorted by image, then unit, in the kernel's types: a chunk of images is then one slice."""
-    order = np.lexsort((entries["unit"], entries["image"]))
-    types = {"neighbourhood": np.float32, "value": np.float32}
-    return {key: np.ascontiguousarray(value[order], dtype=types.get(key, np.int64)) for key, value in entries.items()}
-
-
 def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signature_maps: np.ndarray, rows: np.ndarray,
                  chunk: np.ndarray, signatures: int) -> np.ndarray:
     units, h, w = recorders[name].info.shape
@@ -279,8 +272,12 @@ def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signatur
     return count_region_pixels(part, labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
 
 
-def _formula(region: np.ndarray, formulas: Formulas | None, names: list[str]) -> tuple[str, float] | None:
-    if region.sum() == 0 or formulas is None:
-        return None
-    formula, iou = beam_search(region, formulas, FORMULA_LENGTH, BEAM)
-    return formula.name(names), iou
+def _formulas(regions: np.ndarray, formulas: Formulas | None, names: list[str]) -> list[tuple[str, float] | None]:
+    """Each unit's best formula and its IoU; None for a unit with an empty region."""
+    if formulas is None:
+        return [None] * len(regions)
+    searched = np.flatnonzero(regions.sum(axis=1) > 0)
+    found: list[tuple[str, float] | None] = [None] * len(regions)
+    for unit, (formula, iou) in zip(searched, beam_searches(regions[searched], formulas, FORMULA_LENGTH, BEAM)):
+        found[unit] = (formula.name(names), iou)
+    return found

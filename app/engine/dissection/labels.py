@@ -75,55 +75,100 @@ class Formulas:
 
 def beam_search(region: np.ndarray, formulas: Formulas, length: int = 3, beam: int = 5) -> tuple[Formula, float]:
     """The formula of up to `length` concepts with the best plain IoU against one unit's `region`
-    (signatures,) counts, by beam search (Mu & Andreas 2020): start from the `beam` best single concepts,
-    extend each by every concept not already in it and every operator, keep the `beam` best formulas that
-    differ in what they cover, `length - 1` times. Ties keep the shorter formula, then the earlier candidate
-    (lower concept index, AND before OR before AND NOT).
+    (signatures,) counts: `beam_searches` of one unit."""
+    return beam_searches(region[None], formulas, length, beam)[0]
+
+
+UNITS_AT_ONCE = 64  # bounds the (units, beam, signatures) arrays
+
+
+def beam_searches(regions: np.ndarray, formulas: Formulas, length: int = 3,
+                  beam: int = 5) -> list[tuple[Formula, float]]:
+    """Per unit of `regions` (units, signatures) counts, the formula of up to `length` concepts with the best
+    plain IoU, by beam search (Mu & Andreas 2020): start from the `beam` best single concepts, extend each by
+    every concept not already in it and every operator, keep the `beam` best formulas that differ in what they
+    cover, `length - 1` times. Ties keep the shorter formula, then the earlier candidate (lower concept index,
+    AND before OR before AND NOT).
 
     Every extension of a formula F by a concept c is scored from two products over signatures: with
     a = |F AND c| counts, |F OR c| = |F| + |c| - a and |F AND NOT c| = |F| - a, for the region's pixels and
-    for all pixels alike."""
+    for all pixels alike. The products run for many units at once: one unit at a time, their overhead was
+    most of a dissection's formulas."""
+    found = []
+    for start in range(0, len(regions), UNITS_AT_ONCE):
+        found += _beam_searches(regions[start:start + UNITS_AT_ONCE].astype(np.float64), formulas, length, beam)
+    return found
+
+
+def _beam_searches(regions: np.ndarray, formulas: Formulas, length: int, beam: int) -> list[tuple[Formula, float]]:
     table, pixels, concept_pixels = formulas.table, formulas.pixels, formulas.concept_pixels
-    region = region.astype(np.float64)
-    total = region.sum()
-    concept_region = region @ table
+    total = regions.sum(axis=1)[:, None, None]  # (units, 1, 1)
+    concept_region = regions @ table  # (units, concepts)
 
     def iou(intersection, size):
         union = total + size - intersection
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(union > 0, intersection / union, 0.0)
 
-    singles = iou(concept_region, concept_pixels)
-    frontier = [Formula((int(c),), ()) for c in np.argsort(-singles, kind="stable")[:beam]]
-    best = (frontier[0], float(singles[frontier[0].terms[0]]))
-    truth = table[:, [f.terms[0] for f in frontier]].T.astype(bool)  # (beam, signatures)
+    singles = iou(concept_region[:, None, :], concept_pixels)[:, 0]  # (units, concepts)
+    firsts = np.argsort(-singles, axis=1, kind="stable")[:, :beam]
+    frontiers = [[Formula((int(c),), ()) for c in row] for row in firsts]
+    best = [(frontier[0], float(singles[u, frontier[0].terms[0]])) for u, frontier in enumerate(frontiers)]
+    has = table.T.astype(bool)  # (concepts, signatures)
+    width = firsts.shape[1]  # beam, or fewer concepts
+    truth = np.zeros((len(regions), beam, table.shape[0]), dtype=bool)  # a unit's formulas' covers; empty rows after
+    truth[:, :width] = has[firsts]
+    # Which concepts each formula has (extending by one of them adds nothing), and which formulas there are.
+    used = np.zeros((len(regions), beam, table.shape[1]), dtype=bool)
+    np.put_along_axis(used[:, :width], firsts[:, :, None], True, axis=2)
+    present = np.arange(beam) < width
+    present = np.repeat(present[None], len(regions), axis=0)
     for _ in range(length - 1):
-        in_region, in_all = truth @ region, truth @ pixels  # (beam,)
-        both_region, both_all = (truth * region) @ table, (truth * pixels) @ table  # (beam, concepts)
-        scores = np.stack([  # (beam, operator, concept), operators as in OPERATORS
+        in_region, in_all = truth @ regions[:, :, None], truth @ pixels  # (units, beam, 1), (units, beam)
+        both_region = (truth * regions[:, None, :]) @ table  # (units, beam, concepts)
+        both_all = (truth * pixels) @ table
+        scores = np.stack([  # (units, beam, operator, concept), operators as in OPERATORS
             iou(both_region, both_all),
-            iou(in_region[:, None] + concept_region - both_region, in_all[:, None] + concept_pixels - both_all),
-            iou(in_region[:, None] - both_region, in_all[:, None] - both_all)], axis=1)
-        for b, formula in enumerate(frontier):
-            scores[b, :, list(formula.terms)] = -1.0  # a concept already in F adds nothing
-        kept, covers, seen = [], [], set()
-        for index in np.argsort(-scores, axis=None, kind="stable"):
-            b, o, c = np.unravel_index(index, scores.shape)
-            if scores[b, o, c] < 0:
-                break
-            covered = _apply(OPERATORS[o], truth[b], table[:, c].astype(bool))
-            key = np.packbits(covered).tobytes()  # "a OR b" and "b OR a" cover the same: keep one
-            if key not in seen:
-                seen.add(key)
-                kept.append((b, o, c))
-                covers.append(covered)
-            if len(kept) == beam:
-                break
-        if not kept:
-            break
-        frontier = [Formula(frontier[b].terms + (int(c),), frontier[b].operators + (OPERATORS[o],))
-                    for b, o, c in kept]
-        truth = np.stack(covers)
-        if scores[kept[0]] > best[1]:
-            best = (frontier[0], float(scores[kept[0]]))
+            iou(in_region + concept_region[:, None, :] - both_region, in_all[..., None] + concept_pixels - both_all),
+            iou(in_region - both_region, in_all[..., None] - both_all)], axis=2)
+        scores = np.where(used[:, :, None, :] | ~present[:, :, None, None], -1.0, scores)
+        covers, extended = np.zeros_like(truth), np.zeros_like(used)
+        present[:] = False
+        for u, frontier in enumerate(frontiers):
+            kept = _distinct_best(scores[u], truth[u], has, beam, covers[u])
+            if not kept:
+                frontiers[u] = []
+                continue
+            frontiers[u] = [Formula(frontier[b].terms + (int(c),), frontier[b].operators + (OPERATORS[o],))
+                            for b, o, c in kept]
+            rows, concepts = [b for b, _, _ in kept], [c for _, _, c in kept]
+            extended[u, :len(kept)] = used[u, rows]
+            extended[u, np.arange(len(kept)), concepts] = True
+            present[u, :len(kept)] = True
+            if scores[u][kept[0]] > best[u][1]:
+                best[u] = (frontiers[u][0], float(scores[u][kept[0]]))
+        truth, used = covers, extended
     return best
+
+
+def _distinct_best(scores: np.ndarray, truth: np.ndarray, has: np.ndarray, beam: int,
+                   covers: np.ndarray) -> list[tuple[int, int, int]]:
+    """The `beam` best (formula, operator, concept) extensions of one unit that differ in what they cover,
+    their covers written into `covers` (beam, signatures)."""
+    kept, seen = [], set()
+    operators, concepts = scores.shape[1:]
+    flat = scores.ravel()
+    for index in np.argsort(-flat, kind="stable"):
+        if flat[index] < 0:
+            break
+        b, rest = divmod(int(index), operators * concepts)
+        o, c = divmod(rest, concepts)
+        covered = _apply(OPERATORS[o], truth[b], has[c])
+        key = covered.tobytes()  # "a OR b" and "b OR a" cover the same: keep one
+        if key not in seen:
+            seen.add(key)
+            covers[len(kept)] = covered
+            kept.append((b, o, c))
+        if len(kept) == beam:
+            break
+    return kept

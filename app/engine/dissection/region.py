@@ -56,8 +56,8 @@ def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, ma
                         signature_maps: np.ndarray, rows: np.ndarray, signatures: int, units: int) -> np.ndarray:
     """(units, signatures) int64: how many pixels of each unit's region carry each signature, over the images
     whose (n, H, W) signature maps are given; `rows[image id]` is an image's row in `signature_maps` (-1:
-    not given). `above` are the kept entries above their unit's threshold (TopActivations.above), sorted by
-    unit, then image."""
+    not given). `above` are the kept entries above their unit's threshold (TopActivations.above), an image's
+    entries unit by unit (ordered by unit, or by image and then unit)."""
     h, w = map_shape
     n, height, width = signature_maps.shape
     ys, xs = axis(h, height), axis(w, width)

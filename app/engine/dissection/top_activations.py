@@ -148,10 +148,13 @@ class TopActivations:
         """(units,) the largest value seen."""
         return self.values.max(axis=1).astype(np.float64)
 
-    def above(self, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    def above(self, thresholds: np.ndarray, by_image: bool = False) -> dict[str, np.ndarray]:
         """The kept entries strictly above their unit's threshold: unit, image, y, x, value and the 3 x 3
-        neighbourhood (entries, 9), ordered by unit."""
+        neighbourhood (entries, 9), ordered by unit, or by image and then unit."""
         unit, slot = np.nonzero(self.values > thresholds[:, None])
+        if by_image:
+            order = _stable_order(self.images[unit, slot])
+            unit, slot = unit[order], slot[order]
         w = self.map_shape[1]
         positions = self.positions[unit, slot]
         return {"unit": unit, "image": self.images[unit, slot], "y": positions // w, "x": positions % w,
@@ -165,6 +168,14 @@ class TopActivations:
         self.seen = int(state["seen"])
         for key in ("fill", "floor", "values", "images", "positions", "neighbourhoods"):
             setattr(self, key, np.array(state[key]))
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")` of non-negative int32 keys, as two passes over 16-bit halves: numpy's
+    stable sort is a radix sort for 16-bit keys only, 4x faster than on 32-bit ones."""
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")
+    return low[high]
 
 
 @numba.njit(cache=True, nogil=True)
