@@ -539,33 +539,3 @@ def test_a_build_stopped_while_labelling_resumes_there_to_the_same_atlas(tmp_pat
         assert catalog_rows(atlas, f"SELECT * FROM {table} ORDER BY 1, 2") == \
             catalog_rows(expected, f"SELECT * FROM {table} ORDER BY 1, 2"), table
 
-
-def test_the_labels_are_read_once_the_image_loaders_processes_are_forked(tmp_path):
-    """The concept labels are read by a thread while the pass runs. A process forked while it holds a lock (the
-    image loader's workers) would hang: so it starts once the loader has forked, and the build ends as one
-    with no loader processes."""
-    cards = tmp_path / "cards"
-    cards.mkdir()
-    write_concept_card(cards)
-    root = write_label_map_dataset(tmp_path / "concept-set", count=24)
-    reading_at_fork = []
-
-    def build(data: str, workers: int) -> Path:
-        settings = Settings(data_dir=tmp_path / data, model_dirs=[cards], builtin_models=False, device="cpu",
-                            index_workers=workers, auto_index_demo=False, index_batch_size=8)
-        plan = make_plan(load_store(settings).ready("concepts"), scan_folder(root), settings, layers=["detectors"],
-                         k=2)
-
-        def batches(start: int):
-            loader = batches_from_disk(plan.dataset, plan.model.preprocessing, plan.batch_size, start, workers)
-            first = next(loader)  # the loader's processes are forked by now
-            reading_at_fork.append(any(thread.name == "fovea-labels" for thread in threading.enumerate()))
-            yield first
-            yield from loader
-        return run_index(plan, settings.data_dir, batches, 0.0)
-
-    inline, forked = build("inline", 0), build("forked", 2)
-    assert reading_at_fork == [False, False]
-    for table in ("concepts", "unit_concepts", "unit_dissection"):
-        assert catalog_rows(forked, f"SELECT * FROM {table} ORDER BY 1, 2") == \
-            catalog_rows(inline, f"SELECT * FROM {table} ORDER BY 1, 2"), table

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from app.atlas.dictionary_store import layer_key
-from app.atlas.dissection import LabelReader, dissect
+from app.atlas.dissection import dissect
 from app.atlas.layout import atlas_dir, build_dir, layer_file
 from app.atlas.loader import Batch
 from app.atlas.recording import BuildCancelled, FeatureRecorder, ImageRecord, IndexPlan, LayerRecorder
@@ -78,34 +78,23 @@ def run_steps(plan: IndexPlan, data_dir: Path, steps: Steps, checkpoint_seconds:
     interval = checkpoint_seconds
     if progress:
         progress(start, total)
-    # The concept labels need nothing from the pass: a thread reads them meanwhile, started once the first step
-    # is done, as a process the pass forks (the image loader's workers) copies a busy thread's locks held.
-    labels_read = LabelReader(plan, work) if plan.concepts is not None else None
-    try:
-        for next_index in steps(start, recorders, images):
-            if labels_read is not None and not labels_read.started:
-                labels_read.start()
-            if progress:
-                progress(next_index, total)
-            stopping = cancel is not None and cancel.is_set()
-            if next_index < total and (stopping or time.perf_counter() - last_checkpoint >= interval):
-                saving = time.perf_counter()
-                _save_checkpoint(work, plan, next_index, recorders, images, saving - started)
-                last_checkpoint = time.perf_counter()
-                # A big model's state (k maps per unit) takes seconds to save: keep saving under 2% of the time.
-                interval = max(checkpoint_seconds, 50 * (last_checkpoint - saving))
-            if stopping and next_index < total:
-                raise BuildCancelled(f"stopped at image {next_index} of {total}")
-        labelling = plan.concepts is not None or plan.class_selectivity
-        if labelling and start < total and time.perf_counter() - last_checkpoint >= interval:
-            # The labels take a while after the pass: a build stopped during them resumes here, not mid-pass.
-            _save_checkpoint(work, plan, total, recorders, images, time.perf_counter() - started)
-        if labels_read is not None and not labels_read.started:
-            labels_read.start()
-        dissection = dissect(plan, recorders, images, dissect_progress, cancel, labels_read)
-    finally:
-        if labels_read is not None:
-            labels_read.stop()
+    for next_index in steps(start, recorders, images):
+        if progress:
+            progress(next_index, total)
+        stopping = cancel is not None and cancel.is_set()
+        if next_index < total and (stopping or time.perf_counter() - last_checkpoint >= interval):
+            saving = time.perf_counter()
+            _save_checkpoint(work, plan, next_index, recorders, images, saving - started)
+            last_checkpoint = time.perf_counter()
+            # A big model's state (k maps per unit) takes seconds to save: keep saving under 2% of the time.
+            interval = max(checkpoint_seconds, 50 * (last_checkpoint - saving))
+        if stopping and next_index < total:
+            raise BuildCancelled(f"stopped at image {next_index} of {total}")
+    labelling = plan.concepts is not None or plan.class_selectivity
+    if labelling and start < total and time.perf_counter() - last_checkpoint >= interval:
+        # The labels take a while after the pass: a build stopped during them resumes here, not mid-pass.
+        _save_checkpoint(work, plan, total, recorders, images, time.perf_counter() - started)
+    dissection = dissect(plan, recorders, images, dissect_progress, cancel)
     target = atlas_dir(data_dir, plan.model.id, plan.dataset.name)
     write_atlas(target, plan, recorders, images, seconds=time.perf_counter() - started, dissection=dissection)
     shutil.rmtree(work, ignore_errors=True)

@@ -2,21 +2,20 @@
 labels (pixel or image level), compositional labels by beam search, and class selectivity against an
 ImageFolder's classes (formulas: docs/concepts.md, code: app/engine/dissection/).
 
-The pass kept each unit's top activations (app/atlas/recording.py) while a thread of its own (`LabelReader`)
-read the label maps into the model's view as signature maps; here every unit's region pixels are counted per
-signature, a chunk of images at a time. IoU, labels and formulas are sums over those counts."""
+The pass kept each unit's top activations (app/atlas/recording.py); here the label maps are read a chunk
+of images at a time, mapped into the model's view, grouped into signatures, and every unit's region pixels
+are counted per signature, the next chunk read while one is counted. IoU, labels and formulas are sums over
+those counts."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -36,8 +35,7 @@ log = logging.getLogger(__name__)
 CONCEPTS_PER_UNIT = 5  # the best concepts kept per unit, by IoU
 CLASSES_PER_UNIT = 3  # the best classes kept per unit, by AUC
 FORMULA_LENGTH, BEAM = 3, 5  # Mu & Andreas 2020: formulas of up to 3 concepts, beam of 5
-CHUNK = 512  # images whose signature maps are counted at once
-REGIONS_PER_IMAGE = 1 << 16  # region numbers are kept as uint16
+CHUNK = 512  # images whose label maps are held at once
 
 
 @dataclass
@@ -71,23 +69,16 @@ class Dissection:
 
 def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
             progress: Callable[[int, int], None] | None = None,
-            cancel: threading.Event | None = None, labels_read: LabelReader | None = None) -> Dissection | None:
+            cancel: threading.Event | None = None) -> Dissection | None:
     """The labels of the pass's units; None when the dataset has neither concept labels nor classes.
-    `labels_read`: the dataset's label maps, read while the pass ran (read here when None). Setting `cancel`
-    stops it between chunks of images (BuildCancelled)."""
+    Setting `cancel` stops it between chunks of images (BuildCancelled)."""
     if plan.concepts is None and not plan.class_selectivity:
         return None
     started = time.perf_counter()
     readable = np.flatnonzero(images.readable)
     labels = {name: LayerLabels(thresholds=np.full(r.info.shape[0], np.nan), region_pixels=None, concepts=None,
                                 formulas=None, classes=None) for name, r in recorders.items()}
-    found = {}
-    if plan.concepts is not None:
-        if labels_read is None:
-            labels_read = LabelReader(plan)
-            labels_read.start()
-        labels_read.wait(cancel)
-        found = _concept_labels(plan, recorders, readable, labels, labels_read, progress, cancel)
+    found = _concept_labels(plan, recorders, readable, labels, progress, cancel) if plan.concepts is not None else {}
     if plan.class_selectivity:
         _class_selectivity(plan, recorders, readable, labels)
     seconds = time.perf_counter() - started
@@ -102,121 +93,66 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
 
 
 def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
-                    labels: dict[str, LayerLabels], labels_read: LabelReader, progress,
-                    cancel: threading.Event | None) -> dict:
+                    labels: dict[str, LayerLabels], progress, cancel: threading.Event | None) -> dict:
     """Network Dissection and formulas into `labels`; the concepts' pixels and images, and the label size."""
     concepts, categories = list(plan.concepts.concepts), list(plan.concepts.categories)
-    table = labels_read.table
-    signatures = len(table)
-    counts = {name: np.zeros((r.info.shape[0], signatures), dtype=np.int64) for name, r in recorders.items()}
+    size = _label_size(plan)
+    table = SignatureTable(category_numbers(concepts, categories), len(categories))
+    counts = {name: np.zeros((r.info.shape[0], 0), dtype=np.int64) for name, r in recorders.items()}
     above = {}
     for name, recorder in recorders.items():
         labels[name].thresholds = recorder.top_activations.thresholds()
         above[name] = recorder.top_activations.above(labels[name].thresholds, by_image=True)
-    pixels = np.zeros(signatures, dtype=np.int64)
-    with ThreadPoolExecutor(2) as pool:
-        for start in range(0, len(readable), CHUNK):
-            chunk = readable[start:start + CHUNK]
+    pixels = np.zeros(0, dtype=np.int64)
+    present = []  # per image, the signatures in it: how many images have each concept
+    unreadable = []  # images whose label files could not be read
+    chunks = [readable[start:start + CHUNK] for start in range(0, len(readable), CHUNK)]
+    read_chunk = partial(_read_chunk, plan, table, size)
+    # Reading a chunk's label maps holds the GIL; counting another's (the kernel, a layer a thread) lets go of it.
+    with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(2) as counting:
+        ahead = reading.submit(read_chunk, chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise BuildCancelled("stopped while labelling units; the pass resumes from its last checkpoint")
-            stacked = labels_read.signature_maps(chunk)
-            pixels += np.bincount(stacked.ravel(), minlength=signatures)
+            stacked, chunk_present, chunk_unreadable, signatures = ahead.result()
+            if i + 1 < len(chunks):
+                ahead = reading.submit(read_chunk, chunks[i + 1])
+            present += chunk_present
+            unreadable += chunk_unreadable
+            pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
             rows = np.full(len(plan.dataset), -1, dtype=np.int64)
             rows[chunk] = np.arange(len(chunk))
-            # Layers at once: the counting kernel lets go of the GIL.
-            counted = pool.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
-                                       signature_maps=stacked, rows=rows, chunk=chunk, signatures=signatures),
-                               list(recorders))
+            counted = counting.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
+                                           signature_maps=stacked, rows=rows, chunk=chunk, signatures=signatures),
+                                   list(recorders))
             for name, layer_counts in zip(list(recorders), counted):
-                counts[name] += layer_counts
+                counts[name] = _grow(counts[name], signatures) + layer_counts
             if progress:
-                progress(min(start + CHUNK, len(readable)), len(readable))
+                progress(min((i + 1) * CHUNK, len(readable)), len(readable))
     concept_table, labelled = table.concepts(), table.labelled()
     images = np.zeros(len(concepts), dtype=np.int64)
-    for image in readable:
-        images += concept_table[labels_read.present[image]].any(axis=0)
+    for image_signatures in present:
+        images += concept_table[image_signatures].any(axis=0)
     names = [concept.id for concept in concepts]
     formulas = Formulas.of(concept_table, pixels) if names else None
     for name, layer_counts in counts.items():
+        layer_counts = _grow(layer_counts, len(table))
         iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, category_numbers(concepts, categories))
         order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
         labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
         labels[name].region_pixels = layer_counts.sum(axis=1)
         labels[name].formulas = _formulas(layer_counts, formulas, names)
-    unreadable = [plan.dataset.files[i] for i in readable if not labels_read.readable[i]]
-    return {"pixels": pixels @ concept_table, "images": images, "size": labels_read.size, "unreadable": unreadable}
+    return {"pixels": pixels @ concept_table, "images": images, "size": size, "unreadable": unreadable}
 
 
-class LabelReader:
-    """Every image's label map in the model's view, as a signature map, read in a thread of its own so that it
-    overlaps the pass (reading and mapping the labels was a third of the labelling's time after it). The maps
-    are kept as each image's region numbers (uint16, in a memory-mapped file of the build's folder when given)
-    and the signature of each region."""
-
-    def __init__(self, plan: IndexPlan, folder: Path | None = None):
-        self.plan = plan
-        self.size = _label_size(plan)
-        concepts, categories = list(plan.concepts.concepts), list(plan.concepts.categories)
-        self.table = SignatureTable(category_numbers(concepts, categories), len(categories))
-        images = len(plan.dataset)
-        shape = (images, *self.size)
-        self.regions = (np.lib.format.open_memmap(folder / "label-regions.npy", mode="w+", dtype=np.uint16, shape=shape)
-                        if folder is not None else np.zeros(shape, dtype=np.uint16))
-        self.region_signatures: list[np.ndarray | None] = [None] * images
-        self.present: list[np.ndarray | None] = [None] * images  # the signatures in each image
-        self.readable = np.ones(images, dtype=bool)  # whether its label files could be read
-        self._stop = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._read_all, name="fovea-labels", daemon=True)
-
-    @property
-    def started(self) -> bool:
-        return self._thread.ident is not None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def wait(self, cancel: threading.Event | None = None) -> None:
-        """Until every image is read; BuildCancelled when `cancel` is set meanwhile."""
-        while self._thread.is_alive():
-            if cancel is not None and cancel.is_set():
-                self.stop()
-                raise BuildCancelled("stopped while labelling units (reading their concept labels); the pass resumes "
-                                     "from its last checkpoint")
-            self._thread.join(timeout=0.1)
-        if self._failure is not None:
-            raise self._failure
-
-    def signature_maps(self, image_ids: np.ndarray) -> np.ndarray:
-        """(n, H, W) int32 signature maps of the images."""
-        return np.stack([self.region_signatures[i][self.regions[i]] for i in image_ids])
-
-    def _read_all(self) -> None:
-        # Below the pass's own threads: the reading has the whole pass to finish, the pass has its batches waiting.
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):  # not Linux: the same thread at the same priority
-            pass
-        try:
-            for image_id in range(len(self.plan.dataset)):
-                if self._stop.is_set():
-                    return
-                regions, region_concepts, self.readable[image_id] = _regions_in_view(self.plan, image_id, self.size)
-                if len(region_concepts) > REGIONS_PER_IMAGE:
-                    log.warning("labels of %s have %d regions, more than %d: taken as unlabelled",
-                                self.plan.dataset.files[image_id], len(region_concepts), REGIONS_PER_IMAGE)
-                    regions, region_concepts, self.readable[image_id] = np.zeros(self.size, np.int64), [[]], False
-                ids = self.table.intern(region_concepts)
-                self.regions[image_id] = regions
-                self.region_signatures[image_id] = ids
-                self.present[image_id] = ids[np.bincount(regions.ravel(), minlength=len(ids)) > 0]
-        except BaseException as failure:  # noqa: BLE001 - handed to the thread that waits
-            self._failure = failure
+def _read_chunk(plan: IndexPlan, table: SignatureTable, size: tuple[int, int], chunk: np.ndarray
+                ) -> tuple[np.ndarray, list[np.ndarray], list[str], int]:
+    """A chunk's (n, H, W) signature maps, the signatures in each image, its images whose labels could not be
+    read, and how many signatures the table had once they were interned (the maps' ids are below it)."""
+    loaded = [_signature_map(plan, table, image_id, size) for image_id in chunk]
+    unreadable = [plan.dataset.files[i] for i, (_, _, ok) in zip(chunk, loaded) if not ok]
+    return (np.stack([signature_map for signature_map, _, _ in loaded]), [signatures for _, signatures, _ in loaded],
+            unreadable, len(table))
 
 
 def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
@@ -240,11 +176,12 @@ def _label_size(plan: IndexPlan) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _regions_in_view(plan: IndexPlan, image_id: int, size: tuple[int, int]
-                     ) -> tuple[np.ndarray, list[list[int]], bool]:
-    """One image's regions in the model's view (resized and cropped as the image is, NEAREST) at `size`,
-    each region's concepts, and whether its labels could be read. An image without labels, or whose label
-    files are broken, is one region with no concepts: a bad file is counted, never fatal."""
+def _signature_map(plan: IndexPlan, table: SignatureTable, image_id, size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One image's signature map in the model's view (resized and cropped as the image is, NEAREST) at
+    `size`, the signatures present in it, and whether its labels could be read. An image without labels,
+    or whose label files are broken, is one region with no concepts: a bad file is counted, never fatal."""
+    image_id = int(image_id)
     try:
         found = plan.concepts.regions(plan.dataset.files[image_id])
         readable = True
@@ -252,15 +189,18 @@ def _regions_in_view(plan: IndexPlan, image_id: int, size: tuple[int, int]
         log.warning("labels of %s unreadable, taken as unlabelled: %s", plan.dataset.files[image_id], problem)
         found, readable = None, False
     if found is None:
-        return np.zeros(size, dtype=np.int64), [[]], readable
-    regions, region_concepts = found
+        regions, region_concepts = np.zeros(size, dtype=np.int64), [[]]
+    else:
+        regions, region_concepts = found
     preprocessing = plan.model.preprocessing
-    if preprocessing.resize is not None or regions.shape != preprocessing.size:
+    if found is not None and (preprocessing.resize is not None or regions.shape != preprocessing.size):
         picture = Image.fromarray(regions.astype(np.int32), mode="I")  # else the view is the image itself
         regions = np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST), dtype=np.int64)
     if regions.shape != size:
         regions = nearest(regions, size)
-    return regions, region_concepts, readable
+    ids = table.intern(region_concepts)
+    present = np.bincount(regions.ravel(), minlength=len(ids)) > 0
+    return ids[regions], ids[present], readable
 
 
 def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signature_maps: np.ndarray, rows: np.ndarray,
@@ -270,6 +210,12 @@ def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signatur
     start, stop = np.searchsorted(entries["image"], [chunk[0], chunk[-1] + 1])
     part = {key: value[start:stop] for key, value in entries.items()}
     return count_region_pixels(part, labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
+
+
+def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
+    """Pad the signature axis (the last) with zeros to `signatures` columns: the table grows as images come."""
+    missing = signatures - counts.shape[-1]
+    return counts if missing == 0 else np.pad(counts, [(0, 0)] * (counts.ndim - 1) + [(0, missing)])
 
 
 def _formulas(regions: np.ndarray, formulas: Formulas | None, names: list[str]) -> list[tuple[str, float] | None]:
