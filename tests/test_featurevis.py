@@ -187,7 +187,9 @@ def test_on_the_demo_cnn_each_rendered_image_drives_its_own_unit_most(tmp_path, 
 
     model = load_store(Settings(data_dir=tmp_path, device="cpu", **DEMO_MODELS_ONLY)).ready("shapes-cnn")
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.card.input.mean, model.card.input.std))
-    units = [3, 17, 42, 80]
+    # Not unit 80: it shares unit 3's features, and unit 3's image drove it as much as its own (a 1.06 margin in
+    # float32; below 1 in bfloat16 on a CPU without native bfloat16). These four keep margins of 1.3 or more.
+    units = [3, 17, 42, 90]
     with model.lock:
         images = render(model.module, "block3", channel(units), units,
                         RenderSettings(steps=24, size=(64, 64), learning_rate=0.05, precision=precision),
