@@ -188,6 +188,11 @@ def _scan(memory, batch_rows, images, keep, fill, floor, values, image_of, posit
     for b in batch_rows:
         for y in range(h):
             for x in range(w):
+                above = False  # a branch-free look first: most positions have no value to keep
+                for u in range(c):
+                    above |= memory[b, y, x, u] > floor[u]
+                if not above:
+                    continue
                 for u in range(c):
                     value = memory[b, y, x, u]
                     if value <= floor[u]:
