@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
@@ -56,6 +57,31 @@ def test_threshold_is_numpys_top_0005_quantile_of_every_value(shape, channels_la
     top = _fed(maps, channels_last=channels_last)
     expected = np.quantile(maps.transpose(0, 1).reshape(shape[1], -1).double().numpy(), QUANTILE, axis=1)
     assert np.array_equal(top.thresholds(), expected)
+
+
+@pytest.mark.parametrize("offset", [-1000.0, 0.0])
+def test_rising_and_negative_values_are_cut_to_exactly_the_entries_above_the_threshold(offset):
+    """Maps that rise image after image make the buffers fill and be cut again and again; negative values and
+    values drawn from 9 levels (ties at every cut) must be cut like any others. The entries above the
+    threshold are exactly brute force's, with their neighbourhoods."""
+    generator = torch.Generator().manual_seed(3)
+    n, c, h, w = 60, 3, 12, 12
+    levels = torch.randint(0, 9, (n, c, h, w), generator=generator).float()
+    maps = offset + levels + torch.arange(n).view(n, 1, 1, 1) * 0.25  # later images higher
+    maps[:, 2] = offset - torch.rand(n, h, w, generator=generator)  # a unit of negative values only
+    top = _fed(maps)
+    thresholds = top.thresholds()
+    flat = maps.transpose(0, 1).reshape(c, -1).double().numpy()
+    assert np.array_equal(thresholds, np.quantile(flat, QUANTILE, axis=1))
+    found = top.above(thresholds)
+    expected = {(unit, image, y, x) for unit, image, y, x in
+                torch.nonzero(maps.transpose(0, 1) > torch.from_numpy(thresholds).view(c, 1, 1, 1)).tolist()}
+    assert set(zip(found["unit"].tolist(), found["image"].tolist(), found["y"].tolist(), found["x"].tolist())) \
+        == expected and len(found["unit"]) == len(expected)
+    padded = F.pad(maps, (1, 1, 1, 1), mode="replicate")
+    for unit, image, y, x, neighbourhood in zip(found["unit"], found["image"], found["y"], found["x"],
+                                                found["neighbourhood"]):
+        assert np.array_equal(neighbourhood, padded[image, unit, y:y + 3, x:x + 3].reshape(9).numpy())
 
 
 def test_a_dead_unit_and_a_constant_unit_have_thresholds_too():
