@@ -78,9 +78,12 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
     readable = np.flatnonzero(images.readable)
     labels = {name: LayerLabels(thresholds=np.full(r.info.shape[0], np.nan), region_pixels=None, concepts=None,
                                 formulas=None, classes=None) for name, r in recorders.items()}
-    found = _concept_labels(plan, recorders, readable, labels, progress, cancel) if plan.concepts is not None else {}
-    if plan.class_selectivity:
-        _class_selectivity(plan, recorders, readable, labels)
+    # Class selectivity beside the concept labels: its sorts let go of the GIL, and it writes other fields.
+    with ThreadPoolExecutor(1) as beside:
+        classes = plan.class_selectivity and beside.submit(_class_selectivity, plan, recorders, readable, labels)
+        found = {} if plan.concepts is None else _concept_labels(plan, recorders, readable, labels, progress, cancel)
+        if classes:
+            classes.result()
     seconds = time.perf_counter() - started
     log.info("dissected %d layers of %s in %.1f s", len(recorders), plan.model.id, seconds)
     empty = np.zeros(0, dtype=np.int64)
@@ -99,10 +102,6 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
     size = _label_size(plan)
     table = SignatureTable(category_numbers(concepts, categories), len(categories))
     counts = {name: np.zeros((r.info.shape[0], 0), dtype=np.int64) for name, r in recorders.items()}
-    above = {}
-    for name, recorder in recorders.items():
-        labels[name].thresholds = recorder.top_activations.thresholds()
-        above[name] = recorder.top_activations.above(labels[name].thresholds, by_image=True)
     pixels = np.zeros(0, dtype=np.int64)
     present = []  # per image, the signatures in it: how many images have each concept
     unreadable = []  # images whose label files could not be read
@@ -111,6 +110,10 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
     # Reading a chunk's label maps holds the GIL; counting another's (the kernel, a layer a thread) lets go of it.
     with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(2) as counting:
         ahead = reading.submit(read_chunk, chunks[0]) if chunks else None
+        above = {}  # each unit's region entries, selected while the first chunk is read
+        for name, recorder in recorders.items():
+            labels[name].thresholds = recorder.top_activations.thresholds()
+            above[name] = recorder.top_activations.above(labels[name].thresholds)
         for i, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise BuildCancelled("stopped while labelling units; the pass resumes from its last checkpoint")

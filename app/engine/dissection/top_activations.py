@@ -149,17 +149,15 @@ class TopActivations:
         """(units,) the largest value seen."""
         return self.values.max(axis=1).astype(np.float64)
 
-    def above(self, thresholds: np.ndarray, by_image: bool = False) -> dict[str, np.ndarray]:
-        """The kept entries strictly above their unit's threshold: unit, image, y, x, value and the 3 x 3
-        neighbourhood (entries, 9), ordered by unit, or by image and then unit."""
-        unit, slot = np.nonzero(self.values > thresholds[:, None])
-        if by_image:
-            order = _stable_order(self.images[unit, slot])
-            unit, slot = unit[order], slot[order]
+    def above(self, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+        """The kept entries strictly above their unit's threshold, ordered by image, then unit: unit, image, y, x,
+        value and the 3 x 3 neighbourhood (entries, 9)."""
+        unit, image, position, value, neighbourhood = _by_image(
+            self.values, self.images, self.positions, self.neighbourhoods, thresholds,
+            int(self.images.max(initial=-1)) + 1)
         w = self.map_shape[1]
-        positions = self.positions[unit, slot]
-        return {"unit": unit, "image": self.images[unit, slot], "y": positions // w, "x": positions % w,
-                "value": self.values[unit, slot], "neighbourhood": self.neighbourhoods[unit, slot]}
+        return {"unit": unit, "image": image, "y": position // w, "x": position % w, "value": value,
+                "neighbourhood": neighbourhood}
 
     def state(self) -> dict[str, np.ndarray]:
         return {"seen": np.array(self.seen), "fill": self.fill, "floor": self.floor, "values": self.values,
@@ -171,12 +169,31 @@ class TopActivations:
             setattr(self, key, np.array(state[key]))
 
 
-def _stable_order(keys: np.ndarray) -> np.ndarray:
-    """`np.argsort(keys, kind="stable")` of non-negative int32 keys, as two passes over 16-bit halves: numpy's
-    stable sort is a radix sort for 16-bit keys only, 4x faster than on 32-bit ones."""
-    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    high = np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")
-    return low[high]
+@numba.njit(cache=True, nogil=True)
+def _by_image(values, images, positions, neighbourhoods, thresholds,
+              image_count):  # pragma: no cover - compiled; tested through above()
+    """The entries above their unit's threshold by image, then unit and slot: a counting sort, two passes over
+    the buffers that write each entry once (numpy's selection, sort by image and gathers took 7x)."""
+    units, capacity = values.shape
+    starts = np.zeros(image_count + 1, dtype=np.int64)
+    for u in range(units):
+        for slot in range(capacity):
+            if values[u, slot] > thresholds[u]:
+                starts[images[u, slot] + 1] += 1
+    for i in range(image_count):
+        starts[i + 1] += starts[i]
+    n = starts[image_count]
+    unit, image, position = np.empty(n, np.int64), np.empty(n, images.dtype), np.empty(n, positions.dtype)
+    value, neighbourhood = np.empty(n, values.dtype), np.empty((n, 9), neighbourhoods.dtype)
+    for u in range(units):
+        for slot in range(capacity):
+            if values[u, slot] > thresholds[u]:
+                at = starts[images[u, slot]]
+                starts[images[u, slot]] += 1
+                unit[at], image[at], position[at], value[at] = u, images[u, slot], positions[u, slot], values[u, slot]
+                for d in range(9):
+                    neighbourhood[at, d] = neighbourhoods[u, slot, d]
+    return unit, image, position, value, neighbourhood
 
 
 @numba.njit(cache=True, nogil=True)
