@@ -27,7 +27,8 @@ class TopKSAE:
         self.channels, self.size = decoder.shape[1], decoder.shape[0]
 
     def preactivations(self, vectors: torch.Tensor) -> torch.Tensor:
-        return (vectors / self.scale - self.pre_bias) @ self.encoder + self.encoder_bias
+        """(x / scale - b_pre) W_enc + b_enc as one fused product and sum: x (W_enc / scale) + (b_enc - b_pre W_enc)."""
+        return torch.addmm(self.encoder_bias - self.pre_bias @ self.encoder, vectors, self.encoder / self.scale)
 
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
         return top_k_relu(self.preactivations(vectors), self.k)
