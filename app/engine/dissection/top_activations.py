@@ -173,7 +173,7 @@ class TopActivations:
 def _by_image(values, images, positions, neighbourhoods, thresholds,
               image_count):  # pragma: no cover - compiled; tested through above()
     """The entries above their unit's threshold by image, then unit and slot: a counting sort, two passes over
-    the buffers that write each entry once (numpy's selection, sort by image and gathers took 7x)."""
+    the buffers that write each entry once (numpy's selection, sort by image and gathers took 3x)."""
     units, capacity = values.shape
     starts = np.zeros(image_count + 1, dtype=np.int64)
     for u in range(units):
