@@ -27,7 +27,7 @@ from app.atlas.indexer import demo_dataset, index_model, make_plan
 from app.atlas.loader import batches_from_disk
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import Formula, Formulas, beam_search, beam_searches, concept_iou
-from app.engine.dissection.region import count_region_pixels, upsample
+from app.engine.dissection.region import axis, count_region_pixels, upsample
 from app.engine.dissection.signatures import SignatureTable
 from app.engine.dissection.top_activations import TopActivations
 from app.errors import InvalidInput
@@ -133,6 +133,39 @@ def test_region_pixels_equal_the_upsampled_map_thresholded(geometry):
     expected = np.stack([np.bincount(signature_maps[active[:, u].numpy()], minlength=signatures)
                          for u in range(units)])
     assert counted.sum() > 0
+    assert np.array_equal(counted, expected)
+
+
+@pytest.mark.parametrize("geometry", [(7, 7, 112, 112), (3, 3, 112, 112), (28, 28, 56, 56)])
+def test_region_pixels_where_values_sit_within_float32_steps_of_the_threshold(geometry):
+    """Map values at the threshold's own value or one or two float32 steps from it, so that pixels between
+    them are decided by the last bit of the interpolation's rounding. The counting skips a row when exact
+    arithmetic puts it below the threshold by a rounding bound: it must count every pixel that the same
+    float32 arithmetic, pixel by pixel, puts above it in a cell with a corner above it. (F.interpolate may
+    round such a pixel the other way: its kernels fuse multiply-adds on some CPUs and not on others.)"""
+    h, w, height, width = geometry
+    n, units = 40, 3
+    rng = np.random.default_rng(7)
+    level = np.float32(0.7311)
+    kind = rng.choice(5, size=(n, units, h, w), p=[0.004, 0.02, 0.3, 0.3, 0.376])
+    steps = np.array([1, 0, -1, -2, 0])[kind]
+    values = np.where(kind < 4, level + steps * np.spacing(level), rng.random((n, units, h, w)) * 0.6)
+    maps = torch.from_numpy(values.astype(np.float32))
+    top = _fed(maps)
+    thresholds = top.thresholds()
+    signature_maps = np.random.default_rng(1).integers(0, 3, (n, height, width)).astype(np.int32)
+    counted = count_region_pixels(top.above(thresholds), thresholds, (h, w), signature_maps, np.arange(n), 3, units)
+    ys, xs = axis(h, height), axis(w, width)
+    single = values.astype(np.float32)
+    corner = {(i, j): single[:, :, rows][:, :, :, columns] for i, rows in enumerate((ys.low, ys.high))
+              for j, columns in enumerate((xs.low, xs.high))}
+    wx0, wx1 = xs.weight_low.numpy(), xs.weight_high.numpy()
+    wy0, wy1 = ys.weight_low.numpy()[:, None], ys.weight_high.numpy()[:, None]
+    pixels = (corner[0, 0] * wx0 + corner[0, 1] * wx1) * wy0 + (corner[1, 0] * wx0 + corner[1, 1] * wx1) * wy1
+    limit = thresholds[None, :, None, None]
+    active = torch.from_numpy((pixels > limit) & (np.max(list(corner.values()), axis=0) > limit))
+    expected = np.stack([np.bincount(signature_maps[active[:, u].numpy()], minlength=3) for u in range(units)])
+    assert counted.sum() > 50
     assert np.array_equal(counted, expected)
 
 
@@ -254,6 +287,9 @@ def test_class_auc_agrees_with_scikit_learn():
         for cls in range(4):
             assert auc[unit, cls] == pytest.approx(roc_auc_score(labels == cls, values[:, unit]), abs=1e-12)
     assert np.isnan(auc[:, 4]).all()
+    # A unit's NaN maxima tie with each other above every number, as +inf values would.
+    values[rng.random(values.shape) < 0.1] = np.nan
+    assert np.array_equal(class_auc(values, labels, 4), class_auc(np.nan_to_num(values, nan=np.inf), labels, 4))
 
 
 # Whole builds ---------------------------------------------------------------------------------------------

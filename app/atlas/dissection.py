@@ -27,7 +27,7 @@ from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRec
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import Formulas, beam_searches, concept_iou
 from app.engine.dissection.region import count_region_pixels
-from app.engine.dissection.signatures import SignatureTable
+from app.engine.dissection.signatures import SignatureTable, signature_map
 from app.errors import FoveaError
 
 log = logging.getLogger(__name__)
@@ -152,10 +152,15 @@ def _read_chunk(plan: IndexPlan, table: SignatureTable, size: tuple[int, int], c
                 ) -> tuple[np.ndarray, list[np.ndarray], list[str], int]:
     """A chunk's (n, H, W) signature maps, the signatures in each image, its images whose labels could not be
     read, and how many signatures the table had once they were interned (the maps' ids are below it)."""
-    loaded = [_signature_map(plan, table, image_id, size) for image_id in chunk]
-    unreadable = [plan.dataset.files[i] for i, (_, _, ok) in zip(chunk, loaded) if not ok]
-    return (np.stack([signature_map for signature_map, _, _ in loaded]), [signatures for _, signatures, _ in loaded],
-            unreadable, len(table))
+    maps = np.empty((len(chunk), *size), dtype=np.int32)
+    present, unreadable = [], []
+    for row, image_id in enumerate(chunk):
+        regions, region_concepts, readable = _regions(plan, int(image_id), size)
+        ids = table.intern(region_concepts)
+        present.append(ids[signature_map(regions, ids, maps[row])])
+        if not readable:
+            unreadable.append(plan.dataset.files[image_id])
+    return maps, present, unreadable, len(table)
 
 
 def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
@@ -166,8 +171,7 @@ def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], rea
     image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
     known = image_classes >= 0
     for name, recorder in recorders.items():
-        peaks = np.asarray(recorder.peaks[readable[known]], dtype=np.float64)
-        auc = class_auc(peaks, image_classes[known], len(classes))
+        auc = class_auc(np.asarray(recorder.peaks[readable[known]]), image_classes[known], len(classes))
         order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
         labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
 
@@ -179,31 +183,25 @@ def _label_size(plan: IndexPlan) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _signature_map(plan: IndexPlan, table: SignatureTable, image_id, size: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """One image's signature map in the model's view (resized and cropped as the image is, NEAREST) at
-    `size`, the signatures present in it, and whether its labels could be read. An image without labels,
-    or whose label files are broken, is one region with no concepts: a bad file is counted, never fatal."""
-    image_id = int(image_id)
+def _regions(plan: IndexPlan, image_id: int, size: tuple[int, int]) -> tuple[np.ndarray, list[list[int]], bool]:
+    """One image's region map in the model's view (resized and cropped as the image is, NEAREST) at `size`,
+    each region's concepts, and whether its labels could be read. An image without labels, or whose label
+    files are broken, is one region with no concepts: a bad file is counted, never fatal."""
     try:
         found = plan.concepts.regions(plan.dataset.files[image_id])
-        readable = True
     except (OSError, ValueError, FoveaError) as problem:  # unreadable PNG, a label file gone, a bad index row
         log.warning("labels of %s unreadable, taken as unlabelled: %s", plan.dataset.files[image_id], problem)
-        found, readable = None, False
+        return np.zeros(size, dtype=np.int64), [[]], False
     if found is None:
-        regions, region_concepts = np.zeros(size, dtype=np.int64), [[]]
-    else:
-        regions, region_concepts = found
+        return np.zeros(size, dtype=np.int64), [[]], True
+    regions, region_concepts = found
     preprocessing = plan.model.preprocessing
-    if found is not None and (preprocessing.resize is not None or regions.shape != preprocessing.size):
+    if preprocessing.resize is not None or regions.shape != preprocessing.size:
         picture = Image.fromarray(regions.astype(np.int32), mode="I")  # else the view is the image itself
         regions = np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST), dtype=np.int64)
     if regions.shape != size:
         regions = nearest(regions, size)
-    ids = table.intern(region_concepts)
-    present = np.bincount(regions.ravel(), minlength=len(ids)) > 0
-    return ids[regions], ids[present], readable
+    return regions, region_concepts, True
 
 
 def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signature_maps: np.ndarray, rows: np.ndarray,

@@ -5,6 +5,7 @@ pixels have its kind and `region:object`, the background's `region:background`."
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,8 @@ class DemoConcepts:
                     self._scenes[record["image"]] = record
 
     def regions(self, relpath: str) -> tuple[np.ndarray, list[list[int]]] | None:
-        image = path_inside(self.images, relpath).relative_to(self.folder).as_posix()
-        record = self._scenes.get(image)
+        # Only a scene's own mask file is opened: `relpath` is a key, folded as a path but never opened.
+        record = self._scenes.get(posixpath.normpath(posixpath.join("images", relpath)))
         if record is None:
             return None
         scene = record["scene"]

@@ -6,6 +6,11 @@ Upsampling partitions the output pixels into cells: output row Y reads map rows 
 the rows with the same `low` form one cell row. A cell's pixels interpolate its four corners only, so a cell
 with no corner above the threshold has no pixel above it, and a cell with one has all four corners in that
 corner's kept 3 x 3 neighbourhood. Only those cells are evaluated.
+
+Exactly means in the kernel's float32 arithmetic (along the width, then the height, each a sum of two
+products). F.interpolate computes the same sums, but some CPUs' builds of it fuse a product into the sum, so a
+pixel within a float32 step of the threshold can round the other way there; and a pixel whose four corners
+are all at or below the threshold is outside, even where rounding lifts it a step above.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, ma
                         signature_maps: np.ndarray, rows: np.ndarray, signatures: int, units: int) -> np.ndarray:
     """(units, signatures) int64: how many pixels of each unit's region carry each signature, over the images
     whose (n, H, W) signature maps are given; `rows[image id]` is an image's row in `signature_maps` (-1:
-    not given). `above` are the kept entries above their unit's threshold (TopActivations.above), an image's
-    entries unit by unit (ordered by unit, or by image and then unit)."""
+    not given). `above` are the kept entries above their unit's threshold as TopActivations.above orders them:
+    by image, then unit."""
     h, w = map_shape
     n, height, width = signature_maps.shape
     ys, xs = axis(h, height), axis(w, width)
@@ -67,52 +72,64 @@ def count_region_pixels(above: dict[str, np.ndarray], thresholds: np.ndarray, ma
            np.ascontiguousarray(above["neighbourhood"], dtype=np.float32),
            np.asarray(thresholds, dtype=np.float64), ys.start, ys.stop, xs.start, xs.stop,
            ys.weight_low.numpy(), ys.weight_high.numpy(), xs.weight_low.numpy(), xs.weight_high.numpy(),
-           np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64),
-           np.full((n, h, w), -1, dtype=np.int64), counts)
+           np.ascontiguousarray(signature_maps, dtype=np.int32), np.asarray(rows, dtype=np.int64), counts)
     return counts
+
+
+# A pixel's value is float32 arithmetic on its cell's corners v: within ROUNDING * max|v| of the same
+# interpolation in exact arithmetic (6 products and 3 sums rounded, and weights 1 - s rounded: each off by
+# at most 2^-24 of max|v|; twice that, to be safe).
+ROUNDING = 16 * 2.0 ** -24
 
 
 @numba.njit(cache=True, nogil=True)
 def _count(unit, image, y, x, neighbourhood, thresholds, row_start, row_stop, column_start, column_stop,
-           wy0, wy1, wx0, wx1, signature_maps, rows, seen,
+           wy0, wy1, wx0, wx1, signature_maps, rows,
            counts):  # pragma: no cover - compiled; tested through its caller
-    """`seen[row, cy, cx]`: the unit that last evaluated the cell on that image (entries come unit by unit)."""
+    """Each cell with a corner above its unit's threshold, once per image and unit (`seen` holds the last
+    image-and-unit group that evaluated a cell: entries come grouped so). Most of a cell's rows lie below the
+    threshold: each is first bounded in exact arithmetic and skipped when below by more than rounding."""
     h, w = len(row_start), len(column_start)
-    span = 0
-    for cx in range(w):
-        span = max(span, column_stop[cx] - column_start[cx])
-    top, bottom = np.empty(span, dtype=np.float32), np.empty(span, dtype=np.float32)
+    seen = np.full((h, w), -1, dtype=np.int64)
+    group, last_image, last_unit = -1, -1, -1
     for e in range(len(unit)):
         row = rows[image[e]]
         if row < 0:
             continue
         u, t = unit[e], thresholds[unit[e]]
+        if image[e] != last_image or u != last_unit:
+            group, last_image, last_unit = group + 1, image[e], u
         for cy in range(y[e] - 1, y[e] + 1):
             if cy < 0 or row_start[cy] == row_stop[cy]:
                 continue
             for cx in range(x[e] - 1, x[e] + 1):
-                if cx < 0 or column_start[cx] == column_stop[cx] or seen[row, cy, cx] == u:
+                if cx < 0 or column_start[cx] == column_stop[cx] or seen[cy, cx] == group:
                     continue
-                seen[row, cy, cx] = u
+                seen[cy, cx] = group
                 # The cell's corners, from this entry's 3 x 3 neighbourhood (row-major, centred on it).
                 up, down = cy - y[e] + 1, min(cy + 1, h - 1) - y[e] + 1
                 left, right = cx - x[e] + 1, min(cx + 1, w - 1) - x[e] + 1
                 v00, v01 = neighbourhood[e, up * 3 + left], neighbourhood[e, up * 3 + right]
                 v10, v11 = neighbourhood[e, down * 3 + left], neighbourhood[e, down * 3 + right]
-                # The kernel's order of operations, in float32: along the width (once per cell), then the height.
-                first = column_start[cx]
-                width = column_stop[cx] - first
-                for i in range(width):
-                    top[i] = v00 * wx0[first + i] + v01 * wx1[first + i]
-                    bottom[i] = v10 * wx0[first + i] + v11 * wx1[first + i]
+                bound = ROUNDING * max(abs(v00), abs(v01), abs(v10), abs(v11)) + 1e-30
+                first, width = column_start[cx], column_stop[cx] - column_start[cx]
+                s_first, s_last = np.float64(wx1[first]), np.float64(wx1[first + width - 1])
                 for out_y in range(row_start[cy], row_stop[cy]):
+                    # In exact arithmetic a pixel of this row is p + (q - p) s at its column weight s, so the row's
+                    # end pixels bound it: none can exceed t when both are below it by the rounding bound.
+                    r = np.float64(wy1[out_y])
+                    p = np.float64(v00) + (np.float64(v10) - np.float64(v00)) * r
+                    q = np.float64(v01) + (np.float64(v11) - np.float64(v01)) * r
+                    if max(p + (q - p) * s_first, p + (q - p) * s_last) <= t - bound:
+                        continue
                     a, b = wy0[out_y], wy1[out_y]
-                    # Neighbouring pixels mostly share a signature: a run is added once, not a pixel at a time
-                    # (each addition would wait for the last one to the same count).
+                    signatures = signature_maps[row, out_y]
                     run_signature, run = -1, 0
-                    for i in range(width):
-                        if top[i] * a + bottom[i] * b > t:
-                            signature = signature_maps[row, out_y, first + i]
+                    for i in range(first, first + width):
+                        # As the kernel computes it, in float32: along the width, then the height.
+                        if (v00 * wx0[i] + v01 * wx1[i]) * a + (v10 * wx0[i] + v11 * wx1[i]) * b > t:
+                            # Neighbouring pixels mostly share a signature: a run is added once, not pixel by pixel.
+                            signature = signatures[i]
                             if signature == run_signature:
                                 run += 1
                             else:
