@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -114,6 +114,9 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
         for name, recorder in recorders.items():
             labels[name].thresholds = recorder.top_activations.thresholds()
             above[name] = recorder.top_activations.above(labels[name].thresholds)
+        # The costliest layers first, so that the last to finish a chunk is a short one.
+        layers = sorted(recorders, key=lambda name: -_counting_cost(above[name], recorders[name], size))
+        counting_chunk = {}  # layer -> its count of the chunk being counted
         for i, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise BuildCancelled("stopped while labelling units; the pass resumes from its last checkpoint")
@@ -123,28 +126,36 @@ def _concept_labels(plan: IndexPlan, recorders: dict[str, LayerRecorder], readab
             present += chunk_present
             unreadable += chunk_unreadable
             pixels = _grow(pixels, signatures) + np.bincount(stacked.ravel(), minlength=signatures)
+            _add_counts(counts, counting_chunk)
             rows = np.full(len(plan.dataset), -1, dtype=np.int64)
             rows[chunk] = np.arange(len(chunk))
-            counted = counting.map(partial(_count_layer, above=above, labels=labels, recorders=recorders,
-                                           signature_maps=stacked, rows=rows, chunk=chunk, signatures=signatures),
-                                   list(recorders))
-            for name, layer_counts in zip(list(recorders), counted):
-                counts[name] = _grow(counts[name], signatures) + layer_counts
+            count = partial(_count_layer, above=above, labels=labels, recorders=recorders, signature_maps=stacked,
+                            rows=rows, chunk=chunk, signatures=signatures)
+            counting_chunk = {name: counting.submit(count, name) for name in layers}
             if progress:
                 progress(min((i + 1) * CHUNK, len(readable)), len(readable))
-    concept_table, labelled = table.concepts(), table.labelled()
+        # Every label map is read: the formulas' tables, while the last chunk is counted; then each layer's
+        # labels as soon as its last count is in, beside the others' counting.
+        concept_table, labelled = table.concepts(), table.labelled()
+        names = [concept.id for concept in concepts]
+        formulas = Formulas.of(concept_table, pixels) if names else None
+        category_of = category_numbers(concepts, categories)
+
+        def label_layer(name: str) -> None:
+            if name in counting_chunk:  # (none when no image was readable)
+                _add_counts(counts, {name: counting_chunk[name]})  # its own entry: threads never share one
+            layer_counts = _grow(counts[name], len(table))
+            iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, category_of)
+            order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
+            labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
+            labels[name].region_pixels = layer_counts.sum(axis=1)
+            labels[name].formulas = _formulas(layer_counts, formulas, names)
+
+        for done in [counting.submit(label_layer, name) for name in layers]:
+            done.result()  # raises what the layer raised
     images = np.zeros(len(concepts), dtype=np.int64)
     for image_signatures in present:
         images += concept_table[image_signatures].any(axis=0)
-    names = [concept.id for concept in concepts]
-    formulas = Formulas.of(concept_table, pixels) if names else None
-    for name, layer_counts in counts.items():
-        layer_counts = _grow(layer_counts, len(table))
-        iou, _, _ = concept_iou(layer_counts, pixels, concept_table, labelled, category_numbers(concepts, categories))
-        order = np.argsort(-iou, axis=1, kind="stable")[:, :CONCEPTS_PER_UNIT]
-        labels[name].concepts = (order, np.take_along_axis(iou, order, axis=1))
-        labels[name].region_pixels = layer_counts.sum(axis=1)
-        labels[name].formulas = _formulas(layer_counts, formulas, names)
     return {"pixels": pixels @ concept_table, "images": images, "size": size, "unreadable": unreadable}
 
 
@@ -211,6 +222,19 @@ def _count_layer(name: str, above: dict, labels: dict, recorders: dict, signatur
     start, stop = np.searchsorted(entries["image"], [chunk[0], chunk[-1] + 1])
     part = {key: value[start:stop] for key, value in entries.items()}
     return count_region_pixels(part, labels[name].thresholds, (h, w), signature_maps, rows, signatures, units)
+
+
+def _counting_cost(entries: dict[str, np.ndarray], recorder: LayerRecorder, size: tuple[int, int]) -> float:
+    """About what counting a layer's regions costs: its entries times the label pixels of one map cell."""
+    _, h, w = recorder.info.shape
+    return len(entries["unit"]) * (size[0] / h) * (size[1] / w)
+
+
+def _add_counts(counts: dict[str, np.ndarray], counted: dict[str, Future]) -> None:
+    """Add each layer's counted chunk (the signature axis grows as images come) to its running counts."""
+    for name, future in counted.items():
+        chunk_counts = future.result()
+        counts[name] = _grow(counts[name], chunk_counts.shape[1]) + chunk_counts
 
 
 def _grow(counts: np.ndarray, signatures: int) -> np.ndarray:
