@@ -56,7 +56,6 @@ class SignatureTable:
         return (masks[:, None] >> np.arange(self.categories)) & 1 == 1
 
 
-
 @numba.njit(cache=True, nogil=True)
 def signature_map(regions: np.ndarray, ids: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover
     """`out[:] = ids[regions]` (an image's signature map from its region map and its regions' signature ids),
