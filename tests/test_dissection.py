@@ -5,6 +5,7 @@ dataset, the demo) labelled as they must be."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import sqlite3
@@ -28,7 +29,7 @@ from app.atlas.loader import batches_from_disk
 from app.engine.dissection.auc import class_auc
 from app.engine.dissection.labels import Formula, Formulas, beam_search, beam_searches, concept_iou
 from app.engine.dissection.region import axis, count_region_pixels, upsample
-from app.engine.dissection.signatures import SignatureTable
+from app.engine.dissection.signatures import SignatureTable, signature_map
 from app.engine.dissection.top_activations import TopActivations
 from app.errors import InvalidInput
 from app.settings import Settings
@@ -513,6 +514,35 @@ def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_witho
         Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(flat / f"{i}.png")
     assert main(["dissect", "concepts", "--dataset", str(flat), *flags]) == 1
     assert "neither concept labels" in capsys.readouterr().err
+
+
+def test_a_demo_mask_numbering_a_shape_its_scene_lacks_is_refused(tmp_path):
+    """The demo's instance maps are read raw: a mask numbering a region beyond its scene's shapes is a broken
+    label file (its image then counts as unlabelled), and the compiled signature map refuses such a number."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "0.png")
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:4, 2:4] = 1
+    mask[6, 6] = 7  # the scene below has one shape
+    Image.fromarray(mask).save(tmp_path / "masks" / "0.png")
+    scene = {"background": {"colour": "blue", "texture": "noise"},
+             "shapes": [{"kind": "circle", "colour": "red", "texture": "dots"}]}
+    (tmp_path / "scenes.jsonl").write_text(json.dumps({"image": "images/0.png", "mask": "masks/0.png",
+                                                       "scene": scene}) + "\n")
+    concepts = open_concepts(tmp_path / "images")  # the dataset is images/, its labels beside it
+    with pytest.raises(ValueError, match="masks/0.png numbers a region its scene does not have"):
+        concepts.regions("0.png")
+    mask[6, 6] = 1
+    Image.fromarray(mask).save(tmp_path / "masks" / "0.png")
+    regions, region_concepts = concepts.regions("0.png")
+    assert len(region_concepts) == 2 and regions.max() == 1
+    assert concepts.regions("../scenes.jsonl") is None  # a key, never a file opened
+    out = np.empty((8, 8), dtype=np.int32)
+    occurs = signature_map(regions, np.array([5, 9], dtype=np.int32), out)
+    assert occurs.tolist() == [True, True] and np.array_equal(out, np.where(regions == 1, 9, 5))
+    with pytest.raises(IndexError):
+        signature_map(regions, np.array([5], dtype=np.int32), out)
 
 
 def test_a_broken_label_file_leaves_its_image_unlabelled_and_is_counted(tmp_path):

@@ -55,4 +55,6 @@ class DemoConcepts:
                      _NUMBER["region:background"]]]
         concepts += [[_NUMBER[f"shape:{shape['kind']}"], _NUMBER[f"colour:{shape['colour']}"],
                       _NUMBER[f"texture:{shape['texture']}"], _NUMBER["region:object"]] for shape in scene["shapes"]]
+        if instances.size and not 0 <= int(instances.min()) <= int(instances.max()) < len(concepts):
+            raise ValueError(f"{record['mask']} numbers a region its scene does not have ({len(concepts) - 1} shapes)")
         return instances, concepts

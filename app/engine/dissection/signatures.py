@@ -59,11 +59,14 @@ class SignatureTable:
 @numba.njit(cache=True, nogil=True)
 def signature_map(regions: np.ndarray, ids: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover
     """`out[:] = ids[regions]` (an image's signature map from its region map and its regions' signature ids),
-    and which regions occur in it. One loop: the two numpy calls cost 2.5x as much, per image."""
+    and which regions occur in it. One loop: the two numpy calls cost 2.5x as much, per image. A region
+    number outside `ids` raises IndexError (compiled code checks no bounds by itself)."""
     occurs = np.zeros(len(ids), dtype=np.bool_)
     for y in range(regions.shape[0]):
         for x in range(regions.shape[1]):
             region = regions[y, x]
+            if region < 0 or region >= len(ids):
+                raise IndexError("a region number beyond the image's regions")
             out[y, x] = ids[region]
             occurs[region] = True
     return occurs
