@@ -15,7 +15,7 @@
 
 Usage:
     python bench/dictionary.py [--images 2000] [--repeats 3] [--models shapes-cnn shapes-mobilenet] [--steps N]
-                               [--dictionaries sae:2 sae:8 nmf:0.5 nmf:2]
+                               [--dictionaries sae:2 sae:8 nmf:0.5 nmf:2] [--layer NAME]
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, help="the same steps for every dictionary (default: the settings')")
     parser.add_argument("--models", nargs="+", default=["shapes-cnn", "shapes-mobilenet"])
+    parser.add_argument("--layer", help="the layer of every model given (default: each model's last default layer)")
     parser.add_argument("--dictionaries", nargs="+", default=DEFAULT, metavar="METHOD:SIZE",
                         help="method and size in times the channels (default: " + " ".join(DEFAULT) + ")")
     parser.add_argument("--system-allocator", action="store_true")
@@ -137,7 +138,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {settings.device}")
         for model_id in args.models:
             model = store.ready(model_id)
-            layer = [info.name for info in model.layers if info.default][-1]
+            layer = args.layer or [info.name for info in model.layers if info.default][-1]
             dictionaries = train_all(settings, model, dataset, layer, args.steps, args.dictionaries)
             pass_ratio(settings, model, dataset, layer, dictionaries, args.repeats, root)
             monosemanticity(settings, model, dataset, layer)
