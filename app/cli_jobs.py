@@ -48,16 +48,17 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
     atlas = Atlas(target)
     categories = atlas.meta["dissection"]["categories"]
     if categories:
-        _print_labelled(atlas, settings.dissection_iou_threshold)
+        _print_labelled(atlas, settings)
     if atlas.meta["dissection"]["classes"]:
         _print_selective(atlas)
     return 0
 
 
-def _print_labelled(atlas, threshold: float) -> None:
+def _print_labelled(atlas, settings: Settings) -> None:
     from app.atlas.labels import detector_summary
 
-    summary = detector_summary(atlas, threshold)
+    threshold = settings.dissection_iou_threshold
+    summary = detector_summary(atlas, threshold, settings.selectivity_auc_threshold)
     categories = summary["categories"]
     print(f"units labelled (IoU >= {threshold:g}), by the label's category:")
     print("layer".ljust(24) + "units".rjust(7) + "".join(c[:10].rjust(11) for c in categories) + "      any")

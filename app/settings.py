@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=0.04, ge=0, le=1,
         description="Smallest IoU with which a unit is labelled with its best concept (Network Dissection's 0.04).",
     )
+    selectivity_auc_threshold: float = Field(
+        default=0.9, ge=0.5, le=1,
+        description="Smallest ROC AUC of a unit's most selective class (its spatial maximum, that class against the "
+                    "rest) with which the detectors page counts the unit as selective for it.",
+    )
     dissection_label_size: int = Field(
         default=112, ge=8, le=1024,
         description="Longest side of the concept label maps units are compared with, in pixels of the model's view "

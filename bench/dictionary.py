@@ -11,11 +11,14 @@
       dissection; alternating, `--repeats` times, medians. Target: at most 1.3x.
   (c) Monosemanticity: one dissected index pass with the layer's channels and every dictionary above, on the
       demo's concept labels; per kind of unit, the fraction labelled (best concept IoU >= the threshold), the
-      mean best IoU and the distinct concepts. Goal: features beat channels.
+      mean best IoU and the distinct concepts. Goal: features beat channels. On a dataset of classes (an
+      ImageFolder given with --dataset), the same by class selectivity: the fraction whose best class reaches
+      the ROC AUC setting, the mean best AUC and the distinct classes.
 
 Usage:
     python bench/dictionary.py [--images 2000] [--repeats 3] [--models shapes-cnn shapes-mobilenet] [--steps N]
                                [--dictionaries sae:2 sae:8 nmf:0.5 nmf:2] [--layer NAME]
+                               [--dataset FOLDER --model-dir CARDS]   # your own model and images
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import torch
 from PIL import Image
 
 from app.atlas.build import run_index
+from app.atlas.datasets import scan_folder
 from app.atlas.dictionaries import DictionaryRequest, train_dictionary
 from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.indexer import demo_dataset, make_plan
@@ -110,12 +114,19 @@ def monosemanticity(settings: Settings, model, dataset, layer: str) -> None:
     plan = make_plan(model, dataset, settings, layers=[layer])  # every dictionary of the model, dissected
     batches = partial(batches_from_disk, dataset, model.preprocessing, plan.batch_size, workers=settings.index_workers)
     atlas = Atlas(run_index(plan, settings.data_dir, batches, settings.index_checkpoint_seconds))
-    summary = detector_summary(atlas, settings.dissection_iou_threshold)
-    print(f"(c) concept labels of {layer} on the demo's masks (IoU >= {settings.dissection_iou_threshold})")
-    print(f"{'units':16}{'count':>7}{'labelled':>10}{'mean best IoU':>15}{'concepts':>10}")
+    iou, auc = settings.dissection_iou_threshold, settings.selectivity_auc_threshold
+    summary = detector_summary(atlas, iou, auc)
+    masks, classes = bool(summary["categories"]), bool(summary["classes"])
+    measures = [f"concepts by IoU >= {iou:g}"] * masks + [f"classes by ROC AUC >= {auc:g}"] * classes
+    print(f"(c) labels of {layer}: " + ", ".join(measures))
+    print(f"{'units':16}{'count':>7}" + (f"{'labelled':>10}{'mean best IoU':>15}{'concepts':>10}" if masks else "")
+          + (f"{'selective':>11}{'mean best AUC':>15}{'classes':>9}" if classes else ""))
     for row in summary["layers"]:
-        print(f"{row['kind']:16}{row['units']:7d}{row['labelled_units'] / row['units']:10.1%}"
-              f"{row['best_iou_mean'] or 0:15.4f}{len(row['concepts']):10d}", flush=True)
+        print(f"{row['kind']:16}{row['units']:7d}"
+              + (f"{row['labelled_units'] / row['units']:10.1%}{row['best_iou_mean'] or 0:15.4f}"
+                 f"{len(row['concepts']):10d}" if masks else "")
+              + (f"{row['selective_units'] / row['units']:11.1%}{row['best_auc_mean'] or 0:15.4f}"
+                 f"{len(row['selective_classes']):9d}" if classes else ""), flush=True)
 
 
 def main() -> None:
@@ -125,6 +136,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="the same steps for every dictionary (default: the settings')")
     parser.add_argument("--models", nargs="+", default=["shapes-cnn", "shapes-mobilenet"])
     parser.add_argument("--layer", help="the layer of every model given (default: each model's last default layer)")
+    parser.add_argument("--dataset", type=Path, help="a folder of images (an ImageFolder's classes are labels) "
+                                                     "instead of the demo's held-out images")
+    parser.add_argument("--model-dir", type=Path, action="append", default=[], help="a folder of model cards")
     parser.add_argument("--dictionaries", nargs="+", default=DEFAULT, metavar="METHOD:SIZE",
                         help="method and size in times the channels (default: " + " ".join(DEFAULT) + ")")
     parser.add_argument("--system-allocator", action="store_true")
@@ -132,9 +146,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         settings = Settings(data_dir=root / "data", demo_images=args.images, builtin_models=False,
-                            model_dirs=[BUILTIN_MODEL_DIR], auto_index_demo=False)
+                            model_dirs=[BUILTIN_MODEL_DIR, *args.model_dir], auto_index_demo=False)
         store = load_store(settings)
-        dataset = demo_dataset(settings)
+        dataset = scan_folder(args.dataset) if args.dataset else demo_dataset(settings)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {settings.device}")
         for model_id in args.models:
             model = store.ready(model_id)

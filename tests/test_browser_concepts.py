@@ -67,9 +67,9 @@ def test_the_concepts_page_counts_labelled_units_and_links_to_them(server):
     with browser() as chromium:
         page = watched_page(chromium)
         page.goto(server + "/m/shapes-cnn/concepts")
-        page.locator(".concept-table").wait_for()
+        page.locator(".concepts-labelled .concept-table").wait_for()
         page.wait_for_url(re.compile(r"/m/shapes-cnn/concepts\?dataset=demo"))  # the link names its atlas
-        row = page.locator(".concept-table tbody tr", has=page.locator("code", has_text=re.compile("^block4$")))
+        row = page.locator(".concepts-labelled tbody tr", has=page.locator("code", has_text=re.compile("^block4$")))
         count = row.locator("a[href*='category=shape']")
         labelled = int(count.inner_text())
         assert labelled > 10

@@ -91,3 +91,33 @@ def test_a_saturated_unit_says_so_and_captions_name_the_image_class(server, widt
         assert page.get_by_role("heading", name="Image classes among the top images").count() == 1
         screenshot(page, f"unit-captions-{width}")
         assert page.errors == []
+
+
+def test_a_dataset_of_classes_shows_class_selectivity_not_concept_overlap(server):
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(server + "/m/shapes-cnn/concepts?dataset=alpha")
+        table = page.locator(".class-selectivity .concept-table")
+        table.wait_for()
+        assert "no concept masks" in page.locator(".page-head").inner_text()
+        assert page.locator("text=Units labelled, per layer and category").count() == 0  # no IoU on classes alone
+        row = table.locator("tbody tr", has=page.locator("code", has_text="block4"))
+        selective = int(row.locator("td").nth(1).inner_text().split()[0])
+        chips = row.locator(".class-column a.chip")
+        assert selective > 0 and sum(int(c.split()[-1]) for c in chips.all_inner_texts()) == selective
+        screenshot(page, "concepts-classes-only")
+        name = chips.first.inner_text().split()[0]
+        chips.first.click()
+        page.wait_for_url(lambda url: "/search?" in url and f"q={name}" in url and "layer=block4" in url)
+        page.locator(".search-result").first.wait_for()
+
+        # The unit most selective for that class is labelled with it on its page, by AUC; no concept panel.
+        page.locator(".search-result a").first.click()
+        page.locator(".unit-labels .chip-label").wait_for()
+        assert page.locator(".unit-labels .chip-label").inner_text() == name
+        assert "AUC" in page.locator(".unit-labels").inner_text()
+        panel = page.locator(".concept-labels")
+        assert panel.locator("h2").inner_text() == "Class selectivity" and "overlaps" not in panel.inner_text()
+        assert not page.locator(".concept-toggle").is_visible()
+        screenshot(page, "unit-classes-only")
+        assert page.errors == []

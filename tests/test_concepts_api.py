@@ -1,5 +1,6 @@
 """The concept routes (issue 17): labels in unit answers and grids, search ranking, paging and filters, bad
-queries answered with a 4xx, the concepts summary, concept masks, and notes (refused when read-only)."""
+queries answered with a 4xx, the concepts summary (concept labels and class selectivity), concept masks, and
+notes (refused when read-only)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from PIL import Image
 from app.api.app import create_app
 from app.atlas.concepts import open_concepts
 from app.atlas.concepts.demo import CONCEPTS
+from app.atlas.datasets import scan_folder
+from app.atlas.indexer import index_model
 from app.atlas.search import Document, TokenIndex, rank, tokens
-from tests.atlas_helpers import small_atlas
+from tests.atlas_helpers import small_atlas, two_datasets
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +152,44 @@ def test_notes_are_written_read_searched_and_refused_when_read_only(labelled):
         refused = api.post(path, json={"text": "another"})
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]
         assert api.get(path).json()["writable"] is False
+
+
+def _best_aucs(api, layer: str, units: int, dataset: str) -> list[float | None]:
+    """Each unit's best class AUC, read unit by unit from the unit answers."""
+    answers = [api.get(f"/api/models/shapes-cnn/layers/{layer}/units/{unit}", params={"dataset": dataset}).json()
+               for unit in range(units)]
+    return [a["labels"]["classes"][0]["auc"] if a["labels"]["classes"] else None for a in answers]
+
+
+def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_path):
+    root = tmp_path
+    settings, model, _, _ = small_atlas(root, images=8, layers=["block4"], k=2)
+    alpha, _ = two_datasets(root / "folders", images=40)  # class folders, no concept masks
+    index_model(model, scan_folder(alpha, name="alpha"), settings, layers=["block4"], k=2)
+    for threshold in (0.9, 0.6):
+        with client(settings, selectivity_auc_threshold=threshold) as api:
+            summary = api.get("/api/models/shapes-cnn/concepts", params={"dataset": "alpha"}).json()
+            assert summary["layout"] is None and summary["categories"] == [] and summary["concepts"] == []
+            assert summary["auc_threshold"] == threshold and len(summary["classes"]) >= 2
+            (block4,) = summary["layers"]
+            best = _best_aucs(api, "block4", block4["units"], "alpha")
+            selective = [auc for auc in best if auc is not None and auc >= threshold]
+            assert block4["selective_units"] == len(selective) > 0
+            assert block4["best_auc_mean"] == pytest.approx(np.mean([auc for auc in best if auc is not None]))
+            assert sum(c["units"] for c in block4["selective_classes"]) == len(selective)
+            counts = [c["units"] for c in block4["selective_classes"]]
+            assert counts == sorted(counts, reverse=True)
+            unit = api.get("/api/models/shapes-cnn/layers/block4/units/0", params={"dataset": "alpha"}).json()
+            labels = unit["labels"]
+            assert labels["layout"] is None and labels["auc_threshold"] == threshold and labels["label"] is None
+        assert block4["labelled_units"] == 0 and block4["best_iou_mean"] is None
+
+
+def test_the_demo_summary_has_both_concept_labels_and_class_selectivity(labelled):
+    settings, atlas = labelled
+    with client(settings) as api:
+        summary = api.get("/api/models/shapes-cnn/concepts").json()
+        assert summary["categories"] and summary["classes"]
+        for layer in summary["layers"]:
+            best = _best_aucs(api, layer["layer"], layer["units"], summary["dataset"])
+            assert layer["selective_units"] == sum(auc >= summary["auc_threshold"] for auc in best)

@@ -44,15 +44,18 @@ _REGIONS = "SELECT layer, unit, threshold, region_pixels, formula, formula_iou F
 _CLASSES = "SELECT layer, unit, class, auc FROM unit_classes"
 
 
-def unit_labels(atlas: Atlas, layer: AtlasLayer, unit: int, iou_threshold: float) -> dict | None:
-    """Everything the dissection measured of one unit, or None when the atlas has no labels."""
+def unit_labels(atlas: Atlas, layer: AtlasLayer, unit: int, iou_threshold: float,
+                auc_threshold: float) -> dict | None:
+    """Everything the dissection measured of one unit, or None when the atlas has no labels; with the AUC from
+    which its best class counts as what it selects."""
     if not has_labels(atlas):
         return None
     params = (layer.idx, unit)
     return _labels(atlas, iou_threshold,
                    atlas.query(_CONCEPTS + " WHERE uc.layer = ? AND uc.unit = ? ORDER BY uc.rank", params),
                    atlas.query(_REGIONS + " WHERE layer = ? AND unit = ?", params),
-                   atlas.query(_CLASSES + " WHERE layer = ? AND unit = ? ORDER BY rank", params))
+                   atlas.query(_CLASSES + " WHERE layer = ? AND unit = ? ORDER BY rank", params)) | {
+        "auc_threshold": auc_threshold}
 
 
 def all_unit_labels(atlas: Atlas, iou_threshold: float) -> dict[tuple[int, int], dict]:
@@ -112,34 +115,46 @@ def describe(labels: dict) -> str:
     return "; ".join(parts) or "no class or concept measured"
 
 
-def detector_summary(atlas: Atlas, iou_threshold: float) -> dict:
+def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -> dict:
     """NetDissect's summary of an atlas with labels: per layer and kind of unit (channels, each dictionary's
     features), its units labelled with a concept of each category, the distinct concepts of each category, each
     label concept's units, and the mean of every unit's best IoU (what compares a dictionary with the channels);
-    per concept, its pixels, images and labelled units in all layers."""
+    per concept, its pixels, images and labelled units in all layers. Where the images have classes, the same
+    for class selectivity: per layer, the units whose best class reaches `auc_threshold`, their classes and the
+    mean best AUC."""
     meta = atlas.meta["dissection"]
     categories = meta["categories"]
     labels = atlas.query("SELECT uc.layer, c.id, c.category FROM unit_concepts uc JOIN concepts c "
                          "ON c.idx = uc.concept WHERE uc.rank = 0 AND uc.iou >= ?", (iou_threshold,))
     best = dict(atlas.query("SELECT layer, AVG(iou) FROM unit_concepts WHERE rank = 0 GROUP BY layer"))
+    selective = atlas.query("SELECT layer, class FROM unit_classes WHERE rank = 0 AND auc >= ?", (auc_threshold,))
+    best_auc = dict(atlas.query("SELECT layer, AVG(auc) FROM unit_classes WHERE rank = 0 GROUP BY layer"))
     layers = []
     for layer in atlas.by_kind.values():
         rows = [row for row in labels if row["layer"] == layer.idx]
         per_concept = Counter(row["id"] for row in rows)
+        per_class = Counter(row["class"] for row in selective if row["layer"] == layer.idx)
         layers.append({
             "layer": layer.name, "kind": layer.kind, "units": layer.units, "labelled_units": len(rows),
             "best_iou_mean": best.get(layer.idx),
             "labelled": {c: sum(row["category"] == c for row in rows) for c in categories},
             "unique": {c: len({row["id"] for row in rows if row["category"] == c}) for c in categories},
-            "concepts": [{"id": concept, "units": count}
-                         for concept, count in sorted(per_concept.items(), key=lambda item: (-item[1], item[0]))],
+            "concepts": [{"id": concept, "units": count} for concept, count in _most_first(per_concept)],
+            "selective_units": per_class.total(),
+            "best_auc_mean": best_auc.get(layer.idx),
+            "selective_classes": [{"class": name, "units": count} for name, count in _most_first(per_class)],
         })
     totals = Counter(row["id"] for row in labels)
     concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
                  "images": r["images"], "units": totals.get(r["id"], 0)}
                 for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
-            "categories": categories, "classes": meta["classes"], "layers": layers, "concepts": concepts}
+            "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"], "layers": layers,
+            "concepts": concepts}
+
+
+def _most_first(counts: Counter) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def class_selectivity_summary(atlas: Atlas, levels: tuple[float, ...]) -> list[dict]:

@@ -55,7 +55,8 @@ def labelled_atlas(registry: AtlasRegistry, model: LoadedModel, dataset: str | N
 def concept_summary(model: Annotated[LoadedModel, Depends(get_ready_model)], registry: AtlasesDep,
                     settings: SettingsDep, dataset: DatasetQuery = None) -> FastJSONResponse:
     atlas = labelled_atlas(registry, model, dataset)
-    return FastJSONResponse({"model": model.id, **detector_summary(atlas, settings.dissection_iou_threshold)})
+    return FastJSONResponse({"model": model.id, **detector_summary(atlas, settings.dissection_iou_threshold,
+                                                                         settings.selectivity_auc_threshold)})
 
 
 @router.get("/{concept}/masks/{image}.png", responses={**ERRORS, 200: {"content": {"image/png": {}}}},

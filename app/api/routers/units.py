@@ -126,14 +126,14 @@ def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row, label: Con
 
 
 def labels_for(registry: AtlasRegistry, model_id: str, atlas: Atlas, layer: AtlasLayer, unit: int,
-               iou_threshold: float) -> dict | None:
+               iou_threshold: float, auc_threshold: float) -> dict | None:
     """The unit's labels from the atlas shown, or else from the first other atlas of the model that has
     concept labels and the layer (a model dissected on Broden, browsed on ImageNet)."""
     others = (registry.get(model_id, name) for name in registry.datasets(model_id) if name != atlas.dataset)
     for candidate in (atlas, *others):
         indexed = candidate.by_kind.get((layer.kind, layer.name))
         if has_labels(candidate) and indexed is not None and unit < indexed.units:
-            return unit_labels(candidate, indexed, unit, iou_threshold)
+            return unit_labels(candidate, indexed, unit, iou_threshold, auc_threshold)
     return None
 
 
@@ -229,7 +229,8 @@ async def read_unit(
         "similar": [{"unit": r["other"], "correlation": r["correlation"],
                      "page": unit_page(model.id, layer.name, r["other"], atlas.dataset, indexed.kind)}
                     for r in atlas.similar(indexed, unit)],
-        "labels": labels_for(registry, model.id, atlas, indexed, unit, settings.dissection_iou_threshold),
+        "labels": labels_for(registry, model.id, atlas, indexed, unit, settings.dissection_iou_threshold,
+                             settings.selectivity_auc_threshold),
         "feature": feature_json(model, atlas, indexed, unit, dictionaries),
     })
 

@@ -34,6 +34,8 @@ class UnitLabels(BaseModel):
     concepts: list[ConceptScoreOut] = Field(description="The best concepts by IoU, best first.")
     formula: FormulaOut | None = Field(description="The best formula of up to 3 concepts (beam search).")
     classes: list[ClassAuc] = Field(description="The most selective classes, best first.")
+    auc_threshold: float = Field(description="The ROC AUC from which the best class counts as one the unit selects "
+                                             "(a setting).")
     threshold: float | None = Field(description="The activation the region is cut at (its top 0.005 quantile).")
     region_pixels: int | None = Field(description="Pixels of the region over the dataset.")
     description: str
@@ -48,6 +50,11 @@ class ConceptCount(BaseModel):
     units: int = Field(description="Units of the layer labelled with it.")
 
 
+class ClassCount(BaseModel):
+    class_: str = Field(alias="class")
+    units: int = Field(description="Units of the layer whose most selective class it is, from `auc_threshold`.")
+
+
 class LayerDetectors(BaseModel):
     layer: str
     kind: str = Field(description="`channel`, or a dictionary's name: its features.")
@@ -58,6 +65,11 @@ class LayerDetectors(BaseModel):
     labelled: dict[str, int] = Field(description="Units labelled with a concept of each category.")
     unique: dict[str, int] = Field(description="Distinct concepts of each category among the labels.")
     concepts: list[ConceptCount] = Field(description="Each label concept of the layer with its number of units.")
+    selective_units: int = Field(description="Units whose most selective class reaches `auc_threshold` (0 when the "
+                                             "images have no classes).")
+    best_auc_mean: float | None = Field(description="The mean over the units of each one's best class AUC; None "
+                                                    "when the images have no classes.")
+    selective_classes: list[ClassCount] = Field(description="Each class of the selective units, with their number.")
 
 
 class ConceptOut(BaseModel):
@@ -74,6 +86,8 @@ class ConceptSummary(BaseModel):
     dataset: str
     layout: str | None
     iou_threshold: float
+    auc_threshold: float = Field(description="The ROC AUC from which a unit counts as selective for its best class "
+                                             "(a setting).")
     categories: list[str]
     classes: list[str]
     layers: list[LayerDetectors]

@@ -1,6 +1,7 @@
 // A model's detectors page (/m/{model}/concepts): NetDissect's summary of an atlas with concept labels, per
 // layer the units labelled with a concept of each category and the distinct concepts, each count a link to
-// those units (the search page, filtered); then every concept with its labelled units.
+// those units (the search page, filtered); then every concept with its labelled units. Where the images have
+// classes, the units selective for a class, per layer, and on a dataset of classes alone only those.
 
 import { conceptSummary, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
@@ -26,17 +27,34 @@ export async function mountConcepts(root, { params, query, signal }) {
   }
   if (!query.dataset) navigate(pageUrl.concepts(modelId, { dataset: summary.dataset }), { replace: true });
   const filtered = (extra) => pageUrl.search({ model: modelId, ...extra });
-  // The totals count channels (a dictionary's features are other views of the same layers: its own rows say so).
-  const channels = summary.layers.filter((layer) => layer.kind === CHANNEL);
-  const totals = Object.fromEntries(summary.categories.map((c) => [c, channels.reduce((n, l) => n + l.labelled[c], 0)]));
+  const masks = summary.categories.length > 0;
   root.innerHTML = html`
     <section class="page-head">
       <h1>Concepts of ${model.name}</h1>
-      <p class="muted">${datasetPicker(atlases, summary.dataset)} · concept labels from the ${summary.layout ?? "class"} layout ·
-        a unit is labelled with its best concept when the IoU of its top-0.005 region with the concept's pixels reaches
-        ${summary.iou_threshold} (Network Dissection).</p>
+      <p class="muted">${datasetPicker(atlases, summary.dataset)} · ${masks ? html`concept labels from the
+        ${summary.layout} layout · a unit is labelled with its best concept when the IoU of its top-0.005 region with
+        the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : html`the dataset's
+        ${summary.classes.length} classes, no concept masks`}.</p>
     </section>
-    <section class="panel">
+    ${masks ? labelledSection(summary, modelId, filtered) : ""}
+    ${selectivitySection(summary, modelId, filtered)}
+    ${comparisonSection(summary, modelId)}
+    ${masks ? html`<section class="panel">
+      <h2>Concepts</h2>
+      <ul class="concept-list">${summary.concepts.map((c) => html`<li>
+        ${c.units ? html`<a href="${filtered({ concept: c.id })}"><span class="chip">${c.name}</span></a>` : html`<span class="chip chip-faint">${c.name}</span>`}
+        <span class="muted small">${c.category} · ${c.units} unit${c.units === 1 ? "" : "s"} · ${c.images} images</span></li>`)}</ul>
+    </section>` : ""}`;
+  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.concepts(modelId, { dataset })));
+  return meta;
+}
+
+/** NetDissect's table: per layer, the units labelled with a concept of each category. */
+function labelledSection(summary, modelId, filtered) {
+  // The totals count channels (a dictionary's features are other views of the same layers: its own rows say so).
+  const channels = summary.layers.filter((layer) => layer.kind === CHANNEL);
+  const totals = Object.fromEntries(summary.categories.map((c) => [c, channels.reduce((n, l) => n + l.labelled[c], 0)]));
+  return html`<section class="panel concepts-labelled">
       <h2>Units labelled, per layer and category</h2>
       <table class="concept-table">
         <thead><tr><th scope="col">layer</th><th scope="col">units</th>${summary.categories.map((c) =>
@@ -51,16 +69,27 @@ export async function mountConcepts(root, { params, query, signal }) {
         <tfoot><tr><th scope="row">all channels</th><td>${channels.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
           html`<td>${totals[c] ? html`<a href="${filtered({ kind: CHANNEL, category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
       </table>
-    </section>
-    ${comparisonSection(summary, modelId)}
-    <section class="panel">
-      <h2>Concepts</h2>
-      <ul class="concept-list">${summary.concepts.map((c) => html`<li>
-        ${c.units ? html`<a href="${filtered({ concept: c.id })}"><span class="chip">${c.name}</span></a>` : html`<span class="chip chip-faint">${c.name}</span>`}
-        <span class="muted small">${c.category} · ${c.units} unit${c.units === 1 ? "" : "s"} · ${c.images} images</span></li>`)}</ul>
-      ${summary.classes.length ? html`<p class="muted small">Class selectivity (ROC AUC of each unit's maximum) is measured against the
-        ${summary.classes.length} classes of the dataset's folders: search a class name to find its selective units.</p>` : ""}
     </section>`;
-  onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.concepts(modelId, { dataset })));
-  return meta;
+}
+
+/** Per layer, the units whose most selective class reaches the AUC setting, and which classes they prefer. */
+function selectivitySection(summary, modelId, filtered) {
+  if (!summary.classes.length) return "";
+  return html`<section class="panel class-selectivity">
+    <h2>Class selectivity, per layer</h2>
+    <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, one class of the dataset's folders
+      against the rest. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
+      links to its units, the most selective first.</p>
+    <table class="concept-table">
+      <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>
+        <th scope="col">mean best AUC</th><th scope="col" class="class-column">their classes</th></tr></thead>
+      <tbody>${summary.layers.map((layer) => html`<tr data-kind="${layer.kind}">
+        <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === CHANNEL ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
+        <td>${layer.units}</td>
+        <td>${layer.selective_units} <span class="muted small">${Math.round(100 * layer.selective_units / layer.units)}%</span></td>
+        <td>${layer.best_auc_mean === null ? "–" : layer.best_auc_mean.toFixed(3)}</td>
+        <td class="class-column">${layer.selective_classes.map((c) => html`<a class="chip" href="${filtered({ q: c.class, layer: layer.layer, kind: layer.kind })}"
+          title="${c.units} unit${c.units === 1 ? "" : "s"} selective for ${c.class}">${c.class} <span class="muted">${c.units}</span></a> `)}</td></tr>`)}</tbody>
+    </table>
+  </section>`;
 }

@@ -67,27 +67,39 @@ export function dictionariesSection(listing, modelId) {
 }
 
 /** The concepts page's comparison: for each layer with a dictionary, its channels and each dictionary's features
- *  side by side (labelled units, mean best IoU, distinct concepts). */
+ *  side by side: by concept labels (labelled units, mean best IoU, distinct concepts) where the images have
+ *  concept masks, by class selectivity (selective units, mean best AUC, distinct classes) where they have classes. */
 export function comparisonSection(summary, modelId) {
   const byLayer = new Map();
   for (const row of summary.layers) byLayer.set(row.layer, [...(byLayer.get(row.layer) ?? []), row]);
   const compared = [...byLayer.values()].filter((rows) => rows.length > 1);
   if (!compared.length) return "";
+  const masks = summary.categories.length > 0;
+  const classes = summary.classes.length > 0;
+  const measures = [masks ? "a concept labels (IoU from " + summary.iou_threshold + "), their best IoU on average "
+    + "(labelled or not), and how many distinct concepts they find" : "",
+  classes ? "a class selects (its best class's AUC from " + summary.auc_threshold + "), their best AUC on average, "
+    + "and how many distinct classes they prefer" : ""].filter(Boolean).join("; and how many ");
   return html`<section class="panel comparison">
     <h2>Channels and dictionary features</h2>
     <p class="muted panel-note">Is a dictionary more interpretable than the neurons? For each layer with a dictionary:
-      how many of each kind of unit a concept labels, their best IoU on average (labelled or not), and how many
-      distinct concepts they find.</p>
+      how many of each kind of unit ${measures}.</p>
     <table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">kind</th><th scope="col">units</th>
-        <th scope="col">labelled</th><th scope="col">mean best IoU</th><th scope="col">distinct concepts</th></tr></thead>
+        ${masks ? html`<th scope="col">labelled</th><th scope="col">mean best IoU</th><th scope="col">distinct concepts</th>` : ""}
+        ${classes ? html`<th scope="col">selective</th><th scope="col">mean best AUC</th><th scope="col">distinct classes</th>` : ""}</tr></thead>
       <tbody>${compared.flat().map((row) => html`<tr data-kind="${row.kind}">
         <th scope="row"><code>${row.layer}</code></th>
         <td><a href="${pageUrl.layer(modelId, row.layer, { dataset: summary.dataset, kind: row.kind })}">${kindName(row.kind)}</a></td>
         <td>${row.units}</td>
-        <td>${row.labelled_units} <span class="muted small">${percent(row.labelled_units / row.units)}</span></td>
-        <td>${row.best_iou_mean === null ? "–" : row.best_iou_mean.toFixed(3)}</td>
-        <td>${row.concepts.length}</td></tr>`)}</tbody>
+        ${masks ? html`<td>${row.labelled_units} <span class="muted small">${percent(row.labelled_units / row.units)}</span></td>
+        <td>${fixed(row.best_iou_mean)}</td>
+        <td>${row.concepts.length}</td>` : ""}
+        ${classes ? html`<td>${row.selective_units} <span class="muted small">${percent(row.selective_units / row.units)}</span></td>
+        <td>${fixed(row.best_auc_mean)}</td>
+        <td>${row.selective_classes.length}</td>` : ""}</tr>`)}</tbody>
     </table>
   </section>`;
 }
+
+const fixed = (value) => (value === null ? "–" : value.toFixed(3));

@@ -12,14 +12,19 @@ export function maskableLabel(detail) {
   return labels?.label && labels.layout && labels.dataset === detail.dataset ? labels.label : null;
 }
 
-/** Under the title: the unit's label and its description, or nothing when no atlas of the model has labels. */
+/** Under the title: the unit's label (its best concept by IoU, else the class it selects by AUC) and its
+ *  description, or nothing when no atlas of the model has labels. */
 export function labelLine(detail, modelId) {
   const labels = detail.labels;
   if (!labels) return "";
   const elsewhere = labels.dataset !== detail.dataset ? html` <span class="muted small">(measured on <code>${labels.dataset}</code>)</span>` : "";
+  const selected = !labels.label && labels.classes[0]?.auc >= labels.auc_threshold ? labels.classes[0] : null;
   return html`<p class="unit-labels">${labels.label ? html`<a class="chip chip-label" href="${pageUrl.search({ concept: labels.label.id, model: modelId })}"
       title="Other units labelled ${labels.label.id}">${labels.label.name}</a>
-    <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>` : html`<span class="chip chip-faint">no label</span>`}
+    <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>`
+    : selected ? html`<a class="chip chip-label" href="${pageUrl.search({ q: selected.class, model: modelId })}"
+      title="Units selective for ${selected.class}">${selected.class}</a>
+    <span class="small">AUC ${selected.auc.toFixed(2)} · class</span>` : html`<span class="chip chip-faint">no label</span>`}
     <span class="description">${labels.description}</span>${elsewhere}
     <span class="muted small" title="${labels.described_by}">· written from the measured numbers by a template</span></p>`;
 }
@@ -28,16 +33,27 @@ export function labelLine(detail, modelId) {
 export function labelsPanel(labels, modelId) {
   if (!labels) return "";
   const concepts = labels.concepts.filter((c) => c.iou > 0);
+  const detectors = html`<a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a>`;
+  if (labels.layout === null) {  // a dataset of classes: no pixels to overlap
+    return html`<section class="panel concept-labels"><h2>Class selectivity</h2>
+      <p class="muted panel-note">On <code>${labels.dataset}</code>, whose images have classes but no concept masks: the
+        ROC AUC of the unit's maximum over an image, each class against the rest (0.5 is chance). ${detectors}</p>
+      ${classList(labels)}
+    </section>`;
+  }
   return html`<section class="panel concept-labels"><h2>Concept labels</h2>
     <p class="muted panel-note">Network Dissection on <code>${labels.dataset}</code>: the overlap (IoU) of the unit's
-      strongest 0.5% of activations with each concept's pixels; labelled from IoU ${labels.iou_threshold}.
-      <a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a></p>
+      strongest 0.5% of activations with each concept's pixels; labelled from IoU ${labels.iou_threshold}. ${detectors}</p>
     ${concepts.length ? html`<ol class="concept-scores">${concepts.map((c) => html`<li>
       <a href="${pageUrl.search({ concept: c.id, model: modelId })}" class="chip ${c.iou >= labels.iou_threshold ? "" : "chip-faint"}">${c.name}</a>
       <span class="muted small">${c.category}</span> <span class="bar" style="--value: ${Math.min(c.iou / 0.3, 1)}"></span>
       <span class="small">${c.iou.toFixed(3)}</span></li>`)}</ol>` : html`<p class="muted small">Its region overlaps no concept.</p>`}
     ${labels.formula ? html`<p class="small"><b>Best formula</b> <code>${labels.formula.text}</code> IoU ${labels.formula.iou.toFixed(3)}</p>` : ""}
-    ${labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
-      html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : ""}
+    ${classList(labels)}
   </section>`;
+}
+
+function classList(labels) {
+  return labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
+    html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : "";
 }
