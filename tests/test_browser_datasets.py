@@ -3,6 +3,8 @@ moves between a model's atlases, a saturated unit says so, and captions say the 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.atlas.datasets import scan_folder
@@ -120,4 +122,10 @@ def test_a_dataset_of_classes_shows_class_selectivity_not_concept_overlap(server
         assert panel.locator("h2").inner_text() == "Class selectivity" and "overlaps" not in panel.inner_text()
         assert not page.locator(".concept-toggle").is_visible()
         screenshot(page, "unit-classes-only")
+
+        page.goto(server + "/m/shapes-cnn/block4?dataset=alpha")  # the grid's chips name the classes too
+        chip = page.locator(".chip[title^='class:']").first
+        chip.wait_for()
+        assert re.fullmatch(r"class:(\w+), AUC (0\.9\d|1\.00)", chip.get_attribute("title"))
+        assert chip.get_attribute("title").split(",")[0] == f"class:{chip.inner_text()}"
         assert page.errors == []

@@ -36,11 +36,19 @@ def test_a_unit_answer_carries_its_labels_and_the_grid_its_label_chips(labelled)
     settings, atlas = labelled
     with client(settings) as api:
         grid = api.get("/api/models/shapes-cnn/layers/block4/units").json()
-        chips = [u["label"] for u in grid["units"] if u["label"]]
-        assert chips and all(chip["iou"] >= settings.dissection_iou_threshold for chip in chips)
-        unit = next(u["unit"] for u in grid["units"] if u["label"])
+        chips = {u["unit"]: u["label"] for u in grid["units"] if u["label"]}
+        concepts = {unit: chip for unit, chip in chips.items() if chip["category"] != "class"}
+        assert concepts and all(chip["iou"] >= settings.dissection_iou_threshold and chip["auc"] is None
+                                for chip in concepts.values())
+        for unit, chip in chips.items():  # a unit no concept labels is labelled by the class it selects, if any
+            if chip["category"] == "class":
+                classes = api.get(f"/api/models/shapes-cnn/layers/block4/units/{unit}").json()["labels"]["classes"]
+                assert chip == {"id": f"class:{classes[0]['class']}", "name": classes[0]["class"], "category": "class",
+                                "iou": None, "auc": classes[0]["auc"]}
+                assert chip["auc"] >= settings.selectivity_auc_threshold
+        unit = next(iter(concepts))
         labels = api.get(f"/api/models/shapes-cnn/layers/block4/units/{unit}").json()["labels"]
-        assert labels["label"] == next(u["label"] for u in grid["units"] if u["unit"] == unit)
+        assert {**labels["label"], "auc": None} == concepts[unit]
         assert labels["concepts"][0]["id"] == labels["label"]["id"]
         assert [c["iou"] for c in labels["concepts"]] == sorted((c["iou"] for c in labels["concepts"]), reverse=True)
         assert labels["description"].startswith(f"{labels['label']['name']} (IoU ")
@@ -48,7 +56,8 @@ def test_a_unit_answer_carries_its_labels_and_the_grid_its_label_chips(labelled)
         assert labels["layout"] == "demo" and labels["dataset"] == grid["dataset"]
     with client(settings, dissection_iou_threshold=1.0) as api:  # read when asked: no rebuild
         unit_answer = api.get(f"/api/models/shapes-cnn/layers/block4/units/{unit}").json()
-        assert unit_answer["labels"]["label"] is None and unit_answer["label"] is None
+        assert unit_answer["labels"]["label"] is None
+        assert unit_answer["label"] is None or unit_answer["label"]["category"] == "class"
 
 
 def test_search_ranks_labels_by_iou_and_pages(labelled):
@@ -154,11 +163,15 @@ def test_notes_are_written_read_searched_and_refused_when_read_only(labelled):
         assert api.get(path).json()["writable"] is False
 
 
-def _best_aucs(api, layer: str, units: int, dataset: str) -> list[float | None]:
-    """Each unit's best class AUC, read unit by unit from the unit answers."""
+def _best_classes(api, layer: str, units: int, dataset: str) -> list[dict | None]:
+    """Each unit's best class with its AUC, read unit by unit from the unit answers."""
     answers = [api.get(f"/api/models/shapes-cnn/layers/{layer}/units/{unit}", params={"dataset": dataset}).json()
                for unit in range(units)]
-    return [a["labels"]["classes"][0]["auc"] if a["labels"]["classes"] else None for a in answers]
+    return [a["labels"]["classes"][0] if a["labels"]["classes"] else None for a in answers]
+
+
+def _best_aucs(api, layer: str, units: int, dataset: str) -> list[float | None]:
+    return [c["auc"] if c else None for c in _best_classes(api, layer, units, dataset)]
 
 
 def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_path):
@@ -182,6 +195,11 @@ def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_p
             unit = api.get("/api/models/shapes-cnn/layers/block4/units/0", params={"dataset": "alpha"}).json()
             labels = unit["labels"]
             assert labels["layout"] is None and labels["auc_threshold"] == threshold and labels["label"] is None
+            grid = api.get("/api/models/shapes-cnn/layers/block4/units", params={"dataset": "alpha"}).json()
+            chips = [u["label"] for u in grid["units"]]
+            assert [c["name"] if c else None for c in chips] == [
+                unit["class"] if unit is not None and unit["auc"] >= threshold else None
+                for unit in _best_classes(api, "block4", block4["units"], "alpha")]
         assert block4["labelled_units"] == 0 and block4["best_iou_mean"] is None
 
 

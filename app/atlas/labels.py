@@ -28,14 +28,21 @@ def has_labels(atlas: Atlas) -> bool:
     return bool(atlas.meta.get("dissection"))
 
 
-def layer_labels(atlas: Atlas, layer: AtlasLayer, iou_threshold: float) -> dict[int, ConceptScore]:
-    """Each labelled unit's label: its best concept, where the IoU reaches the threshold."""
+def layer_labels(atlas: Atlas, layer: AtlasLayer, iou_threshold: float, auc_threshold: float) -> dict[int, dict]:
+    """Each labelled unit's label chip: its best concept, where the IoU reaches `iou_threshold`, else the class it
+    selects, where its best class's ROC AUC reaches `auc_threshold` (on a dataset of classes alone, the only
+    label there is)."""
     if not has_labels(atlas):
         return {}
-    rows = atlas.query("SELECT uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc "
-                       "JOIN concepts c ON c.idx = uc.concept WHERE uc.layer = ? AND uc.rank = 0 AND uc.iou >= ?",
-                       (layer.idx, iou_threshold))
-    return {row["unit"]: ConceptScore(row["id"], row["name"], row["category"], row["iou"]) for row in rows}
+    classes = atlas.query("SELECT unit, class, auc FROM unit_classes WHERE layer = ? AND rank = 0 AND auc >= ?",
+                          (layer.idx, auc_threshold))
+    concepts = atlas.query("SELECT uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc JOIN concepts c "
+                           "ON c.idx = uc.concept WHERE uc.layer = ? AND uc.rank = 0 AND uc.iou >= ?",
+                           (layer.idx, iou_threshold))
+    return {row["unit"]: {"id": f"class:{row['class']}", "name": row["class"], "category": "class", "iou": None,
+                          "auc": row["auc"]} for row in classes} | {
+        row["unit"]: {"id": row["id"], "name": row["name"], "category": row["category"], "iou": row["iou"],
+                      "auc": None} for row in concepts}
 
 
 _CONCEPTS = ("SELECT uc.layer, uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc "

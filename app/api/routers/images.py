@@ -158,13 +158,13 @@ def read_fired_units(
                               indexed.units if unit is not None else limit)
     rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
     spatial_max = activations.amax(dim=(1, 2))
-    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
+    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold, settings.selectivity_auc_threshold)
     body = {"image": image.id, "model": loaded.id, "layer": layer, "kind": kind, "dataset": atlas.dataset,
             "images": int(atlas.meta["images"]), "units_total": indexed.units,
             "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
                        "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset, kind),
-                       "label": labels[row["unit"]].json() if row["unit"] in labels else None} for row in rows]}
+                       "label": labels.get(row["unit"])} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]
         for row in body["units"]:

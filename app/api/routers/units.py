@@ -25,7 +25,7 @@ from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
 from app.atlas.background import BackgroundIndexer
 from app.atlas.kinds import CHANNEL, KIND_DESCRIPTION, KIND_PATTERN
-from app.atlas.labels import ConceptScore, has_labels, layer_labels, unit_labels
+from app.atlas.labels import has_labels, layer_labels, unit_labels
 from app.atlas.reader import Atlas, AtlasLayer
 from app.atlas.registry import AtlasRegistry
 from app.atlas.statistics import STATISTICS, UNIT_SORTS
@@ -112,7 +112,7 @@ def saturation(model: LoadedModel, layer: str, row) -> dict | None:
             "before_clamp": clamp_input(model.layers, layer)}
 
 
-def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row, label: ConceptScore | None = None) -> dict:
+def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row, label: dict | None = None) -> dict:
     return {
         "unit": row["unit"],
         "kind": layer.kind,
@@ -121,7 +121,7 @@ def unit_summary(model_id: str, layer: AtlasLayer, dataset: str, row, label: Con
         "saturated": is_saturated(row),
         "top_image": row["top_image"],
         "page": unit_page(model_id, layer.name, row["unit"], dataset, layer.kind),
-        "label": label.json() if label else None,
+        "label": label,
     }
 
 
@@ -173,7 +173,7 @@ def list_units(
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
                            offset=offset, units=indexed.units)
     rows = atlas.units(indexed, sort, order == "desc", offset, limit)
-    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold)
+    labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold, settings.selectivity_auc_threshold)
     page = {"model": model.id, "layer": layer.name, "kind": indexed.kind, "kinds": atlas.kinds(layer.name),
             "dataset": atlas.dataset,
             "units_total": indexed.units, "offset": offset, "sort": sort, "order": order,

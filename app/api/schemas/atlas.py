@@ -76,7 +76,8 @@ class UnitSummary(BaseModel):
     saturated: bool = Field(description="Several images reach the unit's maximum exactly: a clamp caps it.")
     top_image: int | None = Field(description="Dataset id of the image it fires on most.")
     page: str = Field(description="Path of the unit's page in the dashboard.")
-    label: LabelChip | None = Field(default=None, description="Its concept label on this atlas, if any.")
+    label: LabelChip | None = Field(default=None, description="Its concept label on this atlas, or else the class "
+                                                              "it selects, if any.")
 
 
 class UnitPage(BaseModel):

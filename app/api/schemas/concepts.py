@@ -42,7 +42,15 @@ class UnitLabels(BaseModel):
     described_by: str = Field(description="How the description was written.")
 
 
-LabelChip = ConceptScoreOut  # a unit's label as the grid and the image page show it
+class LabelChip(BaseModel):
+    """A unit's label as the grid and the image page show it: its concept label, or else the class it selects."""
+
+    id: str = Field(description="`category:name`, e.g. `shape:square`; `class:NAME` for a class.")
+    name: str
+    category: str = Field(description="The concept's category, or `class`.")
+    iou: float | None = Field(description="The concept's IoU; None for a class.")
+    auc: float | None = Field(description="The class's ROC AUC (from `FOVEA_SELECTIVITY_AUC_THRESHOLD`), where no "
+                                          "concept labels the unit; None for a concept.")
 
 
 class ConceptCount(BaseModel):

@@ -8,6 +8,7 @@ import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { modelDictionaries } from "../data.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
+import { chipTitle } from "./unit-labels.js";
 
 const LIMIT = 12;
 const OPACITY = 0.6;
@@ -38,7 +39,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
       <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, kind, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"
           aria-label="unit ${u.unit} on this image"></canvas>
-        ${u.label ? html`<span class="chip small fired-label" title="${u.label.id}, IoU ${u.label.iou.toFixed(2)}">${u.label.name}</span>` : ""}
+        ${u.label ? html`<span class="chip small fired-label" title="${chipTitle(u.label)}">${u.label.name}</span>` : ""}
         <span class="fired-name" title="${kind === CHANNEL ? `${layer}:${u.unit}` : `${layer} ${kind}:${u.unit}`}">${kind === CHANNEL ? "unit " : "#"}<b>${u.unit}</b></span>
         <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${(u.percentile * 100).toFixed(1)}%</span>
         <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·

@@ -20,6 +20,7 @@ import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { mountLayerBar } from "./layer-bar.js";
 import { kindName, kindSwitch } from "./features.js";
 import { layerRole } from "./layer-role.js";
+import { chipTitle } from "./unit-labels.js";
 
 const PAGE = 96;
 const GRID_OPACITY = 0.75;
@@ -190,6 +191,6 @@ function unitLabel(unit, state, sorts) {
   const stat = state.sort === "unit" || state.sort === "max_max" || !sort ? `max ${unit.max_max.toFixed(2)}`
     : html`<span title="${sort.label}">${formatStatistic(unit[state.sort], sort.format, 2)}</span>`;
   // On the image, top left: the cell's height stays what the virtual grid lays out.
-  const label = unit.label ? html`<span class="chip small" title="${unit.label.id}, IoU ${unit.label.iou.toFixed(2)}">${unit.label.name}</span>` : "";
+  const label = unit.label ? html`<span class="chip small" title="${chipTitle(unit.label)}">${unit.label.name}</span>` : "";
   return html`<b>${unit.unit}</b> ${unit.dead ? html`<span class="badge badge-error">dead</span>` : stat}${label}`;
 }
