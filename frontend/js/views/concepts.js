@@ -60,7 +60,7 @@ function labelledSection(summary, modelId, filtered) {
         <thead><tr><th scope="col">layer</th><th scope="col">units</th>${summary.categories.map((c) =>
           html`<th scope="col">${c}</th>`)}<th scope="col">distinct concepts</th></tr></thead>
         <tbody>${summary.layers.map((layer) => html`<tr>
-          <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === "channel" ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
+          ${layerCell(summary, layer, modelId)}
           <td>${layer.units}</td>
           ${summary.categories.map((c) => html`<td>${layer.labelled[c]
             ? html`<a href="${filtered({ layer: layer.layer, kind: layer.kind, category: c })}" title="${layer.unique[c]} distinct">${layer.labelled[c]}</a>
@@ -84,7 +84,7 @@ function selectivitySection(summary, modelId, filtered) {
       <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>
         <th scope="col">mean best AUC</th><th scope="col" class="class-column">their classes</th></tr></thead>
       <tbody>${summary.layers.map((layer) => html`<tr data-kind="${layer.kind}">
-        <th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === CHANNEL ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>
+        ${layerCell(summary, layer, modelId)}
         <td>${layer.units}</td>
         <td>${layer.selective_units} <span class="muted small">${Math.round(100 * layer.selective_units / layer.units)}%</span></td>
         <td>${layer.best_auc_mean === null ? "–" : layer.best_auc_mean.toFixed(3)}</td>
@@ -92,4 +92,9 @@ function selectivitySection(summary, modelId, filtered) {
           title="${c.units} unit${c.units === 1 ? "" : "s"} selective for ${c.class}">${c.class} <span class="muted">${c.units}</span></a> `)}</td></tr>`)}</tbody>
     </table>
   </section>`;
+}
+
+/** A summary row's first cell: the layer (with its kind, for a dictionary's features), a link to its grid. */
+function layerCell(summary, layer, modelId) {
+  return html`<th scope="row"><a href="${pageUrl.layer(modelId, layer.layer, { dataset: summary.dataset, kind: layer.kind })}"><code>${layer.layer}</code>${layer.kind === CHANNEL ? "" : html` <span class="muted small">${kindName(layer.kind)}</span>`}</a></th>`;
 }
