@@ -53,13 +53,17 @@ def _close(playwright) -> None:
 
 
 def watched_page(chromium, width: int = 1280, height: int = 900, init_script: str | None = None):
-    """A page in its own context; its script errors are kept in `page.errors`."""
+    """A page in its own context; its script errors are kept in `page.errors`, and the answers of 400 and above
+    it got in `page.failed` ("STATUS URL"), for a test's message when a view ends in an error."""
     context = chromium.new_context(viewport={"width": width, "height": height})
     if init_script:
         context.add_init_script(init_script)
     page = context.new_page()
     page.errors = []
+    page.failed = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("response", lambda response: response.status >= 400 and
+            page.failed.append(f"{response.status} {response.url}"))
     return page
 
 

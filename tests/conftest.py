@@ -197,6 +197,23 @@ def _drives_a_browser(function, helpers: list, seen: set) -> bool:
     return False
 
 
+SERVER_LOG_LINES = 60  # of each running server's log, in a failing test's report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that fails while servers run (session servers included) reports the end of each one's log: what
+    the server said of the requests that failed, where CI keeps nothing else."""
+    report = yield
+    if report.failed:
+        from tests.live_server import RUNNING_LOGS
+
+        for base, path in list(RUNNING_LOGS.items()):
+            lines = path.read_text(errors="replace").splitlines()[-SERVER_LOG_LINES:]
+            report.sections.append((f"server log {base} (last {len(lines)} lines)", "\n".join(lines)))
+    return report
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Each test gets its pytest-xdist group (below), and a test that drives Chromium (itself, through its

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+# The logs of the servers running now, by base URL: a failing test's report shows their ends (tests/conftest.py).
+RUNNING_LOGS: dict[str, Path] = {}
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -41,6 +43,7 @@ def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | N
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    RUNNING_LOGS[base] = Path(log.name)
     try:
         # One client for every poll: each httpx.get makes a client, whose TLS context costs 23 ms of CPU to load.
         with httpx.Client(base_url=base, timeout=1) as poll:
@@ -59,6 +62,7 @@ def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | N
                 time.sleep(0.2)
         yield base, process
     finally:
+        RUNNING_LOGS.pop(base, None)
         workers = model_workers(process.pid)  # none left to find if the test killed the server itself
         process.terminate()
         try:

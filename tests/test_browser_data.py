@@ -105,8 +105,11 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
     with browser() as chromium:
         page = watched_page(chromium)
         page.goto(f"{server}/m/shapes-cnn/block3/12")
-        image = page.locator(".visualization img")
-        image.wait_for(timeout=120_000)
+        # The image, or the caption that says why there is none (then the test says it, and what failed).
+        page.locator(".visualization img, .visualization figcaption:text-matches('^no visualisation')").wait_for(
+            timeout=120_000)
+        assert page.locator(".visualization img").count() == 1, \
+            (page.locator(".visualization figcaption").inner_text(), page.failed)
         page.wait_for_function("document.querySelector('.visualization img').naturalWidth > 0")
         caption = page.locator(".visualization figcaption").inner_text()
         assert re.match(r"reaches \d+\.\d\d \(mean activation\); the dataset's best image: \d+\.\d\d", caption), caption

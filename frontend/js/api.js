@@ -25,13 +25,18 @@ export function postJson(url, body, { signal } = {}) {
     headers: { "Content-Type": "application/json" } });
 }
 
+// A model worker that is starting or restarting answers 503 with Retry-After (app/api/forwarding.py): a GET
+// asks again after the time it names (at most RETRY_WAIT_MAX_MS a time), for up to RETRY_WINDOW_MS in all, so a
+// page outlives a worker's restart instead of showing its error. Other methods are not repeated.
+const RETRY_WINDOW_MS = 60_000;
+const RETRY_WAIT_MAX_MS = 5_000;
+
 async function request(url, init) {
-  let response;
-  try {
-    response = await fetch(url, { ...init, headers: { ...init.headers, Accept: "application/json" } });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "network", `The server did not answer (${error.message}).`);
+  const retryUntil = Date.now() + RETRY_WINDOW_MS;
+  let response = await send(url, init);
+  while (!init.method && response.status === 503 && response.headers.has("Retry-After") && Date.now() < retryUntil) {
+    await sleep(retryWait(response.headers.get("Retry-After")), init.signal);
+    response = await send(url, init);
   }
   const body = await response.json().catch(() => null);
   if (!response.ok) {
@@ -39,4 +44,27 @@ async function request(url, init) {
     throw new ApiError(response.status, err.code ?? "http_error", err.message ?? `HTTP ${response.status}`);
   }
   return body;
+}
+
+async function send(url, init) {
+  try {
+    return await fetch(url, { ...init, headers: { ...init.headers, Accept: "application/json" } });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "network", `The server did not answer (${error.message}).`);
+  }
+}
+
+/** Milliseconds to wait for a Retry-After of delay-seconds (an HTTP date, or nonsense, waits a second). */
+export function retryWait(header) {
+  const seconds = /^\d+$/.test(header.trim()) ? Number(header) : 1;
+  return Math.min(seconds * 1000, RETRY_WAIT_MAX_MS);
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
 }
