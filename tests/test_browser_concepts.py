@@ -75,7 +75,7 @@ def test_the_concepts_page_counts_labelled_units_and_links_to_them(server):
         assert labelled > 10
         screenshot(page, "concepts-page")
         count.click()
-        page.wait_for_url(re.compile(r"/search\?category=shape&kind=channel&layer=block4&model=shapes-cnn"))
+        page.wait_for_url(re.compile(r"/search\?category=shape&dataset=demo&kind=channel&layer=block4&model=shapes-cnn"))
         page.locator(".search-result").first.wait_for()
         assert f"{labelled} unit" in page.locator(".search-results-page").inner_text()
         assert page.errors == []

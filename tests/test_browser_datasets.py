@@ -108,10 +108,14 @@ def test_a_dataset_of_classes_shows_class_selectivity_not_concept_overlap(server
         chips = row.locator(".class-column a.chip")
         assert selective > 0 and sum(int(c.split()[-1]) for c in chips.all_inner_texts()) == selective
         screenshot(page, "concepts-classes-only")
-        name = chips.first.inner_text().split()[0]
-        chips.first.click()
-        page.wait_for_url(lambda url: "/search?" in url and f"q={name}" in url and "layer=block4" in url)
+        name, count = chips.first.inner_text().split()
+        chips.first.click()  # to exactly the units it counts
+        page.wait_for_url(lambda url: "/search?" in url and f"class={name}" in url and "layer=block4" in url
+                          and "dataset=alpha" in url)
         page.locator(".search-result").first.wait_for()
+        assert page.locator(".search-results-page > p").inner_text().split()[0] == count
+        assert page.locator(".search-result").count() == min(int(count), 24)  # a page of results
+        screenshot(page, "search-by-class")
 
         # The unit most selective for that class is labelled with it on its page, by AUC; no concept panel.
         page.locator(".search-result a").first.click()

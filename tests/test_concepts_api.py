@@ -185,13 +185,22 @@ def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_p
             assert summary["layout"] is None and summary["categories"] == [] and summary["concepts"] == []
             assert summary["auc_threshold"] == threshold and len(summary["classes"]) >= 2
             (block4,) = summary["layers"]
-            best = _best_aucs(api, "block4", block4["units"], "alpha")
+            classes = _best_classes(api, "block4", block4["units"], "alpha")
+            best = [c["auc"] if c else None for c in classes]
             selective = [auc for auc in best if auc is not None and auc >= threshold]
             assert block4["selective_units"] == len(selective) > 0
             assert block4["best_auc_mean"] == pytest.approx(np.mean([auc for auc in best if auc is not None]))
             assert sum(c["units"] for c in block4["selective_classes"]) == len(selective)
             counts = [c["units"] for c in block4["selective_classes"]]
             assert counts == sorted(counts, reverse=True)
+            for selected in block4["selective_classes"]:  # each count links to exactly its units, best first
+                found = api.get("/api/search", params={"class": selected["class"], "model": "shapes-cnn",
+                                                       "dataset": "alpha", "layer": "block4", "limit": 100}).json()
+                assert found["total"] == selected["units"] == len(found["results"])
+                assert all(classes[hit["unit"]]["class"] == selected["class"] and hit["field"] == "class"
+                           and hit["score"] == classes[hit["unit"]]["auc"] >= threshold for hit in found["results"])
+                scores = [hit["score"] for hit in found["results"]]
+                assert scores == sorted(scores, reverse=True)
             unit = api.get("/api/models/shapes-cnn/layers/block4/units/0", params={"dataset": "alpha"}).json()
             labels = unit["labels"]
             assert labels["layout"] is None and labels["auc_threshold"] == threshold and labels["label"] is None
@@ -199,7 +208,7 @@ def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_p
             chips = [u["label"] for u in grid["units"]]
             assert [c["name"] if c else None for c in chips] == [
                 unit["class"] if unit is not None and unit["auc"] >= threshold else None
-                for unit in _best_classes(api, "block4", block4["units"], "alpha")]
+                for unit in classes]
         assert block4["labelled_units"] == 0 and block4["best_iou_mean"] is None
 
 

@@ -44,6 +44,7 @@ class Document:
     category: str | None
     top_image: int | None
     words: str | None = None  # what a query matches, when not all of `text`
+    selects: str | None = None  # the class the unit selects (best AUC at the threshold), for the class filter
 
 
 class TokenIndex:
@@ -69,7 +70,7 @@ class TokenIndex:
         return found if found is not None else set(range(len(self.documents)))
 
 
-def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
+def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) -> list[Document]:
     documents = []
     top_images = {(row["layer"], row["unit"]): row["top_image"] for row in atlas.query(
         "SELECT layer, unit, top_image FROM units")}
@@ -81,7 +82,9 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
                         top_image=top)
             labels = every.get((layer.idx, unit))
             label = (labels or {}).get("label")
-            base.update(label=label["id"] if label else None, category=label["category"] if label else None)
+            best_class = labels["classes"][0] if labels and labels["classes"] else None
+            base.update(label=label["id"] if label else None, category=label["category"] if label else None,
+                        selects=best_class["class"] if best_class and best_class["auc"] >= auc_threshold else None)
             kind = "" if layer.kind == CHANNEL else f" {layer.kind} feature"
             documents.append(Document(**base, field="unit", text=f"{layer.name}:{unit} {layer.name}{kind} {unit}",
                                       score=1.0))
@@ -105,7 +108,7 @@ def atlas_documents(atlas: Atlas, iou_threshold: float) -> list[Document]:
 
 
 class Search:
-    """Indexes cached per atlas build and IoU threshold (a rebuilt atlas is a new key; a bounded number are
+    """Indexes cached per atlas build and thresholds (a rebuilt atlas is a new key; a bounded number are
     kept, and concurrent first searches build one once); notes re-indexed when they change. Safe from
     several threads."""
 
@@ -114,9 +117,9 @@ class Search:
         self._notes: tuple[int, TokenIndex] | None = None
         self._lock = threading.Lock()
 
-    def index(self, atlas: Atlas, iou_threshold: float) -> TokenIndex:
-        key = (str(atlas.folder), atlas.meta["created"], iou_threshold)
-        return self._indexes.get(key, lambda: TokenIndex(atlas_documents(atlas, iou_threshold)))
+    def index(self, atlas: Atlas, iou_threshold: float, auc_threshold: float) -> TokenIndex:
+        key = (str(atlas.folder), atlas.meta["created"], iou_threshold, auc_threshold)
+        return self._indexes.get(key, lambda: TokenIndex(atlas_documents(atlas, iou_threshold, auc_threshold)))
 
     def notes_index(self, notes: Notes) -> TokenIndex:
         """The notes' index, read again only after a note was written (the version is read before the notes,

@@ -7,7 +7,7 @@ const FIELD_WORDS = {
 };
 
 export function searchable(query) {
-  return /[a-z0-9]/i.test(query.q ?? "") || Boolean(query.category || query.concept);
+  return /[a-z0-9]/i.test(query.q ?? "") || Boolean(query.category || query.concept || query.class);
 }
 
 /** "label: shape:square (IoU 0.16)", "class square (AUC 0.97)", "note: corners" ... */

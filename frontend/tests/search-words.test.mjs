@@ -7,6 +7,7 @@ test("a query needs letters, digits or a filter", () => {
   assert.equal(searchable({ q: "  " }), false);
   assert.equal(searchable({ q: "squ" }), true);
   assert.equal(searchable({ q: "", category: "shape" }), true);
+  assert.equal(searchable({ q: "", class: "horse" }), true);
 });
 
 test("hits in words", () => {

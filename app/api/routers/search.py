@@ -27,6 +27,8 @@ def search(
     q: Annotated[str, Query(max_length=200, description="Words, each matched as a prefix (`squ` finds `square`); "
                                                         "all must match.")] = "",
     model: Annotated[str | None, Query(max_length=100, description="Only this model's units.")] = None,
+    dataset: Annotated[str | None, Query(max_length=100, description=(
+        "Only what this dataset's atlases say of units (and notes, which belong to the unit)."))] = None,
     layer: Annotated[str | None, Query(max_length=200, description="Only this layer's units.")] = None,
     kind: Annotated[str | None, Query(max_length=40, description="Only units of this kind: `channel`, or a "
                                                                  "dictionary's name (its features).")] = None,
@@ -34,20 +36,23 @@ def search(
                                                                       "this category, e.g. `shape`.")] = None,
     concept: Annotated[str | None, Query(max_length=200, description="Only units labelled with this concept, "
                                                                      "e.g. `shape:square`.")] = None,
+    selects: Annotated[str | None, Query(alias="class", max_length=200, description=(
+        "Only units that select this class: their most selective class, where its ROC AUC reaches the "
+        "selectivity_auc_threshold setting, e.g. `horse`."))] = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> FastJSONResponse:
     words = tokens(q)
-    if not words and not (category or concept):
-        raise InvalidInput("a search needs a word (letters or digits) or a category or concept filter", q=q)
+    if not words and not (category or concept or selects):
+        raise InvalidInput("a search needs a word (letters or digits), or a category, concept or class filter", q=q)
     if len(words) > MAX_WORDS:
         raise InvalidInput(f"at most {MAX_WORDS} words in a search; got {len(words)}", words=len(words))
     models = [store.get(model)] if model is not None else list(store)
-    threshold = settings.dissection_iou_threshold
     hits: list[Document] = []
     for loaded in (m for m in models if m.ready):
-        for name in registry.datasets(loaded.id):
-            found = index.index(registry.get(loaded.id, name), threshold)
+        for name in (n for n in registry.datasets(loaded.id) if dataset in (None, n)):
+            found = index.index(registry.get(loaded.id, name), settings.dissection_iou_threshold,
+                                settings.selectivity_auc_threshold)
             matched = found.match(words) if words else range(len(found.documents))
             hits += [found.documents[i] for i in matched]
     note_index = index.notes_index(notes)
@@ -55,17 +60,22 @@ def search(
     hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
             and (kind is None or h.kind == kind)
             and (category is None or h.category == category) and (concept is None or h.label == concept)
-            and (words or h.field == "label")]
+            and (selects is None or h.selects == selects) and (words or _filtered_field(h, category, concept))]
     ranked = rank(hits)
     return FastJSONResponse({"query": q, "total": len(ranked), "offset": offset, "limit": limit,
-                             "results": [_result(registry, hit) for hit in ranked[offset:offset + limit]]})
+                             "results": [_result(registry, hit, dataset) for hit in ranked[offset:offset + limit]]})
 
 
-def _result(registry, hit: Document) -> dict:
+def _filtered_field(hit: Document, category: str | None, concept: str | None) -> bool:
+    """With filters alone, each unit is listed by what they filter on: its label, or else the class it selects."""
+    return hit.field == "label" if category or concept else hit.field == "class" and hit.text == f"class {hit.selects}"
+
+
+def _result(registry, hit: Document, asked_dataset: str | None) -> dict:
     dataset = hit.dataset
-    if dataset is None:  # a note: shown on the model's default atlas
+    if dataset is None:  # a note: shown on the atlas of the dataset asked for, else on the model's default one
         datasets = registry.datasets(hit.model)
-        dataset = datasets[0] if datasets else None
+        dataset = asked_dataset if asked_dataset in datasets else datasets[0] if datasets else None
     top_image = hit.top_image
     if top_image is None and dataset is not None:  # a note: the unit's top image on that atlas
         indexed = registry.get(hit.model, dataset).layers.get(hit.layer)

@@ -26,7 +26,7 @@ export async function mountConcepts(root, { params, query, signal }) {
     return meta;
   }
   if (!query.dataset) navigate(pageUrl.concepts(modelId, { dataset: summary.dataset }), { replace: true });
-  const filtered = (extra) => pageUrl.search({ model: modelId, ...extra });
+  const filtered = (extra) => pageUrl.search({ model: modelId, dataset: summary.dataset, ...extra });
   const masks = summary.categories.length > 0;
   root.innerHTML = html`
     <section class="page-head">
@@ -88,7 +88,7 @@ function selectivitySection(summary, modelId, filtered) {
         <td>${layer.units}</td>
         <td>${layer.selective_units} <span class="muted small">${Math.round(100 * layer.selective_units / layer.units)}%</span></td>
         <td>${layer.best_auc_mean === null ? "–" : layer.best_auc_mean.toFixed(3)}</td>
-        <td class="class-column">${layer.selective_classes.map((c) => html`<a class="chip" href="${filtered({ q: c.class, layer: layer.layer, kind: layer.kind })}"
+        <td class="class-column">${layer.selective_classes.map((c) => html`<a class="chip" href="${filtered({ class: c.class, layer: layer.layer, kind: layer.kind })}"
           title="${c.units} unit${c.units === 1 ? "" : "s"} selective for ${c.class}">${c.class} <span class="muted">${c.units}</span></a> `)}</td></tr>`)}</tbody>
     </table>
   </section>`;

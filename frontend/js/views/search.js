@@ -8,7 +8,7 @@ import { describeHit, searchable, unitName } from "../search-words.js";
 import { pageUrl } from "../urls.js";
 
 const PAGE = 24;
-const FILTERS = ["model", "layer", "kind", "category", "concept"];
+const FILTERS = ["model", "dataset", "layer", "kind", "category", "concept", "class"];
 
 export async function mountSearch(root, { query, signal }) {
   const q = query.q ?? "";
