@@ -107,15 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "dataset's activations, then index its features as units (resumes if interrupted)")
     dictionary.add_argument("model", help="model id")
     dictionary.add_argument("--layer", required=True, help="the layer whose activations it learns from")
-    dictionary.add_argument("--method", choices=["sae", "nmf"], default="sae",
+    dictionary.add_argument("--method", choices=["sae", "nmf", "semi-nmf"], default="sae",
                             help="sae: a TopK sparse autoencoder (default); nmf: non-negative matrix factorisation "
-                                 "(a layer after a ReLU)")
+                                 "(a layer after a ReLU); semi-nmf: non-negative codes of features of any sign (a "
+                                 "layer with negative values: a linear bottleneck, a residual sum)")
     dictionary.add_argument("--size", type=int, help="features (default: twice the layer's channels)")
     dictionary.add_argument("--sparsity", type=int, metavar="K",
                             help="the SAE's active features per position (default: channels / 8, at least 4)")
     dictionary.add_argument("--steps", type=int,
                             help="optimisation steps: the SAE's minibatches (FOVEA_DICTIONARY_STEPS, default 2000), "
-                                 "NMF's passes over every vector (FOVEA_DICTIONARY_NMF_ITERATIONS, default 200)")
+                                 "(semi-)NMF's passes over every vector (FOVEA_DICTIONARY_NMF_ITERATIONS, default 200)")
     dictionary.add_argument("--name", help="its kind of unit in links (default: METHOD-SIZE, e.g. sae-384)")
     dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
     dictionary.add_argument("--seed", type=int, default=0)

@@ -209,13 +209,14 @@ class Settings(BaseSettings):
         default=2000, ge=1, description="Optimisation steps of a sparse autoencoder (`fovea dictionary`), each on "
                                         "a minibatch of 4,096 vectors.")
     dictionary_nmf_iterations: int = Field(
-        default=200, ge=1, description="Multiplicative updates of NMF (`fovea dictionary --method nmf`), each a "
-                                       "pass over every vector.")
+        default=200, ge=1, description="Multiplicative updates of NMF and semi-NMF (`fovea dictionary --method nmf` "
+                                       "or `semi-nmf`), each a pass over every vector.")
     dictionary_max_size: int = Field(default=16_384, ge=1, description="Most features a dictionary may have.")
     dictionary_max_bytes: int = Field(
         default=8 * 1024**3, ge=1,
-        description="Most memory `fovea dictionary` may give its vectors and, for NMF, their codes (4 bytes a "
-                    "number, NMF's codes and update counted three times over); more is refused before it starts.")
+        description="Most memory `fovea dictionary` may give its vectors and, for (semi-)NMF, their codes (4 bytes a "
+                    "number, the codes and their update counted three times over for NMF, five for semi-NMF); more "
+                    "is refused before it starts.")
     index_checkpoint_seconds: float = Field(
         default=30.0, ge=0, description="How often an index build saves a checkpoint it can resume from."
     )

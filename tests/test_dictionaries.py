@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ IMAGES, K = 30, 4
 SAE = DictionaryRequest(layer="block4", method="sae", size=48, sparsity=4, steps=30, max_vectors=600,
                         batch_size=256)
 NMF = DictionaryRequest(layer="block3", method="nmf", size=24, sparsity=0, steps=30, max_vectors=600)
+SIGNED = "block3.4"  # block3's second batch norm, before its ReLU
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,15 @@ def test_the_stored_dictionary_has_its_figures_and_fits_the_weights_it_learned_o
 
 def test_each_feature_s_atlas_equals_the_projection_computed_directly(built):
     _, model, dataset, atlas, stored = built
-    activations, _ = all_activations(model, dataset, ["block3", "block4"], atlas.meta["batch_size"])
     assert atlas.meta["dictionaries"] == [[d.layer, d.kind, d.digest] for d in reversed(stored)]  # by file name
+    assert_features_are_their_projections(model, dataset, atlas, stored)
+    assert atlas.kinds("block4") == ["channel", SAE.kind] and atlas.kinds("block3") == ["channel", NMF.kind]
+
+
+def assert_features_are_their_projections(model, dataset, atlas: Atlas, stored: list) -> None:
+    """Every feature's top images, maps, statistics and pooled means in the atlas are those of the dictionary's
+    projection of the layer's activations, computed here directly."""
+    activations, _ = all_activations(model, dataset, sorted({d.layer for d in stored}), atlas.meta["batch_size"])
     for dictionary in stored:
         maps = activations[dictionary.layer]
         batch = atlas.meta["batch_size"]  # encoded batch by batch, as the build's hook does
@@ -86,7 +95,21 @@ def test_each_feature_s_atlas_equals_the_projection_computed_directly(built):
                 assert row[key] == pytest.approx(expected[key][unit], rel=1e-6, abs=1e-9), (dictionary.kind, key)
         pooled = np.load(atlas.folder / f"layer-{layer.idx:03d}.pooled.npy")
         assert np.allclose(pooled, expected["spatial_mean"], rtol=1e-3, atol=1e-3)
-    assert atlas.kinds("block4") == ["channel", SAE.kind] and atlas.kinds("block3") == ["channel", NMF.kind]
+
+
+def test_semi_nmf_learns_a_signed_layer_that_nmf_refuses(tmp_path):
+    """block3.4, block3's batch norm before its ReLU, has values of both signs: NMF is refused and says to use
+    semi-NMF, whose features are indexed as units, equal to their projections."""
+    settings, model, dataset, _ = small_atlas(tmp_path, IMAGES, [SIGNED], K)
+    request = DictionaryRequest(layer=SIGNED, method="semi-nmf", size=48, sparsity=0, steps=30, max_vectors=600)
+    with pytest.raises(FoveaError, match="non-negative activations.*--method semi-nmf"):
+        train_dictionary(model, dataset, replace(request, method="nmf"), settings.data_dir, batch_size=16)
+    stored = train_dictionary(model, dataset, request, settings.data_dir, batch_size=16)
+    assert (stored.kind, stored.meta["method"], stored.meta["sparsity"]) == ("semi-nmf-48", "semi-nmf", None)
+    assert (stored.dictionary.directions() < 0).any() and stored.meta["figures"]["variance_explained"] > 0.5
+    atlas = Atlas(index_model(model, dataset, settings, layers=[SIGNED], k=K))
+    assert atlas.kinds(SIGNED) == ["channel", "semi-nmf-48"]
+    assert_features_are_their_projections(model, dataset, atlas, [stored])
 
 
 def test_a_request_is_checked_before_any_work(built):

@@ -1,4 +1,4 @@
-"""The dictionary engine (app/engine/dictionary): a TopK sparse autoencoder and NMF, checked by hand on tiny
+"""The dictionary engine (app/engine/dictionary): a TopK sparse autoencoder, NMF and semi-NMF, checked by hand on tiny
 inputs, against scikit-learn and SciPy where they implement the same thing, and on activations made from a
 known sparse dictionary, whose directions they must recover."""
 
@@ -9,8 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.engine.dictionary import NMF, NmfTrainer, SaeTrainer, TopKSAE, encode_maps, evaluate, from_tensors
+from app.engine.dictionary import (
+    NMF,
+    NmfTrainer,
+    SaeTrainer,
+    SemiNMF,
+    SemiNmfTrainer,
+    TopKSAE,
+    encode_maps,
+    evaluate,
+    from_tensors,
+)
 from app.engine.dictionary.sae import top_k_relu
+from app.engine.dictionary.semi_nmf import code_update, kmeans, least_squares_features
 
 
 def planted(channels: int, features: int, samples: int, active: int, seed: int, non_negative: bool = False):
@@ -73,6 +84,34 @@ def test_nmf_codes_at_the_product_s_iterations_come_close_to_the_least_squares_o
     assert objective(product) <= 1.15 * objective(converged)
 
 
+def test_one_semi_nmf_step_by_hand():
+    """Ding et al.'s step on three vectors and one feature, from codes of 1: W = (H^T H)^-1 H^T X, then
+    H <- H sqrt(([X W^T]+ + H [W W^T]-) / ([X W^T]- + H [W W^T]+))."""
+    x = torch.tensor([[1.0, -1.0], [2.0, 0.0], [-1.0, 0.5]], dtype=torch.float64)
+    h = torch.ones(3, 1, dtype=torch.float64)
+    w = least_squares_features(x, h)  # H^T H = 3, H^T X = (2, -0.5)
+    assert torch.allclose(w, torch.tensor([[2 / 3, -1 / 6]], dtype=torch.float64), rtol=1e-8)
+    # X W^T = (5/6, 4/3, -3/4) and W W^T = 17/36 >= 0: the first two rows are scaled by sqrt((X W^T) / (17/36)),
+    # the third, driven negatively, by sqrt(0 / (3/4 + 17/36)) = 0.
+    factor = code_update(x, h, w)
+    assert torch.allclose(factor.view(-1), torch.tensor([(30 / 17) ** 0.5, (48 / 17) ** 0.5, 0.0],
+                                                        dtype=torch.float64), rtol=1e-7)
+
+
+def test_semi_nmf_steps_never_raise_the_error_and_start_from_kmeans():
+    vectors, _ = planted(channels=12, features=8, samples=800, active=2, seed=6)
+    assert (vectors < 0).any()
+    trainer = SemiNmfTrainer(vectors.double(), size=8, steps=40, seed=1)
+    clusters = kmeans(vectors.double(), 8, torch.Generator().manual_seed(1))
+    assert torch.equal(trainer.codes, torch.full((800, 8), 0.2, dtype=torch.float64).index_put_(
+        (torch.arange(800), clusters), torch.tensor(1.2, dtype=torch.float64)))  # indicators + 0.2
+    errors = []
+    trainer.run(40, lambda step: errors.append((vectors.double() - trainer.codes @ trainer.components)
+                                               .square().sum().item()))
+    assert all(later <= earlier * (1 + 1e-9) for earlier, later in zip(errors, errors[1:])), errors
+    assert isinstance(trainer.dictionary(), SemiNMF) and trainer.dictionary().method == "semi-nmf"
+
+
 def test_the_figures_are_what_their_definitions_say():
     sae = TopKSAE(torch.eye(2), torch.zeros(2), torch.eye(2), torch.zeros(2), scale=1.0, k=1)
     x = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # codes (2,0), (0,3), (1,0); errors 1, 0, 0
@@ -128,21 +167,33 @@ def test_nmf_recovers_a_planted_non_negative_dictionary():
     assert (cosines > 0.9).float().mean() >= 0.8, cosines.sort().values
 
 
+def test_semi_nmf_recovers_most_of_a_planted_dictionary_of_any_sign():
+    """Directions of any sign, positive codes, vectors of both signs (as after a linear bottleneck)."""
+    vectors, directions = planted(channels=32, features=16, samples=6000, active=2, seed=2)
+    assert (vectors < 0).float().mean() > 0.3
+    trainer = SemiNmfTrainer(vectors, size=16, steps=200, seed=0)
+    trainer.run(trainer.steps)
+    semi = trainer.dictionary()
+    cosines = recovered(semi.directions(), directions)
+    assert (cosines > 0.9).float().mean() >= 0.7, cosines.sort().values
+    assert evaluate(semi, vectors[:2000]).variance_explained > 0.95
+
+
 def test_nmf_refuses_negative_activations_and_says_what_to_do():
-    with pytest.raises(ValueError, match="non-negative.*--method sae"):
+    with pytest.raises(ValueError, match="non-negative.*--method semi-nmf.*--method sae"):
         NmfTrainer(torch.tensor([[1.0, -0.5]]), size=2, steps=1)
 
 
 # -- resume -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["sae", "nmf"])
+@pytest.mark.parametrize("method", ["sae", "nmf", "semi-nmf"])
 def test_a_stopped_training_resumes_to_the_same_dictionary(method):
     vectors, _ = planted(channels=16, features=24, samples=3000, active=2, seed=4, non_negative=True)
 
     def trainer():
         if method == "sae":
             return SaeTrainer(vectors, size=32, k=2, steps=60, batch_size=512, seed=7)
-        return NmfTrainer(vectors, size=12, steps=60, seed=7)
+        return (NmfTrainer if method == "nmf" else SemiNmfTrainer)(vectors, size=12, steps=60, seed=7)
 
     whole = trainer()
     whole.run(60)

@@ -35,7 +35,7 @@ from app.atlas.kinds import CHANNEL, is_kind_name
 from app.atlas.layout import dictionary_build_dir, dictionary_file
 from app.atlas.loader import batches_from_disk
 from app.engine.accumulators import sample_positions
-from app.engine.dictionary import METHODS, NmfTrainer, SaeTrainer, evaluate
+from app.engine.dictionary import METHODS, NmfTrainer, SaeTrainer, SemiNmfTrainer, evaluate
 from app.engine.probe import run_to
 from app.errors import InvalidInput
 from app.files import atomic_write, job_array
@@ -44,6 +44,10 @@ from app.store.store import LoadedModel
 log = logging.getLogger(__name__)
 
 HELD_OUT_EVERY = 10
+FACTORISATIONS = {"nmf": NmfTrainer, "semi-nmf": SemiNmfTrainer}  # fitted on every vector at once
+# (vectors x size) matrices a factorisation holds while it fits: NMF's codes and its update's two products;
+# semi-NMF's codes, X W^T and its update's numerator and denominator.
+CODE_MATRICES = {"nmf": 3, "semi-nmf": 5}
 Progress = Callable[[str, int, int], None]  # (phase: "vectors" | "steps", done, total)
 
 
@@ -52,9 +56,9 @@ class DictionaryRequest:
     """What `fovea dictionary` asks for."""
 
     layer: str
-    method: str  # "sae" or "nmf"
+    method: str  # "sae", "nmf" or "semi-nmf"
     size: int  # features
-    sparsity: int  # active features per position (the SAE's k; NMF's codes are not capped)
+    sparsity: int  # active features per position (the SAE's k; the factorisations' codes are not capped)
     steps: int
     max_vectors: int  # training vectors at most (every spatial position of an image is one)
     batch_size: int = 4096
@@ -87,7 +91,8 @@ def check_request(model: LoadedModel, request: DictionaryRequest, max_size: int,
     needed = memory_needed(request, info.shape[0])
     if needed > max_bytes:
         raise InvalidInput(f"learning {request.kind} holds about {needed / 1024**3:.1f} GiB of vectors"
-                           f"{' and codes' if request.method == 'nmf' else ''}, over the dictionary_max_bytes setting "
+                           f"{' and codes' if request.method in CODE_MATRICES else ''}, over the dictionary_max_bytes "
+                           "setting "
                            f"({max_bytes / 1024**3:.1f} GiB): lower --size or FOVEA_DICTIONARY_MAX_VECTORS, or raise "
                            "the setting", needed=needed, limit=max_bytes)
     try:
@@ -97,9 +102,9 @@ def check_request(model: LoadedModel, request: DictionaryRequest, max_size: int,
 
 
 def memory_needed(request: DictionaryRequest, channels: int) -> int:
-    """Bytes of the training vectors (float32) and, for NMF, of its codes with their update (three times N x K)."""
+    """Bytes of the training vectors (float32) and, for a factorisation, of its codes and their update."""
     vectors = request.max_vectors * channels
-    codes = 3 * request.max_vectors * request.size if request.method == "nmf" else 0
+    codes = CODE_MATRICES.get(request.method, 0) * request.max_vectors * request.size
     return 4 * (vectors + codes)
 
 
@@ -173,8 +178,8 @@ def _trainer(request: DictionaryRequest, vectors: torch.Tensor):
         return SaeTrainer(vectors, request.size, request.sparsity, request.steps, request.batch_size,
                           seed=request.seed)
     try:
-        return NmfTrainer(vectors, request.size, request.steps, seed=request.seed)
-    except ValueError as problem:  # negative activations
+        return FACTORISATIONS[request.method](vectors, request.size, request.steps, seed=request.seed)
+    except ValueError as problem:  # negative activations for NMF
         raise InvalidInput(f"layer {request.layer!r}: {problem}", layer=request.layer) from None
 
 

@@ -18,9 +18,9 @@ class DictionaryOut(BaseModel):
     layer: str
     kind: str = Field(description="Its kind of unit: the name its features' pages and API queries use.")
     channels: int
-    method: str = Field(description="`sae` (TopK sparse autoencoder) or `nmf`.")
+    method: str = Field(description="`sae` (TopK sparse autoencoder), `nmf` or `semi-nmf`.")
     size: int = Field(description="Features.")
-    sparsity: int | None = Field(description="The SAE's active features per position (k); None for NMF.")
+    sparsity: int | None = Field(description="The SAE's active features per position (k); None for (semi-)NMF.")
     steps: int
     dataset: str = Field(description="The atlas dataset it learned on.")
     figures: DictionaryFigures

@@ -67,7 +67,7 @@ class NMF:
         return cls(tensors["components"], int(tensors["iterations"]))
 
     def to(self, device: torch.device) -> NMF:
-        return NMF(self.components.to(device), self.iterations)
+        return type(self)(self.components.to(device), self.iterations)
 
 
 class NmfTrainer:
@@ -78,7 +78,8 @@ class NmfTrainer:
         lowest = vectors.min().item() if len(vectors) else 0.0
         if lowest < 0:
             raise ValueError(f"NMF needs non-negative activations, and this layer has values down to {lowest:.3g}; "
-                             "choose a layer after a ReLU, or the sparse autoencoder (--method sae)")
+                             "choose a layer after a ReLU, semi-NMF (--method semi-nmf: features of any sign) or "
+                             "the sparse autoencoder (--method sae)")
         self.vectors, self.steps = vectors, steps
         generator = torch.Generator().manual_seed(seed)
         # Random positive factors whose product has the data's mean (scikit-learn's 'random' init).
