@@ -70,9 +70,43 @@ class NMF:
         return type(self)(self.components.to(device), self.iterations)
 
 
-class NmfTrainer:
-    """Multiplicative updates on (N, channels) non-negative vectors, one step being an update of H then of W;
-    `state()` holds both, so a resumed fit ends where an uninterrupted one does."""
+class FactorisationTrainer:
+    """What NMF's and semi-NMF's fits share: codes and components fitted on every vector at once, a step being
+    `update()`; `state()` holds both, so a resumed fit ends where an uninterrupted one does."""
+
+    dictionary_class = NMF
+    vectors: torch.Tensor
+    codes: torch.Tensor  # (N, size)
+    components: torch.Tensor  # (size, channels)
+    steps: int
+    step: int
+
+    def update(self) -> None:
+        raise NotImplementedError
+
+    def run(self, until: int, after_step: Callable[[int], None] | None = None) -> None:
+        while self.step < min(until, self.steps):
+            self.update()
+            self.step += 1
+            if after_step:
+                after_step(self.step)
+
+    def dictionary(self) -> NMF:
+        """The components as unit rows (an all-zero component stays zero: a dead feature)."""
+        return self.dictionary_class(F.normalize(self.components, dim=1).clone())
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"codes": self.codes, "components": self.components, "step": torch.tensor(self.step)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.codes.copy_(state["codes"])
+        self.components.copy_(state["components"])
+        self.step = int(state["step"])
+
+
+class NmfTrainer(FactorisationTrainer):
+    """Lee and Seung's multiplicative updates on (N, channels) non-negative vectors, one step being an update of
+    H then of W."""
 
     def __init__(self, vectors: torch.Tensor, size: int, steps: int, seed: int = 0):
         lowest = vectors.min().item() if len(vectors) else 0.0
@@ -89,23 +123,7 @@ class NmfTrainer:
         self.components = (torch.rand(size, vectors.shape[1], generator=generator) * level).to(device, vectors.dtype)
         self.step = 0
 
-    def run(self, until: int, after_step: Callable[[int], None] | None = None) -> None:
+    def update(self) -> None:
         x, h, w = self.vectors, self.codes, self.components
-        while self.step < min(until, self.steps):
-            h.mul_((x @ w.T) / (h @ (w @ w.T)).clamp_min(EPSILON))
-            w.mul_((h.T @ x) / ((h.T @ h) @ w).clamp_min(EPSILON))
-            self.step += 1
-            if after_step:
-                after_step(self.step)
-
-    def dictionary(self) -> NMF:
-        """The components as unit rows (an all-zero component stays zero: a dead feature)."""
-        return NMF(F.normalize(self.components, dim=1).clone())
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {"codes": self.codes, "components": self.components, "step": torch.tensor(self.step)}
-
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.codes.copy_(state["codes"])
-        self.components.copy_(state["components"])
-        self.step = int(state["step"])
+        h.mul_((x @ w.T) / (h @ (w @ w.T)).clamp_min(EPSILON))
+        w.mul_((h.T @ x) / ((h.T @ h) @ w).clamp_min(EPSILON))

@@ -12,12 +12,9 @@ to be non-negative."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 
-from app.engine.dictionary.nmf import EPSILON, NMF
+from app.engine.dictionary.nmf import EPSILON, NMF, FactorisationTrainer
 
 RIDGE = 1e-9  # of the mean of diag(H^T H), added to it: a feature whose codes all reached zero solves to zero
 KMEANS_ITERATIONS = 10  # Lloyd's, for the start
@@ -28,14 +25,15 @@ class SemiNMF(NMF):
     method = "semi-nmf"
 
 
-class SemiNmfTrainer:
+class SemiNmfTrainer(FactorisationTrainer):
     """Ding et al.'s updates on (N, channels) vectors, one step being
 
         W <- (H^T H)^-1 H^T X
         H <- H * sqrt(([X W^T]+ + H [W W^T]-) / ([X W^T]- + H [W W^T]+)),   A+ = (|A| + A) / 2, A- = (|A| - A) / 2
 
-    from k-means' cluster indicators plus 0.2; `state()` holds both, so a resumed fit ends where an uninterrupted
-    one does."""
+    from k-means' cluster indicators plus 0.2."""
+
+    dictionary_class = SemiNMF
 
     def __init__(self, vectors: torch.Tensor, size: int, steps: int, seed: int = 0):
         self.vectors, self.steps = vectors, steps
@@ -45,25 +43,9 @@ class SemiNmfTrainer:
         self.components = least_squares_features(vectors, self.codes)
         self.step = 0
 
-    def run(self, until: int, after_step: Callable[[int], None] | None = None) -> None:
-        while self.step < min(until, self.steps):
-            self.components = least_squares_features(self.vectors, self.codes)
-            self.codes.mul_(code_update(self.vectors, self.codes, self.components))
-            self.step += 1
-            if after_step:
-                after_step(self.step)
-
-    def dictionary(self) -> SemiNMF:
-        """The features as unit rows (one whose codes all reached zero is a zero row: a dead feature)."""
-        return SemiNMF(F.normalize(self.components, dim=1).clone())
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {"codes": self.codes, "components": self.components, "step": torch.tensor(self.step)}
-
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.codes.copy_(state["codes"])
-        self.components = state["components"].to(self.codes)
-        self.step = int(state["step"])
+    def update(self) -> None:
+        self.components.copy_(least_squares_features(self.vectors, self.codes))
+        self.codes.mul_(code_update(self.vectors, self.codes, self.components))
 
 
 def kmeans(vectors: torch.Tensor, clusters: int, generator: torch.Generator,
