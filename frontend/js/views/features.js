@@ -33,11 +33,13 @@ export function featurePanels(feature, { modelId, layer, dataset, unitQuery }) {
     </section>`;
 }
 
+const FACTORISATIONS = { nmf: "NMF", "semi-nmf": "Semi-NMF" };
+
 /** A dictionary in a line: method, size, sparsity and how well it reconstructs the layer. */
 export function dictionaryFacts(dictionary) {
   const f = dictionary.figures;
   const method = dictionary.method === "sae" ? `TopK sparse autoencoder, ${dictionary.sparsity} active`
-    : dictionary.method.toUpperCase();
+    : FACTORISATIONS[dictionary.method] ?? dictionary.method;
   return `${method}, ${dictionary.size} features over ${dictionary.channels} channels · ${percent(f.variance_explained)} `
     + `of the variance explained on held-out images · ${f.mean_active.toFixed(1)} active per position · `
     + `${f.dead_features} dead`;
