@@ -67,6 +67,19 @@ def watched_page(chromium, width: int = 1280, height: int = 900, init_script: st
     return page
 
 
+def wait_or_explain(page, selector: str, timeout: float = 30_000) -> None:
+    """Waits for `selector` on a `watched_page`; if it never shows, fails with what the page shows instead, the
+    answers that failed and the script errors (a bare timeout says none of it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.locator(selector).first.wait_for(timeout=timeout)
+    except PlaywrightTimeout:
+        shown = page.locator("body").inner_text()[:1500]
+        raise AssertionError(f"{selector!r} did not appear within {timeout / 1000:g} s; the page shows:\n{shown}\n"
+                             f"answers that failed: {page.failed}\nscript errors: {page.errors}") from None
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 
-from tests.browser import browser, screenshot, watched_page
+from tests.browser import browser, screenshot, wait_or_explain, watched_page
 from tests.test_browser import _wait_for_atlases
 
 pytestmark = pytest.mark.browser
@@ -106,8 +106,8 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
         page = watched_page(chromium)
         page.goto(f"{server}/m/shapes-cnn/block3/12")
         # The image, or the caption that says why there is none (then the test says it, and what failed).
-        page.locator(".visualization img, .visualization figcaption:text-matches('^no visualisation')").wait_for(
-            timeout=120_000)
+        wait_or_explain(page, ".visualization img, .visualization figcaption:text-matches('^no visualisation')",
+                        timeout=120_000)
         assert page.locator(".visualization img").count() == 1, \
             (page.locator(".visualization figcaption").inner_text(), page.failed)
         page.wait_for_function("document.querySelector('.visualization img').naturalWidth > 0")
