@@ -4,7 +4,7 @@ predictions and for Grad-CAM, with micro-batching on (the defaults, and with a 2
 atlas, measured in turn (never two at once). Goal on a GPU: 16 clients batched at least 3x the requests per
 second of 16 clients unbatched; on a CPU, report what it is. Each client asks for a different dataset image
 in turn (no answer is cached).
-    python bench/batching.py [--data-dir DIR] [--models shapes-cnn efficientnet-lite2] [--requests 256]
+    python bench/batching.py [--data-dir DIR] [--models shapes-cnn efficientnet-lite2] [--requests 256] [--device auto]
 DIR holds the demo atlas (default: built in a temporary folder, as `fovea serve` does at first start).
 """
 
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--models", nargs="+", default=["shapes-cnn"])
     parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--device", default="auto", help="the servers' (auto: the GPU when there is one)")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fovea-bench-batching-")) / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,7 @@ def main() -> None:
     results = {}
     for name, env in configurations.items():
         env = {**env, "FOVEA_AUTO_VISUALIZE_DEMO": "false"}
-        with live_server(data_dir, *builtin, env=env, timeout=900) as base:
+        with live_server(data_dir, *builtin, env=env, timeout=900, device=args.device) as base:
             httpx.get(f"{base}/api/models", timeout=60).raise_for_status()
             for model in args.models:
                 for endpoint_name, endpoint in ENDPOINTS.items():

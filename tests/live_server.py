@@ -22,21 +22,24 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 90.0):
+def live_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 90.0,
+                device: str = "cpu"):
     """The server's base URL, once it answers `/api/health`."""
-    with live_server_process(data_dir, *extra_args, env=env, timeout=timeout) as (base, _process):
+    with live_server_process(data_dir, *extra_args, env=env, timeout=timeout, device=device) as (base, _process):
         yield base
 
 
 @contextmanager
 def live_server_process(data_dir: Path, *extra_args: str, env: dict[str, str | None] | None = None,
-                        timeout: float = 90.0, program: list[str] | None = None, cwd: Path | None = None):
+                        timeout: float = 90.0, program: list[str] | None = None, cwd: Path | None = None,
+                        device: str = "cpu"):
     """(base URL, the server's `Popen`), for callers that also watch the process (its memory, its exit).
 
-    `program` replaces `python -m app serve` (an installed `fovea serve`); `env` entries set to None are removed."""
+    `program` replaces `python -m app serve` (an installed `fovea serve`); `env` entries set to None are removed;
+    `device` is the server's (tests run on the CPU; a benchmark on a GPU machine says `auto`)."""
     port = free_port()
     command = [*(program or [sys.executable, "-m", "app", "serve"]), "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
+               "--data-dir", str(data_dir), "--device", device, *extra_args]
     log = open(data_dir.parent / f"server-{port}.log", "w+")
     environment = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
     # A process group of its own, as a server started from a terminal has: a test may signal the whole group.
