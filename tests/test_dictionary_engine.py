@@ -84,6 +84,21 @@ def test_nmf_codes_at_the_product_s_iterations_come_close_to_the_least_squares_o
     assert objective(product) <= 1.15 * objective(converged)
 
 
+@pytest.mark.parametrize("size", [12, 24])
+def test_semi_nmf_codes_at_the_product_s_iterations_come_close_to_the_least_squares_optimum(size):
+    """Signed features make the Gram matrix worse conditioned than NMF's: the encoding takes more iterations."""
+    vectors, _ = planted(channels=16, features=24, samples=1500, active=3, seed=8)
+    trainer = SemiNmfTrainer(vectors[:1000], size=size, steps=60, seed=0)
+    trainer.run(60)
+    components = trainer.dictionary().components
+    held_out = vectors[1000:]
+    objective = lambda d: (held_out - d.decode(d.encode(held_out))).square().sum().item()  # noqa: E731
+    product, converged = SemiNMF(components), SemiNMF(components, iterations=5000)
+    assert product.iterations == (300 if size <= 16 else 100)
+    assert objective(product) <= 1.15 * objective(converged) + 1e-6 * held_out.square().sum().item()
+    assert objective(SemiNMF(components, iterations=30)) > objective(product)
+
+
 def test_one_semi_nmf_step_by_hand():
     """Ding et al.'s step on three vectors and one feature, from codes of 1: W = (H^T H)^-1 H^T X, then
     H <- H sqrt(([X W^T]+ + H [W W^T]-) / ([X W^T]- + H [W W^T]+))."""

@@ -21,12 +21,13 @@ EPSILON = 1e-12
 
 class NMF:
     method = "nmf"
+    encode_iterations = ENCODE_ITERATIONS
 
     def __init__(self, components: torch.Tensor, iterations: int | None = None):
         self.components = components  # (size, channels), unit rows
         self.size, self.channels = components.shape
         if iterations is None:
-            iterations = ENCODE_ITERATIONS["overcomplete" if self.size > self.channels else "complete"]
+            iterations = self.encode_iterations["overcomplete" if self.size > self.channels else "complete"]
         self.iterations = int(iterations)
         # Solved once, in float64 on the CPU (SVDs; Apple's MPS has neither them nor float64), then moved.
         host = components.detach().cpu().double()
