@@ -49,6 +49,7 @@ from app.atlas.indexer import demo_dataset, make_plan
 from app.atlas.labels import detector_summary
 from app.atlas.loader import batches_from_disk, batches_from_memory
 from app.atlas.reader import Atlas
+from app.errors import InvalidInput
 from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import load_store
 
@@ -69,8 +70,12 @@ def train_all(settings: Settings, model, dataset, layer: str, steps: int | None,
                                                     else settings.dictionary_nmf_iterations),
                                     max_vectors=settings.dictionary_max_vectors)
         started = time.perf_counter()
-        found = train_dictionary(model, dataset, request, settings.data_dir, workers=settings.index_workers,
-                                 batch_size=settings.index_batch_size)
+        try:
+            found = train_dictionary(model, dataset, request, settings.data_dir, workers=settings.index_workers,
+                                     batch_size=settings.index_batch_size)
+        except InvalidInput as refused:  # NMF on a layer of both signs: the others are still measured
+            print(f"{request.kind:14}refused: {refused}", flush=True)
+            continue
         seconds = time.perf_counter() - started
         f = found.meta["figures"]
         k = str(request.sparsity) if method == "sae" else "-"
