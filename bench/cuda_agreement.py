@@ -8,6 +8,8 @@ differences printed; a line starting `FAIL` is a disagreement beyond them.
   2. CAMs of a few demo images by the gradient methods and Score-CAM at block4: the largest difference of the
      shown maps (scaled to [0, 1]) and whether the target class agrees.
   3. A sparse autoencoder's codes of block4's activations, computed on both devices from the same dictionary.
+  4. Facets of a block4 unit rendered on the device at the default settings (precision auto; a Fourier image
+     begun from the unit's top images): that they render, and the precision chosen.
 
 Usage: python bench/cuda_agreement.py [--images 300] [--device auto]   (without a GPU: a dry run, CPU against CPU)
 """
@@ -15,6 +17,8 @@ Usage: python bench/cuda_agreement.py [--images 300] [--device auto]   (without 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import tempfile
 from pathlib import Path
 
@@ -25,7 +29,9 @@ from PIL import Image
 from app.atlas.indexer import demo_dataset, index_model
 from app.atlas.labels import layer_labels
 from app.atlas.reader import Atlas
+from app.atlas.visualize import default_render_settings, visualize_facets
 from app.engine.dictionary import SaeTrainer, encode_maps
+from app.engine.featurevis.prior import LUCID
 from app.engine.probe import run_to
 from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import load_store
@@ -109,6 +115,15 @@ def compare_codes(cpu_model, other_model, dataset) -> bool:
     return ok
 
 
+def render_facets(model, atlas: Atlas, settings: Settings) -> bool:
+    render_settings = dataclasses.replace(default_render_settings(settings, model, LUCID), steps=16)
+    facets = visualize_facets(model, atlas, "block4", 0, 2, settings.data_dir, render_settings)
+    ok = bool(facets) and all(Image.open(io.BytesIO(facet.png)).size == render_settings.size for facet in facets)
+    print(f"{'' if ok else 'FAIL '}{len(facets)} facets of block4:0 rendered on {model.device} in "
+          f"{render_settings.precision}")
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300)
@@ -129,6 +144,7 @@ def main() -> None:
         agree = compare_atlases(*atlases, cpu_settings)
         agree &= compare_cams(cpu_model, other_model, dataset, cpu_settings, args.cams)
         agree &= compare_codes(cpu_model, other_model, dataset)
+        agree &= render_facets(other_model, atlases[1], other_settings)
     print("the devices agree" if agree else "FAIL: the devices disagree (lines above)")
     raise SystemExit(0 if agree else 1)
 

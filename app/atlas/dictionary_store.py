@@ -48,9 +48,12 @@ class StoredDictionary:
 
     def on(self, device: torch.device | str) -> Dictionary:
         """The dictionary on `device`, moved (and for NMF, its solver's matrices made) once per device."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one copy, not two
+            device = torch.device("cuda", torch.cuda.current_device())
         key = str(device)
         if key not in self._on:
-            self._on[key] = self.dictionary.to(torch.device(device))
+            self._on[key] = self.dictionary.to(device)
         return self._on[key]
 
     def composition(self, feature: int, count: int) -> list[tuple[int, float]]:

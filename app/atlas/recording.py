@@ -96,8 +96,8 @@ class LayerRecorder:
         spatial_max = _spatial_max(activations)
         spatial_mean = flat.mean(dim=2)
         self.topk.update(flat, image_ids, spatial_max, spatial_mean)
-        means = spatial_mean.double().cpu().numpy()  # float32 values, exact in float64
-        self.stats.update(spatial_max.double().cpu().numpy(), means)
+        means = spatial_mean.cpu().double().numpy()  # float32 values, exact in float64 (which MPS lacks)
+        self.stats.update(spatial_max.cpu().double().numpy(), means)
         sampled = None
         if h * w > self.histogram_samples:
             sampled = sample_positions(image_ids, h * w, self.histogram_samples)

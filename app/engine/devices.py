@@ -31,8 +31,8 @@ def bfloat16_pays(device: torch.device, module: torch.nn.Module) -> bool:
     supports it (Ampere and later). On a CPU, only for models without grouped (depthwise) convolutions, whose
     bfloat16 kernels are slower than float32's: measured to the middle of each model here, resnet18 3.2x
     faster, mobilenet_v3_small 1.6x and efficientnet_b0 1.1x slower."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # compute capability 8 (Ampere) on; is_bf16_supported() also says yes to emulation
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     native = any(getattr(torch.cpu, probe, lambda: False)()  # private probes of torch's own dispatch

@@ -24,7 +24,7 @@ def principal_projection(values: torch.Tensor) -> torch.Tensor:
     float64 on the CPU, which MPS lacks): a 7x7 map of 2,048 channels needs a 49x49 problem, not an SVD of
     49x2,048."""
     c, h, w = values.shape
-    rows = values.reshape(c, h * w).T.double().cpu()
+    rows = values.reshape(c, h * w).T.cpu().double()
     centred = rows - rows.mean(dim=0, keepdim=True)
     if h * w <= c:
         eigenvalues, eigenvectors = torch.linalg.eigh(centred @ centred.T)

@@ -81,7 +81,8 @@ class FourierImage(torch.nn.Module):
             spectrum = initial(seeds, (3, size[0], size[1] // 2 + 1, 2)) * SPECTRUM_INIT_STD
         else:  # forward() run backwards: the spectrum whose image is `start`
             values = decorrelated(start, prior.color) if decorrelate else start_logits(start)
-            spectrum = torch.view_as_real(torch.fft.rfft2(values * 4.0, norm="ortho") / scale).contiguous()
+            spectrum = torch.view_as_real(torch.fft.rfft2(values * 4.0, norm="ortho") / scale.to(values.device))
+            spectrum = spectrum.contiguous()
         self.spectrum = torch.nn.Parameter(spectrum)
         self.register_buffer("scale", scale)
         self.register_buffer("color", prior.color.clone())
