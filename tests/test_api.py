@@ -74,6 +74,13 @@ def test_unknown_model_and_layer_are_404_naming_them(client):
 def test_unknown_routes_and_methods_use_the_error_shape(client):
     assert_error(client.get("/api/nothing-here"), 404, "not_found", "/api/nothing-here")
     assert_error(client.post("/api/models"), 405, "method_not_allowed")
+    page = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser's navigation sends
+    assert_error(client.get("/api/nothing-here", headers=page), 404, "not_found")  # the API answers JSON
+    assert_error(client.get("/static/nothing.js", headers=page), 404, "not_found")
+    assert_error(client.get("/foo/bar"), 404, "not_found", "/foo/bar")
+    shell = client.get("/foo/bar", headers=page)  # the dashboard's page, whose router says "No page at /foo/bar"
+    assert shell.status_code == 404 and shell.headers["content-type"].startswith("text/html")
+    assert 'id="view"' in shell.text
 
 
 # Every route outside /api, by its path as the app declares it. The pages each with URLs that must serve the

@@ -91,6 +91,15 @@ def test_narrow_screen_and_not_found(server):
         page.goto(server + "/m/no-such-model")
         page.locator(".problem").wait_for()
         assert "no model 'no-such-model'" in page.locator(".problem .error-text").inner_text()
+        answer = page.goto(server + "/no/such/page")  # the page, with 404, not the API's JSON
+        assert answer.status == 404
+        page.locator(".problem").wait_for()
+        assert page.locator(".problem h1").inner_text() == "Not found"
+        assert page.locator(".problem .error-text").inner_text() == "No page at /no/such/page."
+        page.goto(server + "/m/shapes-cnn/block3/-1")  # no unit, and no kind of unit either
+        page.locator(".problem").wait_for()
+        assert "a unit is a number from 0 (/m/shapes-cnn/block3/0)" in page.locator(".problem .error-text").inner_text()
+        screenshot(page, "not-a-unit-390")
         page.goto(server + "/m/broken")
         page.locator(".model-head .error-text").wait_for()
         screenshot(page, "model-broken-390")
@@ -141,9 +150,9 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         screenshot(page, "layer-end-1280")
 
         page.goto(server + "/m/shapes-cnn/block4")
-        page.select_option("select[name=sort]", "max_max")
-        page.check("input[name=desc]")
+        page.select_option("select[name=sort]", "max_max")  # in its natural order: the strongest first
         page.wait_for_url(server + "/m/shapes-cnn/block4?dataset=demo&order=desc&sort=max_max")
+        assert page.is_checked("input[name=desc]")
         page.locator(".unit-cell").first.wait_for()
         page.wait_for_timeout(500)
         screenshot(page, "layer-1280")

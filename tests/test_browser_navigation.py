@@ -365,7 +365,7 @@ def test_keyboard_and_screen_reader_users_follow_page_changes(server):
         assert page.evaluate("document.activeElement.textContent") == "block3"
         page.focus("select[name=sort]")
         page.select_option("select[name=sort]", "max_max")  # the same page redrawn: focus stays on the control
-        _arrive(page, "/m/shapes-cnn/block3?sort=max_max")
+        _arrive(page, "/m/shapes-cnn/block3?order=desc&sort=max_max")
         page.locator(".unit-cell").first.wait_for()
         assert page.evaluate("document.activeElement.name") == "sort"
         page.go_back()

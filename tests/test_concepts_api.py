@@ -105,6 +105,13 @@ def test_token_prefix_matching_and_one_hit_per_unit():
     assert [(d.unit, d.field) for d in rank(documents)] == [(2, "label"), (1, "label")]
 
 
+def test_a_units_name_finds_the_channel_before_a_feature_of_the_same_number():
+    names = [Document("m", "d", "block3", kind, 38, "unit", text, 1.0, None, None, None) for kind, text in
+             (("sae-192", "block3:38 block3 sae-192 feature 38"), ("channel", "block3:38 block3 38"))]
+    found = rank(names[i] for i in TokenIndex(names).match(tokens("block3:38")))
+    assert [d.kind for d in found] == ["channel", "sae-192"]
+
+
 def test_a_formula_is_not_found_by_the_concepts_it_excludes(labelled):
     settings, atlas = labelled
     with client(settings) as api:

@@ -1,4 +1,5 @@
-"""One JSON error shape for every error the API answers: `{"error": {"code", "message", "detail"}}`."""
+"""One JSON error shape for every error the API answers: `{"error": {"code", "message", "detail"}}`; a browser
+navigating to a path that is no page gets the dashboard's page, with 404, which says so."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.shell import shell, wants_page
 from app.errors import FoveaError
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_input", message, problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and wants_page(request):
+            return shell(request, status_code=404)
         if exc.status_code == 404:
             response = error_response(404, "not_found", f"no such page or endpoint: {request.url.path}",
                                       path=request.url.path)

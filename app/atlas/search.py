@@ -137,11 +137,13 @@ class Search:
 
 
 def rank(hits: Iterable[Document]) -> list[Document]:
-    """One hit per unit (and dataset), its best field first; then by field, score (high first) and name."""
+    """One hit per unit (and dataset), its best field first; then by field, score (high first) and name, a
+    layer's channels before its other kinds (a search for "block3:38" lists the channel before feature 38)."""
     best: dict[tuple, Document] = {}
     for hit in hits:
         key = (hit.model, hit.layer, hit.kind, hit.unit)
         current = best.get(key)
         if current is None or (FIELDS.index(hit.field), -hit.score) < (FIELDS.index(current.field), -current.score):
             best[key] = hit
-    return sorted(best.values(), key=lambda d: (FIELDS.index(d.field), -d.score, d.model, d.layer, d.unit))
+    return sorted(best.values(), key=lambda d: (FIELDS.index(d.field), -d.score, d.model, d.layer,
+                                                 d.kind != CHANNEL, d.kind, d.unit))

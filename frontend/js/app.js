@@ -30,7 +30,7 @@ async function render(route, { cause, scroll }) {
   const control = root.contains(document.activeElement) ? document.activeElement.getAttribute("name") : null;
   let title;
   try {
-    if (!mount) throw new ApiError(404, "not_found", `No page at ${route.params.path}.`);
+    if (!mount) throw new ApiError(404, "not_found", route.params.reason ?? `No page at ${route.params.path}.`);
     let meta = null;
     if (mounted?.view === route.view && mounted.update) {
       const signal = AbortSignal.any([controller.signal, mounted.controller.signal]);

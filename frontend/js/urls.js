@@ -81,7 +81,11 @@ export function withQuery(path, query) {
   return text ? `${path}?${text}` : path;
 }
 
-/** Which view a location shows: { view, params, query }. Unknown paths give view "notfound". */
+// A kind of unit as the server names them (app/atlas/kinds.py): "channel", a dictionary's "sae-384".
+const UNIT_KIND = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** Which view a location shows: { view, params, query }. Unknown paths give view "notfound", with a `reason`
+ *  where the path is almost a page's. */
 export function parseRoute(pathname, search = "") {
   const query = Object.fromEntries(new URLSearchParams(search));
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
@@ -96,12 +100,17 @@ export function parseRoute(pathname, search = "") {
   if (parts[0] === "m" && parts.length === 4 && /^\d+$/.test(parts[3])) {
     return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[3]) }, query };
   }
-  if (parts[0] === "m" && parts.length === 4) {  // a layer's units of another kind: the kind joins the query
+  if (parts[0] === "m" && parts.length === 4 && UNIT_KIND.test(parts[3])) {  // a layer's units of another kind
     return { view: "layer", params: { model: parts[1], layer: parts[2] }, query: { ...query, kind: parts[3] } };
   }
-  if (parts[0] === "m" && parts.length === 5 && /^\d+$/.test(parts[4])) {
+  if (parts[0] === "m" && parts.length === 5 && UNIT_KIND.test(parts[3]) && /^\d+$/.test(parts[4])) {
     return { view: "unit", params: { model: parts[1], layer: parts[2], unit: Number(parts[4]) },
       query: { ...query, kind: parts[3] } };
+  }
+  if (parts[0] === "m" && (parts.length === 4 || parts.length === 5)) {  // "-1", "1.5", a kind mistyped
+    const example = pageUrl.unit(parts[1], parts[2], 0);
+    return { view: "notfound", params: { path: pathname, reason: `No unit "${parts.slice(3).join("/")}" in ` +
+      `${parts[2]}: a unit is a number from 0 (${example}), or a kind of unit and a number.` }, query };
   }
   if (parts[0] === "search" && parts.length === 1) return { view: "search", params: {}, query };
   if (parts[0] === "image" && parts.length === 1) return { view: "upload", params: {}, query };

@@ -27,6 +27,15 @@ test("unknown paths are notfound", () => {
   assert.equal(parseRoute("/m/a/b/c/d").view, "notfound");
 });
 
+test("a unit that is no number is notfound, saying what a unit is", () => {
+  for (const path of ["/m/shapes-cnn/block3/-1", "/m/shapes-cnn/block3/1.5", "/m/shapes-cnn/block3/sae-192/-1"]) {
+    const route = parseRoute(path);
+    assert.equal(route.view, "notfound", path);
+    assert.match(route.params.reason, /a unit is a number from 0 \(\/m\/shapes-cnn\/block3\/0\)/);
+  }
+  assert.deepEqual(parseRoute("/m/shapes-cnn/block3/sae-192").query, { kind: "sae-192" });
+});
+
 test("dataset images: the file, or the model's view of it", () => {
   assert.equal(apiUrl.datasetImage("demo", 3), "/api/datasets/demo/images/3");
   assert.equal(apiUrl.datasetImage("demo", 3, "shapes-cnn"), "/api/datasets/demo/images/3?model=shapes-cnn");

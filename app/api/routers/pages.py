@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
-from app import __version__
-from app.settings import FRONTEND_DIR
+from app.api.shell import shell
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(FRONTEND_DIR))
 
 
 def _shell(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "index.html", {"version": __version__})
+    return shell(request)
 
 
 router.add_api_route("/", _shell, methods=["GET"], response_class=HTMLResponse)

@@ -9,7 +9,7 @@ import { getJson } from "../api.js";
 import { forgetAtlases, layerUnits, modelAtlases, modelCard } from "../data.js";
 import { html } from "../dom.js";
 import { indexedOrder } from "../layer-nav.js";
-import { layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
+import { LAYER_DEFAULTS, layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
@@ -154,6 +154,9 @@ export async function mountLayer(root, { params, query, signal }) {
   const resort = () => navigate(pageUrl.layer(modelId, layer, layerQuery(state)), { replace: true, rerender: true });
   root.querySelector("select[name=sort]")?.addEventListener("change", (event) => {
     state.sort = event.target.value;
+    // Each sort in its natural direction (the server's `order`: the strongest units first for most); the
+    // checkbox turns it round.
+    state.order = sorts.find((sort) => sort.id === state.sort)?.order ?? LAYER_DEFAULTS.order;
     resort();
   }, { signal });
   root.querySelector("input[name=desc]").addEventListener("change", (event) => {

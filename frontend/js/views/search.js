@@ -26,7 +26,7 @@ export async function mountSearch(root, { query, signal }) {
         html`${i ? ", " : ""}${key} <code>${value}</code>`)} · <a href="${pageUrl.search({ q })}">search everything</a></p>` : ""}
       <p class="muted small">Words match the start of words in what is known of each unit: its concept label and
         the other concepts it overlaps, its compositional label, the classes it selects, its description, notes
-        people wrote, and its name. Labels come first, each ranked by its measured score.</p>
+        people wrote, and its name. Notes people wrote come first, then measured labels, each ranked by its score.</p>
     </section>
     <div class="search-results-page"></div>`;
   root.querySelector(".search-page-form").addEventListener("submit", (event) => {

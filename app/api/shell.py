@@ -1,0 +1,24 @@
+"""The dashboard's one page (the front end routes on the path), and which requests read it."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app import __version__
+from app.settings import FRONTEND_DIR
+
+templates = Jinja2Templates(directory=str(FRONTEND_DIR))
+
+
+def shell(request: Request, status_code: int = 200) -> HTMLResponse:
+    """The page; with 404, what a browser gets at a path that is no page (the front end says so in words)."""
+    return templates.TemplateResponse(request, "index.html", {"version": __version__}, status_code=status_code)
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating to a path outside the API and the static files: it reads a page, not JSON."""
+    path = request.url.path
+    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+            and path != "/api" and not path.startswith(("/api/", "/static/")))
