@@ -1,7 +1,7 @@
 """Dictionary features in Chromium (issue 18): the model page's dictionary, its features' grid beside the
-channels, a feature's page (its composition linking the channels, its nearest features, its visualisation),
-the features that fire on an image, and the comparison with the channels on the concepts page. On a live server
-over a small atlas of shapes-cnn, with a sparse autoencoder of block4 learned by `train_dictionary`."""
+channels, a feature's page (its composition linking the channels, its nearest features, its visualisation, its
+notes), the features that fire on an image, and the comparison with the channels on the concepts page. On a
+live server over a small atlas of shapes-cnn, with a sparse autoencoder of block4 learned by `train_dictionary`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ def test_from_the_model_page_to_a_feature_its_channels_and_back(server):
         assert nearest.count() == 8 and nearest.first.inner_text().startswith(f"{KIND}:")
         page.locator(".visualization-image img").wait_for(timeout=60_000)
         assert "reaches" in page.locator(".visualization figcaption").inner_text()
+        form = page.locator(".notes .note-form")  # a feature has notes of its own, as a channel has
+        form.locator("textarea").fill("star points, any colour")
+        form.locator("input").fill("ada")
+        form.locator("button").click()
+        page.locator(".notes .note-list li").wait_for()
+        assert "star points, any colour" in page.locator(".notes .note-list").inner_text()
         screenshot(page, "feature-unit")
 
         page.keyboard.press("ArrowRight")  # steps through features, not channels
@@ -71,6 +77,8 @@ def test_from_the_model_page_to_a_feature_its_channels_and_back(server):
         page.wait_for_url(base + first_channel)
         page.locator(".gallery-item").first.wait_for()
         assert page.locator(".badge-feature").count() == 0 and page.locator(".feature-composition").count() == 0
+        page.locator(".notes .notes-body p").first.wait_for()
+        assert page.locator(".notes .note-list").count() == 0  # the channel has none
 
 
 def test_features_fire_on_an_image_and_compare_with_the_channels(server):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from app.atlas.concepts import open_concepts
 from app.atlas.concepts.demo import CONCEPTS
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
+from app.atlas.notes import Notes
 from app.atlas.search import Document, TokenIndex, rank, tokens
 from tests.atlas_helpers import small_atlas, two_datasets
 
@@ -227,3 +229,18 @@ def test_the_demo_summary_has_both_concept_labels_and_class_selectivity(labelled
         for layer in summary["layers"]:
             best = _best_aucs(api, layer["layer"], layer["units"], summary["dataset"])
             assert layer["selective_units"] == sum(auc >= summary["auc_threshold"] for auc in best)
+
+
+def test_a_notes_file_from_before_dictionary_versions_is_read_and_extended(tmp_path):
+    """notes.sqlite written before notes kept their dictionary's digest: its notes are channels' notes, read as
+    they were, and new ones are added beside them."""
+    db = sqlite3.connect(tmp_path / "notes.sqlite")
+    db.executescript("CREATE TABLE notes (id INTEGER PRIMARY KEY, model TEXT NOT NULL, layer TEXT NOT NULL, "
+                     "kind TEXT NOT NULL, unit INTEGER NOT NULL, text TEXT NOT NULL, author TEXT NOT NULL, "
+                     "created TEXT NOT NULL);"
+                     "INSERT INTO notes VALUES (1, 'm', 'l', 'channel', 3, 'old', 'ada', '2026-01-01T00:00:00Z');")
+    db.close()
+    notes = Notes(tmp_path)
+    assert [(n["text"], n["dictionary"]) for n in notes.for_unit("m", "l", 3)] == [("old", "")]
+    notes.add("m", "l", 3, "new", "bob")
+    assert [n["text"] for n in Notes(tmp_path).for_unit("m", "l", 3)] == ["old", "new"]

@@ -22,6 +22,7 @@ from app.atlas.dictionaries import DictionaryRequest, check_request, memory_need
 from app.atlas.dictionary_store import DictionaryRefused, DictionaryStore, read_dictionary, save_dictionary
 from app.atlas.indexer import index_model
 from app.atlas.layout import dictionary_file
+from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
 from app.engine.dictionary import encode_maps
 from app.errors import FoveaError
@@ -279,3 +280,36 @@ def test_a_damaged_foreign_or_stale_dictionary_is_a_clear_answer_never_a_failure
         for name in ("sae-broken", "sae-bare", "sae-copy", "sae-other"):
             (folder / f"block4.{name}.safetensors").unlink(missing_ok=True)
         (folder / f"block4.{SAE.kind}.safetensors").write_bytes(original)
+
+
+def test_notes_on_a_feature_belong_to_that_version_of_its_dictionary(built):
+    """A note on a feature is read, written and searched as a channel's is, apart from the channel of the same
+    number; a dictionary learned again under the same name numbers other features, so its feature 5 starts
+    without the old one's notes, and search finds a note only where an atlas indexed the version it was on."""
+    settings, model, _, atlas, (sae, _) = built
+    path = "/api/models/shapes-cnn/layers/block4/units/5/notes"
+    feature = {"kind": SAE.kind}
+    Notes(settings.data_dir).add("shapes-cnn", "block4", 5, "zigzag of an older sae", "bob", SAE.kind, "0" * 16)
+    file = dictionary_file(settings.data_dir, model.id, "block4", SAE.kind)
+    original = file.read_bytes()
+    try:
+        with TestClient(create_app(settings)) as client:
+            written = client.post(path, params=feature, json={"text": "zigzag borders of stars", "author": "ada"})
+            assert written.status_code == 201, written.text
+            assert written.json()["kind"] == SAE.kind and written.json()["dictionary"] == sae.digest
+            assert [n["text"] for n in client.get(path, params=feature).json()["notes"]] == ["zigzag borders of stars"]
+            assert client.get(path).json()["notes"] == []  # channel 5 is another unit
+            found = client.get("/api/search", params={"q": "zigzag"}).json()["results"]
+            assert [(r["kind"], r["unit"], r["text"]) for r in found] == [(SAE.kind, 5, "zigzag borders of stars")]
+            assert found[0]["page"] == f"/m/shapes-cnn/block4/{SAE.kind}/5?dataset={atlas.dataset}"
+            assert_error(client.post(path, params={"kind": "sae-1000"}, json={"text": "a"}), 404, "not_found",
+                         "no dictionary")
+            assert_error(client.get(path.replace("/5/", f"/{SAE.size}/"), params=feature), 404, "not_found",
+                         f"0 to {SAE.size - 1}")
+        again = sae.dictionary.from_tensors({**sae.dictionary.tensors(), "encoder_bias":
+                                             sae.dictionary.encoder_bias + 1})
+        save_dictionary(settings.data_dir, model.id, again, sae.meta)
+        with TestClient(create_app(settings)) as client:
+            assert client.get(path, params=feature).json()["notes"] == []
+    finally:
+        file.write_bytes(original)

@@ -1,7 +1,8 @@
 """Notes: labels users write on units (Neuronpedia's explanations), beside the measured ones. One SQLite file
-under the data directory, keyed by (model, layer, kind, unit); who wrote each and when. Text is stored as
-given (the front end escapes what it shows) and bounded by the settings; a read-only deployment refuses
-writes before they get here (app/api/routers/notes.py)."""
+under the data directory, keyed by (model, layer, kind, unit); who wrote each and when. A note on a dictionary's
+feature also keeps the dictionary's digest: a dictionary learned again under the same name numbers other
+features, which must not inherit it. Text is stored as given (the front end escapes what it shows) and bounded
+by the settings; a read-only deployment refuses writes before they get here (app/api/routers/notes.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY,
     model TEXT NOT NULL, layer TEXT NOT NULL, kind TEXT NOT NULL, unit INTEGER NOT NULL,
-    text TEXT NOT NULL, author TEXT NOT NULL, created TEXT NOT NULL
+    text TEXT NOT NULL, author TEXT NOT NULL, created TEXT NOT NULL,
+    dictionary TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS notes_by_unit ON notes (model, layer, kind, unit);
 """
+_COLUMNS_SINCE = {"dictionary": "ALTER TABLE notes ADD COLUMN dictionary TEXT NOT NULL DEFAULT ''"}
 
 
 class Notes:
@@ -34,26 +37,36 @@ class Notes:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode = WAL")
         db.executescript(_SCHEMA)
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(notes)")}
+        for column, added in _COLUMNS_SINCE.items():  # a file written before the column existed
+            if column not in columns:
+                try:
+                    db.execute(added)
+                except sqlite3.OperationalError as error:  # another connection added it first
+                    if "duplicate column" not in str(error):
+                        raise
         return db
 
-    def add(self, model: str, layer: str, unit: int, text: str, author: str, kind: str = CHANNEL) -> dict:
+    def add(self, model: str, layer: str, unit: int, text: str, author: str, kind: str = CHANNEL,
+            dictionary: str = "") -> dict:
+        """`dictionary`: the digest of the dictionary whose feature `unit` is; "" for a channel."""
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._lock:
             db = self._connect()
             try:
                 with db:
-                    cursor = db.execute("INSERT INTO notes (model, layer, kind, unit, text, author, created) "
-                                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                        (model, layer, kind, unit, text, author, created))
+                    cursor = db.execute("INSERT INTO notes (model, layer, kind, unit, text, author, created, "
+                                        "dictionary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                        (model, layer, kind, unit, text, author, created, dictionary))
             finally:
                 db.close()
             self.version += 1
         return {"id": cursor.lastrowid, "model": model, "layer": layer, "kind": kind, "unit": unit, "text": text,
-                "author": author, "created": created}
+                "author": author, "created": created, "dictionary": dictionary}
 
-    def for_unit(self, model: str, layer: str, unit: int, kind: str = CHANNEL) -> list[dict]:
-        return self._read("SELECT * FROM notes WHERE model = ? AND layer = ? AND kind = ? AND unit = ? ORDER BY id",
-                          (model, layer, kind, unit))
+    def for_unit(self, model: str, layer: str, unit: int, kind: str = CHANNEL, dictionary: str = "") -> list[dict]:
+        return self._read("SELECT * FROM notes WHERE model = ? AND layer = ? AND kind = ? AND unit = ? "
+                          "AND dictionary = ? ORDER BY id", (model, layer, kind, unit, dictionary))
 
     def all(self) -> list[dict]:
         return self._read("SELECT * FROM notes ORDER BY id", ())

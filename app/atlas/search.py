@@ -45,6 +45,7 @@ class Document:
     top_image: int | None
     words: str | None = None  # what a query matches, when not all of `text`
     selects: str | None = None  # the class the unit selects (best AUC at the threshold), for the class filter
+    dictionary: str = ""  # a note on a feature: the digest of the dictionary it was written on
 
 
 class TokenIndex:
@@ -130,7 +131,7 @@ class Search:
                 return self._notes[1]
         found = TokenIndex([Document(model=n["model"], dataset=None, layer=n["layer"], kind=n["kind"], unit=n["unit"],
                                      field="note", text=n["text"], score=1.0, label=None, category=None,
-                                     top_image=None) for n in notes.all()])
+                                     top_image=None, dictionary=n["dictionary"]) for n in notes.all()])
         with self._lock:
             self._notes = (version, found)
         return found

@@ -188,12 +188,12 @@ export const conceptSummary = (modelId, query, { signal } = {}) =>
 export const modelDictionaries = (modelId, query, { signal } = {}) =>
   meta.load(apiUrl.dictionaries(modelId, query), { signal, life: LIFE.atlases });
 
-/** The notes on a unit, asked afresh each time (anyone may have written one). */
-export const unitNotes = (modelId, layer, unit, { signal } = {}) =>
-  meta.load(apiUrl.notes(modelId, layer, unit), { signal, keep: false });
+/** The notes on a unit (`query.kind`: a dictionary's feature), asked afresh each time (anyone may have written one). */
+export const unitNotes = (modelId, layer, unit, query, { signal } = {}) =>
+  meta.load(apiUrl.notes(modelId, layer, unit, query), { signal, keep: false });
 
 /** Write a note on a unit ({ text, author }); the answer is the note as stored. */
-export const addNote = (modelId, layer, unit, note, { signal } = {}) =>
-  postJson(apiUrl.notes(modelId, layer, unit), note, { signal });
+export const addNote = (modelId, layer, unit, query, note, { signal } = {}) =>
+  postJson(apiUrl.notes(modelId, layer, unit, query), note, { signal });
 
 export const pools = { meta, units };

@@ -63,7 +63,8 @@ export const apiUrl = {
   dictionaries: (modelId, query = {}) => withQuery(`/api/models/${enc(modelId)}/dictionaries`, query),
   conceptMask: (modelId, concept, image, query = {}) =>
     withQuery(`/api/models/${enc(modelId)}/concepts/${enc(concept)}/masks/${image}.png`, query),
-  notes: (modelId, layer, unit) => `/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/notes`,
+  notes: (modelId, layer, unit, query = {}) =>
+    withQuery(`/api/models/${enc(modelId)}/layers/${enc(layer)}/units/${unit}/notes`, query),
   datasetImage: (dataset, imageId, model = null) =>
     `/api/datasets/${enc(dataset)}/images/${imageId}${model ? `?model=${enc(model)}` : ""}`,
 };

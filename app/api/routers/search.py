@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query
 from app.api.deps import AtlasesDep, NotesDep, SearchDep, SettingsDep, StoreDep
 from app.api.encoding import FastJSONResponse
 from app.api.errors import ErrorResponse
+from app.api.features import indexed_digests
 from app.api.links import unit_page
 from app.api.schemas import SearchPage
+from app.atlas.kinds import CHANNEL
 from app.atlas.search import Document, rank, tokens
 from app.errors import InvalidInput
 
@@ -56,7 +58,8 @@ def search(
             matched = found.match(words) if words else range(len(found.documents))
             hits += [found.documents[i] for i in matched]
     note_index = index.notes_index(notes)
-    hits += [note_index.documents[i] for i in note_index.match(words)] if words else []
+    noted = [note_index.documents[i] for i in note_index.match(words)] if words else []
+    hits += [note for note in noted if note.kind == CHANNEL or _note_datasets(registry, note)]
     hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
             and (kind is None or h.kind == kind)
             and (category is None or h.category == category) and (concept is None or h.label == concept)
@@ -71,10 +74,20 @@ def _filtered_field(hit: Document, category: str | None, concept: str | None) ->
     return hit.field == "label" if category or concept else hit.field == "class" and hit.text == f"class {hit.selects}"
 
 
+def _note_datasets(registry, note: Document) -> list[str]:
+    """The datasets whose atlases show a note's unit: any of the model's for a channel; for a feature, those that
+    indexed the very dictionary it was written on (a dictionary learned again numbers other features)."""
+    datasets = registry.datasets(note.model)
+    if note.kind == CHANNEL:
+        return datasets
+    return [name for name in datasets
+            if indexed_digests(registry.get(note.model, name)).get((note.layer, note.kind)) == note.dictionary]
+
+
 def _result(registry, hit: Document, asked_dataset: str | None) -> dict:
     dataset = hit.dataset
     if dataset is None:  # a note: shown on the atlas of the dataset asked for, else on the model's default one
-        datasets = registry.datasets(hit.model)
+        datasets = _note_datasets(registry, hit)
         dataset = asked_dataset if asked_dataset in datasets else datasets[0] if datasets else None
     top_image = hit.top_image
     if top_image is None and dataset is not None:  # a note: the unit's top image on that atlas

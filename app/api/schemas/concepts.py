@@ -138,6 +138,8 @@ class Note(BaseModel):
     text: str
     author: str
     created: str
+    dictionary: str = Field(description="On a dictionary's feature: the digest of the dictionary it was written on "
+                                        "(one learned again numbers other features); empty on a channel.")
 
 
 class NoteList(BaseModel):

@@ -3,13 +3,16 @@
 
 import { addNote, unitNotes } from "../data.js";
 import { html } from "../dom.js";
+import { atlasQuery } from "../urls.js";
 
-/** The notes panel: what people wrote on the unit, and a form to add one unless the server is read-only. */
-export async function mountNotes(panel, { modelId, layer, unit, signal }) {
+/** The notes panel: what people wrote on the unit (a channel, or a feature of dictionary `kind`), and a form to
+ *  add one unless the server is read-only. */
+export async function mountNotes(panel, { modelId, layer, unit, kind, signal }) {
   if (!panel) return;
   const body = panel.querySelector(".notes-body");
+  const query = atlasQuery({ kind });
   const show = async () => {
-    const found = await unitNotes(modelId, layer, unit, { signal });
+    const found = await unitNotes(modelId, layer, unit, query, { signal });
     body.innerHTML = html`
       ${found.notes.length ? html`<ol class="note-list">${found.notes.map((note) => html`<li>
         <p>${note.text}</p><p class="muted small">${note.author} · ${note.created.replace("T", " ").replace("Z", " UTC")}</p></li>`)}</ol>`
@@ -24,7 +27,7 @@ export async function mountNotes(panel, { modelId, layer, unit, signal }) {
       event.preventDefault();
       const form = event.target;
       try {
-        await addNote(modelId, layer, unit, { text: form.text.value, author: form.author.value.trim() || "anonymous" },
+        await addNote(modelId, layer, unit, query, { text: form.text.value, author: form.author.value.trim() || "anonymous" },
           { signal });
         await show();
       } catch (error) {

@@ -120,7 +120,7 @@ export async function mountUnit(root, { params, query, signal }) {
     if (label) toggle.querySelector("span").textContent = `the pixels of ${label.id}`;
     root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
     mountVisualization(root.querySelector(".visualization"), { modelId, layer, unit, state, signal: shown.signal });
-    mountNotes(root.querySelector(".notes"), { modelId, layer, unit, signal: shown.signal });
+    mountNotes(root.querySelector(".notes"), { modelId, layer, unit, kind: state.kind, signal: shown.signal });
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
         dataset: detail.dataset, kind: state.kind, opacity: state.opacity, signal: shown.signal });
@@ -246,7 +246,7 @@ function content(detail, statistics, modelId, layer, state) {
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
-        ${state.kind === "channel" ? html`<section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>` : ""}
+        <section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>
         <section class="panel"><h2>Most correlated units</h2>
           <ol class="similar">${detail.similar.map((s) => html`<li>
             <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${unitName(layer, state.kind, s.unit)}</code></a>
