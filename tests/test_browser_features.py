@@ -92,6 +92,8 @@ def test_features_fire_on_an_image_and_compare_with_the_channels(server):
         link = features.first.locator("a").get_attribute("href")
         assert link.startswith(f"/m/shapes-cnn/block4/{KIND}/") and f"image={dataset}" in link
         screenshot(page, "image-fired-features")
+        page.wait_for_load_state("networkidle")
+        assert page.failed == [], page.failed  # a quiet console: no thumbnail asked for that is not stored
 
         page.goto(f"{base}/m/shapes-cnn/concepts?dataset={dataset}")
         rows = page.locator(".comparison tbody tr")

@@ -210,8 +210,9 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     opens the unit page with an "On your image" card first, its rank there the strip's."""
     errors = []
     page = open_page(chromium, errors=errors)
-    thumbnails = []
-    page.on("request", lambda request: thumbnails.append(request.url) if "/visualization.png" in request.url else None)
+    thumbnails = []  # (url, status) of each visualisation asked for
+    page.on("response", lambda response: thumbnails.append((response.url, response.status))
+            if "/visualization.png" in response.url else None)
     page.goto(f"{server}/image")
     upload(page, ".upload-slot", 4)
     page.wait_for_url("**/image/*?*")
@@ -220,10 +221,11 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     page.wait_for_function("document.querySelectorAll('.fired-list .fired-top.is-drawn').length === 12")
     assert len(set(page.eval_on_selector_all(".fired-map", "maps => maps.map((c) => c.toDataURL())"))) == 12
     # A fired unit's feature visualisation shows once rendered (other tests of this server may have rendered
-    # some), and is left out otherwise: the strip never starts an optimisation.
+    # some), and is left out otherwise: the strip never starts an optimisation, and asks only for those stored.
     page.wait_for_function("[...document.querySelectorAll('.fired-list .fired-vis')].every((image) => "
                            "image.classList.contains('is-drawn') && image.naturalWidth > 0)")
-    assert len(thumbnails) == 12 and all("render=false" in url for url in thumbnails)
+    assert len(thumbnails) == page.locator(".fired-list .fired-vis").count()
+    assert all("render=false" in url and status == 200 for url, status in thumbnails), thumbnails
     page.wait_for_selector(".cam-card.is-drawn")
     screenshot(page, "image-fired-1280")
 

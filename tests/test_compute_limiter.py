@@ -45,11 +45,20 @@ def test_reads_are_answered_while_every_compute_slot_is_held_by_a_stuck_request(
                 assert time.monotonic() < deadline, limiter.statistics()
                 time.sleep(0.02)
             assert limiter.borrowed_tokens == SLOTS
+            # A followed request queued for a slot is on the progress board from its arrival: polls find it
+            # starting, not a 404 (a browser logs each as an error).
+            followed = pool.submit(client.get, "/api/images/demo:1/predictions", params={"model": "shapes-cnn"},
+                                   headers={"X-Progress-Token": "queued-for-a-slot"})
+            while (polled := client.get("/api/progress/queued-for-a-slot")).status_code != 200:
+                assert time.monotonic() < deadline and polled.status_code == 404
+                time.sleep(0.02)
+            assert polled.json()["task"] == "starting"
             reads = [pool.submit(client.get, url) for url in cheap]
             for url, read in zip(cheap, reads):
                 assert read.result(timeout=30).status_code == 200, url  # before the fix: stuck until the lock
             assert not any(request.done() for request in stuck)  # the reads did not wait for the model
         finally:
             model.lock.release()
-        assert [request.result(timeout=120).status_code for request in stuck] == [200] * STUCK
+        assert [request.result(timeout=120).status_code for request in stuck + [followed]] == [200] * (STUCK + 1)
         assert limiter.borrowed_tokens == 0
+        assert client.get("/api/progress/queued-for-a-slot").status_code == 404  # forgotten once answered

@@ -112,7 +112,7 @@ def test_one_named_unit_wherever_it_ranks(client):  # noqa: F811
     last = everything["units"][-1]
     body = client.get("/api/images/demo:3/units", params={**params, "unit": last["unit"], "maps": 1}).json()
     (row,) = body["units"]
-    assert row == {**last, "max_max": row["max_max"], "top_image": row["top_image"]}
+    assert row == {**last, "max_max": row["max_max"], "top_image": row["top_image"], "visualized": row["visualized"]}
     assert row["rank"] == 192 and body["maps"]["shape"] == [1, 7, 7]
     assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": 192}), 404, "not_found", "0 to 191")
     assert_error(client.get("/api/images/demo:3/units", params={**params, "unit": -1}), 422, "invalid_input",

@@ -61,6 +61,30 @@ def test_render_false_answers_only_what_is_stored(client):
     assert stored.status_code == 200 and stored.headers["content-type"] == "image/png"
 
 
+def test_the_image_page_s_strip_knows_which_visualisations_are_stored(client):
+    """The units that fire on an image say whether their visualisation at the page's settings is stored, so the
+    strip asks only for those (a thumbnail asked for and missing is a 404 in the browser's console)."""
+    settings = client.app.state.settings.model_copy(update={"visualization_max_size": 112})  # the model's input
+    with TestClient(create_app(settings)) as served:
+        _strip_visualisations(served)
+
+
+def _strip_visualisations(client):
+    dataset = client.get("/api/models/shapes-cnn/atlases").json()["atlases"][0]["dataset"]
+    params = {"model": "shapes-cnn", "layer": "block3", "maps": True, "limit": 12}
+    path = f"/api/images/{dataset}:3/units"
+    before = client.get(path, params=params).json()["units"]
+    unit = next(row["unit"] for row in before if not row["visualized"])
+    assert client.get(f"{BASE}/{unit}/visualization.png").status_code == 200  # rendered at the page's settings
+    after = {row["unit"]: row["visualized"] for row in client.get(path, params=params).json()["units"]}
+    assert after[unit] and all(after[row["unit"]] for row in before if row["visualized"])
+    for shown in (u for u, visualized in after.items() if visualized):
+        assert client.get(f"{BASE}/{shown}/visualization.png", params={"render": "false"}).status_code == 200
+    for missing in (u for u, visualized in after.items() if not visualized):
+        assert client.get(f"{BASE}/{missing}/visualization.png", params={"render": "false"}).status_code == 404
+    assert "visualized" not in client.get(path, params={**params, "maps": False}).json()["units"][0]
+
+
 def test_the_negative_image_is_its_own_image(client):
     positive = client.get(f"{BASE}/5/visualization", params={"size": 32}).json()
     negative = client.get(f"{BASE}/5/visualization", params={"size": 32, "negative": "true"}).json()

@@ -15,6 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimit
 from app.api.compute import compute_limiter
 from app.api.errors import COMMON_ERRORS, install_error_handlers
+from app.api.followed import FollowFromArrival
 from app.api.forwarding import ForwardModelWork, document_forwarding
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
     # A note's JSON: up to 4 bytes per character in UTF-8, 6 escaped, plus its author and keys.
     app.add_middleware(BodyLimit, path_suffix="/notes", limit=6 * settings.note_max_chars + 2048, multipart=False)
+    app.add_middleware(FollowFromArrival, board=app.state.progress)  # inside the forwarding: in the process that works
     if model_worker is not None:
         app.add_middleware(ForwardModelWork, routers=ROUTERS, socket=model_worker.socket,
                            timeout=settings.model_worker_timeout_seconds)

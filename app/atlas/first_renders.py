@@ -10,10 +10,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from app.atlas.image_prior import render_prior
 from app.atlas.indexer import DEMO_DATASET
 from app.atlas.registry import AtlasRegistry
-from app.atlas.visualize import default_render_settings, visualize_layer
+from app.atlas.visualize import page_render_settings, visualize_layer
 from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import ModelStore
 
@@ -59,8 +58,7 @@ class BackgroundRenderer:
 
     def _render(self, model_id: str, status: RenderStatus) -> None:
         model = self._store.ready(model_id)
-        settings = default_render_settings(self._settings, model, render_prior(
-            self._atlases, model, (max(model.preprocessing.size),) * 2, "fft"))
+        settings = page_render_settings(self._settings, self._atlases, model)
         status.state = "rendering"
         for info in (info for info in model.layers if info.default):
             status.layer = info.name

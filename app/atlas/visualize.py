@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image, PngImagePlugin
@@ -26,8 +27,10 @@ from torchvision.transforms import functional as TF
 
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations, scope_of
 from app.atlas.dictionary_store import StoredDictionary
+from app.atlas.image_prior import render_prior
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas
+from app.atlas.registry import AtlasRegistry
 from app.engine.devices import bfloat16_pays
 from app.engine.dictionary import encode_maps
 from app.engine.featurevis import channel, direction, render
@@ -89,6 +92,20 @@ def default_render_settings(settings: Settings, model: LoadedModel, prior: Image
     side = max(model.preprocessing.size)
     return RenderSettings(steps=settings.visualization_steps, size=(side, side), seed=0, param="fft", prior=prior,
                           precision=render_precision(settings.visualization_precision, model))
+
+
+def page_render_settings(settings: Settings, atlases: AtlasRegistry, model: LoadedModel) -> RenderSettings:
+    """The defaults with the model's own image prior (its default atlas's): what a page asks for, and what a
+    first start renders."""
+    side = max(model.preprocessing.size)
+    return default_render_settings(settings, model, render_prior(atlases, model, (side, side), "fft"))
+
+
+def rendered_units(model: LoadedModel, target: Target, data_dir: Path, settings: RenderSettings) -> set[int]:
+    """The units of `target` whose rendering with `settings` is stored: those a page can show without starting
+    an optimisation."""
+    store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
+    return store.done(render_scope(model), target.layer, target.name(variant(settings)), target.kind)
 
 
 def render_precision(setting: str, model: LoadedModel) -> str:

@@ -36,6 +36,7 @@ from app.api.schemas import FiredUnits, ImageInfo, Predictions, UploadReceipt
 from app.atlas.fired import rank_fired_units
 from app.atlas.kinds import CHANNEL
 from app.atlas.labels import layer_labels
+from app.atlas.visualize import Target, page_render_settings, rendered_units
 from app.errors import InvalidInput, PayloadTooLarge
 from app.studio.progress import WAITING
 from app.uploads.decode import MEDIA_TYPES
@@ -167,9 +168,11 @@ def read_fired_units(
                        "label": labels.get(row["unit"])} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]
+        rendered = rendered_units(loaded, Target(layer, stored), settings.data_dir,
+                                  page_render_settings(settings, atlases, loaded))
         for row in body["units"]:
             stats = atlas.unit(indexed, row["unit"])
-            row.update(max_max=stats["max_max"], top_image=stats["top_image"])
+            row.update(max_max=stats["max_max"], top_image=stats["top_image"], visualized=row["unit"] in rendered)
         body["maps"] = encode_maps(activations[listed].numpy())
         body["top_maps"] = encode_maps(atlas.top_maps(indexed, listed))
     return FastJSONResponse(body, headers=batch_headers(batched.size))

@@ -79,6 +79,8 @@ class FiredUnit(BaseModel):
     link: str
     max_max: float | None = Field(None, description="Only with `maps=true`: the unit's maximum over the dataset.")
     top_image: int | None = Field(None, description="Only with `maps=true`.")
+    visualized: bool | None = Field(None, description="Only with `maps=true`: whether its feature visualisation at "
+                                                      "the default settings is stored (`visualization.png`).")
     label: LabelChip | None = Field(None, description="Its concept label on the atlas, or else the class it selects, "
                                                       "if any.")
 

@@ -46,8 +46,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
           max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
-        <img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { ...atlasQuery({ kind }), render: "false" })}" width="48" height="48"
-          alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">
+        ${u.visualized ? html`<img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { ...atlasQuery({ kind }), render: "false" })}"
+          width="48" height="48" alt="feature visualisation of unit ${u.unit}" title="What drives it most (feature visualisation)">` : ""}
       </a></li>`)}</ol>`;
 
   const maps = decodeMaps(body.maps);
@@ -57,8 +57,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
     drawHeatmap(canvas, picture, map, { low: 0, high: Math.max(unit.max_max, 1e-6), opacity: OPACITY });
     canvas.classList.add("is-drawn");
   }).catch(() => canvas.classList.add("is-missing"));
-  // A visualisation not rendered yet is left out: twelve optimisations would hold the model from this page's
-  // own work (its unit pages render it, and a first start renders the demo models' default layers).
+  // Only stored visualisations are shown (the answer says which): twelve optimisations would hold the model from
+  // this page's own work (its unit pages render it, and a first start renders the demo models' default layers).
   strip.querySelectorAll(".fired-vis").forEach((image) => {
     image.addEventListener("load", () => image.classList.add("is-drawn"), { once: true, signal });
     image.addEventListener("error", () => image.remove(), { once: true, signal });
