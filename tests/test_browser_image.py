@@ -86,6 +86,27 @@ def test_a_new_image_starts_from_its_own_top_prediction(server, chromium):
     assert errors == []
 
 
+def test_a_link_asking_for_what_is_not_here_says_what_was_shown_instead(server, chromium):
+    """A shared link from another server (or an older one): the page opens with what it has, and says which of
+    the link's choices it could not meet, instead of rewriting them silently."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image/demo:0?model=shapes-cnn&layer=layer4&methods=gradcam,bogus&target=99&dataset=nope")
+    notice = page.locator(".unmet-link")
+    notice.wait_for()
+    assert notice.locator("li").all_inner_texts() == [
+        "layer “layer4”: shapes-cnn has none, so block4",
+        "method “bogus”: not a method of this server",
+        "class “99”: shapes-cnn has classes 0 to 9, so its top prediction",
+        "dataset “nope”: shapes-cnn has no atlas on it, so “demo”"]
+    page.wait_for_selector(".cam-card.is-drawn")
+    assert "layer=block4" in page.url and "bogus" not in page.url and "target=" not in page.url
+    screenshot(page, "image-unmet-link")
+    page.goto(f"{server}/image/demo:0?model=shapes-cnn&layer=block4&methods=gradcam")
+    page.wait_for_selector(".cam-card.is-drawn")
+    assert page.locator(".unmet-link").count() == 0 and errors == []
+
+
 def test_the_layer_picker_marks_indexed_layers_and_an_empty_map_says_why(server, chromium):
     """Item 7: MobileNet's 13 indexed layers come first, the 190 others apart, each choice saying whether
     it is indexed; a map with nothing positive after ReLU says so, and unticking ReLU shows it signed."""

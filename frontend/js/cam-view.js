@@ -23,6 +23,28 @@ export function camViewState(query, registry) {
   };
 }
 
+/** What a link asked for that the page cannot show, each in words with what it shows instead (empty when it
+ *  shows everything asked). `shown`: { model, layer, methodIds (the server's), target, classes, dataset }. */
+export function unmetRequests(query, shown) {
+  const unmet = [];
+  if (query.model && query.model !== shown.model) unmet.push(`model “${query.model}”: not a ready model here, so ${shown.model}`);
+  if (query.layer && query.layer !== shown.layer) {
+    unmet.push(`layer “${query.layer}”: ${shown.model} has none, so ${shown.layer ?? "no layer"}`);
+  }
+  const unknown = (query.methods ?? "").split(",").map((id) => id.trim()).filter((id) => id && !shown.methodIds.includes(id));
+  if (unknown.length) {
+    const [noun, not] = unknown.length > 1 ? ["methods", "not methods"] : ["method", "not a method"];
+    unmet.push(`${noun} ${unknown.map((id) => `“${id}”`).join(", ")}: ${not} of this server`);
+  }
+  if (query.target && String(shown.target) !== query.target) {
+    unmet.push(`class “${query.target}”: ${shown.model} has classes 0 to ${shown.classes - 1}, so its top prediction`);
+  }
+  if (query.dataset && query.dataset !== shown.dataset) {
+    unmet.push(`dataset “${query.dataset}”: ${shown.model} has no atlas on it, so ${shown.dataset ? `“${shown.dataset}”` : "none"}`);
+  }
+  return unmet;
+}
+
 /** The query entries of a CAM view (defaults left out, except the methods, which a link always names). */
 export function camQuery(state) {
   return {

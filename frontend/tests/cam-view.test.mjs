@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { camQuery, camViewState, hasNothingPositive, layerChoice, newImageQuery } from "../js/cam-view.js";
+import { camQuery, camViewState, hasNothingPositive, layerChoice, newImageQuery, unmetRequests } from "../js/cam-view.js";
 import { withQuery } from "../js/urls.js";
 
 // The server's methods (a stub of /api/methods: ids, and which ones the page opens with).
@@ -74,4 +74,21 @@ test("without an atlas the default selection comes first", () => {
   assert.equal(choice.indexed, false);
   assert.deepEqual(choice.groups.map((g) => [g.label, g.names.length]), [["Default selection", 13], ["Other layers", 13]]);
   assert.equal(layerChoice(MOBILENET, { dataset: "demo", layers: [] }, undefined).groups[0].label, "Default selection");
+});
+
+test("a link's requests the page cannot meet are each named, with what is shown instead", () => {
+  const shown = { model: "shapes-cnn", layer: "block4", methodIds: IDS.map((m) => m.id), target: null, classes: 8,
+    dataset: "demo" };
+  assert.deepEqual(unmetRequests({ model: "shapes-cnn", layer: "block4", methods: "gradcam", dataset: "demo" }, shown), []);
+  assert.deepEqual(unmetRequests({}, shown), []);  // nothing asked: the defaults are no surprise
+  assert.deepEqual(unmetRequests({ model: "resnet", layer: "layer4", methods: "gradcam,bogus,nope", target: "99",
+    dataset: "imagenet" }, shown), [
+    "model “resnet”: not a ready model here, so shapes-cnn",
+    "layer “layer4”: shapes-cnn has none, so block4",
+    "methods “bogus”, “nope”: not methods of this server",
+    "class “99”: shapes-cnn has classes 0 to 7, so its top prediction",
+    "dataset “imagenet”: shapes-cnn has no atlas on it, so “demo”",
+  ]);
+  assert.deepEqual(unmetRequests({ target: "3" }, { ...shown, target: 3 }), []);
+  assert.deepEqual(unmetRequests({ methods: "gradcam,bogus" }, shown), ["method “bogus”: not a method of this server"]);
 });

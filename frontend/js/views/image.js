@@ -4,7 +4,7 @@
 // each drawn on the image (views/fired-units.js). `/image` alone is the upload page, with sample images.
 
 import { ApiError } from "../api.js";
-import { camQuery, camViewState, layerChoice, newImageQuery } from "../cam-view.js";
+import { camQuery, camViewState, layerChoice, newImageQuery, unmetRequests } from "../cam-view.js";
 import { mountCopyLink } from "../copy-link.js";
 import { datasetSamples, imageInfo, modelAtlases, modelCard, modelList } from "../data.js";
 import { html } from "../dom.js";
@@ -67,6 +67,8 @@ export async function mountImage(root, { params, query, signal }) {
   // A dataset named by the link stays in it; without one, the default atlas is used and the link stays short.
   const named = query.dataset && query.dataset === atlas?.dataset ? query.dataset : undefined;
   let state = { model: modelId, layer, dataset: named, ...camQuery(cams) };
+  const unmet = unmetRequests(query, { model: modelId, layer, methodIds: methods.map((m) => m.id), target: cams.target,
+    classes: model.labels.length, dataset: atlas?.dataset });
 
   root.innerHTML = html`<section class="page-head image-head" data-image="${imageId}">
       <div class="title-row">
@@ -82,6 +84,8 @@ export async function mountImage(root, { params, query, signal }) {
         ${atlas ? html`<span class="small muted layer-index-note">${indexed ? html`indexed in the <code>${atlas.dataset}</code> atlas`
           : html`not indexed: maps only, no units ranked`}</span>` : ""}
       </div>
+      ${unmet.length ? html`<div class="note unmet-link" role="note"><b>This link asked for what is not here:</b>
+        <ul>${unmet.map((line) => html`<li>${line}</li>`)}</ul></div>` : ""}
     </section>
     <div class="image-layout">
       <section class="cam-studio"></section>
