@@ -60,3 +60,15 @@ export function sameUnitPage(shown, route) {
     && asked.kind === (shown.kind ?? CHANNEL)
     && asked.dataset !== null && asked.dataset === shown.dataset && asked.image === shown.image;
 }
+
+/** The visualisation's caption: what the image does to the unit (`found`: the server's answer). A negative image
+ *  that only silences the unit (0 everywhere, all a ReLU's output can go to) is said to be so: many images do
+ *  that, so it tells little. */
+export function visualizationCaption(found, negative) {
+  const reached = found.activation.toFixed(2);
+  const effect = !negative ? `reaches ${reached} (mean activation)`
+    : Math.abs(found.activation) < 5e-3 ? "silences it (mean activation 0.00): any image it does not respond to does as much"
+      : `lowers it to ${reached} (mean activation)`;
+  const best = found.dataset_best !== null && !negative ? `; the dataset's best image: ${found.dataset_best.toFixed(2)}` : "";
+  return `${effect}${best} · ${found.steps} steps, ${found.size} px`;
+}

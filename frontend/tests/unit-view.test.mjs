@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../js/unit-view.js";
+import { neighbourUnits, sameUnitPage, unitQuery, unitViewState, visualizationCaption } from "../js/unit-view.js";
 import { pageUrl } from "../js/urls.js";
 
 // The heatmap's options (the state also names the dataset, which has tests of its own).
@@ -82,4 +82,14 @@ test("the kind rides along: parsed from the route's query, kept in every link, a
   const route = (query) => ({ view: "unit", params: { model: "m", layer: "l", unit: 4 }, query });
   assert.equal(sameUnitPage(shown, route({ dataset: "demo", kind: "feature" })), true);
   assert.equal(sameUnitPage(shown, route({ dataset: "demo" })), false);  // a channel: another page
+});
+
+test("the visualisation's caption says what the image does, and when a negative one only silences the unit", () => {
+  const found = { activation: 6.912, dataset_best: 0.83, steps: 4, size: 112 };
+  assert.equal(visualizationCaption(found, false),
+    "reaches 6.91 (mean activation); the dataset's best image: 0.83 · 4 steps, 112 px");
+  assert.equal(visualizationCaption({ ...found, activation: -1.5 }, true), "lowers it to -1.50 (mean activation) · 4 steps, 112 px");
+  assert.equal(visualizationCaption({ ...found, activation: 0 }, true),
+    "silences it (mean activation 0.00): any image it does not respond to does as much · 4 steps, 112 px");
+  assert.equal(visualizationCaption({ ...found, dataset_best: null }, false), "reaches 6.91 (mean activation) · 4 steps, 112 px");
 });

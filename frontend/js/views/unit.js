@@ -13,7 +13,7 @@ import { forgetAtlases, modelAtlases, modelCard, unitDetail, unitMaps } from "..
 import { indexedOrder } from "../layer-nav.js";
 import { decodeMaps, drawHeatmap, drawMaskTint, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
-import { neighbourUnits, sameUnitPage, unitQuery, unitViewState } from "../unit-view.js";
+import { neighbourUnits, sameUnitPage, unitQuery, unitViewState, visualizationCaption } from "../unit-view.js";
 import { describeProgress, getJsonFollowed } from "../progress.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { formatStatistic, unitStatistics } from "../vocabularies.js";
@@ -92,6 +92,13 @@ export async function mountUnit(root, { params, query, signal }) {
     outline: root.querySelector("input[name=outline]"), concept: root.querySelector("input[name=concept]"),
   };
 
+  // The view options changed: into the address bar, and carried along by the links to other units.
+  const relink = () => {
+    navigate(pageUrl.unit(modelId, layer, shown.unit, unitQuery(state)), { replace: true });
+    root.querySelectorAll("a[data-unit]").forEach((link) => {
+      link.href = pageUrl.unit(modelId, layer, Number(link.dataset.unit), unitQuery(state));
+    });
+  };
   // The unit's own parts of the page: its title, badge, steps, count, saturation note and content.
   const fill = () => {
     const { unit, detail } = shown;
@@ -119,7 +126,8 @@ export async function mountUnit(root, { params, query, signal }) {
     toggle.hidden = !label;
     if (label) toggle.querySelector("span").textContent = `the pixels of ${label.id}`;
     root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
-    mountVisualization(root.querySelector(".visualization"), { modelId, layer, unit, state, signal: shown.signal });
+    mountVisualization(root.querySelector(".visualization"), { state, onChange: relink, modelId, layer, unit,
+      signal: shown.signal });
     mountNotes(root.querySelector(".notes"), { modelId, layer, unit, kind: state.kind, signal: shown.signal });
     if (state.image) {  // opened from an image page: the unit on that image comes first
       mountUnitOnImage(root.querySelector(".gallery-section"), { modelId, layer, unit, imageId: state.image,
@@ -157,11 +165,7 @@ export async function mountUnit(root, { params, query, signal }) {
   draw();
 
   const update = () => {
-    navigate(pageUrl.unit(modelId, layer, shown.unit, unitQuery(state)), { replace: true });
-    // Links to other units carry the view options along.
-    root.querySelectorAll("a[data-unit]").forEach((link) => {
-      link.href = pageUrl.unit(modelId, layer, Number(link.dataset.unit), unitQuery(state));
-    });
+    relink();
     draw();
   };
   controls.colormap.addEventListener("change", (e) => { state.colormap = e.target.value; update(); }, { signal });
@@ -277,7 +281,7 @@ const FACETS = 3;
 
 /** The visualisation panel: its view buttons (kept in the URL, `fv`), and the view asked, rendered by the
  *  server on the first ask (a few seconds on a CPU; the caption follows its steps), then kept. */
-function mountVisualization(panel, { modelId, layer, unit, state, signal }) {
+function mountVisualization(panel, { modelId, layer, unit, state, onChange, signal }) {
   if (!panel) return;
   let controller = null;
   const show = () => {
@@ -295,7 +299,7 @@ function mountVisualization(panel, { modelId, layer, unit, state, signal }) {
     const button = event.target.closest("[data-drive]");
     if (!button || (state.drive ?? "") === button.dataset.drive) return;
     state.drive = button.dataset.drive || null;
-    navigate(pageUrl.unit(modelId, layer, unit, unitQuery(state)), { replace: true });
+    onChange();
     show();
   }, { signal });
   show();
@@ -314,9 +318,7 @@ async function showImage(body, { modelId, layer, unit, kind, negative, signal })
     image.width = image.height = 224;
     image.src = found.png;
     body.querySelector(".visualization-image").replaceChildren(image);
-    caption.textContent = `${negative ? "lowers it to" : "reaches"} ${found.activation.toFixed(2)} (mean activation)`
-      + (found.dataset_best !== null && !negative ? `; the dataset's best image: ${found.dataset_best.toFixed(2)}` : "")
-      + ` · ${found.steps} steps, ${found.size} px`;
+    caption.textContent = visualizationCaption(found, negative);
   } catch (error) {
     if (error.name !== "AbortError") caption.textContent = `no visualisation: ${error.message}`;
   }
