@@ -274,6 +274,9 @@ def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summar
             box = last.bounding_box()
             assert box["x"] + box["width"] <= width
             assert last.evaluate(FITS), path  # not cut off with an ellipsis
+            parents = page.locator(".crumbs a:nth-last-child(3)")  # the page's parent, legible; those above hidden
+            assert parents.evaluate("(a) => a.getBoundingClientRect().width >= Math.min(a.scrollWidth, 40)"), path
+            assert page.locator(".crumbs a").evaluate_all("(links) => links.filter((a) => a.offsetParent).length") == 2
             assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(server + UNIT)
@@ -285,6 +288,8 @@ def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summar
         screenshot(page, "unit-narrow-390")
         page.goto(f"{server}/m/shapes-cnn/block3")
         page.locator(".unit-cell.is-drawn").first.wait_for()
+        captions = page.locator(".unit-cell.is-drawn .unit-label")
+        assert all(captions.nth(i).evaluate(FITS) for i in range(4)), captions.all_inner_texts()[:4]  # "0 2.93"
         screenshot(page, "layer-narrow-390")
         page.goto(f"{server}/m/shapes-cnn")
         page.locator("tr[data-layer]").first.wait_for()

@@ -239,7 +239,10 @@ function metricBadges(scores) {
     badge(`ins ${scores.insertion.auc.toFixed(3)}`, "Insertion AUC (RISE): the probability as they are put back into a blurred image. Higher is better."),
     badge(`drop ${(scores.confidence.drop * 100).toFixed(1)}%`, `Drop in confidence on the image times the map (Grad-CAM++): ${(scores.confidence.original * 100).toFixed(1)}% to ${(scores.confidence.explained * 100).toFixed(1)}%. Lower is better.`),
   ];
-  if (scores.confidence.increase) parts.push(badge("conf ↑", "The map alone raises the class's probability (Grad-CAM++'s increase in confidence).", "good"));
+  const { original, explained } = scores.confidence;
+  if (scores.confidence.increase) {
+    parts.push(badge(`conf ↑ ${((explained - original) * 100).toFixed(1)} pts`, `The image times the map raises the class's probability, ${(original * 100).toFixed(1)}% to ${(explained * 100).toFixed(1)}% (Grad-CAM++'s increase in confidence).`, "good"));
+  }
   if (scores.pointing) {
     parts.push(badge(scores.pointing.hit ? "hit" : "miss", "Pointing game: whether the map's maximum lies on the object.", scores.pointing.hit ? "good" : "bad"));
     parts.push(badge(`energy ${(scores.pointing.energy_mask * 100).toFixed(0)}%`, `Share of the map's energy on the object's mask (${(scores.pointing.energy_box * 100).toFixed(0)}% in its bounding box). Higher is better.`));

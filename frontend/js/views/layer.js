@@ -191,7 +191,9 @@ async function noteBackgroundRendering(note, modelId, signal) {
 function unitLabel(unit, state, sorts) {
   const sort = sorts.find((s) => s.id === state.sort);
   // The cell is narrow: the value, named in full by its tooltip and by the sort menu above the grid.
-  const stat = state.sort === "unit" || state.sort === "max_max" || !sort ? `max ${unit.max_max.toFixed(2)}`
+  // "max" gives way on a phone, where four cells a row leave room for the number alone.
+  const stat = state.sort === "unit" || state.sort === "max_max" || !sort
+    ? html`<span title="max activation"><span class="stat-word">max </span>${unit.max_max.toFixed(2)}</span>`
     : html`<span title="${sort.label}">${formatStatistic(unit[state.sort], sort.format, 2)}</span>`;
   // On the image, top left: the cell's height stays what the virtual grid lays out.
   const label = unit.label ? html`<span class="chip small" title="${chipTitle(unit.label)}">${unit.label.name}</span>` : "";

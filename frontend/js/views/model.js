@@ -81,6 +81,9 @@ export async function mountModel(root, { params, query, signal }) {
   return { title: model.name, crumbs: [{ label: model.name, href: pageUrl.model(model.id) }] };
 }
 
+// A card's metric key in words: `heldout_accuracy` reads "held-out accuracy", as the home page's card says it.
+const metricName = (key) => key.replaceAll("_", " ").replace(/\bheldout\b/, "held-out");
+
 function facts(model) {
   const { input, weights } = model;
   const metrics = Object.entries(model.metrics);
@@ -93,7 +96,7 @@ function facts(model) {
       <div><dt>Normalisation</dt><dd>mean ${input.mean.map((v) => v.toFixed(3)).join(", ")}; std ${input.std.map((v) => v.toFixed(3)).join(", ")}</dd></div>
       <div><dt>Weights</dt><dd><code>${weights.name}</code>${weights.verified ? html` <span class="badge badge-ready" title="sha256 ${weights.sha256}">verified</span>` : ""}</dd></div>
       <div><dt>Device</dt><dd>${model.device}</dd></div>
-      ${metrics.map(([key, value]) => html`<div><dt>${key.replaceAll("_", " ")}</dt><dd>${typeof value === "number" && value <= 1 ? `${(value * 100).toFixed(1)}%` : value}</dd></div>`)}
+      ${metrics.map(([key, value]) => html`<div><dt>${metricName(key)}</dt><dd>${typeof value === "number" && value <= 1 ? `${(value * 100).toFixed(1)}%` : value}</dd></div>`)}
     </dl>
     <details class="labels"><summary>${model.num_classes} classes</summary>
       <ol start="0">${model.labels.map((label) => html`<li>${label}</li>`)}</ol>
