@@ -195,6 +195,14 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         assert page.is_checked("input[name=crop]")
         page.wait_for_timeout(500)
         screenshot(page, "unit-crop-1280")
+
+        # An atlas not built is a state to act on, not a failure: the command, in plain text, not in red.
+        page.goto(server + "/m/shapes-cnn/block3?dataset=elsewhere")
+        page.locator(".problem").wait_for()
+        assert page.locator(".problem .error-text").count() == 0
+        said = page.locator(".problem").inner_text()
+        assert "No atlas yet: the 'elsewhere' atlas" in said and "run `fovea index shapes-cnn --dataset" in said, said
+        screenshot(page, "layer-no-atlas-1280")
         assert errors == []
 
 

@@ -1,14 +1,18 @@
-// What a layer or unit page shows when there is no atlas yet: the command to build one, or the progress
-// of the build under way (re-checked every few seconds).
+// What a layer or unit page shows when there is no atlas yet: the command to build one (a state to act on, not
+// a failure: the model's maps and CAMs need none), or the progress of the build under way (re-checked every few
+// seconds); any other error as an error.
 
 import { html } from "../dom.js";
 
 export function atlasProblem(root, error, { title, signal }) {
   const building = error.status === 409 && /being built/.test(error.message);
+  const missing = !building && error.code === "atlas_missing";
   root.innerHTML = html`<section class="problem">
     <h1><code>${title}</code></h1>
-    <p class="${building ? "muted" : "error-text"}">${error.message}</p>
+    <p class="${building || missing ? "muted" : "error-text"}">${missing ? html`<b>No atlas yet:</b> ` : ""}${error.message}</p>
     ${building ? html`<p class="muted building">This page reloads when the atlas is ready.</p>` : ""}
+    ${missing ? html`<p class="muted small">An atlas records every unit's top images and statistics over a dataset,
+      once; until then the model's maps and CAMs on any image work without one (<a href="/image">Study an image</a>).</p>` : ""}
   </section>`;
   if (building) {
     const timer = setTimeout(() => window.dispatchEvent(new Event("fovea:navigate")), 3000);
