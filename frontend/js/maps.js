@@ -48,6 +48,9 @@ export function mapAt(decoded, index) {
   return { h, w, values: decoded.values.subarray(index * h * w, (index + 1) * h * w) };
 }
 
+/** How fast a heatmap's low values fade out: a position's opacity is its scaled value to this power. */
+export const FADE_GAMMA = 0.5;
+
 /**
  * Draw `image` with a heatmap of `map` over it. Values are scaled by [low, high] (one scale for a whole
  * gallery, so maps compare); a position's opacity is `opacity` times its scaled value to the power `gamma`,
@@ -55,7 +58,7 @@ export function mapAt(decoded, index) {
  * (a value, or null) draws the region's edge at that level, dark under light, seen on any background.
  * `region` (fractions of the image: x, y, w, h) crops the view.
  */
-export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis", opacity = 0.5, gamma = 0.5,
+export function drawHeatmap(canvas, image, map, { low, high, colormap = "viridis", opacity = 0.5, gamma = FADE_GAMMA,
   mask = false, threshold = 0, outline = null, region = null }) {
   const context = canvas.getContext("2d");
   const sx = region ? region.x * image.naturalWidth : 0;
@@ -113,14 +116,15 @@ function drawOutline(context, map, level, view) {
   context.stroke();
 }
 
-/** A one-pixel-high canvas (256 wide) filled with a colormap from its low end to its high end. */
-export function drawColorbar(canvas, colormap) {
+/** A one-pixel-high canvas (256 wide) filled with a colormap from its low end to its high end, each colour as
+ *  opaque as a heatmap drawn with `gamma` shows it (drawHeatmap): the low end fades out as the maps' lows do. */
+export function drawColorbar(canvas, colormap, { gamma = FADE_GAMMA } = {}) {
   const context = canvas.getContext("2d");
   const pixels = context.createImageData(256, 1);
   const table = lookupTable(colormap);
   for (let i = 0; i < 256; i++) {
     pixels.data.set(table.subarray(3 * i, 3 * i + 3), 4 * i);
-    pixels.data[4 * i + 3] = 255;
+    pixels.data[4 * i + 3] = Math.round(255 * (i / 255) ** gamma);
   }
   context.putImageData(pixels, 0, 0);
 }

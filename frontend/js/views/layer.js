@@ -24,6 +24,7 @@ import { chipTitle } from "./unit-labels.js";
 
 const PAGE = 96;
 const GRID_OPACITY = 0.75;
+const GRID_GAMMA = 1;  // low values fade linearly (drawHeatmap)
 
 export async function mountLayer(root, { params, query, signal }) {
   const { model: modelId, layer } = params;
@@ -122,7 +123,7 @@ export async function mountLayer(root, { params, query, signal }) {
       const image = await loadImage(apiUrl.datasetImage(page.dataset, unit.top_image, modelId));
       if (!current()) return;
       drawHeatmap(canvas, image, mapAt(page.maps, i), { low: 0, high: Math.max(layerMax ?? unit.max_max, 1e-6),
-        opacity: GRID_OPACITY, gamma: 1, outline: unit.quantile_995 > 0 ? unit.quantile_995 : null });
+        opacity: GRID_OPACITY, gamma: GRID_GAMMA, outline: unit.quantile_995 > 0 ? unit.quantile_995 : null });
       cell.classList.add("is-drawn");
     } catch {
       if (current()) cell.classList.add("is-missing");
@@ -140,10 +141,10 @@ export async function mountLayer(root, { params, query, signal }) {
       <span class="rendering-note"></span></p>`;
     noteBackgroundRendering(root.querySelector(".rendering-note"), modelId, signal);
   } else renderColorScale(root.querySelector(".scale-slot"), layerMax === null
-    ? { colormap: "viridis", from: "0", to: "the unit's maximum",
+    ? { colormap: "viridis", gamma: GRID_GAMMA, from: "0", to: "the unit's maximum",
       note: "Each cell is scaled to its own unit's maximum (the number under it): cells do not compare. "
         + "Outlined: where each unit passes its 99.5% quantile." }
-    : { colormap: "viridis", from: "0", to: layerMax.toFixed(2),
+    : { colormap: "viridis", gamma: GRID_GAMMA, from: "0", to: layerMax.toFixed(2),
       note: "One scale for every unit, up to the layer's highest activation; outlined: where each unit passes its "
         + "99.5% quantile." });
   mountLayerBar(root.querySelector(".layer-bar-slot"), { modelId, layer, total: first.units_total,

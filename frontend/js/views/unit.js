@@ -155,7 +155,7 @@ export async function mountUnit(root, { params, query, signal }) {
       }).catch(() => canvas.classList.add("is-missing"));
     });
     renderColorScale(root.querySelector(".scale-slot"), {
-      colormap: state.colormap, from: "0", to: high.toFixed(2), mark: stats.quantile_995 / high,
+      colormap: state.colormap, gamma: HEAT_GAMMA, from: "0", to: high.toFixed(2), mark: stats.quantile_995 / high,
       markLabel: `99.5% quantile: ${stats.quantile_995.toFixed(2)}`,
       note: `One scale for all ${detail.top.length} images, strongest colour at the highest value shown; `
         + `${state.outline ? "the mark and the outlines" : "the mark"}: the unit's 99.5% quantile, ${stats.quantile_995.toFixed(2)}.`,
