@@ -256,4 +256,6 @@ class Settings(BaseSettings):
                                      else [])
 
     def card_dirs(self) -> list[Path]:
-        return (list(BUILTIN_CARD_DIRS) if self.builtin_models else []) + list(self.model_dirs)
+        """The user's folders before the built-in ones: their models are listed first, are what the image page
+        opens with, and a card of theirs under a built-in id is the one that loads."""
+        return list(self.model_dirs) + (list(BUILTIN_CARD_DIRS) if self.builtin_models else [])

@@ -132,7 +132,8 @@ def test_the_unit_page_shows_what_drives_the_unit_most(server):
         page.wait_for_url(f"{server}/m/shapes-cnn/block3/13?dataset=demo&fv=negative")
         page.wait_for_function("document.querySelector('.visualization img')?.alt === 'Negative feature "
                                "visualisation of block3:13'", timeout=120_000)
-        assert re.match(r"(lowers it to -?\d+\.\d\d|silences it)", page.locator(".visualization figcaption").inner_text())
+        caption = page.locator(".visualization figcaption").inner_text()
+        assert re.match(r"(lowers it to -?\d+\.\d\d|silences it)", caption), caption
         assert "fv=negative" in page.locator('.stepper a[rel="next"]').get_attribute("href")  # the next keeps the view
         screenshot(page, "unit-visualization-negative")
         fresh = watched_page(chromium)

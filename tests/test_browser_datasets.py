@@ -9,11 +9,11 @@ import pytest
 
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
-from app.settings import Settings
+from app.settings import BUILTIN_MODEL_DIR, Settings
 from app.store.store import load_store
 from tests.atlas_helpers import two_datasets
 from tests.browser import browser, screenshot, watched_page
-from tests.conftest import DEMO_MODELS_ONLY_ARGS, WITHOUT_MODEL_WORKER
+from tests.conftest import WITHOUT_MODEL_WORKER
 from tests.live_server import live_server
 from tests.test_saturation import clamped_card
 
@@ -35,7 +35,9 @@ def server(tmp_path_factory):
     index_model(store.ready("clamped"), scan_folder(root / "squares", name="squares"), settings, layers=["1"], k=4)
     # Unit pages render a feature visualisation.
     environment = {"FOVEA_AUTO_INDEX_DEMO": "false", "FOVEA_VISUALIZATION_STEPS": "4", **WITHOUT_MODEL_WORKER}
-    with live_server(root / "data", *DEMO_MODELS_ONLY_ARGS, "--model-dir", str(cards), env=environment) as base:
+    # The user's folder, then the demo's, as Settings.card_dirs orders them (the built-in EfficientNet card left out).
+    with live_server(root / "data", "--no-builtin-models", "--model-dir", str(cards), "--model-dir",
+                     str(BUILTIN_MODEL_DIR), env=environment) as base:
         yield base
 
 
@@ -132,4 +134,17 @@ def test_a_dataset_of_classes_shows_class_selectivity_not_concept_overlap(server
         chip.wait_for()
         assert re.fullmatch(r"class:(\w+), AUC (0\.9\d|1\.00)", chip.get_attribute("title"))
         assert chip.get_attribute("title").split(",")[0] == f"class:{chip.inner_text()}"
+        assert page.errors == []
+
+
+def test_your_own_model_comes_first_and_the_image_page_opens_with_it(server):
+    """A user who starts Fovea with their model sees it first, and an image opens with it, not the demo's."""
+    with browser() as chromium:
+        page = watched_page(chromium)
+        page.goto(server + "/")
+        page.locator(".model-card").first.wait_for()
+        assert page.locator(".model-card").first.get_attribute("data-model") == "clamped"
+        page.goto(server + "/image/alpha:0")
+        page.wait_for_url("**/image/alpha:0?*model=clamped*")
+        assert page.locator("select[name=model]").input_value() == "clamped"
         assert page.errors == []

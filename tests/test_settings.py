@@ -32,6 +32,7 @@ def test_flags_override_environment(monkeypatch):
 
 def test_builtin_models_folder_is_the_repository_model_store():
     assert Settings().card_dirs()[0] == BUILTIN_MODEL_DIR
+    assert Settings(model_dirs=[Path("/mine")]).card_dirs()[:2] == [Path("/mine"), BUILTIN_MODEL_DIR]  # theirs first
     assert BUILTIN_MODEL_DIR.name == "model_store" and BUILTIN_MODEL_DIR.is_dir()
 
 
