@@ -4,6 +4,7 @@ feeds (top-k, statistics, histogram, pooled activations), with their exact state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.statistics import REGION_QUANTILE, FinishedLayer
 from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
 from app.engine.dictionary import encode_maps
+from app.engine.dictionary.sparse_maps import SparseMaps
 from app.engine.dissection.top_activations import TopActivations
 from app.engine.layers import LayerInfo
 from app.files import job_array, prefixed
@@ -93,21 +95,26 @@ class LayerRecorder:
         n, c, h, w = activations.shape
         activations = activations.detach()
         flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
-        spatial_max = _spatial_max(activations)
-        spatial_mean = flat.mean(dim=2)
-        self.topk.update(flat, image_ids, spatial_max, spatial_mean)
+        self._record(flat, _spatial_max(activations), flat.mean(dim=2), image_ids,
+                     histogram=lambda sampled: self.histogram.update(flat, sampled), dense=lambda: activations)
+
+    def _record(self, maps, spatial_max: torch.Tensor, spatial_mean: torch.Tensor, image_ids: torch.Tensor,
+                histogram: Callable[[torch.Tensor | None], None], dense: Callable[[], torch.Tensor]) -> None:
+        """Every accumulator's share of a batch: `maps` gives the (image, unit) maps flattened as an (n, c, h * w)
+        tensor's `maps[images, units]` would; `histogram` feeds the histogram the values at the positions it
+        is given (None: all); `dense` gives the (n, c, h, w) maps, for what needs every one of them."""
+        h, w = self.info.shape[1:]
+        self.topk.update(maps, image_ids, spatial_max, spatial_mean)
         means = spatial_mean.cpu().double().numpy()  # float32 values, exact in float64 (which MPS lacks)
         self.stats.update(spatial_max.cpu().double().numpy(), means)
-        sampled = None
-        if h * w > self.histogram_samples:
-            sampled = sample_positions(image_ids, h * w, self.histogram_samples)
-        self.histogram.update(flat, sampled)
+        histogram(sample_positions(image_ids, h * w, self.histogram_samples) if h * w > self.histogram_samples
+                  else None)
         rows = image_ids.numpy() - self.rows.start
         self.pooled[rows] = means.astype(np.float16)
         if self.peaks is not None:
             self.peaks[rows] = spatial_max.float().cpu().numpy()
         if self.top_activations is not None:
-            self.top_activations.update(activations, image_ids, spatial_max)
+            self.top_activations.update(dense(), image_ids, spatial_max)
 
     def finished(self) -> FinishedLayer:
         """What the statistics are computed from, once the pass is over."""
@@ -156,7 +163,9 @@ class LayerRecorder:
 
 class FeatureRecorder(LayerRecorder):
     """The same accumulators for a dictionary's features: the layer's maps are encoded, every position on its
-    own, before they are recorded, so each feature has the atlas a channel has."""
+    own, before they are recorded, so each feature has the atlas a channel has. A dictionary whose codes are
+    sparse (a TopK autoencoder's) is recorded from its k active features a position (SparseMaps), never as
+    every feature's dense map, unless dissection asks for them."""
 
     def __init__(self, info: LayerInfo, stored: StoredDictionary, device: torch.device, *args, **kwargs):
         channels, h, w = info.shape
@@ -165,7 +174,16 @@ class FeatureRecorder(LayerRecorder):
         self.dictionary = stored.on(device)
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
-        super().update(encode_maps(self.dictionary, activations.detach().float()), image_ids)
+        activations = activations.detach().float()
+        if not hasattr(self.dictionary, "encode_sparse"):
+            super().update(encode_maps(self.dictionary, activations), image_ids)
+            return
+        codes = SparseMaps.encode(self.dictionary, activations)
+
+        def histogram(sampled: torch.Tensor | None) -> None:
+            self.histogram.update_sparse(*codes.active_at(sampled))
+
+        self._record(codes, codes.spatial_max(), codes.spatial_mean(), image_ids, histogram, codes.dense)
 
 
 def _within(rows: range, part: range) -> slice:

@@ -41,17 +41,21 @@ class TopK:
         seen so far, with their spatial maxima and means (n, c); any strides (channels-last are fine)."""
         n, c = maxima.shape
         batch = _keys(maxima.T.float().cpu().numpy(), means.T.float().cpu().numpy())  # (c, n)
-        # A batch entry that only ties the worst kept one loses: its id is higher.
-        if not (batch.max(axis=1) > self.keys.min(axis=1)).any():
+        # Only units with an entry above their worst kept one take part (one that only ties it loses: its id is
+        # higher); once the first images are in, few do.
+        units = np.flatnonzero(batch.max(axis=1) > self.keys.min(axis=1))
+        if not len(units):
             return
-        merged = np.concatenate([self.keys, batch], axis=1)  # (c, k + n): the slots, then the batch
-        merged_ids = np.concatenate([self.ids, np.broadcast_to(image_ids.cpu().numpy(), (c, n))], axis=1)
+        merged = np.concatenate([self.keys[units], batch[units]], axis=1)  # (units, k + n): slots, then batch
+        merged_ids = np.concatenate([self.ids[units], np.broadcast_to(image_ids.cpu().numpy(), (len(units), n))],
+                                    axis=1)
         kept = _best_k(merged, merged_ids, self.k)
         # Evicted slots and entering images, both listed unit by unit in equal numbers: pair them up.
-        slot_units, slots = np.nonzero(~kept[:, : self.k])
+        slot_rows, slots = np.nonzero(~kept[:, : self.k])
+        slot_units = units[slot_rows]
         entering = np.nonzero(kept[:, self.k:])[1]
         self.keys[slot_units, slots] = batch[slot_units, entering]
-        self.ids[slot_units, slots] = merged_ids[slot_units, self.k + entering]
+        self.ids[slot_units, slots] = merged_ids[slot_rows, self.k + entering]
         # Image by image, so each image's maps are read once in memory order (twice as fast channels-last).
         order = np.argsort(entering, kind="stable")
         entering, slot_units, slots = entering[order], slot_units[order], slots[order]
@@ -290,6 +294,21 @@ class Histogram:
             self.counts += torch.bincount(index.view(-1), minlength=c * self.bins).cpu().numpy().reshape(c, -1)
         self.counts[:, self.bins // 2] -= zeros  # the zeros' bin, [0, r * 2 / bins), keeps only positives
         self.zeros += zeros
+
+    def update_sparse(self, units: torch.Tensor, values: torch.Tensor, zeros: torch.Tensor) -> None:
+        """Values given as the non-zero ones, each with its unit (both (entries,)), and per unit how many zeros
+        came with them (units,): binned at once, to the same bins as `update` would put them in."""
+        self.flush()  # anything pending first, so that ranges grow in the order values came
+        c, device = len(self.zeros), values.device
+        values = values.float()
+        peak = torch.zeros(c, device=device).scatter_reduce_(0, units, values.abs(), "amax").cpu().numpy()
+        self._grow(np.where(peak > 0, np.frexp(peak)[1], _UNSET))
+        scale = (self.bins / 2) / np.exp2(np.where(self.exponents == _UNSET, 0, self.exponents))
+        # The float32 product `flush` floors, value by value.
+        binned = (values * torch.from_numpy(scale.astype(np.float32)).to(device)[units]).floor_().long()
+        index = (units * self.bins + self.bins // 2 + binned).cpu()
+        torch.from_numpy(self.counts).view(-1).index_add_(0, index, torch.ones(1, dtype=torch.int64).expand(len(index)))
+        self.zeros += zeros.cpu().numpy()
 
     def _grow(self, target: np.ndarray) -> None:
         unset = self.exponents == _UNSET

@@ -31,7 +31,10 @@ class Dictionary(Protocol):
         """Everything `from_tensors` needs, to be stored as plain tensors (never pickled)."""
 
 
-def encode_maps(dictionary: Dictionary, activations: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+ENCODE_CHUNK = 16384  # positions encoded at once: bounds the dense codes' memory
+
+
+def encode_maps(dictionary: Dictionary, activations: torch.Tensor, chunk: int = ENCODE_CHUNK) -> torch.Tensor:
     """(n, channels, h, w) maps to (n, size, h, w) feature maps, every position encoded on its own. The
     result has the input's memory layout when that is channels-last (the positions are the rows then)."""
     n, c, h, w = activations.shape

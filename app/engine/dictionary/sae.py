@@ -33,6 +33,12 @@ class TopKSAE:
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
         return top_k_relu(self.preactivations(vectors), self.k)
 
+    def encode_sparse(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode`'s codes as each row's k chosen features: (N, k) values (0 where the ReLU cut one) and (N, k)
+        feature indices, in `encode`'s order: scattered into zeros, they are its rows."""
+        values, indices = self.preactivations(vectors).topk(min(self.k, self.size), dim=1, sorted=False)
+        return values.relu(), indices
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return (codes @ self.decoder + self.pre_bias) * self.scale
 
