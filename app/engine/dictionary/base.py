@@ -15,7 +15,8 @@ class Dictionary(Protocol):
     size: int  # features
 
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(N, channels) activation vectors to (N, size) non-negative codes; each row on its own."""
+        """(N, channels) activation vectors to (N, size) non-negative codes; each row on its own. A method whose
+        codes are sparse also has `encode_sparse` (the TopK autoencoder): the index pass records from it."""
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """(N, size) codes to (N, channels) reconstructions."""
