@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.engine.cam import compute_cams
-from app.studio.progress import MAPS, STARTING, ProgressBoard, RequestProgress
+from app.studio.progress import FINISHED, FINISHED_SECONDS, MAPS, STARTING, ProgressBoard, RequestProgress
 from tests.test_cam_score_passes import model as five_channel_model
 
 
@@ -42,31 +42,41 @@ def test_a_request_starts_starting_and_reads_what_its_worker_wrote():
     assert snapshot["seconds"] >= 0
 
 
-def test_the_board_lists_a_token_only_while_its_request_runs():
+def test_the_board_lists_a_token_while_its_request_runs_then_as_finished_for_a_moment(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("app.studio.progress.time.monotonic", lambda: now[0])
     board = ProgressBoard()
     with board.follow("token-1234") as progress:
         progress("scorecam", 1, 2)
         assert board.get("token-1234")["done"] == 1
         assert board.get("other-token") is None
+    # A poll that crossed the answer on its way finds it finished, not a 404 (a browser logs those as errors).
+    assert board.get("token-1234")["task"] == FINISHED and board.get("token-1234")["done"] == 1
+    now[0] += FINISHED_SECONDS + 0.1
     assert board.get("token-1234") is None
 
 
-def test_the_board_forgets_a_token_when_its_request_fails():
+def test_the_board_forgets_a_token_when_its_request_fails(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("app.studio.progress.time.monotonic", lambda: now[0])
     board = ProgressBoard()
     with pytest.raises(RuntimeError), board.follow("token-1234"):
         raise RuntimeError("the request failed")
-    assert board.get("token-1234") is None
+    assert board.get("token-1234")["task"] == FINISHED
+    now[0] += FINISHED_SECONDS + 0.1
+    with board.follow("token-5678"):  # forgotten when the board is next used, read or not
+        assert list(board._requests) == ["token-5678"]
 
 
-def test_a_reused_token_follows_its_latest_request_and_outlives_the_earlier_one():
+def test_a_reused_token_follows_its_latest_request():
     board = ProgressBoard()
     with board.follow("token-1234") as first:
         first("scorecam", 1, 10)
         with board.follow("token-1234") as second:
             second("ablationcam", 2, 20)
             assert board.get("token-1234")["task"] == "ablationcam"
-        assert board.get("token-1234") is None  # the later request ended; the earlier one is not listed again
-    assert board.get("token-1234") is None
+        assert board.get("token-1234")["task"] == FINISHED  # the later request ended: the earlier is not relisted
+    assert (board.get("token-1234")["task"], board.get("token-1234")["done"]) == (FINISHED, 2)
 
 
 def test_past_capacity_a_request_runs_unfollowed():
@@ -79,7 +89,7 @@ def test_past_capacity_a_request_runs_unfollowed():
         assert board.get("token-0001")["done"] == 3
     with board.follow(None) as untokened:
         untokened(MAPS)
-        assert untokened.snapshot()["task"] == MAPS and board.get("token-0001") is None
+        assert untokened.snapshot()["task"] == MAPS and board.get("token-0001")["task"] == FINISHED
 
 
 
@@ -96,3 +106,17 @@ def test_a_task_is_timed_from_its_first_report(monkeypatch):
                                    "note": "Score-CAM: 64 of 500 masked images"}
     progress("ablationcam", 0, 10)
     assert progress.snapshot()["task_seconds"] == 0
+
+
+def test_a_request_followed_from_its_arrival_counts_its_seconds_from_then(monkeypatch):
+    """The server lists a followed request as it arrives (app/api/followed.py), and its route takes the token
+    over once it runs: the seconds still count from the arrival, as `seconds` promises."""
+    now = [100.0]
+    monkeypatch.setattr("app.studio.progress.time.monotonic", lambda: now[0])
+    board = ProgressBoard()
+    with board.follow("token-1234"):  # on arrival
+        now[0] = 101.0  # queued for a worker thread
+        with board.follow("token-1234") as route:
+            route(MAPS)
+            now[0] = 102.5
+            assert (board.get("token-1234")["seconds"], board.get("token-1234")["task_seconds"]) == (2.5, 1.5)

@@ -2,8 +2,9 @@
 the model hundreds of times).
 
 A client names the request it wants to follow with a token of its own choosing; the request's worker
-thread writes its progress here and a cheap poll reads it. Only requests in flight are on the board: a
-token is forgotten when its request ends, whatever the outcome.
+thread writes its progress here and a cheap poll reads it. Requests in flight are on the board, and for a
+moment after they end, whatever the outcome, as `finished`: a poll that crossed the answer on its way gets
+that, not a 404 (which a browser logs as an error); then the token is forgotten.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ WAITING = "waiting"  # for the model's lock: another request is using the model
 MAPS = "maps"  # the shared pass and the methods that need nothing more
 SCORING = "scoring"  # scoring the maps' faithfulness (the images done of total)
 RENDERING = "rendering"  # a feature visualisation's optimisation (the steps done of total)
+FINISHED = "finished"  # the request has ended (listed FINISHED_SECONDS longer)
+FINISHED_SECONDS = 2.0  # polls come every half second: one in flight as the request ends still finds it
 # Between MAPS and SCORING, a method's id while it runs (a perturbation method: its images done of total).
 
 
@@ -31,6 +34,7 @@ class RequestProgress:
         self._lock = threading.Lock()
         self._started = self._task_started = time.monotonic()
         self._task, self._done, self._total = STARTING, 0, 0
+        self.finished_at: float | None = None
 
     def __call__(self, task: str, done: int = 0, total: int = 0) -> None:
         """The request is at `task`, `done` of its `total` images run (0 of 0 for a task not counted)."""
@@ -38,6 +42,15 @@ class RequestProgress:
             if task != self._task:
                 self._task_started = time.monotonic()
             self._task, self._done, self._total = task, done, total
+
+    def started_at(self, other: RequestProgress) -> None:
+        """Count the request's seconds from when `other` began: the same request, followed since it arrived."""
+        with self._lock:
+            self._started = other._started
+
+    def finish(self) -> None:
+        self(FINISHED, self._done, self._total)
+        self.finished_at = time.monotonic()
 
     def snapshot(self) -> dict:
         now = time.monotonic()
@@ -75,8 +88,12 @@ class ProgressBoard:
         """A progress record for the request, readable under `token` (if given) until the block ends."""
         progress = RequestProgress()
         with self._lock:
+            self._forget_finished()
             listed = token is not None and (token in self._requests or len(self._requests) < self.capacity)
             if listed:
+                arrived = self._requests.get(token)
+                if arrived is not None and arrived.finished_at is None:  # its record since arrival (followed.py)
+                    progress.started_at(arrived)
                 self._requests[token] = progress  # a reused token follows its latest request
         try:
             yield progress
@@ -84,9 +101,16 @@ class ProgressBoard:
             if listed:
                 with self._lock:
                     if self._requests.get(token) is progress:
-                        del self._requests[token]
+                        progress.finish()
 
     def get(self, token: str) -> dict | None:
         with self._lock:
+            self._forget_finished()
             progress = self._requests.get(token)
         return None if progress is None else progress.snapshot()
+
+    def _forget_finished(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, p in self._requests.items()
+                      if p.finished_at is not None and now - p.finished_at > FINISHED_SECONDS]:
+            del self._requests[token]

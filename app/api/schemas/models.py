@@ -19,7 +19,8 @@ class Health(BaseModel):
 
 class ProgressOut(BaseModel):
     task: str = Field(description="`starting`, `waiting` (another request holds the model), `maps`, a method id "
-                                  "while it runs, or `scoring` (the metrics).")
+                                  "while it runs, `scoring` (the metrics), `rendering`, or `finished` (it has "
+                                  "answered: listed for two seconds more, then a 404).")
     done: int = Field(description="Images of the task run so far (a perturbation method's, or the metrics').")
     total: int = Field(description="Images the task runs in all; 0 for a task that is not counted.")
     seconds: float = Field(description="Since the request arrived.")
