@@ -203,6 +203,9 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         said = page.locator(".problem").inner_text()
         assert "No atlas yet: the 'elsewhere' atlas" in said and "run `fovea index shapes-cnn --dataset" in said, said
         screenshot(page, "layer-no-atlas-1280")
+        page.locator(".problem a", has_text="demo").click()  # the atlases there are, each a link
+        page.wait_for_url(server + "/m/shapes-cnn/block3?dataset=demo")
+        page.locator(".unit-cell.is-drawn").first.wait_for()
         assert errors == []
 
 

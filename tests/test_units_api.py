@@ -244,3 +244,26 @@ def test_a_unit_read_never_waits_for_the_model(tmp_path):
             assert answers, "the unit read waited for the model's lock"
         assert answers[0].status_code == 200
         assert answers[0].json()["receptive_field"]["size"] == list(expected.size)
+
+
+def test_a_build_under_way_is_named_only_for_its_own_dataset(client):
+    """While the demo atlas is being built, a page asking for that atlas hears how far it has got; one asking for
+    another dataset hears that that one does not exist, with the atlases there are."""
+    from app.api.routers.units import find_atlas
+    from app.atlas.background import BuildStatus
+    from app.errors import AtlasMissing
+
+    class Building:
+        def status(self, model_id):
+            return BuildStatus(model=model_id, dataset="demo-next", state="building", done=5, total=40)
+
+    state = client.app.state
+    model = state.store.ready("shapes-cnn")
+    with pytest.raises(AtlasMissing, match="'demo-next' atlas of 'shapes-cnn' is being built: 5 of 40 images"):
+        find_atlas(model, state.atlases, Building(), "demo-next")
+    with pytest.raises(AtlasMissing, match="'elsewhere' atlas of model 'shapes-cnn' does not exist yet") as missing:
+        find_atlas(model, state.atlases, Building(), "elsewhere")
+    assert missing.value.detail["available"] == ["demo"]
+    answer = client.get("/api/models/shapes-cnn/layers/block4/units", params={"dataset": "elsewhere"})
+    assert_error(answer, 409, "atlas_missing", "does not exist yet")
+    assert answer.json()["error"]["detail"]["available"] == ["demo"]

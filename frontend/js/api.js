@@ -1,10 +1,12 @@
 // The API is the front end's only data source. Errors keep the server's message.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  /** `detail`: the error's facts, as the server gives them (an atlas missing lists those `available`). */
+  constructor(status, code, message, detail = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    this.detail = detail;
   }
 }
 
@@ -41,7 +43,8 @@ async function request(url, init) {
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const err = body?.error ?? {};
-    throw new ApiError(response.status, err.code ?? "http_error", err.message ?? `HTTP ${response.status}`);
+    throw new ApiError(response.status, err.code ?? "http_error", err.message ?? `HTTP ${response.status}`,
+      err.detail ?? {});
   }
   return body;
 }

@@ -54,12 +54,12 @@ async def get_atlas(model: Annotated[LoadedModel, Depends(get_ready_model)], atl
 
 def find_atlas(model: LoadedModel, atlases: AtlasRegistry, indexer: BackgroundIndexer | None,
                dataset: str | None) -> Atlas:
-    """The model's atlas on `dataset` (default: its first); while one is being built, the 409 says how far."""
+    """The model's atlas on `dataset` (default: its first); while that one is being built, the 409 says how far."""
     try:
         return atlases.get(model.id, dataset)
     except AtlasMissing as missing:
         status = indexer.status(model.id) if indexer else None
-        if status is not None and status.state in ("queued", "building"):
+        if status is not None and status.state in ("queued", "building") and dataset in (None, status.dataset):
             step = "labelling units, " if status.step == "labels" else ""
             where = (f"{step}{status.done} of {status.total} images" if status.total
                      else "waiting for its turn" if status.state == "queued" else "preparing the images")

@@ -3,6 +3,7 @@
 // seconds); any other error as an error.
 
 import { html } from "../dom.js";
+import { withQuery } from "../urls.js";
 
 export function atlasProblem(root, error, { title, signal }) {
   const building = error.status === 409 && /being built/.test(error.message);
@@ -11,6 +12,8 @@ export function atlasProblem(root, error, { title, signal }) {
     <h1><code>${title}</code></h1>
     <p class="${building || missing ? "muted" : "error-text"}">${missing ? html`<b>No atlas yet:</b> ` : ""}${error.message}</p>
     ${building ? html`<p class="muted building">This page reloads when the atlas is ready.</p>` : ""}
+    ${missing && error.detail.available?.length ? html`<p>This model's atlases: ${error.detail.available.map((dataset, i) =>
+      html`${i ? ", " : ""}<a href="${withQuery(location.pathname, { dataset })}">${dataset}</a>`)}.</p>` : ""}
     ${missing ? html`<p class="muted small">An atlas records every unit's top images and statistics over a dataset,
       once; until then the model's maps and CAMs on any image work without one (<a href="/image">Study an image</a>).</p>` : ""}
   </section>`;
