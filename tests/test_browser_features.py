@@ -101,3 +101,16 @@ def test_features_fire_on_an_image_and_compare_with_the_channels(server):
         assert [row.get_attribute("data-kind") for row in rows.all()] == ["channel", KIND]
         assert rows.nth(1).locator("td").nth(1).inner_text() == "48"
         screenshot(page, "concepts-comparison")
+
+
+def test_a_feature_page_fits_a_phone(server):
+    base, dataset = server
+    with browser() as chromium:
+        page = watched_page(chromium, 390, 844)
+        page.goto(f"{base}/m/shapes-cnn/block4/{KIND}/5?dataset={dataset}")
+        page.locator(".feature-composition li").first.wait_for()
+        page.locator(".notes .notes-body > *").first.wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+        assert page.locator(".crumbs a:last-child").inner_text() == "5"
+        screenshot(page, "feature-unit-390")
+        assert page.errors == []
