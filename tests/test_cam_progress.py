@@ -68,14 +68,17 @@ def test_the_board_forgets_a_token_when_its_request_fails(monkeypatch):
         assert list(board._requests) == ["token-5678"]
 
 
-def test_a_reused_token_follows_its_latest_request():
+def test_a_route_s_record_takes_over_the_request_s_and_hands_back_what_it_reached():
+    """The server follows a request from its arrival (app/api/followed.py); its route's record takes the token
+    over, and when the route's block ends with work left (encoding the answer), the request is still in flight:
+    polls see its last task, and `finished` only once the whole request has ended."""
     board = ProgressBoard()
-    with board.follow("token-1234") as first:
-        first("scorecam", 1, 10)
-        with board.follow("token-1234") as second:
-            second("ablationcam", 2, 20)
+    with board.follow("token-1234") as arrival:
+        arrival(STARTING)
+        with board.follow("token-1234") as route:
+            route("ablationcam", 2, 20)
             assert board.get("token-1234")["task"] == "ablationcam"
-        assert board.get("token-1234")["task"] == FINISHED  # the later request ended: the earlier is not relisted
+        assert (board.get("token-1234")["task"], board.get("token-1234")["done"]) == ("ablationcam", 2)
     assert (board.get("token-1234")["task"], board.get("token-1234")["done"]) == (FINISHED, 2)
 
 

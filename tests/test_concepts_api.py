@@ -241,6 +241,10 @@ def test_a_notes_file_from_before_dictionary_versions_is_read_and_extended(tmp_p
                      "INSERT INTO notes VALUES (1, 'm', 'l', 'channel', 3, 'old', 'ada', '2026-01-01T00:00:00Z');")
     db.close()
     notes = Notes(tmp_path)
+    before = (tmp_path / "notes.sqlite").read_bytes()
     assert [(n["text"], n["dictionary"]) for n in notes.for_unit("m", "l", 3)] == [("old", "")]
+    assert [n["dictionary"] for n in notes.all()] == [""]
+    assert notes.for_unit("m", "l", 3, dictionary="0" * 16) == []
+    assert (tmp_path / "notes.sqlite").read_bytes() == before  # reading changed nothing (a read-only copy works)
     notes.add("m", "l", 3, "new", "bob")
     assert [n["text"] for n in Notes(tmp_path).for_unit("m", "l", 3)] == ["old", "new"]

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from app.atlas.recording import FeatureRecorder
 from app.engine.accumulators import Histogram, TopK, sample_positions
 from app.engine.dictionary import encode_maps
 from app.engine.dictionary.sae import TopKSAE
 from app.engine.dictionary.sparse_maps import SparseMaps
+from app.engine.layers import LayerInfo
 
 CHANNELS, SIZE, K = 12, 40, 5
 
@@ -73,3 +75,62 @@ def test_top_k_kept_from_the_sparse_maps_is_the_one_kept_from_the_dense():
         from_sparse.update(SparseMaps.encode(dictionary, activations), ids, maxima, means)
     for key, value in from_dense.state().items():
         assert np.array_equal(from_sparse.state()[key], value), key
+
+
+def test_an_empty_batch_has_empty_reductions():
+    codes = SparseMaps.encode(sae(), layer_output(n=0))
+    assert codes.spatial_max().shape == codes.spatial_mean().shape == (0, SIZE)
+    assert codes.dense().shape == (0, SIZE, 5, 4)
+    assert codes[torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)].shape == (0, 20)
+
+
+class _Stored:
+    """What a FeatureRecorder reads of a stored dictionary."""
+
+    kind = "sae-40"
+
+    def __init__(self, dictionary):
+        self.dictionary = dictionary
+
+    def on(self, device):
+        return self.dictionary
+
+
+class _DenseOnly:
+    """The same autoencoder without `encode_sparse`: recorded as every feature's dense map."""
+
+    def __init__(self, dictionary: TopKSAE):
+        self.inner, self.size, self.channels = dictionary, dictionary.size, dictionary.channels
+
+    def encode(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.inner.encode(vectors)
+
+
+def test_a_feature_recorder_ends_in_the_same_state_from_sparse_codes_as_from_dense_maps():
+    """Every accumulator (top-k with maps and positions, statistics, a histogram of sampled positions, pooled means,
+    spatial maxima for class selectivity, dissection's top activations) fed the sparse codes or the dense maps."""
+    dictionary = sae()
+    info = LayerInfo(name="block", type="Conv2d", shape=(CHANNELS, 5, 4), parameters=0, default=True)
+    recorders = [FeatureRecorder(info, _Stored(d), torch.device("cpu"), 3, 18, None, 7, peaks=True, dissect=True)
+                 for d in (dictionary, _DenseOnly(dictionary))]  # 7 of 20 positions: sampled
+    for batch in range(3):
+        activations, ids = layer_output(seed=20 + batch) * (batch + 1), torch.arange(batch * 6, batch * 6 + 6)
+        for recorder in recorders:
+            recorder.update(activations, ids)
+    sparse, dense = (recorder.state() for recorder in recorders)
+    assert sparse.keys() == dense.keys()
+    for key in sparse:
+        if key == "topk.keys":  # (max, mean) keys: the maxima exact, the means summed in another order
+            assert np.array_equal(sparse[key] >> 32, dense[key] >> 32)
+            np.testing.assert_allclose(sparse[key] & 0xFFFFFFFF, dense[key] & 0xFFFFFFFF, rtol=0, atol=4)
+        elif key == "stats.maxima":  # of the spatial maxima, exact; of the means, within rounding
+            assert np.array_equal(sparse[key][0], dense[key][0])
+            np.testing.assert_allclose(sparse[key][1], dense[key][1], rtol=1e-6)
+        elif key == "stats.sums":
+            np.testing.assert_allclose(sparse[key], dense[key], rtol=1e-6)
+        else:
+            assert np.array_equal(sparse[key], dense[key]), key
+    rows = {key: value for key, value in recorders[0].rows_state().items()}
+    for key, value in recorders[1].rows_state().items():
+        np.testing.assert_allclose(rows[key], value, rtol=1e-3)  # pooled means in float16, peaks exact
+    assert recorders[0].histogram.counts.sum() > 0 and recorders[0].top_activations.fill.sum() > 0

@@ -67,6 +67,11 @@ def test_the_image_page_s_strip_knows_which_visualisations_are_stored(client):
     settings = client.app.state.settings.model_copy(update={"visualization_max_size": 112})  # the model's input
     with TestClient(create_app(settings)) as served:
         _strip_visualisations(served)
+    # Where the page's size is over the visualization_max_size setting, none can be asked for, stored or not.
+    dataset = client.get("/api/models/shapes-cnn/atlases").json()["atlases"][0]["dataset"]
+    units = client.get(f"/api/images/{dataset}:3/units", params={"model": "shapes-cnn", "layer": "block3",
+                                                                 "maps": True, "limit": 12}).json()["units"]
+    assert not any(row["visualized"] for row in units)
 
 
 def _strip_visualisations(client):

@@ -31,14 +31,19 @@ class Notes:
         self._lock = threading.Lock()
         self.version = 0  # bumped by every write: what a search index of the notes is keyed by
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self, writing: bool = False) -> sqlite3.Connection:
+        """A connection; for `writing`, to a file with the table and every column (a file from before gains those
+        it lacks). Reads never change the file, and take a missing column as its default."""
+        if writing:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
+        if not writing:
+            return db
         db.execute("PRAGMA journal_mode = WAL")
         db.executescript(_SCHEMA)
         columns = {row["name"] for row in db.execute("PRAGMA table_info(notes)")}
-        for column, added in _COLUMNS_SINCE.items():  # a file written before the column existed
+        for column, added in _COLUMNS_SINCE.items():
             if column not in columns:
                 try:
                     db.execute(added)
@@ -52,7 +57,7 @@ class Notes:
         """`dictionary`: the digest of the dictionary whose feature `unit` is; "" for a channel."""
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._lock:
-            db = self._connect()
+            db = self._connect(writing=True)
             try:
                 with db:
                     cursor = db.execute("INSERT INTO notes (model, layer, kind, unit, text, author, created, "
@@ -65,8 +70,9 @@ class Notes:
                 "author": author, "created": created, "dictionary": dictionary}
 
     def for_unit(self, model: str, layer: str, unit: int, kind: str = CHANNEL, dictionary: str = "") -> list[dict]:
-        return self._read("SELECT * FROM notes WHERE model = ? AND layer = ? AND kind = ? AND unit = ? "
-                          "AND dictionary = ? ORDER BY id", (model, layer, kind, unit, dictionary))
+        found = self._read("SELECT * FROM notes WHERE model = ? AND layer = ? AND kind = ? AND unit = ? ORDER BY id",
+                           (model, layer, kind, unit))
+        return [note for note in found if note["dictionary"] == dictionary]
 
     def all(self) -> list[dict]:
         return self._read("SELECT * FROM notes ORDER BY id", ())
@@ -76,6 +82,6 @@ class Notes:
             return []
         db = self._connect()
         try:
-            return [dict(row) for row in db.execute(sql, params)]
+            return [{"dictionary": "", **dict(row)} for row in db.execute(sql, params)]
         finally:
             db.close()

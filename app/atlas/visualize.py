@@ -19,7 +19,6 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from PIL import Image, PngImagePlugin
@@ -101,11 +100,14 @@ def page_render_settings(settings: Settings, atlases: AtlasRegistry, model: Load
     return default_render_settings(settings, model, render_prior(atlases, model, (side, side), "fft"))
 
 
-def rendered_units(model: LoadedModel, target: Target, data_dir: Path, settings: RenderSettings) -> set[int]:
-    """The units of `target` whose rendering with `settings` is stored: those a page can show without starting
-    an optimisation."""
-    store = Annotations(data_dir, model.id, FEATURE_VISUALISATION)
-    return store.done(render_scope(model), target.layer, target.name(variant(settings)), target.kind)
+def rendered_units(model: LoadedModel, target: Target, settings: Settings, render_settings: RenderSettings
+                   ) -> set[int]:
+    """The units of `target` whose rendering with `render_settings` is stored and can be asked for (its size
+    within the visualization_max_size setting): those a page can show without starting an optimisation."""
+    if render_settings.size[0] > settings.visualization_max_size:
+        return set()
+    store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
+    return store.done(render_scope(model), target.layer, target.name(variant(render_settings)), target.kind)
 
 
 def render_precision(setting: str, model: LoadedModel) -> str:

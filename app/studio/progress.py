@@ -43,13 +43,24 @@ class RequestProgress:
                 self._task_started = time.monotonic()
             self._task, self._done, self._total = task, done, total
 
-    def started_at(self, other: RequestProgress) -> None:
+    def count_from(self, other: RequestProgress) -> None:
         """Count the request's seconds from when `other` began: the same request, followed since it arrived."""
+        with other._lock:
+            started = other._started
         with self._lock:
-            self._started = other._started
+            self._started = started
+
+    def carry_on_from(self, other: RequestProgress) -> None:
+        """Take the task and counts `other` reached: the part of the request it followed is over, not the request."""
+        with other._lock:
+            task, done, total, task_started = other._task, other._done, other._total, other._task_started
+        with self._lock:
+            self._task, self._done, self._total, self._task_started = task, done, total, task_started
 
     def finish(self) -> None:
-        self(FINISHED, self._done, self._total)
+        with self._lock:
+            done, total = self._done, self._total
+        self(FINISHED, done, total)
         self.finished_at = time.monotonic()
 
     def snapshot(self) -> dict:
@@ -85,15 +96,20 @@ class ProgressBoard:
 
     @contextmanager
     def follow(self, token: str | None) -> Iterator[RequestProgress]:
-        """A progress record for the request, readable under `token` (if given) until the block ends."""
+        """A progress record for the request, readable under `token` (if given) until the block ends. Within a
+        block that follows the same token (the request's record since its arrival, app/api/followed.py), it
+        takes over and, at its end, hands back what it reached: the request is finished when the outer ends."""
         progress = RequestProgress()
+        arrived = None
         with self._lock:
             self._forget_finished()
             listed = token is not None and (token in self._requests or len(self._requests) < self.capacity)
             if listed:
                 arrived = self._requests.get(token)
-                if arrived is not None and arrived.finished_at is None:  # its record since arrival (followed.py)
-                    progress.started_at(arrived)
+                if arrived is not None and arrived.finished_at is not None:
+                    arrived = None
+                if arrived is not None:
+                    progress.count_from(arrived)
                 self._requests[token] = progress  # a reused token follows its latest request
         try:
             yield progress
@@ -101,7 +117,11 @@ class ProgressBoard:
             if listed:
                 with self._lock:
                     if self._requests.get(token) is progress:
-                        progress.finish()
+                        if arrived is not None and arrived.finished_at is None:
+                            arrived.carry_on_from(progress)
+                            self._requests[token] = arrived
+                        else:
+                            progress.finish()
 
     def get(self, token: str) -> dict | None:
         with self._lock:

@@ -36,7 +36,7 @@ export function unmetRequests(query, shown) {
     const [noun, not] = unknown.length > 1 ? ["methods", "not methods"] : ["method", "not a method"];
     unmet.push(`${noun} ${unknown.map((id) => `“${id}”`).join(", ")}: ${not} of this server`);
   }
-  if (query.target && String(shown.target) !== query.target) {
+  if (query.target && Number(query.target) !== shown.target) {  // "05" is class 5; "-2" and "x" are none
     unmet.push(`class “${query.target}”: ${shown.model} has classes 0 to ${shown.classes - 1}, so its top prediction`);
   }
   if (query.dataset && query.dataset !== shown.dataset) {

@@ -62,8 +62,8 @@ export function sameUnitPage(shown, route) {
 }
 
 /** The visualisation's caption: what the image does to the unit (`found`: the server's answer). A negative image
- *  that only silences the unit (0 everywhere, all a ReLU's output can go to) is said to be so: many images do
- *  that, so it tells little. */
+ *  that only silences the unit (0 everywhere, as low as a unit after a ReLU goes) is said to be so: many images
+ *  do that, so it tells little. */
 export function visualizationCaption(found, negative) {
   const reached = found.activation.toFixed(2);
   const effect = !negative ? `reaches ${reached} (mean activation)`

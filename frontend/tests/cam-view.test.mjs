@@ -90,5 +90,6 @@ test("a link's requests the page cannot meet are each named, with what is shown 
     "dataset “imagenet”: shapes-cnn has no atlas on it, so “demo”",
   ]);
   assert.deepEqual(unmetRequests({ target: "3" }, { ...shown, target: 3 }), []);
+  assert.deepEqual(unmetRequests({ target: "05" }, { ...shown, target: 5 }), []);  // what camViewState reads
   assert.deepEqual(unmetRequests({ methods: "gradcam,bogus" }, shown), ["method “bogus”: not a method of this server"]);
 });

@@ -168,8 +168,8 @@ def read_fired_units(
                        "label": labels.get(row["unit"])} for row in rows]}
     if maps:  # the strip draws every unit without a request per unit
         listed = [row["unit"] for row in rows]
-        rendered = rendered_units(loaded, Target(layer, stored), settings.data_dir,
-                                  page_render_settings(settings, atlases, loaded))
+        page_settings = page_render_settings(settings, atlases, loaded)
+        rendered = rendered_units(loaded, Target(layer, stored), settings, page_settings)
         for row in body["units"]:
             stats = atlas.unit(indexed, row["unit"])
             row.update(max_max=stats["max_max"], top_image=stats["top_image"], visualized=row["unit"] in rendered)

@@ -59,14 +59,16 @@ def search(
             hits += [found.documents[i] for i in matched]
     note_index = index.notes_index(notes)
     noted = [note_index.documents[i] for i in note_index.match(words)] if words else []
-    hits += [note for note in noted if note.kind == CHANNEL or _note_datasets(registry, note)]
+    shown_on = {note: _note_datasets(registry, note) for note in noted}
+    hits += [note for note in noted if note.kind == CHANNEL or shown_on[note]]
     hits = [h for h in hits if (model is None or h.model == model) and (layer is None or h.layer == layer)
             and (kind is None or h.kind == kind)
             and (category is None or h.category == category) and (concept is None or h.label == concept)
             and (selects is None or h.selects == selects) and (words or _filtered_field(h, category, concept))]
     ranked = rank(hits)
     return FastJSONResponse({"query": q, "total": len(ranked), "offset": offset, "limit": limit,
-                             "results": [_result(registry, hit, dataset) for hit in ranked[offset:offset + limit]]})
+                             "results": [_result(registry, hit, dataset, shown_on.get(hit, []))
+                                         for hit in ranked[offset:offset + limit]]})
 
 
 def _filtered_field(hit: Document, category: str | None, concept: str | None) -> bool:
@@ -84,11 +86,11 @@ def _note_datasets(registry, note: Document) -> list[str]:
             if indexed_digests(registry.get(note.model, name)).get((note.layer, note.kind)) == note.dictionary]
 
 
-def _result(registry, hit: Document, asked_dataset: str | None) -> dict:
+def _result(registry, hit: Document, asked_dataset: str | None, note_datasets: list[str]) -> dict:
+    """`note_datasets`: for a note, the datasets whose atlases show its unit (_note_datasets)."""
     dataset = hit.dataset
     if dataset is None:  # a note: shown on the atlas of the dataset asked for, else on the model's default one
-        datasets = _note_datasets(registry, hit)
-        dataset = asked_dataset if asked_dataset in datasets else datasets[0] if datasets else None
+        dataset = asked_dataset if asked_dataset in note_datasets else note_datasets[0] if note_datasets else None
     top_image = hit.top_image
     if top_image is None and dataset is not None:  # a note: the unit's top image on that atlas
         indexed = registry.get(hit.model, dataset).layers.get(hit.layer)

@@ -60,7 +60,7 @@ class Figures:
 
 
 @torch.no_grad()
-def evaluate(dictionary: Dictionary, vectors: torch.Tensor, chunk: int = 16384) -> Figures:
+def evaluate(dictionary: Dictionary, vectors: torch.Tensor, chunk: int = ENCODE_CHUNK) -> Figures:
     if len(vectors) == 0:
         return Figures(float("nan"), dictionary.size, 0.0, 0)
     mean = vectors.mean(dim=0)

@@ -30,34 +30,44 @@ class SparseMaps:
         n, c, h, w = activations.shape
         vectors = activations.permute(0, 2, 3, 1).reshape(n * h * w, c)
         parts = [dictionary.encode_sparse(vectors[start:start + chunk]) for start in range(0, len(vectors), chunk)]
-        values = torch.cat([part[0] for part in parts]).view(n, h * w, -1)
-        units = torch.cat([part[1] for part in parts]).view(n, h * w, -1)
+        if not parts:  # no positions at all: none of a zero vector's k entries
+            parts = [tuple(part[:0] for part in dictionary.encode_sparse(vectors.new_zeros((1, c))))]
+        k = parts[0][0].shape[1]
+        values = torch.cat([part[0] for part in parts]).view(n, h * w, k)
+        units = torch.cat([part[1] for part in parts]).view(n, h * w, k)
         return cls(values, units, dictionary.size, (h, w))
+
+    def _per_image(self, entries: torch.Tensor) -> torch.Tensor:
+        """(n, h * w * k): each image's entries in a row."""
+        n, positions, k = entries.shape
+        return entries.view(n, positions * k)
 
     def spatial_max(self) -> torch.Tensor:
         """(n, units): each map's maximum (0 where a feature is never active: its map is all zeros)."""
-        n = self.values.shape[0]
-        return self.values.new_zeros((n, self.size)).scatter_reduce_(
-            1, self.units.view(n, -1), self.values.view(n, -1), "amax")
+        return self.values.new_zeros((len(self.values), self.size)).scatter_reduce_(
+            1, self._per_image(self.units), self._per_image(self.values), "amax")
 
     def spatial_mean(self) -> torch.Tensor:
-        """(n, units): each map's mean."""
+        """(n, units): each map's mean. The sums in float64 (but on MPS, which has none), so that the order a
+        GPU's atomic additions take leaves them the same: a resumed build must end as an uninterrupted one."""
         n, positions, _ = self.values.shape
-        sums = self.values.new_zeros((n, self.size)).scatter_add_(1, self.units.view(n, -1), self.values.view(n, -1))
-        return sums / positions
+        exact = torch.float32 if self.device.type == "mps" else torch.float64
+        sums = torch.zeros((n, self.size), dtype=exact, device=self.device).scatter_add_(
+            1, self._per_image(self.units), self._per_image(self.values).to(exact))
+        return sums.float() / positions
 
     def __getitem__(self, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """(m, h * w): the maps of images `pairs[0]` for units `pairs[1]` (both (m,)), as a dense tensor's
-        `maps[images, units]` would give them flattened."""
+        """(m, h * w): the maps of images `pairs[0]` for units `pairs[1]` (both (m,), the pairs distinct, as
+        TopK asks), as a dense tensor's `maps[images, units]` would give them flattened."""
         images, units = pairs
         n, positions, k = self.values.shape
         row_of = torch.full((n, self.size), -1, dtype=torch.int64, device=self.device)  # (image, unit) -> row
         row_of[images, units] = torch.arange(len(images), device=self.device)
-        rows = row_of.gather(1, self.units.view(n, -1))  # each entry's row, or -1
+        rows = row_of.gather(1, self._per_image(self.units))  # each entry's row, or -1
         chosen = rows >= 0
-        position = torch.arange(positions, device=self.device).repeat_interleave(k).expand(n, -1)
+        position = torch.arange(positions, device=self.device).repeat_interleave(k).expand(n, positions * k)
         maps = self.values.new_zeros((len(images), positions))
-        maps[rows[chosen], position[chosen]] = self.values.view(n, -1)[chosen]
+        maps[rows[chosen], position[chosen]] = self._per_image(self.values)[chosen]
         return maps
 
     def active_at(self, positions: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -8,12 +8,13 @@ import { withQuery } from "../urls.js";
 export function atlasProblem(root, error, { title, signal }) {
   const building = error.status === 409 && /being built/.test(error.message);
   const missing = !building && error.code === "atlas_missing";
+  const here = Object.fromEntries(new URLSearchParams(location.search));  // the page's view, on another atlas
   root.innerHTML = html`<section class="problem">
     <h1><code>${title}</code></h1>
     <p class="${building || missing ? "muted" : "error-text"}">${missing ? html`<b>No atlas yet:</b> ` : ""}${error.message}</p>
     ${building ? html`<p class="muted building">This page reloads when the atlas is ready.</p>` : ""}
     ${missing && error.detail.available?.length ? html`<p>This model's atlases: ${error.detail.available.map((dataset, i) =>
-      html`${i ? ", " : ""}<a href="${withQuery(location.pathname, { dataset })}">${dataset}</a>`)}.</p>` : ""}
+      html`${i ? ", " : ""}<a href="${withQuery(location.pathname, { ...here, dataset })}">${dataset}</a>`)}.</p>` : ""}
     ${missing ? html`<p class="muted small">An atlas records every unit's top images and statistics over a dataset,
       once; until then the model's maps and CAMs on any image work without one (<a href="/image">Study an image</a>).</p>` : ""}
   </section>`;
