@@ -4,7 +4,6 @@ feeds (top-k, statistics, histogram, pooled activations), with their exact state
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -92,29 +91,23 @@ class LayerRecorder:
         self.top_activations = TopActivations(units, (h, w), images, REGION_QUANTILE) if dissect else None
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
-        n, c, h, w = activations.shape
-        activations = activations.detach()
-        flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
-        self._record(flat, _spatial_max(activations), flat.mean(dim=2), image_ids,
-                     histogram=lambda sampled: self.histogram.update(flat, sampled), dense=lambda: activations)
+        self._record(DenseMaps(activations.detach()), image_ids)
 
-    def _record(self, maps, spatial_max: torch.Tensor, spatial_mean: torch.Tensor, image_ids: torch.Tensor,
-                histogram: Callable[[torch.Tensor | None], None], dense: Callable[[], torch.Tensor]) -> None:
-        """Every accumulator's share of a batch: `maps` gives the (image, unit) maps flattened as an (n, c, h * w)
-        tensor's `maps[images, units]` would; `histogram` feeds the histogram the values at the positions it
-        is given (None: all); `dense` gives the (n, c, h, w) maps, for what needs every one of them."""
+    def _record(self, maps: DenseMaps | SparseMaps, image_ids: torch.Tensor) -> None:
+        """Every accumulator's share of a batch of the units' maps."""
         h, w = self.info.shape[1:]
+        spatial_max, spatial_mean = maps.spatial_max(), maps.spatial_mean()
         self.topk.update(maps, image_ids, spatial_max, spatial_mean)
         means = spatial_mean.cpu().double().numpy()  # float32 values, exact in float64 (which MPS lacks)
         self.stats.update(spatial_max.cpu().double().numpy(), means)
-        histogram(sample_positions(image_ids, h * w, self.histogram_samples) if h * w > self.histogram_samples
-                  else None)
+        maps.into_histogram(self.histogram, sample_positions(image_ids, h * w, self.histogram_samples)
+                            if h * w > self.histogram_samples else None)
         rows = image_ids.numpy() - self.rows.start
         self.pooled[rows] = means.astype(np.float16)
         if self.peaks is not None:
             self.peaks[rows] = spatial_max.float().cpu().numpy()
         if self.top_activations is not None:
-            self.top_activations.update(dense(), image_ids, spatial_max)
+            self.top_activations.update(maps.dense(), image_ids, spatial_max)
 
     def finished(self) -> FinishedLayer:
         """What the statistics are computed from, once the pass is over."""
@@ -175,15 +168,36 @@ class FeatureRecorder(LayerRecorder):
 
     def update(self, activations: torch.Tensor, image_ids: torch.Tensor) -> None:
         activations = activations.detach().float()
-        if not hasattr(self.dictionary, "encode_sparse"):
+        if hasattr(self.dictionary, "encode_sparse"):
+            self._record(SparseMaps.encode(self.dictionary, activations), image_ids)
+        else:
             super().update(encode_maps(self.dictionary, activations), image_ids)
-            return
-        codes = SparseMaps.encode(self.dictionary, activations)
 
-        def histogram(sampled: torch.Tensor | None) -> None:
-            self.histogram.update_sparse(*codes.active_at(sampled))
 
-        self._record(codes, codes.spatial_max(), codes.spatial_mean(), image_ids, histogram, codes.dense)
+class DenseMaps:
+    """A batch of (n, c, h, w) maps, any memory layout, read as the accumulators read them: what SparseMaps
+    gives of a dictionary's sparse codes, here of every value."""
+
+    def __init__(self, activations: torch.Tensor):
+        n, c, h, w = activations.shape
+        self.activations = activations
+        self.flat = activations.reshape(n, c, h * w)  # a view, contiguous or channels-last alike
+        self.device = activations.device
+
+    def spatial_max(self) -> torch.Tensor:
+        return _spatial_max(self.activations)
+
+    def spatial_mean(self) -> torch.Tensor:
+        return self.flat.mean(dim=2)
+
+    def __getitem__(self, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.flat[pairs]
+
+    def into_histogram(self, histogram: Histogram, positions: torch.Tensor | None) -> None:
+        histogram.update(self.flat, positions)
+
+    def dense(self) -> torch.Tensor:
+        return self.activations
 
 
 def _within(rows: range, part: range) -> slice:

@@ -39,7 +39,7 @@ class TopK:
                means: torch.Tensor) -> None:
         """`activations` (n, c, h * w), the flattened maps of images `image_ids` (n,), all above every id
         seen so far, with their spatial maxima and means (n, c); any strides (channels-last are fine), or
-        anything indexed as such a tensor (`activations[images, units]`: SparseMaps)."""
+        anything indexed as such a tensor (`activations[images, units]`: DenseMaps, SparseMaps)."""
         n, c = maxima.shape
         batch = _keys(maxima.T.float().cpu().numpy(), means.T.float().cpu().numpy())  # (c, n)
         # Only units with an entry above their worst kept one take part (one that only ties it loses: its id is

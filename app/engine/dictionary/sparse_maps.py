@@ -84,6 +84,10 @@ class SparseMaps:
         zeros = n * per_image - torch.bincount(units, minlength=self.size)
         return units, values, zeros
 
+    def into_histogram(self, histogram, positions: torch.Tensor | None) -> None:
+        """The values at `positions` (None: all) into an accumulators.Histogram, as every map's would go."""
+        histogram.update_sparse(*self.active_at(positions))
+
     def dense(self) -> torch.Tensor:
         """(n, units, h, w), channels-last in memory, as `encode_maps` gives it."""
         n, p, k = self.values.shape
