@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.accumulators import (
-    _EMPTY,
-    Histogram,
-    ImageStats,
-    TopK,
-    _keys,
-    _unkey,
-    peak_positions,
-    sample_positions,
-)
+from app.engine.accumulators import _EMPTY, ImageStats, TopK, _keys, _unkey, peak_positions
+from app.engine.histogram import Histogram, sample_positions
 
 
 def _update(topk: TopK, batch: torch.Tensor, ids: list[int]) -> None:

@@ -21,8 +21,9 @@ from app.atlas.indexer import make_plan
 from app.atlas.loader import batches_from_disk
 from app.atlas.shards import decode_state, encode_state, index_shard, merging_steps, shard_ranges
 from app.demo.dataset import write_split
-from app.engine.accumulators import Histogram, ImageStats, TopK
+from app.engine.accumulators import ImageStats, TopK
 from app.engine.dissection.top_activations import TopActivations
+from app.engine.histogram import Histogram
 from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.store import load_store

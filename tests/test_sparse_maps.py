@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from app.atlas.recording import FeatureRecorder
-from app.engine.accumulators import Histogram, TopK, sample_positions
+from app.engine.accumulators import TopK
 from app.engine.dictionary import encode_maps
 from app.engine.dictionary.sae import TopKSAE
 from app.engine.dictionary.sparse_maps import SparseMaps
+from app.engine.histogram import Histogram, sample_positions
 from app.engine.layers import LayerInfo
 
 CHANNELS, SIZE, K = 12, 40, 5

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.atlas.schema import SCHEMA
 from app.atlas.statistics import STATISTICS, UNIT_SORTS, FinishedLayer, border_peaks
-from app.engine.accumulators import Histogram
+from app.engine.histogram import Histogram
 from tests.atlas_helpers import all_activations, brute_force_unit_stats, small_atlas
 from tests.test_api import assert_error
 

@@ -34,8 +34,8 @@ from app.atlas.dictionary_store import (
 from app.atlas.kinds import CHANNEL, is_kind_name
 from app.atlas.layout import dictionary_build_dir, dictionary_file
 from app.atlas.loader import batches_from_disk
-from app.engine.accumulators import sample_positions
 from app.engine.dictionary import METHODS, NmfTrainer, SaeTrainer, SemiNmfTrainer, evaluate
+from app.engine.histogram import sample_positions
 from app.engine.probe import run_to
 from app.errors import InvalidInput
 from app.files import atomic_write, job_array

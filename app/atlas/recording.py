@@ -17,10 +17,11 @@ from app.atlas.dictionary_store import StoredDictionary
 from app.atlas.kinds import CHANNEL
 from app.atlas.schema import ATLAS_FORMAT
 from app.atlas.statistics import REGION_QUANTILE, FinishedLayer
-from app.engine.accumulators import Histogram, ImageStats, TopK, sample_positions
+from app.engine.accumulators import ImageStats, TopK
 from app.engine.dictionary import encode_maps
 from app.engine.dictionary.sparse_maps import SparseMaps
 from app.engine.dissection.top_activations import TopActivations
+from app.engine.histogram import Histogram, sample_positions
 from app.engine.layers import LayerInfo
 from app.files import job_array, prefixed
 from app.store.store import LoadedModel

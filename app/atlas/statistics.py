@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.engine.accumulators import Histogram
+from app.engine.histogram import Histogram
 
 REGION_QUANTILE = 0.995  # Network Dissection's threshold for a unit's region mask
 
