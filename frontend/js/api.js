@@ -40,7 +40,14 @@ async function request(url, init) {
     await sleep(retryWait(response.headers.get("Retry-After")), init.signal);
     response = await send(url, init);
   }
-  const body = await response.json().catch(() => null);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (error) {
+    // Left while the answer was arriving: the caller's abort, not an answer of null (it read null.units).
+    if (error.name === "AbortError") throw error;
+    if (response.ok) throw new ApiError(response.status, "bad_response", `The server's answer was not JSON (${error.message}).`);
+  }
   if (!response.ok) {
     const err = body?.error ?? {};
     throw new ApiError(response.status, err.code ?? "http_error", err.message ?? `HTTP ${response.status}`,

@@ -48,3 +48,14 @@ test("Retry-After in seconds, capped at five; an HTTP date waits a second", () =
   assert.equal(retryWait("120"), 5000);
   assert.equal(retryWait("Wed, 21 Oct 2026 07:28:00 GMT"), 1000);
 });
+
+test("a page left while an answer's body arrives ends in the abort, never in an answer of null", async () => {
+  const aborted = () => ({ ok: true, status: 200, headers: new Headers(),
+    json: async () => { throw new DOMException("The operation was aborted.", "AbortError"); } });
+  stubFetch([aborted]);
+  await assert.rejects(getJson("/api/x"), (error) => error.name === "AbortError");
+  stubFetch([() => new Response("<html>", { status: 200 })]);
+  await assert.rejects(getJson("/api/x"), (error) => error instanceof ApiError && error.code === "bad_response");
+  stubFetch([() => new Response("<html>", { status: 502 })]);
+  await assert.rejects(getJson("/api/x"), (error) => error instanceof ApiError && error.message === "HTTP 502");
+});
