@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+import app.studio.progress as progress
 from app.atlas.fired import rank_fired_units
 from tests.test_api import assert_error
 from tests.test_cam_api import decode
@@ -60,9 +61,10 @@ def test_fired_units_errors(client):  # noqa: F811
     ("/api/images/demo:3/predictions", {"model": "shapes-cnn"}),
     ("/api/images/demo:3/units", {"model": "shapes-cnn", "layer": "block4"}),
 ], ids=["predictions", "fired-units"])
-def test_a_quick_request_that_finds_the_model_busy_says_it_waits(client, path, params):  # noqa: F811
+def test_a_quick_request_that_finds_the_model_busy_says_it_waits(client, path, params, monkeypatch):  # noqa: F811
     """Another request holds the model (a Score-CAM, say): a followed request reports `waiting` until the
     model is free, then answers, and its token is forgotten."""
+    monkeypatch.setattr(progress, "FINISHED_SECONDS", 60.0)  # a loaded machine may take seconds to poll again
     loaded = client.app.state.store.ready("shapes-cnn")
     token = f"quick-{path.rsplit('/', 1)[-1]}"
     answers = []
