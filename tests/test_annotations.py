@@ -48,6 +48,18 @@ def test_a_new_version_reads_nothing_of_the_old(tmp_path):
     assert newer.read("s", "l", 0) is None and newer.done("s", "l") == set()
 
 
+def test_a_file_its_first_writer_has_made_but_not_yet_filled_reads_as_empty(tmp_path):
+    """A reader between a first writer's `connect` (which makes the file) and its schema: nothing stored yet,
+    not an error (it was a 500 of the fired units while a unit page rendered the model's first visualisation)."""
+    store = Annotations(tmp_path, "m", LABEL)
+    store.path.parent.mkdir(parents=True)
+    sqlite3.connect(store.path).close()  # the file as `connect` leaves it: no table
+    assert store.read("s", "l", 0) is None and store.done("s", "l") == set()
+    with pytest.raises(sqlite3.DatabaseError):  # any other failure still says so
+        store.path.write_bytes(b"not a database" * 100)
+        store.done("s", "l")
+
+
 def test_a_write_that_fails_part_way_writes_nothing(tmp_path):
     labels = Annotations(tmp_path, "m", LABEL)
     labels.write("s", [label("l", 0, "square")])

@@ -219,6 +219,8 @@ def test_upload_an_image_then_predictions_fired_units_and_back(server):
         page.goto(f"{server}/")
         page.click("text=Study an image")
         page.wait_for_selector(".upload-zone")
+        page.goto(f"{server}/image?model=shapes-cnn")  # a shapes scene: an upload opens with a demo model if asked
+        page.wait_for_selector(".upload-zone")
         screenshot(page, "upload-1280")
         page.set_input_files(".upload-zone input[type=file]",
                              files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture}])
@@ -260,7 +262,7 @@ def test_cam_studio_three_methods_then_the_copied_link_shows_the_same_maps(serve
     with browser() as chromium:
         errors = []
         page = _clipboard_page(chromium, server, errors)
-        page.goto(f"{server}/image")
+        page.goto(f"{server}/image?model=shapes-cnn")
         page.set_input_files(".upload-zone input[type=file]",
                              files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture}])
         page.wait_for_url("**/image/*?*methods=*")

@@ -6,8 +6,10 @@ and the units that fire are drawn on the image and followed to the unit page."""
 from __future__ import annotations
 
 import io
+from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from app.demo.recipes import TRAINED_ON
@@ -234,7 +236,7 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     thumbnails = []  # (url, status) of each visualisation asked for
     page.on("response", lambda response: thumbnails.append((response.url, response.status))
             if "/visualization.png" in response.url else None)
-    page.goto(f"{server}/image")
+    page.goto(f"{server}/image?model=shapes-cnn")
     upload(page, ".upload-slot", 4)
     page.wait_for_url("**/image/*?*")
     image_id = page.url.split("/image/")[1].split("?")[0]
@@ -280,4 +282,23 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
     narrow.wait_for_selector(".on-image.is-drawn")
     assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(narrow, "unit-on-image-390")
+    assert errors == []
+
+
+def test_a_photo_opens_with_a_model_that_knows_photos(server, chromium):
+    """An upload whose link names no model opens with the first ready model that is not a demo model (those
+    know only their shapes: a photo of a cat got "heart"), and with a demo model when no other is ready."""
+    ready = [model for model in httpx.get(f"{server}/api/models").json() if model["status"] == "ready"]
+    expected = next((model["id"] for model in ready if not model["demo"]), ready[0]["id"])
+    assert {model["id"]: model["demo"] for model in ready}.get("shapes-cnn") is True
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{server}/image")
+    cat = (files("skimage.data") / "chelsea.png").read_bytes()
+    page.set_input_files(".upload-zone input[type=file]",
+                         files=[{"name": "cat.png", "mimeType": "image/png", "buffer": cat}])
+    page.wait_for_url("**/image/*?*")
+    assert parse_qs(urlsplit(page.url).query)["model"] == [expected]
+    page.wait_for_selector(".prediction-list li")
+    screenshot(page, "image-photo-1280")
     assert errors == []

@@ -248,3 +248,11 @@ def test_a_notes_file_from_before_dictionary_versions_is_read_and_extended(tmp_p
     assert (tmp_path / "notes.sqlite").read_bytes() == before  # reading changed nothing (a read-only copy works)
     notes.add("m", "l", 3, "new", "bob")
     assert [n["text"] for n in Notes(tmp_path).for_unit("m", "l", 3)] == ["old", "new"]
+
+
+def test_a_notes_file_its_first_writer_has_made_but_not_yet_filled_reads_as_empty(tmp_path):
+    sqlite3.connect(tmp_path / "notes.sqlite").close()  # the file as the first note's `connect` leaves it
+    notes = Notes(tmp_path)
+    assert notes.for_unit("m", "l", 3) == [] and notes.all() == []
+    notes.add("m", "l", 3, "first", "ada")
+    assert [n["text"] for n in notes.for_unit("m", "l", 3)] == ["first"]

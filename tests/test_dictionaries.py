@@ -245,6 +245,12 @@ def test_a_feature_is_visualised_found_on_an_image_and_mapped_as_a_unit_is(built
         assert rows["block4", SAE.kind]["units"] == SAE.size and rows["block3", NMF.kind]["units"] == NMF.size
         best = atlas.query("SELECT AVG(iou) FROM unit_concepts WHERE layer = ? AND rank = 0", (layer.idx,))[0][0]
         assert rows["block4", SAE.kind]["best_iou_mean"] == pytest.approx(best)
+        # Per concept, channels and features are counted apart: each the sum of its own kind's rows.
+        for concept in summary["concepts"]:
+            per_kind = {kind: sum(c["units"] for row in summary["layers"] if (row["kind"] == "channel") == kind
+                                  for c in row["concepts"] if c["id"] == concept["id"]) for kind in (True, False)}
+            assert (concept["units"], concept["features"]) == (per_kind[True], per_kind[False]), concept
+        assert sum(c["features"] for c in summary["concepts"]) > 0
         found = client.get("/api/search", params={"q": f"block4 {SAE.kind} 3", "kind": SAE.kind}).json()
         assert [(r["layer"], r["kind"], r["unit"]) for r in found["results"]][:1] == [("block4", SAE.kind, 3)]
         assert {r["kind"] for r in found["results"]} == {SAE.kind}

@@ -121,5 +121,9 @@ class Annotations:
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
             return db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # a first writer has made the file and not yet its table
+                return []
+            raise
         finally:
             db.close()

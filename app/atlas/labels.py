@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
 
 DESCRIBED_BY = ("a fixed template over the measured numbers (NetDissect IoU, compositional IoU, ROC AUC), "
@@ -126,9 +127,9 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
     """NetDissect's summary of an atlas with labels: per layer and kind of unit (channels, each dictionary's
     features), its units labelled with a concept of each category, the distinct concepts of each category, each
     label concept's units, and the mean of every unit's best IoU (what compares a dictionary with the channels);
-    per concept, its pixels, images and labelled units in all layers. Where the images have classes, the same
-    for class selectivity: per layer, the units whose best class reaches `auc_threshold`, their classes and the
-    mean best AUC."""
+    per concept, its pixels, images, and labelled channels and dictionary features in all layers. Where the
+    images have classes, the same for class selectivity: per layer, the units whose best class reaches
+    `auc_threshold`, their classes and the mean best AUC."""
     meta = atlas.meta["dissection"]
     categories = meta["categories"]
     labels = atlas.query("SELECT uc.layer, c.id, c.category FROM unit_concepts uc JOIN concepts c "
@@ -151,9 +152,11 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
             "best_auc_mean": best_auc.get(layer.idx),
             "selective_classes": [{"class": name, "units": count} for name, count in _most_first(per_class)],
         })
-    totals = Counter(row["id"] for row in labels)
+    channel_layers = {layer.idx for layer in atlas.by_kind.values() if layer.kind == CHANNEL}
+    channels = Counter(row["id"] for row in labels if row["layer"] in channel_layers)
+    features = Counter(row["id"] for row in labels if row["layer"] not in channel_layers)
     concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
-                 "images": r["images"], "units": totals.get(r["id"], 0)}
+                 "images": r["images"], "units": channels.get(r["id"], 0), "features": features.get(r["id"], 0)}
                 for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
             "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"], "layers": layers,

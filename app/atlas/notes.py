@@ -83,5 +83,9 @@ class Notes:
         db = self._connect()
         try:
             return [{"dictionary": "", **dict(row)} for row in db.execute(sql, params)]
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # the first note's writer has made the file and not yet its table
+                return []
+            raise
         finally:
             db.close()

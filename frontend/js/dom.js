@@ -27,6 +27,11 @@ export function html(strings, ...values) {
   return new Raw(out);
 }
 
+/** A server message with its `commands` in backticks, as text with <code> (the rest escaped). */
+export function withCode(message) {
+  return raw(String(message).split("`").map((part, i) => (i % 2 ? `<code>${escapeHtml(part)}</code>` : escapeHtml(part))).join(""));
+}
+
 export function formatCount(n) {
   if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(n >= 1e4 ? 0 : 1)}k`;

@@ -86,7 +86,8 @@ class ConceptOut(BaseModel):
     category: str
     pixels: int
     images: int
-    units: int = Field(description="Units labelled with it, in all layers.")
+    units: int = Field(description="Channels labelled with it, in all layers.")
+    features: int = Field(description="Dictionary features labelled with it, in all layers and dictionaries.")
 
 
 class ConceptSummary(BaseModel):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.settings import BUILTIN_MODEL_DIR
 from app.store.store import LoadedModel
 
 
@@ -58,6 +59,8 @@ class ModelSummary(BaseModel):
     description: str
     trained_on: str = Field(description="What the weights were trained on, from the card; empty when it does not "
                                         "say.")
+    demo: bool = Field(description="One of the bundled demo models, trained on Fovea's procedural shapes alone: "
+                                   "the image page opens an upload with another model when one is ready.")
     status: str = Field(description="`ready` or `error`.")
     error: str | None
     card: str = Field(description="The card file's name.")
@@ -102,6 +105,7 @@ def model_summary(model: LoadedModel) -> ModelSummary:
         name=card.name if card else model.id,
         description=card.description if card else "",
         trained_on=card.trained_on if card else "",
+        demo=model.card_path.parent.resolve() == BUILTIN_MODEL_DIR.resolve(),
         status=model.status,
         error=model.error,
         card=model.card_path.name,

@@ -2,16 +2,25 @@
 // a failure: the model's maps and CAMs need none), or the progress of the build under way (re-checked every few
 // seconds); any other error as an error.
 
-import { html } from "../dom.js";
+import { html, withCode } from "../dom.js";
 import { withQuery } from "../urls.js";
 
+const isBuilding = (error) => error.status === 409 && /being built/.test(error.message);
+const isMissing = (error) => !isBuilding(error) && error.code === "atlas_missing";
+
+/** The error's message: a state to act on (no atlas yet, or one being built) in plain text, anything else red. */
+export function problemLine(error) {
+  const state = isBuilding(error) || isMissing(error);
+  return html`<p class="${state ? "muted" : "error-text"}">${isMissing(error) ? html`<b>No atlas yet:</b> ` : ""}${withCode(error.message)}</p>`;
+}
+
 export function atlasProblem(root, error, { title, signal }) {
-  const building = error.status === 409 && /being built/.test(error.message);
-  const missing = !building && error.code === "atlas_missing";
+  const building = isBuilding(error);
+  const missing = isMissing(error);
   const here = Object.fromEntries(new URLSearchParams(location.search));  // the page's view, on another atlas
   root.innerHTML = html`<section class="problem">
     <h1><code>${title}</code></h1>
-    <p class="${building || missing ? "muted" : "error-text"}">${missing ? html`<b>No atlas yet:</b> ` : ""}${error.message}</p>
+    ${problemLine(error)}
     ${building ? html`<p class="muted building">This page reloads when the atlas is ready.</p>` : ""}
     ${missing && error.detail.available?.length ? html`<p>This model's atlases: ${error.detail.available.map((dataset, i) =>
       html`${i ? ", " : ""}<a href="${withQuery(location.pathname, { ...here, dataset })}">${dataset}</a>`)}.</p>` : ""}

@@ -42,11 +42,18 @@ export async function mountConcepts(root, { params, query, signal }) {
     ${masks ? html`<section class="panel">
       <h2>Concepts</h2>
       <ul class="concept-list">${summary.concepts.map((c) => html`<li>
-        ${c.units ? html`<a href="${filtered({ concept: c.id })}"><span class="chip">${c.name}</span></a>` : html`<span class="chip chip-faint">${c.name}</span>`}
-        <span class="muted small">${c.category} · ${c.units} unit${c.units === 1 ? "" : "s"} · ${c.images} images</span></li>`)}</ul>
+        ${c.units + c.features ? html`<a href="${filtered({ concept: c.id })}"><span class="chip">${c.name}</span></a>` : html`<span class="chip chip-faint">${c.name}</span>`}
+        <span class="muted small" title="${conceptCounts(c)}">${conceptCounts(c)}</span></li>`)}</ul>
     </section>` : ""}`;
   onDatasetPicked(root, signal, (dataset) => navigate(pageUrl.concepts(modelId, { dataset })));
   return meta;
+}
+
+/** "shape · 12 units · 13 features · 67 images": channels and dictionary features counted apart. */
+function conceptCounts(concept) {
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const features = concept.features ? ` · ${plural(concept.features, "feature")}` : "";
+  return `${concept.category} · ${plural(concept.units, "unit")}${features} · ${plural(concept.images, "image")}`;
 }
 
 /** NetDissect's table: per layer, the units labelled with a concept of each category. */
@@ -56,7 +63,7 @@ function labelledSection(summary, modelId, filtered) {
   const totals = Object.fromEntries(summary.categories.map((c) => [c, channels.reduce((n, l) => n + l.labelled[c], 0)]));
   return html`<section class="panel concepts-labelled">
       <h2>Units labelled, per layer and category</h2>
-      <table class="concept-table">
+      <div class="table-scroll"><table class="concept-table">
         <thead><tr><th scope="col">layer</th><th scope="col">units</th>${summary.categories.map((c) =>
           html`<th scope="col">${c}</th>`)}<th scope="col">distinct concepts</th></tr></thead>
         <tbody>${summary.layers.map((layer) => html`<tr>
@@ -68,7 +75,7 @@ function labelledSection(summary, modelId, filtered) {
           <td>${layer.concepts.length}</td></tr>`)}</tbody>
         <tfoot><tr><th scope="row">all channels</th><td>${channels.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
           html`<td>${totals[c] ? html`<a href="${filtered({ kind: CHANNEL, category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
-      </table>
+      </table></div>
     </section>`;
 }
 
@@ -80,7 +87,7 @@ function selectivitySection(summary, modelId, filtered) {
     <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, one class of the dataset's folders
       against the rest. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
       links to its units, the most selective first.</p>
-    <table class="concept-table">
+    <div class="table-scroll"><table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>
         <th scope="col">mean best AUC</th><th scope="col" class="class-column">their classes</th></tr></thead>
       <tbody>${summary.layers.map((layer) => html`<tr data-kind="${layer.kind}">
@@ -90,7 +97,7 @@ function selectivitySection(summary, modelId, filtered) {
         <td>${layer.best_auc_mean === null ? "–" : layer.best_auc_mean.toFixed(3)}</td>
         <td class="class-column">${layer.selective_classes.map((c) => html`<a class="chip" href="${filtered({ class: c.class, layer: layer.layer, kind: layer.kind })}"
           title="${c.units} unit${c.units === 1 ? "" : "s"} selective for ${c.class}">${c.class} <span class="muted">${c.units}</span></a> `)}</td></tr>`)}</tbody>
-    </table>
+    </table></div>
   </section>`;
 }
 

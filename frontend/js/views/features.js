@@ -86,7 +86,7 @@ export function comparisonSection(summary, modelId) {
     <h2>Channels and dictionary features</h2>
     <p class="muted panel-note">Is a dictionary more interpretable than the neurons? For each layer with a dictionary:
       how many of each kind of unit ${measures}.</p>
-    <table class="concept-table">
+    <div class="table-scroll"><table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">kind</th><th scope="col">units</th>
         ${masks ? html`<th scope="col">labelled</th><th scope="col">mean best IoU</th><th scope="col">distinct concepts</th>` : ""}
         ${classes ? html`<th scope="col">selective</th><th scope="col">mean best AUC</th><th scope="col">distinct classes</th>` : ""}</tr></thead>
@@ -100,7 +100,7 @@ export function comparisonSection(summary, modelId) {
         ${classes ? html`<td>${row.selective_units} <span class="muted small">${percent(row.selective_units / row.units)}</span></td>
         <td>${fixed(row.best_auc_mean)}</td>
         <td>${row.selective_classes.length}</td>` : ""}</tr>`)}</tbody>
-    </table>
+    </table></div>
   </section>`;
 }
 

@@ -8,6 +8,7 @@ import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { modelDictionaries } from "../data.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
+import { problemLine } from "./atlas-problem.js";
 import { chipTitle } from "./unit-labels.js";
 
 const LIMIT = 12;
@@ -27,7 +28,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
     body = await getJsonFollowed(apiUrl.firedUnits(imageId, { model: modelId, layer, limit: LIMIT, maps: true,
       ...atlasQuery({ dataset: atlas?.dataset, kind }) }), { signal, onProgress: noteWaiting(strip) });
   } catch (error) {
-    if (error.name !== "AbortError") strip.innerHTML = html`<p class="error-text">${error.message}</p>`;
+    if (error.name !== "AbortError") strip.innerHTML = problemLine(error);
     return;
   }
   strip.classList.remove("muted");

@@ -1,7 +1,7 @@
 // Home: every model in the store, with its status.
 
 import { modelList } from "../data.js";
-import { formatCount, html } from "../dom.js";
+import { formatCount, html, withCode } from "../dom.js";
 import { pageUrl } from "../urls.js";
 
 export async function mountHome(root, { signal }) {
@@ -39,7 +39,7 @@ function modelCard(model) {
               <div><dt>Layers</dt><dd>${model.layer_count}</dd></div>
               ${accuracy !== undefined ? html`<div><dt>Held-out acc.</dt><dd>${(accuracy * 100).toFixed(1)}%</dd></div>` : ""}
             </dl>`
-          : html`<p class="error-text">${model.error}</p>`}
+          : html`<p class="error-text">${withCode(model.error)}</p>`}
       </a>
     </li>`;
 }

@@ -51,13 +51,20 @@ async function showSamples(section, query, signal) {
   section.hidden = false;
 }
 
+/** The model an image opens with when its link names none: the first ready one, except that an upload (most
+ *  often a photo) skips the demo models, which know only their shapes, when another model is ready. */
+function openingModel(ready, imageId) {
+  const upload = !imageId.includes(":");  // dataset images are `dataset:index`
+  return (upload && ready.find((m) => !m.demo)) || ready[0];
+}
+
 export async function mountImage(root, { params, query, signal }) {
   const imageId = params.image;
   const [info, models, methods] = await Promise.all([imageInfo(imageId, { signal }), modelList({ signal }),
     methodList({ signal })]);
   const ready = models.filter((m) => m.status === "ready");
   if (!ready.length) throw new ApiError(409, "no_models", "No model is ready to look at this image.");
-  const modelId = ready.some((m) => m.id === query.model) ? query.model : ready[0].id;
+  const modelId = ready.some((m) => m.id === query.model) ? query.model : openingModel(ready, imageId).id;
   const [model, atlases] = await Promise.all([modelCard(modelId, { signal }), modelAtlases(modelId, { signal })]);
   // The atlas fired units are ranked against: the one a link names, else the model's default.
   const atlas = atlases.find((a) => a.dataset === query.dataset) ?? atlases.find((a) => a.default) ?? atlases[0] ?? null;

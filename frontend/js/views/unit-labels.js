@@ -28,8 +28,8 @@ export function labelLine(detail, modelId) {
     : selected ? html`<a class="chip chip-label" href="${pageUrl.search({ q: selected.class, model: modelId })}"
       title="Units selective for ${selected.class}">${selected.class}</a>
     <span class="small">AUC ${selected.auc.toFixed(2)} · class</span>` : html`<span class="chip chip-faint">no label</span>`}
-    <span class="description">${labels.description}</span>${elsewhere}
-    <span class="muted small" title="${labels.described_by}">· written from the measured numbers by a template</span></p>`;
+    <span class="description">${labels.description}${elsewhere}
+      <span class="muted small" title="${labels.described_by}">(written from the measured numbers by a template)</span></span></p>`;
 }
 
 /** The side panel of everything dissection measured of the unit. */
