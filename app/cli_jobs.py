@@ -179,18 +179,25 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr with items per second and the time left."""
+    """A one-line progress bar on stderr with items per second and the time left. Where stderr is a file or a
+    pipe (a log), a line every LOG_SECONDS instead, so the log holds a readable history, not one long line."""
+
+    LOG_SECONDS = 10.0
 
     def __init__(self, width: int = 30, unit: str = "images"):
         self.width, self.unit, self.started, self.first = width, unit, time.perf_counter(), None
+        self.logged = None  # when the last line went to a log
 
     def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
         if self.first is None:
             self.first = done  # a resumed build starts part-way
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = (done - self.first) / elapsed
-        left = (total - done) / rate if rate > 0 else float("nan")
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        left = f"{(total - done) / rate:5.0f} s left" if rate > 0 else "    ? s left"
         filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        print(f"\r[{bar}] {done}/{total} {self.unit}  {rate:6.1f}/s  {left:5.0f} s left", end="",
-              file=sys.stderr, flush=True)
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {self.unit}  {rate:6.1f}/s  {left}"
+        if sys.stderr.isatty():
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif self.logged is None or done >= total or now - self.logged >= self.LOG_SECONDS:
+            self.logged = now
+            print(line, file=sys.stderr, flush=True)

@@ -201,7 +201,8 @@ def test_first_run_builds_atlases_then_grid_unit_and_shared_link(server):
         page.locator(".problem").wait_for()
         assert page.locator(".problem .error-text").count() == 0
         said = page.locator(".problem").inner_text()
-        assert "No atlas yet: the 'elsewhere' atlas" in said and "run `fovea index shapes-cnn --dataset" in said, said
+        assert "No atlas yet: the 'elsewhere' atlas" in said and "run fovea index shapes-cnn --dataset" in said, said
+        assert page.locator(".problem code", has_text="fovea index shapes-cnn --dataset PATH").count() == 1
         screenshot(page, "layer-no-atlas-1280")
         page.locator(".problem a", has_text="demo").click()  # the atlases there are, each a link
         page.wait_for_url(server + "/m/shapes-cnn/block3?dataset=demo")

@@ -302,3 +302,34 @@ def test_a_photo_opens_with_a_model_that_knows_photos(server, chromium):
     page.wait_for_selector(".prediction-list li")
     screenshot(page, "image-photo-1280")
     assert errors == []
+
+
+def test_a_method_ticked_later_is_computed_alone_beside_the_maps_already_drawn(server, chromium):
+    """Ticking a slow method keeps the maps already drawn on screen while it computes, and asks for it alone;
+    unticking one asks for nothing. The review found Grad-CAM blanked for the 45 s of a Score-CAM."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    asked = []
+    page.on("request", lambda request: asked.append(parse_qs(urlsplit(request.url).query).get("methods"))
+            if "/cam?" in request.url else None)
+    page.goto(f"{server}/image/demo:0?model=shapes-cnn&layer=block4&methods=gradcam")
+    page.wait_for_selector(".cam-card.is-drawn[data-method=gradcam]")
+    drawn = _map_pixels(page, "gradcam")
+    asked.clear()
+    page.check("input[name=method][value=scorecam]")
+    page.wait_for_function("[...document.querySelectorAll('.cam-card')].some((card) => card.dataset.method === "
+                           "'scorecam')")
+    assert page.locator(".cam-card.is-drawn[data-method=gradcam]").count() == 1  # still there, not loading
+    page.wait_for_selector(".cam-card.is-drawn[data-method=scorecam]")
+    assert asked == [["scorecam"]]
+    assert _map_pixels(page, "gradcam") == drawn
+    page.uncheck("input[name=method][value=scorecam]")
+    page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("methods") == ["gradcam"])
+    page.wait_for_timeout(400)  # past the picker's 250 ms pause
+    assert asked == [["scorecam"]] and page.locator(".cam-card[data-method]").count() == 1
+    assert _map_pixels(page, "gradcam") == drawn
+    assert errors == []
+
+
+def _map_pixels(page, method: str) -> str:
+    return page.eval_on_selector(f".cam-card[data-method={method}] canvas", "canvas => canvas.toDataURL()")

@@ -274,6 +274,8 @@ def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summar
             box = last.bounding_box()
             assert box["x"] + box["width"] <= width
             assert last.evaluate(FITS), path  # not cut off with an ellipsis
+            assert last.evaluate("(a) => a.getBoundingClientRect().right <= "  # nor clipped by the crumbs' box
+                                 "a.parentElement.getBoundingClientRect().right + 0.5"), path
             parents = page.locator(".crumbs a:nth-last-child(3)")  # the page's parent, legible; those above hidden
             assert parents.evaluate("(a) => a.getBoundingClientRect().width >= Math.min(a.scrollWidth, 40)"), path
             assert page.locator(".crumbs a").evaluate_all("(links) => links.filter((a) => a.offsetParent).length") == 2

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from app.cli import main
+from app.cli_jobs import ProgressBar
 from app.store.checkpoints import sha256_file
 
 
@@ -54,3 +55,17 @@ def test_demo_generate(tmp_path, capsys):
     assert main(["demo", "generate", "--count", "5", "--out", str(tmp_path)]) == 0
     assert "heldout: 5 images" in capsys.readouterr().out
     assert len(list((tmp_path / "heldout" / "masks").iterdir())) == 5
+
+
+def test_progress_in_a_log_is_a_line_every_few_seconds_and_never_nan(monkeypatch, capsys):
+    """Where stderr is a file, the bar writes whole lines (the first, then at most one per LOG_SECONDS, and the
+    last) instead of one line rewritten with carriage returns; before any rate, the time left is '?'."""
+    clock = iter([0.0, 0.0, 1.0, 2.0, 12.0, 13.0])
+    monkeypatch.setattr("app.cli_jobs.time.perf_counter", lambda: next(clock))
+    bar = ProgressBar(width=4)
+    for done in (0, 10, 20, 30, 40):
+        bar(done, 40)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["[....] 0/40 images     0.0/s      ? s left",
+                     "[###.] 30/40 images     2.5/s      4 s left",
+                     "[####] 40/40 images     3.1/s      0 s left"]

@@ -70,27 +70,56 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }).catch(() => { status.textContent = "The image could not be loaded."; });
   };
 
+  // One map's card, drawn by draw() once its canvas is in the grid.
+  const mapCard = (shown, target) => html`<figure class="cam-card" data-method="${shown.method}">
+      <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
+      <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
+        <span class="small muted">${formatSeconds(shown.shownSeconds)}</span>
+        <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
+        <a class="save small" href="#" download="${fileName(imageId, layer, target.class, shown.method)}"
+          title="Save this overlay as a PNG">PNG</a>
+        <div class="badges"></div></figcaption>${hasNothingPositive(shown, state.relu) ? html`
+        <p class="nothing-positive small" role="note">No positive evidence for ${target.label} at this layer: every
+          value is at most ${formatNumber(shown.raw.range[1])}, so after ReLU the map is empty. Untick ReLU to see the
+          signed map, or pick a deeper layer.</p>` : ""}</figure>`;
+  const loadingCard = (id) => html`<figure class="cam-card is-loading" data-method="${id}">
+      <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`;
+  // The grid in the methods' order: a map already answered is drawn, the others wait for theirs.
+  const showGrid = (maps, target) => {
+    const byMethod = new Map(maps.map((shown) => [shown.method, shown]));
+    grid.innerHTML = html`${imageCard}${state.methods.map((id) => (byMethod.has(id) ? mapCard(byMethod.get(id), target) : loadingCard(id)))}`;
+    grid.querySelectorAll(".nothing-positive").forEach((note) => note.closest(".cam-card").classList.add("is-blank"));
+    draw();
+  };
+
   let requested = false;
+  let answeredFor = null;  // the target and ReLU of `answer`: its maps stay right while only the methods change
   const fetchMaps = async () => {
     requested = true;
     inflight?.abort();
     scoring?.abort();
-    answer = null;
+    const view = JSON.stringify([state.target, state.relu]);
+    const kept = answer && answeredFor === view ? answer.maps.filter((shown) => state.methods.includes(shown.method)) : [];
+    const missing = state.methods.filter((id) => !kept.some((shown) => shown.method === id));
+    answer = kept.length ? { ...answer, maps: kept } : null;
     if (!state.methods.length) {
       grid.innerHTML = html`${imageCard}`;
       status.textContent = "Pick at least one method.";
       return;
     }
+    showGrid(kept, answer?.target);
+    if (!missing.length) {  // a method unticked: nothing to compute
+      if (state.metrics) fetchMetrics();
+      return;
+    }
     const controller = new AbortController();
     inflight = controller;
-    grid.innerHTML = html`${imageCard}${state.methods.map((id) => html`<figure class="cam-card is-loading" data-method="${id}">
-      <canvas width="224" height="224"></canvas><figcaption><b>${registry.get(id).name}</b></figcaption></figure>`)}`;
     // A slow method (Score-CAM on a wide layer) shows how far it is, and the seconds count.
     const started = performance.now();
     let progress = null;
     const computing = () => {
       const seconds = Math.floor((performance.now() - started) / 1000);
-      status.innerHTML = html`Computing ${state.methods.length} map${state.methods.length > 1 ? "s" : ""}…${
+      status.innerHTML = html`Computing ${missing.length} map${missing.length > 1 ? "s" : ""}…${
         progressNote(progress)}${seconds ? ` · ${seconds} s` : ""}`;
     };
     computing();
@@ -98,36 +127,28 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     const ticker = setInterval(computing, 1000);
     let body;
     try {
-      body = await getJsonFollowed(apiUrl.cam(imageId, params()), {
+      body = await getJsonFollowed(apiUrl.cam(imageId, params(missing)), {
         signal: controller.signal,
         onProgress: (found) => { progress = found; computing(); },
       });
     } catch (error) {
       if (error.name === "AbortError") return;
       grid.innerHTML = html`${imageCard}`;
+      answer = null;
       status.innerHTML = html`<span class="error-text">${error.message}</span>`;
       return;
     } finally {
       clearInterval(ticker);
       status.setAttribute("aria-busy", "false");
     }
-    answer = body;
+    // A map's time is its own method's plus its share of the pass that captured the layer.
+    for (const shown of body.maps) shown.shownSeconds = shown.seconds + body.capture_seconds / body.maps.length;
+    answer = { ...body, maps: [...kept, ...body.maps] };
+    answeredFor = view;
     status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
       ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
       : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
-    grid.innerHTML = html`${imageCard}${body.maps.map((shown) => html`<figure class="cam-card" data-method="${shown.method}">
-      <canvas width="224" height="224" aria-label="${shown.name} map"></canvas>
-      <figcaption><b title="${registry.get(shown.method).reference}">${shown.name}</b>
-        <span class="small muted">${formatSeconds(shown.seconds + body.capture_seconds / body.maps.length)}</span>
-        <span class="small muted">raw ${shown.raw.range.map(formatNumber).join(" … ")}</span>
-        <a class="save small" href="#" download="${fileName(imageId, layer, body.target.class, shown.method)}"
-          title="Save this overlay as a PNG">PNG</a>
-        <div class="badges"></div></figcaption>${hasNothingPositive(shown, state.relu) ? html`
-        <p class="nothing-positive small" role="note">No positive evidence for ${body.target.label} at this layer: every
-          value is at most ${formatNumber(shown.raw.range[1])}, so after ReLU the map is empty. Untick ReLU to see the
-          signed map, or pick a deeper layer.</p>` : ""}</figure>`)}`;
-    grid.querySelectorAll(".nothing-positive").forEach((note) => note.closest(".cam-card").classList.add("is-blank"));
-    draw();
+    showGrid(answer.maps, body.target);
     if (state.metrics) fetchMetrics();
   };
 
@@ -143,7 +164,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     inflight?.abort();
     scoring?.abort();
   }, { once: true });
-  const params = () => ({ model: model.id, layer, methods: state.methods.join(","), target: state.target ?? "",
+  const params = (ids = state.methods) => ({ model: model.id, layer, methods: ids.join(","), target: state.target ?? "",
     relu: state.relu ? "" : "false" });
 
   // Scores need a few forward passes per map: asked for after the maps are drawn, in a second request.
@@ -172,10 +193,10 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }
   };
 
-  const changed = ({ refetch }) => {
+  const changed = ({ refetch, methodsOnly = false }) => {
     onStateChange(camQuery(state));
     if (!refetch) return draw();
-    grid.querySelectorAll(".cam-card").forEach((card) => card.classList.replace("is-drawn", "is-loading"));
+    if (!methodsOnly) grid.querySelectorAll(".cam-card").forEach((card) => card.classList.replace("is-drawn", "is-loading"));
     clearTimeout(timer);
     timer = setTimeout(fetchMaps, 250);  // ticking several methods in a row makes one request
   };
@@ -206,7 +227,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
   section.querySelector(".method-picker").addEventListener("change", () => {
     const ticked = [...section.querySelectorAll("input[name=method]:checked")].map((input) => input.value);
     state.methods = methods.map((m) => m.id).filter((id) => ticked.includes(id));  // registry order
-    changed({ refetch: true });
+    changed({ refetch: true, methodsOnly: true });  // the maps already drawn stay while the new ones compute
   }, { signal });
   legend();
   after.then(() => { if (!requested && !signal.aborted) fetchMaps(); });  // unless a change came first

@@ -63,9 +63,9 @@ export async function mountLayer(root, { params, query, signal }) {
         ${sorts.length ? html`<label>Sort by <select name="sort">${sorts.map((sort) =>
           html`<option value="${sort.id}" ${sort.id === state.sort ? "selected" : ""}>${sort.label}</option>`)}</select></label>` : ""}
         <label class="toggle"><input type="checkbox" name="desc" ${state.order === "desc" ? "checked" : ""}> descending</label>
-        <label>Colours <select name="scale">
+        ${state.show === "visualizations" ? "" : html`<label>Colours <select name="scale">
           <option value="unit" ${state.scale === "unit" ? "selected" : ""}>each unit to its own maximum</option>
-          <option value="layer" ${state.scale === "layer" ? "selected" : ""}>one scale for the layer</option></select></label>
+          <option value="layer" ${state.scale === "layer" ? "selected" : ""}>one scale for the layer</option></select></label>`}
         <label>Show <select name="show">
           <option value="images" ${state.show === "images" ? "selected" : ""}>top images</option>
           <option value="visualizations" ${state.show === "visualizations" ? "selected" : ""}>feature visualisations</option></select></label>
@@ -108,6 +108,7 @@ export async function mountLayer(root, { params, query, signal }) {
     link.href = pageUrl.unit(modelId, layer, unit.unit, atlasQuery(state));
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (state.show === "visualizations") {
+      cell.classList.add("is-rendering");  // pulses until its image comes: the first ask renders it (seconds)
       try {  // rendered by the server on the first ask; first start renders the demo models' default layers
         const image = await loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, atlasQuery({ kind: state.kind })));
         if (!current()) return;
@@ -115,6 +116,8 @@ export async function mountLayer(root, { params, query, signal }) {
         cell.classList.add("is-drawn");
       } catch {
         if (current()) cell.classList.add("is-missing");
+      } finally {
+        if (current()) cell.classList.remove("is-rendering");
       }
       return;
     }
@@ -164,7 +167,7 @@ export async function mountLayer(root, { params, query, signal }) {
     state.order = event.target.checked ? "desc" : "asc";
     resort();
   }, { signal });
-  root.querySelector("select[name=scale]").addEventListener("change", (event) => {
+  root.querySelector("select[name=scale]")?.addEventListener("change", (event) => {
     state.scale = event.target.value;
     resort();
   }, { signal });

@@ -105,6 +105,10 @@ export async function mountUnit(root, { params, query, signal }) {
     const { previous, next } = neighbourUnits(unit, detail.units_total);
     const titleRow = head.querySelector(".title-row");
     titleRow.querySelector("h1 code").textContent = unitName(layer, state.kind, unit);
+    // A receptive field as large as the image (a late layer's) leaves nothing to crop.
+    const whole = detail.top.every((item) => !item.crop || (item.crop.w >= 1 && item.crop.h >= 1 && item.crop.x <= 0 && item.crop.y <= 0));
+    controls.crop.disabled = whole;
+    controls.crop.closest("label").title = whole ? "At this layer each top image's receptive field is the whole image: nothing to crop" : "";
     titleRow.querySelectorAll(".badge").forEach((badge) => badge.remove());
     if (detail.dead) titleRow.querySelector("h1").insertAdjacentHTML("afterend", html`<span class="badge badge-error">dead</span>`);
     if (detail.feature) {
@@ -155,7 +159,8 @@ export async function mountUnit(root, { params, query, signal }) {
       }).catch(() => canvas.classList.add("is-missing"));
     });
     renderColorScale(root.querySelector(".scale-slot"), {
-      colormap: state.colormap, gamma: HEAT_GAMMA, from: "0", to: high.toFixed(2), mark: stats.quantile_995 / high,
+      // The maps are stored as float16: their top is the unit's maximum rounded (8.625 for 8.622); say the exact one.
+      colormap: state.colormap, gamma: HEAT_GAMMA, from: "0", to: scaleTop(high, stats.max_max).toFixed(2), mark: stats.quantile_995 / high,
       markLabel: `99.5% quantile: ${stats.quantile_995.toFixed(2)}`,
       note: `One scale for all ${detail.top.length} images, strongest colour at the highest value shown; `
         + `${state.outline ? "the mark and the outlines" : "the mark"}: the unit's 99.5% quantile, ${stats.quantile_995.toFixed(2)}.`,
@@ -347,3 +352,6 @@ async function showFacets(body, { modelId, layer, unit, kind, signal }) {
     if (error.name !== "AbortError") note.textContent = `no facets: ${error.message}`;
   }
 }
+
+/** The colour scale's top: the unit's exact maximum where the float16 maps' top is it rounded. */
+const scaleTop = (high, max) => (Math.abs(high - max) <= high / 1024 ? max : high);
