@@ -327,7 +327,7 @@ def test_a_method_ticked_later_is_computed_alone_beside_the_maps_already_drawn(s
     page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("methods") == ["gradcam"])
     page.wait_for_timeout(400)  # past the picker's 250 ms pause
     assert asked == [["scorecam"]] and page.locator(".cam-card[data-method]").count() == 1
-    assert _map_pixels(page, "gradcam") == drawn
+    assert _map_pixels(page, "gradcam") == drawn and cam_status(page).startswith("Explaining")
     assert errors == []
 
 

@@ -92,6 +92,12 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     draw();
   };
 
+  const explained = (body) => {
+    status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
+      ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
+      : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
+  };
+
   let requested = false;
   let answeredFor = null;  // the target and ReLU of `answer`: its maps stay right while only the methods change
   const fetchMaps = async () => {
@@ -109,6 +115,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     }
     showGrid(kept, answer?.target);
     if (!missing.length) {  // a method unticked: nothing to compute
+      explained(answer);  // (in place of a "Computing…" of a request this change ended)
       if (state.metrics) fetchMetrics();
       return;
     }
@@ -145,9 +152,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     for (const shown of body.maps) shown.shownSeconds = shown.seconds + body.capture_seconds / body.maps.length;
     answer = { ...body, maps: [...kept, ...body.maps] };
     answeredFor = view;
-    status.innerHTML = html`Explaining <b>${body.target.label}</b> (class ${body.target.class},
-      ${(body.target.probability * 100).toFixed(1)}%)${body.target.class === body.top.class ? ", the top prediction"
-      : html`; the top prediction is ${body.top.label}`} · layer ${body.layer_shape.join(" × ")}`;
+    explained(answer);
     showGrid(answer.maps, body.target);
     if (state.metrics) fetchMetrics();
   };
