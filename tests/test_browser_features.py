@@ -80,6 +80,15 @@ def test_from_the_model_page_to_a_feature_its_channels_and_back(server):
         page.locator(".notes .notes-body p").first.wait_for()
         assert page.locator(".notes .note-list").count() == 0  # the channel has none
 
+        page.goto(f"{base}/m/shapes-cnn/block4/abc?dataset={dataset}")  # read as a kind of unit: not one here
+        page.locator(".problem").wait_for()
+        links = dict(page.locator(".problem a").evaluate_all(
+            "(links) => links.map((a) => [a.textContent, a.getAttribute('href')])"))
+        assert links["channel"] == f"/m/shapes-cnn/block4?dataset={dataset}"
+        assert links[KIND] == f"/m/shapes-cnn/block4/{KIND}?dataset={dataset}"
+        assert links["block4:0"] == f"/m/shapes-cnn/block4/0?dataset={dataset}"
+        screenshot(page, "layer-unknown-kind")
+
 
 def test_features_fire_on_an_image_and_compare_with_the_channels(server):
     base, dataset = server

@@ -3,7 +3,7 @@
 // seconds); any other error as an error.
 
 import { html, withCode } from "../dom.js";
-import { withQuery } from "../urls.js";
+import { atlasQuery, pageUrl, withQuery } from "../urls.js";
 
 const isBuilding = (error) => error.status === 409 && /being built/.test(error.message);
 const isMissing = (error) => !isBuilding(error) && error.code === "atlas_missing";
@@ -14,7 +14,9 @@ export function problemLine(error) {
   return html`<p class="${state ? "muted" : "error-text"}">${isMissing(error) ? html`<b>No atlas yet:</b> ` : ""}${withCode(error.message)}</p>`;
 }
 
-export function atlasProblem(root, error, { title, signal }) {
+/** `at`: { modelId, layer } where the page is a layer's, to link the kinds of unit it has when it asked for
+ *  another (`/m/model/block4/abc` reads "abc" as a kind). */
+export function atlasProblem(root, error, { title, signal, at = null }) {
   const building = isBuilding(error);
   const missing = isMissing(error);
   const here = Object.fromEntries(new URLSearchParams(location.search));  // the page's view, on another atlas
@@ -22,6 +24,9 @@ export function atlasProblem(root, error, { title, signal }) {
     <h1><code>${title}</code></h1>
     ${problemLine(error)}
     ${building ? html`<p class="muted building">This page reloads when the atlas is ready.</p>` : ""}
+    ${at && error.detail?.kinds?.length ? html`<p>Its kinds of unit: ${error.detail.kinds.map((kind, i) => html`${i ? ", " : ""}<a
+      href="${pageUrl.layer(at.modelId, at.layer, { ...atlasQuery({ dataset: here.dataset }), kind })}">${kind}</a>`)}; a unit
+      is named by its number, as in <a href="${pageUrl.unit(at.modelId, at.layer, 0, { dataset: here.dataset })}"><code>${at.layer}:0</code></a>.</p>` : ""}
     ${missing && error.detail.available?.length ? html`<p>This model's atlases: ${error.detail.available.map((dataset, i) =>
       html`${i ? ", " : ""}<a href="${withQuery(location.pathname, { ...here, dataset })}">${dataset}</a>`)}.</p>` : ""}
     ${missing ? html`<p class="muted small">An atlas records every unit's top images and statistics over a dataset,

@@ -45,7 +45,7 @@ export async function mountLayer(root, { params, query, signal }) {
   } catch (error) {
     if (error.status !== 409 && !(error.status === 404 && info)) throw error;
     forgetAtlases(modelId);  // the atlas may be on its way: the next look asks again
-    atlasProblem(root, error, { title: layer, signal });
+    atlasProblem(root, error, { title: layer, signal, at: { modelId, layer } });
     return { title: `${layer} · ${model.name}`, crumbs };
   }
   if (!state.dataset) { // a link that named no dataset: name the one shown, so a copied link keeps showing it
