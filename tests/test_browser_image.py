@@ -287,9 +287,9 @@ def test_fired_units_are_drawn_on_the_image_and_their_pages_show_it(server, chro
 
 def test_a_photo_opens_with_a_model_that_knows_photos(server, chromium):
     """An upload whose link names no model opens with the first ready model that is not a demo model (those
-    know only their shapes: a photo of a cat got "heart"), and with a demo model when no other is ready."""
+    know only their shapes: a photo of a cat got "heart")."""
     ready = [model for model in httpx.get(f"{server}/api/models").json() if model["status"] == "ready"]
-    expected = next((model["id"] for model in ready if not model["demo"]), ready[0]["id"])
+    expected = next(model["id"] for model in ready if not model["demo"])  # the test extra installs EfficientNet
     assert {model["id"]: model["demo"] for model in ready}.get("shapes-cnn") is True
     errors = []
     page = open_page(chromium, errors=errors)
@@ -327,7 +327,13 @@ def test_a_method_ticked_later_is_computed_alone_beside_the_maps_already_drawn(s
     page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("methods") == ["gradcam"])
     page.wait_for_timeout(400)  # past the picker's 250 ms pause
     assert asked == [["scorecam"]] and page.locator(".cam-card[data-method]").count() == 1
-    assert _map_pixels(page, "gradcam") == drawn and cam_status(page).startswith("Explaining")
+    assert _map_pixels(page, "gradcam") == drawn
+
+    page.check("input[name=method][value=ablationcam]")  # 192 passes: unticked while it computes
+    page.wait_for_function("document.querySelector('.cam-status').textContent.startsWith('Computing 1 map')")
+    page.uncheck("input[name=method][value=ablationcam]")
+    page.wait_for_function("document.querySelector('.cam-status').textContent.startsWith('Explaining')")
+    assert page.locator(".cam-card.is-drawn[data-method]").count() == 1 and _map_pixels(page, "gradcam") == drawn
     assert errors == []
 
 

@@ -105,7 +105,9 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     inflight?.abort();
     scoring?.abort();
     const view = JSON.stringify([state.target, state.relu]);
-    const kept = answer && answeredFor === view ? answer.maps.filter((shown) => state.methods.includes(shown.method)) : [];
+    // With Faithfulness on, every map is scored again with the new set: no map is kept (nor its badges).
+    const kept = answer && answeredFor === view && !state.metrics
+      ? answer.maps.filter((shown) => state.methods.includes(shown.method)) : [];
     const missing = state.methods.filter((id) => !kept.some((shown) => shown.method === id));
     answer = kept.length ? { ...answer, maps: kept } : null;
     if (!state.methods.length) {
@@ -140,6 +142,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       });
     } catch (error) {
       if (error.name === "AbortError") return;
+      inflight = null;
       grid.innerHTML = html`${imageCard}`;
       answer = null;
       status.innerHTML = html`<span class="error-text">${error.message}</span>`;
@@ -148,8 +151,15 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
       clearInterval(ticker);
       status.setAttribute("aria-busy", "false");
     }
+    inflight = null;
     // A map's time is its own method's plus its share of the pass that captured the layer.
     for (const shown of body.maps) shown.shownSeconds = shown.seconds + body.capture_seconds / body.maps.length;
+    // "top prediction" is taken again by each pass: where a near tie flipped it, the kept maps explained another
+    // class, and every map is asked for again.
+    if (kept.length && answer.target.class !== body.target.class) {
+      answer = null;
+      return fetchMaps();
+    }
     answer = { ...body, maps: [...kept, ...body.maps] };
     answeredFor = view;
     explained(answer);
@@ -227,7 +237,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     grid.querySelectorAll(".badges").forEach((badges) => { badges.innerHTML = ""; });
     scoring?.abort();
     status.querySelector(".metrics-note")?.remove();
-    if (state.metrics && answer) fetchMetrics();
+    if (state.metrics && answer && !inflight) fetchMetrics();  // else scored when the maps come
   }, { signal });
   section.querySelector(".method-picker").addEventListener("change", () => {
     const ticked = [...section.querySelectorAll("input[name=method]:checked")].map((input) => input.value);
