@@ -20,6 +20,7 @@ from typing import Literal
 
 from app.atlas.kinds import CHANNEL
 from app.atlas.layout import annotation_file
+from app.atlas.sqlite_files import read_rows
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
 _SCHEMA = """
@@ -120,10 +121,6 @@ class Annotations:
             return []  # nothing computed yet: no file is made by reading
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            return db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):  # a first writer has made the file and not yet its table
-                return []
-            raise
+            return read_rows(db, sql, params)
         finally:
             db.close()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from app.atlas.kinds import CHANNEL
+from app.atlas.sqlite_files import read_rows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (
@@ -82,10 +83,6 @@ class Notes:
             return []
         db = self._connect()
         try:
-            return [{"dictionary": "", **dict(row)} for row in db.execute(sql, params)]
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):  # the first note's writer has made the file and not yet its table
-                return []
-            raise
+            return [{"dictionary": "", **dict(row)} for row in read_rows(db, sql, params)]
         finally:
             db.close()
