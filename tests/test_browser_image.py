@@ -329,10 +329,23 @@ def test_a_method_ticked_later_is_computed_alone_beside_the_maps_already_drawn(s
     assert asked == [["scorecam"]] and page.locator(".cam-card[data-method]").count() == 1
     assert _map_pixels(page, "gradcam") == drawn
 
-    page.check("input[name=method][value=ablationcam]")  # 192 passes: unticked while it computes
+    # Ablation-CAM may finish before the untick lands (CI saw it): its request is held until then.
+    held, ended = [], []
+    page.route("**/cam?*methods=ablationcam*", lambda route: held.append(route))
+    for outcome in ("requestfailed", "requestfinished"):
+        page.on(outcome, lambda request: ended.append(request) if "ablationcam" in request.url else None)
+    page.check("input[name=method][value=ablationcam]")
     page.wait_for_function("document.querySelector('.cam-status').textContent.startsWith('Computing 1 map')")
     page.uncheck("input[name=method][value=ablationcam]")
     page.wait_for_function("document.querySelector('.cam-status').textContent.startsWith('Explaining')")
+    assert len(held) == 1
+    held[0].continue_()
+    for _ in range(600):  # its answer comes (or the page dropped it)
+        if ended:
+            break
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(400)  # an answer drawn would show by now
+    assert page.evaluate("document.querySelector('.cam-status').textContent").startswith("Explaining")
     assert page.locator(".cam-card.is-drawn[data-method]").count() == 1 and _map_pixels(page, "gradcam") == drawn
     assert errors == []
 
