@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import re
+from pathlib import Path
+
 import pytest
 from fastapi import routing
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
+from app.api.shell import cli_flags
+from app.settings import Settings
 
 
 @pytest.fixture
@@ -81,6 +87,18 @@ def test_unknown_routes_and_methods_use_the_error_shape(client):
     shell = client.get("/foo/bar", headers=page)  # the dashboard's page, whose router says "No page at /foo/bar"
     assert shell.status_code == 404 and shell.headers["content-type"].startswith("text/html")
     assert 'id="view"' in shell.text
+
+
+def test_the_page_names_the_flags_that_point_a_suggested_command_at_this_servers_cards_and_data(client, card_dir,
+                                                                                                tmp_path):
+    """A page suggests `fovea index MODEL ...`: a model from a card folder is unknown to the bare command, and its
+    atlas would go to the default data folder, unseen by this server (frontend/js/dom.js adds these flags)."""
+    page = client.get("/m/tiny", headers={"accept": "text/html"})
+    flags = re.search(r'<meta name="fovea-cli-flags" content="([^"]*)">', page.text).group(1)
+    assert html.unescape(flags) == f"--model-dir {card_dir} --data-dir {tmp_path / 'data'}"
+    odd = Settings(data_dir=Path("/srv/my data"), model_dirs=[Path("/srv/cards")])
+    assert cli_flags(odd) == "--model-dir /srv/cards --data-dir '/srv/my data'"
+    assert cli_flags(Settings(data_dir=Path.home() / ".fovea", model_dirs=[])) == ""
 
 
 # Every route outside /api, by its path as the app declares it. The pages each with URLs that must serve the

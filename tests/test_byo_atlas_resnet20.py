@@ -8,11 +8,14 @@ Criterion: a unit is selective when its most common class holds at least 30% of 
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
 from app.atlas.reader import Atlas
+from app.cli import build_parser
 from app.settings import Settings
 from app.store.store import load_store
 from tests.browser import browser, screenshot
@@ -51,7 +54,7 @@ def test_layer3_units_are_class_selective(indexed):
 
 
 def test_unit_page_loads_in_chromium(indexed):
-    root, cards, _ = indexed
+    root, cards, atlas = indexed
     with live_server(root / "data", "--model-dir", str(cards), "--no-builtin-models",
                      env={"FOVEA_AUTO_INDEX_DEMO": "false"}) as base, browser() as chromium:
         page = chromium.new_page(viewport={"width": 1280, "height": 900})
@@ -61,3 +64,15 @@ def test_unit_page_loads_in_chromium(indexed):
         assert page.locator(".bars li").count() >= 1
         page.wait_for_timeout(500)
         screenshot(page, "unit-resnet20")
+
+        # A layer not indexed suggests the command that adds it, runnable as printed: with this server's card
+        # folder and data folder, which a bare `fovea index` would not know.
+        page.goto(f"{base}/m/resnet20-cifar10/layer2.0")
+        command = page.locator("code", has_text="fovea index").first.inner_text()
+        words = shlex.split(command)
+        assert words[:2] == ["fovea", "index"]
+        args = build_parser().parse_args(words[1:])
+        assert (args.model, args.layers[-1], args.model_dirs, args.data_dir) == (
+            "resnet20-cifar10", "layer2.0", [cards], root / "data")
+        assert args.dataset == str(atlas.dataset_root)
+        screenshot(page, "layer-not-indexed-resnet20")

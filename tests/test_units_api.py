@@ -77,7 +77,7 @@ def test_errors(client):
     assert_error(client.get(f"{BASE}/layers/block4/units/191000/maps"), 404, "not_found", "0 to 191")
     assert_error(client.get(f"{BASE}/layers/block4/units/-1/maps"), 422, "invalid_input", "'-1' is not a unit index")
     assert_error(client.get(f"{BASE}/layers/stem/units"), 404, "layer_not_found", "indexed layers: block3, block4",
-                 "To add it: fovea index shapes-cnn --dataset ", " --layers block3 block4 stem")
+                 "To add it: `fovea index shapes-cnn --dataset ", " --layers block3 block4 stem`")
     assert_error(client.get(f"{BASE}/layers/nope/units"), 404, "layer_not_found", "'nope'")
     assert_error(client.get("/api/models/nope/layers/block4/units"), 404, "model_not_found")
     assert_error(client.get("/api/models/shapes-mobilenet/layers/features/units"), 409, "atlas_missing",

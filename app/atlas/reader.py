@@ -100,8 +100,8 @@ class Atlas:
             close, _ = did_you_mean(name, self.layers)
             raise LayerNotFound(
                 f"layer {name!r} is not in the {self.dataset!r} atlas of {self.model!r}; indexed layers: "
-                f"{', '.join(self.layers)}. To add it: fovea index {self.model} --dataset {self.dataset_root} "
-                f"--layers {' '.join(self.layers)} {name} (its maps and CAMs on any image need no atlas: /image)",
+                f"{', '.join(self.layers)}. To add it: `fovea index {self.model} --dataset {self.dataset_root} "
+                f"--layers {' '.join(self.layers)} {name}` (its maps and CAMs on any image need no atlas: /image)",
                 layer=name, indexed=list(self.layers), suggestions=close)
         return self.layers[name]
 

@@ -3,7 +3,7 @@
 // first: it may draw it in place (the unit page's step to the next unit) or answer null to be mounted again.
 
 import { ApiError } from "./api.js";
-import { html } from "./dom.js";
+import { html, withCode } from "./dom.js";
 import { startRouter } from "./router.js";
 import { mountConcepts } from "./views/concepts.js";
 import { mountHome } from "./views/home.js";
@@ -63,7 +63,7 @@ async function render(route, { cause, scroll }) {
     root.dataset.view = "error";
     root.innerHTML = html`<section class="problem">
       <h1>${title}</h1>
-      <p class="error-text">${error.message}</p>
+      <p class="error-text">${withCode(error.message)}</p>
       <p><a href="/">Back to all models</a></p>
     </section>`;
   }

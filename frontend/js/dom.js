@@ -27,9 +27,20 @@ export function html(strings, ...values) {
   return new Raw(out);
 }
 
-/** A server message with its `commands` in backticks, as text with <code> (the rest escaped). */
+/** A server message with its `commands` in backticks, as text with <code> (the rest escaped); a `fovea`
+ *  command as runnable() makes it. */
 export function withCode(message) {
-  return raw(String(message).split("`").map((part, i) => (i % 2 ? `<code>${escapeHtml(part)}</code>` : escapeHtml(part))).join(""));
+  return raw(String(message).split("`").map((part, i) => (i % 2 ? `<code>${escapeHtml(runnable(part))}</code>`
+    : escapeHtml(part))).join(""));
+}
+
+// The settings flags of the server that served the page (app/api/shell.py: its card folders, its data folder).
+const SERVER_FLAGS = globalThis.document?.querySelector('meta[name="fovea-cli-flags"]')?.content ?? "";
+
+/** A `fovea` command that acts on a model or its atlases, with the flags that point it at what this server
+ *  reads, so that it runs as printed: a model from `--model-dir` is unknown to a bare `fovea index`. */
+export function runnable(command, flags = SERVER_FLAGS) {
+  return flags && /^fovea (index|dissect|visualize|dictionary)\b/.test(command) ? `${command} ${flags}` : command;
 }
 
 export function formatCount(n) {

@@ -4,7 +4,7 @@
 // classes, the units selective for a class, per layer, and on a dataset of classes alone only those.
 
 import { conceptSummary, modelAtlases, modelCard } from "../data.js";
-import { html } from "../dom.js";
+import { html, withCode } from "../dom.js";
 import { navigate } from "../router.js";
 import { CHANNEL, pageUrl } from "../urls.js";
 import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
@@ -22,7 +22,7 @@ export async function mountConcepts(root, { params, query, signal }) {
   } catch (error) {
     if (error.status !== 404) throw error;
     root.innerHTML = html`<section class="page-head"><h1>Concepts of ${model.name}</h1>
-      <p class="note" role="note">${error.message}</p></section>`;
+      <p class="note" role="note">${withCode(error.message)}</p></section>`;
     return meta;
   }
   if (!query.dataset) navigate(pageUrl.concepts(modelId, { dataset: summary.dataset }), { replace: true });

@@ -3,7 +3,7 @@
 // between the layer's channels and its dictionaries' features, the model page's list of dictionaries, and the
 // concepts page's comparison of channels with features.
 
-import { html } from "../dom.js";
+import { html, runnable } from "../dom.js";
 import { CHANNEL, pageUrl } from "../urls.js";
 
 const percent = (value) => `${(100 * value).toFixed(1)}%`;
@@ -63,7 +63,7 @@ export function dictionariesSection(listing, modelId) {
     <ul class="dictionary-list">${listing.dictionaries.map((d) => html`<li>
       ${d.indexed ? html`<a href="${d.page}"><code>${d.layer}</code> · <b>${d.kind}</b></a>`
         : html`<code>${d.layer}</code> · <b>${d.kind}</b> <span class="muted small">(not in this atlas: run
-          <code>fovea index ${modelId}</code>)</span>`}
+          <code>${runnable(`fovea index ${modelId} --dataset ${listing.dataset === "demo" ? "demo" : "PATH"}`)}</code>)</span>`}
       <span class="muted small">${dictionaryFacts(d)}</span></li>`)}</ul>
   </section>`;
 }

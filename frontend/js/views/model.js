@@ -2,7 +2,7 @@
 // View state (the layer filter and "all layers") lives in the URL query.
 
 import { modelAtlases, modelCard, modelDictionaries } from "../data.js";
-import { formatCount, html, withCode } from "../dom.js";
+import { formatCount, html, runnable, withCode } from "../dom.js";
 import { namingExample } from "../layer-nav.js";
 import { navigate } from "../router.js";
 import { apiUrl, pageUrl } from "../urls.js";
@@ -44,7 +44,7 @@ export async function mountModel(root, { params, query, signal }) {
           ${atlas ? html`<span class="muted">${datasetPicker(atlases, atlas.dataset)}: ${atlas.layers.length} layers
             indexed on ${formatCount(atlas.images)} images</span>`
             : model.status === "ready" ? html`<span class="muted small no-atlas"><b>No atlas yet:</b> a layer's page lists its
-              units once <code>fovea index ${model.id} --dataset PATH</code> has recorded them; maps and CAMs on any image
+              units once <code>${runnable(`fovea index ${model.id} --dataset PATH`)}</code> has recorded them; maps and CAMs on any image
               work without one.</span>` : ""}
           ${atlases.some((a) => a.labels) ? html`<a class="button" href="${pageUrl.concepts(model.id, atlas?.labels ? { dataset: atlas.dataset } : {})}">Concept detectors</a>` : ""}
         </div>
