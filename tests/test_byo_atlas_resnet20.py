@@ -76,3 +76,14 @@ def test_unit_page_loads_in_chromium(indexed):
             "resnet20-cifar10", "layer2.0", [cards], root / "data")
         assert args.dataset == str(atlas.dataset_root)
         screenshot(page, "layer-not-indexed-resnet20")
+
+        # The upload page offers this model's own images, one per class, and asks for nothing that fails (it
+        # asked for the demo's samples, which a server of one's own model does not have: a 404).
+        failed = []
+        page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+        page.goto(f"{base}/image")
+        page.wait_for_selector(".sample-list li img")
+        assert sorted(page.locator(".sample-list li").all_inner_texts()) == sorted(CLASSES)
+        assert "resnet20-cifar10" in page.locator(".sample-list a").first.get_attribute("href")
+        assert failed == []
+        screenshot(page, "upload-samples-resnet20")

@@ -58,11 +58,16 @@ export function describeLayer(layers, name) {
   }
   const children = layers.filter((l) => parentLayer(layers, l.name)?.name === name);
   if (children.length) {
-    const last = children.at(-1);
-    const sequential = layer.type === "Sequential";  // its output is its last module's; other blocks may add more
-    parts.push(`${parent ? "; " : ""}the whole block's output${sequential
-      ? ": the same values as its last module, " : " (its last module is "}`,
-    { code: last.name }, sequential ? ` (${last.type})` : ` (${last.type}))`);
+    const lead = `${parent ? "; " : ""}the whole block's output`;
+    // A Sequential's output is its last module's. Another block's is what its forward makes: a residual block's
+    // last registered module is often its shortcut or a norm before the sum, so none is named.
+    if (layer.type === "Sequential") {
+      const last = children.at(-1);
+      parts.push(`${lead}: the same values as its last module, `, { code: last.name }, ` (${last.type})`);
+    } else {
+      parts.push(`${lead}: what its forward returns (in a residual block, after the skip connection is added), not `
+        + "any one of its modules' output");
+    }
   }
   const kind = SIGNED.has(layer.type) ? "signed values, before the activation"
     : ACTIVATIONS.has(layer.type) ? "after the activation: what the next layer reads" : "";

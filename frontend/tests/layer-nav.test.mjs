@@ -49,7 +49,8 @@ test("a module inside a block says where it sits, a Sequential block says it is 
     "the whole block's output: the same values as its last module, `block3.5` (ReLU)");
   assert.equal(text(describeLayer(LAYERS, "block3.0")), "in `block3`, its first module; signed values, before the activation");
   // A residual block's output is not its last module's: only where it holds is it said.
-  assert.equal(text(describeLayer(LAYERS, "features.1")), "the whole block's output (its last module is `features.1.block` (Sequential))");
+  assert.equal(text(describeLayer(LAYERS, "features.1")), "the whole block's output: what its forward returns (in a "
+    + "residual block, after the skip connection is added), not any one of its modules' output");
   assert.equal(text(describeLayer(LAYERS, "features.1.block")),
     "in `features.1`, its first module; the whole block's output: the same values as its last module, `features.1.block.0` (Conv2dNormActivation)");
   assert.deepEqual(describeLayer(LAYERS, "pool3"), []);

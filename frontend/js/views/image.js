@@ -18,7 +18,6 @@ import { mountFiredFeatures, mountFiredUnits } from "./fired-units.js";
 import { trainedOn } from "./trained-on.js";
 
 const QUICK_FIRST_MS = 1000;
-const SAMPLE_DATASET = "demo";
 
 export async function mountUpload(root, { query, signal }) {
   root.innerHTML = html`<section class="page-head"><h1>Study an image</h1>
@@ -32,20 +31,32 @@ export async function mountUpload(root, { query, signal }) {
   return { title: "Upload", crumbs: [{ label: "image", href: pageUrl.upload() }] };
 }
 
-// Images the demo models know (their own kind of data), one per class: only where the demo atlas exists.
+// Images to start from, one per class: of the atlas dataset of the model an upload opens with, else of the
+// first ready model that has an atlas (the demo's shapes, when the ImageNet model has none yet); none without
+// an atlas, and no request that could only fail.
 async function showSamples(section, query, signal) {
   let body;
+  let chosen;
   try {
-    body = await datasetSamples(SAMPLE_DATASET, { signal });
+    const ready = (await modelList({ signal })).filter((m) => m.status === "ready");
+    const opening = ready.find((m) => m.id === query.model) ?? (ready.length ? openingModel(ready, "upload") : null);
+    const candidates = opening ? [opening, ...ready.filter((m) => m !== opening)] : [];
+    const atlases = await Promise.all(candidates.map((m) => modelAtlases(m.id, { signal })));
+    const at = atlases.findIndex((list) => list.length);
+    if (at < 0) return;
+    chosen = candidates[at];
+    const atlas = atlases[at].find((a) => a.default) ?? atlases[at][0];
+    body = await datasetSamples(atlas.dataset, { signal });
   } catch {
-    return;  // no demo atlas (yet): nothing to offer
+    return;  // nothing to offer
   }
   if (!body.images.length) return;
-  // Opened with a model that knows this kind of image (one with an atlas on it), unless a link chose one.
-  const link = { ...query, model: query.model ?? body.models[0] };
+  const link = { ...query, model: query.model ?? chosen.id };
+  const classes = body.images.some((image) => image.label);
   section.innerHTML = html`<h2>Or start from a sample</h2>
-    <p class="muted small">One image of each class of the <code>${body.dataset}</code> dataset, the kind of image
-      the demo models were trained on.</p>
+    <p class="muted small">${classes ? "One image of each class" : "The first images"} of the
+      <code>${body.dataset}</code> dataset, ${chosen.demo ? "the kind of image the demo models were trained on"
+      : html`on which <b>${chosen.name}</b> has its atlas`}.</p>
     <ul class="sample-list">${body.images.map((image) => html`<li><a href="${pageUrl.image(image.id, link)}">
       <img src="${image.url}" alt="" width="96" height="96" loading="lazy"><span>${image.label ?? image.id}</span></a></li>`)}</ul>`;
   section.hidden = false;

@@ -194,10 +194,13 @@ async function noteBackgroundRendering(note, modelId, signal) {
 
 function unitLabel(unit, state, sorts) {
   const sort = sorts.find((s) => s.id === state.sort);
-  // The cell is narrow: the value, named in full by its tooltip and by the sort menu above the grid.
-  // "max" gives way on a phone, where four cells a row leave room for the number alone.
+  // The cell is narrow: the value, named in full by its tooltip and by the sort menu above the grid. "max"
+  // goes where a long unit number and value leave no room for it ("332 12.79"), and on a phone, where four
+  // cells a row leave room for the number alone.
+  const max = unit.max_max.toFixed(2);
   const stat = state.sort === "unit" || state.sort === "max_max" || !sort
-    ? html`<span title="max activation"><span class="stat-word">max </span>${unit.max_max.toFixed(2)}</span>`
+    ? html`<span title="max activation">${`${unit.unit}${max}`.length <= 7 ? html`<span class="stat-word">max </span>`
+      : ""}${max}</span>`
     : html`<span title="${sort.label}">${formatStatistic(unit[state.sort], sort.format, 2)}</span>`;
   // On the image, top left: the cell's height stays what the virtual grid lays out.
   const label = unit.label ? html`<span class="chip small" title="${chipTitle(unit.label)}">${unit.label.name}</span>` : "";
