@@ -7,11 +7,12 @@
 import { renderColorScale } from "../color-scale.js";
 import { getJson } from "../api.js";
 import { forgetAtlases, layerUnits, modelAtlases, modelCard } from "../data.js";
-import { html } from "../dom.js";
+import { html, runnable } from "../dom.js";
 import { indexedOrder } from "../layer-nav.js";
 import { LAYER_DEFAULTS, layerQuery, layerViewState, unitsQuery } from "../layer-view.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { navigate } from "../router.js";
+import { taskQueue } from "../task-queue.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
 import { virtualGrid } from "../virtual-grid.js";
 import { formatStatistic, layerSorts } from "../vocabularies.js";
@@ -23,6 +24,7 @@ import { layerRole } from "./layer-role.js";
 import { chipTitle } from "./unit-labels.js";
 
 const PAGE = 96;
+const RENDERS_AT_ONCE = 2;  // feature visualisations the grid asks for at once
 const GRID_OPACITY = 0.75;
 const GRID_GAMMA = 1;  // low values fade linearly (drawHeatmap)
 
@@ -86,6 +88,14 @@ export async function mountLayer(root, { params, query, signal }) {
     }
     return pages.get(number).then((page) => [page, index - number * PAGE]);
   };
+  // Cells ask for their visualisations two at a time, in the grid's order: one the server must render first
+  // takes seconds, and asked for all at once they would all come late and together.
+  const rendering = taskQueue(RENDERS_AT_ONCE);
+  const showRendering = () => {
+    const { queued, finished } = rendering.counts();
+    const count = root.querySelector(".rendering-count");
+    if (count && queued) count.textContent = finished < queued ? `${finished} of the ${queued} cells shown so far…` : "";
+  };
   const bind = async (cell, index) => {
     cell.dataset.index = index;
     cell.className = "unit-cell";
@@ -108,16 +118,20 @@ export async function mountLayer(root, { params, query, signal }) {
     link.href = pageUrl.unit(modelId, layer, unit.unit, atlasQuery(state));
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (state.show === "visualizations") {
-      cell.classList.add("is-rendering");  // pulses until its image comes: the first ask renders it (seconds)
-      try {  // rendered by the server on the first ask; first start renders the demo models' default layers
-        const image = await loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, atlasQuery({ kind: state.kind })));
-        if (!current()) return;
+      cell.classList.add("is-rendering");  // pulses until its image comes
+      const query = atlasQuery({ kind: state.kind });
+      try {  // in its turn: a stored one (`fovea visualize`, a first start's) comes in milliseconds, else seconds
+        const asked = rendering(() => loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, query)), current);
+        showRendering();
+        const image = await asked;
+        if (!current() || !image) return;
         canvas.getContext("2d").drawImage(image, 0, 0, canvas.width, canvas.height);
         cell.classList.add("is-drawn");
       } catch {
         if (current()) cell.classList.add("is-missing");
       } finally {
         if (current()) cell.classList.remove("is-rendering");
+        showRendering();
       }
       return;
     }
@@ -140,8 +154,10 @@ export async function mountLayer(root, { params, query, signal }) {
 
   if (state.show === "visualizations") {
     root.querySelector(".scale-slot").innerHTML = html`<p class="muted small">Each cell: the image optimised to
-      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for.
-      <span class="rendering-note"></span></p>`;
+      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for, two
+      at a time (seconds each on a CPU; <code>${runnable(`fovea visualize ${modelId} --layers ${layer}${
+      state.kind === CHANNEL ? "" : ` --kind ${state.kind}`}`)}</code> renders a whole layer ahead of time).
+      <span class="rendering-note"></span> <span class="rendering-count" aria-live="polite"></span></p>`;
     noteBackgroundRendering(root.querySelector(".rendering-note"), modelId, signal);
   } else renderColorScale(root.querySelector(".scale-slot"), layerMax === null
     ? { colormap: "viridis", gamma: GRID_GAMMA, from: "0", to: "the unit's maximum",
