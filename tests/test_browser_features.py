@@ -5,6 +5,8 @@ live server over a small atlas of shapes-cnn, with a sparse autoencoder of block
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.atlas.dictionaries import DictionaryRequest, train_dictionary
@@ -39,6 +41,7 @@ def test_from_the_model_page_to_a_feature_its_channels_and_back(server):
         listed.first.wait_for()
         assert listed.count() == 1 and "TopK sparse autoencoder, 4 active, 48 features over 192 channels" in \
             listed.inner_text()
+        assert re.search(r"explained on [\d,]+ held-out positions", listed.inner_text())  # how much it rests on
         listed.locator("a").click()
         page.wait_for_url(f"{base}/m/shapes-cnn/block4/{KIND}?dataset={dataset}")
         page.locator(".unit-cell.is-drawn").first.wait_for()
@@ -122,4 +125,30 @@ def test_a_feature_page_fits_a_phone(server):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
         assert page.locator(".crumbs a:last-child").inner_text() == "5"
         screenshot(page, "feature-unit-390")
+        assert page.errors == []
+
+
+def test_top_images_that_do_not_activate_a_feature_at_all_are_marked(server):
+    """A sparse feature on a small dataset can be active on fewer images than its gallery holds: those at 0 are
+    dimmed and counted, not shown as if they drove it. The unit's answer is given three such images here."""
+    base, dataset = server
+    with browser() as chromium:
+        page = watched_page(chromium)
+
+        def three_at_zero(route):
+            answer = route.fetch()
+            body = answer.json()
+            for item in body["top"][-3:]:
+                item["value"] = 0.0
+            route.fulfill(response=answer, json=body)
+
+        page.route("**/api/models/shapes-cnn/layers/block4/units/7?*", three_at_zero)
+        page.goto(f"{base}/m/shapes-cnn/block4/{KIND}/7?dataset={dataset}")
+        page.locator(".gallery-item").first.wait_for()
+        assert page.locator(".gallery-item.is-inactive").count() == 3
+        assert [int(rank) for rank in page.locator(".gallery-item.is-inactive").evaluate_all(
+            "(items) => items.map((item) => item.dataset.rank)")] == [5, 6, 7]
+        assert "3 of them do not activate it at all" in page.locator(".gallery-note").inner_text()
+        page.wait_for_timeout(300)
+        screenshot(page, "feature-unit-inactive-top-images")
         assert page.errors == []

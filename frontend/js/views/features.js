@@ -41,8 +41,8 @@ export function dictionaryFacts(dictionary) {
   const method = dictionary.method === "sae" ? `TopK sparse autoencoder, ${dictionary.sparsity} active`
     : FACTORISATIONS[dictionary.method] ?? dictionary.method;
   return `${method}, ${dictionary.size} features over ${dictionary.channels} channels · ${percent(f.variance_explained)} `
-    + `of the variance explained on held-out images · ${f.mean_active.toFixed(1)} active per position · `
-    + `${f.dead_features} dead`;
+    + `of the variance explained on ${f.vectors.toLocaleString("en")} held-out positions · `
+    + `${f.mean_active.toFixed(1)} active per position · ${f.dead_features} never active there`;
 }
 
 /** The layer page's switch between its kinds of unit (nothing when it has only channels). */

@@ -222,6 +222,8 @@ export const unitName = (layer, kind, unit) => (kind === CHANNEL ? `${layer}:${u
 /** The unit's statistics, gallery and side panels. */
 function content(detail, statistics, modelId, layer, state) {
   const stats = detail.stats;
+  // Top images at 0: fewer images activate the unit than the gallery holds (a sparse feature, a small dataset).
+  const inactive = detail.top.filter((item) => item.value === 0).length;
   return html`
       ${statistics.length ? html`<section class="panel unit-summary"><h2>Statistics</h2>
         <dl class="stats">${statistics.map((s) => html`
@@ -231,9 +233,11 @@ function content(detail, statistics, modelId, layer, state) {
       <section class="gallery-section">
         <h2>Top ${detail.top.length} images</h2>
         <p class="muted gallery-note">Each caption gives the unit's peak activation, then the class of the image (its
-          dataset folder) and the model's prediction when it differs: what the image is, not what the unit detects.</p>
+          dataset folder) and the model's prediction when it differs: what the image is, not what the unit detects.${
+          inactive ? html` <b>${inactive} of them do not activate it at all</b> (peak 0): no other image of the
+          dataset does either.` : ""}</p>
         <ol class="gallery">${detail.top.map((item) => html`
-          <li class="gallery-item" data-rank="${item.rank}">
+          <li class="gallery-item${item.value === 0 ? " is-inactive" : ""}" data-rank="${item.rank}">
             <a href="${pageUrl.image(`${detail.dataset}:${item.image}`, { model: modelId, layer })}" title="Study this image"
               aria-label="Rank ${item.rank + 1}: ${item.value.toFixed(2)} on image ${detail.dataset}:${item.image}${item.label ? `, class ${item.label}` : ""}">
               <canvas width="160" height="160"></canvas></a>
