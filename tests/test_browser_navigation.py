@@ -258,6 +258,15 @@ FITS = """(element) => {
 }"""
 
 
+WORD_FITS = """(input, word) => {
+  const style = getComputedStyle(input);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = `${style.fontSize} ${style.fontFamily}`;
+  return input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+    >= context.measureText(word).width;
+}"""
+
+
 def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summary_first(server):
     with browser() as chromium:
         page = watched_page(chromium, 390, 844)
@@ -280,6 +289,10 @@ def test_a_phone_sized_screen_keeps_the_bar_short_the_crumb_whole_and_the_summar
             assert parents.evaluate("(a) => a.getBoundingClientRect().width >= Math.min(a.scrollWidth, 40)"), path
             assert page.locator(".crumbs a").evaluate_all("(links) => links.filter((a) => a.offsetParent).length") == 2
             assert page.evaluate("document.documentElement.scrollWidth") <= width
+            link = page.locator(".topbar-link:not(.wide-only)").bounding_box()  # the bar keeps its right padding
+            assert link["x"] + link["width"] <= width - 8, path
+            if width >= 360:  # the smallest phones cut the box's word for the page's crumb
+                assert page.locator(".search-box input").evaluate(WORD_FITS, "Search"), path  # not "Sear"
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(server + UNIT)
         page.locator(".gallery-item").first.wait_for()
