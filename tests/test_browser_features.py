@@ -130,7 +130,8 @@ def test_a_feature_page_fits_a_phone(server):
 
 def test_top_images_that_do_not_activate_a_feature_at_all_are_marked(server):
     """A sparse feature on a small dataset can be active on fewer images than its gallery holds: those at 0 are
-    dimmed and counted, not shown as if they drove it. The unit's answer is given three such images here."""
+    dimmed and counted, not shown as if they drove it (the unit's answer is given three such images here); and
+    its correlations say how few images they rest on."""
     base, dataset = server
     with browser() as chromium:
         page = watched_page(chromium)
@@ -149,6 +150,8 @@ def test_top_images_that_do_not_activate_a_feature_at_all_are_marked(server):
         assert [int(rank) for rank in page.locator(".gallery-item.is-inactive").evaluate_all(
             "(items) => items.map((item) => item.dataset.rank)")] == [5, 6, 7]
         assert "3 of them do not activate it at all" in page.locator(".gallery-note").inner_text()
+        similar = page.locator("section.panel", has=page.locator("h2", has_text="Most correlated units"))
+        assert "over the 40 images of the dataset: few" in similar.locator(".panel-note").inner_text()
         page.wait_for_timeout(300)
         screenshot(page, "feature-unit-inactive-top-images")
         assert page.errors == []

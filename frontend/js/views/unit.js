@@ -129,7 +129,8 @@ export async function mountUnit(root, { params, query, signal }) {
     const toggle = head.querySelector(".concept-toggle");
     toggle.hidden = !label;
     if (label) toggle.querySelector("span").textContent = `the pixels of ${label.id}`;
-    root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state);
+    const images = atlases.find((a) => a.dataset === detail.dataset)?.images;
+    root.querySelector(".unit-layout").innerHTML = content(detail, statistics, modelId, layer, state, images);
     mountVisualization(root.querySelector(".visualization"), { state, onChange: relink, modelId, layer, unit,
       signal: shown.signal });
     mountNotes(root.querySelector(".notes"), { modelId, layer, unit, kind: state.kind, signal: shown.signal });
@@ -220,7 +221,7 @@ export async function mountUnit(root, { params, query, signal }) {
 export const unitName = (layer, kind, unit) => (kind === CHANNEL ? `${layer}:${unit}` : `${layer} ${kind}:${unit}`);
 
 /** The unit's statistics, gallery and side panels. */
-function content(detail, statistics, modelId, layer, state) {
+function content(detail, statistics, modelId, layer, state, images) {
   const stats = detail.stats;
   // Top images at 0: fewer images activate the unit than the gallery holds (a sparse feature, a small dataset).
   const inactive = detail.top.filter((item) => item.value === 0).length;
@@ -261,6 +262,9 @@ function content(detail, statistics, modelId, layer, state) {
           <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
         <section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>
         <section class="panel"><h2>Most correlated units</h2>
+          ${images ? html`<p class="muted panel-note">Pearson's r of the units' mean activations over the
+            ${images.toLocaleString("en")} images of the dataset${images < 100 ? ": few, so take these loosely" : ""}.</p>`
+            : ""}
           <ol class="similar">${detail.similar.map((s) => html`<li>
             <a href="${pageUrl.unit(modelId, layer, s.unit, unitQuery(state))}" data-unit="${s.unit}"><code>${unitName(layer, state.kind, s.unit)}</code></a>
             <span class="muted">r = ${s.correlation.toFixed(2)}</span></li>`)}</ol>
