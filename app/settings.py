@@ -174,6 +174,15 @@ class Settings(BaseSettings):
         description="Precision of the model's pass while rendering feature visualisations: `auto` is bfloat16 where "
                     "it runs the model faster (a CUDA GPU from Ampere on; a CPU with AMX or AVX-512 BF16, for models "
                     "without depthwise convolutions), float32 elsewhere. Recorded in each image's parameters.")
+    visualization_batch_max_size: int = Field(
+        default=8, ge=1,
+        description="Most feature visualisations of one layer, asked for at once with the same settings, that are "
+                    "rendered as one batch (1: each alone). A batch of 8 costs a CPU about half a unit's time per "
+                    "unit (docs/benchmarks.md); its memory grows with it.")
+    visualization_batch_window_ms: float = Field(
+        default=50.0, ge=0, le=1000,
+        description="How long a feature visualisation asked for while the model is idle waits for others to share "
+                    "its batch (a layer grid asks for several at once); small beside a rendering's seconds.")
     visualization_max_steps: int = Field(
         default=1024, ge=1, description="Most steps a request may ask a feature visualisation for (422 above).")
     visualization_max_size: int = Field(

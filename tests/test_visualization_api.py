@@ -5,6 +5,9 @@ reached and the dataset's best; limits are settings and a bad request is a 4xx n
 from __future__ import annotations
 
 import io
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +15,7 @@ from PIL import Image
 
 from app.api.app import create_app
 from app.atlas.visualize import render_precision
+from app.errors import RequestCancelled
 from tests.atlas_helpers import small_atlas
 from tests.test_api import assert_error
 
@@ -126,3 +130,82 @@ def test_bad_requests_name_the_problem(client, params, status, words):
 
 def test_a_unit_outside_the_layer_is_a_404(client):
     assert_error(client.get(f"{BASE}/96/visualization.png"), 404, "not_found", "0 to 95")
+
+
+# -- several units asked for at once render as one batch (app/studio/model_calls.py) ----------------------
+
+def test_units_asked_for_at_once_render_as_one_batch_which_is_what_fovea_visualize_renders(client, tmp_path):
+    """A layer grid's cells, or several users: 5 requests at once for 4 units of the layer (one unit twice) are
+    one batch of 4 units, the unit asked for twice rendered once; each image is the one `fovea visualize`
+    renders in a batch of those 4 units, byte for byte. With visualization_batch_max_size 1 each renders alone,
+    as `fovea visualize --batch 1` does. (A unit's image alone and in a batch agree to the rounding of kernels
+    chosen by batch size, which a sensitive optimisation can carry further: tests/test_featurevis.py.)"""
+    from app.atlas.annotations import FEATURE_VISUALISATION, Annotations
+    from app.atlas.image_prior import render_prior
+    from app.atlas.visualize import default_render_settings, render_scope, variant, visualize_layer
+
+    units, model = [20, 21, 22, 23, 23], client.app.state.store.ready("shapes-cnn")
+    for batch in (len(units), 1):
+        served_dir, direct_dir = tmp_path / f"served-{batch}", tmp_path / f"direct-{batch}"
+        shutil.copytree(client.app.state.settings.data_dir, served_dir)
+        settings = client.app.state.settings.model_copy(update={
+            "data_dir": served_dir, "visualization_batch_max_size": batch,
+            "visualization_batch_window_ms": 1000})  # a full batch starts at once, without the window
+        with TestClient(create_app(settings)) as served, ThreadPoolExecutor(len(units)) as pool:
+            answers = list(pool.map(lambda unit: served.get(f"{BASE}/{unit}/visualization.png", params={"size": 48}),
+                                    units))
+            prior = render_prior(served.app.state.atlases, model, (48, 48), "fft")
+        assert [answer.headers["fovea-batch-size"] for answer in answers] == [str(batch)] * len(units)
+        render_settings = replace(default_render_settings(settings, model, prior), size=(48, 48))
+        visualize_layer(model, "block3", direct_dir, render_settings, units=sorted(set(units)), batch_size=batch)
+        direct = Annotations(direct_dir, model.id, FEATURE_VISUALISATION)
+        assert [answer.content for answer in answers] == [
+            direct.read(render_scope(model), "block3", unit, variant(render_settings)) for unit in units]
+
+
+def _render_calls(client, tmp_path, checkpoints: list) -> tuple[list, list[list], set[int]]:
+    """ModelCalls.render of units 30, 31, ... at once, one call a checkpoint: each call's outcome (its batch
+    size, or what it raised), the steps its progress heard, and the units stored."""
+    from app.atlas.annotations import FEATURE_VISUALISATION, Annotations
+    from app.atlas.visualize import Target, page_render_settings, render_scope, variant
+    from app.studio.model_calls import ModelCalls
+
+    settings = client.app.state.settings.model_copy(update={
+        "data_dir": tmp_path, "visualization_batch_max_size": len(checkpoints), "visualization_batch_window_ms": 5000})
+    calls, model = ModelCalls(settings), client.app.state.store.ready("shapes-cnn")
+    render_settings = replace(page_render_settings(settings, client.app.state.atlases, model), steps=4,
+                              size=(32, 32))
+    heard = [[] for _ in checkpoints]
+
+    def call(i: int):
+        try:
+            return calls.render(model, Target("block3"), tmp_path, render_settings, 30 + i, False,
+                                lambda done, total: heard[i].append((done, total)), checkpoints[i]).size
+        except RequestCancelled as error:
+            return error
+
+    with ThreadPoolExecutor(len(checkpoints)) as pool:
+        outcomes = list(pool.map(call, range(len(checkpoints))))
+    stored = Annotations(tmp_path, model.id, FEATURE_VISUALISATION).done(render_scope(model), "block3",
+                                                                          variant(render_settings))
+    return outcomes, heard, stored
+
+
+def test_a_batch_goes_on_for_the_clients_still_there_and_stops_when_all_have_gone(client, tmp_path):
+    def gone_after(steps: int):
+        seen = []
+
+        def checkpoint():
+            seen.append(1)
+            if len(seen) > steps:
+                raise RequestCancelled("the client closed the connection")
+        return checkpoint
+
+    outcomes, heard, stored = _render_calls(client, tmp_path / "one-gone", [lambda: None, gone_after(2)])
+    assert outcomes == [2, 2] and heard[0] == heard[1] == [(step, 4) for step in range(1, 5)]
+    assert stored == {30, 31}  # the gone client's unit is kept too
+
+    outcomes, heard, stored = _render_calls(client, tmp_path / "all-gone", [gone_after(2), gone_after(3)])
+    assert all(isinstance(outcome, RequestCancelled) for outcome in outcomes), outcomes
+    assert stored == set() and heard[0] == heard[1] == [(step, 4) for step in range(1, 3)]  # stopped at step 3
+

@@ -1,8 +1,10 @@
 """`fovea visualize`: feature visualisations of whole layers, rendered a batch of units at a time by the
 engine (app/engine/featurevis/) and kept as per-unit annotations (`feature-visualisation`, scoped to the
 model's weights, its variant naming the render settings). Each batch is written in one transaction, so a
-run that is killed resumes from the units it finished, and ends with the images an uninterrupted run makes
-(each unit's image depends only on its own seed and the settings, not on its batch).
+run that is killed resumes from the units it finished, and ends with the images an uninterrupted run makes:
+it renders the same batches, and a batch's images depend only on its units, their seeds and the settings.
+(In another batch a unit reaches about the same activation, within 2% on the demo, but the optimisation
+carries the kernels' rounding by batch size into other pixels; the first image stored is kept.)
 
 Besides the image that drives a unit most: its negative image (the unit minimised), and its facets (its top
 images clustered by the layer's activations on them, one image per facet started from the facet's mean

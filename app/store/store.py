@@ -57,7 +57,8 @@ class LoadedModel:
     memory_format: torch.memory_format = torch.contiguous_format  # of input batches (app/engine/layout.py)
     load_seconds: float = 0.0
     # One owner per model: a hook on a shared module would see every concurrent forward.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Reentrant: a batched render (app/studio/model_calls.py) holds it while the rendering takes it again.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _receptive_fields: dict[str, ReceptiveField] = field(default_factory=dict, repr=False)
 
     @property

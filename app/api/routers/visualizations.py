@@ -2,7 +2,8 @@
 activation it reaches, the dataset's best for comparison, and the PNG's address) and `.../visualization.png`,
 its negative image (`negative=true`), and its facets (`.../visualization/facets` and each facet's PNG).
 One that is not stored yet for the settings asked is rendered on request (a compute slot, the model's lock,
-followed with a progress token), stored as `fovea visualize` stores it, and kept."""
+followed with a progress token; in one batch with the requests for other units of the layer that came at the
+same time, app/studio/model_calls.py), stored as `fovea visualize` stores it, and kept."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from app.api.caching import IMMUTABLE, image_doc
+from app.api.compute import batch_headers
 from app.api.deps import (
     AtlasesDep,
     ComputeLimiterDep,
     DictionariesDep,
+    ModelCallsDep,
     ProgressBoardDep,
     ProgressToken,
     SettingsDep,
@@ -41,7 +44,6 @@ from app.atlas.visualize import (
     render_scope,
     variant,
     visualize_facets,
-    visualize_layer,
 )
 from app.engine.featurevis.prior import LUCID
 from app.engine.featurevis.render import RenderSettings
@@ -99,11 +101,21 @@ async def get_request(settings: SettingsDep, atlases: AtlasesDep, dictionaries: 
 RequestDep = Annotated[Asked, Depends(get_request)]
 
 
+@dataclass(frozen=True)
+class Png:
+    content: bytes
+    batch_size: int | None  # requests whose units were rendered in the pass that made it; None: it was stored
+
+    def headers(self) -> dict[str, str]:
+        return batch_headers(self.batch_size) if self.batch_size else {}
+
+
 async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardDep, limiter: ComputeLimiterDep,
-                  asked: RequestDep,
-                  negative: Negative = False, render: Render = True, progress_token: ProgressToken = None) -> bytes:
+                  calls: ModelCallsDep, asked: RequestDep,
+                  negative: Negative = False, render: Render = True, progress_token: ProgressToken = None) -> Png:
     """The unit's image for the request: stored, or rendered first in a worker thread (unless `render` is
-    false: then a 404); a client that goes away stops the rendering at its next step (nothing is stored)."""
+    false: then a 404), in one batch with the concurrent requests for other units of the layer; a client that
+    goes away stops the rendering at its next step once its batch's other clients have gone too."""
     model, target, unit, render_settings = asked.model, asked.target, asked.unit, asked.settings
     store = Annotations(settings.data_dir, model.id, FEATURE_VISUALISATION)
     scope, name = render_scope(model), target.name(variant(render_settings, negative))
@@ -111,12 +123,11 @@ async def get_png(request: Request, settings: SettingsDep, board: ProgressBoardD
     if png is None and not render:
         raise NotFound(f"no feature visualisation of {target.layer}:{unit} ({target.kind}) is stored for these "
                        f"settings ({name}); ask without render=false to render it", unit=unit, variant=name)
-    if png is None:
-        await _rendering(request, board, limiter, progress_token, lambda progress, stop: visualize_layer(
-            model, target, settings.data_dir, render_settings, units=[unit], batch_size=1, negative=negative,
-            steps_progress=progress, checkpoint=stop))
-        png = await run_in_threadpool(store.read, scope, target.layer, unit, name, target.kind)
-    return png
+    if png is not None:
+        return Png(png, None)
+    batched = await _rendering(request, board, limiter, progress_token, lambda progress, stop: calls.render(
+        model, target, settings.data_dir, render_settings, unit, negative, progress, stop))
+    return Png(await run_in_threadpool(store.read, scope, target.layer, unit, name, target.kind), batched.size)
 
 
 async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoardDep, limiter: ComputeLimiterDep,
@@ -138,24 +149,25 @@ async def get_facets(request: Request, settings: SettingsDep, board: ProgressBoa
 
 @router.get("/visualization", response_model=Visualization, responses=ERRORS,
             summary="The unit's feature visualisation: settings, reached activation, the dataset's best, the PNG")
-async def read_visualization(atlases: AtlasesDep, asked: RequestDep, png: Annotated[bytes, Depends(get_png)],
-                             negative: Negative = False) -> Visualization:
+async def read_visualization(response: Response, atlases: AtlasesDep, asked: RequestDep,
+                             png: Annotated[Png, Depends(get_png)], negative: Negative = False) -> Visualization:
     model, layer, unit, render_settings = asked.model, asked.layer, asked.unit, asked.settings
     query = _query(asked) + ("&negative=true" if negative else "")
+    response.headers.update(png.headers())
     return Visualization(model=model.id, layer=layer.name, kind=asked.target.kind, unit=unit,
                          variant=asked.target.name(variant(render_settings, negative)),
                          steps=render_settings.steps, size=render_settings.size[0], seed=render_settings.seed,
                          param=render_settings.param, precision=render_settings.precision,
                          colors=render_settings.prior.source, negative=negative,
-                         activation=_activation(png), dataset_best=_dataset_best(atlases, asked),
+                         activation=_activation(png.content), dataset_best=_dataset_best(atlases, asked),
                          png=f"{_base(asked)}/visualization.png{query}")
 
 
 @router.get("/visualization.png", response_class=Response,
             responses={**image_doc("The unit's feature visualisation.", "image/png"), **ERRORS},
             summary="The unit's feature visualisation as a PNG")
-async def read_visualization_png(png: Annotated[bytes, Depends(get_png)]) -> Response:
-    return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+async def read_visualization_png(png: Annotated[Png, Depends(get_png)]) -> Response:
+    return Response(png.content, media_type="image/png", headers={"Cache-Control": IMMUTABLE, **png.headers()})
 
 
 @router.get("/visualization/facets", response_model=VisualizationFacets, responses=ERRORS,

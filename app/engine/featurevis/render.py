@@ -60,8 +60,10 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
            start: torch.Tensor | None = None) -> torch.Tensor:
     """(len(items), 3, h, w) images in [0, 1] on the CPU, item i optimised for item i of `objective`. `items`
     name the batch's items (the units rendered): each starts from values of its own seed (settings.seed and
-    the item), and the transforms are drawn alike for all, so an item renders the same alone or in any
-    batch (in bfloat16, to its rounding: kernels differ by batch size). `to_input` maps images to what the
+    the item), and the transforms are drawn alike for all, so a step of an item is the same alone or in any
+    batch to the rounding of the kernels chosen by batch size. Over many steps the optimisation carries that
+    rounding on: the same batch always renders the same images, another batch images of about the same
+    activation but other pixels (docs/distributed.md). `to_input` maps images to what the
     model takes (normalisation, memory format); `checkpoint()` runs before each step and may raise to stop;
     `start`: (len(items), 3, h, w) images in [0, 1] to begin from instead of noise (a facet's mean image).
     The caller holds the model's lock."""

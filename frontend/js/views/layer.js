@@ -24,7 +24,7 @@ import { layerRole } from "./layer-role.js";
 import { chipTitle } from "./unit-labels.js";
 
 const PAGE = 96;
-const RENDERS_AT_ONCE = 2;  // feature visualisations the grid asks for at once
+const RENDERS_AT_ONCE = 4;  // feature visualisations the grid asks for at once
 const GRID_OPACITY = 0.75;
 const GRID_GAMMA = 1;  // low values fade linearly (drawHeatmap)
 
@@ -88,8 +88,9 @@ export async function mountLayer(root, { params, query, signal }) {
     }
     return pages.get(number).then((page) => [page, index - number * PAGE]);
   };
-  // Cells ask for their visualisations two at a time, in the grid's order: one the server must render first
-  // takes seconds, and asked for all at once they would all come late and together.
+  // Cells ask for their visualisations four at a time, in the grid's order: one the server must render first
+  // takes seconds, and asked for all at once they would all come late and together. The server renders the
+  // four as one batch (app/studio/model_calls.py), and a browser's two other connections stay free.
   const rendering = taskQueue(RENDERS_AT_ONCE);
   const showRendering = () => {
     const { queued, finished } = rendering.counts();
