@@ -31,6 +31,31 @@ def test_percentiles_by_hand():
     assert rank_fired_units(pooled, np.array([9.0, 9.0, 9.0]), limit=1)[0]["percentile"] == 1.0
 
 
+def test_a_dataset_image_is_ranked_among_the_others_and_any_atlas_is_read_a_chunk_at_a_time(monkeypatch):
+    """Excluding row 1 gives what ranking against the other rows gives (its top unit reaches 100%, not the
+    (n - 0.5) / n a tie with itself allowed); chunks of 2 rows give what one pass gives, z-scores included."""
+    import app.atlas.fired as fired
+
+    rng = np.random.default_rng(0)
+    pooled = rng.gamma(2.0, 1.0, (7, 5)).astype(np.float16)
+    pooled[:, 4] = 1.5  # a unit with no spread: z 0
+    pooled[1, 0] = pooled[:, 0].max() + 1  # the image is unit 0's top image
+    image = pooled[1].astype(np.float32)
+    others = rank_fired_units(np.delete(pooled, 1, axis=0), image, limit=5)
+    excluded = rank_fired_units(pooled, image, limit=5, exclude=1)
+    assert [row["unit"] for row in excluded] == [row["unit"] for row in others]
+    for a, b in zip(excluded, others):
+        assert a["percentile"] == b["percentile"] and a["z"] == pytest.approx(b["z"], rel=1e-5, abs=1e-6)
+    assert max(row["percentile"] for row in excluded) == 1.0 > max(
+        row["percentile"] for row in rank_fired_units(pooled, image, limit=5))
+    assert next(row for row in excluded if row["unit"] == 4)["z"] == 0.0
+    monkeypatch.setattr(fired, "CHUNK_ROWS", 2)
+    chunked = rank_fired_units(pooled, image, limit=5, exclude=1)
+    ranks = lambda rows: [(row["unit"], row["percentile"]) for row in rows]  # noqa: E731
+    assert ranks(chunked) == ranks(excluded)
+    assert [row["z"] for row in chunked] == pytest.approx([row["z"] for row in excluded], rel=1e-5)
+
+
 def test_fired_units_of_a_dataset_image_match_its_pooled_row(client, root):  # noqa: F811
     body = client.get("/api/images/demo:3/units", params={"model": "shapes-cnn", "layer": "block4",
                                                           "limit": 10}).json()
@@ -38,11 +63,13 @@ def test_fired_units_of_a_dataset_image_match_its_pooled_row(client, root):  # n
     pooled = np.load(next((root / "data" / "atlases" / "shapes-cnn" / "demo").glob("layer-*.pooled.npy")))
     percentiles = [row["percentile"] for row in body["units"]]
     assert percentiles == sorted(percentiles, reverse=True)
+    assert body["compared"] == body["images"] - 1 == len(pooled) - 1  # ranked among the others, not itself
     for row in body["units"]:
         assert row["spatial_mean"] == pytest.approx(float(pooled[3, row["unit"]]), rel=2e-3, abs=1e-3)
-        own = pooled[:, row["unit"]].astype(np.float32)
+        others = np.delete(pooled[:, row["unit"]], 3).astype(np.float32)
         value = np.float32(np.float16(row["spatial_mean"]))
-        assert row["percentile"] == pytest.approx(((own < value).sum() + 0.5 * (own == value).sum()) / len(own))
+        assert row["percentile"] == pytest.approx(((others < value).sum() + 0.5 * (others == value).sum())
+                                                  / len(others))
         assert row["link"] == f"/m/shapes-cnn/block4/{row['unit']}?dataset=demo"
         assert row["spatial_max"] >= row["spatial_mean"]
 

@@ -155,13 +155,16 @@ def read_fired_units(
     with board.follow(progress_token) as progress:
         batched = calls.layer_output(loaded, layer, image.load(), waiting=lambda: progress(WAITING))
     activations = unit_maps(stored, batched.value)  # (units, h, w)
+    # A dataset image of the atlas's own dataset is ranked among the other images, not against itself too.
+    own = image.info["index"] if image.source == "dataset" and image.info["dataset"] == atlas.dataset else None
     ranked = rank_fired_units(atlas.pooled(indexed), activations.mean(dim=(1, 2)).numpy(),
-                              indexed.units if unit is not None else limit)
+                              indexed.units if unit is not None else limit, exclude=own)
     rows = [{"rank": rank, **row} for rank, row in enumerate(ranked, 1) if unit is None or row["unit"] == unit]
     spatial_max = activations.amax(dim=(1, 2))
     labels = layer_labels(atlas, indexed, settings.dissection_iou_threshold, settings.selectivity_auc_threshold)
     body = {"image": image.id, "model": loaded.id, "layer": layer, "kind": kind, "dataset": atlas.dataset,
-            "images": int(atlas.meta["images"]), "units_total": indexed.units,
+            "images": int(atlas.meta["images"]), "compared": int(atlas.meta["images"]) - (own is not None),
+            "units_total": indexed.units,
             "measure": "spatial mean, percentile among the dataset's images",
             "units": [{**row, "spatial_max": float(spatial_max[row["unit"]]),
                        "link": unit_page(loaded.id, layer, row["unit"], atlas.dataset, kind),

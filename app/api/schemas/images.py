@@ -73,7 +73,8 @@ class FiredUnit(BaseModel):
     rank: int
     unit: int
     spatial_mean: float
-    percentile: float = Field(description="Among the dataset's images, of the unit's spatial mean.")
+    percentile: float = Field(description="Of the unit's spatial mean among the dataset's images (`compared`): the "
+                                          "share below it, ties counting half.")
     z: float
     spatial_max: float
     link: str
@@ -92,6 +93,8 @@ class FiredUnits(BaseModel):
     kind: str = Field(description="`channel`, or the dictionary whose features are ranked.")
     dataset: str
     images: int
+    compared: int = Field(description="The dataset images each percentile is among: all of them, less this image "
+                                      "when it is one of them.")
     units_total: int
     measure: str
     units: list[FiredUnit]

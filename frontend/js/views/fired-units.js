@@ -8,6 +8,7 @@ import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { modelDictionaries } from "../data.js";
 import { CHANNEL, apiUrl, atlasQuery, pageUrl } from "../urls.js";
+import { coarseRankingNote, comparedWith, maxAgainstDataset, percentAmong } from "../ranking.js";
 import { problemLine } from "./atlas-problem.js";
 import { chipTitle } from "./unit-labels.js";
 
@@ -32,8 +33,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
     return;
   }
   strip.classList.remove("muted");
-  strip.innerHTML = html`<p class="muted small">Against ${body.images} images of dataset <code>${body.dataset}</code>:
-      how many of them this image's spatial mean exceeds. Each unit drawn on this image, and small, on the
+  strip.innerHTML = html`<p class="muted small">Against ${comparedWith(body)} of dataset <code>${body.dataset}</code>:
+      how many of them this image's spatial mean exceeds. ${coarseRankingNote(body.compared)} Each unit drawn on this image, and small, on the
       dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and the image that
       drives it most (its feature visualisation, top left, once rendered).</p>
     <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
@@ -42,9 +43,9 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
           aria-label="unit ${u.unit} on this image"></canvas>
         ${u.label ? html`<span class="chip small fired-label" title="${chipTitle(u.label)}">${u.label.name}</span>` : ""}
         <span class="fired-name" title="${kind === CHANNEL ? `${layer}:${u.unit}` : `${layer} ${kind}:${u.unit}`}">${kind === CHANNEL ? "unit " : "#"}<b>${u.unit}</b></span>
-        <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${(u.percentile * 100).toFixed(1)}%</span>
+        <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${percentAmong(u.percentile, body.compared)}</span>
         <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·
-          max ${u.spatial_max.toFixed(2)} of ${u.max_max.toFixed(2)}</span>
+          ${maxAgainstDataset(u.spatial_max, u.max_max)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}
         ${u.visualized ? html`<img class="fired-vis" src="${apiUrl.visualizationPng(modelId, layer, u.unit, { ...atlasQuery({ kind }), render: "false" })}"

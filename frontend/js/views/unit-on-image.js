@@ -5,6 +5,7 @@
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
+import { coarseRankingNote, comparedWith, percentAmong } from "../ranking.js";
 import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
 
 /** Prepend the card to `section` (the unit page's gallery section); `dataset`: the atlas the page shows. */
@@ -30,14 +31,15 @@ export async function mountUnitOnImage(section, { modelId, layer, unit, imageId,
         aria-label="unit ${unit} on image ${imageId}"></canvas></a>
       <dl class="stats">
         <div><dt>image</dt><dd><a href="${back}"><code>${imageId}</code></a></dd></div>
-        <div><dt>above</dt><dd>${(row.percentile * 100).toFixed(1)}% of ${body.images} dataset images</dd></div>
+        <div><dt>above</dt><dd>${percentAmong(row.percentile, body.compared)} of ${comparedWith(body)} in the dataset</dd></div>
         <div><dt>rank on this image</dt><dd>${row.rank} of ${body.units_total} units</dd></div>
         <div><dt>max here / over the dataset</dt><dd>${row.spatial_max.toFixed(2)} / ${row.max_max.toFixed(2)}</dd></div>
         <div><dt>mean here (z)</dt><dd>${row.spatial_mean.toFixed(3)} (${row.z.toFixed(1)})</dd></div>
       </dl>
     </div>
     <p class="muted small">By spatial mean against the <code>${body.dataset}</code> images; drawn from 0 to the unit's
-      maximum over the dataset, like the gallery below.</p>`;
+      maximum over the dataset, like the gallery below${row.spatial_max > row.max_max ? " (this image goes over it: the map is clipped)" : ""}.
+      ${coarseRankingNote(body.compared)}</p>`;
   const canvas = card.querySelector("canvas");
   try {
     const picture = await loadImage(apiUrl.imageFile(imageId, modelId));
