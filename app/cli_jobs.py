@@ -22,7 +22,8 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
                          ray=args.ray, ray_replicas=args.ray_replicas)
-    print(f"\natlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    end_bar()
+    print(f"atlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
@@ -44,7 +45,8 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
                          dissect_progress=ProgressBar())
-    print(f"\natlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    end_bar()
+    print(f"atlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     atlas = Atlas(target)
     categories = atlas.meta["dissection"]["categories"]
     if categories:
@@ -119,7 +121,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{layer} ({target.kind}):", file=sys.stderr)
         visualize_layer(model, target, settings.data_dir, render_settings, units=args.units, batch_size=args.batch,
                         progress=ProgressBar(unit="units"))
-        print(file=sys.stderr)
+        end_bar()
         if atlas is not None:
             print(f"{layer}, {args.facets} facets of each unit:", file=sys.stderr)
             units = args.units or range(atlas.layer(layer, target.kind).units)
@@ -127,7 +129,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
             for done, unit in enumerate(units, 1):  # each unit's facets are one batch, stored as it ends
                 visualize_facets(model, atlas, target, unit, args.facets, settings.data_dir, render_settings)
                 bar(done, len(units))
-            print(file=sys.stderr)
+            end_bar()
     return 0
 
 
@@ -155,7 +157,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
 
     def progress(phase: str, done: int, total: int) -> None:
         if shown and shown[-1] != phase:
-            print(file=sys.stderr)
+            end_bar()
         if not shown or shown[-1] != phase:
             shown.append(phase)
         bars[phase](done, total)
@@ -164,7 +166,8 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
                               workers=settings.index_workers, batch_size=settings.index_batch_size,
                               progress=progress)
     figures = stored.meta["figures"]
-    print(f"\n{stored.kind}: {figures['variance_explained']:.1%} of the variance explained on "
+    end_bar()
+    print(f"{stored.kind}: {figures['variance_explained']:.1%} of the variance explained on "
           f"{figures['vectors']:,} held-out positions, {figures['mean_active']:.1f} features active per position, "
           f"{figures['dead_features']} dead of {request.size}; {stored.meta['seconds']:.1f} s", file=sys.stderr)
     try:  # the atlas it learned on, rebuilt with its features: the same layers and k as before
@@ -174,8 +177,15 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
         layers, k = None, None
     print(f"indexing its features in the {dataset.name!r} atlas", file=sys.stderr)
     target = index_model(model, dataset, settings, layers=layers, k=k, progress=ProgressBar())
-    print(f"\natlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}", file=sys.stderr)
+    end_bar()
+    print(f"atlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}", file=sys.stderr)
     return 0
+
+
+def end_bar() -> None:
+    """End the line a progress bar left open on a terminal (in a log, each of its lines is whole already)."""
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
 
 class ProgressBar:

@@ -69,3 +69,17 @@ def test_progress_in_a_log_is_a_line_every_few_seconds_and_never_nan(monkeypatch
     assert lines == ["[....] 0/40 images     0.0/s      ? s left",
                      "[###.] 30/40 images     2.5/s      4 s left",
                      "[####] 40/40 images     3.1/s      0 s left"]
+
+
+def test_a_job_s_log_has_no_blank_lines(tmp_path, capsys):
+    """Where stderr is a log, the line after the bar does not start with the newline that ends a terminal's
+    open bar line."""
+    from app.demo.dataset import write_split
+    from tests.conftest import DEMO_MODELS_ONLY_ARGS
+
+    write_split(tmp_path / "demo", "heldout", 6)
+    assert main(["index", "shapes-cnn", "--dataset", str(tmp_path / "demo" / "heldout" / "images"), "--layers",
+                 "block4", "--k", "2", "--data-dir", str(tmp_path / "data"), "--device", "cpu",
+                 *DEMO_MODELS_ONLY_ARGS]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("atlas written to ") and "" not in lines, lines
