@@ -5,8 +5,8 @@ batch each image's answer is the same within the rounding of kernels chosen by b
 images interact in a batch (a batch norm on batch statistics) runs every call alone.
 
 Feature visualisations rendered on request are batched too, on a batcher of their own: the units of one layer
-asked for with the same settings at once (a layer grid's cells, several users) are optimised as one batch, which
-costs a CPU about half a unit's time per unit and a GPU little more than one unit (docs/benchmarks.md)."""
+asked for with the same settings at once (a layer grid's cells, several users) are optimised as one batch: in a
+batch of 8 a unit costs this CPU about half its time alone (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
