@@ -9,7 +9,7 @@
 # IMAGES=200 bash bench/gpu_check.sh agree, with PYTHON=.venv/bin/python).
 #   agree       bench/cuda_agreement.py: index build, CAMs and SAE codes on the GPU against the CPU
 #   index       bench/index_throughput.py demo: the build against the bare forward, preloaded and from disk (19)
-#   batching    bench/batching.py: 16 concurrent clients batched against unbatched (19; goal 3x)
+#   batching    bench/batching.py: 16 concurrent clients batched against unbatched (19; goal 3x), and renders
 #   dictionary  bench/dictionary.py on shapes-cnn: 2x and 8x SAEs, their pass against the channels' (18; 1.3x)
 #   dissect     bench/dissect.py: the dissected build against the plain one (17; 0.25), search latency
 set -u
@@ -38,7 +38,7 @@ for name in "${@:-agree}"; do
   case "$name" in
     agree) step 150 "$PY" bench/cuda_agreement.py --images 300 ;;
     index) step 200 "$PY" bench/index_throughput.py demo --images "$IMAGES" --repeats 2 ;;
-    batching) step 150 "$PY" bench/batching.py --requests 128 ;;
+    batching) step 200 "$PY" bench/batching.py --requests 128 --renders 16 ;;
     dictionary) step 240 "$PY" bench/dictionary.py --models shapes-cnn --dictionaries sae:2 sae:8 --images "$IMAGES" \
       --repeats 2 ;;
     dissect) step 200 "$PY" bench/dissect.py --images "$IMAGES" --repeats 2 --queries 100 ;;
