@@ -81,8 +81,10 @@ def small_atlas(root: Path, images: int, layers: list[str], k: int):
     from app.atlas.reader import Atlas
     from tests.conftest import DEMO_MODELS_ONLY
 
+    # A few images per class: every class is scored (the setting's 10 would leave them all out), so that the
+    # tests of class selectivity have units to check.
     settings = Settings(data_dir=root / "data", device="cpu", index_batch_size=16, index_workers=0,
-                        auto_index_demo=False, **DEMO_MODELS_ONLY)
+                        auto_index_demo=False, selectivity_min_class_images=1, **DEMO_MODELS_ONLY)
     write_split(root / "demo", "heldout", images)
     dataset = scan_folder(root / "demo" / "heldout" / "images")
     model = load_store(settings).ready("shapes-cnn")

@@ -350,5 +350,29 @@ def test_a_method_ticked_later_is_computed_alone_beside_the_maps_already_drawn(s
     assert errors == []
 
 
+def test_a_link_with_a_slow_method_draws_the_quick_maps_first(server, chromium):
+    """A link naming Grad-CAM, LayerCAM and Score-CAM: the first two are asked for alone and drawn while
+    Score-CAM (held here until they are) is computed, then it joins them. The review waited 20-31 s for maps
+    that took 26 ms."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    asked, held = [], []
+    page.on("request", lambda request: asked.append(parse_qs(urlsplit(request.url).query).get("methods"))
+            if "/cam?" in request.url else None)
+    page.route("**/cam?*methods=scorecam*", lambda route: held.append(route))
+    page.goto(f"{server}/image/demo:0?model=shapes-cnn&layer=block4&methods=gradcam,layercam,scorecam")
+    page.wait_for_selector(".cam-card.is-drawn[data-method=layercam]")
+    assert page.locator(".cam-card.is-drawn[data-method=gradcam]").count() == 1
+    for _ in range(200):  # the second request follows the first's answer
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert asked == [["gradcam,layercam"], ["scorecam"]] and len(held) == 1
+    assert page.locator(".cam-card.is-drawn[data-method=scorecam]").count() == 0
+    held[0].continue_()
+    page.wait_for_selector(".cam-card.is-drawn[data-method=scorecam]")
+    assert page.locator(".cam-card.is-drawn[data-method]").count() == 3 and errors == []
+
+
 def _map_pixels(page, method: str) -> str:
     return page.eval_on_selector(f".cam-card[data-method={method}] canvas", "canvas => canvas.toDataURL()")

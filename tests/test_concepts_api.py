@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import sqlite3
 
 import numpy as np
@@ -20,6 +21,7 @@ from app.atlas.datasets import scan_folder
 from app.atlas.indexer import index_model
 from app.atlas.notes import Notes
 from app.atlas.search import Document, TokenIndex, rank, tokens
+from app.demo.dataset import write_split
 from tests.atlas_helpers import small_atlas, two_datasets
 
 
@@ -219,6 +221,26 @@ def test_class_selectivity_is_summarised_per_layer_on_a_dataset_of_classes(tmp_p
                 unit["class"] if unit is not None and unit["auc"] >= threshold else None
                 for unit in classes]
         assert block4["labelled_units"] == 0 and block4["best_iou_mean"] is None
+
+
+def test_a_class_with_too_few_images_scores_no_unit_and_the_summary_names_it(tmp_path):
+    """With the default selectivity_min_class_images (10): classes of 12 images are scored, one of 3 is not (its
+    AUC would reach 0.9 by chance on many units), and the summary names it with its images."""
+    settings, model, _, _ = small_atlas(tmp_path, images=4, layers=["block4"], k=2)
+    settings = settings.model_copy(update={"selectivity_min_class_images": 10})
+    write_split(tmp_path / "more", "heldout", 27)
+    scenes = sorted((tmp_path / "more" / "heldout" / "images").rglob("*.png"))
+    for name, files in (("big", scenes[:12]), ("large", scenes[12:24]), ("tiny", scenes[24:])):
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        for path in files:
+            shutil.copy(path, tmp_path / "folders" / name / path.name)
+    target = index_model(model, scan_folder(tmp_path / "folders", name="sizes"), settings, layers=["block4"], k=2)
+    with sqlite3.connect(target / "atlas.sqlite") as db:
+        scored = {row[0] for row in db.execute("SELECT DISTINCT class FROM unit_classes")}
+    assert scored == {"big", "large"}
+    with client(settings) as api:
+        summary = api.get("/api/models/shapes-cnn/concepts", params={"dataset": "sizes"}).json()
+    assert summary["unscored_classes"] == {"tiny": 3} and summary["min_class_images"] == 10
 
 
 def test_the_demo_summary_has_both_concept_labels_and_class_selectivity(labelled):

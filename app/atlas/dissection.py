@@ -55,6 +55,8 @@ class Dissection:
     concept_pixels: np.ndarray  # (concepts,) labelled pixels over the dataset
     concept_images: np.ndarray  # (concepts,) images with the concept
     classes: list[str]
+    unscored_classes: dict[str, int]  # class -> its images, for classes too small (or too large) to score units
+    min_class_images: int
     size: tuple[int, int] | None  # of the label maps in the model's view
     unreadable_labels: list[str]  # images whose label files could not be read (taken as unlabelled)
     layers: dict[str, LayerLabels]
@@ -62,6 +64,7 @@ class Dissection:
 
     def meta(self) -> dict:
         return {"layout": self.layout, "categories": self.categories, "classes": self.classes,
+                "unscored_classes": self.unscored_classes, "min_class_images": self.min_class_images,
                 "size": list(self.size) if self.size else None, "formula_length": FORMULA_LENGTH, "beam": BEAM,
                 "unreadable_labels": len(self.unreadable_labels),
                 "unreadable_label_examples": self.unreadable_labels[:20]}
@@ -82,8 +85,7 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
     with ThreadPoolExecutor(1) as beside:
         classes = plan.class_selectivity and beside.submit(_class_selectivity, plan, recorders, readable, labels)
         found = {} if plan.concepts is None else _concept_labels(plan, recorders, readable, labels, progress, cancel)
-        if classes:
-            classes.result()
+        unscored = classes.result() if classes else {}
     seconds = time.perf_counter() - started
     log.info("dissected %d layers of %s in %.1f s", len(recorders), plan.model.id, seconds)
     empty = np.zeros(0, dtype=np.int64)
@@ -91,7 +93,8 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
                       concepts=list(plan.concepts.concepts) if plan.concepts else [],
                       categories=list(plan.concepts.categories) if plan.concepts else [],
                       concept_pixels=found.get("pixels", empty), concept_images=found.get("images", empty),
-                      classes=plan.dataset.classes if plan.class_selectivity else [], size=found.get("size"),
+                      classes=plan.dataset.classes if plan.class_selectivity else [], unscored_classes=unscored,
+                      min_class_images=plan.min_class_images, size=found.get("size"),
                       unreadable_labels=found.get("unreadable", []), layers=labels, seconds=seconds)
 
 
@@ -175,16 +178,22 @@ def _read_chunk(plan: IndexPlan, table: SignatureTable, size: tuple[int, int], c
 
 
 def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
-                       labels: dict[str, LayerLabels]) -> None:
-    """Each unit's most selective classes by ROC AUC of its spatial maximum, into `labels`."""
+                       labels: dict[str, LayerLabels]) -> dict[str, int]:
+    """Each unit's most selective classes by ROC AUC of its spatial maximum, into `labels`; returns the classes
+    left unscored (class -> its images) for having fewer than plan.min_class_images images, or the rest fewer."""
     classes = plan.dataset.classes
     class_of = {c: i for i, c in enumerate(classes)}
     image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
     known = image_classes >= 0
+    counts = np.bincount(image_classes[known], minlength=len(classes))
+    unscored = {classes[c]: int(counts[c]) for c in range(len(classes))
+                if min(counts[c], known.sum() - counts[c]) < plan.min_class_images}
     for name, recorder in recorders.items():
-        auc = class_auc(np.asarray(recorder.peaks[readable[known]]), image_classes[known], len(classes))
+        auc = class_auc(np.asarray(recorder.peaks[readable[known]]), image_classes[known], len(classes),
+                        plan.min_class_images)
         order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
         labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
+    return unscored
 
 
 def _label_size(plan: IndexPlan) -> tuple[int, int]:

@@ -159,7 +159,9 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
                  "images": r["images"], "units": channels.get(r["id"], 0), "features": features.get(r["id"], 0)}
                 for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
-            "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"], "layers": layers,
+            "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"],
+            "unscored_classes": meta.get("unscored_classes", {}), "min_class_images": meta.get("min_class_images"),
+            "layers": layers,
             "concepts": concepts}
 
 

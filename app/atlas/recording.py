@@ -41,6 +41,7 @@ class IndexPlan:
     histogram_samples: int  # activation values per image and unit that feed the histogram
     concepts: ConceptSource | None = None  # the dataset's concept labels: the pass dissects the layers
     dissection_size: int = 112  # the longest side of the label maps units are compared with
+    min_class_images: int = 10  # a class scored by AUC has at least this many images, and so has the rest
     dictionaries: tuple[StoredDictionary, ...] = ()  # their features are indexed too, each a kind of unit
 
     @property

@@ -100,7 +100,7 @@ def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) ->
                 documents.append(Document(**base, field="formula", text=formula, score=labels["formula"]["iou"],
                                           words=_NEGATED.sub("", formula)))
             for selective in labels["classes"]:
-                if selective["auc"] >= 0.5:
+                if selective["auc"] >= auc_threshold:  # below it a unit does not select the class (0.5: chance)
                     documents.append(Document(**base, field="class", text=f"class {selective['class']}",
                                               score=selective["auc"]))
             documents.append(Document(**base, field="description", text=labels["description"], score=0.0,

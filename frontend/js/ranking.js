@@ -18,12 +18,18 @@ export function comparedWith({ images, compared }) {
 /** A sentence for datasets too small for a fine ranking, else "". */
 export function coarseRankingNote(compared) {
   if (compared >= FEW_IMAGES) return "";
-  return `With ${compared} images a percentile moves in steps of ${(100 / Math.max(compared, 1)).toFixed(0)}%:`
-    + " index more images for a finer ranking.";
+  return `With ${compared} images a percentile moves in steps of ${(100 / Math.max(compared, 1)).toFixed(0)}%`
+    + " (a tie counts half a step): index more images for a finer ranking.";
+}
+
+/** Whether this image's maximum goes over the dataset's as printed (2 decimals): the dataset's is stored in
+ *  float16, so an image of the dataset, recomputed, can pass it in the fourth digit. */
+export function overDatasetMax(max, datasetMax) {
+  return Number(max.toFixed(2)) > Number(datasetMax.toFixed(2));
 }
 
 /** "max 0.37 of 0.52"; where this image goes over the dataset's maximum, says so (its map is drawn clipped). */
 export function maxAgainstDataset(max, datasetMax) {
-  return max > datasetMax ? `max ${max.toFixed(2)}, over the dataset's ${datasetMax.toFixed(2)}`
+  return overDatasetMax(max, datasetMax) ? `max ${max.toFixed(2)}, over the dataset's ${datasetMax.toFixed(2)}`
     : `max ${max.toFixed(2)} of ${datasetMax.toFixed(2)}`;
 }

@@ -18,11 +18,13 @@ export function taskQueue(limit) {
         continue;
       }
       running += 1;
-      Promise.resolve().then(task).then(resolve, reject).finally(() => {
+      const settle = (answer) => (outcome) => {  // counted before its caller hears of it, so counts() includes it
         running -= 1;
         finished += 1;
+        answer(outcome);
         next();
-      });
+      };
+      Promise.resolve().then(task).then(settle(resolve), settle(reject));
     }
   };
   const queue = (task, wanted = () => true) => new Promise((resolve, reject) => {

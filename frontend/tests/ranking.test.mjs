@@ -20,4 +20,5 @@ test("a dataset image is ranked among the others, and few images are said to ran
 test("an activation over the dataset's maximum says so", () => {
   assert.equal(maxAgainstDataset(0.37, 0.27), "max 0.37, over the dataset's 0.27");
   assert.equal(maxAgainstDataset(0.2, 0.27), "max 0.20 of 0.27");
+  assert.equal(maxAgainstDataset(4.0312, 4.0299), "max 4.03 of 4.03");  // over only past the printed digits
 });

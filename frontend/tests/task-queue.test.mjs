@@ -39,3 +39,11 @@ test("a task that fails rejects its own promise and the queue goes on", async ()
   await assert.rejects(failed, /no/);
   assert.equal(await next, "yes");
 });
+
+test("a task is counted finished by the time its caller hears of it", async () => {
+  const queue = taskQueue(2);
+  const counts = await queue(() => "done").then(() => queue.counts());
+  assert.deepEqual(counts, { queued: 1, finished: 1, running: 0 });
+  const failed = await queue(() => { throw new Error("no"); }).catch(() => queue.counts());
+  assert.deepEqual(failed, { queued: 2, finished: 2, running: 0 });
+});

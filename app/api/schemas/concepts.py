@@ -99,6 +99,10 @@ class ConceptSummary(BaseModel):
                                              "(a setting).")
     categories: list[str]
     classes: list[str]
+    unscored_classes: dict[str, int] = Field(
+        description="Classes no unit was scored against, with their images: fewer than `min_class_images` in the "
+                    "class or outside it, where chance alone reaches a high AUC (atlases built before this: none).")
+    min_class_images: int | None = Field(description="The selectivity_min_class_images setting of the build.")
     layers: list[LayerDetectors]
     concepts: list[ConceptOut]
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def class_auc(values: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+def class_auc(values: np.ndarray, labels: np.ndarray, classes: int, min_images: int = 1) -> np.ndarray:
     """(units, classes) AUC from `values` (images, units) and integer `labels` (images,) in [0, classes);
-    NaN for a class with no image, or no image outside it. NaN values tie with each other, above every number.
+    NaN for a class with fewer than `min_images` images, or fewer outside it (with few, chance alone reaches a
+    high AUC). NaN values tie with each other, above every number.
 
     Every unit at once, and each class's rank sum is taken in sorted order, so no rank is scattered back to
     its image: one unit at a time, numpy's overhead was most of the time."""
@@ -25,7 +26,7 @@ def class_auc(values: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarra
     rank_sums = np.bincount(bins, weights=ranks.ravel(), minlength=units * classes).reshape(units, classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
-    auc[:, (positives == 0) | (negatives == 0)] = np.nan
+    auc[:, (positives < max(min_images, 1)) | (negatives < max(min_images, 1))] = np.nan
     return auc
 
 

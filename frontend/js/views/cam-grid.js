@@ -14,6 +14,7 @@ import { apiUrl } from "../urls.js";
 export function mountCamStudio(section, { imageId, model, layer, methods, state, signal, onStateChange,
   after = Promise.resolve() }) {
   const registry = new Map(methods.map((m) => [m.id, m]));
+  const reruns = new Set(methods.filter((m) => m.reruns).map((m) => m.id));  // one pass per channel
   const channels = model.layers.find((l) => l.name === layer)?.units;
   section.innerHTML = html`<h2>Where <code>${layer}</code> looks</h2>
     <div class="toolbar cam-controls">
@@ -30,7 +31,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     <fieldset class="method-picker"><legend class="muted small">Methods</legend>${methods.map((m) => html`
       <label class="chip" title="${m.description}${costNote(m, layer, channels)}"><input type="checkbox" name="method"
         value="${m.id}" ${state.methods.includes(m.id) ? "checked" : ""}>${m.name}${!m.reruns ? ""
-        : html`<span class="cost" title="one pass per channel">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
+        : html`<span class="cost" title="up to one pass per channel (a channel that is all zeros, or whose mask another's repeats, is skipped)">×${channels ?? "c"}</span>`}</label>`)}</fieldset>
     <div class="cam-legend"><span class="small muted legend-low"></span><canvas width="256" height="1" aria-hidden="true"></canvas>
       <span class="small muted">max</span><span class="small muted legend-note"></span></div>
     <p class="cam-status small muted" role="status">…</p>
@@ -100,15 +101,18 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
 
   let requested = false;
   let answeredFor = null;  // the target and ReLU of `answer`: its maps stay right while only the methods change
-  const fetchMaps = async () => {
+  const fetchMaps = async (continuing = false) => {  // continuing: the slow methods, after the quick maps
     requested = true;
     inflight?.abort();
     scoring?.abort();
     const view = JSON.stringify([state.target, state.relu]);
     // With Faithfulness on, every map is scored again with the new set: no map is kept (nor its badges).
-    const kept = answer && answeredFor === view && !state.metrics
+    const kept = answer && answeredFor === view && (continuing || !state.metrics)
       ? answer.maps.filter((shown) => state.methods.includes(shown.method)) : [];
     const missing = state.methods.filter((id) => !kept.some((shown) => shown.method === id));
+    // The shared pass's maps take milliseconds, a method that reruns the model per channel seconds to minutes:
+    // those are asked for and drawn first, then the others beside them (the next call, with the first kept).
+    const first = missing.some((id) => !reruns.has(id)) ? missing.filter((id) => !reruns.has(id)) : missing;
     answer = kept.length ? { ...answer, maps: kept } : null;
     if (!state.methods.length) {
       grid.innerHTML = html`${imageCard}`;
@@ -128,7 +132,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     let progress = null;
     const computing = () => {
       const seconds = Math.floor((performance.now() - started) / 1000);
-      status.innerHTML = html`Computing ${missing.length} map${missing.length > 1 ? "s" : ""}…${
+      status.innerHTML = html`Computing ${first.length} map${first.length > 1 ? "s" : ""}…${
         progressNote(progress)}${seconds ? ` · ${seconds} s` : ""}`;
     };
     computing();
@@ -136,7 +140,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     const ticker = setInterval(computing, 1000);
     let body;
     try {
-      body = await getJsonFollowed(apiUrl.cam(imageId, params(missing)), {
+      body = await getJsonFollowed(apiUrl.cam(imageId, params(first)), {
         signal: controller.signal,
         onProgress: (found) => { progress = found; computing(); },
       });
@@ -164,6 +168,7 @@ export function mountCamStudio(section, { imageId, model, layer, methods, state,
     answeredFor = view;
     explained(answer);
     showGrid(answer.maps, body.target);
+    if (first.length < missing.length) return fetchMaps(true);  // the slow methods, beside the maps drawn
     if (state.metrics) fetchMetrics();
   };
 
@@ -264,7 +269,7 @@ function progressNote(progress) {
 // Score-CAM and Ablation-CAM run the model (or its layers after this one) once per channel.
 function costNote(method, layer, channels) {
   if (!method.reruns) return "";
-  return `. Runs ${method.reruns} once per channel of ${layer}${channels ? ` (${channels} passes)` : ""}, in batches.`;
+  return `. Runs ${method.reruns} at most once per channel of ${layer}${channels ? ` (up to ${channels} passes)` : ""}, in batches, after the other maps.`;
 }
 
 /** One map's scores as badges, each saying which way is better. */

@@ -79,6 +79,14 @@ function labelledSection(summary, modelId, filtered) {
     </section>`;
 }
 
+/** The classes too small (or too large) to score units against, where chance alone reaches a high AUC. */
+function unscoredNote(summary) {
+  const unscored = Object.entries(summary.unscored_classes ?? {});
+  if (!unscored.length) return "";
+  return html` Not scored, for fewer than ${summary.min_class_images} images in the class or outside it (chance alone
+    would pass the threshold): ${unscored.map(([name, images], i) => html`${i ? ", " : ""}${name} (${images})`)}.`;
+}
+
 /** Per layer, the units whose most selective class reaches the AUC setting, and which classes they prefer. */
 function selectivitySection(summary, modelId, filtered) {
   if (!summary.classes.length) return "";
@@ -86,7 +94,7 @@ function selectivitySection(summary, modelId, filtered) {
     <h2>Class selectivity, per layer</h2>
     <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, one class of the dataset's folders
       against the rest. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
-      links to its units, the most selective first.</p>
+      links to its units, the most selective first.${unscoredNote(summary)}</p>
     <div class="table-scroll"><table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>
         <th scope="col">mean best AUC</th><th scope="col" class="class-column">their classes</th></tr></thead>

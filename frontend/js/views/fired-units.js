@@ -35,8 +35,8 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
   strip.classList.remove("muted");
   strip.innerHTML = html`<p class="muted small">Against ${comparedWith(body)} of dataset <code>${body.dataset}</code>:
       how many of them this image's spatial mean exceeds. ${coarseRankingNote(body.compared)} Each unit drawn on this image, and small, on the
-      dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and the image that
-      drives it most (its feature visualisation, top left, once rendered).</p>
+      dataset image it fires on most (both from 0 to the unit's maximum over the dataset) and, where one is
+      stored, the image that drives it most (its feature visualisation, top left; its unit page renders it).</p>
     <ol class="fired-list">${body.units.map((u) => html`<li data-unit="${u.unit}">
       <a href="${pageUrl.unit(modelId, layer, u.unit, { dataset: body.dataset, kind, image: imageId })}" data-unit="${u.unit}">
         <canvas class="fired-map" width="112" height="112" role="img"

@@ -119,10 +119,13 @@ export async function mountLayer(root, { params, query, signal }) {
     link.href = pageUrl.unit(modelId, layer, unit.unit, atlasQuery(state));
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (state.show === "visualizations") {
-      cell.classList.add("is-rendering");  // pulses until its image comes
+      cell.classList.add("is-queued");  // a still tile while it waits its turn; it pulses once asked for
       const query = atlasQuery({ kind: state.kind });
       try {  // in its turn: a stored one (`fovea visualize`, a first start's) comes in milliseconds, else seconds
-        const asked = rendering(() => loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, query)), current);
+        const asked = rendering(() => {
+          cell.classList.replace("is-queued", "is-rendering");
+          return loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, query));
+        }, current);
         showRendering();
         const image = await asked;
         if (!current() || !image) return;
@@ -131,7 +134,7 @@ export async function mountLayer(root, { params, query, signal }) {
       } catch {
         if (current()) cell.classList.add("is-missing");
       } finally {
-        if (current()) cell.classList.remove("is-rendering");
+        if (current()) cell.classList.remove("is-queued", "is-rendering");
         showRendering();
       }
       return;
@@ -155,8 +158,8 @@ export async function mountLayer(root, { params, query, signal }) {
 
   if (state.show === "visualizations") {
     root.querySelector(".scale-slot").innerHTML = html`<p class="muted small">Each cell: the image optimised to
-      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for, two
-      at a time (seconds each on a CPU; <code>${runnable(`fovea visualize ${modelId} --layers ${layer}${
+      make the unit fire (its feature visualisation), rendered by the server the first time it is asked for, four
+      at a time in one batch (seconds to a minute each on a CPU; <code>${runnable(`fovea visualize ${modelId} --layers ${layer}${
       state.kind === CHANNEL ? "" : ` --kind ${state.kind}`}`)}</code> renders a whole layer ahead of time).
       <span class="rendering-note"></span> <span class="rendering-count" aria-live="polite"></span></p>`;
     noteBackgroundRendering(root.querySelector(".rendering-note"), modelId, signal);

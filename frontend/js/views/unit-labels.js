@@ -56,7 +56,9 @@ export function labelsPanel(labels, modelId) {
   </section>`;
 }
 
+/** The classes the unit fires on more than on the rest (AUC above 0.5, chance): one below is not "selective". */
 function classList(labels) {
-  return labels.classes.length ? html`<p class="small"><b>Most selective classes</b> ${labels.classes.map((c, i) =>
+  const above = labels.classes.filter((c) => c.auc > 0.5);
+  return above.length ? html`<p class="small"><b>Most selective classes</b> ${above.map((c, i) =>
     html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : "";
 }

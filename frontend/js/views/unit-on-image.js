@@ -5,7 +5,7 @@
 import { html } from "../dom.js";
 import { decodeMaps, drawHeatmap, loadImage, mapAt } from "../maps.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
-import { coarseRankingNote, comparedWith, percentAmong } from "../ranking.js";
+import { coarseRankingNote, comparedWith, overDatasetMax, percentAmong } from "../ranking.js";
 import { apiUrl, atlasQuery, pageUrl } from "../urls.js";
 
 /** Prepend the card to `section` (the unit page's gallery section); `dataset`: the atlas the page shows. */
@@ -38,7 +38,7 @@ export async function mountUnitOnImage(section, { modelId, layer, unit, imageId,
       </dl>
     </div>
     <p class="muted small">By spatial mean against the <code>${body.dataset}</code> images; drawn from 0 to the unit's
-      maximum over the dataset, like the gallery below${row.spatial_max > row.max_max ? " (this image goes over it: the map is clipped)" : ""}.
+      maximum over the dataset, like the gallery below${overDatasetMax(row.spatial_max, row.max_max) ? " (this image goes over it: the map is clipped)" : ""}.
       ${coarseRankingNote(body.compared)}</p>`;
   const canvas = card.querySelector("canvas");
   try {
