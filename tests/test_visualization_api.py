@@ -209,3 +209,18 @@ def test_a_batch_goes_on_for_the_clients_still_there_and_stops_when_all_have_gon
     assert all(isinstance(outcome, RequestCancelled) for outcome in outcomes), outcomes
     assert stored == set() and heard[0] == heard[1] == [(step, 4) for step in range(1, 3)]  # stopped at step 3
 
+
+
+def test_a_layer_s_units_say_which_visualisations_a_grid_can_load_at_once(client):
+    """`visualized=true`: the listed units whose image at a page's settings (no steps, size or seed named) is
+    stored; the grid loads those at once and queues the others' renderings, so that those render together."""
+    path = "/api/models/shapes-cnn/layers/block3/units"
+    assert client.get(path, params={"limit": 12, "visualized": True}).json()["visualized"] == []  # 112 px > 64
+    settings = client.app.state.settings.model_copy(update={"visualization_max_size": 112})  # the model's input
+    with TestClient(create_app(settings)) as served:
+        before = served.get(path, params={"limit": 12, "visualized": True}).json()["visualized"]
+        assert 2 not in before and "visualized" not in served.get(path, params={"limit": 12}).json()
+        assert served.get(f"{BASE}/2/visualization.png").status_code == 200  # rendered at the page's settings
+        after = served.get(path, params={"limit": 12, "visualized": True}).json()["visualized"]
+        assert sorted(after) == sorted({*before, 2}) and all(unit < 12 for unit in after)
+        assert 2 not in served.get(path, params={"offset": 12, "limit": 12, "visualized": True}).json()["visualized"]

@@ -29,7 +29,9 @@ export function layerQuery(state) {
   return query;
 }
 
-/** The API query of a page of the grid's units (with their top maps) in the state's order. */
+/** The API query of a page of the grid's units (with their top maps) in the state's order; showing feature
+ *  visualisations, which of them are stored. */
 export function unitsQuery(state, { offset = 0, limit }) {
-  return { ...atlasQuery(state), sort: state.sort, order: state.order, offset: offset || "", limit, maps: true };
+  return { ...atlasQuery(state), sort: state.sort, order: state.order, offset: offset || "", limit, maps: true,
+    visualized: state.show === "visualizations" || "" };
 }

@@ -43,6 +43,8 @@ test("what the grid asks for: a page of units with their maps, in the state's or
     "/api/models/m/layers/l/units?dataset=demo&limit=96&maps=1&order=desc&sort=max_max");
   assert.equal(apiUrl.units("m", "l", unitsQuery({ ...state, dataset: null }, { offset: 192, limit: 96 })),
     "/api/models/m/layers/l/units?limit=96&maps=1&offset=192&order=desc&sort=max_max");
+  assert.equal(apiUrl.units("m", "l", unitsQuery({ ...state, show: "visualizations" }, { limit: 96 })),
+    "/api/models/m/layers/l/units?dataset=demo&limit=96&maps=1&order=desc&sort=max_max&visualized=1");
 });
 
 test("a layer's units of another kind: the kind is in its links and in what the grid asks for", () => {

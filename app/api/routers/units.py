@@ -19,7 +19,7 @@ from app.api.deps import (
 )
 from app.api.encoding import FastJSONResponse, encode_maps
 from app.api.errors import ErrorResponse, error_doc
-from app.api.features import feature_json
+from app.api.features import dictionary_of, feature_json
 from app.api.indices import UnitIndex
 from app.api.links import unit_page
 from app.api.schemas import AtlasList, UnitDetail, UnitMaps, UnitPage
@@ -29,6 +29,7 @@ from app.atlas.labels import has_labels, layer_labels, unit_labels
 from app.atlas.reader import Atlas, AtlasLayer
 from app.atlas.registry import AtlasRegistry
 from app.atlas.statistics import STATISTICS, UNIT_SORTS
+from app.atlas.visualize import Target, page_render_settings, rendered_units
 from app.engine.layers import LayerInfo, clamp_input
 from app.engine.probe import ReceptiveField
 from app.errors import AtlasMissing, InvalidInput, LayerNotFound
@@ -163,11 +164,15 @@ def list_units(
     atlas: Annotated[Atlas, Depends(get_atlas)],
     indexed: Annotated[AtlasLayer, Depends(get_indexed_layer)],
     settings: SettingsDep,
+    atlases: AtlasesDep,
+    dictionaries: DictionariesDep,
     sort: Annotated[Literal[UNIT_SORTS], Query(description="Statistic to sort by.")] = "unit",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     offset: Annotated[int, Query(ge=0, description="First unit of the page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=4096, description="Units per page.")] = 4096,
     maps: Annotated[bool, Query(description="Include each unit's map on its top image.")] = False,
+    visualized: Annotated[bool, Query(description="Say which listed units' feature visualisations at a page's "
+                                                  "settings are stored (`visualized`).")] = False,
 ) -> FastJSONResponse:
     if offset >= max(indexed.units, 1):
         raise InvalidInput(f"offset {offset} is past the last unit; {layer.name} has {indexed.units} units",
@@ -181,6 +186,10 @@ def list_units(
             "units": [unit_summary(model.id, indexed, atlas.dataset, row, labels.get(row["unit"])) for row in rows]}
     if maps:
         page["top_maps"] = encode_maps(atlas.top_maps(indexed, [row["unit"] for row in rows]))
+    if visualized:  # the grid loads these at once and queues the others' renderings
+        target = Target(layer.name, dictionary_of(dictionaries, model, atlas, layer.name, indexed.kind))
+        done = rendered_units(model, target, settings, page_render_settings(settings, atlases, model))
+        page["visualized"] = [row["unit"] for row in rows if row["unit"] in done]
     return FastJSONResponse(page)
 
 

@@ -95,6 +95,8 @@ class UnitPage(BaseModel):
     units: list[UnitSummary]
     top_maps: EncodedMaps | None = Field(None, description="Only with `maps=true`: each listed unit's map on its "
                                                            "top image, (units, h, w) in list order.")
+    visualized: list[int] | None = Field(None, description="Only with `visualized=true`: the listed units whose "
+                                                           "feature visualisation at a page's settings is stored.")
 
 
 class Crop(BaseModel):

@@ -95,7 +95,7 @@ export async function mountLayer(root, { params, query, signal }) {
   const showRendering = () => {
     const { queued, finished } = rendering.counts();
     const count = root.querySelector(".rendering-count");
-    if (count && queued) count.textContent = finished < queued ? `${finished} of the ${queued} cells shown so far…` : "";
+    if (count && queued) count.textContent = finished < queued ? `Rendered ${finished} of ${queued} so far…` : "";
   };
   const bind = async (cell, index) => {
     cell.dataset.index = index;
@@ -120,12 +120,15 @@ export async function mountLayer(root, { params, query, signal }) {
     label.innerHTML = unitLabel(unit, state, sorts).text;
     if (state.show === "visualizations") {
       cell.classList.add("is-queued");  // a still tile while it waits its turn; it pulses once asked for
-      const query = atlasQuery({ kind: state.kind });
-      try {  // in its turn: a stored one (`fovea visualize`, a first start's) comes in milliseconds, else seconds
-        const asked = rendering(() => {
-          cell.classList.replace("is-queued", "is-rendering");
-          return loadImage(apiUrl.visualizationPng(modelId, layer, unit.unit, query));
-        }, current);
+      const url = apiUrl.visualizationPng(modelId, layer, unit.unit, atlasQuery({ kind: state.kind }));
+      const load = () => {
+        cell.classList.replace("is-queued", "is-rendering");
+        return loadImage(url);
+      };
+      // A stored one (`fovea visualize`, a first start's) comes at once; the others wait their turn, so that
+      // those asked for together are rendered together.
+      try {
+        const asked = page.visualized?.includes(unit.unit) ? load() : rendering(load, current);
         showRendering();
         const image = await asked;
         if (!current() || !image) return;
