@@ -24,8 +24,9 @@ pytestmark = pytest.mark.browser
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-datasets")
     cards = clamped_card(root / "cards", root / "squares")
+    # Datasets of 12 images in 10 classes: every class is scored (the setting's 10 images would leave them out).
     settings = Settings(data_dir=root / "data", device="cpu", index_workers=0, auto_index_demo=False,
-                        model_dirs=[cards])
+                        model_dirs=[cards], selectivity_min_class_images=1)
     alpha, beta = two_datasets(root)
     store = load_store(settings)
     index_model(store.ready("shapes-cnn"), scan_folder(alpha, name="alpha"), settings,
