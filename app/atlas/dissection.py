@@ -24,7 +24,7 @@ from torchvision.transforms import InterpolationMode
 from app.atlas.concepts import Concept, category_numbers
 from app.atlas.concepts.label_layers import nearest
 from app.atlas.recording import BuildCancelled, ImageRecord, IndexPlan, LayerRecorder
-from app.engine.dissection.auc import class_auc
+from app.engine.dissection.auc import class_auc, too_few_images
 from app.engine.dissection.labels import Formulas, beam_searches, concept_iou
 from app.engine.dissection.region import count_region_pixels
 from app.engine.dissection.signatures import SignatureTable, signature_map
@@ -186,8 +186,8 @@ def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], rea
     image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
     known = image_classes >= 0
     counts = np.bincount(image_classes[known], minlength=len(classes))
-    unscored = {classes[c]: int(counts[c]) for c in range(len(classes))
-                if min(counts[c], known.sum() - counts[c]) < plan.min_class_images}
+    unscored = {classes[c]: int(counts[c])
+                for c in np.flatnonzero(too_few_images(image_classes[known], len(classes), plan.min_class_images))}
     for name, recorder in recorders.items():
         auc = class_auc(np.asarray(recorder.peaks[readable[known]]), image_classes[known], len(classes),
                         plan.min_class_images)

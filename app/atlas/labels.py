@@ -161,8 +161,7 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
             "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"],
             "unscored_classes": meta.get("unscored_classes", {}), "min_class_images": meta.get("min_class_images"),
-            "layers": layers,
-            "concepts": concepts}
+            "layers": layers, "concepts": concepts}
 
 
 def _most_first(counts: Counter) -> list[tuple[str, int]]:

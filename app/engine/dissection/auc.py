@@ -26,8 +26,14 @@ def class_auc(values: np.ndarray, labels: np.ndarray, classes: int, min_images: 
     rank_sums = np.bincount(bins, weights=ranks.ravel(), minlength=units * classes).reshape(units, classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
-    auc[:, (positives < max(min_images, 1)) | (negatives < max(min_images, 1))] = np.nan
+    auc[:, too_few_images(labels, classes, min_images)] = np.nan
     return auc
+
+
+def too_few_images(labels: np.ndarray, classes: int, min_images: int) -> np.ndarray:
+    """(classes,) whether a class has fewer than `min_images` images (at least 1), or fewer outside it."""
+    positives = np.bincount(labels, minlength=classes)
+    return np.minimum(positives, len(labels) - positives) < max(min_images, 1)
 
 
 def _sorted_midranks(ordered: np.ndarray) -> np.ndarray:
