@@ -150,12 +150,14 @@ def test_units_asked_for_at_once_render_as_one_batch_which_is_what_fovea_visuali
         shutil.copytree(client.app.state.settings.data_dir, served_dir)
         settings = client.app.state.settings.model_copy(update={
             "data_dir": served_dir, "visualization_batch_max_size": batch,
-            "visualization_batch_window_ms": 1000})  # a full batch starts at once, without the window
+            "visualization_batch_window_ms": 5000})  # a full batch starts at once, without the window
         with TestClient(create_app(settings)) as served, ThreadPoolExecutor(len(units)) as pool:
             answers = list(pool.map(lambda unit: served.get(f"{BASE}/{unit}/visualization.png", params={"size": 48}),
                                     units))
             prior = render_prior(served.app.state.atlases, model, (48, 48), "fft")
-        assert [answer.headers["fovea-batch-size"] for answer in answers] == [str(batch)] * len(units)
+        sizes = [answer.headers.get("fovea-batch-size") for answer in answers]
+        # The unit asked for twice: its second request may find the image its twin stored (no rendering: no header).
+        assert sizes[:4] == [str(batch)] * 4 and sizes[4] in (str(batch), None), sizes
         render_settings = replace(default_render_settings(settings, model, prior), size=(48, 48))
         visualize_layer(model, "block3", direct_dir, render_settings, units=sorted(set(units)), batch_size=batch)
         direct = Annotations(direct_dir, model.id, FEATURE_VISUALISATION)
