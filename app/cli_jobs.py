@@ -37,10 +37,14 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
     model = load_store(settings).ready(args.model)
     dataset = resolve_dataset(args.dataset, settings)
     concepts = open_concepts(dataset.root)
-    if concepts is None and len(dataset.classes) < 2:
+    classes = len(dataset.classes) >= 2
+    predicted = not classes and settings.predicted_class_selectivity and len(model.labels) >= 2
+    if concepts is None and not classes and not predicted:
         raise InvalidInput(f"{dataset.root} has neither concept labels (the demo's, Broden's or Fovea's label-map "
-                           f"layout: docs/concepts.md) nor classes (an ImageFolder's folders) to label units with")
-    what = f"{concepts.layout} concept labels" if concepts else "classes only"
+                           f"layout: docs/concepts.md) nor classes (an ImageFolder's folders) to label units with, "
+                           f"and FOVEA_PREDICTED_CLASS_SELECTIVITY is off")
+    what = (f"{concepts.layout} concept labels" if concepts else "classes only" if classes
+            else "no classes: the model's predicted classes")
     print(f"dissecting {model.id} on {dataset.name} ({len(dataset)} images, {what})", file=sys.stderr)
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
@@ -76,10 +80,11 @@ def _layer_name(row: dict) -> str:
 
 
 def _print_selective(atlas) -> None:
-    from app.atlas.labels import class_selectivity_summary
+    from app.atlas.labels import class_selectivity_summary, class_source
 
     levels = (0.75, 0.9, 0.99)
-    print("class selectivity: units whose most selective class reaches each ROC AUC")
+    kind = "predicted class" if class_source(atlas) == "predictions" else "class"
+    print(f"{kind} selectivity: units whose most selective {kind} reaches each ROC AUC")
     print("layer".ljust(24) + "units".rjust(7) + "".join(f">= {a:.2f}".rjust(10) for a in levels))
     for layer in class_selectivity_summary(atlas, levels):
         cells = "".join(f"{count / layer['units']:10.0%}" for count in layer["reaching"])

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         default=10, ge=1,
         description="Fewest images a class needs, and the rest of the dataset too, for units to be scored against "
                     "it: with 2 images, about 6% of units reach AUC 0.9 by chance.")
+    predicted_class_selectivity: bool = Field(
+        default=True,
+        description="On a dataset whose images have no classes, score units against the classes the model predicts "
+                    "for them instead (the same ROC AUC, each predicted class against the rest): what the unit feeds "
+                    "in the model's decisions, not what the images are.")
     dissection_label_size: int = Field(
         default=112, ge=8, le=1024,
         description="Longest side of the concept label maps units are compared with, in pixels of the model's view "

@@ -495,7 +495,8 @@ def test_the_demo_square_unit_is_labelled_shape_square(tmp_path):
     assert top_class and 0.5 < top_class[0][1] <= 1
 
 
-def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_without_labels(tmp_path, capsys):
+def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_without_labels(tmp_path, capsys,
+                                                                                         monkeypatch):
     from app.cli import main
 
     cards = tmp_path / "cards"
@@ -512,6 +513,11 @@ def test_fovea_dissect_prints_the_labelled_fractions_and_refuses_a_dataset_witho
     flat.mkdir()
     for i in range(3):
         Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(flat / f"{i}.png")
+    # Images without classes are scored against the classes the model predicts; with that off, refused.
+    assert main(["dissect", "concepts", "--dataset", str(flat), "--layers", "detectors", *flags]) == 0
+    captured = capsys.readouterr()
+    assert "the model's predicted classes" in captured.err and "predicted class selectivity" in captured.out
+    monkeypatch.setenv("FOVEA_PREDICTED_CLASS_SELECTIVITY", "false")
     assert main(["dissect", "concepts", "--dataset", str(flat), *flags]) == 1
     assert "neither concept labels" in capsys.readouterr().err
 

@@ -44,7 +44,7 @@ class LayerLabels:
     region_pixels: np.ndarray | None  # (units,) pixels of each unit's region over the dataset
     concepts: tuple[np.ndarray, np.ndarray] | None  # (units, CONCEPTS_PER_UNIT) concept indices and IoUs
     formulas: list[tuple[str, float] | None] | None  # per unit: the best formula and its IoU
-    classes: tuple[np.ndarray, np.ndarray] | None  # (units, CLASSES_PER_UNIT) class indices and AUCs
+    classes: tuple[np.ndarray, np.ndarray] | None  # (units, CLASSES_PER_UNIT) class names and AUCs
 
 
 @dataclass
@@ -54,7 +54,8 @@ class Dissection:
     categories: list[str]
     concept_pixels: np.ndarray  # (concepts,) labelled pixels over the dataset
     concept_images: np.ndarray  # (concepts,) images with the concept
-    classes: list[str]
+    classes: list[str]  # scored against; on predictions, those the model predicted for at least one image
+    class_source: str | None  # "labels" (the images' classes), "predictions" (the model's), or None
     unscored_classes: dict[str, int]  # class -> its images, for classes too small (or too large) to score units
     min_class_images: int
     size: tuple[int, int] | None  # of the label maps in the model's view
@@ -64,7 +65,8 @@ class Dissection:
 
     def meta(self) -> dict:
         return {"layout": self.layout, "categories": self.categories, "classes": self.classes,
-                "unscored_classes": self.unscored_classes, "min_class_images": self.min_class_images,
+                "class_source": self.class_source, "unscored_classes": self.unscored_classes,
+                "min_class_images": self.min_class_images,
                 "size": list(self.size) if self.size else None, "formula_length": FORMULA_LENGTH, "beam": BEAM,
                 "unreadable_labels": len(self.unreadable_labels),
                 "unreadable_label_examples": self.unreadable_labels[:20]}
@@ -83,9 +85,10 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
                                 formulas=None, classes=None) for name, r in recorders.items()}
     # Class selectivity beside the concept labels: its sorts let go of the GIL, and it writes other fields.
     with ThreadPoolExecutor(1) as beside:
-        classes = plan.class_selectivity and beside.submit(_class_selectivity, plan, recorders, readable, labels)
+        classes = plan.class_selectivity and beside.submit(_class_selectivity, plan, recorders, images, readable,
+                                                           labels)
         found = {} if plan.concepts is None else _concept_labels(plan, recorders, readable, labels, progress, cancel)
-        unscored = classes.result() if classes else {}
+        scored, unscored = classes.result() if classes else ([], {})
     seconds = time.perf_counter() - started
     log.info("dissected %d layers of %s in %.1f s", len(recorders), plan.model.id, seconds)
     empty = np.zeros(0, dtype=np.int64)
@@ -93,7 +96,7 @@ def dissect(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageR
                       concepts=list(plan.concepts.concepts) if plan.concepts else [],
                       categories=list(plan.concepts.categories) if plan.concepts else [],
                       concept_pixels=found.get("pixels", empty), concept_images=found.get("images", empty),
-                      classes=plan.dataset.classes if plan.class_selectivity else [], unscored_classes=unscored,
+                      classes=scored, class_source=plan.class_source, unscored_classes=unscored,
                       min_class_images=plan.min_class_images, size=found.get("size"),
                       unreadable_labels=found.get("unreadable", []), layers=labels, seconds=seconds)
 
@@ -177,23 +180,31 @@ def _read_chunk(plan: IndexPlan, table: SignatureTable, size: tuple[int, int], c
     return maps, present, unreadable, len(table)
 
 
-def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], readable: np.ndarray,
-                       labels: dict[str, LayerLabels]) -> dict[str, int]:
-    """Each unit's most selective classes by ROC AUC of its spatial maximum, into `labels`; returns the classes
-    left unscored (class -> its images) for having fewer than plan.min_class_images images, or the rest fewer."""
-    classes = plan.dataset.classes
-    class_of = {c: i for i, c in enumerate(classes)}
-    image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
+def _class_selectivity(plan: IndexPlan, recorders: dict[str, LayerRecorder], images: ImageRecord,
+                       readable: np.ndarray, labels: dict[str, LayerLabels]) -> tuple[list[str], dict[str, int]]:
+    """Each unit's most selective classes by ROC AUC of its spatial maximum, into `labels`, the classes being
+    the images' own or, on a dataset without them, those the model predicts. Returns the classes scored against
+    (on predictions, those predicted for an image at least once) and those left unscored (class -> its images)
+    for having fewer than plan.min_class_images images, or the rest fewer."""
+    if plan.class_source == "labels":
+        classes = plan.dataset.classes
+        class_of = {c: i for i, c in enumerate(classes)}
+        image_classes = np.array([class_of.get(plan.dataset.labels[i], -1) for i in readable])
+    else:
+        classes = plan.model.labels
+        image_classes = images.prediction[readable].astype(np.int64)
     known = image_classes >= 0
     counts = np.bincount(image_classes[known], minlength=len(classes))
-    unscored = {classes[c]: int(counts[c])
-                for c in np.flatnonzero(too_few_images(image_classes[known], len(classes), plan.min_class_images))}
+    present = counts > 0 if plan.class_source == "predictions" else np.ones(len(classes), dtype=bool)
+    too_few = too_few_images(image_classes[known], len(classes), plan.min_class_images) & present
+    unscored = {classes[c]: int(counts[c]) for c in np.flatnonzero(too_few)}
+    names = np.array(classes, dtype=object)
     for name, recorder in recorders.items():
         auc = class_auc(np.asarray(recorder.peaks[readable[known]]), image_classes[known], len(classes),
                         plan.min_class_images)
         order = np.argsort(-np.nan_to_num(auc, nan=-1.0), axis=1, kind="stable")[:, :CLASSES_PER_UNIT]
-        labels[name].classes = (order, np.take_along_axis(auc, order, axis=1))
-    return unscored
+        labels[name].classes = (names[order], np.take_along_axis(auc, order, axis=1))
+    return [classes[c] for c in np.flatnonzero(present)], unscored
 
 
 def _label_size(plan: IndexPlan) -> tuple[int, int]:

@@ -55,7 +55,8 @@ def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, lay
     return IndexPlan(model=model, dataset=dataset, layers=tuple(chosen), k=k, batch_size=settings.index_batch_size,
                      histogram_samples=settings.index_histogram_samples, concepts=concepts,
                      dissection_size=settings.dissection_label_size, dictionaries=dictionaries,
-                     min_class_images=settings.selectivity_min_class_images)
+                     min_class_images=settings.selectivity_min_class_images,
+                     predicted_classes=settings.predicted_class_selectivity)
 
 
 def _check_dissection_memory(model: LoadedModel, dataset: ImageDataset, shapes: list[tuple[int, int, int]],

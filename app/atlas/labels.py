@@ -29,6 +29,13 @@ def has_labels(atlas: Atlas) -> bool:
     return bool(atlas.meta.get("dissection"))
 
 
+def class_source(atlas: Atlas) -> str | None:
+    """What the atlas's class AUCs score units against: "labels" (the images' classes), "predictions" (the classes
+    the model predicts for them), or None."""
+    meta = atlas.meta["dissection"]
+    return meta.get("class_source", "labels") if meta["classes"] else None
+
+
 def layer_labels(atlas: Atlas, layer: AtlasLayer, iou_threshold: float, auc_threshold: float) -> dict[int, dict]:
     """Each labelled unit's label chip: its best concept, where the IoU reaches `iou_threshold`, else the class it
     selects, where its best class's ROC AUC reaches `auc_threshold` (on a dataset of classes alone, the only
@@ -40,7 +47,8 @@ def layer_labels(atlas: Atlas, layer: AtlasLayer, iou_threshold: float, auc_thre
     concepts = atlas.query("SELECT uc.unit, c.id, c.name, c.category, uc.iou FROM unit_concepts uc JOIN concepts c "
                            "ON c.idx = uc.concept WHERE uc.layer = ? AND uc.rank = 0 AND uc.iou >= ?",
                            (layer.idx, iou_threshold))
-    return {row["unit"]: {"id": f"class:{row['class']}", "name": row["class"], "category": "class", "iou": None,
+    category = "predicted class" if class_source(atlas) == "predictions" else "class"
+    return {row["unit"]: {"id": f"class:{row['class']}", "name": row["class"], "category": category, "iou": None,
                           "auc": row["auc"]} for row in classes} | {
         row["unit"]: {"id": row["id"], "name": row["name"], "category": row["category"], "iou": row["iou"],
                       "auc": None} for row in concepts}
@@ -90,6 +98,7 @@ def _labels(atlas: Atlas, iou_threshold: float, concept_rows, region_rows, class
         "concepts": [c.json() for c in concepts],
         "formula": {"text": region["formula"], "iou": region["formula_iou"]} if region and region["formula"] else None,
         "classes": [{"class": r["class"], "auc": r["auc"]} for r in class_rows],
+        "class_source": class_source(atlas),
         "threshold": region["threshold"] if region else None,
         "region_pixels": region["region_pixels"] if region else None,
     }
@@ -115,7 +124,8 @@ def describe(labels: dict) -> str:
         parts.append(f"better as {formula['text']} (IoU {formula['iou']:.2f})")
     if labels["classes"] and labels["classes"][0]["auc"] >= 0.5:
         best = labels["classes"][0]
-        parts.append(f"top class {best['class']}, AUC {best['auc']:.2f}")
+        kind = "predicted class" if labels["class_source"] == "predictions" else "class"
+        parts.append(f"top {kind} {best['class']}, AUC {best['auc']:.2f}")
     if not concepts and labels["layout"] is not None:  # a dataset of classes only has no concepts to name
         closest = next((c for c in labels["concepts"] if c["iou"] > 0), None)
         parts.insert(0, f"no concept reaches IoU {threshold:g}"
@@ -160,6 +170,7 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
                 for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
             "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"],
+            "class_source": class_source(atlas),
             "unscored_classes": meta.get("unscored_classes", {}), "min_class_images": meta.get("min_class_images"),
             "layers": layers, "concepts": concepts}
 

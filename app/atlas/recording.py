@@ -43,11 +43,21 @@ class IndexPlan:
     dissection_size: int = 112  # the longest side of the label maps units are compared with
     min_class_images: int = 10  # a class scored by AUC has at least this many images, and so has the rest
     dictionaries: tuple[StoredDictionary, ...] = ()  # their features are indexed too, each a kind of unit
+    predicted_classes: bool = False  # on a dataset without classes, score units against the model's predictions
+
+    @property
+    def class_source(self) -> str | None:
+        """What units are scored against by class: "labels", the classes of the dataset's images (an
+        ImageFolder's folders); else "predictions", the classes the model predicts for them; or None."""
+        if len(self.dataset.classes) >= 2:
+            return "labels"
+        if self.predicted_classes and len(self.model.labels) >= 2:
+            return "predictions"
+        return None
 
     @property
     def class_selectivity(self) -> bool:
-        """Whether the dataset's images have classes (an ImageFolder's folders) to score units against."""
-        return len(self.dataset.classes) >= 2
+        return self.class_source is not None
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed."""
@@ -64,6 +74,7 @@ class IndexPlan:
             # Convolutions round differently in each layout: a resumed build must keep the layout it began in.
             "layout": "channels_last" if self.model.memory_format == torch.channels_last else "contiguous",
             "concepts": self.concepts.layout if self.concepts else None,
+            "class_source": self.class_source,
             "dictionaries": [[d.layer, d.kind, d.digest] for d in self.dictionaries],
         }
 

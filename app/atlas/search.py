@@ -71,6 +71,11 @@ class TokenIndex:
         return found if found is not None else set(range(len(self.documents)))
 
 
+def class_text(name: str, labels: dict) -> str:
+    """A class hit's words: "class ring", or "predicted class ring" where the classes are the model's predictions."""
+    return f"{'predicted ' if labels['class_source'] == 'predictions' else ''}class {name}"
+
+
 def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) -> list[Document]:
     documents = []
     top_images = {(row["layer"], row["unit"]): row["top_image"] for row in atlas.query(
@@ -101,7 +106,7 @@ def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) ->
                                           words=_NEGATED.sub("", formula)))
             for selective in labels["classes"]:
                 if selective["auc"] >= auc_threshold:  # below it a unit does not select the class (0.5: chance)
-                    documents.append(Document(**base, field="class", text=f"class {selective['class']}",
+                    documents.append(Document(**base, field="class", text=class_text(selective["class"], labels),
                                               score=selective["auc"]))
             documents.append(Document(**base, field="description", text=labels["description"], score=0.0,
                                       words=_NEGATED.sub("", labels["description"])))

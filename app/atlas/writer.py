@@ -144,8 +144,7 @@ def _write_dissection(db: sqlite3.Connection, dissection: Dissection, layers: li
         if labels.classes is not None:
             classes, aucs = labels.classes
             unit, rank = np.nonzero(~np.isnan(aucs))
-            _insert_columns(db, "unit_classes", [np.full(len(unit), idx), unit, rank,
-                                                 [dissection.classes[c] for c in classes[unit, rank]],
+            _insert_columns(db, "unit_classes", [np.full(len(unit), idx), unit, rank, classes[unit, rank].tolist(),
                                                  aucs[unit, rank]])
 
 

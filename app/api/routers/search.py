@@ -73,7 +73,9 @@ def search(
 
 def _filtered_field(hit: Document, category: str | None, concept: str | None) -> bool:
     """With filters alone, each unit is listed by what they filter on: its label, or else the class it selects."""
-    return hit.field == "label" if category or concept else hit.field == "class" and hit.text == f"class {hit.selects}"
+    if category or concept:
+        return hit.field == "label"
+    return hit.field == "class" and hit.text.endswith(f"class {hit.selects}")  # "class X" or "predicted class X"
 
 
 def _note_datasets(registry, note: Document) -> list[str]:

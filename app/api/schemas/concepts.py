@@ -3,7 +3,7 @@ selectivity), a model's detectors summary, search results and notes."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +25,12 @@ class ClassAuc(BaseModel):
     auc: float = Field(description="ROC AUC of the unit's spatial maximum, this class against the rest.")
 
 
+ClassSource = Annotated[Literal["labels", "predictions"] | None, Field(description=(
+    "What the class AUCs score units against: `labels`, the classes of the dataset's images; `predictions`, on a "
+    "dataset without classes, the classes the model predicts for them (what the unit feeds in its decisions, not "
+    "what the images are); None: no classes."))]
+
+
 class UnitLabels(BaseModel):
     dataset: str = Field(description="The atlas the labels were measured on.")
     layout: str | None = Field(description="Of its concept labels (`demo`, `broden`, `label-maps`); None: "
@@ -34,6 +40,7 @@ class UnitLabels(BaseModel):
     concepts: list[ConceptScoreOut] = Field(description="The best concepts by IoU, best first.")
     formula: FormulaOut | None = Field(description="The best formula of up to 3 concepts (beam search).")
     classes: list[ClassAuc] = Field(description="The most selective classes, best first.")
+    class_source: ClassSource
     auc_threshold: float = Field(description="The ROC AUC from which the best class counts as one the unit selects "
                                              "(a setting).")
     threshold: float | None = Field(description="The activation the region is cut at (its top 0.005 quantile).")
@@ -47,7 +54,8 @@ class LabelChip(BaseModel):
 
     id: str = Field(description="`category:name`, e.g. `shape:square`; `class:NAME` for a class.")
     name: str
-    category: str = Field(description="The concept's category, or `class`.")
+    category: str = Field(description="The concept's category, or `class` (`predicted class` where the classes are "
+                                      "the model's predictions).")
     iou: float | None = Field(description="The concept's IoU; None for a class.")
     auc: float | None = Field(description="The class's ROC AUC (from `FOVEA_SELECTIVITY_AUC_THRESHOLD`), where no "
                                           "concept labels the unit; None for a concept.")
@@ -98,7 +106,9 @@ class ConceptSummary(BaseModel):
     auc_threshold: float = Field(description="The ROC AUC from which a unit counts as selective for its best class "
                                              "(a setting).")
     categories: list[str]
-    classes: list[str]
+    classes: list[str] = Field(description="The classes units were scored against; on predictions, those the model "
+                                           "predicted for at least one image.")
+    class_source: ClassSource
     unscored_classes: dict[str, int] = Field(
         description="Classes no unit was scored against, with their images: fewer than `min_class_images` in the "
                     "class or outside it, where chance alone reaches a high AUC (atlases built before this: none).")

@@ -33,8 +33,9 @@ export async function mountConcepts(root, { params, query, signal }) {
       <h1>Concepts of ${model.name}</h1>
       <p class="muted">${datasetPicker(atlases, summary.dataset)} · ${masks ? html`concept labels from the
         ${summary.layout} layout · a unit is labelled with its best concept when the IoU of its top-0.005 region with
-        the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : html`the dataset's
-        ${summary.classes.length} classes, no concept masks`}.</p>
+        the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : predicted(summary) ? html`images
+        without classes or concept masks: units scored against the ${summary.classes.length} classes the model
+        predicted for them` : html`the dataset's ${summary.classes.length} classes, no concept masks`}.</p>
     </section>
     ${masks ? labelledSection(summary, modelId, filtered) : ""}
     ${selectivitySection(summary, modelId, filtered)}
@@ -79,6 +80,9 @@ function labelledSection(summary, modelId, filtered) {
     </section>`;
 }
 
+/** Whether the classes are the model's predictions (on a dataset without classes), not the images' own. */
+const predicted = (summary) => summary.class_source === "predictions";
+
 /** The classes too small (or too large) to score units against, where chance alone reaches a high AUC. */
 function unscoredNote(summary) {
   const unscored = Object.entries(summary.unscored_classes ?? {});
@@ -91,9 +95,11 @@ function unscoredNote(summary) {
 function selectivitySection(summary, modelId, filtered) {
   if (!summary.classes.length) return "";
   return html`<section class="panel class-selectivity">
-    <h2>Class selectivity, per layer</h2>
-    <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, one class of the dataset's folders
-      against the rest. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
+    <h2>${predicted(summary) ? "Predicted-class" : "Class"} selectivity, per layer</h2>
+    <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, ${predicted(summary)
+      ? html`the images the model predicts as one class against the rest: what the unit feeds in the model's
+        decisions, not what the images are (in the last layers, partly so by construction)`
+      : "one class of the dataset's folders against the rest"}. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
       links to its units, the most selective first.${unscoredNote(summary)}</p>
     <div class="table-scroll"><table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>

@@ -27,7 +27,7 @@ export function labelLine(detail, modelId) {
     <span class="small">IoU ${labels.label.iou.toFixed(2)} · ${labels.label.category}</span>`
     : selected ? html`<a class="chip chip-label" href="${pageUrl.search({ q: selected.class, model: modelId })}"
       title="Units selective for ${selected.class}">${selected.class}</a>
-    <span class="small">AUC ${selected.auc.toFixed(2)} · class</span>` : html`<span class="chip chip-faint">no label</span>`}
+    <span class="small">AUC ${selected.auc.toFixed(2)} · ${classWord(labels)}</span>` : html`<span class="chip chip-faint">no label</span>`}
     <span class="description">${labels.description}${elsewhere}
       <span class="muted small" title="${labels.described_by}">(written from the measured numbers by a template)</span></span></p>`;
 }
@@ -37,6 +37,14 @@ export function labelsPanel(labels, modelId) {
   if (!labels) return "";
   const concepts = labels.concepts.filter((c) => c.iou > 0);
   const detectors = html`<a href="${pageUrl.concepts(modelId, { dataset: labels.dataset })}">All of the model's detectors</a>`;
+  if (labels.layout === null && labels.class_source === "predictions") {  // no classes: the model's predictions
+    return html`<section class="panel concept-labels"><h2>Predicted-class selectivity</h2>
+      <p class="muted panel-note">On <code>${labels.dataset}</code>, whose images have no classes or concept masks: the
+        ROC AUC of the unit's maximum over an image, the images the model predicts as each class against the rest
+        (0.5 is chance). It says what the unit feeds in the model's decisions, not what the images are. ${detectors}</p>
+      ${classList(labels)}
+    </section>`;
+  }
   if (labels.layout === null) {  // a dataset of classes: no pixels to overlap
     return html`<section class="panel concept-labels"><h2>Class selectivity</h2>
       <p class="muted panel-note">On <code>${labels.dataset}</code>, whose images have classes but no concept masks: the
@@ -56,9 +64,12 @@ export function labelsPanel(labels, modelId) {
   </section>`;
 }
 
+/** "class", or "predicted class" where the classes are the model's predictions for images without any. */
+const classWord = (labels) => (labels.class_source === "predictions" ? "predicted class" : "class");
+
 /** The classes the unit fires on more than on the rest (AUC above 0.5, chance): one below is not "selective". */
 function classList(labels) {
   const above = labels.classes.filter((c) => c.auc > 0.5);
-  return above.length ? html`<p class="small"><b>Most selective classes</b> ${above.map((c, i) =>
+  return above.length ? html`<p class="small"><b>Most selective ${classWord(labels)}es</b> ${above.map((c, i) =>
     html`${i ? ", " : ""}${c.class} <span class="muted">(AUC ${c.auc.toFixed(2)})</span>`)}</p>` : "";
 }
