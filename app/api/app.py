@@ -19,6 +19,7 @@ from app.api.followed import FollowFromArrival
 from app.api.forwarding import ForwardModelWork, document_forwarding
 from app.api.routers import ROUTERS
 from app.api.trusted_hosts import TrustedHosts
+from app.atlas.background import Foreground
 from app.atlas.dictionary_store import DictionaryStore
 from app.atlas.first_renders import start_first_run_rendering
 from app.atlas.first_run import start_first_run_indexing
@@ -66,8 +67,8 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
             await run_in_threadpool(model_worker.wait_ready)
         # The first-start jobs begin once the worker answers: at its lower priority it would otherwise wait for
         # them, and the server with it (a first start answered after 36 s instead of 10 s on two cores).
-        app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings)
-        app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings)
+        app.state.indexer = start_first_run_indexing(app.state.store, app.state.atlases, settings, foreground)
+        app.state.renderer = start_first_run_rendering(app.state.store, app.state.atlases, settings, foreground)
         if after_start is not None:
             after_start()
         try:
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     )
     app.state.settings = settings
     app.state.device = device
+    # Requests that run a model, here or forwarded to the worker: the first-start jobs give way to them.
+    app.state.foreground = foreground = Foreground()
     app.state.progress = ProgressBoard(settings.cam_max_followed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, path="/api/images", limit=settings.upload_max_bytes)
@@ -94,7 +97,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[], None]
     app.add_middleware(FollowFromArrival, board=app.state.progress)  # inside the forwarding: in the process that works
     if model_worker is not None:
         app.add_middleware(ForwardModelWork, routers=ROUTERS, socket=model_worker.socket,
-                           timeout=settings.model_worker_timeout_seconds)
+                           timeout=settings.model_worker_timeout_seconds, foreground=foreground)
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())  # added last: the outermost, checked first
     document_forwarding(ROUTERS)  # before the routers are included: FastAPI copies what they declare
     for router in ROUTERS:

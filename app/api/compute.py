@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from app.api.deps import ComputeLimiterDep
 
@@ -19,13 +19,15 @@ def compute_limiter(total: int) -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(total)
 
 
-async def compute_slot(limiter: ComputeLimiterDep) -> AsyncIterator[None]:
+async def compute_slot(request: Request, limiter: ComputeLimiterDep) -> AsyncIterator[None]:
+    """A compute slot, the request counted as foreground work (waiting for a slot too) meanwhile."""
     borrower = object()  # the request's own token, whichever task FastAPI runs the exit in
-    await limiter.acquire_on_behalf_of(borrower)
-    try:
-        yield
-    finally:
-        limiter.release_on_behalf_of(borrower)
+    with request.app.state.foreground.working():
+        await limiter.acquire_on_behalf_of(borrower)
+        try:
+            yield
+        finally:
+            limiter.release_on_behalf_of(borrower)
 
 
 COMPUTE = Depends(compute_slot)

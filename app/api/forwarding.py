@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import get_compute_limiter, get_progress_board
 from app.api.errors import error_doc, error_response
+from app.atlas.background import Foreground
 
 log = logging.getLogger(__name__)
 MODEL_WORK = (get_compute_limiter, get_progress_board)
@@ -65,8 +66,9 @@ def _depends_on(dependant: Dependant) -> bool:
 
 
 class ForwardModelWork:
-    def __init__(self, app: ASGIApp, routers: Sequence[APIRouter], socket: Path, timeout: float):
-        self.app, self._socket, self._timeout = app, socket, timeout
+    def __init__(self, app: ASGIApp, routers: Sequence[APIRouter], socket: Path, timeout: float,
+                 foreground: Foreground):
+        self.app, self._socket, self._timeout, self._foreground = app, socket, timeout, foreground
         self._routes = api_routes(routers)
         self._forwarded = {id(route) for route in self._routes if runs_models(route)}
         self._client: httpx.AsyncClient | None = None  # made in the server's event loop, on first use
@@ -74,7 +76,8 @@ class ForwardModelWork:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._runs_models(scope):
-            await self._forward(scope, receive, send)
+            with self._foreground.working():
+                await self._forward(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 

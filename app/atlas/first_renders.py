@@ -10,6 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from app.atlas.background import Foreground
 from app.atlas.indexer import DEMO_DATASET
 from app.atlas.registry import AtlasRegistry
 from app.atlas.visualize import page_render_settings, visualize_layer
@@ -31,8 +32,10 @@ class RenderStatus:
 
 
 class BackgroundRenderer:
-    def __init__(self, store: ModelStore, atlases: AtlasRegistry, settings: Settings, models: list[str]):
-        self._store, self._atlases, self._settings = store, atlases, settings
+    def __init__(self, store: ModelStore, atlases: AtlasRegistry, settings: Settings, models: list[str],
+                 foreground: Foreground | None = None):
+        """Before each optimisation step it waits while `foreground` is busy."""
+        self._store, self._atlases, self._settings, self._foreground = store, atlases, settings, foreground
         self.status = {model: RenderStatus(model) for model in models}
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fovea-renderer", daemon=True)
@@ -56,6 +59,10 @@ class BackgroundRenderer:
             if self._cancel.is_set():
                 return
 
+    def _give_way(self) -> None:
+        if self._foreground is not None:
+            self._foreground.wait_until_quiet(self._cancel)
+
     def _render(self, model_id: str, status: RenderStatus) -> None:
         model = self._store.ready(model_id)
         settings = page_render_settings(self._settings, self._atlases, model)
@@ -69,17 +76,17 @@ class BackgroundRenderer:
                     log.info("feature visualisations of %s %s: %d units", model_id, layer, total)
 
             visualize_layer(model, info.name, self._settings.data_dir, settings, batch_size=BATCH,
-                            progress=progress, cancel=self._cancel)
+                            progress=progress, cancel=self._cancel, checkpoint=self._give_way)
             if self._cancel.is_set():
                 return
         status.state = "done"
 
 
-def start_first_run_rendering(store: ModelStore, atlases: AtlasRegistry,
-                              settings: Settings) -> BackgroundRenderer | None:
+def start_first_run_rendering(store: ModelStore, atlases: AtlasRegistry, settings: Settings,
+                              foreground: Foreground | None = None) -> BackgroundRenderer | None:
     if not settings.auto_visualize_demo:
         return None
     # Demo models whose demo atlas exists or is on its way; the others have nothing to take colours from.
     models = [model.id for model in store if model.ready and model.card_path.parent == BUILTIN_MODEL_DIR
               and (settings.auto_index_demo or DEMO_DATASET in atlases.datasets(model.id))]
-    return BackgroundRenderer(store, atlases, settings, models) if models else None
+    return BackgroundRenderer(store, atlases, settings, models, foreground) if models else None
