@@ -376,3 +376,21 @@ def test_a_link_with_a_slow_method_draws_the_quick_maps_first(server, chromium):
 
 def _map_pixels(page, method: str) -> str:
     return page.eval_on_selector(f".cam-card[data-method={method}] canvas", "canvas => canvas.toDataURL()")
+
+
+def test_a_model_without_an_atlas_points_to_the_models_with_one(scoring_server, chromium):
+    """The units of a model with no atlas have nothing to be ranked against: the strip names the models that
+    have one, each a link to this image with it, and the command for an atlas of one's own images."""
+    errors = []
+    page = open_page(chromium, errors=errors)
+    page.goto(f"{scoring_server}/image/demo:3?model=shapes-mobilenet")  # its copy of the demo atlas is shapes-cnn's
+    strip = page.locator(".fired-strip")
+    strip.get_by_role("link", name="ShapesCNN (demo)").wait_for()
+    said = strip.inner_text()
+    assert "MobileNetV3-Small (demo) has no atlas yet" in said and "has one: see its units on this image" in said
+    assert "fovea index shapes-mobilenet --dataset PATH" in said
+    screenshot(page, "image-no-atlas-1280")
+    strip.get_by_role("link", name="ShapesCNN (demo)").click()
+    page.wait_for_url(lambda url: "/image/demo:3?" in url and "model=shapes-cnn" in url)
+    page.locator(".fired-list li").first.wait_for()
+    assert errors == []

@@ -31,6 +31,23 @@ export async function mountUpload(root, { query, signal }) {
   return { title: "Upload", crumbs: [{ label: "image", href: pageUrl.upload() }] };
 }
 
+/** Where the model shown has no atlas, its units have nothing to be ranked against: the models that have one, each
+ *  a link to this image with it, and the command that gives this one an atlas of the user's own images. */
+async function showNoAtlas(strip, { imageId, model, others, state, signal }) {
+  let withAtlas = [];
+  try {
+    const lists = await Promise.all(others.map((m) => modelAtlases(m.id, { signal })));
+    withAtlas = others.filter((_, i) => lists[i].length);
+  } catch (error) {
+    if (error.name === "AbortError") return;
+  }
+  strip.innerHTML = html`<p class="small"><b>${model.name}</b> has no atlas yet, so its units have no dataset to be
+      ranked against.${withAtlas.length ? html` ${withAtlas.map((m, i) => html`${i ? ", " : ""}<a href="${pageUrl.image(imageId,
+        { ...state, model: m.id, layer: undefined, target: undefined, dataset: undefined })}">${m.name}</a>`)}
+      ${withAtlas.length === 1 ? "has one: see its" : "have one: see their"} units on this image.` : ""}
+    To give ${model.name} an atlas of your own images: <code>fovea index ${model.id} --dataset PATH</code>.</p>`;
+}
+
 // Images to start from, one per class: of the atlas dataset of the model an upload opens with, else of the
 // first ready model that has an atlas (the demo's shapes, when the ImageNet model has none yet); none without
 // an atlas, and no request that could only fail.
@@ -130,7 +147,8 @@ export async function mountImage(root, { params, query, signal }) {
   // maps wait a second at most: a model busy with another page's request keeps both waiting anyway.
   const quick = Promise.race([Promise.all([
     showPredictions(root.querySelector(".predictions"), imageId, model, signal),
-    layer && mountFiredUnits(root.querySelector(".fired-strip"), { imageId, modelId, layer, atlas, indexed, signal }),
+    layer && (atlas ? mountFiredUnits(root.querySelector(".fired-strip"), { imageId, modelId, layer, atlas, indexed, signal })
+      : showNoAtlas(root.querySelector(".fired-strip"), { imageId, model, others: ready.filter((m) => m.id !== modelId), state, signal })),
     layer && indexed && mountFiredFeatures(root.querySelector(".fired"), { imageId, modelId, layer, atlas, signal }),
   ]), new Promise((resolve) => { setTimeout(resolve, QUICK_FIRST_MS); })]);
   if (layer) {
