@@ -73,6 +73,13 @@ def test_the_concepts_page_counts_labelled_units_and_links_to_them(server):
         count = row.locator("a[href*='category=shape']")
         labelled = int(count.inner_text())
         assert labelled > 10
+        # No texture or region concept labels a unit of the demo: the page says why, with the bound it computes.
+        note = page.locator(".concepts-labelled .panel-note").inner_text()
+        summary = httpx.get(server + "/api/models/shapes-cnn/concepts").json()
+        smallest = min(c["pixels"] for c in summary["concepts"] if c["category"] == "texture") / summary["pixels"]
+        assert re.search(r"No unit is labelled with a concept of .*texture or region\.", note), note
+        assert f"the texture concepts each cover at least {100 * smallest:.0f}% of them (IoU at most " \
+               f"{summary['region_fraction'] / smallest:.3f})" in note, note
         screenshot(page, "concepts-page")
         count.click()
         page.wait_for_url(re.compile(r"/search\?category=shape&dataset=demo&kind=channel&layer=block4&model=shapes-cnn"))

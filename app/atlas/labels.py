@@ -168,7 +168,10 @@ def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -
     concepts = [{"id": r["id"], "name": r["name"], "category": r["category"], "pixels": r["pixels"],
                  "images": r["images"], "units": channels.get(r["id"], 0), "features": features.get(r["id"], 0)}
                 for r in atlas.query("SELECT id, name, category, pixels, images FROM concepts ORDER BY idx")]
+    size = meta.get("size")
+    pixels = atlas.meta["readable"] * size[0] * size[1] if size else None  # every image's label map
     return {"dataset": atlas.dataset, "layout": meta.get("layout"), "iou_threshold": iou_threshold,
+            "pixels": pixels, "region_fraction": round(1 - atlas.meta["region_quantile"], 6),
             "auc_threshold": auc_threshold, "categories": categories, "classes": meta["classes"],
             "class_source": class_source(atlas),
             "unscored_classes": meta.get("unscored_classes", {}), "min_class_images": meta.get("min_class_images"),

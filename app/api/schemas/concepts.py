@@ -106,6 +106,11 @@ class ConceptSummary(BaseModel):
     auc_threshold: float = Field(description="The ROC AUC from which a unit counts as selective for its best class "
                                              "(a setting).")
     categories: list[str]
+    pixels: int | None = Field(description="Pixels of all the images' label maps (in the model's view, at the "
+                                           "dissection's size); None without concept labels.")
+    region_fraction: float = Field(description="The share of a unit's activations its region keeps (0.005): its IoU "
+                                               "with a concept covering a share f of the pixels is at most about "
+                                               "region_fraction / f.")
     classes: list[str] = Field(description="The classes units were scored against; on predictions, those the model "
                                            "predicted for at least one image.")
     class_source: ClassSource

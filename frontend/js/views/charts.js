@@ -17,8 +17,9 @@ export function histogramChart({ edges, counts, zeros }) {
           width="${Math.max(barWidth - 1, 0.5).toFixed(2)}" height="${barHeight.toFixed(2)}"><title>${edges[i].toFixed(3)} to ${edges[i + 1].toFixed(3)}: ${count}</title></rect>`;
       })}
     </svg>
-    <figcaption class="muted">${edges[0].toFixed(2)} to ${edges[edges.length - 1].toFixed(2)} ·
-      ${total ? ((zeros / total) * 100).toFixed(1) : 0}% exactly zero (sampled positions)</figcaption>
+    <figcaption class="muted">Values at sampled positions of every image, counted in bins from ${edges[0].toFixed(2)}
+      to ${edges[edges.length - 1].toFixed(2)} (the unit's maximum can lie beyond the sample) ·
+      ${total ? ((zeros / total) * 100).toFixed(1) : 0}% exactly zero</figcaption>
   </figure>`;
 }
 

@@ -32,8 +32,8 @@ export async function mountConcepts(root, { params, query, signal }) {
     <section class="page-head">
       <h1>Concepts of ${model.name}</h1>
       <p class="muted">${datasetPicker(atlases, summary.dataset)} · ${masks ? html`concept labels from the
-        ${summary.layout} layout · a unit is labelled with its best concept when the IoU of its top-0.005 region with
-        the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : predicted(summary) ? html`images
+        ${summary.layout} layout · a unit is labelled with its best concept when the IoU of its region (its strongest
+        ${(100 * summary.region_fraction).toFixed(1)}% of activations) with the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : predicted(summary) ? html`images
         without classes or concept masks: units scored against the ${summary.classes.length} classes the model
         predicted for them` : html`the dataset's ${summary.classes.length} classes, no concept masks`}.</p>
     </section>
@@ -77,7 +77,27 @@ function labelledSection(summary, modelId, filtered) {
         <tfoot><tr><th scope="row">all channels</th><td>${channels.reduce((n, l) => n + l.units, 0)}</td>${summary.categories.map((c) =>
           html`<td>${totals[c] ? html`<a href="${filtered({ kind: CHANNEL, category: c })}">${totals[c]}</a>` : "0"}</td>`)}<td></td></tr></tfoot>
       </table></div>
+      ${unreachableNote(summary, summary.categories.filter((c) => !totals[c]))}
     </section>`;
+}
+
+/** Why a category labels no unit at all: a region is a small share of the pixels, so a concept covering much more
+ *  of them bounds the IoU (|region| / |concept| at best), often below the threshold. */
+function unreachableNote(summary, categories) {
+  const bounds = categories.map((category) => {
+    const covering = summary.concepts.filter((c) => c.category === category && c.pixels > 0);
+    if (!covering.length || !summary.pixels) return null;
+    const share = Math.min(...covering.map((c) => c.pixels)) / summary.pixels;
+    return { category, share, bound: Math.min(1, summary.region_fraction / share) };
+  }).filter(Boolean);
+  if (!bounds.length) return "";
+  const percent = (x) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
+  const names = bounds.map((b, i) => `${i ? (i === bounds.length - 1 ? " or " : ", ") : ""}${b.category}`).join("");
+  return html`<p class="muted small panel-note">No unit is labelled with a concept of ${names}. A unit's region is its
+    strongest ${percent(summary.region_fraction)} of activations, so its IoU with a concept covering a share <i>f</i>
+    of the pixels is at most about ${percent(summary.region_fraction)} / <i>f</i>: ${bounds.map((b, i) => html`${i ? "; " : ""}the
+    ${b.category} concepts each cover at least ${percent(b.share)} of them (IoU at most ${b.bound.toFixed(3)})`)},
+    against the threshold of ${summary.iou_threshold}.</p>`;
 }
 
 /** Whether the classes are the model's predictions (on a dataset without classes), not the images' own. */

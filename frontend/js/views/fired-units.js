@@ -44,7 +44,7 @@ export async function mountFiredUnits(strip, { imageId, modelId, layer, atlas, i
         ${u.label ? html`<span class="chip small fired-label" title="${chipTitle(u.label)}">${u.label.name}</span>` : ""}
         <span class="fired-name" title="${kind === CHANNEL ? `${layer}:${u.unit}` : `${layer} ${kind}:${u.unit}`}">${kind === CHANNEL ? "unit " : "#"}<b>${u.unit}</b></span>
         <span class="value" title="share of the dataset's images this image's spatial mean exceeds">${percentAmong(u.percentile, body.compared)}</span>
-        <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, z ${u.z.toFixed(1)} ·
+        <span class="muted small fired-stats">mean ${u.spatial_mean.toFixed(2)}, <abbr title="z-score: how many standard deviations this image's spatial mean lies above the unit's mean over the dataset">z</abbr> ${u.z.toFixed(1)} ·
           ${maxAgainstDataset(u.spatial_max, u.max_max)}</span>
         ${u.top_image === null ? "" : html`<canvas class="fired-top" width="48" height="48" role="img"
           aria-label="unit ${u.unit} on its top dataset image" title="Its top image in the dataset"></canvas>`}

@@ -259,7 +259,9 @@ function content(detail, statistics, modelId, layer, state, images) {
         </section>
         <section class="panel"><h2>Activation histogram</h2>${histogramChart(detail.histogram)}</section>
         <section class="panel"><h2>Image classes among the top images</h2>
-          <p class="muted panel-note">The dataset's labels of these images, not a label of the unit.</p>${barChart(detail.class_histogram)}</section>
+          <p class="muted panel-note">The dataset's labels of these images, not a label of the unit. Its class
+            selectivity (AUC) ranks every image of a class instead: a class can fill the top images and still score low
+            when most of its images leave the unit quiet.</p>${barChart(detail.class_histogram)}</section>
         <section class="panel notes"><h2>Notes</h2><div class="notes-body"></div></section>
         <section class="panel"><h2>Most correlated units</h2>
           ${images ? html`<p class="muted panel-note">Pearson's r of the units' mean activations over the
