@@ -13,6 +13,7 @@ const DELAY_MS = 120;
 export function mountSearchBox(form) {
   const input = form.querySelector("input[name=q]");
   const list = form.querySelector("[role=listbox]");
+  if (matchMedia("(hover: none)").matches) input.placeholder = "Search units";  // a touch screen has no "/" key to press
   let controller = null;
   let timer = null;
   let active = -1;

@@ -12,8 +12,10 @@ export function maskableLabel(detail) {
   return labels?.label && labels.layout && labels.dataset === detail.dataset ? labels.label : null;
 }
 
-/** A label chip's tooltip: its id and its score (IoU for a concept, AUC for a class). */
-export const chipTitle = (label) => `${label.id}, ${label.iou !== null ? `IoU ${label.iou.toFixed(2)}` : `AUC ${label.auc.toFixed(2)}`}`;
+/** A label chip's tooltip: its id and its score (IoU for a concept, AUC for a class, said to be the model's
+ *  prediction where the images had no class). */
+export const chipTitle = (label) => `${label.id}${label.category === "predicted class" ? " (the model's predicted class)" : ""}, ${
+  label.iou !== null ? `IoU ${label.iou.toFixed(2)}` : `AUC ${label.auc.toFixed(2)}`}`;
 
 /** Under the title: the unit's label (its best concept by IoU, else the class it selects by AUC) and its
  *  description, or nothing when no atlas of the model has labels. */
