@@ -33,7 +33,8 @@ export async function mountConcepts(root, { params, query, signal }) {
       <h1>Concepts of ${model.name}</h1>
       <p class="muted">${datasetPicker(atlases, summary.dataset)} · ${masks ? html`concept labels from the
         ${summary.layout} layout · a unit is labelled with its best concept when the IoU of its region (its strongest
-        ${(100 * summary.region_fraction).toFixed(1)}% of activations) with the concept's pixels reaches ${summary.iou_threshold} (Network Dissection)` : predicted(summary) ? html`images
+        ${(100 * summary.region_fraction).toFixed(1)}% of activations) with the concept's pixels reaches
+        ${summary.iou_threshold} (Network Dissection)` : predicted(summary) ? html`images
         without classes or concept masks: units scored against the ${summary.classes.length} classes the model
         predicted for them` : html`the dataset's ${summary.classes.length} classes, no concept masks`}.</p>
     </section>
@@ -119,7 +120,8 @@ function selectivitySection(summary, modelId, filtered) {
     <p class="muted panel-note">The ROC AUC of each unit's maximum over an image, ${predicted(summary)
       ? html`the images the model predicts as one class against the rest: what the unit feeds in the model's
         decisions, not what the images are (in the last layers, partly so by construction)`
-      : "one class of the dataset's folders against the rest"}. A unit counts as selective for its best class from AUC ${summary.auc_threshold}; each class
+      : "one class of the dataset's folders against the rest"}. A unit counts as selective for its best class from
+      AUC ${summary.auc_threshold}; each class
       links to its units, the most selective first.${unscoredNote(summary)}</p>
     <div class="table-scroll"><table class="concept-table">
       <thead><tr><th scope="col">layer</th><th scope="col">units</th><th scope="col">selective</th>
