@@ -181,7 +181,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from app.store.store import load_store
 
     logging.getLogger("app.store").setLevel(logging.CRITICAL)  # the table below reports every failure
-    store = load_store(settings)
+    store = load_store(settings, only=None if action == "list" else args.model)
     if action == "list":
         return _print_model_list(store, args.json)
     model = store.get(args.model)

@@ -15,8 +15,7 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
     from app.atlas.indexer import index_model, resolve_dataset
     from app.store.store import load_store
 
-    store = load_store(settings)
-    model = store.ready(args.model)
+    model = load_store(settings, only=args.model).ready(args.model)
     dataset = resolve_dataset(args.dataset, settings)
     print(f"indexing {model.id} on {dataset.name} ({len(dataset)} images from {dataset.root})", file=sys.stderr)
     started = time.perf_counter()
@@ -34,7 +33,7 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
     from app.errors import InvalidInput
     from app.store.store import load_store
 
-    model = load_store(settings).ready(args.model)
+    model = load_store(settings, only=args.model).ready(args.model)
     dataset = resolve_dataset(args.dataset, settings)
     concepts = open_concepts(dataset.root)
     classes = len(dataset.classes) >= 2
@@ -109,7 +108,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
     from app.engine.featurevis.prior import LUCID
     from app.store.store import load_store
 
-    model = load_store(settings).ready(args.model)
+    model = load_store(settings, only=args.model).ready(args.model)
     layers = args.layers or [info.name for info in model.layers if info.default]
     defaults = default_render_settings(settings, model, LUCID)
     size = (args.size, args.size) if args.size else defaults.size
@@ -145,7 +144,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
     from app.errors import AtlasMissing
     from app.store.store import load_store
 
-    model = load_store(settings).ready(args.model)
+    model = load_store(settings, only=args.model).ready(args.model)
     channels = model.layer(args.layer).shape[0]
     request = DictionaryRequest(layer=args.layer, method=args.method, size=args.size or 2 * channels,
                                 sparsity=args.sparsity or max(4, channels // 8),

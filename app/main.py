@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings) -> None:
     """The server, with its model worker (`app/model_worker.py`) unless the `model_worker` setting is off; the
-    worker starts loading at once, beside the front."""
+    worker starts loading at once, beside the front, and each loads its models on one thread."""
     worker = ModelWorker(settings).start() if settings.model_worker else None
     try:
-        uvicorn.run(create_app(settings, after_start=freeze_startup_heap, model_worker=worker), host=settings.host,
+        uvicorn.run(create_app(settings, after_start=freeze_startup_heap, model_worker=worker,
+                               loading_threads=1 if worker else 0), host=settings.host,
                     port=settings.port, log_level=settings.log_level, timeout_keep_alive=settings.keep_alive_seconds,
                     http=with_read_timeout(settings.read_timeout_seconds))
     finally:

@@ -59,8 +59,11 @@ class ModelWorker:
             # A session of its own: a Ctrl+C in the terminal, or a signal to the front's process group, reaches the
             # front alone, which stops the worker; the worker, stopped at once beside it, would be restarted.
             self._process = subprocess.Popen(self._command(), stdin=subprocess.PIPE, start_new_session=True)
-            self._process.stdin.write(self._settings.model_dump_json().encode())
-            self._process.stdin.close()
+            try:
+                with self._process.stdin as settings_pipe:
+                    settings_pipe.write(self._settings.model_dump_json().encode())
+            except BrokenPipeError:  # it exited before reading them: wait_ready and the supervisor say so
+                pass
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "app.model_worker", str(self.socket)]
@@ -147,7 +150,8 @@ def main(socket: str) -> None:
     threading.Thread(target=_exit_with_parent, args=(Path(socket),), name="fovea-parent-watch", daemon=True).start()
     if settings.model_worker_nice:
         os.nice(settings.model_worker_nice)
-    uvicorn.run(create_app(settings, after_start=freeze_startup_heap), uds=socket, log_level=settings.log_level,
+    app = create_app(settings, after_start=freeze_startup_heap, loading_threads=1)  # the front loads beside it
+    uvicorn.run(app, uds=socket, log_level=settings.log_level,
                 timeout_keep_alive=settings.keep_alive_seconds, access_log=False)  # the front logs each request
 
 

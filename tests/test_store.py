@@ -28,6 +28,22 @@ def test_ready_model(write_tiny_card, settings_for, card_dir):
     assert hook_count(model.module) == 0
 
 
+def test_loading_threads_bound_the_loading_alone(write_tiny_card, settings_for, card_dir, monkeypatch):
+    """The front and its model worker load their models at once, each on one thread; after it, the process has
+    its threads back for the work it serves."""
+    import app.store.store as store_module
+
+    write_tiny_card()
+    seen, load_model = [], store_module.load_model
+    monkeypatch.setattr(store_module, "load_model",
+                        lambda *args: seen.append(torch.get_num_threads()) or load_model(*args))
+    before = torch.get_num_threads()
+    assert load_store(settings_for(card_dir), loading_threads=1).get("tiny").ready
+    assert seen == [1] and torch.get_num_threads() == before
+    load_store(settings_for(card_dir))
+    assert seen == [1, before]
+
+
 def test_broken_cards_do_not_stop_the_others(write_tiny_card, settings_for, card_dir):
     write_tiny_card("good")
     write_tiny_card("bad-sum", weights={"sha256": "0" * 64})
@@ -74,6 +90,23 @@ def test_unknown_model_and_layer_are_named(write_tiny_card, settings_for, card_d
         store.get("nope")
     with pytest.raises(LayerNotFound, match="no explorable layer 'features.22'; did you mean features.2"):
         store.get("tiny").layer("features.22")
+
+
+def test_a_command_on_one_model_loads_that_model_alone(write_tiny_card, settings_for, card_dir, monkeypatch):
+    import app.store.store as store_module
+
+    write_tiny_card("tiny")
+    write_tiny_card("other")
+    write_tiny_card("broken", weights={"sha256": "0" * 64})
+    loaded, load_model = [], store_module.load_model
+    monkeypatch.setattr(store_module, "load_model",
+                        lambda path, *rest: loaded.append(path.stem) or load_model(path, *rest))
+    store = load_store(settings_for(card_dir), only="tiny")
+    assert loaded == ["tiny"] and store.ready("tiny").ready
+    assert not store.get("other").ready and "not loaded" in store.get("other").error
+    with pytest.raises(ModelNotFound, match="no model 'nope'; known models: broken, other, tiny"):
+        load_store(settings_for(card_dir), only="nope").ready("nope")
+    assert loaded == ["tiny"]
 
 
 def test_missing_folder_is_skipped(settings_for, tmp_path):

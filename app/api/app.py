@@ -40,18 +40,19 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, after_start: Callable[[], None] | None = None,
-               model_worker: ModelWorker | None = None) -> FastAPI:
+               model_worker: ModelWorker | None = None, loading_threads: int = 0) -> FastAPI:
     """`after_start` runs once everything has loaded, before the first request (a process-wide step that
     only the process's owner may take, such as `fovea serve` freezing the heap). With a started
     `model_worker`, requests that run a model are forwarded to it (`forwarding.py`); the lifespan waits for
-    it to answer before serving, and stops it on shutdown."""
+    it to answer before serving, and stops it on shutdown. `loading_threads` bounds the CPU threads that load the
+    models (`load_store`): 1 where another process loads beside this one."""
     settings = settings or Settings()
     device = resolve_device(settings.device)  # fail here, before serving, when the device does not exist
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.store = await run_in_threadpool(load_store, settings)
+        app.state.store = await run_in_threadpool(load_store, settings, loading_threads)
         app.state.atlases = AtlasRegistry(settings.data_dir)
         app.state.dictionaries = DictionaryStore(settings.data_dir)
         app.state.model_inputs = InputCache()

@@ -19,7 +19,6 @@ from functools import partial
 
 import numpy as np
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 from app.atlas.concepts import Concept, category_numbers
 from app.atlas.concepts.label_layers import nearest
@@ -28,6 +27,7 @@ from app.engine.dissection.auc import class_auc, too_few_images
 from app.engine.dissection.labels import Formulas, beam_searches, concept_iou
 from app.engine.dissection.region import count_region_pixels
 from app.engine.dissection.signatures import SignatureTable, signature_map
+from app.engine.preprocess import Resampling
 from app.errors import FoveaError
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def _regions(plan: IndexPlan, image_id: int, size: tuple[int, int]) -> tuple[np.
     preprocessing = plan.model.preprocessing
     if preprocessing.resize is not None or regions.shape != preprocessing.size:
         picture = Image.fromarray(regions.astype(np.int32), mode="I")  # else the view is the image itself
-        regions = np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST), dtype=np.int64)
+        regions = np.asarray(preprocessing.fit(picture, Resampling.NEAREST), dtype=np.int64)
     if regions.shape != size:
         regions = nearest(regions, size)
     return regions, region_concepts, True

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
-from app.engine.preprocess import Preprocessing
+from app.engine.preprocess import Preprocessing, Resampling
 from app.errors import NotFound
 from app.files import path_inside
 
@@ -68,7 +67,7 @@ def mask_to_input(mask: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
     (`Preprocessing.fit`) with NEAREST interpolation, so the mask stays binary and covers what the image
     covers."""
     picture = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
-    return np.asarray(preprocessing.fit(picture, InterpolationMode.NEAREST)) > 0
+    return np.asarray(preprocessing.fit(picture, Resampling.NEAREST)) > 0
 
 
 def scenes(split: Path) -> dict[str, SceneMasks]:

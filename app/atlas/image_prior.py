@@ -8,12 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torchvision.transforms import functional as TF
 
 from app.atlas.reader import Atlas
 from app.atlas.registry import AtlasRegistry
 from app.engine.featurevis.prior import LUCID, ImagePrior, estimate_prior
-from app.engine.preprocess import Preprocessing
+from app.engine.preprocess import Preprocessing, resize, to_tensor
 from app.errors import AtlasMissing, InvalidInput
 from app.store.store import LoadedModel
 
@@ -30,10 +29,7 @@ def _cached(folder: Path, created: str, preprocessing: Preprocessing, size: tupl
 
     def images():
         for image_id in atlas.spread(PRIOR_IMAGES):
-            view = preprocessing.view(atlas.load_image(image_id))
-            if (view.height, view.width) != size:
-                view = TF.resize(view, list(size))
-            yield TF.to_tensor(view)
+            yield to_tensor(resize(preprocessing.view(atlas.load_image(image_id)), size))
 
     with torch.no_grad():
         return estimate_prior(images(), f"dataset {atlas.dataset!r}")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image, PngImagePlugin
-from torchvision.transforms import functional as TF
 
 from app.atlas.annotations import FEATURE_VISUALISATION, Annotation, Annotations, scope_of
 from app.atlas.dictionary_store import StoredDictionary
@@ -39,6 +38,7 @@ from app.engine.featurevis.facets import cluster
 from app.engine.featurevis.objectives import Objective
 from app.engine.featurevis.prior import ImagePrior
 from app.engine.featurevis.render import RenderSettings
+from app.engine.preprocess import resize, to_tensor
 from app.engine.probe import layer_output
 from app.errors import InvalidInput
 from app.settings import Settings
@@ -186,7 +186,7 @@ def visualize_facets(model: LoadedModel, atlas: Atlas, layer: str | Target, unit
     names = [target.name(facet_variant(settings, atlas.dataset, facets, i)) for i in range(count)]
     stored = [store.read(scope, target.layer, unit, name, target.kind) for name in names]
     if any(png is None for png in stored):
-        views = [TF.to_tensor(TF.resize(model.preprocessing.view(atlas.load_image(row["image"])), list(settings.size)))
+        views = [to_tensor(resize(model.preprocessing.view(atlas.load_image(row["image"])), settings.size))
                  for row in rows]
         start = torch.stack([torch.stack([views[rank] for rank in ranks]).mean(dim=0) for ranks in members])
         images, answers = _render(model, target, target.objective([unit] * count), list(range(count)),

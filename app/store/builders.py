@@ -9,7 +9,6 @@ import urllib.error
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from app.errors import ModelCardError, WeightsError, WeightsNotInstalled, did_you_mean
@@ -80,7 +79,7 @@ def torchvision_weights(card: ModelCard):
     name = card.architecture.torchvision
     if name is None:
         raise ModelCardError("weights.torchvision needs architecture.torchvision (the builder the weights belong to)")
-    enum = torchvision.models.get_model_weights(name)
+    enum = _torchvision_models().get_model_weights(name)
     try:
         return enum[card.weights.torchvision]
     except KeyError:
@@ -92,7 +91,7 @@ def torchvision_weights(card: ModelCard):
 def torchvision_categories(name: str) -> list[str]:
     """The class names of a torchvision weights entry (`ResNet50_Weights.IMAGENET1K_V2`), from its metadata."""
     try:
-        categories = torchvision.models.get_weight(name).meta.get("categories")
+        categories = _torchvision_models().get_weight(name).meta.get("categories")
     except (KeyError, ValueError):
         raise ModelCardError(f"labels.torchvision: torchvision has no weights {name!r}; for ImageNet-1k's classes "
                              "write ResNet50_Weights.IMAGENET1K_V2") from None
@@ -117,10 +116,18 @@ def _torchvision_state_dict(card: ModelCard) -> dict[str, torch.Tensor]:
 
 def _torchvision_builder(name: str):
     try:
-        return torchvision.models.get_model_builder(name)
+        return _torchvision_models().get_model_builder(name)
     except ValueError:
-        _, hint = did_you_mean(name, torchvision.models.list_models(), "; see torchvision.models.list_models()")
+        _, hint = did_you_mean(name, _torchvision_models().list_models(), "; see torchvision.models.list_models()")
         raise ModelCardError(f"architecture.torchvision: unknown torchvision model {name!r}{hint}") from None
+
+
+def _torchvision_models():
+    """`torchvision.models`, imported only for a card that names it: importing torchvision adds about 1.7 s of
+    CPU to a process's start (it imports torch._dynamo), and the demo's models and a user's own never need it."""
+    import torchvision.models
+
+    return torchvision.models
 
 
 def _import_callable(spec: str, card_dir: Path):

@@ -140,17 +140,43 @@ class ModelStore:
         return model
 
 
-def load_store(settings: Settings) -> ModelStore:
-    """Read every `*.toml` card in the configured folders and load each model."""
+def load_store(settings: Settings, loading_threads: int = 0, only: str | None = None) -> ModelStore:
+    """Read every `*.toml` card in the configured folders and load each model, or with `only` the model of that
+    id alone (a command on one model: the other cards are read, so that an unknown id is answered with the known
+    ones, but not loaded). `loading_threads` (0: the process's own number) bounds the CPU threads of the loading
+    alone: its forward passes on a batch of one or two gain little from threads, and two processes loading at
+    once (a server's front and its model worker) each with PyTorch's spinning OpenMP threads on the same cores
+    took twice the CPU time (docs/architecture.md)."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.device)
+    with torch_threads(loading_threads):
+        return ModelStore(_load_cards(settings, device, only))
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to `count` (0: left as they are) for the block."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count:
+            torch.set_num_threads(before)
+
+
+def _load_cards(settings: Settings, device: torch.device, only: str | None) -> dict[str, LoadedModel]:
     models: dict[str, LoadedModel] = {}
     for folder in settings.card_dirs():
         if not folder.is_dir():
             log.warning("model card folder %s does not exist; skipped", folder)
             continue
         for path in sorted(folder.glob("*.toml")):
+            if only is not None and (card_id := _card_id(path)) != only:
+                models.setdefault(card_id, LoadedModel(id=card_id, card_path=path, error=f"not loaded (only {only!r})"))
+                continue
             loaded = load_model(path, device, settings.max_weights_bytes, settings.memory_layout)
             if loaded.id in models:
                 first = models[loaded.id].card_path
@@ -163,7 +189,16 @@ def load_store(settings: Settings) -> ModelStore:
                 log.warning("model %s not loaded: %s", loaded.id, loaded.error)
             else:
                 log.error("model %s not loaded: %s", loaded.id, loaded.error)
-    return ModelStore(models)
+    return models
+
+
+def _card_id(path: Path) -> str:
+    """A card's model id, read without loading the model (a card that cannot be read goes by its file name, as
+    `load_model` names it)."""
+    try:
+        return read_card(path).id
+    except ModelCardError:
+        return path.stem
 
 
 def load_model(card_path: Path, device: torch.device, max_weights_bytes: int, layout: str = "auto") -> LoadedModel:
