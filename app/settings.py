@@ -47,7 +47,10 @@ class Settings(BaseSettings):
                     "not a wildcard; `*.example.org` matches its subdomains; `*` answers any Host.",
     )
     keep_alive_seconds: float = Field(
-        default=5.0, gt=0, description="How long `fovea serve` keeps an idle connection open between requests."
+        default=75.0, gt=0,
+        description="How long `fovea serve` keeps an idle connection open between requests. Longer than clients and "
+                    "proxies keep theirs (httpx 5 s, a cloud load balancer 60 s): a server that closes first races "
+                    "a request sent on the connection just then, which fails with a reset.",
     )
     read_timeout_seconds: float = Field(
         default=30.0, gt=0,
