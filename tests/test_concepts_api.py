@@ -278,3 +278,27 @@ def test_a_notes_file_its_first_writer_has_made_but_not_yet_filled_reads_as_empt
     assert notes.for_unit("m", "l", 3) == [] and notes.all() == []
     notes.add("m", "l", 3, "first", "ada")
     assert [n["text"] for n in notes.for_unit("m", "l", 3)] == ["first"]
+
+
+def test_a_description_names_a_class_the_unit_selects_and_only_the_closest_below_the_threshold():
+    from app.atlas.labels import describe
+
+    def labels(auc: float) -> dict:
+        return {"iou_threshold": 0.04, "auc_threshold": 0.9, "concepts": [], "formula": None, "layout": None,
+                "classes": [{"class": "deer", "auc": auc}, {"class": "cat", "auc": 0.55}], "class_source": "labels"}
+
+    assert describe(labels(0.93)) == "top class deer, AUC 0.93"
+    assert describe(labels(0.60)) == "no class reaches AUC 0.9 (closest: deer, 0.60)"
+    assert describe(labels(0.40)) == "no class or concept measured"
+
+
+def test_units_found_by_their_description_rank_by_what_it_measures(labelled):
+    """A class below the selectivity threshold is found through descriptions alone: the unit nearest to selecting
+    it comes first, not the first layer's."""
+    settings, atlas = labelled
+    with client(settings, selectivity_auc_threshold=1.0) as api:  # no unit selects a class: descriptions only
+        hits = api.get("/api/search", params={"q": "square", "limit": 100, "model": "shapes-cnn"}).json()["results"]
+    described = [hit for hit in hits if hit["field"] == "description"]
+    assert len(described) >= 3 and all("no class reaches AUC 1 (closest: " in hit["text"] for hit in described)
+    scores = [hit["score"] for hit in described]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.5

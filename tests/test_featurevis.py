@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from app.engine.featurevis import FourierImage, channel, direction, diversity, neuron, render
@@ -285,12 +286,33 @@ def test_no_hook_is_left_and_nothing_changes_when_an_objective_fails(picker):
     assert all(torch.equal(before[key], value) for key, value in picker.state_dict().items())
 
 
-@pytest.mark.parametrize("activation", [nn.ReLU(), nn.ReLU(inplace=True), nn.ReLU6(), nn.ReLU6(inplace=True)],
-                         ids=["relu", "relu-inplace", "relu6", "relu6-inplace"])
+class Functional(nn.Module):
+    """A model's ReLU written as a call in its forward, as many ResNets write it."""
+
+    def __init__(self, call):
+        super().__init__()
+        self.call = call
+
+    def forward(self, x):
+        return self.call(x)
+
+
+def relu_in_place_statement(x):
+    x.relu_()  # the result unused: the caller relies on x itself
+    return x
+
+
+ACTIVATIONS = {"relu": nn.ReLU(), "relu-inplace": nn.ReLU(inplace=True), "relu6": nn.ReLU6(),
+               "relu6-inplace": nn.ReLU6(inplace=True), "F.relu": Functional(F.relu),
+               "F.relu-inplace": Functional(lambda x: F.relu(x, inplace=True)), "torch.relu": Functional(torch.relu),
+               "x.relu_()": Functional(relu_in_place_statement), "F.relu6": Functional(F.relu6)}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS.values(), ids=ACTIVATIONS.keys())
 def test_a_unit_dead_on_the_starting_image_wakes_with_the_redirected_relu(activation):
-    """Behind a ReLU (or an EfficientNet-Lite's ReLU6) with a bias of -2, the unit is zero on the starting
-    image (about 0.5 everywhere): its own gradient is zero and nothing moves; Lucid's redirected gradient
-    moves it (relu.py)."""
+    """Behind a ReLU (or an EfficientNet-Lite's ReLU6), module or functional call, with a bias of -2, the unit
+    is zero on the starting image (about 0.5 everywhere): its own gradient is zero and nothing moves; Lucid's
+    redirected gradient moves it (relu.py)."""
     conv = nn.Conv2d(3, 1, 1)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([1.0, 1.0, 1.0]).view(1, 3, 1, 1))

@@ -67,14 +67,13 @@ def unit_labels(atlas: Atlas, layer: AtlasLayer, unit: int, iou_threshold: float
     if not has_labels(atlas):
         return None
     params = (layer.idx, unit)
-    return _labels(atlas, iou_threshold,
+    return _labels(atlas, iou_threshold, auc_threshold,
                    atlas.query(_CONCEPTS + " WHERE uc.layer = ? AND uc.unit = ? ORDER BY uc.rank", params),
                    atlas.query(_REGIONS + " WHERE layer = ? AND unit = ?", params),
-                   atlas.query(_CLASSES + " WHERE layer = ? AND unit = ? ORDER BY rank", params)) | {
-        "auc_threshold": auc_threshold}
+                   atlas.query(_CLASSES + " WHERE layer = ? AND unit = ? ORDER BY rank", params))
 
 
-def all_unit_labels(atlas: Atlas, iou_threshold: float) -> dict[tuple[int, int], dict]:
+def all_unit_labels(atlas: Atlas, iou_threshold: float, auc_threshold: float) -> dict[tuple[int, int], dict]:
     """unit_labels of every unit of the atlas, by (layer index, unit), in three queries."""
     if not has_labels(atlas):
         return {}
@@ -83,10 +82,10 @@ def all_unit_labels(atlas: Atlas, iou_threshold: float) -> dict[tuple[int, int],
                                 _CLASSES + " ORDER BY layer, unit, rank")):
         for row in atlas.query(sql):
             grouped.setdefault((row["layer"], row["unit"]), ([], [], []))[part].append(row)
-    return {key: _labels(atlas, iou_threshold, *parts) for key, parts in grouped.items()}
+    return {key: _labels(atlas, iou_threshold, auc_threshold, *parts) for key, parts in grouped.items()}
 
 
-def _labels(atlas: Atlas, iou_threshold: float, concept_rows, region_rows, class_rows) -> dict:
+def _labels(atlas: Atlas, iou_threshold: float, auc_threshold: float, concept_rows, region_rows, class_rows) -> dict:
     concepts = [ConceptScore(r["id"], r["name"], r["category"], r["iou"]) for r in concept_rows]
     label = concepts[0] if concepts and concepts[0].iou >= iou_threshold else None
     region = region_rows[0] if region_rows else None
@@ -94,6 +93,7 @@ def _labels(atlas: Atlas, iou_threshold: float, concept_rows, region_rows, class
         "dataset": atlas.dataset,
         "layout": atlas.meta["dissection"].get("layout"),
         "iou_threshold": iou_threshold,
+        "auc_threshold": auc_threshold,
         "label": label.json() if label else None,
         "concepts": [c.json() for c in concepts],
         "formula": {"text": region["formula"], "iou": region["formula_iou"]} if region and region["formula"] else None,
@@ -109,7 +109,8 @@ def _labels(atlas: Atlas, iou_threshold: float, concept_rows, region_rows, class
 
 def describe(labels: dict) -> str:
     """One sentence from the measured numbers, e.g. "square (IoU 0.31), mostly red (0.12); top class square,
-    AUC 0.97". Concepts below the threshold are left out; with nothing measured above it, says so."""
+    AUC 0.97". Concepts and a best class below their thresholds are named as the closest, not as what the unit
+    detects or selects (an AUC of 0.6 is near chance)."""
     threshold = labels["iou_threshold"]
     parts = []
     concepts = [c for c in labels["concepts"] if c["iou"] >= threshold]
@@ -125,7 +126,11 @@ def describe(labels: dict) -> str:
     if labels["classes"] and labels["classes"][0]["auc"] >= 0.5:
         best = labels["classes"][0]
         kind = "predicted class" if labels["class_source"] == "predictions" else "class"
-        parts.append(f"top {kind} {best['class']}, AUC {best['auc']:.2f}")
+        if best["auc"] >= labels["auc_threshold"]:
+            parts.append(f"top {kind} {best['class']}, AUC {best['auc']:.2f}")
+        else:
+            parts.append(f"no {kind} reaches AUC {labels['auc_threshold']:g} (closest: {best['class']}, "
+                         f"{best['auc']:.2f})")
     if not concepts and labels["layout"] is not None:  # a dataset of classes only has no concepts to name
         closest = next((c for c in labels["concepts"] if c["iou"] > 0), None)
         parts.insert(0, f"no concept reaches IoU {threshold:g}"

@@ -80,7 +80,7 @@ def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) ->
     documents = []
     top_images = {(row["layer"], row["unit"]): row["top_image"] for row in atlas.query(
         "SELECT layer, unit, top_image FROM units")}
-    every = all_unit_labels(atlas, iou_threshold)
+    every = all_unit_labels(atlas, iou_threshold, auc_threshold)
     for layer in atlas.by_kind.values():
         for unit in range(layer.units):
             top = top_images.get((layer.idx, unit))
@@ -108,7 +108,8 @@ def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) ->
                 if selective["auc"] >= auc_threshold:  # below it a unit does not select the class (0.5: chance)
                     documents.append(Document(**base, field="class", text=class_text(selective["class"], labels),
                                               score=selective["auc"]))
-            documents.append(Document(**base, field="description", text=labels["description"], score=0.0,
+            documents.append(Document(**base, field="description", text=labels["description"],
+                                      score=best_class["auc"] if best_class else (label or {}).get("iou", 0.0),
                                       words=_NEGATED.sub("", labels["description"])))
     return documents
 

@@ -3,7 +3,8 @@ gradient through for a whole image (every input to it is negative where the obje
 is redirected, passing the incoming gradient except where it would push an input further out of range
 (below 0, or above a ReLU6's cap). A unit that is dead on the starting image then still gets a gradient that
 wakes it. Only the backward pass changes; the forward values are the activation's. Applied for one
-rendering at a time."""
+rendering at a time, to every ReLU the model runs: `nn.ReLU` and `nn.ReLU6` modules and the functional calls
+(`F.relu`, `torch.relu`, `x.relu_()`, `F.relu6`) of models written as a ResNet often is."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -20,14 +22,12 @@ class _RedirectedReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, cap: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.cap = cap
+        ctx.save_for_backward(x < 0, x > cap)  # not x itself, which an in-place ReLU then overwrites
         return x.clamp(min=0, max=None if math.isinf(cap) else cap)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        below, above = x < 0, x > ctx.cap
+        below, above = ctx.saved_tensors
         # Per image: does any of the activation's own gradient get through? (amax over all but the batch
         # dimension reads any memory layout in place; no branch, so no device sync on a GPU.)
         passes = grad.masked_fill(below | above, 0).abs().amax(dim=tuple(range(1, grad.dim()))) > 0
@@ -47,17 +47,33 @@ def redirected_relu6(x: torch.Tensor) -> torch.Tensor:
     return _RedirectedReLU.apply(x, 6.0)
 
 
+# The calls that are a ReLU, and those that are one in place; F.relu_ is torch.relu_.
+_RELUS = {F.relu, torch.relu, torch.Tensor.relu, F.relu6, F.hardtanh, torch.relu_, torch.Tensor.relu_}
+_IN_PLACE = {torch.relu_, torch.Tensor.relu_}
+
+
+def _cap(func, kwargs: dict) -> float | None:
+    """The upper bound of the ReLU that `func` is (inf, or 6 for a ReLU6), or None when it is none."""
+    if func is F.hardtanh:  # nn.ReLU6 calls F.hardtanh(x, 0, 6); any other hardtanh is not a ReLU
+        return 6.0 if (kwargs.get("min_val"), kwargs.get("max_val")) == (0.0, 6.0) else None
+    return 6.0 if func is F.relu6 else math.inf
+
+
+class _Redirecting(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        cap = _cap(func, kwargs) if func in _RELUS else None
+        if cap is None:
+            return func(*args, **kwargs)
+        x = args[0] if args else kwargs["input"]
+        out = _RedirectedReLU.apply(x, cap)
+        # In place as asked: a caller may keep using x (`x.relu_(); return x`).
+        return x.copy_(out) if func in _IN_PLACE or kwargs.get("inplace") else out
+
+
 @contextmanager
-def redirected_relus(model: nn.Module) -> Iterator[None]:
-    """While the block runs, every `nn.ReLU` and `nn.ReLU6` module of `model` answers with its redirected
-    version: its `forward` is shadowed by an instance attribute, removed on the way out, so it runs once (not
-    once as itself and again redirected) and the module is as it was after. Its hooks, if any, still run."""
-    swapped = [module for module in model.modules()
-               if isinstance(module, (nn.ReLU, nn.ReLU6)) and "forward" not in vars(module)]
-    try:
-        for module in swapped:
-            module.forward = redirected_relu6 if isinstance(module, nn.ReLU6) else redirected_relu
+def redirected_relus() -> Iterator[None]:
+    """While the block runs, every ReLU and ReLU6 that any model runs, module or functional call, answers with
+    its redirected version (a torch function mode: no module is touched, and their hooks still run)."""
+    with _Redirecting():
         yield
-    finally:
-        for module in swapped:
-            vars(module).pop("forward", None)

@@ -81,7 +81,7 @@ def render(model: nn.Module, layer: str, objective: Objective, items: list[int],
         if transform is not None:
             pictures = transform(pictures, generator)
         redirect = step < settings.redirect_steps
-        with torch.enable_grad(), redirected_relus(model) if redirect else nullcontext():
+        with torch.enable_grad(), redirected_relus() if redirect else nullcontext():
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bfloat16):
                 activations = run_to(model, layer, to_input(pictures))
             loss = objective(activations.float()).sum()
