@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="optimisation steps: the SAE's minibatches (FOVEA_DICTIONARY_STEPS, default 2000), "
                                  "(semi-)NMF's passes over every vector (FOVEA_DICTIONARY_NMF_ITERATIONS, default 200)")
     dictionary.add_argument("--name", help="its kind of unit in links (default: METHOD-SIZE, e.g. sae-384)")
+    dictionary.add_argument("--replace", action="store_true",
+                            help="learn it again where a dictionary of that name was learned otherwise (another "
+                                 "dataset, size or method); without it, that is refused")
     dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
     dictionary.add_argument("--seed", type=int, default=0)
     _settings_flags(dictionary)

@@ -168,7 +168,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
 
     stored = train_dictionary(model, dataset, request, settings.data_dir, settings.index_checkpoint_seconds,
                               workers=settings.index_workers, batch_size=settings.index_batch_size,
-                              progress=progress)
+                              progress=progress, replace=args.replace)
     figures = stored.meta["figures"]
     end_bar()
     print(f"{stored.kind}: {figures['variance_explained']:.1%} of the variance explained on "
@@ -182,7 +182,8 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
     print(f"indexing its features in the {dataset.name!r} atlas", file=sys.stderr)
     target = index_model(model, dataset, settings, layers=layers, k=k, progress=ProgressBar())
     end_bar()
-    print(f"atlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}", file=sys.stderr)
+    print(f"atlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}?dataset={dataset.name}",
+          file=sys.stderr)
     return 0
 
 

@@ -69,6 +69,16 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path: Path):
     assert not marker.exists()
 
 
+def test_a_model_saved_whole_is_refused_with_what_it_holds_and_no_terminal_colours(tmp_path: Path):
+    path = tmp_path / "whole.pt"
+    torch.save(tiny_net(), path)
+    with pytest.raises(WeightsError) as caught:
+        read_checkpoint(path)
+    message = caught.value.message
+    assert "(a tinynet.TinyNet)" in message and "save its state dict instead" in message
+    assert "\x1b" not in message and "weights_only" not in message  # not torch's advice to unpickle it
+
+
 def test_corrupt_files_are_reported(tmp_path: Path):
     for name in ("junk.pth", "junk.safetensors"):
         path = tmp_path / name

@@ -148,6 +148,22 @@ def test_a_dictionary_learned_on_other_weights_is_refused(built):
     assert other.get(model, "block4", SAE.kind).digest == sae.digest
 
 
+def test_a_dictionary_learned_otherwise_is_replaced_only_when_asked(built, tmp_path):
+    """The same name learned again on the same terms is the stored dictionary; on other terms it is refused,
+    naming how each was learned, unless `replace` (`fovea dictionary --replace`)."""
+    _, model, dataset, _, _ = built
+    request = replace(SAE, steps=5, name="probe")
+    first = train_dictionary(model, dataset, request, tmp_path, batch_size=16)
+    assert train_dictionary(model, dataset, request, tmp_path, batch_size=16).digest == first.digest
+    with pytest.raises(FoveaError, match=r"has a dictionary 'probe' already, learned on '[^']+' \(sae, 48 features, 5 "
+                                         r"steps\): give another --name to keep both, or --replace to learn it again "
+                                         r"on '[^']+' \(sae, 48 features, 6 steps\)"):
+        train_dictionary(model, dataset, replace(request, steps=6), tmp_path, batch_size=16)
+    assert read_dictionary(dictionary_file(tmp_path, model.id, "block4", "probe")).digest == first.digest
+    again = train_dictionary(model, dataset, replace(request, steps=6), tmp_path, batch_size=16, replace=True)
+    assert again.meta["steps"] == 6 and again.digest != first.digest
+
+
 def test_a_killed_training_resumes_to_the_dictionary_of_an_uninterrupted_one(built, tmp_path):
     """The command killed (SIGKILL) as it saves its first training checkpoint, then run again to the end."""
     settings, model, dataset, _, (sae, _) = built

@@ -36,7 +36,8 @@ def dictionary_of(dictionaries: DictionaryStore, model: LoadedModel, atlas: Atla
     stored = dictionaries.get(model, layer, kind)
     if indexed_digests(atlas).get((layer, kind)) != stored.digest:
         raise DictionaryRefused(f"the {atlas.dataset!r} atlas holds another version of dictionary {kind!r} than "
-                                f"the one stored: rebuild it with `fovea index {model.id} --dataset ...`",
+                                f"the one stored: rebuild it with `fovea index {model.id} --dataset "
+                                f"{atlas.meta.get('dataset_root', atlas.dataset)}`",
                                 layer=layer, kind=kind)
     return stored
 

@@ -108,10 +108,17 @@ def memory_needed(request: DictionaryRequest, channels: int) -> int:
     return 4 * (vectors + codes)
 
 
+def _learned(meta: dict) -> str:
+    """How a dictionary was learned, in words: "on 'demo' (sae, 128 features, 2000 steps)"."""
+    return f"on {meta.get('dataset')!r} ({meta.get('method')}, {meta.get('size')} features, {meta.get('steps')} steps)"
+
+
 def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest, data_dir: Path,
                      checkpoint_seconds: float = 30.0, workers: int = 0, batch_size: int = 64,
-                     progress: Progress | None = None) -> StoredDictionary:
-    """Learn (or resume learning) the dictionary and store it; returns what was stored."""
+                     progress: Progress | None = None, replace: bool = False) -> StoredDictionary:
+    """Learn (or resume learning) the dictionary and store it; returns what was stored. A dictionary stored under
+    the same name that was learned otherwise (another dataset, size, method, or weights) is replaced only with
+    `replace`: its features may be what an atlas and a colleague's links show."""
     work = dictionary_build_dir(data_dir, model.id, request.layer, request.kind)
     identity = {"format": FORMAT, "model": model.id, "weights": model.weights_id, "dataset": dataset.name,
                 "fingerprint": dataset.fingerprint, "request": asdict(request), "batch_size": batch_size,
@@ -124,6 +131,12 @@ def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: Diction
             stored = None
         if stored is not None and stored.meta.get("identity") == identity:
             return stored
+        if stored is not None and not replace:
+            before, now = _learned(stored.meta), _learned({**asdict(request), "dataset": dataset.name})
+            raise InvalidInput(f"{model.id} {request.layer} has a dictionary {request.kind!r} already, learned "
+                               f"{before if before != now else before + ' on other weights or files'}: give another "
+                               f"--name to keep both, or --replace to learn it again {now}",
+                               name=request.kind, dataset=stored.meta.get("dataset"))
     state = _read_state(work)
     if state.get("identity") != identity:
         shutil.rmtree(work, ignore_errors=True)

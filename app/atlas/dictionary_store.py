@@ -151,7 +151,7 @@ class DictionaryStore:
         problem = self._misfit(model, stored)
         if problem is not None:
             raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} does not fit {model.id!r}: {problem}; learn it "
-                                    f"again with `fovea dictionary {model.id} --layer {layer} --name {kind}`",
+                                    f"again with `fovea dictionary {model.id} --layer {layer} --name {kind} --replace`",
                                     layer=layer, kind=kind)
         return stored
 

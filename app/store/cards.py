@@ -87,7 +87,16 @@ class InputSpec(_Strict):
     @field_validator("size", mode="before")
     @classmethod
     def _square(cls, value):
+        if isinstance(value, (list, tuple)) and len(value) != 2:
+            raise ValueError(f"needs [height, width], or one number for a square; got {len(value)} values")
         return (value, value) if isinstance(value, int) else value
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _per_colour(cls, value):
+        if isinstance(value, (list, tuple)) and len(value) != 3:
+            raise ValueError(f"needs 3 values, one per colour channel (red, green, blue); got {len(value)}")
+        return value
 
     @field_validator("size")
     @classmethod

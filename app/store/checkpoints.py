@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -41,10 +42,14 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises loading with weights_only=False, the opposite of what Fovea does, in terminal
+        # colours; only the object it found is worth passing on.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         raise WeightsError(
-            f"{path}: refused: the checkpoint holds Python objects other than tensors and plain values, and "
-            "Fovea never runs pickled code. Save a plain state dict (torch.save(model.state_dict(), ...)) "
-            f"or convert it to safetensors. ({str(exc).splitlines()[0]})",
+            f"{path}: refused: the checkpoint holds Python objects other than tensors and plain values"
+            f"{f' (a {found.group(1)})' if found else ''}, and Fovea never runs pickled code. Where the model was "
+            "saved whole (torch.save(model)), load it where its code is and save its state dict instead "
+            "(torch.save(model.state_dict(), ...)), or convert it to safetensors.",
             file=str(path),
         ) from None
     except Exception as exc:  # a truncated zip, a non-checkpoint file, ...
