@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = commands.add_parser("index", help="build a model's atlas on a dataset (resumes if interrupted)")
     index.add_argument("model", help="model id")
-    index.add_argument("--dataset", default="demo",
-                       help="`demo` (the demo's held-out images) or a folder of images (ImageFolder or flat)")
+    index.add_argument("--dataset", help="a folder of images (ImageFolder or flat), or `demo` (the default: the demo's "
+                                         "held-out shapes)")
     index.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to index (default: the model's defaults)")
     index.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
     index.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "compositional labels, class selectivity): an atlas of a dataset "
                                                   "with concept masks or classes (resumes if interrupted)")
     dissect.add_argument("model", help="model id")
-    dissect.add_argument("--dataset", default="demo",
-                         help="`demo`, a folder in Broden's layout, Fovea's label-map layout (docs/concepts.md), or an "
-                              "ImageFolder (its classes only)")
+    dissect.add_argument("--dataset",
+                         help="a folder in Broden's layout, Fovea's label-map layout (docs/concepts.md), an "
+                              "ImageFolder (its classes only) or a flat folder (the model's predicted classes), or "
+                              "`demo` (the default: the demo's held-out shapes and their masks)")
     dissect.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the model's defaults)")
     dissect.add_argument("--k", type=int, help="top images kept per unit (FOVEA_ATLAS_TOP_K, default 32)")
     _settings_flags(dissect)
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--replace", action="store_true",
                             help="learn it again where a dictionary of that name was learned otherwise (another "
                                  "dataset, size or method); without it, that is refused")
-    dictionary.add_argument("--dataset", default="demo", help="`demo` or a folder of images, as for `fovea index`")
+    dictionary.add_argument("--dataset", help="a folder of images, or `demo` (the default), as for `fovea index`")
     dictionary.add_argument("--seed", type=int, default=0)
     _settings_flags(dictionary)
     dictionary.set_defaults(handler=jobs.dictionary)
@@ -184,6 +185,9 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from app.store.store import load_store
 
     logging.getLogger("app.store").setLevel(logging.CRITICAL)  # the table below reports every failure
+    for folder in settings.card_dirs():
+        if not folder.is_dir():
+            print(f"model card folder {folder} does not exist", file=sys.stderr)
     store = load_store(settings, only=None if action == "list" else args.model)
     if action == "list":
         return _print_model_list(store, args.json)

@@ -12,29 +12,31 @@ from app.settings import Settings
 
 
 def index(args: argparse.Namespace, settings: Settings) -> int:
-    from app.atlas.indexer import index_model, resolve_dataset
+    from app.atlas.indexer import index_model
     from app.store.store import load_store
 
     model = load_store(settings, only=args.model).ready(args.model)
-    dataset = resolve_dataset(args.dataset, settings)
+    dataset = chosen_dataset(args, settings)
     print(f"indexing {model.id} on {dataset.name} ({len(dataset)} images from {dataset.root})", file=sys.stderr)
+    report_dropped_layers(model, dataset.name, args.layers, settings)
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
                          ray=args.ray, ray_replicas=args.ray_replicas)
     end_bar()
     print(f"atlas written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    report_unreadable(target)
     return 0
 
 
 def dissect(args: argparse.Namespace, settings: Settings) -> int:
     from app.atlas.concepts import open_concepts
-    from app.atlas.indexer import index_model, resolve_dataset
+    from app.atlas.indexer import index_model
     from app.atlas.reader import Atlas
     from app.errors import InvalidInput
     from app.store.store import load_store
 
     model = load_store(settings, only=args.model).ready(args.model)
-    dataset = resolve_dataset(args.dataset, settings)
+    dataset = chosen_dataset(args, settings)
     concepts = open_concepts(dataset.root)
     classes = len(dataset.classes) >= 2
     predicted = not classes and settings.predicted_class_selectivity and len(model.labels) >= 2
@@ -50,6 +52,7 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
                          dissect_progress=ProgressBar())
     end_bar()
     print(f"atlas with labels written to {target} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    report_unreadable(target)
     atlas = Atlas(target)
     categories = atlas.meta["dissection"]["categories"]
     if categories:
@@ -139,7 +142,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
 
 def dictionary(args: argparse.Namespace, settings: Settings) -> int:
     from app.atlas.dictionaries import DictionaryRequest, check_request, train_dictionary
-    from app.atlas.indexer import index_model, resolve_dataset
+    from app.atlas.indexer import index_model
     from app.atlas.registry import AtlasRegistry
     from app.errors import AtlasMissing
     from app.store.store import load_store
@@ -152,7 +155,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
                                                      else settings.dictionary_nmf_iterations),
                                 max_vectors=settings.dictionary_max_vectors, seed=args.seed, name=args.name)
     check_request(model, request, settings.dictionary_max_size, settings.dictionary_max_bytes)
-    dataset = resolve_dataset(args.dataset, settings)
+    dataset = chosen_dataset(args, settings)
     sparsity = f", {request.sparsity} active" if request.method == "sae" else ""
     print(f"learning {request.kind} of {model.id} {request.layer}: {request.method}, {request.size} features"
           f"{sparsity}, on {dataset.name} ({len(dataset)} images)", file=sys.stderr)
@@ -185,6 +188,43 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
     print(f"atlas written to {target}; pages: /m/{model.id}/{request.layer}/{stored.kind}?dataset={dataset.name}",
           file=sys.stderr)
     return 0
+
+
+def report_dropped_layers(model, dataset_name: str, layers: list[str] | None, settings: Settings) -> None:
+    """An atlas is rebuilt whole: the layers of the one it replaces that this build leaves out are said."""
+    from app.atlas.registry import AtlasRegistry
+    from app.errors import AtlasMissing
+
+    try:
+        before = AtlasRegistry(settings.data_dir).get(model.id, dataset_name).meta["layers"]
+    except AtlasMissing:
+        return
+    now = set(layers or [info.name for info in model.layers if info.default])
+    dropped = [layer for layer in before if layer not in now]
+    if dropped:
+        print(f"the atlas this build replaces also has {', '.join(dropped)}, which this one leaves out: to keep them, "
+              f"name every layer in --layers", file=sys.stderr)
+
+
+def report_unreadable(target) -> None:
+    """The images that could not be decoded, skipped and counted by the build."""
+    from app.atlas.reader import Atlas
+
+    meta = Atlas(target).meta
+    if meta["unreadable"]:
+        examples = ", ".join(str(path) for path in meta["unreadable_examples"][:5])
+        print(f"{meta['unreadable']} image(s) could not be read and were skipped, e.g. {examples}", file=sys.stderr)
+
+
+def chosen_dataset(args: argparse.Namespace, settings: Settings):
+    """The dataset that --dataset names; without it the demo's, said on stderr: a user's own model indexed on
+    shapes by accident makes an atlas that every link without ?dataset= then opens."""
+    from app.atlas.indexer import resolve_dataset
+
+    if args.dataset is None:
+        print("no --dataset given: the demo's held-out shapes (for your own images, --dataset FOLDER)",
+              file=sys.stderr)
+    return resolve_dataset(args.dataset or "demo", settings)
 
 
 def end_bar() -> None:

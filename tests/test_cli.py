@@ -83,3 +83,44 @@ def test_a_job_s_log_has_no_blank_lines(tmp_path, capsys):
                  *DEMO_MODELS_ONLY_ARGS]) == 0
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("atlas written to ") and "" not in lines, lines
+
+
+def test_a_missing_card_folder_is_named_by_the_listing(tmp_path, capsys):
+    assert main(["models", "list", "--model-dir", str(tmp_path / "cards-typo"), "--no-builtin-models",
+                 "--data-dir", str(tmp_path / "d")]) == 0
+    captured = capsys.readouterr()
+    assert f"model card folder {tmp_path / 'cards-typo'} does not exist" in captured.err
+    assert "no model cards found" in captured.out
+
+
+def test_index_says_which_images_it_skipped_and_which_layers_it_drops(tmp_path, capsys):
+    from app.demo.dataset import write_split
+    from tests.conftest import DEMO_MODELS_ONLY_ARGS
+
+    images = tmp_path / "demo" / "heldout" / "images"
+    write_split(tmp_path / "demo", "heldout", 6)
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    flags = ["--layers", "block4", "--k", "2", "--data-dir", str(tmp_path / "data"), "--device", "cpu",
+             *DEMO_MODELS_ONLY_ARGS]
+    assert main(["index", "shapes-cnn", "--dataset", str(images), *flags]) == 0
+    err = capsys.readouterr().err
+    assert "1 image(s) could not be read and were skipped, e.g. broken.png" in err  # under the folder named above
+    assert "no --dataset given" not in err and "replaces" not in err
+
+    flags[1] = "block3"  # --layers block3: a rebuild of the atlas that drops block4 says so
+    assert main(["index", "shapes-cnn", "--dataset", str(images), *flags]) == 0
+    assert ("the atlas this build replaces also has block4, which this one leaves out: to keep them, name every layer "
+            "in --layers") in capsys.readouterr().err
+
+
+def test_a_job_without_a_dataset_says_it_takes_the_demos(monkeypatch, capsys):
+    import argparse
+
+    import app.atlas.indexer as indexer
+    from app.cli_jobs import chosen_dataset
+
+    monkeypatch.setattr(indexer, "resolve_dataset", lambda argument, settings: argument)
+    assert chosen_dataset(argparse.Namespace(dataset=None), None) == "demo"
+    assert "no --dataset given: the demo's held-out shapes" in capsys.readouterr().err
+    assert chosen_dataset(argparse.Namespace(dataset="/my/images"), None) == "/my/images"
+    assert capsys.readouterr().err == ""
