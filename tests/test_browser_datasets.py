@@ -76,6 +76,16 @@ def test_pages_name_their_dataset_and_pick_another(server):
         page.locator('tr[data-layer="block2"] .tag-indexed').wait_for()
         assert page.locator('tr[data-layer="block3"] .tag-indexed').count() == 0
         screenshot(page, "model-datasets-1280")
+
+        # The image page ranks fired units against the atlas picked there.
+        page.goto(server + "/image/alpha:0?model=shapes-cnn&layer=block4")
+        page.locator(".fired-list li").first.wait_for()
+        assert page.locator("select[name=dataset]").input_value() == "alpha"
+        page.select_option("select[name=dataset]", "beta")
+        page.wait_for_url(lambda url: "dataset=beta" in url)
+        page.locator(".fired-strip", has_text="of dataset beta").wait_for()
+        assert page.locator("select[name=dataset]").input_value() == "beta"
+        screenshot(page, "image-datasets-1280")
         assert page.errors == []
 
 

@@ -120,12 +120,12 @@ def test_the_layer_picker_marks_indexed_layers_and_an_empty_map_says_why(server,
                                        "groups => groups.map((g) => [g.label, g.children.length])")
     assert groups == [["Indexed in the demo atlas", 13], ["Not indexed: maps only", 190]]
     assert page.input_value("select[name=layer]") == "features" and "layer=features&" in page.url
-    assert "indexed in the demo atlas" in page.locator(".layer-index-note").inner_text()
+    assert page.locator(".layer-index-note").inner_text() == "dataset demo: layer indexed"
     screenshot(page, "image-layers-1280")
 
     page.select_option("select[name=layer]", "features.4.block.0.0")
     page.wait_for_url("**layer=features.4.block.0.0*")
-    page.wait_for_selector(".layer-index-note:has-text('not indexed: maps only')")  # the new page's
+    page.wait_for_selector(".layer-index-note:has-text('layer not indexed, so maps only')")  # the new page's
     page.wait_for_selector(".fired-strip:has-text('is not indexed in the demo atlas')")
     assert page.locator(".fired-strip code", has_text="features.11").count() == 1  # where units are ranked
 

@@ -7,6 +7,7 @@ import { ApiError } from "../api.js";
 import { camQuery, camViewState, layerChoice, newImageQuery, unmetRequests } from "../cam-view.js";
 import { mountCopyLink } from "../copy-link.js";
 import { datasetSamples, imageInfo, modelAtlases, modelCard, modelList } from "../data.js";
+import { datasetPicker, onDatasetPicked } from "./dataset-picker.js";
 import { html } from "../dom.js";
 import { getJsonFollowed, noteWaiting } from "../progress.js";
 import { navigate } from "../router.js";
@@ -116,8 +117,8 @@ export async function mountImage(root, { params, query, signal }) {
         <label>Model <select name="model">${ready.map((m) => html`<option value="${m.id}" ${m.id === modelId ? "selected" : ""}>${m.name}</option>`)}</select></label>
         <label>Layer <select name="layer">${groups.map((group) => html`<optgroup label="${group.label}">${group.names.map((name) =>
           html`<option value="${name}" ${name === layer ? "selected" : ""}>${name}</option>`)}</optgroup>`)}</select></label>
-        ${atlas ? html`<span class="small muted layer-index-note">${indexed ? html`indexed in the <code>${atlas.dataset}</code> atlas`
-          : html`not indexed: maps only, no units ranked`}</span>` : ""}
+        ${atlas ? html`<span class="small muted layer-index-note">${datasetPicker(atlases, atlas.dataset)}: ${indexed
+          ? "layer indexed" : "layer not indexed, so maps only, no units ranked"}</span>` : ""}
       </div>
       ${unmet.length ? html`<div class="note unmet-link" role="note"><b>This link asked for what is not here:</b>
         <ul>${unmet.map((line) => html`<li>${line}</li>`)}</ul></div>` : ""}
@@ -135,6 +136,7 @@ export async function mountImage(root, { params, query, signal }) {
   root.querySelector("select[name=model]").addEventListener("change",
     (e) => go({ model: e.target.value, layer: undefined, target: undefined, dataset: undefined }), { signal });  // other classes
   root.querySelector("select[name=layer]").addEventListener("change", (e) => go({ layer: e.target.value }), { signal });
+  onDatasetPicked(root, signal, (dataset) => go({ dataset }));  // the atlas fired units are ranked against
   mountCopyLink(root.querySelector(".copy-link"), { signal });
   mountUploadZone(root.querySelector(".upload-another .upload-slot"), {
     signal, compact: true, onUploaded: (answer) => navigate(pageUrl.image(answer.id, newImageQuery(state))),
