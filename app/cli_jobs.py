@@ -47,6 +47,7 @@ def dissect(args: argparse.Namespace, settings: Settings) -> int:
     what = (f"{concepts.layout} concept labels" if concepts else "classes only" if classes
             else "no classes: the model's predicted classes")
     print(f"dissecting {model.id} on {dataset.name} ({len(dataset)} images, {what})", file=sys.stderr)
+    report_dropped_layers(model, dataset.name, args.layers, settings)
     started = time.perf_counter()
     target = index_model(model, dataset, settings, layers=args.layers, k=args.k, progress=ProgressBar(),
                          dissect_progress=ProgressBar())
@@ -192,6 +193,7 @@ def dictionary(args: argparse.Namespace, settings: Settings) -> int:
 
 def report_dropped_layers(model, dataset_name: str, layers: list[str] | None, settings: Settings) -> None:
     """An atlas is rebuilt whole: the layers of the one it replaces that this build leaves out are said."""
+    from app.atlas.indexer import chosen_layers
     from app.atlas.registry import AtlasRegistry
     from app.errors import AtlasMissing
 
@@ -199,7 +201,7 @@ def report_dropped_layers(model, dataset_name: str, layers: list[str] | None, se
         before = AtlasRegistry(settings.data_dir).get(model.id, dataset_name).meta["layers"]
     except AtlasMissing:
         return
-    now = set(layers or [info.name for info in model.layers if info.default])
+    now = {info.name for info in chosen_layers(model, layers)}
     dropped = [layer for layer in before if layer not in now]
     if dropped:
         print(f"the atlas this build replaces also has {', '.join(dropped)}, which this one leaves out: to keep them, "

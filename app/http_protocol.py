@@ -2,7 +2,8 @@
 (timeout_keep_alive), but not one that never finishes a request: a client that connects and says nothing,
 or sends half a head, or stops half-way through a body, holds its connection open forever (h11 has no
 timer of its own, and uvicorn offers none). Here a request head must arrive within `read_timeout` seconds
-of the connection opening (or of the last answer), and a body may pause for at most `read_timeout`.
+of the connection opening (after an answer: of its first bytes; an idle connection is the keep-alive's to
+close), and a body may pause for at most `read_timeout`.
 While the server itself is busy (computing an answer, or not reading because the app has not taken the
 body it was given), nothing is timed."""
 
@@ -28,20 +29,24 @@ class ReadTimeoutH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._follow_client()
+        # Idle between requests is the keep-alive's to end (timeout_keep_alive, longer than clients' pools keep
+        # a connection); the next head is timed from its first bytes, in data_received.
+        self._follow_client(between_requests=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         super().connection_lost(exc)
 
-    def _follow_client(self) -> None:
+    def _follow_client(self, between_requests: bool = False) -> None:
         """Time what the connection now waits for from the client, if anything."""
         if self.transport.is_closing():
             self._stop_timer()
         elif self.conn.their_state is h11.SEND_BODY:
             self._start_timer()  # a body: the timer restarts with every piece of it
         elif self.conn.their_state is h11.IDLE:
-            if self._read_timer is None:
+            if between_requests:
+                self._stop_timer()
+            elif self._read_timer is None:
                 self._start_timer()  # a head: the whole of it within one period, however it trickles in
         else:
             self._stop_timer()  # the request is in: the wait is the server's, not the client's

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(
         default=30.0, gt=0,
         description="`fovea serve` closes a connection that has not sent a whole request head this long after it "
-                    "opened (or after the last answer), or that pauses this long while sending a body.",
+                    "opened (after an answer: after the head's first bytes), or that pauses this long while sending "
+                    "a body.",
     )
     device: str = Field(
         default="auto",

@@ -75,7 +75,7 @@ def test_a_model_saved_whole_is_refused_with_what_it_holds_and_no_terminal_colou
     with pytest.raises(WeightsError) as caught:
         read_checkpoint(path)
     message = caught.value.message
-    assert "(a tinynet.TinyNet)" in message and "save its state dict instead" in message
+    assert "plain values (tinynet.TinyNet)" in message and "save its state dict instead" in message
     assert "\x1b" not in message and "weights_only" not in message  # not torch's advice to unpickle it
 
 

@@ -299,6 +299,8 @@ def test_units_found_by_their_description_rank_by_what_it_measures(labelled):
     with client(settings, selectivity_auc_threshold=1.0) as api:  # no unit selects a class: descriptions only
         hits = api.get("/api/search", params={"q": "square", "limit": 100, "model": "shapes-cnn"}).json()["results"]
     described = [hit for hit in hits if hit["field"] == "description"]
-    assert len(described) >= 3 and all("no class reaches AUC 1 (closest: " in hit["text"] for hit in described)
-    scores = [hit["score"] for hit in described]
+    assert len(described) >= 3 and all("(closest: square, " in hit["text"] for hit in described)  # the clause
+    scores = [hit["score"] for hit in described]  # each the number its clause reports
     assert scores == sorted(scores, reverse=True) and scores[0] > 0.5
+    assert all(hit["text"].endswith(f"{hit['score']:.2f})") or hit["text"].endswith(f"{hit['score']:.3f})")
+               for hit in described)

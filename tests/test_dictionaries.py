@@ -21,7 +21,7 @@ from app.api.app import create_app
 from app.atlas.dictionaries import DictionaryRequest, check_request, memory_needed, train_dictionary
 from app.atlas.dictionary_store import DictionaryRefused, DictionaryStore, read_dictionary, save_dictionary
 from app.atlas.indexer import index_model
-from app.atlas.layout import dictionary_file
+from app.atlas.layout import dictionary_build_dir, dictionary_file
 from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
 from app.engine.dictionary import encode_maps
@@ -149,19 +149,36 @@ def test_a_dictionary_learned_on_other_weights_is_refused(built):
 
 
 def test_a_dictionary_learned_otherwise_is_replaced_only_when_asked(built, tmp_path):
-    """The same name learned again on the same terms is the stored dictionary; on other terms it is refused,
-    naming how each was learned, unless `replace` (`fovea dictionary --replace`)."""
+    """The same name learned again on the same terms is the stored dictionary (read in other batches too); on
+    other terms it is refused, naming them, unless `replace` (`fovea dictionary --replace`), even where a killed
+    run left its work."""
     _, model, dataset, _, _ = built
     request = replace(SAE, steps=5, name="probe")
     first = train_dictionary(model, dataset, request, tmp_path, batch_size=16)
     assert train_dictionary(model, dataset, request, tmp_path, batch_size=16).digest == first.digest
-    with pytest.raises(FoveaError, match=r"has a dictionary 'probe' already, learned on '[^']+' \(sae, 48 features, 5 "
-                                         r"steps\): give another --name to keep both, or --replace to learn it again "
-                                         r"on '[^']+' \(sae, 48 features, 6 steps\)"):
-        train_dictionary(model, dataset, replace(request, steps=6), tmp_path, batch_size=16)
-    assert read_dictionary(dictionary_file(tmp_path, model.id, "block4", "probe")).digest == first.digest
+    assert train_dictionary(model, dataset, request, tmp_path, batch_size=8).digest == first.digest
+    stored_file = dictionary_file(tmp_path, model.id, "block4", "probe")
+    refusal = (r"has a dictionary 'probe' already, learned on '[^']+' \(sae, 48 features, 5 steps\), and this one "
+               r"differs in steps, seed: give another --name to keep both, or --replace to learn it again")
+    with pytest.raises(FoveaError, match=refusal):
+        train_dictionary(model, dataset, replace(request, steps=6, seed=1), tmp_path, batch_size=16)
+    work = dictionary_build_dir(tmp_path, model.id, "block4", "probe")
+    work.mkdir(parents=True)  # as a killed `--replace` run leaves it
+    with pytest.raises(FoveaError, match=refusal):
+        train_dictionary(model, dataset, replace(request, steps=6, seed=1), tmp_path, batch_size=16)
+    assert read_dictionary(stored_file).digest == first.digest
     again = train_dictionary(model, dataset, replace(request, steps=6), tmp_path, batch_size=16, replace=True)
     assert again.meta["steps"] == 6 and again.digest != first.digest
+
+
+def test_the_rebuild_a_409_asks_for_names_the_demo_or_the_quoted_folder():
+    from types import SimpleNamespace
+
+    from app.api.features import dataset_argument
+
+    assert dataset_argument(SimpleNamespace(dataset="demo", meta={"dataset_root": "/data/datasets/demo"})) == "demo"
+    mine = SimpleNamespace(dataset="my-images-1a2b3c4d", meta={"dataset_root": "/home/me/my images"})
+    assert dataset_argument(mine) == "'/home/me/my images'"
 
 
 def test_a_killed_training_resumes_to_the_dictionary_of_an_uninterrupted_one(built, tmp_path):

@@ -21,7 +21,7 @@ from tests.live_server import live_server
 from tests.test_api import assert_error
 from tests.test_uploads import encode, gradient
 
-READ_TIMEOUT, KEEP_ALIVE = 1.0, 1.0
+READ_TIMEOUT, KEEP_ALIVE = 1.0, 2.0  # apart, so that each case shows which of the two closed it
 SLACK = 1.0  # the event loop's and a busy machine's share
 
 
@@ -156,11 +156,20 @@ def test_stalled_connections_are_closed(server):
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
             return seconds_until_closed(sock)
 
-    silent_s, half_s, trickled_s, body_s, idle_s = in_parallel(silent, half_a_head, trickled_head, half_a_body,
-                                                               idle_after_an_answer)
+    def half_a_head_after_an_answer():  # idle for less than the keep-alive, then a head that stops half-way
+        with connect(server) as sock:
+            sock.sendall(head("/api/health"))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(KEEP_ALIVE / 2)
+            sock.sendall(b"GET /api/health HTTP/1.1\r\n")
+            return seconds_until_closed(sock)
+
+    silent_s, half_s, trickled_s, body_s, idle_s, next_s = in_parallel(
+        silent, half_a_head, trickled_head, half_a_body, idle_after_an_answer, half_a_head_after_an_answer)
     for name, seconds, limit in (("silent", silent_s, READ_TIMEOUT), ("half a head", half_s, READ_TIMEOUT),
                                  ("trickled head", trickled_s, READ_TIMEOUT), ("half a body", body_s, READ_TIMEOUT),
-                                 ("idle after an answer", idle_s, KEEP_ALIVE)):
+                                 ("idle after an answer", idle_s, KEEP_ALIVE),
+                                 ("half a head after an answer", next_s, READ_TIMEOUT)):
         assert limit - 0.2 <= seconds <= limit + SLACK, (name, seconds)
 
 

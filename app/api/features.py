@@ -4,10 +4,13 @@ compose it, its nearest features)."""
 
 from __future__ import annotations
 
+import shlex
+
 import torch
 
 from app.api.links import layer_page, unit_page
 from app.atlas.dictionary_store import DictionaryRefused, DictionaryStore, StoredDictionary
+from app.atlas.indexer import DEMO_DATASET
 from app.atlas.kinds import CHANNEL
 from app.atlas.reader import Atlas, AtlasLayer
 from app.engine.dictionary import encode_maps
@@ -37,9 +40,14 @@ def dictionary_of(dictionaries: DictionaryStore, model: LoadedModel, atlas: Atla
     if indexed_digests(atlas).get((layer, kind)) != stored.digest:
         raise DictionaryRefused(f"the {atlas.dataset!r} atlas holds another version of dictionary {kind!r} than "
                                 f"the one stored: rebuild it with `fovea index {model.id} --dataset "
-                                f"{atlas.meta.get('dataset_root', atlas.dataset)}`",
+                                f"{dataset_argument(atlas)}`",
                                 layer=layer, kind=kind)
     return stored
+
+
+def dataset_argument(atlas: Atlas) -> str:
+    """What `fovea index --dataset` takes to rebuild this atlas: `demo`, or its folder (quoted for a shell)."""
+    return DEMO_DATASET if atlas.dataset == DEMO_DATASET else shlex.quote(atlas.meta.get("dataset_root", atlas.dataset))
 
 
 def unit_maps(stored: StoredDictionary | None, activations: torch.Tensor) -> torch.Tensor:

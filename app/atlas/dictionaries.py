@@ -113,30 +113,47 @@ def _learned(meta: dict) -> str:
     return f"on {meta.get('dataset')!r} ({meta.get('method')}, {meta.get('size')} features, {meta.get('steps')} steps)"
 
 
+# What a dictionary is learned from and how: a stored one that differs in any of these was learned otherwise. (The
+# batches its vectors were read in and their memory layout, also in its identity, only round differently.)
+_TERMS = {"weights": "the model's weights", "dataset": "dataset", "fingerprint": "the dataset's files",
+          "method": "method", "size": "size", "sparsity": "sparsity", "steps": "steps",
+          "max_vectors": "vector budget", "batch_size": "training batch", "seed": "seed"}
+
+
+def _differences(stored: dict, asked: dict) -> list[str]:
+    """The terms (`_TERMS`, in words) in which two dictionaries' identities differ."""
+    def terms(identity: dict) -> dict:
+        merged = {**identity, **identity.get("request", {})}  # the request's training batch, not the reading's
+        return {key: merged.get(key) for key in _TERMS}
+
+    before, now = terms(stored), terms(asked)
+    return [word for key, word in _TERMS.items() if before[key] != now[key]]
+
+
 def train_dictionary(model: LoadedModel, dataset: ImageDataset, request: DictionaryRequest, data_dir: Path,
                      checkpoint_seconds: float = 30.0, workers: int = 0, batch_size: int = 64,
                      progress: Progress | None = None, replace: bool = False) -> StoredDictionary:
     """Learn (or resume learning) the dictionary and store it; returns what was stored. A dictionary stored under
-    the same name that was learned otherwise (another dataset, size, method, or weights) is replaced only with
-    `replace`: its features may be what an atlas and a colleague's links show."""
+    the same name that was learned otherwise (`_TERMS`) is replaced only with `replace`: its features may be what
+    an atlas and a colleague's links show."""
     work = dictionary_build_dir(data_dir, model.id, request.layer, request.kind)
     identity = {"format": FORMAT, "model": model.id, "weights": model.weights_id, "dataset": dataset.name,
                 "fingerprint": dataset.fingerprint, "request": asdict(request), "batch_size": batch_size,
                 "layout": str(model.memory_format)}
     done = dictionary_file(data_dir, model.id, request.layer, request.kind)
-    if done.is_file() and not work.exists():  # learned already (a run stopped while indexing goes on from here)
-        try:
-            stored = read_dictionary(done)
-        except DICTIONARY_READ_ERRORS:
-            stored = None
-        if stored is not None and stored.meta.get("identity") == identity:
+    try:
+        stored = read_dictionary(done) if done.is_file() else None
+    except DICTIONARY_READ_ERRORS:
+        stored = None
+    if stored is not None:
+        differs = _differences(stored.meta.get("identity", {}), identity)
+        if not differs and not work.exists():  # learned already (a run stopped while indexing goes on from here)
             return stored
-        if stored is not None and not replace:
-            before, now = _learned(stored.meta), _learned({**asdict(request), "dataset": dataset.name})
+        if differs and not replace:  # even with a killed --replace run's work left: it was asked for then
             raise InvalidInput(f"{model.id} {request.layer} has a dictionary {request.kind!r} already, learned "
-                               f"{before if before != now else before + ' on other weights or files'}: give another "
-                               f"--name to keep both, or --replace to learn it again {now}",
-                               name=request.kind, dataset=stored.meta.get("dataset"))
+                               f"{_learned(stored.meta)}, and this one differs in {', '.join(differs)}: give another "
+                               f"--name to keep both, or --replace to learn it again",
+                               name=request.kind, dataset=stored.meta.get("dataset"), differs=differs)
     state = _read_state(work)
     if state.get("identity") != identity:
         shutil.rmtree(work, ignore_errors=True)

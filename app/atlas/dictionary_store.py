@@ -150,8 +150,11 @@ class DictionaryStore:
                            f"`fovea dictionary {model.id} --layer {layer}`", layer=layer, kind=kind)
         problem = self._misfit(model, stored)
         if problem is not None:
+            meta = stored.meta
             raise DictionaryRefused(f"dictionary {kind!r} of {layer!r} does not fit {model.id!r}: {problem}; learn it "
-                                    f"again with `fovea dictionary {model.id} --layer {layer} --name {kind} --replace`",
+                                    f"again with `fovea dictionary {model.id} --layer {layer} --method "
+                                    f"{meta['method']} --size {meta['size']} --name {kind} --replace` on the dataset "
+                                    f"it was learned on ({meta.get('dataset')!r})",
                                     layer=layer, kind=kind)
         return stored
 

@@ -15,6 +15,7 @@ from app.atlas.recording import IndexPlan
 from app.atlas.statistics import REGION_QUANTILE
 from app.demo.dataset import SPLIT_SIZES, write_split
 from app.engine.dissection.top_activations import bytes_needed
+from app.engine.layers import LayerInfo
 from app.errors import InvalidInput
 from app.settings import Settings
 from app.store.store import LoadedModel
@@ -36,13 +37,18 @@ def resolve_dataset(argument: str, settings: Settings) -> ImageDataset:
     return demo_dataset(settings) if argument == DEMO_DATASET else scan_folder(Path(argument))
 
 
+def chosen_layers(model: LoadedModel, layers: list[str] | None) -> list[LayerInfo]:
+    """The layers named, else the model's default ones."""
+    return [model.layer(name) for name in layers] if layers else [info for info in model.layers if info.default]
+
+
 def make_plan(model: LoadedModel, dataset: ImageDataset, settings: Settings, layers: list[str] | None = None,
               k: int | None = None) -> IndexPlan:
     k = settings.atlas_top_k if k is None else k
     if not 1 <= k <= settings.atlas_max_top_k:
         raise InvalidInput(f"k must be between 1 and {settings.atlas_max_top_k} (the atlas_max_top_k setting); "
                            f"got {k}", k=k)
-    chosen = [model.layer(name) for name in layers] if layers else [info for info in model.layers if info.default]
+    chosen = chosen_layers(model, layers)
     if not chosen:
         raise InvalidInput(f"model {model.id!r} has no layers to index; name some with --layers")
     concepts = open_concepts(dataset.root)

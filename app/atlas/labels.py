@@ -111,31 +111,37 @@ def describe(labels: dict) -> str:
     """One sentence from the measured numbers, e.g. "square (IoU 0.31), mostly red (0.12); top class square,
     AUC 0.97". Concepts and a best class below their thresholds are named as the closest, not as what the unit
     detects or selects (an AUC of 0.6 is near chance)."""
+    return "; ".join(text for text, _ in description_parts(labels)) or "no class or concept measured"
+
+
+def description_parts(labels: dict) -> list[tuple[str, float]]:
+    """The description's clauses, each with the number it reports (an IoU or an AUC): what search ranks a unit
+    by when its words match that clause."""
     threshold = labels["iou_threshold"]
     parts = []
     concepts = [c for c in labels["concepts"] if c["iou"] >= threshold]
     if concepts:
         first = concepts[0]
-        parts.append(f"{first['name']} (IoU {first['iou']:.2f})")
         other = next((c for c in concepts[1:] if c["category"] != first["category"]), None)
-        if other:
-            parts[-1] += f", mostly {other['name']} ({other['iou']:.2f})"
+        parts.append((f"{first['name']} (IoU {first['iou']:.2f})"
+                      + (f", mostly {other['name']} ({other['iou']:.2f})" if other else ""), first["iou"]))
     formula = labels["formula"]
     if formula and concepts and formula["iou"] > concepts[0]["iou"] * 1.1:
-        parts.append(f"better as {formula['text']} (IoU {formula['iou']:.2f})")
+        parts.append((f"better as {formula['text']} (IoU {formula['iou']:.2f})", formula["iou"]))
     if labels["classes"] and labels["classes"][0]["auc"] >= 0.5:
         best = labels["classes"][0]
         kind = "predicted class" if labels["class_source"] == "predictions" else "class"
         if best["auc"] >= labels["auc_threshold"]:
-            parts.append(f"top {kind} {best['class']}, AUC {best['auc']:.2f}")
+            parts.append((f"top {kind} {best['class']}, AUC {best['auc']:.2f}", best["auc"]))
         else:
-            parts.append(f"no {kind} reaches AUC {labels['auc_threshold']:g} (closest: {best['class']}, "
-                         f"{best['auc']:.2f})")
+            parts.append((f"no {kind} reaches AUC {labels['auc_threshold']:g} (closest: {best['class']}, "
+                           f"{best['auc']:.2f})", best["auc"]))
     if not concepts and labels["layout"] is not None:  # a dataset of classes only has no concepts to name
         closest = next((c for c in labels["concepts"] if c["iou"] > 0), None)
-        parts.insert(0, f"no concept reaches IoU {threshold:g}"
-                        + (f" (closest: {closest['name']}, {closest['iou']:.3f})" if closest else ""))
-    return "; ".join(parts) or "no class or concept measured"
+        parts.insert(0, (f"no concept reaches IoU {threshold:g}"
+                         + (f" (closest: {closest['name']}, {closest['iou']:.3f})" if closest else ""),
+                         closest["iou"] if closest else 0.0))
+    return parts
 
 
 def detector_summary(atlas: Atlas, iou_threshold: float, auc_threshold: float) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.atlas.kinds import CHANNEL
-from app.atlas.labels import all_unit_labels
+from app.atlas.labels import all_unit_labels, description_parts
 from app.atlas.notes import Notes
 from app.atlas.reader import Atlas
 from app.lru import LruCache
@@ -108,9 +108,9 @@ def atlas_documents(atlas: Atlas, iou_threshold: float, auc_threshold: float) ->
                 if selective["auc"] >= auc_threshold:  # below it a unit does not select the class (0.5: chance)
                     documents.append(Document(**base, field="class", text=class_text(selective["class"], labels),
                                               score=selective["auc"]))
-            documents.append(Document(**base, field="description", text=labels["description"],
-                                      score=best_class["auc"] if best_class else (label or {}).get("iou", 0.0),
-                                      words=_NEGATED.sub("", labels["description"])))
+            for text, score in description_parts(labels):  # a clause's words, ranked by its own number
+                documents.append(Document(**base, field="description", text=text, score=score,
+                                          words=_NEGATED.sub("", text)))
     return documents
 
 

@@ -47,7 +47,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         raise WeightsError(
             f"{path}: refused: the checkpoint holds Python objects other than tensors and plain values"
-            f"{f' (a {found.group(1)})' if found else ''}, and Fovea never runs pickled code. Where the model was "
+            f"{f' ({found.group(1)})' if found else ''}, and Fovea never runs pickled code. Where the model was "
             "saved whole (torch.save(model)), load it where its code is and save its state dict instead "
             "(torch.save(model.state_dict(), ...)), or convert it to safetensors.",
             file=str(path),

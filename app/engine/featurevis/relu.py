@@ -3,8 +3,9 @@ gradient through for a whole image (every input to it is negative where the obje
 is redirected, passing the incoming gradient except where it would push an input further out of range
 (below 0, or above a ReLU6's cap). A unit that is dead on the starting image then still gets a gradient that
 wakes it. Only the backward pass changes; the forward values are the activation's. Applied for one
-rendering at a time, to every ReLU the model runs: `nn.ReLU` and `nn.ReLU6` modules and the functional calls
-(`F.relu`, `torch.relu`, `x.relu_()`, `F.relu6`) of models written as a ResNet often is."""
+rendering at a time, to every ReLU the model calls: `nn.ReLU` and `nn.ReLU6` modules and the functional calls
+(`F.relu`, `torch.relu`, `x.relu_()`, `F.relu6`) of models written as a ResNet often is. A ReLU written as a
+clamp (`x.clamp(min=0)`) is not one of them."""
 
 from __future__ import annotations
 
