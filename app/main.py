@@ -10,7 +10,7 @@ import uvicorn
 
 from app.api.app import create_app
 from app.http_protocol import with_read_timeout
-from app.model_worker import ModelWorker
+from app.model_worker import LOADING_THREADS, ModelWorker
 from app.settings import Settings
 
 __all__ = ["create_app", "serve"]
@@ -23,7 +23,7 @@ def serve(settings: Settings) -> None:
     worker = ModelWorker(settings).start() if settings.model_worker else None
     try:
         uvicorn.run(create_app(settings, after_start=freeze_startup_heap, model_worker=worker,
-                               loading_threads=1 if worker else 0), host=settings.host,
+                               loading_threads=LOADING_THREADS if worker else 0), host=settings.host,
                     port=settings.port, log_level=settings.log_level, timeout_keep_alive=settings.keep_alive_seconds,
                     http=with_read_timeout(settings.read_timeout_seconds))
     finally:

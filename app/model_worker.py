@@ -33,6 +33,9 @@ RESTART_SECONDS = 1.0  # between a worker's death and its replacement; doubled w
 RESTART_MAX_SECONDS = 60.0
 YOUNG_SECONDS = 30.0  # a worker that dies sooner than this after its start is crashing, not unlucky
 PARENT_POLL_SECONDS = 1.0
+# The front and its worker load their models at the same moment: each on one thread, not two processes of
+# PyTorch's spinning threads on the same cores (docs/benchmarks.md, Start-up).
+LOADING_THREADS = 1
 
 
 class ModelWorker:
@@ -150,7 +153,7 @@ def main(socket: str) -> None:
     threading.Thread(target=_exit_with_parent, args=(Path(socket),), name="fovea-parent-watch", daemon=True).start()
     if settings.model_worker_nice:
         os.nice(settings.model_worker_nice)
-    app = create_app(settings, after_start=freeze_startup_heap, loading_threads=1)  # the front loads beside it
+    app = create_app(settings, after_start=freeze_startup_heap, loading_threads=LOADING_THREADS)
     uvicorn.run(app, uds=socket, log_level=settings.log_level,
                 timeout_keep_alive=settings.keep_alive_seconds, access_log=False)  # the front logs each request
 
