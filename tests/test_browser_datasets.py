@@ -86,6 +86,9 @@ def test_pages_name_their_dataset_and_pick_another(server):
         page.locator(".fired-strip", has_text="of dataset beta").wait_for()
         assert page.locator("select[name=dataset]").input_value() == "beta"
         screenshot(page, "image-datasets-1280")
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: the picker wraps with the toolbar
+        assert page.locator("select[name=dataset]").bounding_box()["width"] <= 390
+        screenshot(page, "image-datasets-390")
         assert page.errors == []
 
 
