@@ -99,6 +99,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.atlas.dictionary_store import DictionaryStore
     from app.atlas.image_prior import render_prior
+    from app.atlas.indexer import chosen_layers
     from app.atlas.kinds import CHANNEL
     from app.atlas.registry import AtlasRegistry
     from app.atlas.visualize import (
@@ -113,7 +114,7 @@ def visualize(args: argparse.Namespace, settings: Settings) -> int:
     from app.store.store import load_store
 
     model = load_store(settings, only=args.model).ready(args.model)
-    layers = args.layers or [info.name for info in model.layers if info.default]
+    layers = [info.name for info in chosen_layers(model, args.layers)]
     defaults = default_render_settings(settings, model, LUCID)
     size = (args.size, args.size) if args.size else defaults.size
     prior = render_prior(AtlasRegistry(settings.data_dir), model, size, args.param)
