@@ -11,6 +11,7 @@ The library mutates models (AblationCAM swaps a layer; all of it calls `.eval()`
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -25,18 +26,22 @@ from app.engine.cam.capture import capture
 from app.engine.cam.score import ScoreCAM
 from app.engine.probe import layer_output
 
-gradcam_lib = pytest.importorskip(
-    "pytorch_grad_cam", reason="pytorch-grad-cam is not importable: install the test extra (pip install -e '.[test]'; "
-    "it pulls grad-cam and opencv-python-headless, which needs no libGL)")
-cv2 = pytest.importorskip("cv2")
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-
-LIBRARY = {
-    "gradcam": gradcam_lib.GradCAM, "gradcampp": gradcam_lib.GradCAMPlusPlus, "xgradcam": gradcam_lib.XGradCAM,
-    "hirescam": gradcam_lib.HiResCAM, "layercam": gradcam_lib.LayerCAM, "eigencam": gradcam_lib.EigenCAM,
-    "eigengradcam": gradcam_lib.EigenGradCAM, "scorecam": gradcam_lib.ScoreCAM,
-    "ablationcam": gradcam_lib.AblationCAM,
+LIBRARY_CLASSES = {
+    "gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "hirescam": "HiResCAM",
+    "layercam": "LayerCAM", "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM", "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
 }
+
+
+@functools.cache
+def gradcam_lib():
+    """pytorch-grad-cam, imported by the tests that use it (with scikit-learn, 2 s): a worker that collects this
+    module but runs none of them never pays for it."""
+    return pytest.importorskip(
+        "pytorch_grad_cam", reason="pytorch-grad-cam is not importable: install the test extra (pip install -e "
+        "'.[test]'; it pulls grad-cam and opencv-python-headless, which needs no libGL)")
+
+
 GRADIENT_FAMILY = ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam"]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -61,7 +66,10 @@ def library_map(model: torch.nn.Module, method: str, layer: str, image: torch.Te
     """The library's map, used as its documentation shows, on a copy of the model. The served model's
     parameters are frozen, so the input requires grad for the gradient methods to have a graph."""
     model = copy.deepcopy(model)
-    with LIBRARY[method](model=model, target_layers=[dict(model.named_modules())[layer]]) as cam:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    library_class = getattr(gradcam_lib(), LIBRARY_CLASSES[method])
+    with library_class(model=model, target_layers=[dict(model.named_modules())[layer]]) as cam:
         for name, value in attributes.items():
             setattr(cam, name, value)
         return cam(input_tensor=image.clone().requires_grad_(True), targets=[ClassifierOutputTarget(target)])[0]
@@ -176,7 +184,7 @@ def test_guided_backprop_and_guided_gradcam_agree(resnet18):
     image = scene(112)
     shared = capture(resnet18, "layer4", image, None, gradients=True, input_gradient=False, guided=True, tail=None)
     target = shared.evidence.target
-    library_guided = np.abs(gradcam_lib.GuidedBackpropReLUModel(copy.deepcopy(resnet18), device="cpu")(
+    library_guided = np.abs(gradcam_lib().GuidedBackpropReLUModel(copy.deepcopy(resnet18), device="cpu")(
         image.clone(), target_category=target)).max(axis=2)  # (H, W, 3) -> (H, W)
     assert pearson(shared.evidence.guided_gradient.abs().amax(dim=0), library_guided) >= 0.99
     result = compute_cams(resnet18, image, "layer4", ["gradcam", "guided-gradcam"], target=target)
@@ -187,6 +195,7 @@ def test_guided_backprop_and_guided_gradcam_agree(resnet18):
 
 
 def test_upsampling_matches_cv2_resize():
+    cv2 = pytest.importorskip("cv2")
     raw = torch.randn(7, 5, generator=torch.Generator().manual_seed(0))
     expected = cv2.resize(raw.numpy(), (96, 64), interpolation=cv2.INTER_LINEAR)  # cv2 sizes are (w, h)
     found = postprocess(raw, size=(64, 96), relu=False, normalize=False).numpy()

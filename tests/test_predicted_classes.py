@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.metrics import roc_auc_score
 
 from app.api.app import create_app
 from app.atlas.datasets import scan_folder
@@ -57,6 +56,7 @@ def flat_atlas(tmp_path_factory):
 
 
 def test_units_are_scored_against_the_predicted_classes_as_scikit_learn_scores_them(flat_atlas):
+    from sklearn.metrics import roc_auc_score
     settings, model, dataset, atlas, peaks, predicted = flat_atlas
     assert dataset.classes == [] and make_plan(model, dataset, settings).class_source == "predictions"
     counts = np.bincount(predicted, minlength=len(model.labels))
@@ -81,6 +81,7 @@ def test_units_are_scored_against_the_predicted_classes_as_scikit_learn_scores_t
 
 
 def test_where_the_model_is_right_a_units_predicted_classes_are_what_the_images_are(flat_atlas):
+    from sklearn.metrics import roc_auc_score
     """shapes-cnn names 99% of these scenes' classes right: a unit's best predicted class is then almost always its
     best class by the images' own classes (the folders the flat folder's links point into), at nearly the same AUC."""
     settings, model, dataset, atlas, peaks, _ = flat_atlas

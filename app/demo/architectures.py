@@ -1,6 +1,6 @@
 """The demo's own architecture, loaded through a card as `app.demo.architectures:shapes_cnn`, exactly as a
 user's module would be. A plain VGG-style network, so that the two demo models differ in kind (the other
-demo model is torchvision's MobileNetV3)."""
+demo model is MobileNetV3-Small, app/demo/mobilenet.py)."""
 
 from __future__ import annotations
 

@@ -50,8 +50,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             id="shapes-mobilenet",
             name="MobileNetV3-Small (demo)",
-            description="torchvision's mobilenet_v3_small trained from scratch on Fovea's procedural shapes.",
-            architecture={"torchvision": "mobilenet_v3_small", "kwargs": {"num_classes": 10}},
+            description="MobileNetV3-Small, torchvision's mobilenet_v3_small written out (the same modules and "
+                        "names), trained from scratch on Fovea's procedural shapes.",
+            architecture={"callable": "app.demo.mobilenet:mobilenet_v3_small", "kwargs": {"num_classes": 10}},
             epochs=10,
             lr=0.1,
         ),
