@@ -65,10 +65,10 @@ def library_map(model: torch.nn.Module, method: str, layer: str, image: torch.Te
                 **attributes) -> np.ndarray:
     """The library's map, used as its documentation shows, on a copy of the model. The served model's
     parameters are frozen, so the input requires grad for the gradient methods to have a graph."""
-    model = copy.deepcopy(model)
+    library_class = getattr(gradcam_lib(), LIBRARY_CLASSES[method])  # skips the test first when it is absent
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    library_class = getattr(gradcam_lib(), LIBRARY_CLASSES[method])
+    model = copy.deepcopy(model)
     with library_class(model=model, target_layers=[dict(model.named_modules())[layer]]) as cam:
         for name, value in attributes.items():
             setattr(cam, name, value)
